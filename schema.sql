@@ -1,0 +1,68 @@
+-- Tollgate's SQLite schema. Applied at start-up by src/store/sqlite.rs and
+-- versioned with PRAGMA user_version. All times are Unix seconds (UTC).
+
+CREATE TABLE IF NOT EXISTS clients (
+    id                    TEXT PRIMARY KEY,
+    name                  TEXT NOT NULL,
+    owner                 TEXT,
+    scopes                TEXT NOT NULL,          -- space-separated scope tokens
+    audiences             TEXT NOT NULL,          -- JSON array; the first is the default
+    token_ttl             INTEGER,                -- NULL: the server default
+    disabled              INTEGER NOT NULL DEFAULT 0,
+    tokens_revoked_before INTEGER,                -- tokens with iat < this are inactive
+    created_at            INTEGER NOT NULL,
+    updated_at            INTEGER NOT NULL
+);
+
+-- Client secrets, stored only as SHA-256 digests. Several live during a rotation.
+CREATE TABLE IF NOT EXISTS client_secrets (
+    id         INTEGER PRIMARY KEY,
+    client_id  TEXT NOT NULL REFERENCES clients(id) ON DELETE CASCADE,
+    digest     BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER                            -- NULL: no expiry
+);
+CREATE INDEX IF NOT EXISTS client_secrets_by_client ON client_secrets(client_id);
+
+-- API keys, stored only as SHA-256 digests.
+CREATE TABLE IF NOT EXISTS api_keys (
+    id           TEXT PRIMARY KEY,
+    client_id    TEXT NOT NULL REFERENCES clients(id) ON DELETE CASCADE,
+    name         TEXT,
+    digest       BLOB NOT NULL UNIQUE,
+    prefix       TEXT NOT NULL,
+    last4        TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER,
+    last_used_at INTEGER,
+    revoked_at   INTEGER
+);
+CREATE INDEX IF NOT EXISTS api_keys_by_client ON api_keys(client_id);
+
+-- Revoked access tokens, remembered by jti until they expire (RFC 7009).
+CREATE TABLE IF NOT EXISTS revoked_tokens (
+    jti        TEXT PRIMARY KEY,
+    client_id  TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    revoked_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS revoked_tokens_by_expiry ON revoked_tokens(expires_at);
+
+-- Signing-key lifecycle; the private keys are PEM files in the keys directory.
+CREATE TABLE IF NOT EXISTS signing_keys (
+    kid          TEXT PRIMARY KEY,
+    alg          TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    activates_at INTEGER NOT NULL,
+    retired_at   INTEGER
+);
+
+-- Who did what, when, to what. Never holds a secret.
+CREATE TABLE IF NOT EXISTS audit_log (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at     INTEGER NOT NULL,
+    actor  TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    detail TEXT NOT NULL DEFAULT '{}'
+);

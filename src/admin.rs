@@ -1,0 +1,424 @@
+//! Administrative operations, shared by the admin HTTP API and the command
+//! line so that nothing is written twice. Every change writes an audit entry
+//! in the same transaction.
+
+use serde_json::json;
+
+use crate::app::App;
+use crate::error::{ApiError, ErrorCode};
+use crate::secret::{self, SecretString};
+use crate::store::{ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, SigningKeyRecord};
+use crate::token::keys;
+use crate::token::Alg;
+
+/// At most this many client secrets are live at once during rotations.
+pub const MAX_LIVE_SECRETS: usize = 5;
+
+/// The fields of a new client.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewClient {
+    /// Display name (required).
+    pub name: String,
+    /// Free-text owner.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Allowed scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Allowed audiences; the first is the default.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Token lifetime in seconds.
+    #[serde(default)]
+    pub token_ttl: Option<i64>,
+}
+
+/// Changes to a client; absent fields stay as they are.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New owner (`null` clears it).
+    #[serde(default, with = "serde_with_double_option")]
+    pub owner: Option<Option<String>>,
+    /// New scopes.
+    pub scopes: Option<Vec<String>>,
+    /// New audiences.
+    pub audiences: Option<Vec<String>>,
+    /// New TTL (`null` returns to the server default).
+    #[serde(default, with = "serde_with_double_option")]
+    pub token_ttl: Option<Option<i64>>,
+}
+
+/// Tells a JSON `null` (clear) from an absent member (keep).
+mod serde_with_double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+fn invalid(msg: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
+    ApiError::invalid_request(msg)
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(invalid("name must be 1 to 200 printable characters"));
+    }
+    Ok(())
+}
+
+fn check_owner(owner: &Option<String>) -> Result<(), ApiError> {
+    if let Some(o) = owner {
+        if o.chars().count() > 200 || o.chars().any(char::is_control) {
+            return Err(invalid("owner must be at most 200 printable characters"));
+        }
+    }
+    Ok(())
+}
+
+/// Scope tokens per RFC 6749 §3.3: `%x21 / %x23-5B / %x5D-7E`, no duplicates.
+fn normalize_scopes(scopes: &[String]) -> Result<Vec<String>, ApiError> {
+    let mut out: Vec<String> = Vec::new();
+    for s in scopes.iter().flat_map(|s| s.split(' ')).filter(|s| !s.is_empty()) {
+        let ok = s.len() <= 128 && s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+        if !ok {
+            return Err(invalid("each scope must be 1 to 128 characters of the RFC 6749 §3.3 scope-token set"));
+        }
+        if !out.iter().any(|o| o == s) {
+            out.push(s.to_string());
+        }
+    }
+    if out.len() > 64 {
+        return Err(invalid("at most 64 scopes"));
+    }
+    Ok(out)
+}
+
+fn check_audiences(audiences: &[String]) -> Result<Vec<String>, ApiError> {
+    let mut out: Vec<String> = Vec::new();
+    for a in audiences {
+        if a.is_empty() || a.len() > 512 || a.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid("each audience must be 1 to 512 characters without spaces"));
+        }
+        if !out.contains(a) {
+            out.push(a.clone());
+        }
+    }
+    if out.len() > 32 {
+        return Err(invalid("at most 32 audiences"));
+    }
+    Ok(out)
+}
+
+impl App {
+    fn check_ttl(&self, ttl: Option<i64>) -> Result<(), ApiError> {
+        match ttl {
+            Some(t) if !(1..=self.config.max_token_ttl).contains(&t) => Err(invalid(format!(
+                "token_ttl must be between 1 and {} seconds",
+                self.config.max_token_ttl
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates a client; its secret is returned here and never again.
+    pub fn create_client(&self, actor: &str, input: NewClient, now: i64) -> Result<(Client, SecretString), ApiError> {
+        check_name(&input.name)?;
+        check_owner(&input.owner)?;
+        self.check_ttl(input.token_ttl)?;
+        let client = Client {
+            id: secret::generate_id(secret::CLIENT_ID_PREFIX),
+            name: input.name.trim().to_string(),
+            owner: input.owner,
+            scopes: normalize_scopes(&input.scopes)?,
+            audiences: check_audiences(&input.audiences)?,
+            token_ttl: input.token_ttl,
+            disabled: false,
+            tokens_revoked_before: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let secret = secret::generate(secret::CLIENT_SECRET_PREFIX);
+        let audit = AuditEntry::new(
+            now,
+            actor,
+            "client.create",
+            Some(&client.id),
+            json!({"name": client.name, "scopes": client.scopes, "audiences": client.audiences}),
+        );
+        self.store.create_client(&client, &secret.digest(), &audit)?;
+        Ok((client, secret))
+    }
+
+    /// One client, or 404.
+    pub fn get_client(&self, id: &str) -> Result<Client, ApiError> {
+        self.store
+            .get_client(id)?
+            .ok_or_else(|| ApiError::not_found("no such client"))
+    }
+
+    /// A page of clients ordered by id.
+    pub fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>, ApiError> {
+        Ok(self.store.list_clients(after, limit.clamp(1, 1000))?)
+    }
+
+    fn save_client(&self, actor: &str, client: &Client, action: &str, detail: serde_json::Value) -> Result<(), ApiError> {
+        let audit = AuditEntry::new(client.updated_at, actor, action, Some(&client.id), detail);
+        if !self.store.update_client(client, &audit)? {
+            return Err(ApiError::not_found("no such client"));
+        }
+        Ok(())
+    }
+
+    /// Changes a client's name, owner, scopes, audiences or TTL.
+    pub fn update_client(&self, actor: &str, id: &str, patch: ClientPatch, now: i64) -> Result<Client, ApiError> {
+        let mut c = self.get_client(id)?;
+        let mut changed = Vec::new();
+        if let Some(name) = patch.name {
+            check_name(&name)?;
+            c.name = name.trim().to_string();
+            changed.push("name");
+        }
+        if let Some(owner) = patch.owner {
+            check_owner(&owner)?;
+            c.owner = owner;
+            changed.push("owner");
+        }
+        if let Some(scopes) = patch.scopes {
+            c.scopes = normalize_scopes(&scopes)?;
+            changed.push("scopes");
+        }
+        if let Some(aud) = patch.audiences {
+            c.audiences = check_audiences(&aud)?;
+            changed.push("audiences");
+        }
+        if let Some(ttl) = patch.token_ttl {
+            self.check_ttl(ttl)?;
+            c.token_ttl = ttl;
+            changed.push("token_ttl");
+        }
+        c.updated_at = now;
+        self.save_client(actor, &c, "client.update", json!({"changed": changed}))?;
+        Ok(c)
+    }
+
+    /// Disables or enables a client.
+    pub fn set_client_disabled(&self, actor: &str, id: &str, disabled: bool, now: i64) -> Result<Client, ApiError> {
+        let mut c = self.get_client(id)?;
+        c.disabled = disabled;
+        c.updated_at = now;
+        let action = if disabled { "client.disable" } else { "client.enable" };
+        self.save_client(actor, &c, action, json!({}))?;
+        Ok(c)
+    }
+
+    /// Deletes a client with its secrets and API keys.
+    pub fn delete_client(&self, actor: &str, id: &str, now: i64) -> Result<(), ApiError> {
+        let audit = AuditEntry::new(now, actor, "client.delete", Some(id), json!({}));
+        if !self.store.delete_client(id, &audit)? {
+            return Err(ApiError::not_found("no such client"));
+        }
+        Ok(())
+    }
+
+    /// Rotates a client's secret: the new one is returned once; older ones keep
+    /// working for `grace` seconds (the configured default when `None`).
+    pub fn rotate_client_secret(&self, actor: &str, id: &str, grace: Option<i64>, now: i64) -> Result<(SecretString, i64), ApiError> {
+        let grace = grace.unwrap_or(self.config.secret_grace);
+        if !(0..=30 * 86_400).contains(&grace) {
+            return Err(invalid("grace must be between 0 and 2592000 seconds"));
+        }
+        let secret = secret::generate(secret::CLIENT_SECRET_PREFIX);
+        let audit = AuditEntry::new(now, actor, "client.rotate_secret", Some(id), json!({"grace_seconds": grace}));
+        if !self
+            .store
+            .rotate_secret(id, &secret.digest(), now, now + grace, MAX_LIVE_SECRETS, &audit)?
+        {
+            return Err(ApiError::not_found("no such client"));
+        }
+        Ok((secret, now + grace))
+    }
+
+    /// Revokes every token issued to a client up to now (inclusive of this second).
+    pub fn revoke_client_tokens(&self, actor: &str, id: &str, now: i64) -> Result<Client, ApiError> {
+        let mut c = self.get_client(id)?;
+        c.tokens_revoked_before = Some(now);
+        c.updated_at = now;
+        self.save_client(actor, &c, "client.revoke_tokens", json!({"revoked_before": now}))?;
+        Ok(c)
+    }
+
+    /// Creates an API key for a client; the key is returned here and never again.
+    pub fn create_api_key(
+        &self,
+        actor: &str,
+        client_id: &str,
+        name: Option<String>,
+        expires_in: Option<i64>,
+        now: i64,
+    ) -> Result<(ApiKeyRecord, SecretString), ApiError> {
+        if let Some(n) = &name {
+            check_name(n)?;
+        }
+        if let Some(e) = expires_in {
+            if !(1..=10 * 365 * 86_400).contains(&e) {
+                return Err(invalid("expires_in must be between 1 second and 10 years"));
+            }
+        }
+        let key = secret::generate(&self.config.api_key_prefix);
+        let exposed = key.expose();
+        let record = ApiKeyRecord {
+            id: secret::generate_id(secret::API_KEY_ID_PREFIX),
+            client_id: client_id.to_string(),
+            name,
+            digest: key.digest().to_vec(),
+            prefix: self.config.api_key_prefix.clone(),
+            last4: exposed[exposed.len() - 4..].to_string(),
+            created_at: now,
+            expires_at: expires_in.map(|e| now + e),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        let audit = AuditEntry::new(
+            now,
+            actor,
+            "api_key.create",
+            Some(&record.id),
+            json!({"client_id": client_id, "name": record.name, "expires_at": record.expires_at}),
+        );
+        match self
+            .store
+            .create_api_key(&record, self.config.max_api_keys_per_client, now, &audit)?
+        {
+            ApiKeyCreate::Created => Ok((record, key)),
+            ApiKeyCreate::NoSuchClient => Err(ApiError::not_found("no such client")),
+            ApiKeyCreate::LimitReached(n) => Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("client already has the maximum of {n} active API keys; revoke one first"),
+            )),
+        }
+    }
+
+    /// The API keys of a client (never the keys themselves).
+    pub fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>, ApiError> {
+        self.get_client(client_id)?;
+        Ok(self.store.list_api_keys(client_id)?)
+    }
+
+    /// Revokes an API key.
+    pub fn revoke_api_key(&self, actor: &str, key_id: &str, now: i64) -> Result<ApiKeyRecord, ApiError> {
+        let key = self
+            .store
+            .get_api_key(key_id)?
+            .ok_or_else(|| ApiError::not_found("no such API key"))?;
+        let audit = AuditEntry::new(now, actor, "api_key.revoke", Some(key_id), json!({"client_id": key.client_id}));
+        if !self.store.revoke_api_key(key_id, now, &audit)? {
+            return Err(ApiError::new(ErrorCode::Conflict, "API key is already revoked"));
+        }
+        self.store
+            .get_api_key(key_id)?
+            .ok_or_else(|| ApiError::not_found("no such API key"))
+    }
+
+    /// Every signing key's lifecycle.
+    pub fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, ApiError> {
+        Ok(self.store.signing_keys()?)
+    }
+
+    /// Rotates the signing key: a new key is published at once and signs after
+    /// `prepublish` seconds; the keys signing now retire at that moment and stay
+    /// published until every token they signed has expired.
+    pub fn rotate_signing_key(&self, actor: &str, alg: Option<Alg>, prepublish: Option<i64>, now: i64) -> Result<SigningKeyRecord, ApiError> {
+        let prepublish = prepublish.unwrap_or(self.config.key_prepublish);
+        if !(0..=7 * 86_400).contains(&prepublish) {
+            return Err(invalid("prepublish must be between 0 and 604800 seconds"));
+        }
+        let alg = alg.unwrap_or(self.config.signing_alg);
+        let key = keys::create_key_file(&self.config.keys_dir, alg).map_err(ApiError::internal)?;
+        let activates_at = now + prepublish;
+        let record = SigningKeyRecord {
+            kid: key.kid.clone(),
+            alg: alg.as_str().to_string(),
+            created_at: now,
+            activates_at,
+            retired_at: None,
+        };
+        let audit = AuditEntry::new(
+            now,
+            actor,
+            "signing_key.rotate",
+            Some(&key.kid),
+            json!({"alg": alg.as_str(), "activates_at": activates_at}),
+        );
+        self.store.insert_signing_key(&record, Some(&audit))?;
+        for old in self.store.signing_keys()? {
+            if old.kid != record.kid && old.retired_at.is_none() {
+                let audit = AuditEntry::new(now, actor, "signing_key.retire", Some(&old.kid), json!({"retired_at": activates_at}));
+                self.store.retire_signing_key(&old.kid, activates_at, &audit)?;
+            }
+        }
+        if let Err(e) = self.reload_keys() {
+            log::warn!("signing keys not reloaded: {e}");
+        }
+        Ok(record)
+    }
+
+    /// Retires one signing key now; it stays published until its tokens expire.
+    pub fn retire_signing_key(&self, actor: &str, kid: &str, now: i64) -> Result<SigningKeyRecord, ApiError> {
+        let keys = self.store.signing_keys()?;
+        let target = keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or_else(|| ApiError::not_found("no such signing key"))?;
+        if target.retired_at.is_some() {
+            return Err(ApiError::new(ErrorCode::Conflict, "signing key is already retired"));
+        }
+        let others_sign = keys
+            .iter()
+            .any(|k| k.kid != kid && k.retired_at.is_none() && k.activates_at <= now);
+        if !others_sign {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "cannot retire the only active signing key; rotate first",
+            ));
+        }
+        let audit = AuditEntry::new(now, actor, "signing_key.retire", Some(kid), json!({"retired_at": now}));
+        self.store.retire_signing_key(kid, now, &audit)?;
+        if let Err(e) = self.reload_keys() {
+            log::warn!("signing keys not reloaded: {e}");
+        }
+        let mut out = target.clone();
+        out.retired_at = Some(now);
+        Ok(out)
+    }
+
+    /// Audit entries after `after`, oldest first.
+    pub fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, ApiError> {
+        Ok(self.store.list_audit(after, limit.clamp(1, 1000))?)
+    }
+}
+
+/// The JSON view of an API key: never the key, only its prefix and last four.
+pub fn api_key_view(k: &ApiKeyRecord, now: i64) -> serde_json::Value {
+    json!({
+        "id": k.id,
+        "client_id": k.client_id,
+        "name": k.name,
+        "prefix": k.prefix,
+        "last4": k.last4,
+        "created_at": k.created_at,
+        "expires_at": k.expires_at,
+        "last_used_at": k.last_used_at,
+        "revoked_at": k.revoked_at,
+        "state": k.state(now),
+    })
+}

@@ -1,0 +1,257 @@
+//! The application core shared by the HTTP server and the command line: the
+//! store, the signing keys and the configuration, and the token use cases that
+//! join protocol decisions to storage.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::oauth::grant::{self, Grant, Policy, TokenRequest};
+use crate::oauth::ClientCredentials;
+use crate::secret::{self, SecretString};
+use crate::store::{ApiKeyRecord, AuditEntry, Client, SigningKeyRecord, SqliteStore, Store};
+use crate::token::keys::{self, KeyError};
+use crate::token::{self, Claims, KeyRing, KeySet};
+
+/// Current Unix time in seconds.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A start-up failure, shown as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error("cannot open database {path}: {source}")]
+    Store {
+        /// The database path.
+        path: String,
+        /// The cause.
+        source: crate::store::StoreError,
+    },
+    /// The keys could not be loaded or created.
+    #[error("signing keys: {0}")]
+    Keys(#[from] KeyError),
+    /// Storage failed while setting up keys.
+    #[error("signing keys: {0}")]
+    KeyRecords(#[from] crate::store::StoreError),
+}
+
+/// A token just issued, with what the response reports.
+#[derive(Debug)]
+pub struct IssuedToken {
+    /// The signed JWT.
+    pub access_token: SecretString,
+    /// Seconds until expiry.
+    pub expires_in: i64,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+}
+
+/// Everything a request or a command needs, shared behind `Arc`s.
+#[derive(Clone)]
+pub struct App {
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The signing keys in force.
+    pub keys: Arc<KeyRing>,
+}
+
+impl App {
+    /// Opens the store, applies the schema, makes sure a signing key exists,
+    /// and loads the keys.
+    pub fn open(config: Config) -> Result<App, StartError> {
+        let store = SqliteStore::open(&config.db).map_err(|source| StartError::Store {
+            path: config.db.display().to_string(),
+            source,
+        })?;
+        let app = App {
+            config: Arc::new(config),
+            store: Arc::new(store),
+            keys: Arc::new(KeyRing::default()),
+        };
+        app.ensure_signing_key()?;
+        app.reload_keys()?;
+        Ok(app)
+    }
+
+    /// Records keys found in the keys directory that the database does not
+    /// know, and creates the first key when there is none at all.
+    fn ensure_signing_key(&self) -> Result<(), StartError> {
+        let dir = &self.config.keys_dir;
+        let loaded = keys::load_dir(dir)?;
+        let records = self.store.signing_keys()?;
+        let now = now();
+        for (kid, key) in &loaded {
+            if !records.iter().any(|r| &r.kid == kid) {
+                self.store.insert_signing_key(
+                    &SigningKeyRecord {
+                        kid: kid.clone(),
+                        alg: key.alg.as_str().to_string(),
+                        created_at: now,
+                        activates_at: 0,
+                        retired_at: None,
+                    },
+                    None,
+                )?;
+            }
+        }
+        let records = self.store.signing_keys()?;
+        let set = KeySet::new(&records, &loaded, self.config.max_token_ttl);
+        if set.signer(now).is_none() && records.iter().all(|r| r.activates_at <= now) {
+            let key = keys::create_key_file(dir, self.config.signing_alg)?;
+            log::info!("created signing key {} ({})", key.kid, key.alg.as_str());
+            self.store.insert_signing_key(
+                &SigningKeyRecord {
+                    kid: key.kid.clone(),
+                    alg: key.alg.as_str().to_string(),
+                    created_at: now,
+                    activates_at: now,
+                    retired_at: None,
+                },
+                Some(&AuditEntry::new(
+                    now,
+                    "system",
+                    "signing_key.create",
+                    Some(&key.kid),
+                    serde_json::json!({"alg": key.alg.as_str()}),
+                )),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Reloads the key set when the key records changed; returns whether it did.
+    pub fn reload_keys(&self) -> Result<bool, StartError> {
+        let records = self.store.signing_keys()?;
+        let current = self.keys.get();
+        if current.records() == records && !records.is_empty() {
+            return Ok(false);
+        }
+        let mut loaded: HashMap<String, Arc<token::SigningKey>> = HashMap::new();
+        let mut missing = false;
+        for r in &records {
+            match current.verifier(&r.kid) {
+                Some(k) => {
+                    loaded.insert(r.kid.clone(), k.clone());
+                }
+                None => missing = true,
+            }
+        }
+        if missing {
+            for (kid, key) in keys::load_dir(&self.config.keys_dir)? {
+                loaded.entry(kid).or_insert(key);
+            }
+        }
+        self.keys
+            .set(KeySet::new(&records, &loaded, self.config.max_token_ttl));
+        Ok(true)
+    }
+
+    /// The grant policy from the configuration.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            issuer: self.config.issuer.clone(),
+            default_ttl: self.config.default_token_ttl,
+            max_ttl: self.config.max_token_ttl,
+        }
+    }
+
+    /// Authenticates a client by its secret (RFC 6749 §2.3.1). Unknown, wrong
+    /// and disabled all answer the same `invalid_client`.
+    pub fn authenticate_client(&self, creds: Option<&ClientCredentials>, now: i64) -> Result<Client, ApiError> {
+        let creds = creds.ok_or_else(ApiError::invalid_client)?;
+        if creds.client_id.len() > 256 || creds.secret.expose().len() > 512 {
+            return Err(ApiError::invalid_client());
+        }
+        let client = self.store.get_client(&creds.client_id)?;
+        let secrets = match &client {
+            Some(_) => self.store.live_secrets(&creds.client_id, now)?,
+            None => Vec::new(),
+        };
+        let matched = grant::secret_matches(&creds.secret, &secrets);
+        match client {
+            Some(c) if matched && !c.disabled => Ok(c),
+            _ => {
+                log::info!("client authentication failed for client_id {:?}", truncate(&creds.client_id));
+                Err(ApiError::invalid_client())
+            }
+        }
+    }
+
+    /// Client-credentials grant (RFC 6749 §4.4): authenticate, decide, sign.
+    pub fn issue_for_client(
+        &self,
+        creds: Option<&ClientCredentials>,
+        req: &TokenRequest,
+        now: i64,
+    ) -> Result<IssuedToken, ApiError> {
+        let client = self.authenticate_client(creds, now)?;
+        let grant = grant::decide(&client, req, &self.policy())?;
+        self.sign(&client, &grant, now, None)
+    }
+
+    /// Finds the active API key for a presented key, or `None`.
+    pub fn find_active_api_key(&self, key: &SecretString, now: i64) -> Result<Option<(ApiKeyRecord, Client)>, ApiError> {
+        if key.expose().len() > 512 || !key.expose().starts_with(&self.config.api_key_prefix) {
+            return Ok(None);
+        }
+        let digest = key.digest();
+        let Some(record) = self.store.find_api_key(&digest)? else {
+            return Ok(None);
+        };
+        if !secret::constant_time_eq(&record.digest, &digest) || record.state(now) != "active" {
+            return Ok(None);
+        }
+        match self.store.get_client(&record.client_id)? {
+            Some(client) if !client.disabled => Ok(Some((record, client))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Exchanges an API key for an access token that acts as its client.
+    pub fn issue_for_api_key(&self, key: &SecretString, req: &TokenRequest, now: i64) -> Result<IssuedToken, ApiError> {
+        let Some((record, client)) = self.find_active_api_key(key, now)? else {
+            log::info!("API key authentication failed");
+            return Err(ApiError::new(
+                crate::error::ErrorCode::InvalidClient,
+                "invalid, expired or revoked API key",
+            )
+            .with_challenge(crate::error::Challenge::Bearer));
+        };
+        let grant = grant::decide(&client, req, &self.policy())?;
+        if let Err(e) = self.store.touch_api_key(&record.id, now) {
+            log::warn!("cannot record use of API key {}: {e}", record.id);
+        }
+        self.sign(&client, &grant, now, Some(record.id))
+    }
+
+    fn sign(&self, client: &Client, grant: &Grant, now: i64, api_key_id: Option<String>) -> Result<IssuedToken, ApiError> {
+        let claims: Claims = grant::claims(
+            &client.id,
+            grant,
+            &self.config.issuer,
+            now,
+            secret::random_b64(16),
+            api_key_id,
+        );
+        let set = self.keys.get();
+        let key = set
+            .signer(now)
+            .ok_or_else(|| ApiError::internal("no active signing key"))?;
+        let jwt = token::sign(&claims, key).map_err(ApiError::internal)?;
+        Ok(IssuedToken {
+            access_token: SecretString::new(jwt),
+            expires_in: grant.ttl,
+            scope: claims.scope,
+        })
+    }
+}
+
+/// A client id bounded for a log line.
+pub fn truncate(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(64).collect()
+}

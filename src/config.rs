@@ -1,0 +1,314 @@
+//! The one typed `Config`: read from an optional TOML file, then from the
+//! environment (which wins), and validated once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::token::Alg;
+
+/// Server-wide settings. Each field names its TOML key, its environment
+/// variable and its default.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `bind` / `TOLLGATE_BIND`, default `127.0.0.1:8080`. Port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// `db` / `TOLLGATE_DB`, default `./tollgate.db`: the SQLite database file.
+    pub db: PathBuf,
+    /// `keys_dir` / `TOLLGATE_KEYS_DIR`, default `./keys`: signing-key PEM files.
+    pub keys_dir: PathBuf,
+    /// `issuer` / `TOLLGATE_ISSUER`, default `http://` plus the bind address:
+    /// the `iss` claim and the base of every URL in the metadata.
+    pub issuer: String,
+    /// Whether `issuer` was set explicitly; if not, the server derives it from
+    /// the address it actually bound (so port 0 gives a usable issuer).
+    pub issuer_explicit: bool,
+    /// `signing_alg` / `TOLLGATE_SIGNING_ALG`, default `ES256` (also `EdDSA`, `RS256`):
+    /// the algorithm of newly generated signing keys.
+    pub signing_alg: Alg,
+    /// `api_key_prefix` / `TOLLGATE_API_KEY_PREFIX`, default `tg_live_`.
+    pub api_key_prefix: String,
+    /// `default_token_ttl` / `TOLLGATE_DEFAULT_TOKEN_TTL`, default 3600 seconds:
+    /// the access-token lifetime of a client without its own TTL.
+    pub default_token_ttl: i64,
+    /// `max_token_ttl` / `TOLLGATE_MAX_TOKEN_TTL`, default 86400 seconds: the cap
+    /// on every access-token lifetime.
+    pub max_token_ttl: i64,
+    /// `max_api_keys_per_client` / `TOLLGATE_MAX_API_KEYS_PER_CLIENT`, default 5:
+    /// active API keys a client may hold at once.
+    pub max_api_keys_per_client: u32,
+    /// `secret_grace` / `TOLLGATE_SECRET_GRACE`, default 86400 seconds: how long
+    /// an old client secret keeps working after a rotation, unless told otherwise.
+    pub secret_grace: i64,
+    /// `key_prepublish` / `TOLLGATE_KEY_PREPUBLISH`, default 300 seconds: how long
+    /// a rotated-in signing key is published in the JWKS before it signs.
+    pub key_prepublish: i64,
+    /// `workers` / `TOLLGATE_WORKERS`, default the number of CPUs: HTTP worker threads.
+    pub workers: usize,
+    /// `max_body_bytes` / `TOLLGATE_MAX_BODY_BYTES`, default 16384: the largest
+    /// request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+/// A configuration error: one line naming the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {setting}: {message}")]
+pub struct ConfigError {
+    /// The setting at fault (environment variable or TOML key).
+    pub setting: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+fn bad(setting: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting: setting.to_string(),
+        message: message.into(),
+    }
+}
+
+/// The TOML file's shape; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    bind: Option<String>,
+    db: Option<String>,
+    keys_dir: Option<String>,
+    issuer: Option<String>,
+    signing_alg: Option<String>,
+    api_key_prefix: Option<String>,
+    default_token_ttl: Option<i64>,
+    max_token_ttl: Option<i64>,
+    max_api_keys_per_client: Option<u32>,
+    secret_grace: Option<i64>,
+    key_prepublish: Option<i64>,
+    workers: Option<usize>,
+    max_body_bytes: Option<usize>,
+}
+
+/// Every environment variable Tollgate reads, with its TOML key.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("TOLLGATE_BIND", "bind"),
+    ("TOLLGATE_DB", "db"),
+    ("TOLLGATE_KEYS_DIR", "keys_dir"),
+    ("TOLLGATE_ISSUER", "issuer"),
+    ("TOLLGATE_SIGNING_ALG", "signing_alg"),
+    ("TOLLGATE_API_KEY_PREFIX", "api_key_prefix"),
+    ("TOLLGATE_DEFAULT_TOKEN_TTL", "default_token_ttl"),
+    ("TOLLGATE_MAX_TOKEN_TTL", "max_token_ttl"),
+    ("TOLLGATE_MAX_API_KEYS_PER_CLIENT", "max_api_keys_per_client"),
+    ("TOLLGATE_SECRET_GRACE", "secret_grace"),
+    ("TOLLGATE_KEY_PREPUBLISH", "key_prepublish"),
+    ("TOLLGATE_WORKERS", "workers"),
+    ("TOLLGATE_MAX_BODY_BYTES", "max_body_bytes"),
+];
+
+impl Config {
+    /// Reads the optional TOML file, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::from_sources(file, |name| std::env::var(name).ok())
+    }
+
+    /// Reads the optional TOML file, then variables through `env`, so tests can
+    /// pass a map instead of changing the process environment.
+    pub fn from_sources(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let file_cfg = match file {
+            None => FileConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| bad("--config", format!("cannot read {}: {e}", path.display())))?;
+                toml::from_str(&text).map_err(|e| {
+                    bad(
+                        "--config",
+                        format!("{}: {}", path.display(), e.message().trim()),
+                    )
+                })?
+            }
+        };
+        // Environment first, then file, then default.
+        let text = |var: &str, from_file: &Option<String>| -> Option<String> {
+            env(var)
+                .filter(|v| !v.is_empty())
+                .or_else(|| from_file.clone())
+        };
+        let number = |var: &str, from_file: Option<i64>| -> Result<Option<i64>, ConfigError> {
+            match env(var).filter(|v| !v.is_empty()) {
+                Some(v) => v
+                    .trim()
+                    .parse::<i64>()
+                    .map(Some)
+                    .map_err(|_| bad(var, format!("expected a whole number, got {v:?}"))),
+                None => Ok(from_file),
+            }
+        };
+
+        let bind_text =
+            text("TOLLGATE_BIND", &file_cfg.bind).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let bind: SocketAddr = bind_text.parse().map_err(|_| {
+            bad(
+                "TOLLGATE_BIND",
+                format!("expected HOST:PORT such as 127.0.0.1:8080, got {bind_text:?}"),
+            )
+        })?;
+        let db = PathBuf::from(text("TOLLGATE_DB", &file_cfg.db).unwrap_or_else(|| "./tollgate.db".into()));
+        let keys_dir = PathBuf::from(
+            text("TOLLGATE_KEYS_DIR", &file_cfg.keys_dir).unwrap_or_else(|| "./keys".into()),
+        );
+        let issuer_explicit = text("TOLLGATE_ISSUER", &file_cfg.issuer).is_some();
+        let issuer = text("TOLLGATE_ISSUER", &file_cfg.issuer)
+            .unwrap_or_else(|| format!("http://{bind}"));
+        let issuer = issuer.trim_end_matches('/').to_string();
+        if !(issuer.starts_with("https://") || issuer.starts_with("http://"))
+            || issuer.contains(['?', '#', ' '])
+        {
+            return Err(bad(
+                "TOLLGATE_ISSUER",
+                format!("expected an http(s) URL without query or fragment, got {issuer:?}"),
+            ));
+        }
+        let alg_text = text("TOLLGATE_SIGNING_ALG", &file_cfg.signing_alg)
+            .unwrap_or_else(|| "ES256".into());
+        let signing_alg = Alg::parse(&alg_text).ok_or_else(|| {
+            bad(
+                "TOLLGATE_SIGNING_ALG",
+                format!("expected one of ES256, EdDSA, RS256, got {alg_text:?}"),
+            )
+        })?;
+        let api_key_prefix = text("TOLLGATE_API_KEY_PREFIX", &file_cfg.api_key_prefix)
+            .unwrap_or_else(|| "tg_live_".into());
+        if api_key_prefix.is_empty()
+            || api_key_prefix.len() > 32
+            || !api_key_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(bad(
+                "TOLLGATE_API_KEY_PREFIX",
+                format!("expected 1 to 32 characters of [A-Za-z0-9_-], got {api_key_prefix:?}"),
+            ));
+        }
+        let max_token_ttl = number("TOLLGATE_MAX_TOKEN_TTL", file_cfg.max_token_ttl)?.unwrap_or(86_400);
+        if !(1..=86_400).contains(&max_token_ttl) {
+            return Err(bad("TOLLGATE_MAX_TOKEN_TTL", "must be between 1 and 86400 seconds"));
+        }
+        let default_token_ttl =
+            number("TOLLGATE_DEFAULT_TOKEN_TTL", file_cfg.default_token_ttl)?.unwrap_or(3_600);
+        if !(1..=max_token_ttl).contains(&default_token_ttl) {
+            return Err(bad(
+                "TOLLGATE_DEFAULT_TOKEN_TTL",
+                format!("must be between 1 and the maximum TTL ({max_token_ttl} seconds)"),
+            ));
+        }
+        let max_keys = number(
+            "TOLLGATE_MAX_API_KEYS_PER_CLIENT",
+            file_cfg.max_api_keys_per_client.map(i64::from),
+        )?
+        .unwrap_or(5);
+        if !(1..=1000).contains(&max_keys) {
+            return Err(bad("TOLLGATE_MAX_API_KEYS_PER_CLIENT", "must be between 1 and 1000"));
+        }
+        let secret_grace = number("TOLLGATE_SECRET_GRACE", file_cfg.secret_grace)?.unwrap_or(86_400);
+        if !(0..=30 * 86_400).contains(&secret_grace) {
+            return Err(bad("TOLLGATE_SECRET_GRACE", "must be between 0 and 2592000 seconds"));
+        }
+        let key_prepublish =
+            number("TOLLGATE_KEY_PREPUBLISH", file_cfg.key_prepublish)?.unwrap_or(300);
+        if !(0..=7 * 86_400).contains(&key_prepublish) {
+            return Err(bad("TOLLGATE_KEY_PREPUBLISH", "must be between 0 and 604800 seconds"));
+        }
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let workers = number("TOLLGATE_WORKERS", file_cfg.workers.map(|w| w as i64))?
+            .unwrap_or(cpus as i64);
+        if !(1..=256).contains(&workers) {
+            return Err(bad("TOLLGATE_WORKERS", "must be between 1 and 256"));
+        }
+        let max_body = number(
+            "TOLLGATE_MAX_BODY_BYTES",
+            file_cfg.max_body_bytes.map(|w| w as i64),
+        )?
+        .unwrap_or(16 * 1024);
+        if !(1024..=1024 * 1024).contains(&max_body) {
+            return Err(bad("TOLLGATE_MAX_BODY_BYTES", "must be between 1024 and 1048576"));
+        }
+
+        Ok(Config {
+            bind,
+            db,
+            keys_dir,
+            issuer,
+            issuer_explicit,
+            signing_alg,
+            api_key_prefix,
+            default_token_ttl,
+            max_token_ttl,
+            max_api_keys_per_client: max_keys as u32,
+            secret_grace,
+            key_prepublish,
+            workers: workers as usize,
+            max_body_bytes: max_body as usize,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_sources(None, move |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_without_any_setting() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.issuer, "http://127.0.0.1:8080");
+        assert_eq!(c.db, PathBuf::from("./tollgate.db"));
+        assert_eq!(c.signing_alg, Alg::Es256);
+        assert_eq!(c.api_key_prefix, "tg_live_");
+        assert_eq!(c.max_token_ttl, 86_400);
+        assert_eq!(c.default_token_ttl, 3_600);
+        assert_eq!(c.max_api_keys_per_client, 5);
+    }
+
+    #[test]
+    fn environment_wins_over_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "signing_alg = \"RS256\"\napi_key_prefix = \"sp_live_\"\n").unwrap();
+        let c = Config::from_sources(Some(&path), |k| {
+            (k == "TOLLGATE_SIGNING_ALG").then(|| "EdDSA".to_string())
+        })
+        .unwrap();
+        assert_eq!(c.signing_alg, Alg::EdDsa);
+        assert_eq!(c.api_key_prefix, "sp_live_");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let e = with(&[("TOLLGATE_SIGNING_ALG", "HS256")]).unwrap_err();
+        assert!(e.to_string().contains("TOLLGATE_SIGNING_ALG"), "{e}");
+        let e = with(&[("TOLLGATE_BIND", "nowhere")]).unwrap_err();
+        assert!(e.to_string().contains("TOLLGATE_BIND"), "{e}");
+        let e = with(&[("TOLLGATE_MAX_TOKEN_TTL", "100000")]).unwrap_err();
+        assert!(e.to_string().contains("TOLLGATE_MAX_TOKEN_TTL"), "{e}");
+        let e = with(&[("TOLLGATE_API_KEY_PREFIX", "bad prefix")]).unwrap_err();
+        assert!(e.to_string().contains("TOLLGATE_API_KEY_PREFIX"), "{e}");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "bnid = \"x\"\n").unwrap();
+        let e = Config::from_sources(Some(&path), |_| None).unwrap_err();
+        assert!(e.to_string().contains("bnid"), "{e}");
+    }
+}

@@ -1,0 +1,237 @@
+//! The one error type every endpoint answers with, and its mapping to HTTP.
+//!
+//! Error codes follow RFC 6749 §5.2 (token endpoint), RFC 6750 §3.1 (bearer
+//! tokens), RFC 7009 §2.2.1 (revocation) and RFC 8707 §2 (`invalid_target`).
+//! Every error is the JSON body `{"error": "<code>", "error_description": "<text>"}`.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// The machine-readable error codes Tollgate answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// RFC 6749 §5.2: the request is missing a required parameter, includes an
+    /// unsupported parameter value, repeats a parameter, includes multiple
+    /// credentials, uses more than one mechanism for authenticating the client,
+    /// or is otherwise malformed.
+    InvalidRequest,
+    /// RFC 6749 §5.2: client authentication failed (unknown client, no client
+    /// authentication included, or unsupported authentication method).
+    InvalidClient,
+    /// RFC 6749 §5.2: the client is not authorized to use this grant type.
+    UnauthorizedClient,
+    /// RFC 6749 §5.2: the grant type is not supported by the authorization server.
+    UnsupportedGrantType,
+    /// RFC 6749 §5.2: the requested scope is invalid, unknown, malformed, or
+    /// exceeds the scope granted to the client.
+    InvalidScope,
+    /// RFC 8707 §2: the requested resource is invalid, missing, unknown, or
+    /// malformed.
+    InvalidTarget,
+    /// RFC 6750 §3.1: the access token provided is expired, revoked, malformed,
+    /// or invalid for other reasons.
+    InvalidToken,
+    /// RFC 6750 §3.1: the request requires higher privileges than provided by
+    /// the access token.
+    InsufficientScope,
+    /// RFC 7009 §2.2.1: the server does not support revocation of this token type.
+    UnsupportedTokenType,
+    /// The resource does not exist.
+    NotFound,
+    /// The request conflicts with the current state (a limit or a duplicate).
+    Conflict,
+    /// The HTTP method is not allowed on this path.
+    MethodNotAllowed,
+    /// The request body is larger than the configured limit.
+    PayloadTooLarge,
+    /// The request body has a content type this endpoint does not accept.
+    UnsupportedMediaType,
+    /// The caller has been refused for sending too many requests.
+    TooManyRequests,
+    /// RFC 6749 §5.2 `server_error`-like: an internal failure; the cause is logged, never sent.
+    ServerError,
+    /// RFC 6749 §4.1.2.1: the server is temporarily unable to handle the request.
+    TemporarilyUnavailable,
+}
+
+impl ErrorCode {
+    /// The value of the `error` member.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::UnsupportedTokenType => "unsupported_token_type",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::TooManyRequests => "too_many_requests",
+            ErrorCode::ServerError => "server_error",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+
+    /// The HTTP status that goes with the code.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+            ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Which authentication scheme a 401 challenges for (RFC 7235 §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    /// `WWW-Authenticate: Basic` — client authentication at the token endpoint (RFC 6749 §5.2).
+    Basic,
+    /// `WWW-Authenticate: Bearer` — a protected resource (RFC 6750 §3).
+    Bearer,
+}
+
+/// An error answered to the caller. Its description is always safe to show:
+/// it never contains a secret, a key or a token.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// The error code.
+    pub code: ErrorCode,
+    /// Human-readable text for the developer calling the API.
+    pub description: Cow<'static, str>,
+    /// The challenge sent with a 401; defaults to `Basic` for `invalid_client`
+    /// and `Bearer` for `invalid_token`.
+    pub challenge: Option<Challenge>,
+    /// Seconds for a `Retry-After` header (429 and 503).
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    error_description: &'a str,
+}
+
+impl ApiError {
+    /// An error with a code and a description.
+    pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
+        let challenge = match code {
+            ErrorCode::InvalidClient => Some(Challenge::Basic),
+            ErrorCode::InvalidToken | ErrorCode::InsufficientScope => Some(Challenge::Bearer),
+            _ => None,
+        };
+        ApiError {
+            code,
+            description: description.into(),
+            challenge,
+            retry_after: None,
+        }
+    }
+
+    /// `invalid_request` (400).
+    pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, description)
+    }
+
+    /// The one `invalid_client` answer for an unknown client, a wrong secret or a
+    /// disabled client, so that none can be told apart (RFC 6749 §5.2).
+    pub fn invalid_client() -> Self {
+        Self::new(ErrorCode::InvalidClient, "client authentication failed")
+    }
+
+    /// `invalid_token` (401) with a bearer challenge (RFC 6750 §3.1).
+    pub fn invalid_token(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidToken, description)
+    }
+
+    /// `not_found` (404).
+    pub fn not_found(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::NotFound, description)
+    }
+
+    /// An internal failure: the cause is logged here and the caller only sees
+    /// `server_error`.
+    pub fn internal(cause: impl fmt::Display) -> Self {
+        log::error!("internal error: {cause}");
+        Self::new(ErrorCode::ServerError, "internal server error")
+    }
+
+    /// Replaces the challenge scheme sent with a 401.
+    pub fn with_challenge(mut self, challenge: Challenge) -> Self {
+        self.challenge = Some(challenge);
+        self
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.description)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut builder = HttpResponse::build(self.status_code());
+        builder
+            .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+            .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
+        if self.code.status() == StatusCode::UNAUTHORIZED
+            || self.code == ErrorCode::InsufficientScope
+        {
+            let value = match self.challenge.unwrap_or(Challenge::Bearer) {
+                Challenge::Basic => r#"Basic realm="tollgate""#.to_string(),
+                Challenge::Bearer => format!(
+                    r#"Bearer realm="tollgate", error="{}""#,
+                    self.code.as_str()
+                ),
+            };
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                builder.insert_header((header::WWW_AUTHENTICATE, value));
+            }
+        }
+        if let Some(secs) = self.retry_after {
+            builder.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        builder.json(ErrorBody {
+            error: self.code.as_str(),
+            error_description: &self.description,
+        })
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(err: crate::store::StoreError) -> Self {
+        ApiError::internal(err)
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(err: actix_web::error::BlockingError) -> Self {
+        ApiError::internal(err)
+    }
+}

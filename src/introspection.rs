@@ -1,0 +1,197 @@
+//! Token introspection (RFC 7662), revocation (RFC 7009) and bearer-token
+//! authorization of callers (RFC 6750): whether a token or an API key is
+//! still good, read fresh from the store on every call.
+
+use serde_json::{json, Value};
+
+use crate::app::App;
+use crate::error::{ApiError, ErrorCode};
+use crate::oauth::credentials::ClientCredentials;
+use crate::secret::SecretString;
+use crate::store::AuditEntry;
+use crate::token::{self, Claims};
+
+/// The scope a caller needs to introspect.
+pub const INTROSPECT_SCOPE: &str = "tollgate:introspect";
+/// The scope a caller needs for the admin API.
+pub const ADMIN_SCOPE: &str = "tollgate:admin";
+
+/// The caller of a protected endpoint, once authenticated.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Its client id.
+    pub client_id: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+}
+
+impl Caller {
+    /// Whether it holds `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// The `{"active": false}` answer (RFC 7662 §2.2), which says nothing more.
+pub fn inactive() -> Value {
+    json!({"active": false})
+}
+
+impl App {
+    /// Verifies an access token and checks everything that can make it
+    /// inactive: revocation by `jti`, a deleted or disabled client, the
+    /// client's revoke-all time, and a revoked or expired source API key.
+    pub fn active_claims(&self, token_text: &str, now: i64) -> Result<Option<Claims>, ApiError> {
+        let set = self.keys.get();
+        let Ok(claims) = token::verify(token_text, &set, &self.config.issuer, now) else {
+            return Ok(None);
+        };
+        if self.store.is_token_revoked(&claims.jti)? {
+            return Ok(None);
+        }
+        let Some(client) = self.store.get_client(&claims.client_id)? else {
+            return Ok(None);
+        };
+        if client.disabled || client.tokens_revoked_before.is_some_and(|t| claims.iat <= t) {
+            return Ok(None);
+        }
+        if let Some(key_id) = &claims.api_key_id {
+            match self.store.get_api_key(key_id)? {
+                Some(k) if k.state(now) == "active" => {}
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(claims))
+    }
+
+    /// Authorizes a bearer token that must carry `scope` (RFC 6750 §3.1):
+    /// 401 `invalid_token` when missing or inactive, 403 `insufficient_scope`
+    /// when the scope is absent.
+    pub fn authorize_bearer(&self, authorization: Option<&[u8]>, scope: &str, now: i64) -> Result<Caller, ApiError> {
+        let token_text = bearer_token(authorization)
+            .ok_or_else(|| ApiError::invalid_token("a bearer access token is required"))?;
+        let claims = self
+            .active_claims(token_text, now)?
+            .ok_or_else(|| ApiError::invalid_token("the access token is invalid, expired or revoked"))?;
+        let caller = Caller {
+            client_id: claims.client_id,
+            scopes: claims.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        };
+        if !caller.has_scope(scope) {
+            return Err(ApiError::new(
+                ErrorCode::InsufficientScope,
+                format!("the access token lacks the scope {scope}"),
+            ));
+        }
+        Ok(caller)
+    }
+
+    /// Authenticates the caller of the introspection endpoint: client
+    /// credentials or a bearer token, holding `tollgate:introspect`.
+    pub fn authorize_introspection(
+        &self,
+        creds: Option<&ClientCredentials>,
+        authorization: Option<&[u8]>,
+        now: i64,
+    ) -> Result<Caller, ApiError> {
+        if creds.is_none() && bearer_token(authorization).is_some() {
+            return self.authorize_bearer(authorization, INTROSPECT_SCOPE, now);
+        }
+        let client = self.authenticate_client(creds, now)?;
+        if !client.scopes.iter().any(|s| s == INTROSPECT_SCOPE) {
+            return Err(ApiError::invalid_client());
+        }
+        Ok(Caller {
+            client_id: client.id,
+            scopes: client.scopes,
+        })
+    }
+
+    /// RFC 7662 §2.2: the introspection answer for a token or an API key.
+    pub fn introspect(&self, token_text: &str, now: i64) -> Result<Value, ApiError> {
+        if token_text.starts_with(&self.config.api_key_prefix) {
+            return self.introspect_api_key(token_text, now);
+        }
+        let Some(c) = self.active_claims(token_text, now)? else {
+            return Ok(inactive());
+        };
+        let mut body = json!({
+            "active": true,
+            "token_type": "Bearer",
+            "client_id": c.client_id,
+            "sub": c.sub,
+            "scope": c.scope,
+            "aud": c.aud,
+            "iss": c.iss,
+            "exp": c.exp,
+            "iat": c.iat,
+            "jti": c.jti,
+        });
+        if let Some(k) = c.api_key_id {
+            body["api_key_id"] = json!(k);
+        }
+        Ok(body)
+    }
+
+    fn introspect_api_key(&self, key: &str, now: i64) -> Result<Value, ApiError> {
+        let key = SecretString::new(key.to_string());
+        let Some((record, client)) = self.find_active_api_key(&key, now)? else {
+            return Ok(inactive());
+        };
+        if let Err(e) = self.store.touch_api_key(&record.id, now) {
+            log::warn!("cannot record use of API key {}: {e}", record.id);
+        }
+        let mut body = json!({
+            "active": true,
+            "token_type": "api_key",
+            "client_id": client.id,
+            "sub": client.id,
+            "scope": client.scopes.join(" "),
+            "aud": client.audiences,
+            "iss": self.config.issuer,
+            "iat": record.created_at,
+            "key_id": record.id,
+            "name": record.name,
+            "owner": client.owner,
+        });
+        if let Some(exp) = record.expires_at {
+            body["exp"] = json!(exp);
+        }
+        Ok(body)
+    }
+
+    /// RFC 7009 §2.1: revokes one of the caller's own access tokens or API
+    /// keys. Unknown tokens and other clients' tokens are ignored silently.
+    pub fn revoke(&self, caller: &str, token_text: &str, now: i64) -> Result<(), ApiError> {
+        if token_text.starts_with(&self.config.api_key_prefix) {
+            let key = SecretString::new(token_text.to_string());
+            if let Some(record) = self.store.find_api_key(&key.digest())? {
+                if record.client_id == caller && record.revoked_at.is_none() {
+                    let audit = AuditEntry::new(now, caller, "api_key.revoke", Some(&record.id), json!({"via": "oauth/revoke"}));
+                    self.store.revoke_api_key(&record.id, now, &audit)?;
+                }
+            }
+            return Ok(());
+        }
+        let set = self.keys.get();
+        // An expired token needs no revocation; a foreign or forged one is ignored.
+        if let Ok(claims) = token::verify(token_text, &set, &self.config.issuer, now) {
+            if claims.client_id == caller {
+                let audit = AuditEntry::new(now, caller, "token.revoke", Some(&claims.jti), json!({"client_id": caller, "exp": claims.exp}));
+                self.store.revoke_token(&claims.jti, caller, claims.exp, now, &audit)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header (RFC 6750 §2.1).
+pub fn bearer_token(authorization: Option<&[u8]>) -> Option<&str> {
+    let text = std::str::from_utf8(authorization?).ok()?.trim();
+    let (scheme, rest) = text.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let t = rest.trim();
+    (!t.is_empty() && t.len() <= 8192).then_some(t)
+}

@@ -1,0 +1,17 @@
+//! Tollgate: an OAuth 2.0 client-credentials authorization server that issues
+//! JWT access tokens (RFC 9068) for client secrets and API keys.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod introspection;
+pub mod oauth;
+pub mod routes;
+pub mod secret;
+pub mod server;
+pub mod store;
+pub mod token;

@@ -1,0 +1,154 @@
+//! Client authentication material: HTTP Basic with the form-decoding of
+//! RFC 6749 §2.3.1 (`client_secret_basic`), or body parameters
+//! (`client_secret_post`); both at once is an error.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+use super::Params;
+use crate::error::ApiError;
+use crate::secret::SecretString;
+
+/// How the client authenticated (RFC 8414 `token_endpoint_auth_methods_supported`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// HTTP Basic.
+    Basic,
+    /// `client_id` and `client_secret` in the body.
+    Post,
+}
+
+/// A client id with the secret presented for it.
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    /// The claimed client id.
+    pub client_id: String,
+    /// The presented secret.
+    pub secret: SecretString,
+    /// How they came.
+    pub method: AuthMethod,
+}
+
+/// The longest Authorization header value considered.
+const MAX_HEADER_LEN: usize = 8192;
+
+/// The credentials of an `Authorization: Basic …` header, or `None` when the
+/// header uses another scheme. RFC 6749 §2.3.1: the id and the secret are
+/// form-encoded before Basic encoding, so they are form-decoded after it.
+pub fn parse_basic(header: &[u8]) -> Result<Option<(String, SecretString)>, ApiError> {
+    if header.len() > MAX_HEADER_LEN {
+        return Err(ApiError::invalid_request("Authorization header is too long"));
+    }
+    let text = std::str::from_utf8(header)
+        .map_err(|_| ApiError::invalid_request("malformed Authorization header"))?;
+    let mut parts = text.trim().splitn(2, ' ');
+    let scheme = parts.next().unwrap_or("");
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Ok(None);
+    }
+    let encoded = parts.next().unwrap_or("").trim();
+    let decoded = STANDARD
+        .decode(encoded)
+        .map_err(|_| ApiError::invalid_request("malformed Basic credentials: not base64"))?;
+    let decoded = String::from_utf8(decoded)
+        .map_err(|_| ApiError::invalid_request("malformed Basic credentials: not UTF-8"))?;
+    let (id, secret) = decoded
+        .split_once(':')
+        .ok_or_else(|| ApiError::invalid_request("malformed Basic credentials: no ':'"))?;
+    let id = form_decode(id)?;
+    let secret = form_decode(secret)?;
+    if id.is_empty() {
+        return Err(ApiError::invalid_client());
+    }
+    Ok(Some((id, SecretString::new(secret))))
+}
+
+fn form_decode(s: &str) -> Result<String, ApiError> {
+    let plus = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| ApiError::invalid_request("malformed Basic credentials: not UTF-8"))
+}
+
+/// The client's credentials from the Authorization header or the body.
+///
+/// - Basic and body credentials together: `invalid_request` (RFC 6749 §2.3:
+///   "MUST NOT use more than one authentication method in each request").
+/// - Neither: `Ok(None)`; the caller answers `invalid_client`.
+/// - A `client_id` without a secret: `invalid_client`, as confidential
+///   clients must authenticate (RFC 6749 §4.4.2).
+pub fn extract(authorization: Option<&[u8]>, params: &Params) -> Result<Option<ClientCredentials>, ApiError> {
+    let basic = match authorization {
+        Some(h) => parse_basic(h)?,
+        None => None,
+    };
+    let body_id = params.single("client_id")?;
+    let body_secret = params.single("client_secret")?;
+    match (basic, body_id, body_secret) {
+        (Some(_), _, Some(_)) => Err(ApiError::invalid_request(
+            "client credentials given both in the Authorization header and in the body",
+        )),
+        (Some((id, _)), Some(body_id), None) if body_id != id => Err(ApiError::invalid_request(
+            "client_id in the body does not match the Authorization header",
+        )),
+        (Some((client_id, secret)), _, None) => Ok(Some(ClientCredentials {
+            client_id,
+            secret,
+            method: AuthMethod::Basic,
+        })),
+        (None, Some(id), Some(secret)) => Ok(Some(ClientCredentials {
+            client_id: id.to_string(),
+            secret: SecretString::new(secret.to_string()),
+            method: AuthMethod::Post,
+        })),
+        (None, None, None) => Ok(None),
+        (None, _, _) => Err(ApiError::invalid_client()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    fn basic(id: &str, secret: &str) -> Vec<u8> {
+        format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))).into_bytes()
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let (id, secret) = parse_basic(&basic("my%20client", "a%2Bb+c")).unwrap().unwrap();
+        assert_eq!(id, "my client");
+        assert_eq!(secret.expose(), "a+b c");
+    }
+
+    #[test]
+    fn other_schemes_are_not_basic() {
+        assert!(parse_basic(b"Bearer abc").unwrap().is_none());
+    }
+
+    #[test]
+    fn broken_basic_is_invalid_request() {
+        for h in [&b"Basic !!!"[..], b"Basic Zm9v", b"Basic /w=="] {
+            assert_eq!(parse_basic(h).unwrap_err().code, ErrorCode::InvalidRequest);
+        }
+    }
+
+    #[test]
+    fn both_methods_at_once_is_invalid_request() {
+        let p = Params::from_pairs([("client_id", "a"), ("client_secret", "b")]);
+        let e = extract(Some(&basic("a", "b")), &p).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn body_credentials_and_missing_secret() {
+        let p = Params::from_pairs([("client_id", "a"), ("client_secret", "b")]);
+        let c = extract(None, &p).unwrap().unwrap();
+        assert_eq!((c.client_id.as_str(), c.method), ("a", AuthMethod::Post));
+        let p = Params::from_pairs([("client_id", "a")]);
+        assert_eq!(extract(None, &p).unwrap_err().code, ErrorCode::InvalidClient);
+        assert!(extract(None, &Params::default()).unwrap().is_none());
+    }
+}

@@ -1,0 +1,259 @@
+//! The client-credentials grant (RFC 6749 §4.4): grant type, secret check,
+//! scope choice (§3.3) and audience choice (RFC 8707), as pure functions.
+
+use oxide_auth::primitives::scope::Scope;
+
+use super::Params;
+use crate::error::{ApiError, ErrorCode};
+use crate::secret::{constant_time_eq, SecretString};
+use crate::store::{Client, ClientSecretRecord};
+use crate::token::{Audience, Claims};
+
+/// What a token request asks for, once decoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenRequest {
+    /// `scope`, as sent.
+    pub scope: Option<String>,
+    /// `audience` and every `resource` (RFC 8707 §2).
+    pub audiences: Vec<String>,
+}
+
+impl TokenRequest {
+    /// Reads `scope`, `audience` and `resource` from the parameters.
+    pub fn from_params(params: &Params) -> Result<TokenRequest, ApiError> {
+        let scope = params.single("scope")?.map(str::to_string);
+        let mut audiences: Vec<String> = Vec::new();
+        if let Some(a) = params.single("audience")? {
+            audiences.push(a.to_string());
+        }
+        for r in params.multi("resource") {
+            // RFC 8707 §2: an absolute URI without a fragment.
+            if !r.contains(':') || r.contains('#') {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidTarget,
+                    "resource must be an absolute URI without a fragment",
+                ));
+            }
+            if !audiences.iter().any(|a| a == r) {
+                audiences.push(r.to_string());
+            }
+        }
+        Ok(TokenRequest { scope, audiences })
+    }
+}
+
+/// Checks `grant_type` for the token endpoint (RFC 6749 §4.4.2, §5.2).
+pub fn check_grant_type(params: &Params) -> Result<(), ApiError> {
+    match params.single("grant_type")? {
+        None => Err(ApiError::invalid_request("grant_type is required")),
+        Some("client_credentials") => Ok(()),
+        Some(_) => Err(ApiError::new(
+            ErrorCode::UnsupportedGrantType,
+            "only grant_type=client_credentials is supported",
+        )),
+    }
+}
+
+/// Server-wide limits that shape a grant.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The issuer URL, also the audience of clients that have none.
+    pub issuer: String,
+    /// Lifetime for clients without their own.
+    pub default_ttl: i64,
+    /// Cap on every lifetime.
+    pub max_ttl: i64,
+}
+
+/// What a client is granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Granted scopes, in the client's order.
+    pub scope: Vec<String>,
+    /// Audiences of the token.
+    pub audience: Vec<String>,
+    /// Lifetime in seconds.
+    pub ttl: i64,
+}
+
+/// Checks a presented secret against every live secret of a client, in time
+/// independent of which one matches (or none). An unknown client is checked
+/// against a dummy digest so it costs the same.
+pub fn secret_matches(presented: &SecretString, secrets: &[ClientSecretRecord]) -> bool {
+    let digest = presented.digest();
+    let mut ok = false;
+    for s in secrets {
+        ok |= constant_time_eq(&digest, &s.digest);
+    }
+    if secrets.is_empty() {
+        let _ = constant_time_eq(&digest, &[0u8; 32]);
+    }
+    ok
+}
+
+/// Decides scope, audience and lifetime for an authenticated, enabled client.
+///
+/// - Scope (RFC 6749 §3.3): the requested set must be a subset of the
+///   client's; absent means the client's full set. Else `invalid_scope`.
+/// - Audience (RFC 8707 §2): each requested audience must be one of the
+///   client's; absent means the client's first (or the issuer when it has
+///   none). Else `invalid_target`.
+/// - Lifetime: the client's TTL or the default, capped by the maximum.
+pub fn decide(client: &Client, req: &TokenRequest, policy: &Policy) -> Result<Grant, ApiError> {
+    let allowed: Scope = client
+        .scopes
+        .join(" ")
+        .parse()
+        .map_err(|_| ApiError::internal(format!("client {} has a malformed scope", client.id)))?;
+    let scope = match &req.scope {
+        None => client.scopes.clone(),
+        Some(text) => {
+            let requested: Scope = text
+                .parse()
+                .map_err(|_| ApiError::new(ErrorCode::InvalidScope, "malformed scope"))?;
+            if !allowed.priviledged_to(&requested) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidScope,
+                    "requested scope exceeds the scope granted to the client",
+                ));
+            }
+            client
+                .scopes
+                .iter()
+                .filter(|s| requested.iter().any(|r| r == s.as_str()))
+                .cloned()
+                .collect()
+        }
+    };
+    let audience = if req.audiences.is_empty() {
+        vec![client
+            .audiences
+            .first()
+            .cloned()
+            .unwrap_or_else(|| policy.issuer.clone())]
+    } else {
+        for a in &req.audiences {
+            if !client.audiences.iter().any(|c| c == a) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidTarget,
+                    "requested audience is not allowed for this client",
+                ));
+            }
+        }
+        req.audiences.clone()
+    };
+    let ttl = client
+        .token_ttl
+        .unwrap_or(policy.default_ttl)
+        .clamp(1, policy.max_ttl);
+    Ok(Grant {
+        scope,
+        audience,
+        ttl,
+    })
+}
+
+/// The RFC 9068 §2.2 claims for a grant issued at `now`.
+pub fn claims(client_id: &str, grant: &Grant, issuer: &str, now: i64, jti: String, api_key_id: Option<String>) -> Claims {
+    Claims {
+        iss: issuer.to_string(),
+        sub: client_id.to_string(),
+        aud: Audience::from_list(grant.audience.clone()),
+        exp: now + grant.ttl,
+        iat: now,
+        jti,
+        client_id: client_id.to_string(),
+        scope: grant.scope.join(" "),
+        api_key_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> Client {
+        Client {
+            id: "c".into(),
+            name: "n".into(),
+            owner: None,
+            scopes: vec!["read".into(), "write".into()],
+            audiences: vec!["https://a".into(), "https://b".into()],
+            token_ttl: None,
+            disabled: false,
+            tokens_revoked_before: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            issuer: "http://iss".into(),
+            default_ttl: 3600,
+            max_ttl: 86_400,
+        }
+    }
+
+    fn req(scope: Option<&str>, aud: &[&str]) -> TokenRequest {
+        TokenRequest {
+            scope: scope.map(str::to_string),
+            audiences: aud.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn absent_scope_and_audience_mean_the_clients_defaults() {
+        let g = decide(&client(), &req(None, &[]), &policy()).unwrap();
+        assert_eq!(g.scope, vec!["read", "write"]);
+        assert_eq!(g.audience, vec!["https://a"]);
+        assert_eq!(g.ttl, 3600);
+    }
+
+    #[test]
+    fn scope_must_be_a_subset() {
+        let g = decide(&client(), &req(Some("write"), &[]), &policy()).unwrap();
+        assert_eq!(g.scope, vec!["write"]);
+        let e = decide(&client(), &req(Some("read admin"), &[]), &policy()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidScope);
+        let e = decide(&client(), &req(Some("re\"ad"), &[]), &policy()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidScope);
+    }
+
+    #[test]
+    fn audience_must_be_allowed() {
+        let g = decide(&client(), &req(None, &["https://b"]), &policy()).unwrap();
+        assert_eq!(g.audience, vec!["https://b"]);
+        let e = decide(&client(), &req(None, &["https://evil"]), &policy()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidTarget);
+    }
+
+    #[test]
+    fn ttl_is_capped_by_the_maximum() {
+        let mut c = client();
+        c.token_ttl = Some(1_000_000);
+        assert_eq!(decide(&c, &req(None, &[]), &policy()).unwrap().ttl, 86_400);
+    }
+
+    #[test]
+    fn grant_type_checks() {
+        assert_eq!(check_grant_type(&Params::default()).unwrap_err().code, ErrorCode::InvalidRequest);
+        let p = Params::from_pairs([("grant_type", "password")]);
+        assert_eq!(check_grant_type(&p).unwrap_err().code, ErrorCode::UnsupportedGrantType);
+        assert!(check_grant_type(&Params::from_pairs([("grant_type", "client_credentials")])).is_ok());
+    }
+
+    #[test]
+    fn secrets_match_any_live_digest_only() {
+        let s = SecretString::new("tgs_x".into());
+        let rec = |d: [u8; 32]| ClientSecretRecord {
+            id: 1,
+            digest: d.to_vec(),
+            created_at: 0,
+            expires_at: None,
+        };
+        assert!(secret_matches(&s, &[rec([0; 32]), rec(s.digest())]));
+        assert!(!secret_matches(&s, &[rec([0; 32])]));
+        assert!(!secret_matches(&s, &[]));
+    }
+}

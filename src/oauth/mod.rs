@@ -1,0 +1,10 @@
+//! The OAuth 2.0 protocol as plain Rust: request decoding, client credentials,
+//! and the client-credentials grant decision. No I/O; time comes in as `now`.
+
+pub mod credentials;
+pub mod grant;
+pub mod params;
+
+pub use credentials::{AuthMethod, ClientCredentials};
+pub use grant::{Grant, Policy, TokenRequest};
+pub use params::Params;

@@ -1,0 +1,243 @@
+//! The admin API under `/admin`, for bearer tokens holding `tollgate:admin`.
+//! Each handler authorizes, then calls the same operation as the command line.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{authorization, no_store_json, read_body};
+use crate::admin::{api_key_view, ClientPatch, NewClient};
+use crate::app::{now, App};
+use crate::error::ApiError;
+use crate::introspection::ADMIN_SCOPE;
+use crate::token::Alg;
+
+/// Registers the admin routes (under the `/admin` scope).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let nope = || web::to(super::method_not_allowed);
+    cfg.service(
+        web::resource("/clients")
+            .route(web::get().to(list_clients))
+            .route(web::post().to(create_client))
+            .default_service(nope()),
+    )
+    .service(
+        web::resource("/clients/{id}")
+            .route(web::get().to(show_client))
+            .route(web::patch().to(update_client))
+            .route(web::delete().to(delete_client))
+            .default_service(nope()),
+    )
+    .service(web::resource("/clients/{id}/disable").route(web::post().to(disable_client)).default_service(nope()))
+    .service(web::resource("/clients/{id}/enable").route(web::post().to(enable_client)).default_service(nope()))
+    .service(web::resource("/clients/{id}/rotate-secret").route(web::post().to(rotate_secret)).default_service(nope()))
+    .service(web::resource("/clients/{id}/revoke-tokens").route(web::post().to(revoke_tokens)).default_service(nope()))
+    .service(
+        web::resource("/clients/{id}/api-keys")
+            .route(web::get().to(list_api_keys))
+            .route(web::post().to(create_api_key))
+            .default_service(nope()),
+    )
+    .service(
+        web::resource("/api-keys/{id}")
+            .route(web::delete().to(revoke_api_key))
+            .default_service(nope()),
+    )
+    .service(web::resource("/api-keys/{id}/revoke").route(web::post().to(revoke_api_key)).default_service(nope()))
+    .service(web::resource("/signing-keys").route(web::get().to(list_signing_keys)).default_service(nope()))
+    .service(web::resource("/signing-keys/rotate").route(web::post().to(rotate_signing_key)).default_service(nope()))
+    .service(web::resource("/signing-keys/{kid}/retire").route(web::post().to(retire_signing_key)).default_service(nope()))
+    .service(web::resource("/audit").route(web::get().to(list_audit)).default_service(nope()));
+}
+
+/// Authorizes the admin caller and runs `op` on the blocking pool with the
+/// caller's client id as the audit actor.
+async fn as_admin<T, F>(app: web::Data<App>, req: &HttpRequest, op: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&App, &str, i64) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    let auth = authorization(req).map(<[u8]>::to_vec);
+    web::block(move || {
+        let now = now();
+        let caller = app.authorize_bearer(auth.as_deref(), ADMIN_SCOPE, now)?;
+        op(&app, &caller.client_id, now)
+    })
+    .await?
+}
+
+/// A JSON body of type `T`; an empty body is `{}`.
+async fn json_body<T: DeserializeOwned>(app: &App, req: &HttpRequest, payload: web::Payload) -> Result<T, ApiError> {
+    let body = read_body(app, payload).await?;
+    let body: &[u8] = if body.is_empty() { b"{}" } else { &body };
+    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    if body != b"{}" && !ct.is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("application/json")) {
+        return Err(ApiError::new(
+            crate::error::ErrorCode::UnsupportedMediaType,
+            "Content-Type must be application/json",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
+}
+
+fn created(body: serde_json::Value) -> HttpResponse {
+    HttpResponse::Created()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}
+
+/// Pagination of lists.
+#[derive(Deserialize)]
+struct Page {
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_clients(app: web::Data<App>, req: HttpRequest, q: web::Query<Page>) -> Result<HttpResponse, ApiError> {
+    let Page { after, limit } = q.into_inner();
+    let limit = limit.unwrap_or(100).clamp(1, 1000);
+    let clients = as_admin(app, &req, move |app, _, _| app.list_clients(after.as_deref(), limit)).await?;
+    let next = (clients.len() == limit as usize).then(|| clients.last().map(|c| c.id.clone())).flatten();
+    Ok(no_store_json(json!({"data": clients, "meta": {"limit": limit, "count": clients.len(), "next_cursor": next}})))
+}
+
+async fn create_client(app: web::Data<App>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let input: NewClient = json_body(&app, &req, payload).await?;
+    let (client, secret) = as_admin(app, &req, move |app, actor, now| app.create_client(actor, input, now)).await?;
+    let mut body = json!(client);
+    body["client_secret"] = json!(secret.expose());
+    Ok(created(body))
+}
+
+async fn show_client(app: web::Data<App>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let c = as_admin(app, &req, move |app, _, _| app.get_client(&id)).await?;
+    Ok(no_store_json(c))
+}
+
+async fn update_client(app: web::Data<App>, req: HttpRequest, id: web::Path<String>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let patch: ClientPatch = json_body(&app, &req, payload).await?;
+    let id = id.into_inner();
+    let c = as_admin(app, &req, move |app, actor, now| app.update_client(actor, &id, patch, now)).await?;
+    Ok(no_store_json(c))
+}
+
+async fn delete_client(app: web::Data<App>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    as_admin(app, &req, move |app, actor, now| app.delete_client(actor, &id, now)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn disable_client(app: web::Data<App>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let c = as_admin(app, &req, move |app, actor, now| app.set_client_disabled(actor, &id, true, now)).await?;
+    Ok(no_store_json(c))
+}
+
+async fn enable_client(app: web::Data<App>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let c = as_admin(app, &req, move |app, actor, now| app.set_client_disabled(actor, &id, false, now)).await?;
+    Ok(no_store_json(c))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateSecret {
+    grace_seconds: Option<i64>,
+}
+
+async fn rotate_secret(app: web::Data<App>, req: HttpRequest, id: web::Path<String>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let input: RotateSecret = json_body(&app, &req, payload).await?;
+    let id = id.into_inner();
+    let cid = id.clone();
+    let (secret, old_until) =
+        as_admin(app, &req, move |app, actor, now| app.rotate_client_secret(actor, &id, input.grace_seconds, now)).await?;
+    Ok(no_store_json(json!({
+        "client_id": cid,
+        "client_secret": secret.expose(),
+        "previous_secrets_expire_at": old_until,
+    })))
+}
+
+async fn revoke_tokens(app: web::Data<App>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let c = as_admin(app, &req, move |app, actor, now| app.revoke_client_tokens(actor, &id, now)).await?;
+    Ok(no_store_json(c))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NewApiKey {
+    name: Option<String>,
+    expires_in: Option<i64>,
+}
+
+async fn create_api_key(app: web::Data<App>, req: HttpRequest, id: web::Path<String>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let input: NewApiKey = json_body(&app, &req, payload).await?;
+    let id = id.into_inner();
+    let (record, key, now) = as_admin(app, &req, move |app, actor, now| {
+        app.create_api_key(actor, &id, input.name, input.expires_in, now)
+            .map(|(r, k)| (r, k, now))
+    })
+    .await?;
+    let mut body = api_key_view(&record, now);
+    body["secret_key"] = json!(key.expose());
+    Ok(created(body))
+}
+
+async fn list_api_keys(app: web::Data<App>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let (keys, now) = as_admin(app, &req, move |app, _, now| app.list_api_keys(&id).map(|k| (k, now))).await?;
+    let data: Vec<_> = keys.iter().map(|k| api_key_view(k, now)).collect();
+    Ok(no_store_json(json!({"data": data, "meta": {"count": data.len()}})))
+}
+
+async fn revoke_api_key(app: web::Data<App>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let (k, now) = as_admin(app, &req, move |app, actor, now| app.revoke_api_key(actor, &id, now).map(|k| (k, now))).await?;
+    Ok(no_store_json(api_key_view(&k, now)))
+}
+
+async fn list_signing_keys(app: web::Data<App>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let keys = as_admin(app, &req, |app, _, _| app.list_signing_keys()).await?;
+    Ok(no_store_json(json!({"data": keys, "meta": {"count": keys.len()}})))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateKey {
+    alg: Option<String>,
+    prepublish_seconds: Option<i64>,
+}
+
+async fn rotate_signing_key(app: web::Data<App>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let input: RotateKey = json_body(&app, &req, payload).await?;
+    let alg = match input.alg.as_deref() {
+        None => None,
+        Some(a) => Some(Alg::parse(a).ok_or_else(|| ApiError::invalid_request("alg must be ES256, EdDSA or RS256"))?),
+    };
+    let rec = as_admin(app, &req, move |app, actor, now| app.rotate_signing_key(actor, alg, input.prepublish_seconds, now)).await?;
+    Ok(created(json!(rec)))
+}
+
+async fn retire_signing_key(app: web::Data<App>, req: HttpRequest, kid: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let kid = kid.into_inner();
+    let rec = as_admin(app, &req, move |app, actor, now| app.retire_signing_key(actor, &kid, now)).await?;
+    Ok(no_store_json(rec))
+}
+
+#[derive(Deserialize)]
+struct AuditPage {
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn list_audit(app: web::Data<App>, req: HttpRequest, q: web::Query<AuditPage>) -> Result<HttpResponse, ApiError> {
+    let after = q.after.unwrap_or(0);
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let entries = as_admin(app, &req, move |app, _, _| app.list_audit(after, limit)).await?;
+    let next = (entries.len() == limit as usize).then(|| entries.last().map(|e| e.id)).flatten();
+    Ok(no_store_json(json!({"data": entries, "meta": {"limit": limit, "count": entries.len(), "next_cursor": next}})))
+}

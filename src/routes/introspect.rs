@@ -1,0 +1,48 @@
+//! `POST /oauth/introspect` (RFC 7662) and `POST /oauth/revoke` (RFC 7009).
+
+use actix_web::web;
+use actix_web::{HttpRequest, HttpResponse};
+
+use super::{authorization, no_store_json, read_params};
+use crate::app::{now, App};
+use crate::error::ApiError;
+use crate::oauth::{credentials, Params};
+
+fn token_param(params: &Params) -> Result<String, ApiError> {
+    // token_type_hint is read (so a repeated one is refused) but only a hint:
+    // the token's own form decides (RFC 7662 §2.1, RFC 7009 §2.1).
+    params.single("token_type_hint")?;
+    params
+        .single("token")?
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::invalid_request("token is required"))
+}
+
+/// Introspection: the caller holds `tollgate:introspect`.
+pub async fn introspect(app: web::Data<App>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let params = read_params(&app, &req, payload).await?;
+    let creds = credentials::extract(authorization(&req), &params)?;
+    let auth_header = authorization(&req).map(<[u8]>::to_vec);
+    let token = token_param(&params);
+    let answer = web::block(move || {
+        let now = now();
+        app.authorize_introspection(creds.as_ref(), auth_header.as_deref(), now)?;
+        app.introspect(&token?, now)
+    })
+    .await??;
+    Ok(no_store_json(answer))
+}
+
+/// Revocation: a client revokes its own token or API key; 200 regardless.
+pub async fn revoke(app: web::Data<App>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let params = read_params(&app, &req, payload).await?;
+    let creds = credentials::extract(authorization(&req), &params)?;
+    let token = token_param(&params);
+    web::block(move || {
+        let now = now();
+        let client = app.authenticate_client(creds.as_ref(), now)?;
+        app.revoke(&client.id, &token?, now)
+    })
+    .await??;
+    Ok(no_store_json(serde_json::json!({})))
+}

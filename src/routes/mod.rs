@@ -1,0 +1,112 @@
+//! HTTP routing: thin handlers that extract, call the application core, and
+//! serialize. `configure` is shared by the server and the tests.
+
+pub mod admin;
+pub mod health;
+pub mod introspect;
+pub mod token;
+pub mod well_known;
+
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::web::{self, Bytes};
+use actix_web::{FromRequest, ResponseError, Handler, HttpRequest, HttpResponse, Responder};
+
+use crate::app::App;
+use crate::error::{ApiError, ErrorCode};
+use crate::oauth::params::{body_kind, Params};
+
+/// How long a client may take to send its whole body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A resource answering `POST` with `handler` and 405 otherwise.
+fn post<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    web::resource(path)
+        .route(web::post().to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
+/// A resource answering `GET` with `handler` and 405 otherwise.
+fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
+/// Registers every route on `cfg`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(post("/oauth/token", token::token))
+        .service(post("/authentication/token", token::api_key_token))
+        .service(post("/oauth/introspect", introspect::introspect))
+        .service(post("/oauth/revoke", introspect::revoke))
+        .service(get("/.well-known/jwks.json", well_known::jwks))
+        .service(get("/.well-known/oauth-authorization-server", well_known::metadata))
+        .service(get("/healthz", health::healthz))
+        .service(get("/readyz", health::readyz))
+        .service(web::scope("/admin").configure(admin::configure))
+        .default_service(web::to(not_found));
+}
+
+/// 404 for every unknown path, as JSON.
+pub async fn not_found() -> HttpResponse {
+    ApiError::not_found("no such endpoint").error_response()
+}
+
+/// 405 for a known path with the wrong method, as JSON.
+pub async fn method_not_allowed() -> HttpResponse {
+    ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this endpoint").error_response()
+}
+
+/// Reads the whole body, refusing more than the configured limit (413) or a
+/// body that does not arrive within [`BODY_TIMEOUT`].
+pub async fn read_body(app: &App, payload: web::Payload) -> Result<Bytes, ApiError> {
+    let limit = app.config.max_body_bytes;
+    match tokio::time::timeout(BODY_TIMEOUT, payload.to_bytes_limited(limit)).await {
+        Err(_) => Err(ApiError::invalid_request("request body timed out")),
+        Ok(Err(_)) => Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("request body is larger than {limit} bytes"),
+        )),
+        Ok(Ok(Err(_))) => Err(ApiError::invalid_request("request body could not be read")),
+        Ok(Ok(Ok(bytes))) => Ok(bytes),
+    }
+}
+
+/// Reads and decodes a form or JSON body into parameters. Parameters in the
+/// query string are refused (RFC 6749 §2.3.1: credentials only in the body).
+pub async fn read_params(app: &App, req: &HttpRequest, payload: web::Payload) -> Result<Params, ApiError> {
+    if !req.query_string().is_empty() {
+        return Err(ApiError::invalid_request("parameters must be sent in the request body, not the URL"));
+    }
+    let body = read_body(app, payload).await?;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("invalid"));
+    let kind = body_kind(content_type, body.len())?;
+    Params::decode(kind, &body)
+}
+
+/// The raw Authorization header.
+pub fn authorization(req: &HttpRequest) -> Option<&[u8]> {
+    req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes())
+}
+
+/// A JSON response that must not be cached (RFC 6749 §5.1).
+pub fn no_store_json(body: impl serde::Serialize) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(body)
+}

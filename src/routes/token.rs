@@ -1,0 +1,69 @@
+//! `POST /oauth/token` (RFC 6749 §4.4) and `POST /authentication/token` (API-key exchange).
+
+use actix_web::web;
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Serialize;
+
+use super::{authorization, no_store_json, read_params};
+use crate::app::{now, App, IssuedToken};
+use crate::error::ApiError;
+use crate::oauth::grant::{check_grant_type, TokenRequest};
+use crate::oauth::credentials;
+use crate::secret::SecretString;
+
+/// RFC 6749 §5.1 success body.
+#[derive(Serialize)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: i64,
+    scope: &'a str,
+}
+
+fn respond(t: &IssuedToken) -> HttpResponse {
+    no_store_json(TokenResponse {
+        access_token: t.access_token.expose(),
+        token_type: "Bearer",
+        expires_in: t.expires_in,
+        scope: &t.scope,
+    })
+}
+
+/// Client-credentials grant, form or JSON body, Basic or body credentials.
+pub async fn token(app: web::Data<App>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let params = read_params(&app, &req, payload).await?;
+    let creds = credentials::extract(authorization(&req), &params)?;
+    check_grant_type(&params)?;
+    let request = TokenRequest::from_params(&params)?;
+    let issued = web::block(move || app.issue_for_client(creds.as_ref(), &request, now())).await??;
+    Ok(respond(&issued))
+}
+
+/// API-key exchange: the key comes as `secret_key` in a JSON or form body, or
+/// in an `X-API-Key` header; one place only.
+pub async fn api_key_token(app: web::Data<App>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let params = read_params(&app, &req, payload).await?;
+    let header_key = match req.headers().get("x-api-key") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::invalid_request("malformed X-API-Key header"))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let key = match (header_key, params.single("secret_key")?) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_request(
+                "API key given both in the X-API-Key header and in the body",
+            ))
+        }
+        (Some(h), None) => h,
+        (None, Some(b)) => b.to_string(),
+        (None, None) => return Err(ApiError::invalid_request("secret_key is required")),
+    };
+    let key = SecretString::new(key);
+    let request = TokenRequest::from_params(&params)?;
+    let issued = web::block(move || app.issue_for_api_key(&key, &request, now())).await??;
+    Ok(respond(&issued))
+}

@@ -1,0 +1,43 @@
+//! `GET /.well-known/jwks.json` (RFC 7517 §5) and
+//! `GET /.well-known/oauth-authorization-server` (RFC 8414 §3).
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::app::{now, App};
+
+/// The public signing keys.
+pub async fn jwks(app: web::Data<App>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
+        .json(app.keys.get().jwks(now()))
+}
+
+/// Authorization-server metadata (RFC 8414 §2).
+pub async fn metadata(app: web::Data<App>) -> HttpResponse {
+    let iss = &app.config.issuer;
+    let algs: Vec<String> = {
+        let set = app.keys.get();
+        let mut v: Vec<String> = set.records().into_iter().map(|r| r.alg).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .json(json!({
+            "issuer": iss,
+            "token_endpoint": format!("{iss}/oauth/token"),
+            "jwks_uri": format!("{iss}/.well-known/jwks.json"),
+            "introspection_endpoint": format!("{iss}/oauth/introspect"),
+            "revocation_endpoint": format!("{iss}/oauth/revoke"),
+            "grant_types_supported": ["client_credentials"],
+            "response_types_supported": ["token"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "bearer"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "scopes_supported": ["tollgate:admin", "tollgate:introspect"],
+            "access_token_signing_alg_values_supported": algs,
+        }))
+}

@@ -1,0 +1,99 @@
+//! Starts the HTTP server: binds the listener (port 0 works), shares the
+//! application core as `web::Data`, and runs the background maintenance tasks.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use actix_web::middleware::Logger;
+use actix_web::{web, HttpServer};
+
+use crate::app::{now, App};
+use crate::error::ApiError;
+use crate::routes;
+
+/// JSON errors for query strings and paths that fail to parse.
+fn extractor_config(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
+        ApiError::invalid_request(format!("invalid query string: {e}")).into()
+    }))
+    .app_data(web::PathConfig::default().error_handler(|e, _| {
+        ApiError::invalid_request(format!("invalid path: {e}")).into()
+    }));
+}
+
+/// Binds and builds the server without running it; returns it with the
+/// address it listens on and the app it serves (whose issuer follows the
+/// bound address unless one was configured).
+pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAddr, App)> {
+    let listener = TcpListener::bind(app.config.bind)?;
+    let addr = listener.local_addr()?;
+    if !app.config.issuer_explicit {
+        let mut config = (*app.config).clone();
+        config.issuer = format!("http://{addr}");
+        app.config = std::sync::Arc::new(config);
+    }
+    let served = app.clone();
+    let workers = app.config.workers;
+    let data = web::Data::new(app);
+    let server = HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(data.clone())
+            // Path only: a query string could carry a secret sent by mistake.
+            .wrap(
+                Logger::new(r#"%a "%{method}xi %U" %s %b %Dms"#)
+                    .custom_request_replace("method", |req| req.method().to_string()),
+            )
+            .configure(extractor_config)
+            .configure(routes::configure)
+    })
+    .workers(workers)
+    .client_request_timeout(Duration::from_secs(5))
+    .client_disconnect_timeout(Duration::from_secs(2))
+    .shutdown_timeout(15)
+    .listen(listener)?
+    .run();
+    Ok((server, addr, served))
+}
+
+/// Background maintenance: picks up signing-key changes made by the command
+/// line or another instance every second, and prunes expired revocations
+/// every minute.
+pub fn spawn_maintenance(app: App) {
+    actix_web::rt::spawn(async move {
+        let mut tick: u64 = 0;
+        let mut interval = actix_web::rt::time::interval(Duration::from_secs(1));
+        loop {
+            interval.tick().await;
+            tick += 1;
+            let a = app.clone();
+            let result = web::block(move || -> Result<(), String> {
+                a.reload_keys().map_err(|e| e.to_string())?;
+                if tick % 60 == 0 {
+                    let n = a.store.prune_revocations(now()).map_err(|e| e.to_string())?;
+                    if n > 0 {
+                        log::info!("pruned {n} expired revocations");
+                    }
+                }
+                Ok(())
+            })
+            .await;
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => log::warn!("maintenance: {e}"),
+                Err(e) => log::warn!("maintenance: {e}"),
+            }
+        }
+    });
+}
+
+/// Runs the server until it is stopped (SIGTERM or SIGINT finish the
+/// requests in flight first). Prints the bound address on stdout.
+pub async fn run(app: App) -> std::io::Result<()> {
+    let (server, addr, app) = build(app)?;
+    spawn_maintenance(app.clone());
+    log::info!("issuer {}", app.config.issuer);
+    println!("tollgate listening on http://{addr}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    server.await
+}

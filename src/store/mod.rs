@@ -1,0 +1,226 @@
+//! The storage interface: clients, secrets, API keys, revocations, signing-key
+//! metadata and the audit log. The only module with SQL lives below it.
+
+pub mod sqlite;
+
+use serde::Serialize;
+
+pub use sqlite::SqliteStore;
+
+/// A storage failure. Its text is logged, never sent to a caller.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database answered with an error.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// No connection could be had from the pool.
+    #[error("connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    /// Stored data could not be decoded.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The database file was written by a newer Tollgate.
+    #[error("database schema version {found} is newer than this build supports ({supported})")]
+    TooNew {
+        /// Version found in the file.
+        found: i64,
+        /// Highest version this build knows.
+        supported: i64,
+    },
+}
+
+/// Result of storage calls.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A registered OAuth client.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Client {
+    /// Public identifier (`client_id`).
+    #[serde(rename = "client_id")]
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Free-text owner (team, service, contact).
+    pub owner: Option<String>,
+    /// Scopes the client may request.
+    pub scopes: Vec<String>,
+    /// Audiences the client may request; the first is the default.
+    pub audiences: Vec<String>,
+    /// Access-token lifetime in seconds; `None` is the server default.
+    pub token_ttl: Option<i64>,
+    /// A disabled client gets no tokens and its tokens introspect inactive.
+    pub disabled: bool,
+    /// Tokens issued before this time introspect inactive (revoke-all).
+    pub tokens_revoked_before: Option<i64>,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+}
+
+/// A stored client secret: only its digest.
+#[derive(Debug, Clone)]
+pub struct ClientSecretRecord {
+    /// Row id.
+    pub id: i64,
+    /// SHA-256 of the secret.
+    pub digest: Vec<u8>,
+    /// Creation time.
+    pub created_at: i64,
+    /// End of its validity (set by a rotation); `None` means none.
+    pub expires_at: Option<i64>,
+}
+
+/// A stored API key: only its digest and the parts safe to show.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKeyRecord {
+    /// Public id (`key_…`).
+    pub id: String,
+    /// The client the key acts as.
+    pub client_id: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// SHA-256 of the key.
+    #[serde(skip)]
+    pub digest: Vec<u8>,
+    /// The recognisable prefix, such as `tg_live_`.
+    pub prefix: String,
+    /// Last four characters, to tell keys apart.
+    pub last4: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Expiry, if any.
+    pub expires_at: Option<i64>,
+    /// Last exchange or introspection seen, to the minute.
+    pub last_used_at: Option<i64>,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<i64>,
+}
+
+impl ApiKeyRecord {
+    /// `active`, `revoked` or `expired` at `now`.
+    pub fn state(&self, now: i64) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.expires_at.is_some_and(|e| e <= now) {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+}
+
+/// Signing-key lifecycle metadata.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// RFC 7638 thumbprint; also the PEM file name.
+    pub kid: String,
+    /// JWS algorithm.
+    pub alg: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// When it starts signing (it is published from creation).
+    pub activates_at: i64,
+    /// When it stopped signing.
+    pub retired_at: Option<i64>,
+}
+
+/// One audit-log entry.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AuditEntry {
+    /// Sequence number (0 before it is stored).
+    pub id: i64,
+    /// When.
+    pub at: i64,
+    /// Who: an admin client id, or `cli` for the command line.
+    pub actor: String,
+    /// What, such as `client.create`.
+    pub action: String,
+    /// On what: a client id, key id, kid or jti.
+    pub target: Option<String>,
+    /// Details without any secret.
+    pub detail: serde_json::Value,
+}
+
+impl AuditEntry {
+    /// A new entry to be stored.
+    pub fn new(at: i64, actor: &str, action: &str, target: Option<&str>, detail: serde_json::Value) -> Self {
+        AuditEntry {
+            id: 0,
+            at,
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target: target.map(str::to_string),
+            detail,
+        }
+    }
+}
+
+/// What creating an API key can run into.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ApiKeyCreate {
+    /// Stored.
+    Created,
+    /// The client already holds this many active keys.
+    LimitReached(u32),
+    /// The client does not exist.
+    NoSuchClient,
+}
+
+/// The storage interface the rest of Tollgate uses. Every call is blocking:
+/// async code runs it on the blocking thread pool.
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new client with its first secret.
+    fn create_client(&self, client: &Client, secret_digest: &[u8], audit: &AuditEntry) -> Result<()>;
+    /// One client.
+    fn get_client(&self, id: &str) -> Result<Option<Client>>;
+    /// Clients ordered by id, after `after`, at most `limit`.
+    fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>>;
+    /// Overwrites the mutable fields of an existing client; false if it does not exist.
+    fn update_client(&self, client: &Client, audit: &AuditEntry) -> Result<bool>;
+    /// Deletes a client with its secrets and keys; false if it did not exist.
+    fn delete_client(&self, id: &str, audit: &AuditEntry) -> Result<bool>;
+    /// Secrets of a client still valid at `now`.
+    fn live_secrets(&self, client_id: &str, now: i64) -> Result<Vec<ClientSecretRecord>>;
+    /// Adds a secret; every older live secret expires at `old_expire_at` at the
+    /// latest, and at most `max_live` secrets stay live. False if no such client.
+    fn rotate_secret(
+        &self,
+        client_id: &str,
+        digest: &[u8],
+        now: i64,
+        old_expire_at: i64,
+        max_live: usize,
+        audit: &AuditEntry,
+    ) -> Result<bool>;
+    /// Stores an API key unless the client holds `max_active` active keys already.
+    fn create_api_key(&self, key: &ApiKeyRecord, max_active: u32, now: i64, audit: &AuditEntry) -> Result<ApiKeyCreate>;
+    /// The key with this digest.
+    fn find_api_key(&self, digest: &[u8]) -> Result<Option<ApiKeyRecord>>;
+    /// The key with this id.
+    fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>>;
+    /// Keys of a client, newest first.
+    fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>>;
+    /// Revokes a key; false if it does not exist or is already revoked.
+    fn revoke_api_key(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<bool>;
+    /// Records a use of a key.
+    fn touch_api_key(&self, id: &str, now: i64) -> Result<()>;
+    /// Remembers a revoked access token until it expires.
+    fn revoke_token(&self, jti: &str, client_id: &str, expires_at: i64, now: i64, audit: &AuditEntry) -> Result<()>;
+    /// Whether the token with this `jti` is revoked.
+    fn is_token_revoked(&self, jti: &str) -> Result<bool>;
+    /// Forgets revocations of tokens expired before `now`; returns how many.
+    fn prune_revocations(&self, now: i64) -> Result<usize>;
+    /// Every signing key's metadata.
+    fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
+    /// Records a new signing key.
+    fn insert_signing_key(&self, key: &SigningKeyRecord, audit: Option<&AuditEntry>) -> Result<()>;
+    /// Retires a signing key at `at`; false if unknown or already retired.
+    fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool>;
+    /// Appends an audit entry on its own.
+    fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
+    /// Audit entries with id above `after`, oldest first, at most `limit`.
+    fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>>;
+    /// Whether the database answers.
+    fn ping(&self) -> Result<()>;
+}

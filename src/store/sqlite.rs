@@ -1,0 +1,459 @@
+//! The SQLite implementation of [`Store`]: WAL mode, `synchronous=FULL`, a small
+//! connection pool, prepared statements cached per connection.
+
+use std::path::Path;
+use std::time::Duration;
+
+use r2d2::{Pool, PooledConnection};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+
+use super::{
+    ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Result, SigningKeyRecord,
+    Store, StoreError,
+};
+
+/// The schema, applied at start-up.
+const SCHEMA: &str = include_str!("../../schema.sql");
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// A SQLite database file behind a connection pool.
+pub struct SqliteStore {
+    pool: Pool<SqliteConnectionManager>,
+}
+
+fn init_connection(c: &mut Connection) -> rusqlite::Result<()> {
+    c.busy_timeout(Duration::from_secs(5))?;
+    // WAL lets readers run beside the one writer; FULL syncs the WAL on every
+    // commit, so an acknowledged write survives a crash or power loss.
+    c.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;",
+    )?;
+    c.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies the schema.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let manager = SqliteConnectionManager::file(path).with_init(init_connection);
+        let pool = Pool::builder()
+            .max_size(16)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)?;
+        let store = SqliteStore { pool };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn conn(&self) -> Result<PooledConnection<SqliteConnectionManager>> {
+        Ok(self.pool.get()?)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let mut conn = self.conn()?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if version < SCHEMA_VERSION {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(SCHEMA)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` in an immediate (write-locking) transaction and commits it.
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+fn insert_audit(c: &Connection, e: &AuditEntry) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![e.at, e.actor, e.action, e.target, e.detail.to_string()])?;
+    Ok(())
+}
+
+const CLIENT_COLUMNS: &str = "id, name, owner, scopes, audiences, token_ttl, disabled, \
+     tokens_revoked_before, created_at, updated_at";
+
+fn client_from_row(r: &Row<'_>) -> rusqlite::Result<Client> {
+    let scopes: String = r.get(3)?;
+    let audiences: String = r.get(4)?;
+    Ok(Client {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        owner: r.get(2)?,
+        scopes: scopes.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        audiences: serde_json::from_str(&audiences).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        token_ttl: r.get(5)?,
+        disabled: r.get(6)?,
+        tokens_revoked_before: r.get(7)?,
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
+    })
+}
+
+const KEY_COLUMNS: &str =
+    "id, client_id, name, digest, prefix, last4, created_at, expires_at, last_used_at, revoked_at";
+
+fn key_from_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: r.get(0)?,
+        client_id: r.get(1)?,
+        name: r.get(2)?,
+        digest: r.get(3)?,
+        prefix: r.get(4)?,
+        last4: r.get(5)?,
+        created_at: r.get(6)?,
+        expires_at: r.get(7)?,
+        last_used_at: r.get(8)?,
+        revoked_at: r.get(9)?,
+    })
+}
+
+fn audiences_json(c: &Client) -> String {
+    serde_json::Value::from(c.audiences.clone()).to_string()
+}
+
+impl Store for SqliteStore {
+    fn create_client(&self, c: &Client, secret_digest: &[u8], audit: &AuditEntry) -> Result<()> {
+        self.write(|tx| {
+            tx.prepare_cached(&format!(
+                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            ))?
+            .execute(params![
+                c.id,
+                c.name,
+                c.owner,
+                c.scopes.join(" "),
+                audiences_json(c),
+                c.token_ttl,
+                c.disabled,
+                c.tokens_revoked_before,
+                c.created_at,
+                c.updated_at
+            ])?;
+            tx.prepare_cached(
+                "INSERT INTO client_secrets (client_id, digest, created_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![c.id, secret_digest, c.created_at])?;
+            insert_audit(tx, audit)
+        })
+    }
+
+    fn get_client(&self, id: &str) -> Result<Option<Client>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?1"))?;
+        Ok(stmt.query_row([id], client_from_row).optional()?)
+    }
+
+    fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM clients WHERE id > ?1 ORDER BY id LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![after.unwrap_or(""), limit], client_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn update_client(&self, c: &Client, audit: &AuditEntry) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE clients SET name = ?2, owner = ?3, scopes = ?4, audiences = ?5, \
+                     token_ttl = ?6, disabled = ?7, tokens_revoked_before = ?8, updated_at = ?9 \
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    c.id,
+                    c.name,
+                    c.owner,
+                    c.scopes.join(" "),
+                    audiences_json(c),
+                    c.token_ttl,
+                    c.disabled,
+                    c.tokens_revoked_before,
+                    c.updated_at
+                ])?;
+            if n == 1 {
+                insert_audit(tx, audit)?;
+            }
+            Ok(n == 1)
+        })
+    }
+
+    fn delete_client(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx.prepare_cached("DELETE FROM clients WHERE id = ?1")?.execute([id])?;
+            if n == 1 {
+                insert_audit(tx, audit)?;
+            }
+            Ok(n == 1)
+        })
+    }
+
+    fn live_secrets(&self, client_id: &str, now: i64) -> Result<Vec<ClientSecretRecord>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, digest, created_at, expires_at FROM client_secrets \
+             WHERE client_id = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![client_id, now], |r| {
+            Ok(ClientSecretRecord {
+                id: r.get(0)?,
+                digest: r.get(1)?,
+                created_at: r.get(2)?,
+                expires_at: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn rotate_secret(
+        &self,
+        client_id: &str,
+        digest: &[u8],
+        now: i64,
+        old_expire_at: i64,
+        max_live: usize,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        self.write(|tx| {
+            let exists: Option<i64> = tx
+                .prepare_cached("SELECT 1 FROM clients WHERE id = ?1")?
+                .query_row([client_id], |r| r.get(0))
+                .optional()?;
+            if exists.is_none() {
+                return Ok(false);
+            }
+            tx.prepare_cached(
+                "UPDATE client_secrets SET expires_at = ?3 WHERE client_id = ?1 \
+                 AND (expires_at IS NULL OR expires_at > ?2)",
+            )?
+            .execute(params![client_id, old_expire_at])?;
+            tx.prepare_cached(
+                "INSERT INTO client_secrets (client_id, digest, created_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![client_id, digest, now])?;
+            // Keep at most `max_live` secrets live: the oldest ones end now.
+            tx.prepare_cached(
+                "UPDATE client_secrets SET expires_at = ?2 WHERE id IN ( \
+                   SELECT id FROM client_secrets WHERE client_id = ?1 \
+                   AND (expires_at IS NULL OR expires_at > ?2) ORDER BY id DESC LIMIT -1 OFFSET ?3)",
+            )?
+            .execute(params![client_id, now, max_live as i64])?;
+            // Forget secrets that ended more than a day ago.
+            tx.prepare_cached(
+                "DELETE FROM client_secrets WHERE client_id = ?1 AND expires_at < ?2",
+            )?
+            .execute(params![client_id, now - 86_400])?;
+            insert_audit(tx, audit)?;
+            Ok(true)
+        })
+    }
+
+    fn create_api_key(&self, k: &ApiKeyRecord, max_active: u32, now: i64, audit: &AuditEntry) -> Result<ApiKeyCreate> {
+        self.write(|tx| {
+            let exists: Option<i64> = tx
+                .prepare_cached("SELECT 1 FROM clients WHERE id = ?1")?
+                .query_row([&k.client_id], |r| r.get(0))
+                .optional()?;
+            if exists.is_none() {
+                return Ok(ApiKeyCreate::NoSuchClient);
+            }
+            let active: u32 = tx
+                .prepare_cached(
+                    "SELECT count(*) FROM api_keys WHERE client_id = ?1 AND revoked_at IS NULL \
+                     AND (expires_at IS NULL OR expires_at > ?2)",
+                )?
+                .query_row(params![k.client_id, now], |r| r.get(0))?;
+            if active >= max_active {
+                return Ok(ApiKeyCreate::LimitReached(max_active));
+            }
+            tx.prepare_cached(&format!(
+                "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            ))?
+            .execute(params![
+                k.id,
+                k.client_id,
+                k.name,
+                k.digest,
+                k.prefix,
+                k.last4,
+                k.created_at,
+                k.expires_at,
+                k.last_used_at,
+                k.revoked_at
+            ])?;
+            insert_audit(tx, audit)?;
+            Ok(ApiKeyCreate::Created)
+        })
+    }
+
+    fn find_api_key(&self, digest: &[u8]) -> Result<Option<ApiKeyRecord>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE digest = ?1"))?;
+        Ok(stmt.query_row([digest], key_from_row).optional()?)
+    }
+
+    fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"))?;
+        Ok(stmt.query_row([id], key_from_row).optional()?)
+    }
+
+    fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE client_id = ?1 ORDER BY created_at DESC, id"
+        ))?;
+        let rows = stmt.query_map([client_id], key_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn revoke_api_key(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx
+                .prepare_cached("UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")?
+                .execute(params![id, now])?;
+            if n == 1 {
+                insert_audit(tx, audit)?;
+            }
+            Ok(n == 1)
+        })
+    }
+
+    fn touch_api_key(&self, id: &str, now: i64) -> Result<()> {
+        let conn = self.conn()?;
+        conn.prepare_cached(
+            "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1 \
+             AND (last_used_at IS NULL OR last_used_at < ?2 - 60)",
+        )?
+        .execute(params![id, now])?;
+        Ok(())
+    }
+
+    fn revoke_token(&self, jti: &str, client_id: &str, expires_at: i64, now: i64, audit: &AuditEntry) -> Result<()> {
+        self.write(|tx| {
+            let n = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO revoked_tokens (jti, client_id, expires_at, revoked_at) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![jti, client_id, expires_at, now])?;
+            if n == 1 {
+                insert_audit(tx, audit)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn is_token_revoked(&self, jti: &str) -> Result<bool> {
+        let conn = self.conn()?;
+        let found: Option<i64> = conn
+            .prepare_cached("SELECT 1 FROM revoked_tokens WHERE jti = ?1")?
+            .query_row([jti], |r| r.get(0))
+            .optional()?;
+        Ok(found.is_some())
+    }
+
+    fn prune_revocations(&self, now: i64) -> Result<usize> {
+        let conn = self.conn()?;
+        let n = conn
+            .prepare_cached("DELETE FROM revoked_tokens WHERE expires_at < ?1")?
+            .execute([now])?;
+        Ok(n)
+    }
+
+    fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT kid, alg, created_at, activates_at, retired_at FROM signing_keys ORDER BY activates_at, created_at",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(SigningKeyRecord {
+                kid: r.get(0)?,
+                alg: r.get(1)?,
+                created_at: r.get(2)?,
+                activates_at: r.get(3)?,
+                retired_at: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn insert_signing_key(&self, k: &SigningKeyRecord, audit: Option<&AuditEntry>) -> Result<()> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO signing_keys (kid, alg, created_at, activates_at, retired_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![k.kid, k.alg, k.created_at, k.activates_at, k.retired_at])?;
+            if let Some(a) = audit {
+                insert_audit(tx, a)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx
+                .prepare_cached("UPDATE signing_keys SET retired_at = ?2 WHERE kid = ?1 AND retired_at IS NULL")?
+                .execute(params![kid, at])?;
+            if n == 1 {
+                insert_audit(tx, audit)?;
+            }
+            Ok(n == 1)
+        })
+    }
+
+    fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
+        self.write(|tx| insert_audit(tx, entry))
+    }
+
+    fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, at, actor, action, target, detail FROM audit_log WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, limit], |r| {
+            let detail: String = r.get(5)?;
+            Ok(AuditEntry {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                target: r.get(4)?,
+                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn ping(&self) -> Result<()> {
+        let conn = self.conn()?;
+        conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,398 @@
+//! Signing keys: PEM files in the keys directory, their JWK form with an RFC 7638
+//! thumbprint as `kid`, and the in-memory key set the server signs and verifies with.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
+use rsa::traits::PublicKeyParts;
+use serde_json::{json, Value};
+
+use super::Alg;
+use crate::store::SigningKeyRecord;
+
+/// A key-file failure.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Reading or writing a key file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A PEM file holds no key Tollgate can use.
+    #[error("{0}")]
+    Format(String),
+}
+
+/// A private key loaded for signing, with its public half for verifying.
+pub struct SigningKey {
+    /// RFC 7638 thumbprint (SHA-256, base64url).
+    pub kid: String,
+    /// Its algorithm, pinned for verification.
+    pub alg: Alg,
+    pub(crate) encoding: EncodingKey,
+    pub(crate) decoding: DecodingKey,
+    /// Public JWK (RFC 7517 §4) with `kid`, `alg` and `use: sig`.
+    pub jwk: Value,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// RFC 7638 §3: SHA-256 over the required members in lexicographic order,
+/// without white space. The member values are base64url, so need no escaping.
+fn thumbprint(canonical: &str) -> String {
+    b64(&crate::secret::digest(canonical.as_bytes()))
+}
+
+/// Generates a new private key for `alg`, as PKCS#8 PEM.
+pub fn generate_pem(alg: Alg) -> Result<String, KeyError> {
+    let rng = SystemRandom::new();
+    let der = match alg {
+        Alg::Es256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| KeyError::Format("cannot generate a P-256 key".into()))?
+            .as_ref()
+            .to_vec(),
+        Alg::EdDsa => Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| KeyError::Format("cannot generate an Ed25519 key".into()))?
+            .as_ref()
+            .to_vec(),
+        Alg::Rs256 => {
+            let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048)
+                .map_err(|e| KeyError::Format(format!("cannot generate an RSA key: {e}")))?;
+            return key
+                .to_pkcs8_pem(LineEnding::LF)
+                .map(|p| p.to_string())
+                .map_err(|e| KeyError::Format(format!("cannot encode an RSA key: {e}")));
+        }
+    };
+    Ok(pem::encode(&pem::Pem::new("PRIVATE KEY", der)))
+}
+
+/// Loads a PKCS#8 PEM private key; its algorithm follows from its type.
+pub fn load_pem(text: &str) -> Result<SigningKey, KeyError> {
+    let parsed = pem::parse(text).map_err(|e| KeyError::Format(format!("not a PEM file: {e}")))?;
+    if parsed.tag() != "PRIVATE KEY" {
+        return Err(KeyError::Format(format!(
+            "expected a PKCS#8 \"PRIVATE KEY\", found {:?}",
+            parsed.tag()
+        )));
+    }
+    let der = parsed.contents();
+    let rng = SystemRandom::new();
+    let bad = |e: jsonwebtoken::errors::Error| KeyError::Format(e.to_string());
+    if let Ok(pair) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng) {
+        let point = pair.public_key().as_ref();
+        let (x, y) = (b64(&point[1..33]), b64(&point[33..65]));
+        let kid = thumbprint(&format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#));
+        return Ok(SigningKey {
+            alg: Alg::Es256,
+            encoding: EncodingKey::from_ec_der(der),
+            decoding: DecodingKey::from_ec_components(&x, &y).map_err(bad)?,
+            jwk: json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "alg": "ES256", "use": "sig"}),
+            kid,
+        });
+    }
+    if let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+        let x = b64(pair.public_key().as_ref());
+        let kid = thumbprint(&format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#));
+        return Ok(SigningKey {
+            alg: Alg::EdDsa,
+            encoding: EncodingKey::from_ed_der(der),
+            decoding: DecodingKey::from_ed_components(&x).map_err(bad)?,
+            jwk: json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"}),
+            kid,
+        });
+    }
+    if let Ok(key) = rsa::RsaPrivateKey::from_pkcs8_der(der) {
+        let (n, e) = (b64(&key.n().to_bytes_be()), b64(&key.e().to_bytes_be()));
+        let kid = thumbprint(&format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#));
+        return Ok(SigningKey {
+            alg: Alg::Rs256,
+            encoding: EncodingKey::from_rsa_pem(text.as_bytes()).map_err(bad)?,
+            decoding: DecodingKey::from_rsa_components(&n, &e).map_err(bad)?,
+            jwk: json!({"kty": "RSA", "n": n, "e": e, "kid": kid, "alg": "RS256", "use": "sig"}),
+            kid,
+        });
+    }
+    Err(KeyError::Format(
+        "unsupported key: expected P-256, Ed25519 or RSA in PKCS#8".into(),
+    ))
+}
+
+/// The path of the key file for `kid`.
+pub fn key_path(dir: &Path, kid: &str) -> PathBuf {
+    dir.join(format!("{kid}.pem"))
+}
+
+/// Writes a private key file readable only by its owner (mode 0600), creating
+/// the directory (mode 0700) when needed.
+pub fn write_key_file(dir: &Path, kid: &str, pem_text: &str) -> Result<PathBuf, KeyError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| KeyError::Io { path, source }
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(io(dir))?;
+    let path = key_path(dir, kid);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&path).map_err(io(&path))?;
+    file.write_all(pem_text.as_bytes()).map_err(io(&path))?;
+    file.sync_all().map_err(io(&path))?;
+    Ok(path)
+}
+
+/// Generates a key for `alg` and writes it to the keys directory.
+pub fn create_key_file(dir: &Path, alg: Alg) -> Result<SigningKey, KeyError> {
+    let text = generate_pem(alg)?;
+    let key = load_pem(&text)?;
+    write_key_file(dir, &key.kid, &text)?;
+    Ok(key)
+}
+
+/// Loads every `*.pem` file in the directory, keyed by `kid`.
+pub fn load_dir(dir: &Path) -> Result<HashMap<String, Arc<SigningKey>>, KeyError> {
+    let mut out = HashMap::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(source) => {
+            return Err(KeyError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    for entry in entries {
+        let path = entry
+            .map_err(|source| KeyError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?
+            .path();
+        if path.extension().and_then(|e| e.to_str()) != Some("pem") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(|source| KeyError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let key = load_pem(&text).map_err(|e| KeyError::Format(format!("{}: {e}", path.display())))?;
+        out.insert(key.kid.clone(), Arc::new(key));
+    }
+    Ok(out)
+}
+
+/// One published key with its lifecycle.
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    /// The key.
+    pub key: Arc<SigningKey>,
+    /// Its lifecycle record.
+    pub record: SigningKeyRecord,
+}
+
+/// The keys in force at one moment: the one that signs, and those published.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    entries: Vec<KeyEntry>,
+    max_token_ttl: i64,
+}
+
+impl KeySet {
+    /// Builds the set from lifecycle records and loaded keys. Records without a
+    /// key file are skipped with a warning.
+    pub fn new(records: &[SigningKeyRecord], loaded: &HashMap<String, Arc<SigningKey>>, max_token_ttl: i64) -> KeySet {
+        let mut entries = Vec::new();
+        for r in records {
+            match loaded.get(&r.kid) {
+                Some(key) => entries.push(KeyEntry {
+                    key: key.clone(),
+                    record: r.clone(),
+                }),
+                None => log::warn!("signing key {} has no key file; skipped", r.kid),
+            }
+        }
+        KeySet {
+            entries,
+            max_token_ttl,
+        }
+    }
+
+    /// The key that signs at `now`: the most recently activated key that is
+    /// active and not retired.
+    pub fn signer(&self, now: i64) -> Option<&Arc<SigningKey>> {
+        self.entries
+            .iter()
+            .filter(|e| e.record.activates_at <= now && e.record.retired_at.is_none_or(|r| r > now))
+            .max_by_key(|e| (e.record.activates_at, e.record.created_at))
+            .map(|e| &e.key)
+    }
+
+    /// Whether a key is published at `now`: from creation until every token it
+    /// could have signed has expired (retirement plus the maximum TTL).
+    fn published(&self, e: &KeyEntry, now: i64) -> bool {
+        e.record.retired_at.is_none_or(|r| r + self.max_token_ttl > now)
+    }
+
+    /// The key for `kid`, if it is in the set (verification re-checks expiry
+    /// through `exp`, which cannot outlive a retired key's publication).
+    pub fn verifier(&self, kid: &str) -> Option<&Arc<SigningKey>> {
+        self.entries.iter().find(|e| e.key.kid == kid).map(|e| &e.key)
+    }
+
+    /// The JWKS document (RFC 7517 §5) at `now`.
+    pub fn jwks(&self, now: i64) -> Value {
+        let keys: Vec<&Value> = self
+            .entries
+            .iter()
+            .filter(|e| self.published(e, now))
+            .map(|e| &e.key.jwk)
+            .collect();
+        json!({ "keys": keys })
+    }
+
+    /// Lifecycle records of the keys in the set.
+    pub fn records(&self) -> Vec<SigningKeyRecord> {
+        self.entries.iter().map(|e| e.record.clone()).collect()
+    }
+}
+
+/// The shared, swappable key set. A background task replaces it when the
+/// key records or files change.
+#[derive(Debug, Default)]
+pub struct KeyRing {
+    current: RwLock<Arc<KeySet>>,
+}
+
+impl KeyRing {
+    /// A ring holding `set`.
+    pub fn new(set: KeySet) -> KeyRing {
+        KeyRing {
+            current: RwLock::new(Arc::new(set)),
+        }
+    }
+
+    /// The set in force.
+    pub fn get(&self) -> Arc<KeySet> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the set.
+    pub fn set(&self, set: KeySet) {
+        let mut guard = match self.current.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Arc::new(set);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::{sign, verify, Audience, Claims, VerifyError};
+
+    fn claims(now: i64) -> Claims {
+        Claims {
+            iss: "http://issuer".into(),
+            sub: "c".into(),
+            aud: Audience::One("https://api".into()),
+            exp: now + 60,
+            iat: now,
+            jti: "j".into(),
+            client_id: "c".into(),
+            scope: "read".into(),
+            api_key_id: None,
+        }
+    }
+
+    fn set_with(key: SigningKey) -> KeySet {
+        let rec = SigningKeyRecord {
+            kid: key.kid.clone(),
+            alg: key.alg.as_str().into(),
+            created_at: 0,
+            activates_at: 0,
+            retired_at: None,
+        };
+        let mut m = HashMap::new();
+        m.insert(key.kid.clone(), Arc::new(key));
+        KeySet::new(&[rec], &m, 86_400)
+    }
+
+    #[test]
+    fn every_algorithm_signs_and_verifies_round_trip() {
+        for alg in [Alg::Es256, Alg::EdDsa, Alg::Rs256] {
+            let key = load_pem(&generate_pem(alg).unwrap()).unwrap();
+            assert_eq!(key.alg, alg);
+            let set = set_with(key);
+            let signer = set.signer(1).unwrap().clone();
+            let token = sign(&claims(1000), &signer).unwrap();
+            assert_eq!(verify(&token, &set, "http://issuer", 1000).unwrap(), claims(1000));
+            assert_eq!(verify(&token, &set, "http://other", 1000), Err(VerifyError::ForeignIssuer));
+            assert_eq!(verify(&token, &set, "http://issuer", 1060), Err(VerifyError::Expired));
+        }
+    }
+
+    #[test]
+    fn kid_is_the_rfc7638_thumbprint() {
+        // RFC 7638 §3.1 example key and thumbprint.
+        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+        let canonical = format!(r#"{{"e":"AQAB","kty":"RSA","n":"{n}"}}"#);
+        assert_eq!(thumbprint(&canonical), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+    }
+
+    #[test]
+    fn retired_key_leaves_jwks_after_max_ttl_and_stops_signing() {
+        let key = load_pem(&generate_pem(Alg::Es256).unwrap()).unwrap();
+        let kid = key.kid.clone();
+        let rec = SigningKeyRecord {
+            kid: kid.clone(),
+            alg: "ES256".into(),
+            created_at: 0,
+            activates_at: 0,
+            retired_at: Some(100),
+        };
+        let mut m = HashMap::new();
+        m.insert(kid, Arc::new(key));
+        let set = KeySet::new(&[rec], &m, 50);
+        assert!(set.signer(100).is_none());
+        assert_eq!(set.jwks(149)["keys"].as_array().unwrap().len(), 1);
+        assert_eq!(set.jwks(150)["keys"].as_array().unwrap().len(), 0);
+    }
+}

@@ -1,0 +1,170 @@
+//! JWT access tokens (RFC 9068): claims, signing and verification with keys
+//! pinned to their algorithm.
+
+pub mod keys;
+
+use jsonwebtoken::{Algorithm, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+pub use keys::{KeyRing, KeySet, SigningKey};
+
+/// The signing algorithms Tollgate supports (RFC 7518 §3.1, RFC 8037 §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alg {
+    /// ECDSA P-256 with SHA-256; the default.
+    Es256,
+    /// Ed25519.
+    EdDsa,
+    /// RSASSA-PKCS1-v1_5 with SHA-256, 2048-bit keys.
+    Rs256,
+}
+
+impl Alg {
+    /// Parses `ES256`, `EdDSA` or `RS256` (case-insensitive).
+    pub fn parse(s: &str) -> Option<Alg> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "ES256" => Some(Alg::Es256),
+            "EDDSA" => Some(Alg::EdDsa),
+            "RS256" => Some(Alg::Rs256),
+            _ => None,
+        }
+    }
+
+    /// The JWS `alg` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alg::Es256 => "ES256",
+            Alg::EdDsa => "EdDSA",
+            Alg::Rs256 => "RS256",
+        }
+    }
+
+    fn jwt(self) -> Algorithm {
+        match self {
+            Alg::Es256 => Algorithm::ES256,
+            Alg::EdDsa => Algorithm::EdDSA,
+            Alg::Rs256 => Algorithm::RS256,
+        }
+    }
+}
+
+/// The `typ` header of JWT access tokens (RFC 9068 §2.1).
+pub const TOKEN_TYPE: &str = "at+jwt";
+
+/// Access-token claims (RFC 9068 §2.2).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    /// Issuer: the server's issuer URL.
+    pub iss: String,
+    /// Subject: the client id (no resource owner in client credentials).
+    pub sub: String,
+    /// Audience: one or more resource indicators.
+    pub aud: Audience,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+    /// Issued at, Unix seconds.
+    pub iat: i64,
+    /// Unique token id, 128 random bits or more.
+    pub jti: String,
+    /// The client the token was issued to.
+    pub client_id: String,
+    /// Space-separated scopes.
+    pub scope: String,
+    /// Set when the token was exchanged for an API key: the key's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
+}
+
+/// `aud` as a single string or an array (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Audience {
+    /// One audience.
+    One(String),
+    /// Several audiences.
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// From a list: a single value stays a string.
+    pub fn from_list(mut list: Vec<String>) -> Audience {
+        if list.len() == 1 {
+            Audience::One(list.remove(0))
+        } else {
+            Audience::Many(list)
+        }
+    }
+
+    /// The audiences as a list.
+    pub fn to_list(&self) -> Vec<String> {
+        match self {
+            Audience::One(a) => vec![a.clone()],
+            Audience::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// Why a token failed verification. Never shown to callers beyond "inactive".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// Not a JWT, or a header that cannot be read.
+    #[error("malformed token")]
+    Malformed,
+    /// `typ` is not `at+jwt`.
+    #[error("wrong token type")]
+    WrongType,
+    /// No published key has this `kid`.
+    #[error("unknown key id")]
+    UnknownKey,
+    /// Bad signature, wrong algorithm or bad claims.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    /// `iss` is not this server.
+    #[error("foreign issuer")]
+    ForeignIssuer,
+    /// Past `exp`.
+    #[error("expired")]
+    Expired,
+}
+
+/// Signs `claims` with `key`, with `typ: at+jwt` and the key's `kid`.
+pub fn sign(claims: &Claims, key: &SigningKey) -> Result<String, jsonwebtoken::errors::Error> {
+    let mut header = Header::new(key.alg.jwt());
+    header.typ = Some(TOKEN_TYPE.to_string());
+    header.kid = Some(key.kid.clone());
+    jsonwebtoken::encode(&header, claims, &key.encoding)
+}
+
+/// Verifies a token against the published keys: the `kid` must be known, the
+/// header `alg` must be that key's algorithm (so `alg: none` and HS/RS
+/// confusion fail), the signature must hold, `iss` must be `issuer`, and `now`
+/// must be before `exp` (RFC 9068 §4).
+pub fn verify(token: &str, keys: &KeySet, issuer: &str, now: i64) -> Result<Claims, VerifyError> {
+    if token.len() > 8192 {
+        return Err(VerifyError::Malformed);
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+    if !header
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case(TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt"))
+    {
+        return Err(VerifyError::WrongType);
+    }
+    let kid = header.kid.ok_or(VerifyError::UnknownKey)?;
+    let key = keys.verifier(&kid).ok_or(VerifyError::UnknownKey)?;
+    let mut validation = Validation::new(key.alg.jwt());
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
+        .map_err(|e| VerifyError::Invalid(e.to_string()))?;
+    let claims = data.claims;
+    if claims.iss != issuer {
+        return Err(VerifyError::ForeignIssuer);
+    }
+    if claims.exp <= now {
+        return Err(VerifyError::Expired);
+    }
+    Ok(claims)
+}
