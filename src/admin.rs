@@ -88,10 +88,18 @@ fn check_owner(owner: &Option<String>) -> Result<(), ApiError> {
 /// Scope tokens per RFC 6749 §3.3: `%x21 / %x23-5B / %x5D-7E`, no duplicates.
 fn normalize_scopes(scopes: &[String]) -> Result<Vec<String>, ApiError> {
     let mut out: Vec<String> = Vec::new();
-    for s in scopes.iter().flat_map(|s| s.split(' ')).filter(|s| !s.is_empty()) {
-        let ok = s.len() <= 128 && s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+    for s in scopes
+        .iter()
+        .flat_map(|s| s.split(' '))
+        .filter(|s| !s.is_empty())
+    {
+        let ok = s.len() <= 128
+            && s.bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
         if !ok {
-            return Err(invalid("each scope must be 1 to 128 characters of the RFC 6749 §3.3 scope-token set"));
+            return Err(invalid(
+                "each scope must be 1 to 128 characters of the RFC 6749 §3.3 scope-token set",
+            ));
         }
         if !out.iter().any(|o| o == s) {
             out.push(s.to_string());
@@ -107,7 +115,9 @@ fn check_audiences(audiences: &[String]) -> Result<Vec<String>, ApiError> {
     let mut out: Vec<String> = Vec::new();
     for a in audiences {
         if a.is_empty() || a.len() > 512 || a.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(invalid("each audience must be 1 to 512 characters without spaces"));
+            return Err(invalid(
+                "each audience must be 1 to 512 characters without spaces",
+            ));
         }
         if !out.contains(a) {
             out.push(a.clone());
@@ -131,7 +141,12 @@ impl App {
     }
 
     /// Creates a client; its secret is returned here and never again.
-    pub fn create_client(&self, actor: &str, input: NewClient, now: i64) -> Result<(Client, SecretString), ApiError> {
+    pub fn create_client(
+        &self,
+        actor: &str,
+        input: NewClient,
+        now: i64,
+    ) -> Result<(Client, SecretString), ApiError> {
         check_name(&input.name)?;
         check_owner(&input.owner)?;
         self.check_ttl(input.token_ttl)?;
@@ -155,7 +170,8 @@ impl App {
             Some(&client.id),
             json!({"name": client.name, "scopes": client.scopes, "audiences": client.audiences}),
         );
-        self.store.create_client(&client, &secret.digest(), &audit)?;
+        self.store
+            .create_client(&client, &secret.digest(), &audit)?;
         Ok((client, secret))
     }
 
@@ -171,7 +187,13 @@ impl App {
         Ok(self.store.list_clients(after, limit.clamp(1, 1000))?)
     }
 
-    fn save_client(&self, actor: &str, client: &Client, action: &str, detail: serde_json::Value) -> Result<(), ApiError> {
+    fn save_client(
+        &self,
+        actor: &str,
+        client: &Client,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), ApiError> {
         let audit = AuditEntry::new(client.updated_at, actor, action, Some(&client.id), detail);
         if !self.store.update_client(client, &audit)? {
             return Err(ApiError::not_found("no such client"));
@@ -180,7 +202,13 @@ impl App {
     }
 
     /// Changes a client's name, owner, scopes, audiences or TTL.
-    pub fn update_client(&self, actor: &str, id: &str, patch: ClientPatch, now: i64) -> Result<Client, ApiError> {
+    pub fn update_client(
+        &self,
+        actor: &str,
+        id: &str,
+        patch: ClientPatch,
+        now: i64,
+    ) -> Result<Client, ApiError> {
         let mut c = self.get_client(id)?;
         let mut changed = Vec::new();
         if let Some(name) = patch.name {
@@ -212,11 +240,21 @@ impl App {
     }
 
     /// Disables or enables a client.
-    pub fn set_client_disabled(&self, actor: &str, id: &str, disabled: bool, now: i64) -> Result<Client, ApiError> {
+    pub fn set_client_disabled(
+        &self,
+        actor: &str,
+        id: &str,
+        disabled: bool,
+        now: i64,
+    ) -> Result<Client, ApiError> {
         let mut c = self.get_client(id)?;
         c.disabled = disabled;
         c.updated_at = now;
-        let action = if disabled { "client.disable" } else { "client.enable" };
+        let action = if disabled {
+            "client.disable"
+        } else {
+            "client.enable"
+        };
         self.save_client(actor, &c, action, json!({}))?;
         Ok(c)
     }
@@ -232,28 +270,54 @@ impl App {
 
     /// Rotates a client's secret: the new one is returned once; older ones keep
     /// working for `grace` seconds (the configured default when `None`).
-    pub fn rotate_client_secret(&self, actor: &str, id: &str, grace: Option<i64>, now: i64) -> Result<(SecretString, i64), ApiError> {
+    pub fn rotate_client_secret(
+        &self,
+        actor: &str,
+        id: &str,
+        grace: Option<i64>,
+        now: i64,
+    ) -> Result<(SecretString, i64), ApiError> {
         let grace = grace.unwrap_or(self.config.secret_grace);
         if !(0..=30 * 86_400).contains(&grace) {
             return Err(invalid("grace must be between 0 and 2592000 seconds"));
         }
         let secret = secret::generate(secret::CLIENT_SECRET_PREFIX);
-        let audit = AuditEntry::new(now, actor, "client.rotate_secret", Some(id), json!({"grace_seconds": grace}));
-        if !self
-            .store
-            .rotate_secret(id, &secret.digest(), now, now + grace, MAX_LIVE_SECRETS, &audit)?
-        {
+        let audit = AuditEntry::new(
+            now,
+            actor,
+            "client.rotate_secret",
+            Some(id),
+            json!({"grace_seconds": grace}),
+        );
+        if !self.store.rotate_secret(
+            id,
+            &secret.digest(),
+            now,
+            now + grace,
+            MAX_LIVE_SECRETS,
+            &audit,
+        )? {
             return Err(ApiError::not_found("no such client"));
         }
         Ok((secret, now + grace))
     }
 
     /// Revokes every token issued to a client up to now (inclusive of this second).
-    pub fn revoke_client_tokens(&self, actor: &str, id: &str, now: i64) -> Result<Client, ApiError> {
+    pub fn revoke_client_tokens(
+        &self,
+        actor: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<Client, ApiError> {
         let mut c = self.get_client(id)?;
         c.tokens_revoked_before = Some(now);
         c.updated_at = now;
-        self.save_client(actor, &c, "client.revoke_tokens", json!({"revoked_before": now}))?;
+        self.save_client(
+            actor,
+            &c,
+            "client.revoke_tokens",
+            json!({"revoked_before": now}),
+        )?;
         Ok(c)
     }
 
@@ -295,10 +359,12 @@ impl App {
             Some(&record.id),
             json!({"client_id": client_id, "name": record.name, "expires_at": record.expires_at}),
         );
-        match self
-            .store
-            .create_api_key(&record, self.config.max_api_keys_per_client, now, &audit)?
-        {
+        match self.store.create_api_key(
+            &record,
+            self.config.max_api_keys_per_client,
+            now,
+            &audit,
+        )? {
             ApiKeyCreate::Created => Ok((record, key)),
             ApiKeyCreate::NoSuchClient => Err(ApiError::not_found("no such client")),
             ApiKeyCreate::LimitReached(n) => Err(ApiError::new(
@@ -315,14 +381,28 @@ impl App {
     }
 
     /// Revokes an API key.
-    pub fn revoke_api_key(&self, actor: &str, key_id: &str, now: i64) -> Result<ApiKeyRecord, ApiError> {
+    pub fn revoke_api_key(
+        &self,
+        actor: &str,
+        key_id: &str,
+        now: i64,
+    ) -> Result<ApiKeyRecord, ApiError> {
         let key = self
             .store
             .get_api_key(key_id)?
             .ok_or_else(|| ApiError::not_found("no such API key"))?;
-        let audit = AuditEntry::new(now, actor, "api_key.revoke", Some(key_id), json!({"client_id": key.client_id}));
+        let audit = AuditEntry::new(
+            now,
+            actor,
+            "api_key.revoke",
+            Some(key_id),
+            json!({"client_id": key.client_id}),
+        );
         if !self.store.revoke_api_key(key_id, now, &audit)? {
-            return Err(ApiError::new(ErrorCode::Conflict, "API key is already revoked"));
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "API key is already revoked",
+            ));
         }
         self.store
             .get_api_key(key_id)?
@@ -337,7 +417,13 @@ impl App {
     /// Rotates the signing key: a new key is published at once and signs after
     /// `prepublish` seconds; the keys signing now retire at that moment and stay
     /// published until every token they signed has expired.
-    pub fn rotate_signing_key(&self, actor: &str, alg: Option<Alg>, prepublish: Option<i64>, now: i64) -> Result<SigningKeyRecord, ApiError> {
+    pub fn rotate_signing_key(
+        &self,
+        actor: &str,
+        alg: Option<Alg>,
+        prepublish: Option<i64>,
+        now: i64,
+    ) -> Result<SigningKeyRecord, ApiError> {
         let prepublish = prepublish.unwrap_or(self.config.key_prepublish);
         if !(0..=7 * 86_400).contains(&prepublish) {
             return Err(invalid("prepublish must be between 0 and 604800 seconds"));
@@ -362,8 +448,15 @@ impl App {
         self.store.insert_signing_key(&record, Some(&audit))?;
         for old in self.store.signing_keys()? {
             if old.kid != record.kid && old.retired_at.is_none() {
-                let audit = AuditEntry::new(now, actor, "signing_key.retire", Some(&old.kid), json!({"retired_at": activates_at}));
-                self.store.retire_signing_key(&old.kid, activates_at, &audit)?;
+                let audit = AuditEntry::new(
+                    now,
+                    actor,
+                    "signing_key.retire",
+                    Some(&old.kid),
+                    json!({"retired_at": activates_at}),
+                );
+                self.store
+                    .retire_signing_key(&old.kid, activates_at, &audit)?;
             }
         }
         if let Err(e) = self.reload_keys() {
@@ -373,14 +466,22 @@ impl App {
     }
 
     /// Retires one signing key now; it stays published until its tokens expire.
-    pub fn retire_signing_key(&self, actor: &str, kid: &str, now: i64) -> Result<SigningKeyRecord, ApiError> {
+    pub fn retire_signing_key(
+        &self,
+        actor: &str,
+        kid: &str,
+        now: i64,
+    ) -> Result<SigningKeyRecord, ApiError> {
         let keys = self.store.signing_keys()?;
         let target = keys
             .iter()
             .find(|k| k.kid == kid)
             .ok_or_else(|| ApiError::not_found("no such signing key"))?;
         if target.retired_at.is_some() {
-            return Err(ApiError::new(ErrorCode::Conflict, "signing key is already retired"));
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "signing key is already retired",
+            ));
         }
         let others_sign = keys
             .iter()
@@ -391,7 +492,13 @@ impl App {
                 "cannot retire the only active signing key; rotate first",
             ));
         }
-        let audit = AuditEntry::new(now, actor, "signing_key.retire", Some(kid), json!({"retired_at": now}));
+        let audit = AuditEntry::new(
+            now,
+            actor,
+            "signing_key.retire",
+            Some(kid),
+            json!({"retired_at": now}),
+        );
         self.store.retire_signing_key(kid, now, &audit)?;
         if let Err(e) = self.reload_keys() {
             log::warn!("signing keys not reloaded: {e}");

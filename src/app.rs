@@ -162,7 +162,11 @@ impl App {
 
     /// Authenticates a client by its secret (RFC 6749 §2.3.1). Unknown, wrong
     /// and disabled all answer the same `invalid_client`.
-    pub fn authenticate_client(&self, creds: Option<&ClientCredentials>, now: i64) -> Result<Client, ApiError> {
+    pub fn authenticate_client(
+        &self,
+        creds: Option<&ClientCredentials>,
+        now: i64,
+    ) -> Result<Client, ApiError> {
         let creds = creds.ok_or_else(ApiError::invalid_client)?;
         if creds.client_id.len() > 256 || creds.secret.expose().len() > 512 {
             return Err(ApiError::invalid_client());
@@ -176,7 +180,10 @@ impl App {
         match client {
             Some(c) if matched && !c.disabled => Ok(c),
             _ => {
-                log::info!("client authentication failed for client_id {:?}", truncate(&creds.client_id));
+                log::info!(
+                    "client authentication failed for client_id {:?}",
+                    truncate(&creds.client_id)
+                );
                 Err(ApiError::invalid_client())
             }
         }
@@ -195,7 +202,11 @@ impl App {
     }
 
     /// Finds the active API key for a presented key, or `None`.
-    pub fn find_active_api_key(&self, key: &SecretString, now: i64) -> Result<Option<(ApiKeyRecord, Client)>, ApiError> {
+    pub fn find_active_api_key(
+        &self,
+        key: &SecretString,
+        now: i64,
+    ) -> Result<Option<(ApiKeyRecord, Client)>, ApiError> {
         if key.expose().len() > 512 || !key.expose().starts_with(&self.config.api_key_prefix) {
             return Ok(None);
         }
@@ -213,7 +224,12 @@ impl App {
     }
 
     /// Exchanges an API key for an access token that acts as its client.
-    pub fn issue_for_api_key(&self, key: &SecretString, req: &TokenRequest, now: i64) -> Result<IssuedToken, ApiError> {
+    pub fn issue_for_api_key(
+        &self,
+        key: &SecretString,
+        req: &TokenRequest,
+        now: i64,
+    ) -> Result<IssuedToken, ApiError> {
         let Some((record, client)) = self.find_active_api_key(key, now)? else {
             log::info!("API key authentication failed");
             return Err(ApiError::new(
@@ -229,7 +245,13 @@ impl App {
         self.sign(&client, &grant, now, Some(record.id))
     }
 
-    fn sign(&self, client: &Client, grant: &Grant, now: i64, api_key_id: Option<String>) -> Result<IssuedToken, ApiError> {
+    fn sign(
+        &self,
+        client: &Client,
+        grant: &Grant,
+        now: i64,
+        api_key_id: Option<String>,
+    ) -> Result<IssuedToken, ApiError> {
         let claims: Claims = grant::claims(
             &client.id,
             grant,

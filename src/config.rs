@@ -97,7 +97,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TOLLGATE_API_KEY_PREFIX", "api_key_prefix"),
     ("TOLLGATE_DEFAULT_TOKEN_TTL", "default_token_ttl"),
     ("TOLLGATE_MAX_TOKEN_TTL", "max_token_ttl"),
-    ("TOLLGATE_MAX_API_KEYS_PER_CLIENT", "max_api_keys_per_client"),
+    (
+        "TOLLGATE_MAX_API_KEYS_PER_CLIENT",
+        "max_api_keys_per_client",
+    ),
     ("TOLLGATE_SECRET_GRACE", "secret_grace"),
     ("TOLLGATE_KEY_PREPUBLISH", "key_prepublish"),
     ("TOLLGATE_WORKERS", "workers"),
@@ -154,13 +157,15 @@ impl Config {
                 format!("expected HOST:PORT such as 127.0.0.1:8080, got {bind_text:?}"),
             )
         })?;
-        let db = PathBuf::from(text("TOLLGATE_DB", &file_cfg.db).unwrap_or_else(|| "./tollgate.db".into()));
+        let db = PathBuf::from(
+            text("TOLLGATE_DB", &file_cfg.db).unwrap_or_else(|| "./tollgate.db".into()),
+        );
         let keys_dir = PathBuf::from(
             text("TOLLGATE_KEYS_DIR", &file_cfg.keys_dir).unwrap_or_else(|| "./keys".into()),
         );
         let issuer_explicit = text("TOLLGATE_ISSUER", &file_cfg.issuer).is_some();
-        let issuer = text("TOLLGATE_ISSUER", &file_cfg.issuer)
-            .unwrap_or_else(|| format!("http://{bind}"));
+        let issuer =
+            text("TOLLGATE_ISSUER", &file_cfg.issuer).unwrap_or_else(|| format!("http://{bind}"));
         let issuer = issuer.trim_end_matches('/').to_string();
         if !(issuer.starts_with("https://") || issuer.starts_with("http://"))
             || issuer.contains(['?', '#', ' '])
@@ -170,8 +175,8 @@ impl Config {
                 format!("expected an http(s) URL without query or fragment, got {issuer:?}"),
             ));
         }
-        let alg_text = text("TOLLGATE_SIGNING_ALG", &file_cfg.signing_alg)
-            .unwrap_or_else(|| "ES256".into());
+        let alg_text =
+            text("TOLLGATE_SIGNING_ALG", &file_cfg.signing_alg).unwrap_or_else(|| "ES256".into());
         let signing_alg = Alg::parse(&alg_text).ok_or_else(|| {
             bad(
                 "TOLLGATE_SIGNING_ALG",
@@ -191,9 +196,13 @@ impl Config {
                 format!("expected 1 to 32 characters of [A-Za-z0-9_-], got {api_key_prefix:?}"),
             ));
         }
-        let max_token_ttl = number("TOLLGATE_MAX_TOKEN_TTL", file_cfg.max_token_ttl)?.unwrap_or(86_400);
+        let max_token_ttl =
+            number("TOLLGATE_MAX_TOKEN_TTL", file_cfg.max_token_ttl)?.unwrap_or(86_400);
         if !(1..=86_400).contains(&max_token_ttl) {
-            return Err(bad("TOLLGATE_MAX_TOKEN_TTL", "must be between 1 and 86400 seconds"));
+            return Err(bad(
+                "TOLLGATE_MAX_TOKEN_TTL",
+                "must be between 1 and 86400 seconds",
+            ));
         }
         let default_token_ttl =
             number("TOLLGATE_DEFAULT_TOKEN_TTL", file_cfg.default_token_ttl)?.unwrap_or(3_600);
@@ -209,20 +218,30 @@ impl Config {
         )?
         .unwrap_or(5);
         if !(1..=1000).contains(&max_keys) {
-            return Err(bad("TOLLGATE_MAX_API_KEYS_PER_CLIENT", "must be between 1 and 1000"));
+            return Err(bad(
+                "TOLLGATE_MAX_API_KEYS_PER_CLIENT",
+                "must be between 1 and 1000",
+            ));
         }
-        let secret_grace = number("TOLLGATE_SECRET_GRACE", file_cfg.secret_grace)?.unwrap_or(86_400);
+        let secret_grace =
+            number("TOLLGATE_SECRET_GRACE", file_cfg.secret_grace)?.unwrap_or(86_400);
         if !(0..=30 * 86_400).contains(&secret_grace) {
-            return Err(bad("TOLLGATE_SECRET_GRACE", "must be between 0 and 2592000 seconds"));
+            return Err(bad(
+                "TOLLGATE_SECRET_GRACE",
+                "must be between 0 and 2592000 seconds",
+            ));
         }
         let key_prepublish =
             number("TOLLGATE_KEY_PREPUBLISH", file_cfg.key_prepublish)?.unwrap_or(300);
         if !(0..=7 * 86_400).contains(&key_prepublish) {
-            return Err(bad("TOLLGATE_KEY_PREPUBLISH", "must be between 0 and 604800 seconds"));
+            return Err(bad(
+                "TOLLGATE_KEY_PREPUBLISH",
+                "must be between 0 and 604800 seconds",
+            ));
         }
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let workers = number("TOLLGATE_WORKERS", file_cfg.workers.map(|w| w as i64))?
-            .unwrap_or(cpus as i64);
+        let workers =
+            number("TOLLGATE_WORKERS", file_cfg.workers.map(|w| w as i64))?.unwrap_or(cpus as i64);
         if !(1..=256).contains(&workers) {
             return Err(bad("TOLLGATE_WORKERS", "must be between 1 and 256"));
         }
@@ -232,7 +251,10 @@ impl Config {
         )?
         .unwrap_or(16 * 1024);
         if !(1024..=1024 * 1024).contains(&max_body) {
-            return Err(bad("TOLLGATE_MAX_BODY_BYTES", "must be between 1024 and 1048576"));
+            return Err(bad(
+                "TOLLGATE_MAX_BODY_BYTES",
+                "must be between 1024 and 1048576",
+            ));
         }
 
         Ok(Config {
@@ -260,8 +282,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_sources(None, move |k| map.get(k).cloned())
     }
 
@@ -282,7 +306,11 @@ mod tests {
     fn environment_wins_over_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.toml");
-        std::fs::write(&path, "signing_alg = \"RS256\"\napi_key_prefix = \"sp_live_\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "signing_alg = \"RS256\"\napi_key_prefix = \"sp_live_\"\n",
+        )
+        .unwrap();
         let c = Config::from_sources(Some(&path), |k| {
             (k == "TOLLGATE_SIGNING_ALG").then(|| "EdDSA".to_string())
         })

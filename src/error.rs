@@ -205,10 +205,9 @@ impl ResponseError for ApiError {
         {
             let value = match self.challenge.unwrap_or(Challenge::Bearer) {
                 Challenge::Basic => r#"Basic realm="tollgate""#.to_string(),
-                Challenge::Bearer => format!(
-                    r#"Bearer realm="tollgate", error="{}""#,
-                    self.code.as_str()
-                ),
+                Challenge::Bearer => {
+                    format!(r#"Bearer realm="tollgate", error="{}""#, self.code.as_str())
+                }
             };
             if let Ok(value) = HeaderValue::from_str(&value) {
                 builder.insert_header((header::WWW_AUTHENTICATE, value));

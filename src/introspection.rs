@@ -52,7 +52,11 @@ impl App {
         let Some(client) = self.store.get_client(&claims.client_id)? else {
             return Ok(None);
         };
-        if client.disabled || client.tokens_revoked_before.is_some_and(|t| claims.iat <= t) {
+        if client.disabled
+            || client
+                .tokens_revoked_before
+                .is_some_and(|t| claims.iat <= t)
+        {
             return Ok(None);
         }
         if let Some(key_id) = &claims.api_key_id {
@@ -67,15 +71,25 @@ impl App {
     /// Authorizes a bearer token that must carry `scope` (RFC 6750 §3.1):
     /// 401 `invalid_token` when missing or inactive, 403 `insufficient_scope`
     /// when the scope is absent.
-    pub fn authorize_bearer(&self, authorization: Option<&[u8]>, scope: &str, now: i64) -> Result<Caller, ApiError> {
+    pub fn authorize_bearer(
+        &self,
+        authorization: Option<&[u8]>,
+        scope: &str,
+        now: i64,
+    ) -> Result<Caller, ApiError> {
         let token_text = bearer_token(authorization)
             .ok_or_else(|| ApiError::invalid_token("a bearer access token is required"))?;
-        let claims = self
-            .active_claims(token_text, now)?
-            .ok_or_else(|| ApiError::invalid_token("the access token is invalid, expired or revoked"))?;
+        let claims = self.active_claims(token_text, now)?.ok_or_else(|| {
+            ApiError::invalid_token("the access token is invalid, expired or revoked")
+        })?;
         let caller = Caller {
             client_id: claims.client_id,
-            scopes: claims.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            scopes: claims
+                .scope
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
         };
         if !caller.has_scope(scope) {
             return Err(ApiError::new(
@@ -167,7 +181,13 @@ impl App {
             let key = SecretString::new(token_text.to_string());
             if let Some(record) = self.store.find_api_key(&key.digest())? {
                 if record.client_id == caller && record.revoked_at.is_none() {
-                    let audit = AuditEntry::new(now, caller, "api_key.revoke", Some(&record.id), json!({"via": "oauth/revoke"}));
+                    let audit = AuditEntry::new(
+                        now,
+                        caller,
+                        "api_key.revoke",
+                        Some(&record.id),
+                        json!({"via": "oauth/revoke"}),
+                    );
                     self.store.revoke_api_key(&record.id, now, &audit)?;
                 }
             }
@@ -177,8 +197,15 @@ impl App {
         // An expired token needs no revocation; a foreign or forged one is ignored.
         if let Ok(claims) = token::verify(token_text, &set, &self.config.issuer, now) {
             if claims.client_id == caller {
-                let audit = AuditEntry::new(now, caller, "token.revoke", Some(&claims.jti), json!({"client_id": caller, "exp": claims.exp}));
-                self.store.revoke_token(&claims.jti, caller, claims.exp, now, &audit)?;
+                let audit = AuditEntry::new(
+                    now,
+                    caller,
+                    "token.revoke",
+                    Some(&claims.jti),
+                    json!({"client_id": caller, "exp": claims.exp}),
+                );
+                self.store
+                    .revoke_token(&claims.jti, caller, claims.exp, now, &audit)?;
             }
         }
         Ok(())

@@ -16,9 +16,10 @@ fn extractor_config(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
         ApiError::invalid_request(format!("invalid query string: {e}")).into()
     }))
-    .app_data(web::PathConfig::default().error_handler(|e, _| {
-        ApiError::invalid_request(format!("invalid path: {e}")).into()
-    }));
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|e, _| ApiError::invalid_request(format!("invalid path: {e}")).into()),
+    );
 }
 
 /// Binds and builds the server without running it; returns it with the
@@ -68,8 +69,11 @@ pub fn spawn_maintenance(app: App) {
             let a = app.clone();
             let result = web::block(move || -> Result<(), String> {
                 a.reload_keys().map_err(|e| e.to_string())?;
-                if tick % 60 == 0 {
-                    let n = a.store.prune_revocations(now()).map_err(|e| e.to_string())?;
+                if tick.is_multiple_of(60) {
+                    let n = a
+                        .store
+                        .prune_revocations(now())
+                        .map_err(|e| e.to_string())?;
                     if n > 0 {
                         log::info!("pruned {n} expired revocations");
                     }

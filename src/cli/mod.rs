@@ -239,10 +239,12 @@ const CLI_ACTOR: &str = "cli";
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(match cli.command {
-        Command::Serve { .. } => "info",
-        _ => "warn",
-    }))
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(
+        match cli.command {
+            Command::Serve { .. } => "info",
+            _ => "warn",
+        },
+    ))
     .init();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
@@ -304,7 +306,15 @@ fn client_row(c: &crate::store::Client) -> Vec<String> {
     ]
 }
 
-const CLIENT_HEADERS: [&str; 7] = ["CLIENT_ID", "NAME", "SCOPES", "AUDIENCES", "TTL", "STATE", "OWNER"];
+const CLIENT_HEADERS: [&str; 7] = [
+    "CLIENT_ID",
+    "NAME",
+    "SCOPES",
+    "AUDIENCES",
+    "TTL",
+    "STATE",
+    "OWNER",
+];
 
 fn show_client(c: &crate::store::Client, json: bool) {
     if json {
@@ -316,10 +326,23 @@ fn show_client(c: &crate::store::Client, json: bool) {
 
 fn client(app: &App, cmd: ClientCmd) -> Result<(), ApiError> {
     match cmd {
-        ClientCmd::Create { name, scope, audience, ttl, owner, out } => {
+        ClientCmd::Create {
+            name,
+            scope,
+            audience,
+            ttl,
+            owner,
+            out,
+        } => {
             let (c, secret) = app.create_client(
                 CLI_ACTOR,
-                NewClient { name, owner, scopes: scope, audiences: audience, token_ttl: ttl },
+                NewClient {
+                    name,
+                    owner,
+                    scopes: scope,
+                    audiences: audience,
+                    token_ttl: ttl,
+                },
                 now(),
             )?;
             if out.json {
@@ -344,7 +367,15 @@ fn client(app: &App, cmd: ClientCmd) -> Result<(), ApiError> {
             }
         }
         ClientCmd::Show { id, out } => show_client(&app.get_client(&id)?, out.json),
-        ClientCmd::Update { id, name, scope, audience, ttl, owner, out } => {
+        ClientCmd::Update {
+            id,
+            name,
+            scope,
+            audience,
+            ttl,
+            owner,
+            out,
+        } => {
             let patch = ClientPatch {
                 name,
                 owner: owner.map(Some),
@@ -354,8 +385,14 @@ fn client(app: &App, cmd: ClientCmd) -> Result<(), ApiError> {
             };
             show_client(&app.update_client(CLI_ACTOR, &id, patch, now())?, out.json);
         }
-        ClientCmd::Disable { id, out } => show_client(&app.set_client_disabled(CLI_ACTOR, &id, true, now())?, out.json),
-        ClientCmd::Enable { id, out } => show_client(&app.set_client_disabled(CLI_ACTOR, &id, false, now())?, out.json),
+        ClientCmd::Disable { id, out } => show_client(
+            &app.set_client_disabled(CLI_ACTOR, &id, true, now())?,
+            out.json,
+        ),
+        ClientCmd::Enable { id, out } => show_client(
+            &app.set_client_disabled(CLI_ACTOR, &id, false, now())?,
+            out.json,
+        ),
         ClientCmd::Delete { id, out } => {
             app.delete_client(CLI_ACTOR, &id, now())?;
             if out.json {
@@ -367,7 +404,9 @@ fn client(app: &App, cmd: ClientCmd) -> Result<(), ApiError> {
         ClientCmd::RotateSecret { id, grace, out } => {
             let (secret, until) = app.rotate_client_secret(CLI_ACTOR, &id, grace, now())?;
             if out.json {
-                print_json(&json!({"client_id": id, "client_secret": secret.expose(), "previous_secrets_expire_at": until}));
+                print_json(
+                    &json!({"client_id": id, "client_secret": secret.expose(), "previous_secrets_expire_at": until}),
+                );
             } else {
                 println!("client_id:     {id}");
                 println!("client_secret: {}", secret.expose());
@@ -375,7 +414,9 @@ fn client(app: &App, cmd: ClientCmd) -> Result<(), ApiError> {
             }
             eprintln!("note: the client secret is shown only this once; store it now.");
         }
-        ClientCmd::RevokeTokens { id, out } => show_client(&app.revoke_client_tokens(CLI_ACTOR, &id, now())?, out.json),
+        ClientCmd::RevokeTokens { id, out } => {
+            show_client(&app.revoke_client_tokens(CLI_ACTOR, &id, now())?, out.json)
+        }
     }
     Ok(())
 }
@@ -397,12 +438,26 @@ fn key_rows(keys: &[crate::store::ApiKeyRecord], now: i64) -> Vec<Vec<String>> {
         .collect()
 }
 
-const KEY_HEADERS: [&str; 8] = ["KEY_ID", "CLIENT_ID", "NAME", "KEY", "STATE", "CREATED", "LAST_USED", "EXPIRES"];
+const KEY_HEADERS: [&str; 8] = [
+    "KEY_ID",
+    "CLIENT_ID",
+    "NAME",
+    "KEY",
+    "STATE",
+    "CREATED",
+    "LAST_USED",
+    "EXPIRES",
+];
 
 fn api_key(app: &App, cmd: ApiKeyCmd) -> Result<(), ApiError> {
     let now = now();
     match cmd {
-        ApiKeyCmd::Create { client, name, expires_in, out } => {
+        ApiKeyCmd::Create {
+            client,
+            name,
+            expires_in,
+            out,
+        } => {
             let (record, key) = app.create_api_key(CLI_ACTOR, &client, name, expires_in, now)?;
             if out.json {
                 let mut v = api_key_view(&record, now);
@@ -418,7 +473,10 @@ fn api_key(app: &App, cmd: ApiKeyCmd) -> Result<(), ApiError> {
         ApiKeyCmd::List { client, out } => {
             let keys = app.list_api_keys(&client)?;
             if out.json {
-                print_json(&json!(keys.iter().map(|k| api_key_view(k, now)).collect::<Vec<_>>()));
+                print_json(&json!(keys
+                    .iter()
+                    .map(|k| api_key_view(k, now))
+                    .collect::<Vec<_>>()));
             } else {
                 table(&KEY_HEADERS, &key_rows(&keys, now));
             }
@@ -442,17 +500,31 @@ fn signing_key(app: &App, cmd: SigningKeyCmd) -> Result<(), ApiError> {
         } else {
             let rows: Vec<_> = keys
                 .iter()
-                .map(|k| vec![k.kid.clone(), k.alg.clone(), ts(k.created_at), ts(k.activates_at), k.retired_at.map(ts).unwrap_or_default()])
+                .map(|k| {
+                    vec![
+                        k.kid.clone(),
+                        k.alg.clone(),
+                        ts(k.created_at),
+                        ts(k.activates_at),
+                        k.retired_at.map(ts).unwrap_or_default(),
+                    ]
+                })
                 .collect();
             table(&["KID", "ALG", "CREATED", "SIGNS_FROM", "RETIRED"], &rows);
         }
     };
     match cmd {
         SigningKeyCmd::List { out } => print(&app.list_signing_keys()?, out.json),
-        SigningKeyCmd::Rotate { alg, prepublish, out } => {
+        SigningKeyCmd::Rotate {
+            alg,
+            prepublish,
+            out,
+        } => {
             let alg = match alg {
                 None => None,
-                Some(a) => Some(Alg::parse(&a).ok_or_else(|| ApiError::invalid_request("--alg must be ES256, EdDSA or RS256"))?),
+                Some(a) => Some(Alg::parse(&a).ok_or_else(|| {
+                    ApiError::invalid_request("--alg must be ES256, EdDSA or RS256")
+                })?),
             };
             let rec = app.rotate_signing_key(CLI_ACTOR, alg, prepublish, now())?;
             print(&[rec], out.json);
@@ -473,7 +545,16 @@ fn audit(app: &App, cmd: AuditCmd) -> Result<(), ApiError> {
     } else {
         let rows: Vec<_> = entries
             .iter()
-            .map(|e| vec![e.id.to_string(), ts(e.at), e.actor.clone(), e.action.clone(), e.target.clone().unwrap_or_default(), e.detail.to_string()])
+            .map(|e| {
+                vec![
+                    e.id.to_string(),
+                    ts(e.at),
+                    e.actor.clone(),
+                    e.action.clone(),
+                    e.target.clone().unwrap_or_default(),
+                    e.detail.to_string(),
+                ]
+            })
             .collect();
         table(&["ID", "AT", "ACTOR", "ACTION", "TARGET", "DETAIL"], &rows);
     }

@@ -37,7 +37,9 @@ const MAX_HEADER_LEN: usize = 8192;
 /// form-encoded before Basic encoding, so they are form-decoded after it.
 pub fn parse_basic(header: &[u8]) -> Result<Option<(String, SecretString)>, ApiError> {
     if header.len() > MAX_HEADER_LEN {
-        return Err(ApiError::invalid_request("Authorization header is too long"));
+        return Err(ApiError::invalid_request(
+            "Authorization header is too long",
+        ));
     }
     let text = std::str::from_utf8(header)
         .map_err(|_| ApiError::invalid_request("malformed Authorization header"))?;
@@ -78,7 +80,10 @@ fn form_decode(s: &str) -> Result<String, ApiError> {
 /// - Neither: `Ok(None)`; the caller answers `invalid_client`.
 /// - A `client_id` without a secret: `invalid_client`, as confidential
 ///   clients must authenticate (RFC 6749 §4.4.2).
-pub fn extract(authorization: Option<&[u8]>, params: &Params) -> Result<Option<ClientCredentials>, ApiError> {
+pub fn extract(
+    authorization: Option<&[u8]>,
+    params: &Params,
+) -> Result<Option<ClientCredentials>, ApiError> {
     let basic = match authorization {
         Some(h) => parse_basic(h)?,
         None => None,
@@ -118,7 +123,9 @@ mod tests {
 
     #[test]
     fn basic_credentials_are_form_decoded() {
-        let (id, secret) = parse_basic(&basic("my%20client", "a%2Bb+c")).unwrap().unwrap();
+        let (id, secret) = parse_basic(&basic("my%20client", "a%2Bb+c"))
+            .unwrap()
+            .unwrap();
         assert_eq!(id, "my client");
         assert_eq!(secret.expose(), "a+b c");
     }
@@ -148,7 +155,10 @@ mod tests {
         let c = extract(None, &p).unwrap().unwrap();
         assert_eq!((c.client_id.as_str(), c.method), ("a", AuthMethod::Post));
         let p = Params::from_pairs([("client_id", "a")]);
-        assert_eq!(extract(None, &p).unwrap_err().code, ErrorCode::InvalidClient);
+        assert_eq!(
+            extract(None, &p).unwrap_err().code,
+            ErrorCode::InvalidClient
+        );
         assert!(extract(None, &Params::default()).unwrap().is_none());
     }
 }

@@ -100,11 +100,10 @@ pub fn secret_matches(presented: &SecretString, secrets: &[ClientSecretRecord]) 
 ///   none). Else `invalid_target`.
 /// - Lifetime: the client's TTL or the default, capped by the maximum.
 pub fn decide(client: &Client, req: &TokenRequest, policy: &Policy) -> Result<Grant, ApiError> {
-    let allowed: Scope = client
-        .scopes
-        .join(" ")
-        .parse()
-        .map_err(|_| ApiError::internal(format!("client {} has a malformed scope", client.id)))?;
+    let allowed: Scope =
+        client.scopes.join(" ").parse().map_err(|_| {
+            ApiError::internal(format!("client {} has a malformed scope", client.id))
+        })?;
     let scope = match &req.scope {
         None => client.scopes.clone(),
         Some(text) => {
@@ -154,7 +153,14 @@ pub fn decide(client: &Client, req: &TokenRequest, policy: &Policy) -> Result<Gr
 }
 
 /// The RFC 9068 §2.2 claims for a grant issued at `now`.
-pub fn claims(client_id: &str, grant: &Grant, issuer: &str, now: i64, jti: String, api_key_id: Option<String>) -> Claims {
+pub fn claims(
+    client_id: &str,
+    grant: &Grant,
+    issuer: &str,
+    now: i64,
+    jti: String,
+    api_key_id: Option<String>,
+) -> Claims {
     Claims {
         iss: issuer.to_string(),
         sub: client_id.to_string(),
@@ -237,10 +243,18 @@ mod tests {
 
     #[test]
     fn grant_type_checks() {
-        assert_eq!(check_grant_type(&Params::default()).unwrap_err().code, ErrorCode::InvalidRequest);
+        assert_eq!(
+            check_grant_type(&Params::default()).unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
         let p = Params::from_pairs([("grant_type", "password")]);
-        assert_eq!(check_grant_type(&p).unwrap_err().code, ErrorCode::UnsupportedGrantType);
-        assert!(check_grant_type(&Params::from_pairs([("grant_type", "client_credentials")])).is_ok());
+        assert_eq!(
+            check_grant_type(&p).unwrap_err().code,
+            ErrorCode::UnsupportedGrantType
+        );
+        assert!(
+            check_grant_type(&Params::from_pairs([("grant_type", "client_credentials")])).is_ok()
+        );
     }
 
     #[test]

@@ -36,7 +36,12 @@ pub fn body_kind(content_type: Option<&str>, body_len: usize) -> Result<BodyKind
             "Content-Type must be application/x-www-form-urlencoded or application/json",
         ));
     };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
         "application/x-www-form-urlencoded" => Ok(BodyKind::Form),
         "application/json" => Ok(BodyKind::Json),
@@ -143,7 +148,12 @@ impl Params {
     pub fn multi(&self, name: &str) -> Vec<&str> {
         self.map
             .get(name)
-            .map(|v| v.iter().map(String::as_str).filter(|s| !s.is_empty()).collect())
+            .map(|v| {
+                v.iter()
+                    .map(String::as_str)
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -199,7 +209,8 @@ mod tests {
 
     #[test]
     fn form_and_json_decode_to_the_same_params() {
-        let f = Params::from_form(b"grant_type=client_credentials&scope=a+b&resource=x&resource=y").unwrap();
+        let f = Params::from_form(b"grant_type=client_credentials&scope=a+b&resource=x&resource=y")
+            .unwrap();
         let j = Params::from_json(
             br#"{"grant_type":"client_credentials","scope":"a b","resource":["x","y"]}"#,
         )
@@ -212,9 +223,15 @@ mod tests {
     #[test]
     fn repeated_parameters_are_invalid_request() {
         let p = Params::from_form(b"scope=a&scope=b").unwrap();
-        assert_eq!(p.single("scope").unwrap_err().code, ErrorCode::InvalidRequest);
+        assert_eq!(
+            p.single("scope").unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
         let p = Params::from_json(br#"{"scope":"a","scope":"b"}"#).unwrap();
-        assert_eq!(p.single("scope").unwrap_err().code, ErrorCode::InvalidRequest);
+        assert_eq!(
+            p.single("scope").unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
     }
 
     #[test]
@@ -232,7 +249,10 @@ mod tests {
 
     #[test]
     fn content_types_pick_decoder_or_415() {
-        assert_eq!(body_kind(Some("application/json; charset=utf-8"), 2).unwrap(), BodyKind::Json);
+        assert_eq!(
+            body_kind(Some("application/json; charset=utf-8"), 2).unwrap(),
+            BodyKind::Json
+        );
         assert_eq!(
             body_kind(Some("Application/X-WWW-Form-Urlencoded"), 2).unwrap(),
             BodyKind::Form
@@ -241,6 +261,9 @@ mod tests {
             body_kind(Some("text/plain"), 2).unwrap_err().code,
             ErrorCode::UnsupportedMediaType
         );
-        assert_eq!(body_kind(None, 5).unwrap_err().code, ErrorCode::UnsupportedMediaType);
+        assert_eq!(
+            body_kind(None, 5).unwrap_err().code,
+            ErrorCode::UnsupportedMediaType
+        );
     }
 }

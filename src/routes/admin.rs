@@ -30,10 +30,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(delete_client))
             .default_service(nope()),
     )
-    .service(web::resource("/clients/{id}/disable").route(web::post().to(disable_client)).default_service(nope()))
-    .service(web::resource("/clients/{id}/enable").route(web::post().to(enable_client)).default_service(nope()))
-    .service(web::resource("/clients/{id}/rotate-secret").route(web::post().to(rotate_secret)).default_service(nope()))
-    .service(web::resource("/clients/{id}/revoke-tokens").route(web::post().to(revoke_tokens)).default_service(nope()))
+    .service(
+        web::resource("/clients/{id}/disable")
+            .route(web::post().to(disable_client))
+            .default_service(nope()),
+    )
+    .service(
+        web::resource("/clients/{id}/enable")
+            .route(web::post().to(enable_client))
+            .default_service(nope()),
+    )
+    .service(
+        web::resource("/clients/{id}/rotate-secret")
+            .route(web::post().to(rotate_secret))
+            .default_service(nope()),
+    )
+    .service(
+        web::resource("/clients/{id}/revoke-tokens")
+            .route(web::post().to(revoke_tokens))
+            .default_service(nope()),
+    )
     .service(
         web::resource("/clients/{id}/api-keys")
             .route(web::get().to(list_api_keys))
@@ -45,11 +61,31 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(revoke_api_key))
             .default_service(nope()),
     )
-    .service(web::resource("/api-keys/{id}/revoke").route(web::post().to(revoke_api_key)).default_service(nope()))
-    .service(web::resource("/signing-keys").route(web::get().to(list_signing_keys)).default_service(nope()))
-    .service(web::resource("/signing-keys/rotate").route(web::post().to(rotate_signing_key)).default_service(nope()))
-    .service(web::resource("/signing-keys/{kid}/retire").route(web::post().to(retire_signing_key)).default_service(nope()))
-    .service(web::resource("/audit").route(web::get().to(list_audit)).default_service(nope()));
+    .service(
+        web::resource("/api-keys/{id}/revoke")
+            .route(web::post().to(revoke_api_key))
+            .default_service(nope()),
+    )
+    .service(
+        web::resource("/signing-keys")
+            .route(web::get().to(list_signing_keys))
+            .default_service(nope()),
+    )
+    .service(
+        web::resource("/signing-keys/rotate")
+            .route(web::post().to(rotate_signing_key))
+            .default_service(nope()),
+    )
+    .service(
+        web::resource("/signing-keys/{kid}/retire")
+            .route(web::post().to(retire_signing_key))
+            .default_service(nope()),
+    )
+    .service(
+        web::resource("/audit")
+            .route(web::get().to(list_audit))
+            .default_service(nope()),
+    );
 }
 
 /// Authorizes the admin caller and runs `op` on the blocking pool with the
@@ -69,17 +105,31 @@ where
 }
 
 /// A JSON body of type `T`; an empty body is `{}`.
-async fn json_body<T: DeserializeOwned>(app: &App, req: &HttpRequest, payload: web::Payload) -> Result<T, ApiError> {
+async fn json_body<T: DeserializeOwned>(
+    app: &App,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<T, ApiError> {
     let body = read_body(app, payload).await?;
     let body: &[u8] = if body.is_empty() { b"{}" } else { &body };
-    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    if body != b"{}" && !ct.is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("application/json")) {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if body != b"{}"
+        && !ct.is_some_and(|c| {
+            c.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        })
+    {
         return Err(ApiError::new(
             crate::error::ErrorCode::UnsupportedMediaType,
             "Content-Type must be application/json",
         ));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
 }
 
 fn created(body: serde_json::Value) -> HttpResponse {
@@ -95,50 +145,101 @@ struct Page {
     limit: Option<u32>,
 }
 
-async fn list_clients(app: web::Data<App>, req: HttpRequest, q: web::Query<Page>) -> Result<HttpResponse, ApiError> {
+async fn list_clients(
+    app: web::Data<App>,
+    req: HttpRequest,
+    q: web::Query<Page>,
+) -> Result<HttpResponse, ApiError> {
     let Page { after, limit } = q.into_inner();
     let limit = limit.unwrap_or(100).clamp(1, 1000);
-    let clients = as_admin(app, &req, move |app, _, _| app.list_clients(after.as_deref(), limit)).await?;
-    let next = (clients.len() == limit as usize).then(|| clients.last().map(|c| c.id.clone())).flatten();
-    Ok(no_store_json(json!({"data": clients, "meta": {"limit": limit, "count": clients.len(), "next_cursor": next}})))
+    let clients = as_admin(app, &req, move |app, _, _| {
+        app.list_clients(after.as_deref(), limit)
+    })
+    .await?;
+    let next = (clients.len() == limit as usize)
+        .then(|| clients.last().map(|c| c.id.clone()))
+        .flatten();
+    Ok(no_store_json(
+        json!({"data": clients, "meta": {"limit": limit, "count": clients.len(), "next_cursor": next}}),
+    ))
 }
 
-async fn create_client(app: web::Data<App>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+async fn create_client(
+    app: web::Data<App>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let input: NewClient = json_body(&app, &req, payload).await?;
-    let (client, secret) = as_admin(app, &req, move |app, actor, now| app.create_client(actor, input, now)).await?;
+    let (client, secret) = as_admin(app, &req, move |app, actor, now| {
+        app.create_client(actor, input, now)
+    })
+    .await?;
     let mut body = json!(client);
     body["client_secret"] = json!(secret.expose());
     Ok(created(body))
 }
 
-async fn show_client(app: web::Data<App>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn show_client(
+    app: web::Data<App>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let c = as_admin(app, &req, move |app, _, _| app.get_client(&id)).await?;
     Ok(no_store_json(c))
 }
 
-async fn update_client(app: web::Data<App>, req: HttpRequest, id: web::Path<String>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+async fn update_client(
+    app: web::Data<App>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let patch: ClientPatch = json_body(&app, &req, payload).await?;
     let id = id.into_inner();
-    let c = as_admin(app, &req, move |app, actor, now| app.update_client(actor, &id, patch, now)).await?;
+    let c = as_admin(app, &req, move |app, actor, now| {
+        app.update_client(actor, &id, patch, now)
+    })
+    .await?;
     Ok(no_store_json(c))
 }
 
-async fn delete_client(app: web::Data<App>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn delete_client(
+    app: web::Data<App>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    as_admin(app, &req, move |app, actor, now| app.delete_client(actor, &id, now)).await?;
+    as_admin(app, &req, move |app, actor, now| {
+        app.delete_client(actor, &id, now)
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn disable_client(app: web::Data<App>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn disable_client(
+    app: web::Data<App>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let c = as_admin(app, &req, move |app, actor, now| app.set_client_disabled(actor, &id, true, now)).await?;
+    let c = as_admin(app, &req, move |app, actor, now| {
+        app.set_client_disabled(actor, &id, true, now)
+    })
+    .await?;
     Ok(no_store_json(c))
 }
 
-async fn enable_client(app: web::Data<App>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn enable_client(
+    app: web::Data<App>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let c = as_admin(app, &req, move |app, actor, now| app.set_client_disabled(actor, &id, false, now)).await?;
+    let c = as_admin(app, &req, move |app, actor, now| {
+        app.set_client_disabled(actor, &id, false, now)
+    })
+    .await?;
     Ok(no_store_json(c))
 }
 
@@ -148,12 +249,19 @@ struct RotateSecret {
     grace_seconds: Option<i64>,
 }
 
-async fn rotate_secret(app: web::Data<App>, req: HttpRequest, id: web::Path<String>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+async fn rotate_secret(
+    app: web::Data<App>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let input: RotateSecret = json_body(&app, &req, payload).await?;
     let id = id.into_inner();
     let cid = id.clone();
-    let (secret, old_until) =
-        as_admin(app, &req, move |app, actor, now| app.rotate_client_secret(actor, &id, input.grace_seconds, now)).await?;
+    let (secret, old_until) = as_admin(app, &req, move |app, actor, now| {
+        app.rotate_client_secret(actor, &id, input.grace_seconds, now)
+    })
+    .await?;
     Ok(no_store_json(json!({
         "client_id": cid,
         "client_secret": secret.expose(),
@@ -161,9 +269,16 @@ async fn rotate_secret(app: web::Data<App>, req: HttpRequest, id: web::Path<Stri
     })))
 }
 
-async fn revoke_tokens(app: web::Data<App>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn revoke_tokens(
+    app: web::Data<App>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let c = as_admin(app, &req, move |app, actor, now| app.revoke_client_tokens(actor, &id, now)).await?;
+    let c = as_admin(app, &req, move |app, actor, now| {
+        app.revoke_client_tokens(actor, &id, now)
+    })
+    .await?;
     Ok(no_store_json(c))
 }
 
@@ -174,7 +289,12 @@ struct NewApiKey {
     expires_in: Option<i64>,
 }
 
-async fn create_api_key(app: web::Data<App>, req: HttpRequest, id: web::Path<String>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+async fn create_api_key(
+    app: web::Data<App>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let input: NewApiKey = json_body(&app, &req, payload).await?;
     let id = id.into_inner();
     let (record, key, now) = as_admin(app, &req, move |app, actor, now| {
@@ -187,22 +307,43 @@ async fn create_api_key(app: web::Data<App>, req: HttpRequest, id: web::Path<Str
     Ok(created(body))
 }
 
-async fn list_api_keys(app: web::Data<App>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn list_api_keys(
+    app: web::Data<App>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let (keys, now) = as_admin(app, &req, move |app, _, now| app.list_api_keys(&id).map(|k| (k, now))).await?;
+    let (keys, now) = as_admin(app, &req, move |app, _, now| {
+        app.list_api_keys(&id).map(|k| (k, now))
+    })
+    .await?;
     let data: Vec<_> = keys.iter().map(|k| api_key_view(k, now)).collect();
-    Ok(no_store_json(json!({"data": data, "meta": {"count": data.len()}})))
+    Ok(no_store_json(
+        json!({"data": data, "meta": {"count": data.len()}}),
+    ))
 }
 
-async fn revoke_api_key(app: web::Data<App>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn revoke_api_key(
+    app: web::Data<App>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let (k, now) = as_admin(app, &req, move |app, actor, now| app.revoke_api_key(actor, &id, now).map(|k| (k, now))).await?;
+    let (k, now) = as_admin(app, &req, move |app, actor, now| {
+        app.revoke_api_key(actor, &id, now).map(|k| (k, now))
+    })
+    .await?;
     Ok(no_store_json(api_key_view(&k, now)))
 }
 
-async fn list_signing_keys(app: web::Data<App>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn list_signing_keys(
+    app: web::Data<App>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let keys = as_admin(app, &req, |app, _, _| app.list_signing_keys()).await?;
-    Ok(no_store_json(json!({"data": keys, "meta": {"count": keys.len()}})))
+    Ok(no_store_json(
+        json!({"data": keys, "meta": {"count": keys.len()}}),
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -212,19 +353,36 @@ struct RotateKey {
     prepublish_seconds: Option<i64>,
 }
 
-async fn rotate_signing_key(app: web::Data<App>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+async fn rotate_signing_key(
+    app: web::Data<App>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let input: RotateKey = json_body(&app, &req, payload).await?;
     let alg = match input.alg.as_deref() {
         None => None,
-        Some(a) => Some(Alg::parse(a).ok_or_else(|| ApiError::invalid_request("alg must be ES256, EdDSA or RS256"))?),
+        Some(a) => Some(
+            Alg::parse(a)
+                .ok_or_else(|| ApiError::invalid_request("alg must be ES256, EdDSA or RS256"))?,
+        ),
     };
-    let rec = as_admin(app, &req, move |app, actor, now| app.rotate_signing_key(actor, alg, input.prepublish_seconds, now)).await?;
+    let rec = as_admin(app, &req, move |app, actor, now| {
+        app.rotate_signing_key(actor, alg, input.prepublish_seconds, now)
+    })
+    .await?;
     Ok(created(json!(rec)))
 }
 
-async fn retire_signing_key(app: web::Data<App>, req: HttpRequest, kid: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn retire_signing_key(
+    app: web::Data<App>,
+    req: HttpRequest,
+    kid: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let kid = kid.into_inner();
-    let rec = as_admin(app, &req, move |app, actor, now| app.retire_signing_key(actor, &kid, now)).await?;
+    let rec = as_admin(app, &req, move |app, actor, now| {
+        app.retire_signing_key(actor, &kid, now)
+    })
+    .await?;
     Ok(no_store_json(rec))
 }
 
@@ -234,10 +392,18 @@ struct AuditPage {
     limit: Option<u32>,
 }
 
-async fn list_audit(app: web::Data<App>, req: HttpRequest, q: web::Query<AuditPage>) -> Result<HttpResponse, ApiError> {
+async fn list_audit(
+    app: web::Data<App>,
+    req: HttpRequest,
+    q: web::Query<AuditPage>,
+) -> Result<HttpResponse, ApiError> {
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let entries = as_admin(app, &req, move |app, _, _| app.list_audit(after, limit)).await?;
-    let next = (entries.len() == limit as usize).then(|| entries.last().map(|e| e.id)).flatten();
-    Ok(no_store_json(json!({"data": entries, "meta": {"limit": limit, "count": entries.len(), "next_cursor": next}})))
+    let next = (entries.len() == limit as usize)
+        .then(|| entries.last().map(|e| e.id))
+        .flatten();
+    Ok(no_store_json(
+        json!({"data": entries, "meta": {"limit": limit, "count": entries.len(), "next_cursor": next}}),
+    ))
 }

@@ -14,10 +14,14 @@ pub async fn healthz() -> HttpResponse {
 /// Readiness: the store answers and a key can sign.
 pub async fn readyz(app: web::Data<App>) -> Result<HttpResponse, ApiError> {
     let store = app.store.clone();
-    let db_ok = web::block(move || store.ping()).await.map(|r| r.is_ok()).unwrap_or(false);
+    let db_ok = web::block(move || store.ping())
+        .await
+        .map(|r| r.is_ok())
+        .unwrap_or(false);
     let keys_ok = app.keys.get().signer(now()).is_some();
     if db_ok && keys_ok {
-        Ok(HttpResponse::Ok().json(json!({"status": "ready", "database": "ok", "signing_key": "ok"})))
+        Ok(HttpResponse::Ok()
+            .json(json!({"status": "ready", "database": "ok", "signing_key": "ok"})))
     } else {
         Err(ApiError::new(
             ErrorCode::TemporarilyUnavailable,

@@ -19,7 +19,11 @@ fn token_param(params: &Params) -> Result<String, ApiError> {
 }
 
 /// Introspection: the caller holds `tollgate:introspect`.
-pub async fn introspect(app: web::Data<App>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+pub async fn introspect(
+    app: web::Data<App>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let params = read_params(&app, &req, payload).await?;
     let creds = credentials::extract(authorization(&req), &params)?;
     let auth_header = authorization(&req).map(<[u8]>::to_vec);
@@ -34,7 +38,11 @@ pub async fn introspect(app: web::Data<App>, req: HttpRequest, payload: web::Pay
 }
 
 /// Revocation: a client revokes its own token or API key; 200 regardless.
-pub async fn revoke(app: web::Data<App>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+pub async fn revoke(
+    app: web::Data<App>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let params = read_params(&app, &req, payload).await?;
     let creds = credentials::extract(authorization(&req), &params)?;
     let token = token_param(&params);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
-use actix_web::{FromRequest, ResponseError, Handler, HttpRequest, HttpResponse, Responder};
+use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder, ResponseError};
 
 use crate::app::App;
 use crate::error::{ApiError, ErrorCode};
@@ -51,7 +51,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(post("/oauth/introspect", introspect::introspect))
         .service(post("/oauth/revoke", introspect::revoke))
         .service(get("/.well-known/jwks.json", well_known::jwks))
-        .service(get("/.well-known/oauth-authorization-server", well_known::metadata))
+        .service(get(
+            "/.well-known/oauth-authorization-server",
+            well_known::metadata,
+        ))
         .service(get("/healthz", health::healthz))
         .service(get("/readyz", health::readyz))
         .service(web::scope("/admin").configure(admin::configure))
@@ -65,7 +68,11 @@ pub async fn not_found() -> HttpResponse {
 
 /// 405 for a known path with the wrong method, as JSON.
 pub async fn method_not_allowed() -> HttpResponse {
-    ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this endpoint").error_response()
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this endpoint",
+    )
+    .error_response()
 }
 
 /// Reads the whole body, refusing more than the configured limit (413) or a
@@ -85,9 +92,15 @@ pub async fn read_body(app: &App, payload: web::Payload) -> Result<Bytes, ApiErr
 
 /// Reads and decodes a form or JSON body into parameters. Parameters in the
 /// query string are refused (RFC 6749 §2.3.1: credentials only in the body).
-pub async fn read_params(app: &App, req: &HttpRequest, payload: web::Payload) -> Result<Params, ApiError> {
+pub async fn read_params(
+    app: &App,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<Params, ApiError> {
     if !req.query_string().is_empty() {
-        return Err(ApiError::invalid_request("parameters must be sent in the request body, not the URL"));
+        return Err(ApiError::invalid_request(
+            "parameters must be sent in the request body, not the URL",
+        ));
     }
     let body = read_body(app, payload).await?;
     let content_type = req
@@ -100,7 +113,9 @@ pub async fn read_params(app: &App, req: &HttpRequest, payload: web::Payload) ->
 
 /// The raw Authorization header.
 pub fn authorization(req: &HttpRequest) -> Option<&[u8]> {
-    req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes())
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes())
 }
 
 /// A JSON response that must not be cached (RFC 6749 §5.1).

@@ -7,8 +7,8 @@ use serde::Serialize;
 use super::{authorization, no_store_json, read_params};
 use crate::app::{now, App, IssuedToken};
 use crate::error::ApiError;
-use crate::oauth::grant::{check_grant_type, TokenRequest};
 use crate::oauth::credentials;
+use crate::oauth::grant::{check_grant_type, TokenRequest};
 use crate::secret::SecretString;
 
 /// RFC 6749 §5.1 success body.
@@ -30,18 +30,27 @@ fn respond(t: &IssuedToken) -> HttpResponse {
 }
 
 /// Client-credentials grant, form or JSON body, Basic or body credentials.
-pub async fn token(app: web::Data<App>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+pub async fn token(
+    app: web::Data<App>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let params = read_params(&app, &req, payload).await?;
     let creds = credentials::extract(authorization(&req), &params)?;
     check_grant_type(&params)?;
     let request = TokenRequest::from_params(&params)?;
-    let issued = web::block(move || app.issue_for_client(creds.as_ref(), &request, now())).await??;
+    let issued =
+        web::block(move || app.issue_for_client(creds.as_ref(), &request, now())).await??;
     Ok(respond(&issued))
 }
 
 /// API-key exchange: the key comes as `secret_key` in a JSON or form body, or
 /// in an `X-API-Key` header; one place only.
-pub async fn api_key_token(app: web::Data<App>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+pub async fn api_key_token(
+    app: web::Data<App>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let params = read_params(&app, &req, payload).await?;
     let header_key = match req.headers().get("x-api-key") {
         Some(v) => Some(

@@ -144,7 +144,13 @@ pub struct AuditEntry {
 
 impl AuditEntry {
     /// A new entry to be stored.
-    pub fn new(at: i64, actor: &str, action: &str, target: Option<&str>, detail: serde_json::Value) -> Self {
+    pub fn new(
+        at: i64,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        detail: serde_json::Value,
+    ) -> Self {
         AuditEntry {
             id: 0,
             at,
@@ -171,7 +177,12 @@ pub enum ApiKeyCreate {
 /// async code runs it on the blocking thread pool.
 pub trait Store: Send + Sync + 'static {
     /// Stores a new client with its first secret.
-    fn create_client(&self, client: &Client, secret_digest: &[u8], audit: &AuditEntry) -> Result<()>;
+    fn create_client(
+        &self,
+        client: &Client,
+        secret_digest: &[u8],
+        audit: &AuditEntry,
+    ) -> Result<()>;
     /// One client.
     fn get_client(&self, id: &str) -> Result<Option<Client>>;
     /// Clients ordered by id, after `after`, at most `limit`.
@@ -194,7 +205,13 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditEntry,
     ) -> Result<bool>;
     /// Stores an API key unless the client holds `max_active` active keys already.
-    fn create_api_key(&self, key: &ApiKeyRecord, max_active: u32, now: i64, audit: &AuditEntry) -> Result<ApiKeyCreate>;
+    fn create_api_key(
+        &self,
+        key: &ApiKeyRecord,
+        max_active: u32,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<ApiKeyCreate>;
     /// The key with this digest.
     fn find_api_key(&self, digest: &[u8]) -> Result<Option<ApiKeyRecord>>;
     /// The key with this id.
@@ -206,7 +223,14 @@ pub trait Store: Send + Sync + 'static {
     /// Records a use of a key.
     fn touch_api_key(&self, id: &str, now: i64) -> Result<()>;
     /// Remembers a revoked access token until it expires.
-    fn revoke_token(&self, jti: &str, client_id: &str, expires_at: i64, now: i64, audit: &AuditEntry) -> Result<()>;
+    fn revoke_token(
+        &self,
+        jti: &str,
+        client_id: &str,
+        expires_at: i64,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<()>;
     /// Whether the token with this `jti` is revoked.
     fn is_token_revoked(&self, jti: &str) -> Result<bool>;
     /// Forgets revocations of tokens expired before `now`; returns how many.

@@ -87,7 +87,13 @@ fn insert_audit(c: &Connection, e: &AuditEntry) -> Result<()> {
     c.prepare_cached(
         "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![e.at, e.actor, e.action, e.target, e.detail.to_string()])?;
+    .execute(params![
+        e.at,
+        e.actor,
+        e.action,
+        e.target,
+        e.detail.to_string()
+    ])?;
     Ok(())
 }
 
@@ -101,7 +107,11 @@ fn client_from_row(r: &Row<'_>) -> rusqlite::Result<Client> {
         id: r.get(0)?,
         name: r.get(1)?,
         owner: r.get(2)?,
-        scopes: scopes.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        scopes: scopes
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
         audiences: serde_json::from_str(&audiences).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
         })?,
@@ -163,7 +173,9 @@ impl Store for SqliteStore {
 
     fn get_client(&self, id: &str) -> Result<Option<Client>> {
         let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(&format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?1"))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?1"
+        ))?;
         Ok(stmt.query_row([id], client_from_row).optional()?)
     }
 
@@ -204,7 +216,9 @@ impl Store for SqliteStore {
 
     fn delete_client(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
         self.write(|tx| {
-            let n = tx.prepare_cached("DELETE FROM clients WHERE id = ?1")?.execute([id])?;
+            let n = tx
+                .prepare_cached("DELETE FROM clients WHERE id = ?1")?
+                .execute([id])?;
             if n == 1 {
                 insert_audit(tx, audit)?;
             }
@@ -247,7 +261,7 @@ impl Store for SqliteStore {
                 return Ok(false);
             }
             tx.prepare_cached(
-                "UPDATE client_secrets SET expires_at = ?3 WHERE client_id = ?1 \
+                "UPDATE client_secrets SET expires_at = ?2 WHERE client_id = ?1 \
                  AND (expires_at IS NULL OR expires_at > ?2)",
             )?
             .execute(params![client_id, old_expire_at])?;
@@ -272,7 +286,13 @@ impl Store for SqliteStore {
         })
     }
 
-    fn create_api_key(&self, k: &ApiKeyRecord, max_active: u32, now: i64, audit: &AuditEntry) -> Result<ApiKeyCreate> {
+    fn create_api_key(
+        &self,
+        k: &ApiKeyRecord,
+        max_active: u32,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<ApiKeyCreate> {
         self.write(|tx| {
             let exists: Option<i64> = tx
                 .prepare_cached("SELECT 1 FROM clients WHERE id = ?1")?
@@ -312,13 +332,16 @@ impl Store for SqliteStore {
 
     fn find_api_key(&self, digest: &[u8]) -> Result<Option<ApiKeyRecord>> {
         let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE digest = ?1"))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE digest = ?1"
+        ))?;
         Ok(stmt.query_row([digest], key_from_row).optional()?)
     }
 
     fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
         let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"))?;
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"))?;
         Ok(stmt.query_row([id], key_from_row).optional()?)
     }
 
@@ -334,7 +357,9 @@ impl Store for SqliteStore {
     fn revoke_api_key(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<bool> {
         self.write(|tx| {
             let n = tx
-                .prepare_cached("UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")?
+                .prepare_cached(
+                    "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                )?
                 .execute(params![id, now])?;
             if n == 1 {
                 insert_audit(tx, audit)?;
@@ -353,7 +378,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn revoke_token(&self, jti: &str, client_id: &str, expires_at: i64, now: i64, audit: &AuditEntry) -> Result<()> {
+    fn revoke_token(
+        &self,
+        jti: &str,
+        client_id: &str,
+        expires_at: i64,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<()> {
         self.write(|tx| {
             let n = tx
                 .prepare_cached(
@@ -419,7 +451,9 @@ impl Store for SqliteStore {
     fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
         self.write(|tx| {
             let n = tx
-                .prepare_cached("UPDATE signing_keys SET retired_at = ?2 WHERE kid = ?1 AND retired_at IS NULL")?
+                .prepare_cached(
+                    "UPDATE signing_keys SET retired_at = ?2 WHERE kid = ?1 AND retired_at IS NULL",
+                )?
                 .execute(params![kid, at])?;
             if n == 1 {
                 insert_audit(tx, audit)?;

@@ -104,7 +104,9 @@ pub fn load_pem(text: &str) -> Result<SigningKey, KeyError> {
     if let Ok(pair) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng) {
         let point = pair.public_key().as_ref();
         let (x, y) = (b64(&point[1..33]), b64(&point[33..65]));
-        let kid = thumbprint(&format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#));
+        let kid = thumbprint(&format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#
+        ));
         return Ok(SigningKey {
             alg: Alg::Es256,
             encoding: EncodingKey::from_ec_der(der),
@@ -209,7 +211,8 @@ pub fn load_dir(dir: &Path) -> Result<HashMap<String, Arc<SigningKey>>, KeyError
             path: path.clone(),
             source,
         })?;
-        let key = load_pem(&text).map_err(|e| KeyError::Format(format!("{}: {e}", path.display())))?;
+        let key =
+            load_pem(&text).map_err(|e| KeyError::Format(format!("{}: {e}", path.display())))?;
         out.insert(key.kid.clone(), Arc::new(key));
     }
     Ok(out)
@@ -234,7 +237,11 @@ pub struct KeySet {
 impl KeySet {
     /// Builds the set from lifecycle records and loaded keys. Records without a
     /// key file are skipped with a warning.
-    pub fn new(records: &[SigningKeyRecord], loaded: &HashMap<String, Arc<SigningKey>>, max_token_ttl: i64) -> KeySet {
+    pub fn new(
+        records: &[SigningKeyRecord],
+        loaded: &HashMap<String, Arc<SigningKey>>,
+        max_token_ttl: i64,
+    ) -> KeySet {
         let mut entries = Vec::new();
         for r in records {
             match loaded.get(&r.kid) {
@@ -264,13 +271,18 @@ impl KeySet {
     /// Whether a key is published at `now`: from creation until every token it
     /// could have signed has expired (retirement plus the maximum TTL).
     fn published(&self, e: &KeyEntry, now: i64) -> bool {
-        e.record.retired_at.is_none_or(|r| r + self.max_token_ttl > now)
+        e.record
+            .retired_at
+            .is_none_or(|r| r + self.max_token_ttl > now)
     }
 
     /// The key for `kid`, if it is in the set (verification re-checks expiry
     /// through `exp`, which cannot outlive a retired key's publication).
     pub fn verifier(&self, kid: &str) -> Option<&Arc<SigningKey>> {
-        self.entries.iter().find(|e| e.key.kid == kid).map(|e| &e.key)
+        self.entries
+            .iter()
+            .find(|e| e.key.kid == kid)
+            .map(|e| &e.key)
     }
 
     /// The JWKS document (RFC 7517 §5) at `now`.
@@ -363,9 +375,18 @@ mod tests {
             let set = set_with(key);
             let signer = set.signer(1).unwrap().clone();
             let token = sign(&claims(1000), &signer).unwrap();
-            assert_eq!(verify(&token, &set, "http://issuer", 1000).unwrap(), claims(1000));
-            assert_eq!(verify(&token, &set, "http://other", 1000), Err(VerifyError::ForeignIssuer));
-            assert_eq!(verify(&token, &set, "http://issuer", 1060), Err(VerifyError::Expired));
+            assert_eq!(
+                verify(&token, &set, "http://issuer", 1000).unwrap(),
+                claims(1000)
+            );
+            assert_eq!(
+                verify(&token, &set, "http://other", 1000),
+                Err(VerifyError::ForeignIssuer)
+            );
+            assert_eq!(
+                verify(&token, &set, "http://issuer", 1060),
+                Err(VerifyError::Expired)
+            );
         }
     }
 
@@ -374,7 +395,10 @@ mod tests {
         // RFC 7638 §3.1 example key and thumbprint.
         let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
         let canonical = format!(r#"{{"e":"AQAB","kty":"RSA","n":"{n}"}}"#);
-        assert_eq!(thumbprint(&canonical), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            thumbprint(&canonical),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 
     #[test]

@@ -144,11 +144,9 @@ pub fn verify(token: &str, keys: &KeySet, issuer: &str, now: i64) -> Result<Clai
         return Err(VerifyError::Malformed);
     }
     let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
-    if !header
-        .typ
-        .as_deref()
-        .is_some_and(|t| t.eq_ignore_ascii_case(TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt"))
-    {
+    if !header.typ.as_deref().is_some_and(|t| {
+        t.eq_ignore_ascii_case(TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt")
+    }) {
         return Err(VerifyError::WrongType);
     }
     let kid = header.kid.ok_or(VerifyError::UnknownKey)?;

@@ -1,0 +1,7 @@
+//! Integration tests: the real server on 127.0.0.1:0, one test binary.
+
+mod admin;
+mod helpers;
+mod introspection;
+mod token;
+mod verify;
