@@ -9,7 +9,10 @@ CREATE TABLE IF NOT EXISTS clients (
     audiences             TEXT NOT NULL,          -- JSON array; the first is the default
     token_ttl             INTEGER,                -- NULL: the server default
     disabled              INTEGER NOT NULL DEFAULT 0,
-    tokens_revoked_before INTEGER,                -- tokens with iat < this are inactive
+    tokens_revoked_before INTEGER,                -- tokens with iat <= this are inactive
+    token_quota           INTEGER,                -- tokens per window; NULL: server default, 0: none
+    quota_window          INTEGER,                -- seconds; NULL: server default
+    quota_ban             INTEGER,                -- seconds; NULL: server default
     created_at            INTEGER NOT NULL,
     updated_at            INTEGER NOT NULL
 );

@@ -32,6 +32,15 @@ pub struct NewClient {
     /// Token lifetime in seconds.
     #[serde(default)]
     pub token_ttl: Option<i64>,
+    /// Tokens per quota window (0: no quota); absent: the server default.
+    #[serde(default)]
+    pub token_quota: Option<u64>,
+    /// Quota window in seconds; absent: the server default.
+    #[serde(default)]
+    pub quota_window: Option<i64>,
+    /// Ban after exceeding the quota, in seconds; absent: the server default.
+    #[serde(default)]
+    pub quota_ban: Option<i64>,
 }
 
 /// Changes to a client; absent fields stay as they are.
@@ -50,6 +59,15 @@ pub struct ClientPatch {
     /// New TTL (`null` returns to the server default).
     #[serde(default, with = "serde_with_double_option")]
     pub token_ttl: Option<Option<i64>>,
+    /// New quota (`null` returns to the server default, 0 is none).
+    #[serde(default, with = "serde_with_double_option")]
+    pub token_quota: Option<Option<u64>>,
+    /// New quota window (`null` returns to the server default).
+    #[serde(default, with = "serde_with_double_option")]
+    pub quota_window: Option<Option<i64>>,
+    /// New ban duration (`null` returns to the server default).
+    #[serde(default, with = "serde_with_double_option")]
+    pub quota_ban: Option<Option<i64>>,
 }
 
 /// Tells a JSON `null` (clear) from an absent member (keep).
@@ -111,6 +129,21 @@ fn normalize_scopes(scopes: &[String]) -> Result<Vec<String>, ApiError> {
     Ok(out)
 }
 
+fn check_quota(quota: Option<u64>, window: Option<i64>, ban: Option<i64>) -> Result<(), ApiError> {
+    if quota.is_some_and(|q| q > 1_000_000_000) {
+        return Err(invalid("token_quota must be at most 1000000000"));
+    }
+    if window.is_some_and(|w| !(1..=30 * 86_400).contains(&w)) {
+        return Err(invalid(
+            "quota_window must be between 1 and 2592000 seconds",
+        ));
+    }
+    if ban.is_some_and(|b| !(0..=30 * 86_400).contains(&b)) {
+        return Err(invalid("quota_ban must be between 0 and 2592000 seconds"));
+    }
+    Ok(())
+}
+
 fn check_audiences(audiences: &[String]) -> Result<Vec<String>, ApiError> {
     let mut out: Vec<String> = Vec::new();
     for a in audiences {
@@ -150,6 +183,7 @@ impl App {
         check_name(&input.name)?;
         check_owner(&input.owner)?;
         self.check_ttl(input.token_ttl)?;
+        check_quota(input.token_quota, input.quota_window, input.quota_ban)?;
         let client = Client {
             id: secret::generate_id(secret::CLIENT_ID_PREFIX),
             name: input.name.trim().to_string(),
@@ -159,6 +193,9 @@ impl App {
             token_ttl: input.token_ttl,
             disabled: false,
             tokens_revoked_before: None,
+            token_quota: input.token_quota,
+            quota_window: input.quota_window,
+            quota_ban: input.quota_ban,
             created_at: now,
             updated_at: now,
         };
@@ -234,6 +271,19 @@ impl App {
             c.token_ttl = ttl;
             changed.push("token_ttl");
         }
+        if let Some(q) = patch.token_quota {
+            c.token_quota = q;
+            changed.push("token_quota");
+        }
+        if let Some(w) = patch.quota_window {
+            c.quota_window = w;
+            changed.push("quota_window");
+        }
+        if let Some(b) = patch.quota_ban {
+            c.quota_ban = b;
+            changed.push("quota_ban");
+        }
+        check_quota(c.token_quota, c.quota_window, c.quota_ban)?;
         c.updated_at = now;
         self.save_client(actor, &c, "client.update", json!({"changed": changed}))?;
         Ok(c)

@@ -3,10 +3,12 @@
 //! join protocol decisions to storage.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::limits::{Decision, Limits, FAIL_WINDOW};
 use crate::oauth::grant::{self, Grant, Policy, TokenRequest};
 use crate::oauth::ClientCredentials;
 use crate::secret::{self, SecretString};
@@ -58,6 +60,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     /// The signing keys in force.
     pub keys: Arc<KeyRing>,
+    /// In-memory rate limits and quotas of this process.
+    pub limits: Arc<Limits>,
 }
 
 impl App {
@@ -72,6 +76,7 @@ impl App {
             config: Arc::new(config),
             store: Arc::new(store),
             keys: Arc::new(KeyRing::default()),
+            limits: Arc::new(Limits::default()),
         };
         app.ensure_signing_key()?;
         app.reload_keys()?;
@@ -160,17 +165,87 @@ impl App {
         }
     }
 
+    /// Refuses a caller that failed authentication too often (429): per IP,
+    /// per client id and IP, and, once a client id has failed too often from
+    /// anywhere, from every IP that has failed for it. An IP that has not
+    /// failed for a client is never locked out by others' failures.
+    fn check_failures(
+        &self,
+        client_id: Option<&str>,
+        ip: IpAddr,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        let cfg = &self.config;
+        let l = &self.limits;
+        let refuse = |limit: u64, reset: u64| {
+            log::warn!("refused: too many failed authentications from {ip}");
+            Err(ApiError::too_many_requests(
+                "too many failed authentication attempts",
+                Decision {
+                    allowed: false,
+                    limit,
+                    remaining: 0,
+                    reset,
+                },
+            ))
+        };
+        if let Some(reset) = l
+            .fail_ip
+            .exhausted(&ip, cfg.auth_fail_ip_limit, FAIL_WINDOW, now)
+        {
+            return refuse(cfg.auth_fail_ip_limit, reset);
+        }
+        if let Some(id) = client_id {
+            let pair = (id.to_string(), ip);
+            if let Some(reset) =
+                l.fail_pair
+                    .exhausted(&pair, cfg.auth_fail_pair_limit, FAIL_WINDOW, now)
+            {
+                return refuse(cfg.auth_fail_pair_limit, reset);
+            }
+            if let Some(reset) = l.fail_client.exhausted(
+                &id.to_string(),
+                cfg.auth_fail_client_limit,
+                FAIL_WINDOW,
+                now,
+            ) {
+                if l.fail_pair.count(&pair, FAIL_WINDOW, now) > 0 {
+                    return refuse(cfg.auth_fail_client_limit, reset);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn record_failure(&self, client_id: Option<&str>, ip: IpAddr, now: i64) {
+        let l = &self.limits;
+        l.fail_ip.hit(&ip, u64::MAX, FAIL_WINDOW, 0, now);
+        if let Some(id) = client_id {
+            l.fail_pair
+                .hit(&(id.to_string(), ip), u64::MAX, FAIL_WINDOW, 0, now);
+            l.fail_client
+                .hit(&id.to_string(), u64::MAX, FAIL_WINDOW, 0, now);
+        }
+    }
+
     /// Authenticates a client by its secret (RFC 6749 §2.3.1). Unknown, wrong
     /// and disabled all answer the same `invalid_client`.
     pub fn authenticate_client(
         &self,
         creds: Option<&ClientCredentials>,
+        ip: Option<IpAddr>,
         now: i64,
     ) -> Result<Client, ApiError> {
-        let creds = creds.ok_or_else(ApiError::invalid_client)?;
+        let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let Some(creds) = creds else {
+            return Err(ApiError::invalid_client());
+        };
         if creds.client_id.len() > 256 || creds.secret.expose().len() > 512 {
+            self.check_failures(None, ip, now)?;
+            self.record_failure(None, ip, now);
             return Err(ApiError::invalid_client());
         }
+        self.check_failures(Some(&creds.client_id), ip, now)?;
         let client = self.store.get_client(&creds.client_id)?;
         let secrets = match &client {
             Some(_) => self.store.live_secrets(&creds.client_id, now)?,
@@ -181,23 +256,45 @@ impl App {
             Some(c) if matched && !c.disabled => Ok(c),
             _ => {
                 log::info!(
-                    "client authentication failed for client_id {:?}",
+                    "client authentication failed for client_id {:?} from {ip}",
                     truncate(&creds.client_id)
                 );
+                self.record_failure(Some(&creds.client_id), ip, now);
                 Err(ApiError::invalid_client())
             }
         }
     }
 
-    /// Client-credentials grant (RFC 6749 §4.4): authenticate, decide, sign.
+    /// Counts a token against the client's quota; past it, the client is
+    /// banned for the quota's ban time (429).
+    fn check_quota(&self, client: &Client, now: i64) -> Result<(), ApiError> {
+        let quota = client.token_quota.unwrap_or(self.config.token_quota);
+        if quota == 0 {
+            return Ok(());
+        }
+        let window = client
+            .quota_window
+            .unwrap_or(self.config.token_quota_window);
+        let ban = client.quota_ban.unwrap_or(self.config.token_quota_ban);
+        let d = self.limits.quota.hit(&client.id, quota, window, ban, now);
+        if !d.allowed {
+            log::warn!("refused: client {} is over its token quota", client.id);
+            return Err(ApiError::too_many_requests("token quota exceeded", d));
+        }
+        Ok(())
+    }
+
+    /// Client-credentials grant (RFC 6749 §4.4): authenticate, decide, count, sign.
     pub fn issue_for_client(
         &self,
         creds: Option<&ClientCredentials>,
+        ip: Option<IpAddr>,
         req: &TokenRequest,
         now: i64,
     ) -> Result<IssuedToken, ApiError> {
-        let client = self.authenticate_client(creds, now)?;
+        let client = self.authenticate_client(creds, ip, now)?;
         let grant = grant::decide(&client, req, &self.policy())?;
+        self.check_quota(&client, now)?;
         self.sign(&client, &grant, now, None)
     }
 
@@ -227,11 +324,15 @@ impl App {
     pub fn issue_for_api_key(
         &self,
         key: &SecretString,
+        ip: Option<IpAddr>,
         req: &TokenRequest,
         now: i64,
     ) -> Result<IssuedToken, ApiError> {
+        let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        self.check_failures(None, ip, now)?;
         let Some((record, client)) = self.find_active_api_key(key, now)? else {
-            log::info!("API key authentication failed");
+            log::info!("API key authentication failed from {ip}");
+            self.record_failure(None, ip, now);
             return Err(ApiError::new(
                 crate::error::ErrorCode::InvalidClient,
                 "invalid, expired or revoked API key",
@@ -239,6 +340,7 @@ impl App {
             .with_challenge(crate::error::Challenge::Bearer));
         };
         let grant = grant::decide(&client, req, &self.policy())?;
+        self.check_quota(&client, now)?;
         if let Err(e) = self.store.touch_api_key(&record.id, now) {
             log::warn!("cannot record use of API key {}: {e}", record.id);
         }

@@ -49,6 +49,40 @@ pub struct Config {
     /// `max_body_bytes` / `TOLLGATE_MAX_BODY_BYTES`, default 16384: the largest
     /// request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// `request_timeout` / `TOLLGATE_REQUEST_TIMEOUT`, default 10 seconds: how
+    /// long a client may take to send its headers and its body (then 408).
+    pub request_timeout: u64,
+    /// `token_quota` / `TOLLGATE_TOKEN_QUOTA`, default 0 (no quota): tokens a
+    /// client may get per quota window, unless the client sets its own.
+    pub token_quota: u64,
+    /// `token_quota_window` / `TOLLGATE_TOKEN_QUOTA_WINDOW`, default 3600 seconds.
+    pub token_quota_window: i64,
+    /// `token_quota_ban` / `TOLLGATE_TOKEN_QUOTA_BAN`, default 3600 seconds: how
+    /// long a client that exceeds its quota is refused tokens.
+    pub token_quota_ban: i64,
+    /// `ip_limit_get` / `TOLLGATE_IP_LIMIT_GET`, default 1200: GET requests per
+    /// client IP per minute (0 turns the limit off).
+    pub ip_limit_get: u64,
+    /// `ip_limit_post` / `TOLLGATE_IP_LIMIT_POST`, default 600: other requests
+    /// per client IP per minute (0 turns the limit off).
+    pub ip_limit_post: u64,
+    /// `trusted_proxies` / `TOLLGATE_TRUSTED_PROXIES`, default none: proxy IPs
+    /// whose `X-Forwarded-For` is believed (comma-separated).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `auth_fail_ip_limit` / `TOLLGATE_AUTH_FAIL_IP_LIMIT`, default 30: failed
+    /// authentications per IP per minute before that IP is refused (429).
+    pub auth_fail_ip_limit: u64,
+    /// `auth_fail_pair_limit` / `TOLLGATE_AUTH_FAIL_PAIR_LIMIT`, default 10:
+    /// failed authentications per client id and IP per minute.
+    pub auth_fail_pair_limit: u64,
+    /// `auth_fail_client_limit` / `TOLLGATE_AUTH_FAIL_CLIENT_LIMIT`, default 100:
+    /// failed authentications per client id per minute from anywhere; past it,
+    /// only IPs that have not failed for that client may still try.
+    pub auth_fail_client_limit: u64,
+    /// `cors_origins` / `TOLLGATE_CORS_ORIGINS`, default none: origins allowed to
+    /// call the token, introspection, revocation and admin endpoints from a
+    /// browser (comma-separated). JWKS and metadata allow any origin.
+    pub cors_origins: Vec<String>,
 }
 
 /// A configuration error: one line naming the setting.
@@ -85,6 +119,17 @@ struct FileConfig {
     key_prepublish: Option<i64>,
     workers: Option<usize>,
     max_body_bytes: Option<usize>,
+    request_timeout: Option<i64>,
+    token_quota: Option<i64>,
+    token_quota_window: Option<i64>,
+    token_quota_ban: Option<i64>,
+    ip_limit_get: Option<i64>,
+    ip_limit_post: Option<i64>,
+    trusted_proxies: Option<Vec<String>>,
+    auth_fail_ip_limit: Option<i64>,
+    auth_fail_pair_limit: Option<i64>,
+    auth_fail_client_limit: Option<i64>,
+    cors_origins: Option<Vec<String>>,
 }
 
 /// Every environment variable Tollgate reads, with its TOML key.
@@ -105,6 +150,17 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TOLLGATE_KEY_PREPUBLISH", "key_prepublish"),
     ("TOLLGATE_WORKERS", "workers"),
     ("TOLLGATE_MAX_BODY_BYTES", "max_body_bytes"),
+    ("TOLLGATE_REQUEST_TIMEOUT", "request_timeout"),
+    ("TOLLGATE_TOKEN_QUOTA", "token_quota"),
+    ("TOLLGATE_TOKEN_QUOTA_WINDOW", "token_quota_window"),
+    ("TOLLGATE_TOKEN_QUOTA_BAN", "token_quota_ban"),
+    ("TOLLGATE_IP_LIMIT_GET", "ip_limit_get"),
+    ("TOLLGATE_IP_LIMIT_POST", "ip_limit_post"),
+    ("TOLLGATE_TRUSTED_PROXIES", "trusted_proxies"),
+    ("TOLLGATE_AUTH_FAIL_IP_LIMIT", "auth_fail_ip_limit"),
+    ("TOLLGATE_AUTH_FAIL_PAIR_LIMIT", "auth_fail_pair_limit"),
+    ("TOLLGATE_AUTH_FAIL_CLIENT_LIMIT", "auth_fail_client_limit"),
+    ("TOLLGATE_CORS_ORIGINS", "cors_origins"),
 ];
 
 impl Config {
@@ -257,6 +313,107 @@ impl Config {
             ));
         }
 
+        let ranged = |var: &str, from_file: Option<i64>, default: i64, lo: i64, hi: i64| {
+            let v = number(var, from_file)?.unwrap_or(default);
+            if (lo..=hi).contains(&v) {
+                Ok(v)
+            } else {
+                Err(bad(var, format!("must be between {lo} and {hi}")))
+            }
+        };
+        let list = |var: &str, from_file: &Option<Vec<String>>| -> Vec<String> {
+            match env(var) {
+                Some(v) => v
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                None => from_file.clone().unwrap_or_default(),
+            }
+        };
+        let request_timeout = ranged(
+            "TOLLGATE_REQUEST_TIMEOUT",
+            file_cfg.request_timeout,
+            10,
+            1,
+            300,
+        )?;
+        let day = 86_400;
+        let token_quota = ranged(
+            "TOLLGATE_TOKEN_QUOTA",
+            file_cfg.token_quota,
+            0,
+            0,
+            1_000_000_000,
+        )?;
+        let token_quota_window = ranged(
+            "TOLLGATE_TOKEN_QUOTA_WINDOW",
+            file_cfg.token_quota_window,
+            3600,
+            1,
+            30 * day,
+        )?;
+        let token_quota_ban = ranged(
+            "TOLLGATE_TOKEN_QUOTA_BAN",
+            file_cfg.token_quota_ban,
+            3600,
+            0,
+            30 * day,
+        )?;
+        let ip_limit_get = ranged(
+            "TOLLGATE_IP_LIMIT_GET",
+            file_cfg.ip_limit_get,
+            1200,
+            0,
+            1_000_000_000,
+        )?;
+        let ip_limit_post = ranged(
+            "TOLLGATE_IP_LIMIT_POST",
+            file_cfg.ip_limit_post,
+            600,
+            0,
+            1_000_000_000,
+        )?;
+        let auth_fail_ip_limit = ranged(
+            "TOLLGATE_AUTH_FAIL_IP_LIMIT",
+            file_cfg.auth_fail_ip_limit,
+            30,
+            1,
+            1_000_000_000,
+        )?;
+        let auth_fail_pair_limit = ranged(
+            "TOLLGATE_AUTH_FAIL_PAIR_LIMIT",
+            file_cfg.auth_fail_pair_limit,
+            10,
+            1,
+            1_000_000_000,
+        )?;
+        let auth_fail_client_limit = ranged(
+            "TOLLGATE_AUTH_FAIL_CLIENT_LIMIT",
+            file_cfg.auth_fail_client_limit,
+            100,
+            1,
+            1_000_000_000,
+        )?;
+        let mut trusted_proxies = Vec::new();
+        for p in list("TOLLGATE_TRUSTED_PROXIES", &file_cfg.trusted_proxies) {
+            trusted_proxies.push(p.parse().map_err(|_| {
+                bad(
+                    "TOLLGATE_TRUSTED_PROXIES",
+                    format!("expected IP addresses, got {p:?}"),
+                )
+            })?);
+        }
+        let cors_origins = list("TOLLGATE_CORS_ORIGINS", &file_cfg.cors_origins);
+        for o in &cors_origins {
+            if !(o.starts_with("https://") || o.starts_with("http://")) || o.ends_with('/') {
+                return Err(bad(
+                    "TOLLGATE_CORS_ORIGINS",
+                    format!("expected origins such as https://app.example.com, got {o:?}"),
+                ));
+            }
+        }
+
         Ok(Config {
             bind,
             db,
@@ -272,6 +429,17 @@ impl Config {
             key_prepublish,
             workers: workers as usize,
             max_body_bytes: max_body as usize,
+            request_timeout: request_timeout as u64,
+            token_quota: token_quota as u64,
+            token_quota_window,
+            token_quota_ban,
+            ip_limit_get: ip_limit_get as u64,
+            ip_limit_post: ip_limit_post as u64,
+            trusted_proxies,
+            auth_fail_ip_limit: auth_fail_ip_limit as u64,
+            auth_fail_pair_limit: auth_fail_pair_limit as u64,
+            auth_fail_client_limit: auth_fail_client_limit as u64,
+            cors_origins,
         })
     }
 }

@@ -53,6 +53,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// The caller has been refused for sending too many requests.
     TooManyRequests,
+    /// The client took too long to send its request.
+    RequestTimeout,
     /// RFC 6749 §5.2 `server_error`-like: an internal failure; the cause is logged, never sent.
     ServerError,
     /// RFC 6749 §4.1.2.1: the server is temporarily unable to handle the request.
@@ -78,6 +80,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::TooManyRequests => "too_many_requests",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
@@ -94,6 +97,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
@@ -123,6 +127,8 @@ pub struct ApiError {
     pub challenge: Option<Challenge>,
     /// Seconds for a `Retry-After` header (429 and 503).
     pub retry_after: Option<u64>,
+    /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` of a refusal.
+    pub rate_limit: Option<crate::limits::Decision>,
 }
 
 #[derive(Serialize)]
@@ -144,7 +150,19 @@ impl ApiError {
             description: description.into(),
             challenge,
             retry_after: None,
+            rate_limit: None,
         }
+    }
+
+    /// 429 with `Retry-After` and the `RateLimit-*` headers of `decision`.
+    pub fn too_many_requests(what: &str, decision: crate::limits::Decision) -> Self {
+        let mut e = Self::new(
+            ErrorCode::TooManyRequests,
+            format!("{what}; retry in {} seconds", decision.reset.max(1)),
+        );
+        e.retry_after = Some(decision.reset.max(1));
+        e.rate_limit = Some(decision);
+        e
     }
 
     /// `invalid_request` (400).
@@ -215,6 +233,12 @@ impl ResponseError for ApiError {
         }
         if let Some(secs) = self.retry_after {
             builder.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if let Some(d) = self.rate_limit {
+            builder
+                .insert_header(("RateLimit-Limit", d.limit.to_string()))
+                .insert_header(("RateLimit-Remaining", d.remaining.to_string()))
+                .insert_header(("RateLimit-Reset", d.reset.max(1).to_string()));
         }
         builder.json(ErrorBody {
             error: self.code.as_str(),

@@ -106,12 +106,13 @@ impl App {
         &self,
         creds: Option<&ClientCredentials>,
         authorization: Option<&[u8]>,
+        ip: Option<std::net::IpAddr>,
         now: i64,
     ) -> Result<Caller, ApiError> {
         if creds.is_none() && bearer_token(authorization).is_some() {
             return self.authorize_bearer(authorization, INTROSPECT_SCOPE, now);
         }
-        let client = self.authenticate_client(creds, now)?;
+        let client = self.authenticate_client(creds, ip, now)?;
         if !client.scopes.iter().any(|s| s == INTROSPECT_SCOPE) {
             return Err(ApiError::invalid_client());
         }

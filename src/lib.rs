@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod introspection;
+pub mod limits;
 pub mod oauth;
 pub mod routes;
 pub mod secret;

@@ -35,6 +35,7 @@ pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAdd
     }
     let served = app.clone();
     let workers = app.config.workers;
+    let request_timeout = app.config.request_timeout;
     let data = web::Data::new(app);
     let server = HttpServer::new(move || {
         actix_web::App::new()
@@ -44,11 +45,13 @@ pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAdd
                 Logger::new(r#"%a "%{method}xi %U" %s %b %Dms"#)
                     .custom_request_replace("method", |req| req.method().to_string()),
             )
+            .wrap(actix_web::middleware::from_fn(routes::guard::ip_limit))
+            .wrap(actix_web::middleware::from_fn(routes::guard::cors))
             .configure(extractor_config)
             .configure(routes::configure)
     })
     .workers(workers)
-    .client_request_timeout(Duration::from_secs(5))
+    .client_request_timeout(Duration::from_secs(request_timeout))
     .client_disconnect_timeout(Duration::from_secs(2))
     .shutdown_timeout(15)
     .listen(listener)?
@@ -69,6 +72,14 @@ pub fn spawn_maintenance(app: App) {
             let a = app.clone();
             let result = web::block(move || -> Result<(), String> {
                 a.reload_keys().map_err(|e| e.to_string())?;
+                if tick.is_multiple_of(10) {
+                    let longest = a
+                        .config
+                        .token_quota_window
+                        .max(a.config.token_quota_ban)
+                        .max(30 * 86_400);
+                    a.limits.prune(now(), longest);
+                }
                 if tick.is_multiple_of(60) {
                     let n = a
                         .store

@@ -56,6 +56,19 @@ struct JsonFlag {
     json: bool,
 }
 
+#[derive(Debug, Args)]
+struct QuotaArgs {
+    /// Tokens the client may get per quota window (0: no quota; default: the server's).
+    #[arg(long, value_name = "N")]
+    quota: Option<u64>,
+    /// Quota window in seconds (default: the server's, 3600).
+    #[arg(long, value_name = "SECONDS")]
+    quota_window: Option<i64>,
+    /// Seconds a client over its quota is refused tokens (default: the server's, 3600).
+    #[arg(long, value_name = "SECONDS")]
+    ban: Option<i64>,
+}
+
 #[derive(Debug, Subcommand)]
 enum ClientCmd {
     /// Create a client and print its secret, once.
@@ -75,6 +88,8 @@ enum ClientCmd {
         /// Owner (team, service or contact).
         #[arg(long)]
         owner: Option<String>,
+        #[command(flatten)]
+        quota: QuotaArgs,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -115,6 +130,8 @@ enum ClientCmd {
         /// New owner.
         #[arg(long)]
         owner: Option<String>,
+        #[command(flatten)]
+        quota: QuotaArgs,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -332,6 +349,7 @@ fn client(app: &App, cmd: ClientCmd) -> Result<(), ApiError> {
             audience,
             ttl,
             owner,
+            quota,
             out,
         } => {
             let (c, secret) = app.create_client(
@@ -342,6 +360,9 @@ fn client(app: &App, cmd: ClientCmd) -> Result<(), ApiError> {
                     scopes: scope,
                     audiences: audience,
                     token_ttl: ttl,
+                    token_quota: quota.quota,
+                    quota_window: quota.quota_window,
+                    quota_ban: quota.ban,
                 },
                 now(),
             )?;
@@ -374,6 +395,7 @@ fn client(app: &App, cmd: ClientCmd) -> Result<(), ApiError> {
             audience,
             ttl,
             owner,
+            quota,
             out,
         } => {
             let patch = ClientPatch {
@@ -382,6 +404,9 @@ fn client(app: &App, cmd: ClientCmd) -> Result<(), ApiError> {
                 scopes: scope,
                 audiences: audience,
                 token_ttl: ttl.map(Some),
+                token_quota: quota.quota.map(Some),
+                quota_window: quota.quota_window.map(Some),
+                quota_ban: quota.ban.map(Some),
             };
             show_client(&app.update_client(CLI_ACTOR, &id, patch, now())?, out.json);
         }

@@ -188,6 +188,9 @@ mod tests {
             token_ttl: None,
             disabled: false,
             tokens_revoked_before: None,
+            token_quota: None,
+            quota_window: None,
+            quota_ban: None,
             created_at: 0,
             updated_at: 0,
         }

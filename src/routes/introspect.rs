@@ -3,7 +3,7 @@
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 
-use super::{authorization, no_store_json, read_params};
+use super::{authorization, client_ip, no_store_json, read_params};
 use crate::app::{now, App};
 use crate::error::ApiError;
 use crate::oauth::{credentials, Params};
@@ -28,9 +28,10 @@ pub async fn introspect(
     let creds = credentials::extract(authorization(&req), &params)?;
     let auth_header = authorization(&req).map(<[u8]>::to_vec);
     let token = token_param(&params);
+    let ip = client_ip(&req, &app);
     let answer = web::block(move || {
         let now = now();
-        app.authorize_introspection(creds.as_ref(), auth_header.as_deref(), now)?;
+        app.authorize_introspection(creds.as_ref(), auth_header.as_deref(), Some(ip), now)?;
         app.introspect(&token?, now)
     })
     .await??;
@@ -46,9 +47,10 @@ pub async fn revoke(
     let params = read_params(&app, &req, payload).await?;
     let creds = credentials::extract(authorization(&req), &params)?;
     let token = token_param(&params);
+    let ip = client_ip(&req, &app);
     web::block(move || {
         let now = now();
-        let client = app.authenticate_client(creds.as_ref(), now)?;
+        let client = app.authenticate_client(creds.as_ref(), Some(ip), now)?;
         app.revoke(&client.id, &token?, now)
     })
     .await??;

@@ -2,6 +2,7 @@
 //! serialize. `configure` is shared by the server and the tests.
 
 pub mod admin;
+pub mod guard;
 pub mod health;
 pub mod introspect;
 pub mod token;
@@ -16,9 +17,6 @@ use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder, Resp
 use crate::app::App;
 use crate::error::{ApiError, ErrorCode};
 use crate::oauth::params::{body_kind, Params};
-
-/// How long a client may take to send its whole body.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A resource answering `POST` with `handler` and 405 otherwise.
 fn post<F, Args>(path: &str, handler: F) -> actix_web::Resource
@@ -76,11 +74,15 @@ pub async fn method_not_allowed() -> HttpResponse {
 }
 
 /// Reads the whole body, refusing more than the configured limit (413) or a
-/// body that does not arrive within [`BODY_TIMEOUT`].
+/// body that does not arrive within the request timeout (408).
 pub async fn read_body(app: &App, payload: web::Payload) -> Result<Bytes, ApiError> {
     let limit = app.config.max_body_bytes;
-    match tokio::time::timeout(BODY_TIMEOUT, payload.to_bytes_limited(limit)).await {
-        Err(_) => Err(ApiError::invalid_request("request body timed out")),
+    let timeout = Duration::from_secs(app.config.request_timeout);
+    match tokio::time::timeout(timeout, payload.to_bytes_limited(limit)).await {
+        Err(_) => Err(ApiError::new(
+            ErrorCode::RequestTimeout,
+            "request body was not sent in time",
+        )),
         Ok(Err(_)) => Err(ApiError::new(
             ErrorCode::PayloadTooLarge,
             format!("request body is larger than {limit} bytes"),
@@ -124,4 +126,31 @@ pub fn no_store_json(body: impl serde::Serialize) -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
         .json(body)
+}
+
+/// The client's IP: the peer address, or, when the peer is a trusted proxy,
+/// the right-most `X-Forwarded-For` address that is not a trusted proxy.
+pub fn client_ip(req: &HttpRequest, app: &App) -> std::net::IpAddr {
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let trusted = &app.config.trusted_proxies;
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    for hop in hops.iter().rev() {
+        match hop.trim().parse::<std::net::IpAddr>() {
+            Ok(addr) if trusted.contains(&addr) => continue,
+            Ok(addr) => return addr,
+            Err(_) => break,
+        }
+    }
+    peer
 }

@@ -4,7 +4,7 @@ use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 
-use super::{authorization, no_store_json, read_params};
+use super::{authorization, client_ip, no_store_json, read_params};
 use crate::app::{now, App, IssuedToken};
 use crate::error::ApiError;
 use crate::oauth::credentials;
@@ -39,8 +39,10 @@ pub async fn token(
     let creds = credentials::extract(authorization(&req), &params)?;
     check_grant_type(&params)?;
     let request = TokenRequest::from_params(&params)?;
+    let ip = client_ip(&req, &app);
     let issued =
-        web::block(move || app.issue_for_client(creds.as_ref(), &request, now())).await??;
+        web::block(move || app.issue_for_client(creds.as_ref(), Some(ip), &request, now()))
+            .await??;
     Ok(respond(&issued))
 }
 
@@ -73,6 +75,8 @@ pub async fn api_key_token(
     };
     let key = SecretString::new(key);
     let request = TokenRequest::from_params(&params)?;
-    let issued = web::block(move || app.issue_for_api_key(&key, &request, now())).await??;
+    let ip = client_ip(&req, &app);
+    let issued =
+        web::block(move || app.issue_for_api_key(&key, Some(ip), &request, now())).await??;
     Ok(respond(&issued))
 }

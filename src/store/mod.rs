@@ -52,6 +52,12 @@ pub struct Client {
     pub disabled: bool,
     /// Tokens issued before this time introspect inactive (revoke-all).
     pub tokens_revoked_before: Option<i64>,
+    /// Token quota per window; `None` is the server default, `Some(0)` none.
+    pub token_quota: Option<u64>,
+    /// Quota window in seconds; `None` is the server default.
+    pub quota_window: Option<i64>,
+    /// Ban after exceeding the quota, in seconds; `None` is the server default.
+    pub quota_ban: Option<i64>,
     /// Creation time.
     pub created_at: i64,
     /// Last change.

@@ -98,7 +98,7 @@ fn insert_audit(c: &Connection, e: &AuditEntry) -> Result<()> {
 }
 
 const CLIENT_COLUMNS: &str = "id, name, owner, scopes, audiences, token_ttl, disabled, \
-     tokens_revoked_before, created_at, updated_at";
+     tokens_revoked_before, created_at, updated_at, token_quota, quota_window, quota_ban";
 
 fn client_from_row(r: &Row<'_>) -> rusqlite::Result<Client> {
     let scopes: String = r.get(3)?;
@@ -120,6 +120,9 @@ fn client_from_row(r: &Row<'_>) -> rusqlite::Result<Client> {
         tokens_revoked_before: r.get(7)?,
         created_at: r.get(8)?,
         updated_at: r.get(9)?,
+        token_quota: r.get::<_, Option<i64>>(10)?.map(|q| q.max(0) as u64),
+        quota_window: r.get(11)?,
+        quota_ban: r.get(12)?,
     })
 }
 
@@ -149,7 +152,7 @@ impl Store for SqliteStore {
     fn create_client(&self, c: &Client, secret_digest: &[u8], audit: &AuditEntry) -> Result<()> {
         self.write(|tx| {
             tx.prepare_cached(&format!(
-                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
             ))?
             .execute(params![
                 c.id,
@@ -161,7 +164,10 @@ impl Store for SqliteStore {
                 c.disabled,
                 c.tokens_revoked_before,
                 c.created_at,
-                c.updated_at
+                c.updated_at,
+                c.token_quota.map(|q| q.min(i64::MAX as u64) as i64),
+                c.quota_window,
+                c.quota_ban
             ])?;
             tx.prepare_cached(
                 "INSERT INTO client_secrets (client_id, digest, created_at) VALUES (?1, ?2, ?3)",
@@ -193,8 +199,8 @@ impl Store for SqliteStore {
             let n = tx
                 .prepare_cached(
                     "UPDATE clients SET name = ?2, owner = ?3, scopes = ?4, audiences = ?5, \
-                     token_ttl = ?6, disabled = ?7, tokens_revoked_before = ?8, updated_at = ?9 \
-                     WHERE id = ?1",
+                     token_ttl = ?6, disabled = ?7, tokens_revoked_before = ?8, updated_at = ?9, \
+                     token_quota = ?10, quota_window = ?11, quota_ban = ?12 WHERE id = ?1",
                 )?
                 .execute(params![
                     c.id,
@@ -205,7 +211,10 @@ impl Store for SqliteStore {
                     c.token_ttl,
                     c.disabled,
                     c.tokens_revoked_before,
-                    c.updated_at
+                    c.updated_at,
+                    c.token_quota.map(|q| q.min(i64::MAX as u64) as i64),
+                    c.quota_window,
+                    c.quota_ban
                 ])?;
             if n == 1 {
                 insert_audit(tx, audit)?;

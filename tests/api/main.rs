@@ -3,5 +3,6 @@
 mod admin;
 mod helpers;
 mod introspection;
+mod robustness;
 mod token;
 mod verify;
