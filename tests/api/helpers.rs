@@ -140,12 +140,6 @@ impl TestApp {
         None
     }
 
-    /// Starts the server again after it stopped by itself.
-    pub fn start_again(&mut self) {
-        assert!(self.child.is_none(), "still running");
-        self.start();
-    }
-
     /// The host:port the server listens on.
     pub fn addr(&self) -> String {
         self.base.trim_start_matches("http://").to_string()
