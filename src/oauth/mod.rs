@@ -4,6 +4,8 @@
 pub mod credentials;
 pub mod grant;
 pub mod params;
+#[cfg(test)]
+mod proptests;
 
 pub use credentials::{AuthMethod, ClientCredentials};
 pub use grant::{Grant, Policy, TokenRequest};

@@ -72,14 +72,19 @@ impl Params {
         if std::str::from_utf8(body).is_err() {
             return Err(ApiError::invalid_request("request body is not valid UTF-8"));
         }
+        // serde_urlencoded decodes invalid UTF-8 lossily (to U+FFFD); refuse
+        // such input first rather than act on a mangled value.
+        let percent_decodes_to_utf8 = body.split(|b| *b == b'&' || *b == b'=').all(|part| {
+            std::str::from_utf8(&percent_encoding::percent_decode(part).collect::<Vec<u8>>())
+                .is_ok()
+        });
+        if !percent_decodes_to_utf8 {
+            return Err(ApiError::invalid_request("parameter is not valid UTF-8"));
+        }
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
             .map_err(|_| ApiError::invalid_request("malformed form body"))?;
         let mut params = Params::default();
         for (name, value) in pairs {
-            // Percent-decoding is lossy: invalid UTF-8 turns into U+FFFD.
-            if name.contains('\u{FFFD}') || value.contains('\u{FFFD}') {
-                return Err(ApiError::invalid_request("parameter is not valid UTF-8"));
-            }
             params.push(name, value)?;
         }
         Ok(params)
