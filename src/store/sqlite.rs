@@ -500,3 +500,97 @@ impl Store for SqliteStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        (dir, s)
+    }
+
+    fn audit() -> AuditEntry {
+        AuditEntry::new(0, "test", "x", None, json!({}))
+    }
+
+    fn client(id: &str) -> Client {
+        Client {
+            id: id.into(),
+            name: "n".into(),
+            owner: None,
+            scopes: vec!["a".into()],
+            audiences: vec![],
+            token_ttl: None,
+            disabled: false,
+            tokens_revoked_before: None,
+            token_quota: Some(4),
+            quota_window: None,
+            quota_ban: Some(60),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn schema_version_is_recorded_and_reopening_keeps_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            s.create_client(&client("c1"), &[1; 32], &audit()).unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let v: i64 = s
+            .conn()
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert_eq!(s.get_client("c1").unwrap().unwrap(), client("c1"));
+    }
+
+    #[test]
+    fn revocations_are_pruned_only_after_expiry() {
+        let (_d, s) = store();
+        s.revoke_token("old", "c", 100, 50, &audit()).unwrap();
+        s.revoke_token("live", "c", 1000, 50, &audit()).unwrap();
+        assert_eq!(s.prune_revocations(500).unwrap(), 1);
+        assert!(!s.is_token_revoked("old").unwrap());
+        assert!(s.is_token_revoked("live").unwrap());
+    }
+
+    #[test]
+    fn rotation_keeps_at_most_max_live_secrets() {
+        let (_d, s) = store();
+        s.create_client(&client("c"), &[0; 32], &audit()).unwrap();
+        for i in 1..=7u8 {
+            assert!(s
+                .rotate_secret("c", &[i; 32], 10, 10_000, 5, &audit())
+                .unwrap());
+        }
+        let live = s.live_secrets("c", 10).unwrap();
+        assert_eq!(live.len(), 5);
+        assert_eq!(live.last().unwrap().digest, vec![7u8; 32]);
+        assert!(!s
+            .rotate_secret("nobody", &[1; 32], 10, 10, 5, &audit())
+            .unwrap());
+    }
+
+    #[test]
+    fn writes_and_their_audit_entries_commit_together() {
+        let (_d, s) = store();
+        s.create_client(&client("c"), &[0; 32], &audit()).unwrap();
+        assert!(
+            s.create_client(&client("c"), &[0; 32], &audit()).is_err(),
+            "duplicate id"
+        );
+        assert_eq!(
+            s.list_audit(0, 10).unwrap().len(),
+            1,
+            "the failed write left no audit entry"
+        );
+    }
+}
