@@ -212,6 +212,56 @@ impl App {
         Ok((client, secret))
     }
 
+    /// Creates `count` clients like `template` in large transactions, for
+    /// seeding and load tests; returns the credentials of the first `keep`.
+    /// `progress` is called with the number stored so far.
+    pub fn seed_clients(
+        &self,
+        actor: &str,
+        count: usize,
+        template: &NewClient,
+        keep: usize,
+        now: i64,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<(String, SecretString)>, ApiError> {
+        check_name(&template.name)?;
+        let scopes = normalize_scopes(&template.scopes)?;
+        let audiences = check_audiences(&template.audiences)?;
+        let mut kept = Vec::new();
+        let mut done = 0;
+        while done < count {
+            let n = (count - done).min(50_000);
+            let mut batch = Vec::with_capacity(n);
+            for _ in 0..n {
+                let secret = secret::generate(secret::CLIENT_SECRET_PREFIX);
+                let client = Client {
+                    id: secret::generate_id(secret::CLIENT_ID_PREFIX),
+                    name: template.name.clone(),
+                    owner: template.owner.clone(),
+                    scopes: scopes.clone(),
+                    audiences: audiences.clone(),
+                    token_ttl: template.token_ttl,
+                    disabled: false,
+                    tokens_revoked_before: None,
+                    token_quota: template.token_quota,
+                    quota_window: template.quota_window,
+                    quota_ban: template.quota_ban,
+                    created_at: now,
+                    updated_at: now,
+                };
+                if kept.len() < keep {
+                    kept.push((client.id.clone(), secret.clone()));
+                }
+                batch.push((client, secret.digest().to_vec()));
+            }
+            let audit = AuditEntry::new(now, actor, "client.seed", None, json!({"count": n}));
+            self.store.import_clients(&batch, &audit)?;
+            done += n;
+            progress(done);
+        }
+        Ok(kept)
+    }
+
     /// One client, or 404.
     pub fn get_client(&self, id: &str) -> Result<Client, ApiError> {
         self.store

@@ -12,7 +12,7 @@ use crate::limits::{Decision, Limits, FAIL_WINDOW};
 use crate::oauth::grant::{self, Grant, Policy, TokenRequest};
 use crate::oauth::ClientCredentials;
 use crate::secret::{self, SecretString};
-use crate::store::{ApiKeyRecord, AuditEntry, Client, SigningKeyRecord, SqliteStore, Store};
+use crate::store::{ApiKeyRecord, AuditEntry, CachedStore, Client, SigningKeyRecord, SqliteStore, Store};
 use crate::token::keys::{self, KeyError};
 use crate::token::{self, Claims, KeyRing, KeySet};
 
@@ -62,6 +62,10 @@ pub struct App {
     pub keys: Arc<KeyRing>,
     /// In-memory rate limits and quotas of this process.
     pub limits: Arc<Limits>,
+    /// The cache in front of the store (the same object as `store`).
+    pub cache: Arc<CachedStore>,
+    /// Signature checks already done, by token digest.
+    pub verified: Arc<token::VerifiedCache>,
 }
 
 impl App {
@@ -72,11 +76,14 @@ impl App {
             path: config.db.display().to_string(),
             source,
         })?;
+        let cache = Arc::new(CachedStore::new(Arc::new(store)));
         let app = App {
             config: Arc::new(config),
-            store: Arc::new(store),
+            store: cache.clone(),
             keys: Arc::new(KeyRing::default()),
             limits: Arc::new(Limits::default()),
+            cache,
+            verified: Arc::new(token::VerifiedCache::default()),
         };
         app.ensure_signing_key()?;
         app.reload_keys()?;
@@ -178,7 +185,7 @@ impl App {
         let cfg = &self.config;
         let l = &self.limits;
         let refuse = |limit: u64, reset: u64| {
-            log::warn!("refused: too many failed authentications from {ip}");
+            log::info!("refused: too many failed authentications from {ip}");
             Err(ApiError::too_many_requests(
                 "too many failed authentication attempts",
                 Decision {
@@ -186,6 +193,7 @@ impl App {
                     limit,
                     remaining: 0,
                     reset,
+                    refusals: 1,
                 },
             ))
         };
@@ -278,7 +286,7 @@ impl App {
         let ban = client.quota_ban.unwrap_or(self.config.token_quota_ban);
         let d = self.limits.quota.hit(&client.id, quota, window, ban, now);
         if !d.allowed {
-            log::warn!("refused: client {} is over its token quota", client.id);
+            log_refusal(&d, &format!("client {} is over its token quota", client.id));
             return Err(ApiError::too_many_requests("token quota exceeded", d));
         }
         Ok(())
@@ -341,10 +349,18 @@ impl App {
         };
         let grant = grant::decide(&client, req, &self.policy())?;
         self.check_quota(&client, now)?;
+        self.touch_api_key(&record, now);
+        self.sign(&client, &grant, now, Some(record.id))
+    }
+
+    /// Records a use of an API key, at most once a minute per key.
+    pub fn touch_api_key(&self, record: &ApiKeyRecord, now: i64) {
+        if record.last_used_at.is_some_and(|t| t >= now - 60) {
+            return;
+        }
         if let Err(e) = self.store.touch_api_key(&record.id, now) {
             log::warn!("cannot record use of API key {}: {e}", record.id);
         }
-        self.sign(&client, &grant, now, Some(record.id))
     }
 
     fn sign(
@@ -372,6 +388,16 @@ impl App {
             expires_in: grant.ttl,
             scope: claims.scope,
         })
+    }
+}
+
+/// Logs a rate-limit refusal: the first of a window at `warn`, the rest at
+/// `debug` with their running count, so that a flood does not flood the log.
+pub fn log_refusal(d: &Decision, what: &str) {
+    if d.refusals <= 1 {
+        log::warn!("refused: {what}");
+    } else {
+        log::debug!("refused: {what} ({} refusals in this window)", d.refusals);
     }
 }
 

@@ -42,8 +42,7 @@ impl App {
     /// inactive: revocation by `jti`, a deleted or disabled client, the
     /// client's revoke-all time, and a revoked or expired source API key.
     pub fn active_claims(&self, token_text: &str, now: i64) -> Result<Option<Claims>, ApiError> {
-        let set = self.keys.get();
-        let Ok(claims) = token::verify(token_text, &set, &self.config.issuer, now) else {
+        let Some(claims) = self.verified.verify(token_text, &self.keys.get(), &self.config.issuer, now) else {
             return Ok(None);
         };
         if self.store.is_token_revoked(&claims.jti)? {
@@ -153,9 +152,7 @@ impl App {
         let Some((record, client)) = self.find_active_api_key(&key, now)? else {
             return Ok(inactive());
         };
-        if let Err(e) = self.store.touch_api_key(&record.id, now) {
-            log::warn!("cannot record use of API key {}: {e}", record.id);
-        }
+        self.touch_api_key(&record, now);
         let mut body = json!({
             "active": true,
             "token_type": "api_key",

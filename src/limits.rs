@@ -22,6 +22,10 @@ pub struct Decision {
     pub remaining: u64,
     /// Seconds until the window (or the ban) ends.
     pub reset: u64,
+    /// Refusals of this key in its current window or ban, this one included
+    /// (0 when allowed); callers log the first at `warn` and the rest at `debug`,
+    /// so a flood cannot flood the logs.
+    pub refusals: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +33,7 @@ struct Window {
     start: i64,
     count: u64,
     banned_until: i64,
+    refusals: u64,
 }
 
 /// Fixed-window counters keyed by `K`.
@@ -66,13 +71,16 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
                 start: now,
                 count: 0,
                 banned_until: 0,
+                refusals: 0,
             });
             if w.banned_until > now {
+                w.refusals += 1;
                 return Decision {
                     allowed: false,
                     limit,
                     remaining: 0,
                     reset: (w.banned_until - now) as u64,
+                    refusals: w.refusals,
                 };
             }
             if now >= w.start + window {
@@ -80,18 +88,21 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
                     start: now,
                     count: 0,
                     banned_until: 0,
+                    refusals: 0,
                 };
             }
             if w.count >= limit {
                 if ban > 0 {
                     w.banned_until = now + ban;
                 }
+                w.refusals += 1;
                 let reset = if ban > 0 { ban } else { w.start + window - now };
                 return Decision {
                     allowed: false,
                     limit,
                     remaining: 0,
                     reset: reset.max(1) as u64,
+                    refusals: w.refusals,
                 };
             }
             w.count += 1;
@@ -100,6 +111,7 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
                 limit,
                 remaining: limit - w.count,
                 reset: (w.start + window - now).max(0) as u64,
+                refusals: 0,
             }
         })
     }

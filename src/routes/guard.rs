@@ -41,7 +41,7 @@ pub async fn ip_limit(
         let ip = client_ip(req.request(), &app);
         let d = app.limits.ip.hit(&(ip, read), limit, 60, 0, now());
         if !d.allowed {
-            log::warn!("refused: per-IP limit reached by {ip}");
+            crate::app::log_refusal(&d, &format!("per-IP limit reached by {ip}"));
             let resp = ApiError::too_many_requests("too many requests from this address", d)
                 .error_response();
             return Ok(req.into_response(resp).map_into_right_body());

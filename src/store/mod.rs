@@ -1,10 +1,12 @@
 //! The storage interface: clients, secrets, API keys, revocations, signing-key
 //! metadata and the audit log. The only module with SQL lives below it.
 
+pub mod cached;
 pub mod sqlite;
 
 use serde::Serialize;
 
+pub use cached::CachedStore;
 pub use sqlite::SqliteStore;
 
 /// A storage failure. Its text is logged, never sent to a caller.
@@ -189,6 +191,9 @@ pub trait Store: Send + Sync + 'static {
         secret_digest: &[u8],
         audit: &AuditEntry,
     ) -> Result<()>;
+    /// Stores many clients, each with one secret digest, in one transaction,
+    /// with one audit entry for the whole import (seeding and migration).
+    fn import_clients(&self, clients: &[(Client, Vec<u8>)], audit: &AuditEntry) -> Result<()>;
     /// One client.
     fn get_client(&self, id: &str) -> Result<Option<Client>>;
     /// Clients ordered by id, after `after`, at most `limit`.
@@ -253,4 +258,7 @@ pub trait Store: Send + Sync + 'static {
     fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>>;
     /// Whether the database answers.
     fn ping(&self) -> Result<()>;
+    /// A value that changes whenever the database is changed by any
+    /// connection (this process's or another's); used to expire caches.
+    fn change_marker(&self) -> Result<i64>;
 }

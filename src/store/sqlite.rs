@@ -22,6 +22,9 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// A SQLite database file behind a connection pool.
 pub struct SqliteStore {
     pool: Pool<SqliteConnectionManager>,
+    /// A connection that never writes: its `PRAGMA data_version` changes
+    /// whenever any other connection commits.
+    watcher: std::sync::Mutex<Connection>,
 }
 
 fn init_connection(c: &mut Connection) -> rusqlite::Result<()> {
@@ -46,7 +49,12 @@ impl SqliteStore {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
-        let store = SqliteStore { pool };
+        let mut watcher = Connection::open(path)?;
+        init_connection(&mut watcher)?;
+        let store = SqliteStore {
+            pool,
+            watcher: std::sync::Mutex::new(watcher),
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -144,6 +152,31 @@ fn key_from_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
     })
 }
 
+/// Inserts a client row and its first secret.
+fn insert_client(tx: &Connection, c: &Client, secret_digest: &[u8]) -> Result<()> {
+    tx.prepare_cached(&format!(
+        "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    ))?
+    .execute(params![
+        c.id,
+        c.name,
+        c.owner,
+        c.scopes.join(" "),
+        audiences_json(c),
+        c.token_ttl,
+        c.disabled,
+        c.tokens_revoked_before,
+        c.created_at,
+        c.updated_at,
+        c.token_quota.map(|q| q.min(i64::MAX as u64) as i64),
+        c.quota_window,
+        c.quota_ban
+    ])?;
+    tx.prepare_cached("INSERT INTO client_secrets (client_id, digest, created_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![c.id, secret_digest, c.created_at])?;
+    Ok(())
+}
+
 fn audiences_json(c: &Client) -> String {
     serde_json::Value::from(c.audiences.clone()).to_string()
 }
@@ -151,28 +184,16 @@ fn audiences_json(c: &Client) -> String {
 impl Store for SqliteStore {
     fn create_client(&self, c: &Client, secret_digest: &[u8], audit: &AuditEntry) -> Result<()> {
         self.write(|tx| {
-            tx.prepare_cached(&format!(
-                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-            ))?
-            .execute(params![
-                c.id,
-                c.name,
-                c.owner,
-                c.scopes.join(" "),
-                audiences_json(c),
-                c.token_ttl,
-                c.disabled,
-                c.tokens_revoked_before,
-                c.created_at,
-                c.updated_at,
-                c.token_quota.map(|q| q.min(i64::MAX as u64) as i64),
-                c.quota_window,
-                c.quota_ban
-            ])?;
-            tx.prepare_cached(
-                "INSERT INTO client_secrets (client_id, digest, created_at) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![c.id, secret_digest, c.created_at])?;
+            insert_client(tx, c, secret_digest)?;
+            insert_audit(tx, audit)
+        })
+    }
+
+    fn import_clients(&self, clients: &[(Client, Vec<u8>)], audit: &AuditEntry) -> Result<()> {
+        self.write(|tx| {
+            for (c, digest) in clients {
+                insert_client(tx, c, digest)?;
+            }
             insert_audit(tx, audit)
         })
     }
@@ -498,6 +519,14 @@ impl Store for SqliteStore {
         let conn = self.conn()?;
         conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
         Ok(())
+    }
+
+    fn change_marker(&self) -> Result<i64> {
+        let conn = match self.watcher.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 }
 

@@ -166,3 +166,42 @@ pub fn verify(token: &str, keys: &KeySet, issuer: &str, now: i64) -> Result<Clai
     }
     Ok(claims)
 }
+
+/// Tokens whose signature and issuer were already checked, by SHA-256 of the
+/// token, so that introspecting the same token again costs no signature
+/// verification. Expiry is checked on every hit; revocation and client state
+/// are checked by the caller every time. Bounded: cleared when full.
+#[derive(Debug, Default)]
+pub struct VerifiedCache {
+    map: std::sync::Mutex<std::collections::HashMap<[u8; 32], Claims>>,
+}
+
+/// Tokens remembered by [`VerifiedCache`] before it is cleared.
+pub const VERIFIED_CAPACITY: usize = 100_000;
+
+impl VerifiedCache {
+    /// Like [`verify`], served from memory for a token seen before.
+    pub fn verify(&self, token: &str, keys: &KeySet, issuer: &str, now: i64) -> Option<Claims> {
+        if token.len() > 8192 {
+            return None;
+        }
+        let digest = crate::secret::digest(token.as_bytes());
+        let lock = || match self.map.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(c) = lock().get(&digest) {
+            return (c.exp > now).then(|| c.clone());
+        }
+        let claims = verify(token, keys, issuer, now).ok()?;
+        let mut map = lock();
+        if map.len() >= VERIFIED_CAPACITY {
+            map.retain(|_, c| c.exp > now);
+            if map.len() >= VERIFIED_CAPACITY {
+                map.clear();
+            }
+        }
+        map.insert(digest, claims.clone());
+        Some(claims)
+    }
+}

@@ -1,0 +1,477 @@
+//! The benchmark harness: starts the release server in a temporary directory,
+//! seeds clients, drives fixed workloads with wrk over 64 keep-alive
+//! connections, checks correctness under load, and records the figures in
+//! `docs/benchmarks.md`.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use clap::Parser;
+use serde_json::Value;
+
+use tollgate::admin::NewClient;
+use tollgate::app::{now, App};
+use tollgate::config::Config;
+use tollgate::secret::SecretString;
+
+/// Runs Tollgate's fixed benchmark workloads.
+#[derive(Parser)]
+#[command(name = "tollgate-bench")]
+struct Args {
+    /// Seconds each workload runs.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    connections: u32,
+    /// wrk threads.
+    #[arg(long, default_value_t = 2)]
+    threads: u32,
+    /// Clients registered for W1-W4.
+    #[arg(long, default_value_t = 10_000)]
+    clients: usize,
+    /// Clients registered for W5 (0 skips W5).
+    #[arg(long, default_value_t = 1_000_000)]
+    scale_clients: usize,
+    /// Only these workloads (comma-separated, e.g. W1,W2).
+    #[arg(long)]
+    only: Option<String>,
+    /// Where to write the results (between the bench markers).
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    out: PathBuf,
+    /// Do not write the results file.
+    #[arg(long)]
+    no_write: bool,
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+    startup: Duration,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn env_for(dir: &Path) -> Vec<(String, String)> {
+    [
+        ("TOLLGATE_BIND", "127.0.0.1:0".to_string()),
+        ("TOLLGATE_DB", dir.join("tollgate.db").display().to_string()),
+        ("TOLLGATE_KEYS_DIR", dir.join("keys").display().to_string()),
+        ("TOLLGATE_ISSUER", "https://tollgate.bench".to_string()),
+        ("TOLLGATE_IP_LIMIT_GET", "0".to_string()),
+        ("TOLLGATE_IP_LIMIT_POST", "0".to_string()),
+        ("TOLLGATE_AUTH_FAIL_IP_LIMIT", "1000000000".to_string()),
+        ("RUST_LOG", "warn".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn open_app(dir: &Path) -> App {
+    let env = env_for(dir);
+    let config = Config::from_sources(None, |k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    App::open(config).unwrap_or_else(|e| fail(&e.to_string()))
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("tollgate-bench: {msg}");
+    std::process::exit(1)
+}
+
+fn start_server(bin: &Path, dir: &Path) -> Server {
+    let started = Instant::now();
+    let mut child = Command::new(bin)
+        .arg("serve")
+        .envs(env_for(dir))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| fail(&format!("cannot start {}: {e}", bin.display())));
+    let mut line = String::new();
+    let stdout = child.stdout.take().unwrap_or_else(|| fail("no stdout"));
+    BufReader::new(stdout).read_line(&mut line).unwrap_or_else(|e| fail(&e.to_string()));
+    let startup = started.elapsed();
+    let addr = line.trim().trim_start_matches("tollgate listening on http://").to_string();
+    Server { child, addr, startup }
+}
+
+/// A one-shot HTTP/1.1 request with `Connection: close`.
+fn http(addr: &str, path: &str, headers: &[(&str, String)], body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| fail(&e.to_string()));
+    let mut req = format!("POST {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        let _ = write!(req, "{k}: {v}\r\n");
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap_or_else(|e| fail(&e.to_string()));
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+fn basic(id: &str, secret: &SecretString) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{id}:{}", secret.expose())))
+}
+
+fn lua_list(items: &[String]) -> String {
+    items.iter().map(|i| format!("{i:?}")).collect::<Vec<_>>().join(",\n")
+}
+
+/// A wrk script cycling through request bodies and Authorization headers.
+fn script(dir: &Path, name: &str, path: &str, content_type: &str, auths: &[String], bodies: &[String]) -> PathBuf {
+    let text = format!(
+        r#"local auths = {{ {auths} }}
+local bodies = {{ {bodies} }}
+local i = math.random(1, 100000)
+request = function()
+  i = i + 1
+  local h = {{ ["Content-Type"] = "{content_type}" }}
+  if #auths > 0 then h["Authorization"] = auths[(i % #auths) + 1] end
+  return wrk.format("POST", "{path}", h, bodies[(i % #bodies) + 1])
+end
+"#,
+        auths = lua_list(auths),
+        bodies = lua_list(bodies),
+    );
+    let file = dir.join(format!("{name}.lua"));
+    std::fs::write(&file, text).unwrap_or_else(|e| fail(&e.to_string()));
+    file
+}
+
+#[derive(Default, Clone)]
+struct Figures {
+    name: String,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    requests: u64,
+    errors: u64,
+    rss_mib: f64,
+    note: String,
+}
+
+fn parse_ms(s: &str) -> f64 {
+    let s = s.trim();
+    let (num, mult) = if let Some(v) = s.strip_suffix("us") {
+        (v, 0.001)
+    } else if let Some(v) = s.strip_suffix("ms") {
+        (v, 1.0)
+    } else if let Some(v) = s.strip_suffix('s') {
+        (v, 1000.0)
+    } else {
+        (s, 1.0)
+    };
+    num.parse::<f64>().unwrap_or(f64::NAN) * mult
+}
+
+fn rss_reset(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+fn rss_peak_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn wrk(args: &Args, server: &Server, name: &str, script: &Path, duration: u64) -> Figures {
+    rss_reset(server.child.id());
+    let out = Command::new("wrk")
+        .args(["-t", &args.threads.to_string(), "-c", &args.connections.to_string(), "-d", &format!("{duration}s"), "--latency", "-s"])
+        .arg(script)
+        .arg(format!("http://{}", server.addr))
+        .output()
+        .unwrap_or_else(|e| fail(&format!("cannot run wrk ({e}); install it with: apt-get install wrk")));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut f = Figures {
+        name: name.to_string(),
+        rss_mib: rss_peak_mib(server.child.id()),
+        ..Figures::default()
+    };
+    let mut in_dist = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with("Latency Distribution") {
+            in_dist = true;
+        } else if in_dist && t.starts_with("50%") {
+            f.p50_ms = parse_ms(&t[3..]);
+        } else if in_dist && t.starts_with("99%") {
+            f.p99_ms = parse_ms(&t[3..]);
+            in_dist = false;
+        } else if t.starts_with("Requests/sec:") {
+            f.rps = t["Requests/sec:".len()..].trim().parse().unwrap_or(0.0);
+        } else if t.contains("requests in") {
+            f.requests = t.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        } else if t.starts_with("Non-2xx or 3xx responses:") {
+            f.errors += t.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+        } else if t.starts_with("Socket errors:") {
+            f.errors += t
+                .split(',')
+                .filter_map(|p| p.split_whitespace().last().and_then(|n| n.parse::<u64>().ok()))
+                .sum::<u64>();
+        }
+    }
+    println!(
+        "{name}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} requests, {} errors, peak RSS {:.1} MiB",
+        f.rps, f.p50_ms, f.p99_ms, f.requests, f.errors, f.rss_mib
+    );
+    f
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("MemTotal"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpu}, {cores} cores, {mem:.0} GiB RAM, Linux {}", kernel.trim())
+}
+
+fn main() {
+    let args = Args::parse();
+    let wants = |w: &str| args.only.as_deref().is_none_or(|o| o.split(',').any(|x| x.trim().eq_ignore_ascii_case(w)));
+    if Command::new("wrk").arg("--version").output().is_err() {
+        fail("wrk is not installed; install it with: apt-get install wrk");
+    }
+    println!("building the release server…");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--bin", "tollgate"])
+        .status()
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    if !status.success() {
+        fail("cargo build failed");
+    }
+    let bin = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("tollgate")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("target/release/tollgate"));
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| fail(&e.to_string()));
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap_or_else(|e| fail(&e.to_string()));
+    let app = open_app(dir.path());
+    let t0 = now();
+    let template = NewClient {
+        name: "bench".into(),
+        scopes: vec!["read".into(), "write".into()],
+        audiences: vec!["https://api.bench".into()],
+        ..NewClient::default()
+    };
+    println!("seeding {} clients…", args.clients);
+    let clients = app
+        .seed_clients("bench", args.clients, &template, 100, t0, |n| println!("  {n} stored"))
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let (iid, isecret) = app
+        .create_client(
+            "bench",
+            NewClient {
+                name: "introspector".into(),
+                scopes: vec!["tollgate:introspect".into()],
+                ..NewClient::default()
+            },
+            t0,
+        )
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let introspect_auth = basic(&iid.id, &isecret);
+    // Pool of 1,000 valid tokens, 50 of them revoked.
+    let mut tokens = Vec::new();
+    for i in 0..1000 {
+        let (id, secret) = &clients[i % clients.len()];
+        let creds = tollgate::oauth::ClientCredentials {
+            client_id: id.clone(),
+            secret: secret.clone(),
+            method: tollgate::oauth::AuthMethod::Basic,
+        };
+        let t = app
+            .issue_for_client(Some(&creds), None, &Default::default(), t0)
+            .unwrap_or_else(|e| fail(&e.to_string()));
+        if i % 20 == 0 {
+            app.revoke(id, t.access_token.expose(), t0).unwrap_or_else(|e| fail(&e.to_string()));
+        }
+        tokens.push(t.access_token.expose().to_string());
+    }
+    let mut keys = Vec::new();
+    for (id, _) in &clients {
+        let (_, key) = app.create_api_key("bench", id, None, None, t0).unwrap_or_else(|e| fail(&e.to_string()));
+        keys.push(key.expose().to_string());
+    }
+    let quota_client = app
+        .create_client(
+            "bench",
+            NewClient {
+                name: "quota".into(),
+                token_quota: Some(2000),
+                quota_window: Some(3600),
+                quota_ban: Some(0),
+                ..NewClient::default()
+            },
+            t0,
+        )
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    drop(app);
+
+    let server = start_server(&bin, dir.path());
+    println!("server on {} (ready in {:.0} ms)", server.addr, server.startup.as_secs_f64() * 1000.0);
+    let mut results: Vec<Figures> = Vec::new();
+    let mut checks: Vec<String> = Vec::new();
+
+    let w1_auths: Vec<String> = clients.iter().map(|(id, s)| basic(id, s)).collect();
+    let form = "application/x-www-form-urlencoded";
+    let w1 = script(&scripts, "w1", "/oauth/token", form, &w1_auths, &["grant_type=client_credentials".to_string()]);
+    if wants("W1") {
+        results.push(wrk(&args, &server, "W1 issuance", &w1, args.duration));
+    }
+    if wants("W2") {
+        let bodies: Vec<String> = tokens.iter().map(|t| format!("token={t}")).collect();
+        let w2 = script(&scripts, "w2", "/oauth/introspect", form, std::slice::from_ref(&introspect_auth), &bodies);
+        // Revocation under load: revoke a fresh token while W2 runs, and
+        // introspect it at once.
+        let addr = server.addr.clone();
+        let (cid, csecret) = clients[0].clone();
+        let iauth = introspect_auth.clone();
+        let probe = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(2));
+            let auth = basic(&cid, &csecret);
+            let (_, body) = http(&addr, "/oauth/token", &[("Authorization", auth.clone()), ("Content-Type", form.into())], "grant_type=client_credentials");
+            let token = serde_json::from_str::<Value>(&body).ok().and_then(|v| v["access_token"].as_str().map(str::to_string)).unwrap_or_default();
+            let ask = || {
+                let (_, b) = http(&addr, "/oauth/introspect", &[("Authorization", iauth.clone()), ("Content-Type", form.into())], &format!("token={token}"));
+                serde_json::from_str::<Value>(&b).ok().and_then(|v| v["active"].as_bool())
+            };
+            let before = ask();
+            let (status, _) = http(&addr, "/oauth/revoke", &[("Authorization", auth), ("Content-Type", form.into())], &format!("token={token}"));
+            let after = ask();
+            (before, status, after)
+        });
+        results.push(wrk(&args, &server, "W2 JWT introspection", &w2, args.duration));
+        let (before, status, after) = probe.join().unwrap_or((None, 0, None));
+        let ok = before == Some(true) && status == 200 && after == Some(false);
+        checks.push(format!(
+            "Revocation under W2 load: active before = {before:?}, revoke = {status}, active on the very next introspection = {after:?}: {}",
+            if ok { "PASS" } else { "FAIL" }
+        ));
+    }
+    if wants("W3") {
+        let bodies: Vec<String> = keys.iter().map(|k| format!("{{\"secret_key\":\"{k}\"}}")).collect();
+        let w3 = script(&scripts, "w3", "/authentication/token", "application/json", &[], &bodies);
+        results.push(wrk(&args, &server, "W3 API-key exchange", &w3, args.duration));
+    }
+    if wants("W4") {
+        let bodies: Vec<String> = keys.iter().map(|k| format!("token={k}")).collect();
+        let w4 = script(&scripts, "w4", "/oauth/introspect", form, std::slice::from_ref(&introspect_auth), &bodies);
+        results.push(wrk(&args, &server, "W4 API-key introspection", &w4, args.duration));
+    }
+    if wants("W1") {
+        let q = script(&scripts, "quota", "/oauth/token", form, &[basic(&quota_client.0.id, &quota_client.1)], &["grant_type=client_credentials".to_string()]);
+        let f = wrk(&args, &server, "quota check", &q, 3);
+        let granted = f.requests.saturating_sub(f.errors);
+        checks.push(format!(
+            "Quota under load: a client with a quota of 2000 got {granted} tokens out of {} requests: {}",
+            f.requests,
+            if granted == 2000 { "PASS" } else { "FAIL" }
+        ));
+    }
+    drop(server);
+
+    let mut startup_note = String::new();
+    if wants("W5") && args.scale_clients > 0 {
+        let app = open_app(dir.path());
+        let extra = args.scale_clients.saturating_sub(args.clients + 2);
+        println!("seeding {extra} more clients for W5…");
+        let started = Instant::now();
+        app.seed_clients("bench", extra, &template, 0, now(), |n| {
+            if n % 200_000 == 0 {
+                println!("  {n} stored")
+            }
+        })
+        .unwrap_or_else(|e| fail(&e.to_string()));
+        println!("  seeded in {:.1} s", started.elapsed().as_secs_f64());
+        drop(app);
+        let server = start_server(&bin, dir.path());
+        startup_note = format!(
+            "Start-up with {} clients: ready (listening, keys loaded) in {:.0} ms.",
+            args.scale_clients,
+            server.startup.as_secs_f64() * 1000.0
+        );
+        println!("{startup_note}");
+        let mut f = wrk(&args, &server, "W5 issuance, 1M clients", &w1, args.duration);
+        if let Some(w1) = results.iter().find(|r| r.name.starts_with("W1")) {
+            f.note = format!("{:.0} % of W1", 100.0 * f.rps / w1.rps);
+        }
+        results.push(f);
+    }
+
+    let mut table = String::new();
+    let _ = writeln!(table, "Machine: {}.", machine());
+    let _ = writeln!(
+        table,
+        "Load: wrk, {} threads, {} keep-alive connections, {} s per workload, on the same machine. Server: release build, `RUST_LOG=warn`, per-IP limits off, {} clients registered.\n",
+        args.threads, args.connections, args.duration, args.clients
+    );
+    let _ = writeln!(table, "| workload | requests/s | p50 | p99 | errors | peak RSS | note |");
+    let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---|");
+    for f in &results {
+        let _ = writeln!(
+            table,
+            "| {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.1} MiB | {} |",
+            f.name, f.rps, f.p50_ms, f.p99_ms, f.errors, f.rss_mib, f.note
+        );
+    }
+    let _ = writeln!(table);
+    for c in &checks {
+        let _ = writeln!(table, "- {c}");
+    }
+    if !startup_note.is_empty() {
+        let _ = writeln!(table, "- {startup_note}");
+    }
+    println!("\n{table}");
+    if !args.no_write {
+        write_results(&args.out, &table);
+    }
+}
+
+fn write_results(path: &Path, table: &str) {
+    const BEGIN: &str = "<!-- bench:begin -->";
+    const END: &str = "<!-- bench:end -->";
+    let old = std::fs::read_to_string(path).unwrap_or_else(|_| format!("# Benchmarks\n\n{BEGIN}\n{END}\n"));
+    let new = match (old.find(BEGIN), old.find(END)) {
+        (Some(b), Some(e)) if b < e => format!("{}{BEGIN}\n{table}{}", &old[..b], &old[e..]),
+        _ => format!("{old}\n{BEGIN}\n{table}{END}\n"),
+    };
+    match std::fs::write(path, new) {
+        Ok(()) => println!("results written to {}", path.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", path.display()),
+    }
+}

@@ -1,0 +1,304 @@
+//! A read-through cache in front of any [`Store`]: client records, secrets,
+//! API keys and revocation answers are served from memory until something
+//! changes. Every write through this process clears the cache before it
+//! returns, and every cached read first asks the store's change marker
+//! (SQLite's `PRAGMA data_version`, about a microsecond), so a commit by any
+//! process (the command line, another instance) is seen by the very next
+//! read: there is no cache window. Entries read while a write was committing
+//! are never kept (a generation check).
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::{
+    ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Result, SigningKeyRecord,
+    Store,
+};
+
+/// Entries per map before it is cleared (bounds memory whatever callers send).
+pub const CAPACITY: usize = 100_000;
+
+struct Map<K, V> {
+    generation: u64,
+    entries: HashMap<K, V>,
+}
+
+/// One bounded map with a generation counter.
+struct Cache<K, V> {
+    inner: Mutex<Map<K, V>>,
+}
+
+impl<K: Hash + Eq, V: Clone> Cache<K, V> {
+    fn new() -> Self {
+        Cache {
+            inner: Mutex::new(Map {
+                generation: 0,
+                entries: HashMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Map<K, V>> {
+        match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The cached value and the generation it belongs to.
+    fn get(&self, k: &K) -> (Option<V>, u64) {
+        let g = self.lock();
+        (g.entries.get(k).cloned(), g.generation)
+    }
+
+    /// Keeps `v` unless the cache was cleared since `generation` was read.
+    fn put(&self, generation: u64, k: K, v: V) {
+        let mut g = self.lock();
+        if g.generation != generation {
+            return;
+        }
+        if g.entries.len() >= CAPACITY {
+            g.entries.clear();
+        }
+        g.entries.insert(k, v);
+    }
+
+    fn clear(&self) {
+        let mut g = self.lock();
+        g.generation += 1;
+        g.entries.clear();
+    }
+}
+
+type ClientEntry = Arc<(Option<Client>, Vec<ClientSecretRecord>)>;
+
+/// A caching decorator around a store.
+pub struct CachedStore {
+    inner: Arc<dyn Store>,
+    clients: Cache<String, ClientEntry>,
+    keys_by_digest: Cache<Vec<u8>, Option<ApiKeyRecord>>,
+    keys_by_id: Cache<String, Option<ApiKeyRecord>>,
+    revoked: Cache<String, bool>,
+    marker: AtomicI64,
+}
+
+impl CachedStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Store>) -> CachedStore {
+        let marker = inner.change_marker().unwrap_or(0);
+        CachedStore {
+            inner,
+            clients: Cache::new(),
+            keys_by_digest: Cache::new(),
+            keys_by_id: Cache::new(),
+            revoked: Cache::new(),
+            marker: AtomicI64::new(marker),
+        }
+    }
+
+    /// Forgets everything cached.
+    pub fn invalidate(&self) {
+        self.clients.clear();
+        self.keys_by_digest.clear();
+        self.keys_by_id.clear();
+        self.revoked.clear();
+    }
+
+    /// Clears the cache if the database changed since the last look;
+    /// returns whether it did. When the marker cannot be read, it clears.
+    pub fn refresh(&self) -> bool {
+        match self.inner.change_marker() {
+            Ok(now) if self.marker.swap(now, Ordering::SeqCst) == now => false,
+            _ => {
+                self.invalidate();
+                true
+            }
+        }
+    }
+
+    fn after_write<T>(&self, r: Result<T>) -> Result<T> {
+        self.invalidate();
+        r
+    }
+
+    /// The client and its secrets not yet expired at `now`, from memory
+    /// when possible.
+    fn client_entry(&self, id: &str, now: i64) -> Result<ClientEntry> {
+        self.refresh();
+        let (hit, generation) = self.clients.get(&id.to_string());
+        if let Some(e) = hit {
+            return Ok(e);
+        }
+        let client = self.inner.get_client(id)?;
+        let secrets = match &client {
+            Some(_) => self.inner.live_secrets(id, now)?,
+            None => Vec::new(),
+        };
+        let entry = Arc::new((client, secrets));
+        self.clients.put(generation, id.to_string(), entry.clone());
+        Ok(entry)
+    }
+}
+
+impl Store for CachedStore {
+    fn create_client(&self, client: &Client, secret_digest: &[u8], audit: &AuditEntry) -> Result<()> {
+        self.after_write(self.inner.create_client(client, secret_digest, audit))
+    }
+    fn import_clients(&self, clients: &[(Client, Vec<u8>)], audit: &AuditEntry) -> Result<()> {
+        self.after_write(self.inner.import_clients(clients, audit))
+    }
+    fn get_client(&self, id: &str) -> Result<Option<Client>> {
+        Ok(self.client_entry(id, crate::app::now())?.0.clone())
+    }
+    fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>> {
+        self.inner.list_clients(after, limit)
+    }
+    fn update_client(&self, client: &Client, audit: &AuditEntry) -> Result<bool> {
+        self.after_write(self.inner.update_client(client, audit))
+    }
+    fn delete_client(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
+        self.after_write(self.inner.delete_client(id, audit))
+    }
+    fn live_secrets(&self, client_id: &str, now: i64) -> Result<Vec<ClientSecretRecord>> {
+        let entry = self.client_entry(client_id, now)?;
+        Ok(entry
+            .1
+            .iter()
+            .filter(|s| s.expires_at.is_none_or(|e| e > now))
+            .cloned()
+            .collect())
+    }
+    fn rotate_secret(
+        &self,
+        client_id: &str,
+        digest: &[u8],
+        now: i64,
+        old_expire_at: i64,
+        max_live: usize,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        self.after_write(self.inner.rotate_secret(client_id, digest, now, old_expire_at, max_live, audit))
+    }
+    fn create_api_key(&self, key: &ApiKeyRecord, max_active: u32, now: i64, audit: &AuditEntry) -> Result<ApiKeyCreate> {
+        self.after_write(self.inner.create_api_key(key, max_active, now, audit))
+    }
+    fn find_api_key(&self, digest: &[u8]) -> Result<Option<ApiKeyRecord>> {
+        self.refresh();
+        let (hit, generation) = self.keys_by_digest.get(&digest.to_vec());
+        if let Some(k) = hit {
+            return Ok(k);
+        }
+        let k = self.inner.find_api_key(digest)?;
+        self.keys_by_digest.put(generation, digest.to_vec(), k.clone());
+        Ok(k)
+    }
+    fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        self.refresh();
+        let (hit, generation) = self.keys_by_id.get(&id.to_string());
+        if let Some(k) = hit {
+            return Ok(k);
+        }
+        let k = self.inner.get_api_key(id)?;
+        self.keys_by_id.put(generation, id.to_string(), k.clone());
+        Ok(k)
+    }
+    fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>> {
+        self.inner.list_api_keys(client_id)
+    }
+    fn revoke_api_key(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<bool> {
+        self.after_write(self.inner.revoke_api_key(id, now, audit))
+    }
+    fn touch_api_key(&self, id: &str, now: i64) -> Result<()> {
+        self.after_write(self.inner.touch_api_key(id, now))
+    }
+    fn revoke_token(&self, jti: &str, client_id: &str, expires_at: i64, now: i64, audit: &AuditEntry) -> Result<()> {
+        self.after_write(self.inner.revoke_token(jti, client_id, expires_at, now, audit))
+    }
+    fn is_token_revoked(&self, jti: &str) -> Result<bool> {
+        self.refresh();
+        let (hit, generation) = self.revoked.get(&jti.to_string());
+        if let Some(r) = hit {
+            return Ok(r);
+        }
+        let r = self.inner.is_token_revoked(jti)?;
+        self.revoked.put(generation, jti.to_string(), r);
+        Ok(r)
+    }
+    fn prune_revocations(&self, now: i64) -> Result<usize> {
+        self.after_write(self.inner.prune_revocations(now))
+    }
+    fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        self.inner.signing_keys()
+    }
+    fn insert_signing_key(&self, key: &SigningKeyRecord, audit: Option<&AuditEntry>) -> Result<()> {
+        self.inner.insert_signing_key(key, audit)
+    }
+    fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
+        self.inner.retire_signing_key(kid, at, audit)
+    }
+    fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
+        self.inner.append_audit(entry)
+    }
+    fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
+        self.inner.list_audit(after, limit)
+    }
+    fn ping(&self) -> Result<()> {
+        self.inner.ping()
+    }
+    fn change_marker(&self) -> Result<i64> {
+        self.inner.change_marker()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+    use serde_json::json;
+
+    fn client(id: &str, disabled: bool) -> Client {
+        Client {
+            id: id.into(),
+            name: "n".into(),
+            owner: None,
+            scopes: vec![],
+            audiences: vec![],
+            token_ttl: None,
+            disabled,
+            tokens_revoked_before: None,
+            token_quota: None,
+            quota_window: None,
+            quota_ban: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_commit_by_another_connection_is_seen_by_the_next_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let a = CachedStore::new(Arc::new(SqliteStore::open(&path).unwrap()));
+        let other = SqliteStore::open(&path).unwrap(); // another process, in effect
+        let audit = AuditEntry::new(0, "t", "x", None, json!({}));
+        other.create_client(&client("c", false), &[0; 32], &audit).unwrap();
+        assert!(!a.get_client("c").unwrap().unwrap().disabled);
+        assert!(!a.is_token_revoked("j").unwrap());
+        other.update_client(&client("c", true), &audit).unwrap();
+        other.revoke_token("j", "c", i64::MAX, 0, &audit).unwrap();
+        assert!(a.get_client("c").unwrap().unwrap().disabled, "no stale client");
+        assert!(a.is_token_revoked("j").unwrap(), "no stale revocation");
+    }
+
+    #[test]
+    fn own_writes_clear_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = CachedStore::new(Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap()));
+        let audit = AuditEntry::new(0, "t", "x", None, json!({}));
+        assert!(a.get_client("c").unwrap().is_none());
+        a.create_client(&client("c", false), &[0; 32], &audit).unwrap();
+        assert!(a.get_client("c").unwrap().is_some());
+    }
+}
