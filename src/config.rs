@@ -46,6 +46,10 @@ pub struct Config {
     pub key_prepublish: i64,
     /// `workers` / `TOLLGATE_WORKERS`, default the number of CPUs: HTTP worker threads.
     pub workers: usize,
+    /// `blocking_threads` / `TOLLGATE_BLOCKING_THREADS`, default 1: threads per
+    /// worker that run database calls. Few threads avoid context switches
+    /// under load (see docs/benchmarks.md); raise it if slow disks stall writes.
+    pub blocking_threads: usize,
     /// `max_body_bytes` / `TOLLGATE_MAX_BODY_BYTES`, default 16384: the largest
     /// request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
@@ -118,6 +122,7 @@ struct FileConfig {
     secret_grace: Option<i64>,
     key_prepublish: Option<i64>,
     workers: Option<usize>,
+    blocking_threads: Option<i64>,
     max_body_bytes: Option<usize>,
     request_timeout: Option<i64>,
     token_quota: Option<i64>,
@@ -149,6 +154,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TOLLGATE_SECRET_GRACE", "secret_grace"),
     ("TOLLGATE_KEY_PREPUBLISH", "key_prepublish"),
     ("TOLLGATE_WORKERS", "workers"),
+    ("TOLLGATE_BLOCKING_THREADS", "blocking_threads"),
     ("TOLLGATE_MAX_BODY_BYTES", "max_body_bytes"),
     ("TOLLGATE_REQUEST_TIMEOUT", "request_timeout"),
     ("TOLLGATE_TOKEN_QUOTA", "token_quota"),
@@ -331,6 +337,13 @@ impl Config {
                 None => from_file.clone().unwrap_or_default(),
             }
         };
+        let blocking_threads = ranged(
+            "TOLLGATE_BLOCKING_THREADS",
+            file_cfg.blocking_threads,
+            1,
+            1,
+            512,
+        )?;
         let request_timeout = ranged(
             "TOLLGATE_REQUEST_TIMEOUT",
             file_cfg.request_timeout,
@@ -428,6 +441,7 @@ impl Config {
             secret_grace,
             key_prepublish,
             workers: workers as usize,
+            blocking_threads: blocking_threads as usize,
             max_body_bytes: max_body as usize,
             request_timeout: request_timeout as u64,
             token_quota: token_quota as u64,

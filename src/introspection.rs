@@ -42,7 +42,10 @@ impl App {
     /// inactive: revocation by `jti`, a deleted or disabled client, the
     /// client's revoke-all time, and a revoked or expired source API key.
     pub fn active_claims(&self, token_text: &str, now: i64) -> Result<Option<Claims>, ApiError> {
-        let Some(claims) = self.verified.verify(token_text, &self.keys.get(), &self.config.issuer, now) else {
+        let Some(claims) =
+            self.verified
+                .verify(token_text, &self.keys.get(), &self.config.issuer, now)
+        else {
             return Ok(None);
         };
         if self.store.is_token_revoked(&claims.jti)? {

@@ -36,6 +36,7 @@ pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAdd
     let served = app.clone();
     let workers = app.config.workers;
     let request_timeout = app.config.request_timeout;
+    let blocking_threads = app.config.blocking_threads;
     let data = web::Data::new(app);
     let server = HttpServer::new(move || {
         actix_web::App::new()
@@ -51,6 +52,7 @@ pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAdd
             .configure(routes::configure)
     })
     .workers(workers)
+    .worker_max_blocking_threads(blocking_threads)
     .client_request_timeout(Duration::from_secs(request_timeout))
     .client_disconnect_timeout(Duration::from_secs(2))
     .shutdown_timeout(15)

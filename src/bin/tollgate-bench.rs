@@ -81,8 +81,10 @@ fn env_for(dir: &Path) -> Vec<(String, String)> {
 
 fn open_app(dir: &Path) -> App {
     let env = env_for(dir);
-    let config = Config::from_sources(None, |k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
-        .unwrap_or_else(|e| fail(&e.to_string()));
+    let config = Config::from_sources(None, |k| {
+        env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap_or_else(|e| fail(&e.to_string()));
     App::open(config).unwrap_or_else(|e| fail(&e.to_string()))
 }
 
@@ -102,22 +104,35 @@ fn start_server(bin: &Path, dir: &Path) -> Server {
         .unwrap_or_else(|e| fail(&format!("cannot start {}: {e}", bin.display())));
     let mut line = String::new();
     let stdout = child.stdout.take().unwrap_or_else(|| fail("no stdout"));
-    BufReader::new(stdout).read_line(&mut line).unwrap_or_else(|e| fail(&e.to_string()));
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap_or_else(|e| fail(&e.to_string()));
     let startup = started.elapsed();
-    let addr = line.trim().trim_start_matches("tollgate listening on http://").to_string();
-    Server { child, addr, startup }
+    let addr = line
+        .trim()
+        .trim_start_matches("tollgate listening on http://")
+        .to_string();
+    Server {
+        child,
+        addr,
+        startup,
+    }
 }
 
 /// A one-shot HTTP/1.1 request with `Connection: close`.
 fn http(addr: &str, path: &str, headers: &[(&str, String)], body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| fail(&e.to_string()));
-    let mut req = format!("POST {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         let _ = write!(req, "{k}: {v}\r\n");
     }
     req.push_str("\r\n");
     req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap_or_else(|e| fail(&e.to_string()));
+    s.write_all(req.as_bytes())
+        .unwrap_or_else(|e| fail(&e.to_string()));
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -126,15 +141,29 @@ fn http(addr: &str, path: &str, headers: &[(&str, String)], body: &str) -> (u16,
 }
 
 fn basic(id: &str, secret: &SecretString) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{id}:{}", secret.expose())))
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{id}:{}", secret.expose()))
+    )
 }
 
 fn lua_list(items: &[String]) -> String {
-    items.iter().map(|i| format!("{i:?}")).collect::<Vec<_>>().join(",\n")
+    items
+        .iter()
+        .map(|i| format!("{i:?}"))
+        .collect::<Vec<_>>()
+        .join(",\n")
 }
 
 /// A wrk script cycling through request bodies and Authorization headers.
-fn script(dir: &Path, name: &str, path: &str, content_type: &str, auths: &[String], bodies: &[String]) -> PathBuf {
+fn script(
+    dir: &Path,
+    name: &str,
+    path: &str,
+    content_type: &str,
+    auths: &[String],
+    bodies: &[String],
+) -> PathBuf {
     let text = format!(
         r#"local auths = {{ {auths} }}
 local bodies = {{ {bodies} }}
@@ -197,11 +226,24 @@ fn rss_peak_mib(pid: u32) -> f64 {
 fn wrk(args: &Args, server: &Server, name: &str, script: &Path, duration: u64) -> Figures {
     rss_reset(server.child.id());
     let out = Command::new("wrk")
-        .args(["-t", &args.threads.to_string(), "-c", &args.connections.to_string(), "-d", &format!("{duration}s"), "--latency", "-s"])
+        .args([
+            "-t",
+            &args.threads.to_string(),
+            "-c",
+            &args.connections.to_string(),
+            "-d",
+            &format!("{duration}s"),
+            "--latency",
+            "-s",
+        ])
         .arg(script)
         .arg(format!("http://{}", server.addr))
         .output()
-        .unwrap_or_else(|e| fail(&format!("cannot run wrk ({e}); install it with: apt-get install wrk")));
+        .unwrap_or_else(|e| {
+            fail(&format!(
+                "cannot run wrk ({e}); install it with: apt-get install wrk"
+            ))
+        });
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let mut f = Figures {
         name: name.to_string(),
@@ -218,16 +260,28 @@ fn wrk(args: &Args, server: &Server, name: &str, script: &Path, duration: u64) -
         } else if in_dist && t.starts_with("99%") {
             f.p99_ms = parse_ms(&t[3..]);
             in_dist = false;
-        } else if t.starts_with("Requests/sec:") {
-            f.rps = t["Requests/sec:".len()..].trim().parse().unwrap_or(0.0);
+        } else if let Some(rps) = t.strip_prefix("Requests/sec:") {
+            f.rps = rps.trim().parse().unwrap_or(0.0);
         } else if t.contains("requests in") {
-            f.requests = t.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            f.requests = t
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
         } else if t.starts_with("Non-2xx or 3xx responses:") {
-            f.errors += t.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+            f.errors += t
+                .rsplit(' ')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
         } else if t.starts_with("Socket errors:") {
             f.errors += t
                 .split(',')
-                .filter_map(|p| p.split_whitespace().last().and_then(|n| n.parse::<u64>().ok()))
+                .filter_map(|p| {
+                    p.split_whitespace()
+                        .last()
+                        .and_then(|n| n.parse::<u64>().ok())
+                })
                 .sum::<u64>();
         }
     }
@@ -255,12 +309,19 @@ fn machine() -> String {
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cpu}, {cores} cores, {mem:.0} GiB RAM, Linux {}", kernel.trim())
+    format!(
+        "{cpu}, {cores} cores, {mem:.0} GiB RAM, Linux {}",
+        kernel.trim()
+    )
 }
 
 fn main() {
     let args = Args::parse();
-    let wants = |w: &str| args.only.as_deref().is_none_or(|o| o.split(',').any(|x| x.trim().eq_ignore_ascii_case(w)));
+    let wants = |w: &str| {
+        args.only
+            .as_deref()
+            .is_none_or(|o| o.split(',').any(|x| x.trim().eq_ignore_ascii_case(w)))
+    };
     if Command::new("wrk").arg("--version").output().is_err() {
         fail("wrk is not installed; install it with: apt-get install wrk");
     }
@@ -291,7 +352,9 @@ fn main() {
     };
     println!("seeding {} clients…", args.clients);
     let clients = app
-        .seed_clients("bench", args.clients, &template, 100, t0, |n| println!("  {n} stored"))
+        .seed_clients("bench", args.clients, &template, 100, t0, |n| {
+            println!("  {n} stored")
+        })
         .unwrap_or_else(|e| fail(&e.to_string()));
     let (iid, isecret) = app
         .create_client(
@@ -318,13 +381,16 @@ fn main() {
             .issue_for_client(Some(&creds), None, &Default::default(), t0)
             .unwrap_or_else(|e| fail(&e.to_string()));
         if i % 20 == 0 {
-            app.revoke(id, t.access_token.expose(), t0).unwrap_or_else(|e| fail(&e.to_string()));
+            app.revoke(id, t.access_token.expose(), t0)
+                .unwrap_or_else(|e| fail(&e.to_string()));
         }
         tokens.push(t.access_token.expose().to_string());
     }
     let mut keys = Vec::new();
     for (id, _) in &clients {
-        let (_, key) = app.create_api_key("bench", id, None, None, t0).unwrap_or_else(|e| fail(&e.to_string()));
+        let (_, key) = app
+            .create_api_key("bench", id, None, None, t0)
+            .unwrap_or_else(|e| fail(&e.to_string()));
         keys.push(key.expose().to_string());
     }
     let quota_client = app
@@ -343,19 +409,37 @@ fn main() {
     drop(app);
 
     let server = start_server(&bin, dir.path());
-    println!("server on {} (ready in {:.0} ms)", server.addr, server.startup.as_secs_f64() * 1000.0);
+    println!(
+        "server on {} (ready in {:.0} ms)",
+        server.addr,
+        server.startup.as_secs_f64() * 1000.0
+    );
     let mut results: Vec<Figures> = Vec::new();
     let mut checks: Vec<String> = Vec::new();
 
     let w1_auths: Vec<String> = clients.iter().map(|(id, s)| basic(id, s)).collect();
     let form = "application/x-www-form-urlencoded";
-    let w1 = script(&scripts, "w1", "/oauth/token", form, &w1_auths, &["grant_type=client_credentials".to_string()]);
+    let w1 = script(
+        &scripts,
+        "w1",
+        "/oauth/token",
+        form,
+        &w1_auths,
+        &["grant_type=client_credentials".to_string()],
+    );
     if wants("W1") {
         results.push(wrk(&args, &server, "W1 issuance", &w1, args.duration));
     }
     if wants("W2") {
         let bodies: Vec<String> = tokens.iter().map(|t| format!("token={t}")).collect();
-        let w2 = script(&scripts, "w2", "/oauth/introspect", form, std::slice::from_ref(&introspect_auth), &bodies);
+        let w2 = script(
+            &scripts,
+            "w2",
+            "/oauth/introspect",
+            form,
+            std::slice::from_ref(&introspect_auth),
+            &bodies,
+        );
         // Revocation under load: revoke a fresh token while W2 runs, and
         // introspect it at once.
         let addr = server.addr.clone();
@@ -364,18 +448,50 @@ fn main() {
         let probe = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_secs(2));
             let auth = basic(&cid, &csecret);
-            let (_, body) = http(&addr, "/oauth/token", &[("Authorization", auth.clone()), ("Content-Type", form.into())], "grant_type=client_credentials");
-            let token = serde_json::from_str::<Value>(&body).ok().and_then(|v| v["access_token"].as_str().map(str::to_string)).unwrap_or_default();
+            let (_, body) = http(
+                &addr,
+                "/oauth/token",
+                &[
+                    ("Authorization", auth.clone()),
+                    ("Content-Type", form.into()),
+                ],
+                "grant_type=client_credentials",
+            );
+            let token = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| v["access_token"].as_str().map(str::to_string))
+                .unwrap_or_default();
             let ask = || {
-                let (_, b) = http(&addr, "/oauth/introspect", &[("Authorization", iauth.clone()), ("Content-Type", form.into())], &format!("token={token}"));
-                serde_json::from_str::<Value>(&b).ok().and_then(|v| v["active"].as_bool())
+                let (_, b) = http(
+                    &addr,
+                    "/oauth/introspect",
+                    &[
+                        ("Authorization", iauth.clone()),
+                        ("Content-Type", form.into()),
+                    ],
+                    &format!("token={token}"),
+                );
+                serde_json::from_str::<Value>(&b)
+                    .ok()
+                    .and_then(|v| v["active"].as_bool())
             };
             let before = ask();
-            let (status, _) = http(&addr, "/oauth/revoke", &[("Authorization", auth), ("Content-Type", form.into())], &format!("token={token}"));
+            let (status, _) = http(
+                &addr,
+                "/oauth/revoke",
+                &[("Authorization", auth), ("Content-Type", form.into())],
+                &format!("token={token}"),
+            );
             let after = ask();
             (before, status, after)
         });
-        results.push(wrk(&args, &server, "W2 JWT introspection", &w2, args.duration));
+        results.push(wrk(
+            &args,
+            &server,
+            "W2 JWT introspection",
+            &w2,
+            args.duration,
+        ));
         let (before, status, after) = probe.join().unwrap_or((None, 0, None));
         let ok = before == Some(true) && status == 200 && after == Some(false);
         checks.push(format!(
@@ -384,17 +500,53 @@ fn main() {
         ));
     }
     if wants("W3") {
-        let bodies: Vec<String> = keys.iter().map(|k| format!("{{\"secret_key\":\"{k}\"}}")).collect();
-        let w3 = script(&scripts, "w3", "/authentication/token", "application/json", &[], &bodies);
-        results.push(wrk(&args, &server, "W3 API-key exchange", &w3, args.duration));
+        let bodies: Vec<String> = keys
+            .iter()
+            .map(|k| format!("{{\"secret_key\":\"{k}\"}}"))
+            .collect();
+        let w3 = script(
+            &scripts,
+            "w3",
+            "/authentication/token",
+            "application/json",
+            &[],
+            &bodies,
+        );
+        results.push(wrk(
+            &args,
+            &server,
+            "W3 API-key exchange",
+            &w3,
+            args.duration,
+        ));
     }
     if wants("W4") {
         let bodies: Vec<String> = keys.iter().map(|k| format!("token={k}")).collect();
-        let w4 = script(&scripts, "w4", "/oauth/introspect", form, std::slice::from_ref(&introspect_auth), &bodies);
-        results.push(wrk(&args, &server, "W4 API-key introspection", &w4, args.duration));
+        let w4 = script(
+            &scripts,
+            "w4",
+            "/oauth/introspect",
+            form,
+            std::slice::from_ref(&introspect_auth),
+            &bodies,
+        );
+        results.push(wrk(
+            &args,
+            &server,
+            "W4 API-key introspection",
+            &w4,
+            args.duration,
+        ));
     }
     if wants("W1") {
-        let q = script(&scripts, "quota", "/oauth/token", form, &[basic(&quota_client.0.id, &quota_client.1)], &["grant_type=client_credentials".to_string()]);
+        let q = script(
+            &scripts,
+            "quota",
+            "/oauth/token",
+            form,
+            &[basic(&quota_client.0.id, &quota_client.1)],
+            &["grant_type=client_credentials".to_string()],
+        );
         let f = wrk(&args, &server, "quota check", &q, 3);
         let granted = f.requests.saturating_sub(f.errors);
         checks.push(format!(
@@ -426,7 +578,13 @@ fn main() {
             server.startup.as_secs_f64() * 1000.0
         );
         println!("{startup_note}");
-        let mut f = wrk(&args, &server, "W5 issuance, 1M clients", &w1, args.duration);
+        let mut f = wrk(
+            &args,
+            &server,
+            "W5 issuance, 1M clients",
+            &w1,
+            args.duration,
+        );
         if let Some(w1) = results.iter().find(|r| r.name.starts_with("W1")) {
             f.note = format!("{:.0} % of W1", 100.0 * f.rps / w1.rps);
         }
@@ -440,7 +598,10 @@ fn main() {
         "Load: wrk, {} threads, {} keep-alive connections, {} s per workload, on the same machine. Server: release build, `RUST_LOG=warn`, per-IP limits off, {} clients registered.\n",
         args.threads, args.connections, args.duration, args.clients
     );
-    let _ = writeln!(table, "| workload | requests/s | p50 | p99 | errors | peak RSS | note |");
+    let _ = writeln!(
+        table,
+        "| workload | requests/s | p50 | p99 | errors | peak RSS | note |"
+    );
     let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---|");
     for f in &results {
         let _ = writeln!(
@@ -465,7 +626,8 @@ fn main() {
 fn write_results(path: &Path, table: &str) {
     const BEGIN: &str = "<!-- bench:begin -->";
     const END: &str = "<!-- bench:end -->";
-    let old = std::fs::read_to_string(path).unwrap_or_else(|_| format!("# Benchmarks\n\n{BEGIN}\n{END}\n"));
+    let old = std::fs::read_to_string(path)
+        .unwrap_or_else(|_| format!("# Benchmarks\n\n{BEGIN}\n{END}\n"));
     let new = match (old.find(BEGIN), old.find(END)) {
         (Some(b), Some(e)) if b < e => format!("{}{BEGIN}\n{table}{}", &old[..b], &old[e..]),
         _ => format!("{old}\n{BEGIN}\n{table}{END}\n"),

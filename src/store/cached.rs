@@ -143,7 +143,12 @@ impl CachedStore {
 }
 
 impl Store for CachedStore {
-    fn create_client(&self, client: &Client, secret_digest: &[u8], audit: &AuditEntry) -> Result<()> {
+    fn create_client(
+        &self,
+        client: &Client,
+        secret_digest: &[u8],
+        audit: &AuditEntry,
+    ) -> Result<()> {
         self.after_write(self.inner.create_client(client, secret_digest, audit))
     }
     fn import_clients(&self, clients: &[(Client, Vec<u8>)], audit: &AuditEntry) -> Result<()> {
@@ -179,9 +184,22 @@ impl Store for CachedStore {
         max_live: usize,
         audit: &AuditEntry,
     ) -> Result<bool> {
-        self.after_write(self.inner.rotate_secret(client_id, digest, now, old_expire_at, max_live, audit))
+        self.after_write(self.inner.rotate_secret(
+            client_id,
+            digest,
+            now,
+            old_expire_at,
+            max_live,
+            audit,
+        ))
     }
-    fn create_api_key(&self, key: &ApiKeyRecord, max_active: u32, now: i64, audit: &AuditEntry) -> Result<ApiKeyCreate> {
+    fn create_api_key(
+        &self,
+        key: &ApiKeyRecord,
+        max_active: u32,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<ApiKeyCreate> {
         self.after_write(self.inner.create_api_key(key, max_active, now, audit))
     }
     fn find_api_key(&self, digest: &[u8]) -> Result<Option<ApiKeyRecord>> {
@@ -191,7 +209,8 @@ impl Store for CachedStore {
             return Ok(k);
         }
         let k = self.inner.find_api_key(digest)?;
-        self.keys_by_digest.put(generation, digest.to_vec(), k.clone());
+        self.keys_by_digest
+            .put(generation, digest.to_vec(), k.clone());
         Ok(k)
     }
     fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
@@ -213,8 +232,18 @@ impl Store for CachedStore {
     fn touch_api_key(&self, id: &str, now: i64) -> Result<()> {
         self.after_write(self.inner.touch_api_key(id, now))
     }
-    fn revoke_token(&self, jti: &str, client_id: &str, expires_at: i64, now: i64, audit: &AuditEntry) -> Result<()> {
-        self.after_write(self.inner.revoke_token(jti, client_id, expires_at, now, audit))
+    fn revoke_token(
+        &self,
+        jti: &str,
+        client_id: &str,
+        expires_at: i64,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        self.after_write(
+            self.inner
+                .revoke_token(jti, client_id, expires_at, now, audit),
+        )
     }
     fn is_token_revoked(&self, jti: &str) -> Result<bool> {
         self.refresh();
@@ -283,22 +312,30 @@ mod tests {
         let a = CachedStore::new(Arc::new(SqliteStore::open(&path).unwrap()));
         let other = SqliteStore::open(&path).unwrap(); // another process, in effect
         let audit = AuditEntry::new(0, "t", "x", None, json!({}));
-        other.create_client(&client("c", false), &[0; 32], &audit).unwrap();
+        other
+            .create_client(&client("c", false), &[0; 32], &audit)
+            .unwrap();
         assert!(!a.get_client("c").unwrap().unwrap().disabled);
         assert!(!a.is_token_revoked("j").unwrap());
         other.update_client(&client("c", true), &audit).unwrap();
         other.revoke_token("j", "c", i64::MAX, 0, &audit).unwrap();
-        assert!(a.get_client("c").unwrap().unwrap().disabled, "no stale client");
+        assert!(
+            a.get_client("c").unwrap().unwrap().disabled,
+            "no stale client"
+        );
         assert!(a.is_token_revoked("j").unwrap(), "no stale revocation");
     }
 
     #[test]
     fn own_writes_clear_the_cache() {
         let dir = tempfile::tempdir().unwrap();
-        let a = CachedStore::new(Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap()));
+        let a = CachedStore::new(Arc::new(
+            SqliteStore::open(&dir.path().join("t.db")).unwrap(),
+        ));
         let audit = AuditEntry::new(0, "t", "x", None, json!({}));
         assert!(a.get_client("c").unwrap().is_none());
-        a.create_client(&client("c", false), &[0; 32], &audit).unwrap();
+        a.create_client(&client("c", false), &[0; 32], &audit)
+            .unwrap();
         assert!(a.get_client("c").unwrap().is_some());
     }
 }

@@ -172,8 +172,10 @@ fn insert_client(tx: &Connection, c: &Client, secret_digest: &[u8]) -> Result<()
         c.quota_window,
         c.quota_ban
     ])?;
-    tx.prepare_cached("INSERT INTO client_secrets (client_id, digest, created_at) VALUES (?1, ?2, ?3)")?
-        .execute(params![c.id, secret_digest, c.created_at])?;
+    tx.prepare_cached(
+        "INSERT INTO client_secrets (client_id, digest, created_at) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![c.id, secret_digest, c.created_at])?;
     Ok(())
 }
 

@@ -8,9 +8,12 @@ use std::sync::{Arc, RwLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::{DecodingKey, EncodingKey};
+use jsonwebtoken::DecodingKey;
 use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use ring::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
+    RSA_PKCS1_SHA256,
+};
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use rsa::traits::PublicKeyParts;
 use serde_json::{json, Value};
@@ -34,16 +37,60 @@ pub enum KeyError {
     Format(String),
 }
 
+/// A parsed private key, held in memory so that signing does not re-parse
+/// PKCS#8 (jsonwebtoken's `encode` re-parses and re-validates the key on
+/// every call, which doubles the cost of an ES256 signature).
+enum PrivateKey {
+    Ec(EcdsaKeyPair),
+    Ed(Ed25519KeyPair),
+    Rsa(RsaKeyPair),
+}
+
 /// A private key loaded for signing, with its public half for verifying.
 pub struct SigningKey {
     /// RFC 7638 thumbprint (SHA-256, base64url).
     pub kid: String,
     /// Its algorithm, pinned for verification.
     pub alg: Alg,
-    pub(crate) encoding: EncodingKey,
+    private: PrivateKey,
+    /// The JWS protected header `{"typ":"at+jwt","alg":…,"kid":…}`, base64url.
+    pub(crate) header_b64: String,
     pub(crate) decoding: DecodingKey,
     /// Public JWK (RFC 7517 §4) with `kid`, `alg` and `use: sig`.
     pub jwk: Value,
+}
+
+impl SigningKey {
+    fn new(
+        alg: Alg,
+        private: PrivateKey,
+        decoding: DecodingKey,
+        kid: String,
+        jwk: Value,
+    ) -> SigningKey {
+        let header = json!({"typ": super::TOKEN_TYPE, "alg": alg.as_str(), "kid": kid});
+        SigningKey {
+            alg,
+            private,
+            header_b64: b64(header.to_string().as_bytes()),
+            decoding,
+            kid,
+            jwk,
+        }
+    }
+
+    /// Signs `message` (the JWS signing input) and returns the raw signature.
+    pub(crate) fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>, ring::error::Unspecified> {
+        match &self.private {
+            PrivateKey::Ec(k) => Ok(k.sign(&SystemRandom::new(), message)?.as_ref().to_vec()),
+            PrivateKey::Ed(k) => Ok(k.sign(message).as_ref().to_vec()),
+            PrivateKey::Rsa(k) => {
+                let mut sig = vec![0u8; k.public().modulus_len()];
+                k.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), message, &mut sig)?;
+                Ok(sig)
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -107,35 +154,43 @@ pub fn load_pem(text: &str) -> Result<SigningKey, KeyError> {
         let kid = thumbprint(&format!(
             r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#
         ));
-        return Ok(SigningKey {
-            alg: Alg::Es256,
-            encoding: EncodingKey::from_ec_der(der),
-            decoding: DecodingKey::from_ec_components(&x, &y).map_err(bad)?,
-            jwk: json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "alg": "ES256", "use": "sig"}),
+        let jwk = json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "alg": "ES256", "use": "sig"});
+        let decoding = DecodingKey::from_ec_components(&x, &y).map_err(bad)?;
+        return Ok(SigningKey::new(
+            Alg::Es256,
+            PrivateKey::Ec(pair),
+            decoding,
             kid,
-        });
+            jwk,
+        ));
     }
     if let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
         let x = b64(pair.public_key().as_ref());
         let kid = thumbprint(&format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#));
-        return Ok(SigningKey {
-            alg: Alg::EdDsa,
-            encoding: EncodingKey::from_ed_der(der),
-            decoding: DecodingKey::from_ed_components(&x).map_err(bad)?,
-            jwk: json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"}),
+        let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"});
+        let decoding = DecodingKey::from_ed_components(&x).map_err(bad)?;
+        return Ok(SigningKey::new(
+            Alg::EdDsa,
+            PrivateKey::Ed(pair),
+            decoding,
             kid,
-        });
+            jwk,
+        ));
     }
     if let Ok(key) = rsa::RsaPrivateKey::from_pkcs8_der(der) {
         let (n, e) = (b64(&key.n().to_bytes_be()), b64(&key.e().to_bytes_be()));
         let kid = thumbprint(&format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#));
-        return Ok(SigningKey {
-            alg: Alg::Rs256,
-            encoding: EncodingKey::from_rsa_pem(text.as_bytes()).map_err(bad)?,
-            decoding: DecodingKey::from_rsa_components(&n, &e).map_err(bad)?,
-            jwk: json!({"kty": "RSA", "n": n, "e": e, "kid": kid, "alg": "RS256", "use": "sig"}),
+        let jwk = json!({"kty": "RSA", "n": n, "e": e, "kid": kid, "alg": "RS256", "use": "sig"});
+        let decoding = DecodingKey::from_rsa_components(&n, &e).map_err(bad)?;
+        let pair =
+            RsaKeyPair::from_pkcs8(der).map_err(|e| KeyError::Format(format!("RSA key: {e}")))?;
+        return Ok(SigningKey::new(
+            Alg::Rs256,
+            PrivateKey::Rsa(pair),
+            decoding,
             kid,
-        });
+            jwk,
+        ));
     }
     Err(KeyError::Format(
         "unsupported key: expected P-256, Ed25519 or RSA in PKCS#8".into(),

@@ -3,7 +3,9 @@
 
 pub mod keys;
 
-use jsonwebtoken::{Algorithm, Header, Validation};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 
 pub use keys::{KeyRing, KeySet, SigningKey};
@@ -127,12 +129,24 @@ pub enum VerifyError {
     Expired,
 }
 
-/// Signs `claims` with `key`, with `typ: at+jwt` and the key's `kid`.
-pub fn sign(claims: &Claims, key: &SigningKey) -> Result<String, jsonwebtoken::errors::Error> {
-    let mut header = Header::new(key.alg.jwt());
-    header.typ = Some(TOKEN_TYPE.to_string());
-    header.kid = Some(key.kid.clone());
-    jsonwebtoken::encode(&header, claims, &key.encoding)
+/// A signing failure.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot sign the token")]
+pub struct SignError;
+
+/// Signs `claims` with `key` as a JWS compact serialization (RFC 7515 §7.1)
+/// with the header `typ: at+jwt`, `alg` and `kid` (RFC 9068 §2.1). The key is
+/// held parsed in memory and the header is encoded once per key.
+pub fn sign(claims: &Claims, key: &SigningKey) -> Result<String, SignError> {
+    let payload = serde_json::to_vec(claims).map_err(|_| SignError)?;
+    let mut jwt = String::with_capacity(key.header_b64.len() + payload.len() * 4 / 3 + 400);
+    jwt.push_str(&key.header_b64);
+    jwt.push('.');
+    URL_SAFE_NO_PAD.encode_string(&payload, &mut jwt);
+    let signature = key.sign_bytes(jwt.as_bytes()).map_err(|_| SignError)?;
+    jwt.push('.');
+    URL_SAFE_NO_PAD.encode_string(&signature, &mut jwt);
+    Ok(jwt)
 }
 
 /// Verifies a token against the published keys: the `kid` must be known, the
