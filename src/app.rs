@@ -246,6 +246,7 @@ impl App {
         ip: Option<IpAddr>,
         now: i64,
     ) -> Result<Client, ApiError> {
+        let _fresh = self.cache.fresh_scope();
         let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let Some(creds) = creds else {
             return Err(ApiError::invalid_client());
@@ -302,6 +303,7 @@ impl App {
         req: &TokenRequest,
         now: i64,
     ) -> Result<IssuedToken, ApiError> {
+        let _fresh = self.cache.fresh_scope();
         let client = self.authenticate_client(creds, ip, now)?;
         let grant = grant::decide(&client, req, &self.policy())?;
         self.check_quota(&client, now)?;
@@ -338,6 +340,7 @@ impl App {
         req: &TokenRequest,
         now: i64,
     ) -> Result<IssuedToken, ApiError> {
+        let _fresh = self.cache.fresh_scope();
         let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         self.check_failures(None, ip, now)?;
         let Some((record, client)) = self.find_active_api_key(key, now)? else {

@@ -79,6 +79,7 @@ impl App {
         scope: &str,
         now: i64,
     ) -> Result<Caller, ApiError> {
+        let _fresh = self.cache.fresh_scope();
         let token_text = bearer_token(authorization)
             .ok_or_else(|| ApiError::invalid_token("a bearer access token is required"))?;
         let claims = self.active_claims(token_text, now)?.ok_or_else(|| {
@@ -111,6 +112,7 @@ impl App {
         ip: Option<std::net::IpAddr>,
         now: i64,
     ) -> Result<Caller, ApiError> {
+        let _fresh = self.cache.fresh_scope();
         if creds.is_none() && bearer_token(authorization).is_some() {
             return self.authorize_bearer(authorization, INTROSPECT_SCOPE, now);
         }
@@ -126,6 +128,7 @@ impl App {
 
     /// RFC 7662 §2.2: the introspection answer for a token or an API key.
     pub fn introspect(&self, token_text: &str, now: i64) -> Result<Value, ApiError> {
+        let _fresh = self.cache.fresh_scope();
         if token_text.starts_with(&self.config.api_key_prefix) {
             return self.introspect_api_key(token_text, now);
         }
@@ -178,6 +181,7 @@ impl App {
     /// RFC 7009 §2.1: revokes one of the caller's own access tokens or API
     /// keys. Unknown tokens and other clients' tokens are ignored silently.
     pub fn revoke(&self, caller: &str, token_text: &str, now: i64) -> Result<(), ApiError> {
+        let _fresh = self.cache.fresh_scope();
         if token_text.starts_with(&self.config.api_key_prefix) {
             let key = SecretString::new(token_text.to_string());
             if let Some(record) = self.store.find_api_key(&key.digest())? {

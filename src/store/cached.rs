@@ -4,9 +4,11 @@
 //! returns, and every cached read first asks the store's change marker
 //! (SQLite's `PRAGMA data_version`, about a microsecond), so a commit by any
 //! process (the command line, another instance) is seen by the very next
-//! read: there is no cache window. Entries read while a write was committing
+//! read: there is no cache window. A request may open a [`FreshScope`] to
+//! make that check once for all of its reads. Entries read while a write was committing
 //! are never kept (a generation check).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -16,6 +18,27 @@ use super::{
     ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Result, SigningKeyRecord,
     Store,
 };
+
+thread_local! {
+    /// Set while a [`FreshScope`] is open on this thread.
+    static FRESH: Cell<bool> = const { Cell::new(false) };
+}
+
+/// One freshness check for a whole request: while it is open on a thread,
+/// cached reads on that thread skip the change-marker check, as if every
+/// read happened at the moment the scope opened. Writes still clear the
+/// cache at once.
+pub struct FreshScope {
+    outer: bool,
+}
+
+impl Drop for FreshScope {
+    fn drop(&mut self) {
+        if !self.outer {
+            FRESH.with(|f| f.set(false));
+        }
+    }
+}
 
 /// Entries per map before it is cleared (bounds memory whatever callers send).
 pub const CAPACITY: usize = 100_000;
@@ -118,6 +141,23 @@ impl CachedStore {
         }
     }
 
+    /// Checks for changes once and opens a [`FreshScope`]; nested scopes are free.
+    pub fn fresh_scope(&self) -> FreshScope {
+        let outer = FRESH.with(Cell::get);
+        if !outer {
+            self.refresh();
+            FRESH.with(|f| f.set(true));
+        }
+        FreshScope { outer }
+    }
+
+    /// Checks for changes unless a scope already did for this request.
+    fn check(&self) {
+        if !FRESH.with(Cell::get) {
+            self.refresh();
+        }
+    }
+
     fn after_write<T>(&self, r: Result<T>) -> Result<T> {
         self.invalidate();
         r
@@ -126,7 +166,7 @@ impl CachedStore {
     /// The client and its secrets not yet expired at `now`, from memory
     /// when possible.
     fn client_entry(&self, id: &str, now: i64) -> Result<ClientEntry> {
-        self.refresh();
+        self.check();
         let (hit, generation) = self.clients.get(&id.to_string());
         if let Some(e) = hit {
             return Ok(e);
@@ -203,7 +243,7 @@ impl Store for CachedStore {
         self.after_write(self.inner.create_api_key(key, max_active, now, audit))
     }
     fn find_api_key(&self, digest: &[u8]) -> Result<Option<ApiKeyRecord>> {
-        self.refresh();
+        self.check();
         let (hit, generation) = self.keys_by_digest.get(&digest.to_vec());
         if let Some(k) = hit {
             return Ok(k);
@@ -214,7 +254,7 @@ impl Store for CachedStore {
         Ok(k)
     }
     fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
-        self.refresh();
+        self.check();
         let (hit, generation) = self.keys_by_id.get(&id.to_string());
         if let Some(k) = hit {
             return Ok(k);
@@ -246,7 +286,7 @@ impl Store for CachedStore {
         )
     }
     fn is_token_revoked(&self, jti: &str) -> Result<bool> {
-        self.refresh();
+        self.check();
         let (hit, generation) = self.revoked.get(&jti.to_string());
         if let Some(r) = hit {
             return Ok(r);
