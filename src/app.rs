@@ -68,6 +68,8 @@ pub struct App {
     pub cache: Arc<CachedStore>,
     /// Signature checks already done, by token digest.
     pub verified: Arc<token::VerifiedCache>,
+    /// API-key uses not yet written: key id to time of use.
+    key_uses: Arc<std::sync::Mutex<HashMap<String, i64>>>,
 }
 
 impl App {
@@ -86,6 +88,7 @@ impl App {
             limits: Arc::new(Limits::default()),
             cache,
             verified: Arc::new(token::VerifiedCache::default()),
+            key_uses: Arc::default(),
         };
         app.ensure_signing_key()?;
         app.reload_keys()?;
@@ -358,14 +361,35 @@ impl App {
         self.sign(&client, &grant, now, Some(record.id))
     }
 
-    /// Records a use of an API key, at most once a minute per key.
+    /// Notes a use of an API key. Uses are written in the background by
+    /// [`App::flush_key_uses`], at most once a minute per key, so that the
+    /// request path never waits for a disk write.
     pub fn touch_api_key(&self, record: &ApiKeyRecord, now: i64) {
         if record.last_used_at.is_some_and(|t| t >= now - 60) {
             return;
         }
-        if let Err(e) = self.store.touch_api_key(&record.id, now) {
-            log::warn!("cannot record use of API key {}: {e}", record.id);
+        let mut pending = match self.key_uses.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if pending.len() < 100_000 {
+            pending.insert(record.id.clone(), now);
         }
+    }
+
+    /// Writes the pending API-key uses in one transaction.
+    pub fn flush_key_uses(&self) -> Result<usize, crate::store::StoreError> {
+        let uses: Vec<(String, i64)> = {
+            let mut pending = match self.key_uses.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            pending.drain().collect()
+        };
+        if !uses.is_empty() {
+            self.store.touch_api_keys(&uses)?;
+        }
+        Ok(uses.len())
     }
 
     fn sign(

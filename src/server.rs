@@ -74,6 +74,9 @@ pub fn spawn_maintenance(app: App) {
             let a = app.clone();
             let result = web::block(move || -> Result<(), String> {
                 a.reload_keys().map_err(|e| e.to_string())?;
+                if tick.is_multiple_of(5) {
+                    a.flush_key_uses().map_err(|e| e.to_string())?;
+                }
                 if tick.is_multiple_of(10) {
                     let longest = a
                         .config
@@ -112,5 +115,10 @@ pub async fn run(app: App) -> std::io::Result<()> {
     println!("tollgate listening on http://{addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    server.await
+    let result = server.await;
+    // Uses noted since the last flush are written on a clean stop.
+    if let Err(e) = app.flush_key_uses() {
+        log::warn!("cannot record API-key uses: {e}");
+    }
+    result
 }

@@ -269,8 +269,8 @@ impl Store for CachedStore {
     fn revoke_api_key(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<bool> {
         self.after_write(self.inner.revoke_api_key(id, now, audit))
     }
-    fn touch_api_key(&self, id: &str, now: i64) -> Result<()> {
-        self.after_write(self.inner.touch_api_key(id, now))
+    fn touch_api_keys(&self, uses: &[(String, i64)]) -> Result<()> {
+        self.after_write(self.inner.touch_api_keys(uses))
     }
     fn revoke_token(
         &self,

@@ -231,8 +231,8 @@ pub trait Store: Send + Sync + 'static {
     fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>>;
     /// Revokes a key; false if it does not exist or is already revoked.
     fn revoke_api_key(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<bool>;
-    /// Records a use of a key.
-    fn touch_api_key(&self, id: &str, now: i64) -> Result<()>;
+    /// Records the last use of keys, in one transaction.
+    fn touch_api_keys(&self, uses: &[(String, i64)]) -> Result<()>;
     /// Remembers a revoked access token until it expires.
     fn revoke_token(
         &self,

@@ -400,14 +400,17 @@ impl Store for SqliteStore {
         })
     }
 
-    fn touch_api_key(&self, id: &str, now: i64) -> Result<()> {
-        let conn = self.conn()?;
-        conn.prepare_cached(
-            "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1 \
-             AND (last_used_at IS NULL OR last_used_at < ?2 - 60)",
-        )?
-        .execute(params![id, now])?;
-        Ok(())
+    fn touch_api_keys(&self, uses: &[(String, i64)]) -> Result<()> {
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1 \
+                 AND (last_used_at IS NULL OR last_used_at < ?2)",
+            )?;
+            for (id, at) in uses {
+                stmt.execute(params![id, at])?;
+            }
+            Ok(())
+        })
     }
 
     fn revoke_token(

@@ -446,3 +446,23 @@ async fn cli_signing_key_rotation_reaches_the_running_server_within_a_second() {
         new_kid.as_str()
     );
 }
+
+#[tokio::test]
+async fn api_key_last_use_is_recorded_in_the_background_and_on_shutdown() {
+    let mut app = TestApp::spawn().await;
+    let (id, _) = app.client("read", &[]);
+    let key = app.cli(&["api-key", "create", "--client", &id]);
+    assert!(key["last_used_at"].is_null());
+    let r = app
+        .http
+        .post(app.url("/authentication/token"))
+        .json(&json!({"secret_key": key["secret_key"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.signal("TERM");
+    assert!(app.wait_exit(20).expect("exits").success());
+    let list = app.cli(&["api-key", "list", "--client", &id]);
+    assert!(list[0]["last_used_at"].as_i64().is_some(), "{list}");
+}
