@@ -4,7 +4,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-use actix_web::middleware::Logger;
+use actix_web::middleware::{Condition, Logger};
 use actix_web::{web, HttpServer};
 
 use crate::app::{now, App};
@@ -38,15 +38,22 @@ pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAdd
     let request_timeout = app.config.request_timeout;
     let blocking_threads = app.config.blocking_threads;
     let data = web::Data::new(app);
+    let ip_limits = data.config.ip_limit_get > 0 || data.config.ip_limit_post > 0;
+    let log_requests = log::log_enabled!(target: "actix_web::middleware::logger", log::Level::Info);
     let server = HttpServer::new(move || {
         actix_web::App::new()
             .app_data(data.clone())
             // Path only: a query string could carry a secret sent by mistake.
-            .wrap(
+            // Left out entirely when its lines would not be printed.
+            .wrap(Condition::new(
+                log_requests,
                 Logger::new(r#"%a "%{method}xi %U" %s %b %Dms"#)
                     .custom_request_replace("method", |req| req.method().to_string()),
-            )
-            .wrap(actix_web::middleware::from_fn(routes::guard::ip_limit))
+            ))
+            .wrap(Condition::new(
+                ip_limits,
+                actix_web::middleware::from_fn(routes::guard::ip_limit),
+            ))
             .wrap(actix_web::middleware::from_fn(routes::guard::cors))
             .configure(extractor_config)
             .configure(routes::configure)
