@@ -3,10 +3,10 @@
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 
-use super::{authorization, client_ip, no_store_json, read_params};
+use super::{authorization, client_ip, no_store_json, read_client_request};
 use crate::app::{now, App};
 use crate::error::ApiError;
-use crate::oauth::{credentials, Params};
+use crate::oauth::Params;
 
 fn token_param(params: &Params) -> Result<String, ApiError> {
     // token_type_hint is read (so a repeated one is refused) but only a hint:
@@ -24,8 +24,7 @@ pub async fn introspect(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let params = read_params(&app, &req, payload).await?;
-    let creds = credentials::extract(authorization(&req), &params)?;
+    let (params, creds) = read_client_request(&app, &req, payload).await?;
     let auth_header = authorization(&req).map(<[u8]>::to_vec);
     let token = token_param(&params);
     let ip = client_ip(&req, &app);
@@ -44,8 +43,7 @@ pub async fn revoke(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let params = read_params(&app, &req, payload).await?;
-    let creds = credentials::extract(authorization(&req), &params)?;
+    let (params, creds) = read_client_request(&app, &req, payload).await?;
     let token = token_param(&params);
     let ip = client_ip(&req, &app);
     web::block(move || {

@@ -113,6 +113,18 @@ pub async fn read_params(
     Params::decode(kind, &body)
 }
 
+/// Reads the body and the client credentials it carries, by HTTP Basic or in
+/// the body (RFC 6749 §2.3.1); both at once is `invalid_request`.
+pub async fn read_client_request(
+    app: &App,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<(Params, Option<crate::oauth::ClientCredentials>), ApiError> {
+    let params = read_params(app, req, payload).await?;
+    let creds = crate::oauth::credentials::extract(authorization(req), &params)?;
+    Ok((params, creds))
+}
+
 /// The raw Authorization header.
 pub fn authorization(req: &HttpRequest) -> Option<&[u8]> {
     req.headers()

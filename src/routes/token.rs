@@ -4,10 +4,9 @@ use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 
-use super::{authorization, client_ip, no_store_json, read_params};
+use super::{client_ip, no_store_json, read_client_request, read_params};
 use crate::app::{now, App, IssuedToken};
 use crate::error::ApiError;
-use crate::oauth::credentials;
 use crate::oauth::grant::{check_grant_type, TokenRequest};
 use crate::secret::SecretString;
 
@@ -35,8 +34,7 @@ pub async fn token(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let params = read_params(&app, &req, payload).await?;
-    let creds = credentials::extract(authorization(&req), &params)?;
+    let (params, creds) = read_client_request(&app, &req, payload).await?;
     check_grant_type(&params)?;
     let request = TokenRequest::from_params(&params)?;
     let ip = client_ip(&req, &app);

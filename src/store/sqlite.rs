@@ -81,6 +81,23 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Runs one statement in a write transaction and, when it changed exactly
+    /// one row, writes `audit` in the same transaction; returns whether it did.
+    fn write_one(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx.prepare_cached(sql)?.execute(params)?;
+            if n == 1 {
+                insert_audit(tx, audit)?;
+            }
+            Ok(n == 1)
+        })
+    }
+
     /// Runs `f` in an immediate (write-locking) transaction and commits it.
     fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn()?;
@@ -218,44 +235,30 @@ impl Store for SqliteStore {
     }
 
     fn update_client(&self, c: &Client, audit: &AuditEntry) -> Result<bool> {
-        self.write(|tx| {
-            let n = tx
-                .prepare_cached(
-                    "UPDATE clients SET name = ?2, owner = ?3, scopes = ?4, audiences = ?5, \
+        self.write_one(
+            "UPDATE clients SET name = ?2, owner = ?3, scopes = ?4, audiences = ?5, \
                      token_ttl = ?6, disabled = ?7, tokens_revoked_before = ?8, updated_at = ?9, \
                      token_quota = ?10, quota_window = ?11, quota_ban = ?12 WHERE id = ?1",
-                )?
-                .execute(params![
-                    c.id,
-                    c.name,
-                    c.owner,
-                    c.scopes.join(" "),
-                    audiences_json(c),
-                    c.token_ttl,
-                    c.disabled,
-                    c.tokens_revoked_before,
-                    c.updated_at,
-                    c.token_quota.map(|q| q.min(i64::MAX as u64) as i64),
-                    c.quota_window,
-                    c.quota_ban
-                ])?;
-            if n == 1 {
-                insert_audit(tx, audit)?;
-            }
-            Ok(n == 1)
-        })
+            params![
+                c.id,
+                c.name,
+                c.owner,
+                c.scopes.join(" "),
+                audiences_json(c),
+                c.token_ttl,
+                c.disabled,
+                c.tokens_revoked_before,
+                c.updated_at,
+                c.token_quota.map(|q| q.min(i64::MAX as u64) as i64),
+                c.quota_window,
+                c.quota_ban
+            ],
+            audit,
+        )
     }
 
     fn delete_client(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
-        self.write(|tx| {
-            let n = tx
-                .prepare_cached("DELETE FROM clients WHERE id = ?1")?
-                .execute([id])?;
-            if n == 1 {
-                insert_audit(tx, audit)?;
-            }
-            Ok(n == 1)
-        })
+        self.write_one("DELETE FROM clients WHERE id = ?1", [id], audit)
     }
 
     fn live_secrets(&self, client_id: &str, now: i64) -> Result<Vec<ClientSecretRecord>> {
@@ -387,17 +390,11 @@ impl Store for SqliteStore {
     }
 
     fn revoke_api_key(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<bool> {
-        self.write(|tx| {
-            let n = tx
-                .prepare_cached(
-                    "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-                )?
-                .execute(params![id, now])?;
-            if n == 1 {
-                insert_audit(tx, audit)?;
-            }
-            Ok(n == 1)
-        })
+        self.write_one(
+            "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            params![id, now],
+            audit,
+        )
     }
 
     fn touch_api_keys(&self, uses: &[(String, i64)]) -> Result<()> {
@@ -421,18 +418,13 @@ impl Store for SqliteStore {
         now: i64,
         audit: &AuditEntry,
     ) -> Result<()> {
-        self.write(|tx| {
-            let n = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO revoked_tokens (jti, client_id, expires_at, revoked_at) \
+        self.write_one(
+            "INSERT OR IGNORE INTO revoked_tokens (jti, client_id, expires_at, revoked_at) \
                      VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![jti, client_id, expires_at, now])?;
-            if n == 1 {
-                insert_audit(tx, audit)?;
-            }
-            Ok(())
-        })
+            params![jti, client_id, expires_at, now],
+            audit,
+        )
+        .map(|_| ())
     }
 
     fn is_token_revoked(&self, jti: &str) -> Result<bool> {
@@ -484,17 +476,11 @@ impl Store for SqliteStore {
     }
 
     fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
-        self.write(|tx| {
-            let n = tx
-                .prepare_cached(
-                    "UPDATE signing_keys SET retired_at = ?2 WHERE kid = ?1 AND retired_at IS NULL",
-                )?
-                .execute(params![kid, at])?;
-            if n == 1 {
-                insert_audit(tx, audit)?;
-            }
-            Ok(n == 1)
-        })
+        self.write_one(
+            "UPDATE signing_keys SET retired_at = ?2 WHERE kid = ?1 AND retired_at IS NULL",
+            params![kid, at],
+            audit,
+        )
     }
 
     fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
