@@ -430,7 +430,14 @@ pub fn log_refusal(d: &Decision, what: &str) {
     }
 }
 
-/// A client id bounded for a log line.
+/// A client id bounded for a log line. A value that looks like a secret, an
+/// API key or a token (a caller who swapped its fields) is not logged.
 pub fn truncate(s: &str) -> String {
+    let looks_secret = s.starts_with(crate::secret::CLIENT_SECRET_PREFIX)
+        || s.starts_with("eyJ")
+        || (s.len() > 40 && !s.starts_with(crate::secret::CLIENT_ID_PREFIX));
+    if looks_secret {
+        return "<redacted>".to_string();
+    }
     s.chars().filter(|c| !c.is_control()).take(64).collect()
 }

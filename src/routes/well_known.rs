@@ -33,7 +33,9 @@ pub async fn metadata(app: web::Data<App>) -> HttpResponse {
             "introspection_endpoint": format!("{iss}/oauth/introspect"),
             "revocation_endpoint": format!("{iss}/oauth/revoke"),
             "grant_types_supported": ["client_credentials"],
-            "response_types_supported": ["token"],
+            // RFC 8414 §2 requires the member; there is no authorization
+            // endpoint, so no response type is supported.
+            "response_types_supported": [],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "bearer"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],

@@ -476,6 +476,15 @@ async fn logs_of_a_full_run_hold_no_secret_key_or_token() {
         .await
         .unwrap();
     let _ = app.introspect(&token).await;
+    // A caller that swapped its fields sends its secret as the client id.
+    let _ = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth(&secret, Some(&id))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
     let logs = app.logs();
     assert!(logs.contains("POST /oauth/token"), "logging is on: {logs}");
     for needle in [&secret[4..], &key[8..], token.as_str(), &token[..60]] {
