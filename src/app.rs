@@ -40,6 +40,9 @@ pub enum StartError {
     /// Storage failed while setting up keys.
     #[error("signing keys: {0}")]
     KeyRecords(#[from] crate::store::StoreError),
+    /// The metrics registry could not be built.
+    #[error("metrics: {0}")]
+    Metrics(String),
 }
 
 /// A token just issued, with what the response reports.
@@ -68,6 +71,8 @@ pub struct App {
     pub cache: Arc<CachedStore>,
     /// Signature checks already done, by token digest.
     pub verified: Arc<token::VerifiedCache>,
+    /// Prometheus metrics of this process.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// API-key uses not yet written: key id to time of use.
     key_uses: Arc<std::sync::Mutex<HashMap<String, i64>>>,
 }
@@ -89,6 +94,9 @@ impl App {
             cache,
             verified: Arc::new(token::VerifiedCache::default()),
             key_uses: Arc::default(),
+            metrics: Arc::new(
+                crate::metrics::Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?,
+            ),
         };
         app.ensure_signing_key()?;
         app.reload_keys()?;
@@ -191,6 +199,10 @@ impl App {
         let l = &self.limits;
         let refuse = |limit: u64, reset: u64| {
             log::info!("refused: too many failed authentications from {ip}");
+            self.metrics
+                .refusals
+                .with_label_values(&["auth_failures"])
+                .inc();
             Err(ApiError::too_many_requests(
                 "too many failed authentication attempts",
                 Decision {
@@ -230,7 +242,8 @@ impl App {
         Ok(())
     }
 
-    fn record_failure(&self, client_id: Option<&str>, ip: IpAddr, now: i64) {
+    fn record_failure(&self, kind: &str, client_id: Option<&str>, ip: IpAddr, now: i64) {
+        self.metrics.auth_failures.with_label_values(&[kind]).inc();
         let l = &self.limits;
         l.fail_ip.hit(&ip, u64::MAX, FAIL_WINDOW, 0, now);
         if let Some(id) = client_id {
@@ -256,7 +269,7 @@ impl App {
         };
         if creds.client_id.len() > 256 || creds.secret.expose().len() > 512 {
             self.check_failures(None, ip, now)?;
-            self.record_failure(None, ip, now);
+            self.record_failure("client_secret", None, ip, now);
             return Err(ApiError::invalid_client());
         }
         self.check_failures(Some(&creds.client_id), ip, now)?;
@@ -273,7 +286,7 @@ impl App {
                     "client authentication failed for client_id {:?} from {ip}",
                     truncate(&creds.client_id)
                 );
-                self.record_failure(Some(&creds.client_id), ip, now);
+                self.record_failure("client_secret", Some(&creds.client_id), ip, now);
                 Err(ApiError::invalid_client())
             }
         }
@@ -292,6 +305,7 @@ impl App {
         let ban = client.quota_ban.unwrap_or(self.config.token_quota_ban);
         let d = self.limits.quota.hit(&client.id, quota, window, ban, now);
         if !d.allowed {
+            self.metrics.refusals.with_label_values(&["quota"]).inc();
             log_refusal(&d, &format!("client {} is over its token quota", client.id));
             return Err(ApiError::too_many_requests("token quota exceeded", d));
         }
@@ -348,7 +362,7 @@ impl App {
         self.check_failures(None, ip, now)?;
         let Some((record, client)) = self.find_active_api_key(key, now)? else {
             log::info!("API key authentication failed from {ip}");
-            self.record_failure(None, ip, now);
+            self.record_failure("api_key", None, ip, now);
             return Err(ApiError::new(
                 crate::error::ErrorCode::InvalidClient,
                 "invalid, expired or revoked API key",

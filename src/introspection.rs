@@ -186,6 +186,10 @@ impl App {
             let key = SecretString::new(token_text.to_string());
             if let Some(record) = self.store.find_api_key(&key.digest())? {
                 if record.client_id == caller && record.revoked_at.is_none() {
+                    self.metrics
+                        .revocations
+                        .with_label_values(&["api_key"])
+                        .inc();
                     let audit = AuditEntry::new(
                         now,
                         caller,
@@ -202,6 +206,10 @@ impl App {
         // An expired token needs no revocation; a foreign or forged one is ignored.
         if let Ok(claims) = token::verify(token_text, &set, &self.config.issuer, now) {
             if claims.client_id == caller {
+                self.metrics
+                    .revocations
+                    .with_label_values(&["access_token"])
+                    .inc();
                 let audit = AuditEntry::new(
                     now,
                     caller,

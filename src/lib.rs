@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod introspection;
 pub mod limits;
+pub mod metrics;
 pub mod oauth;
 pub mod routes;
 pub mod secret;

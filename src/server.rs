@@ -55,6 +55,7 @@ pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAdd
                 actix_web::middleware::from_fn(routes::guard::ip_limit),
             ))
             .wrap(actix_web::middleware::from_fn(routes::guard::cors))
+            .wrap(actix_web::middleware::from_fn(routes::guard::latency))
             .configure(extractor_config)
             .configure(routes::configure)
     })

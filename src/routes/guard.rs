@@ -28,7 +28,11 @@ pub async fn ip_limit(
         return Ok(next.call(req).await?.map_into_left_body());
     };
     let path = req.path();
-    if path == "/healthz" || path == "/readyz" || req.method() == Method::OPTIONS {
+    if path == "/healthz"
+        || path == "/readyz"
+        || path == "/metrics"
+        || req.method() == Method::OPTIONS
+    {
         return Ok(next.call(req).await?.map_into_left_body());
     }
     let read = req.method() == Method::GET || req.method() == Method::HEAD;
@@ -41,6 +45,7 @@ pub async fn ip_limit(
         let ip = client_ip(req.request(), &app);
         let d = app.limits.ip.hit(&(ip, read), limit, 60, 0, now());
         if !d.allowed {
+            app.metrics.refusals.with_label_values(&["ip"]).inc();
             crate::app::log_refusal(&d, &format!("per-IP limit reached by {ip}"));
             let resp = ApiError::too_many_requests("too many requests from this address", d)
                 .error_response();
@@ -107,4 +112,25 @@ pub async fn cors(
         headers.insert(header::VARY, HeaderValue::from_static("Origin"));
     }
     Ok(res.map_into_left_body())
+}
+
+/// Records each request's latency under its route pattern (`/admin/clients/{id}`,
+/// not the concrete path, so the label set stays bounded).
+pub async fn latency(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let metrics = req.app_data::<web::Data<App>>().map(|a| a.metrics.clone());
+    let started = std::time::Instant::now();
+    let res = next.call(req).await?;
+    if let Some(m) = metrics {
+        let endpoint = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_string());
+        m.latency
+            .with_label_values(&[&endpoint])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    Ok(res)
 }

@@ -1,4 +1,5 @@
-//! `GET /healthz` (the process answers) and `GET /readyz` (database and keys usable).
+//! `GET /healthz` (the process answers), `GET /readyz` (database and keys
+//! usable) and `GET /metrics` (Prometheus text format).
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
@@ -32,4 +33,11 @@ pub async fn readyz(app: web::Data<App>) -> Result<HttpResponse, ApiError> {
             ),
         ))
     }
+}
+
+/// Prometheus metrics in the text exposition format 0.0.4.
+pub async fn metrics(app: web::Data<App>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(app.metrics.render())
 }

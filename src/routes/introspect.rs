@@ -28,13 +28,20 @@ pub async fn introspect(
     let auth_header = authorization(&req).map(<[u8]>::to_vec);
     let token = token_param(&params);
     let ip = client_ip(&req, &app);
+    let metrics = app.metrics.clone();
     let answer = web::block(move || {
         let now = now();
         app.authorize_introspection(creds.as_ref(), auth_header.as_deref(), Some(ip), now)?;
         app.introspect(&token?, now)
     })
-    .await??;
-    Ok(no_store_json(answer))
+    .await?;
+    let result = match &answer {
+        Ok(v) if v["active"] == true => "active",
+        Ok(_) => "inactive",
+        Err(_) => "refused",
+    };
+    metrics.introspections.with_label_values(&[result]).inc();
+    Ok(no_store_json(answer?))
 }
 
 /// Revocation: a client revokes its own token or API key; 200 regardless.

@@ -38,9 +38,11 @@ pub async fn token(
     check_grant_type(&params)?;
     let request = TokenRequest::from_params(&params)?;
     let ip = client_ip(&req, &app);
+    let metrics = app.metrics.clone();
     let issued =
-        web::block(move || app.issue_for_client(creds.as_ref(), Some(ip), &request, now()))
-            .await??;
+        web::block(move || app.issue_for_client(creds.as_ref(), Some(ip), &request, now())).await?;
+    metrics.token("client_credentials", &issued);
+    let issued = issued?;
     Ok(respond(&issued))
 }
 
@@ -74,7 +76,9 @@ pub async fn api_key_token(
     let key = SecretString::new(key);
     let request = TokenRequest::from_params(&params)?;
     let ip = client_ip(&req, &app);
-    let issued =
-        web::block(move || app.issue_for_api_key(&key, Some(ip), &request, now())).await??;
+    let metrics = app.metrics.clone();
+    let issued = web::block(move || app.issue_for_api_key(&key, Some(ip), &request, now())).await?;
+    metrics.token("api_key", &issued);
+    let issued = issued?;
     Ok(respond(&issued))
 }

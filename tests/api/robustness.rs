@@ -637,3 +637,99 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_write() {
         revoked.len()
     );
 }
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_tokens_failures_introspections_revocations_refusals_and_latency() {
+    let app = TestApp::spawn().await;
+    let v = app.cli(&[
+        "client", "create", "--name", "m", "--quota", "2", "--ban", "60",
+    ]);
+    let (id, secret) = (s(&v["client_id"]), s(&v["client_secret"]));
+    let token = app.token(&id, &secret).await;
+    app.token(&id, &secret).await;
+    assert_eq!(token_status(&app, &id, &secret, None).await.status(), 429);
+    assert_eq!(
+        token_status(&app, &id, "tgs_wrong", None).await.status(),
+        401
+    );
+    assert_eq!(app.introspect(&token).await["active"], true);
+    assert_eq!(app.introspect("garbage").await["active"], false);
+    let r = app
+        .http
+        .post(app.url("/oauth/revoke"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", &token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = r.text().await.unwrap();
+    assert_eq!(
+        metric(
+            &text,
+            r#"tollgate_tokens_issued_total{grant="client_credentials",result="issued"}"#
+        ),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"tollgate_tokens_issued_total{grant="client_credentials",result="too_many_requests"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"tollgate_tokens_issued_total{grant="client_credentials",result="invalid_client"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"tollgate_client_auth_failures_total{kind="client_secret"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, r#"tollgate_introspections_total{result="active"}"#),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, r#"tollgate_introspections_total{result="inactive"}"#),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, r#"tollgate_revocations_total{kind="access_token"}"#),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"tollgate_rate_limit_refusals_total{limit="quota"}"#
+        ),
+        1.0
+    );
+    assert!(
+        metric(
+            &text,
+            r#"tollgate_request_duration_seconds_count{endpoint="/oauth/token"}"#
+        ) >= 4.0
+    );
+}

@@ -1,0 +1,102 @@
+//! The docs stay true to the code: every documented environment variable
+//! exists, every setting is documented, and every command the README shows runs.
+
+use std::collections::BTreeSet;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_string() + path).unwrap()
+}
+
+fn env_vars_in(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (i, _) in text.match_indices("TOLLGATE_") {
+        let name: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || *c == '_' || c.is_ascii_digit())
+            .collect();
+        out.insert(name.trim_end_matches('_').to_string());
+    }
+    out
+}
+
+#[test]
+fn documented_environment_variables_exist_and_every_setting_is_documented() {
+    let known: BTreeSet<String> = tollgate::config::ENV_VARS
+        .iter()
+        .map(|(v, _)| v.to_string())
+        .collect();
+    let reference = read("docs/configuration.md");
+    for var in &known {
+        assert!(
+            reference.contains(var.as_str()),
+            "{var} is not in docs/configuration.md"
+        );
+    }
+    let mut docs = read("README.md");
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            docs.push_str(&std::fs::read_to_string(path).unwrap());
+        }
+    }
+    for var in env_vars_in(&docs) {
+        // TOLLGATE_TEST_* are read by tests, not by the server.
+        if !var.starts_with("TOLLGATE_TEST") {
+            assert!(
+                known.contains(&var),
+                "docs mention {var}, which Tollgate does not read"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_tollgate_command_in_the_readme_exists() {
+    let readme = read("README.md");
+    let mut checked = 0;
+    for line in readme.lines() {
+        let line = line.trim();
+        let rest = if let Some(r) = line.strip_prefix("tollgate ") {
+            r
+        } else if let Some(i) = line.find("cargo run --release -- ") {
+            &line[i + "cargo run --release -- ".len()..]
+        } else {
+            continue;
+        };
+        let words: Vec<&str> = rest
+            .split_whitespace()
+            .take_while(|w| {
+                w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '-' || c == '|')
+            })
+            .collect();
+        if words.is_empty() {
+            continue;
+        }
+        // "client create|list|show" lists alternatives.
+        let first = words[0];
+        let seconds: Vec<&str> = words
+            .get(1)
+            .map(|w| w.split('|').collect())
+            .unwrap_or_default();
+        let runs: Vec<Vec<&str>> = if seconds.is_empty() {
+            vec![vec![first]]
+        } else {
+            seconds.iter().map(|s| vec![first, s]).collect()
+        };
+        for args in runs {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+                .args(&args)
+                .arg("--help")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "README shows `tollgate {}`, which does not exist",
+                args.join(" ")
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} commands found in the README");
+}
