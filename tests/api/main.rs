@@ -2,6 +2,7 @@
 
 mod admin;
 mod docs;
+mod examples;
 mod helpers;
 mod introspection;
 mod robustness;
