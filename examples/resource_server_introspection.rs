@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! tollgate client create --name billing-api --scope tollgate:introspect
-//! TOLLGATE_URL=http://127.0.0.1:8080 RS_CLIENT_ID=… RS_CLIENT_SECRET=… \
+//! AUTH_SERVER_URL=http://127.0.0.1:8080 RS_CLIENT_ID=… RS_CLIENT_SECRET=… \
 //!     cargo run --example resource_server_introspection
 //! curl -H "Authorization: Bearer $TOKEN_OR_API_KEY" http://127.0.0.1:9091/hello
 //! ```
@@ -70,7 +70,7 @@ async fn hello(cfg: web::Data<Config>, req: HttpRequest) -> HttpResponse {
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let base = std::env::var("TOLLGATE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+    let base = std::env::var("AUTH_SERVER_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
     let var =
         |k: &str| std::env::var(k).map_err(|_| std::io::Error::other(format!("{k} is required")));
     let cfg = web::Data::new(Config {

@@ -3,7 +3,7 @@
 //! and a required scope. Refetches the JWKS once when it meets an unknown `kid`.
 //!
 //! ```sh
-//! TOLLGATE_URL=http://127.0.0.1:8080 AUDIENCE=https://api.example.com \
+//! AUTH_SERVER_URL=http://127.0.0.1:8080 AUDIENCE=https://api.example.com \
 //!     cargo run --example resource_server_jwks
 //! curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:9090/hello
 //! ```
@@ -90,7 +90,7 @@ async fn hello(cfg: web::Data<Config>, req: HttpRequest) -> HttpResponse {
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let base = std::env::var("TOLLGATE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+    let base = std::env::var("AUTH_SERVER_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
     let meta: Value = reqwest::get(format!("{base}/.well-known/oauth-authorization-server"))
         .await
         .and_then(|r| r.error_for_status())

@@ -68,7 +68,7 @@ async fn jwks_example_accepts_good_tokens_and_refuses_others() {
     let Some(ex) = start(
         "resource_server_jwks",
         &[
-            ("TOLLGATE_URL", &app.base),
+            ("AUTH_SERVER_URL", &app.base),
             ("AUDIENCE", "https://api.example.com"),
         ],
     ) else {
@@ -95,7 +95,7 @@ async fn introspection_example_sees_revocation_at_once_and_accepts_api_keys() {
     let Some(ex) = start(
         "resource_server_introspection",
         &[
-            ("TOLLGATE_URL", &app.base),
+            ("AUTH_SERVER_URL", &app.base),
             ("RS_CLIENT_ID", &rs_id),
             ("RS_CLIENT_SECRET", &rs_secret),
             ("AUDIENCE", "https://api.example.com"),
