@@ -87,6 +87,19 @@ fn invalid(msg: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
     ApiError::invalid_request(msg)
 }
 
+/// An admin cannot lock itself out through the API: disabling, deleting or
+/// revoking the tokens of the client it is authenticated as is refused (the
+/// command line, or another admin client, can).
+fn not_self(actor: &str, id: &str, what: &str) -> Result<(), ApiError> {
+    if actor == id {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("an admin client cannot {what} itself; use another admin client or the command line"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_name(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(invalid("name must be 1 to 200 printable characters"));
@@ -347,6 +360,9 @@ impl App {
         disabled: bool,
         now: i64,
     ) -> Result<Client, ApiError> {
+        if disabled {
+            not_self(actor, id, "disable")?;
+        }
         let mut c = self.get_client(id)?;
         c.disabled = disabled;
         c.updated_at = now;
@@ -361,6 +377,7 @@ impl App {
 
     /// Deletes a client with its secrets and API keys.
     pub fn delete_client(&self, actor: &str, id: &str, now: i64) -> Result<(), ApiError> {
+        not_self(actor, id, "delete")?;
         let audit = AuditEntry::new(now, actor, "client.delete", Some(id), json!({}));
         if !self.store.delete_client(id, &audit)? {
             return Err(ApiError::not_found("no such client"));
@@ -409,6 +426,7 @@ impl App {
         id: &str,
         now: i64,
     ) -> Result<Client, ApiError> {
+        not_self(actor, id, "revoke the tokens of")?;
         let mut c = self.get_client(id)?;
         c.tokens_revoked_before = Some(now);
         c.updated_at = now;

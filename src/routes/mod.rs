@@ -56,6 +56,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get("/healthz", health::healthz))
         .service(get("/readyz", health::readyz))
         .service(get("/metrics", health::metrics))
+        .service(get("/openapi.json", well_known::openapi))
         .service(web::scope("/admin").configure(admin::configure))
         .default_service(web::to(not_found));
 }

@@ -1,5 +1,6 @@
-//! `GET /.well-known/jwks.json` (RFC 7517 §5) and
-//! `GET /.well-known/oauth-authorization-server` (RFC 8414 §3).
+//! `GET /.well-known/jwks.json` (RFC 7517 §5),
+//! `GET /.well-known/oauth-authorization-server` (RFC 8414 §3) and
+//! `GET /openapi.json` (the OpenAPI 3.1 description, `docs/openapi.json`).
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
@@ -42,4 +43,15 @@ pub async fn metadata(app: web::Data<App>) -> HttpResponse {
             "scopes_supported": ["tollgate:admin", "tollgate:introspect"],
             "access_token_signing_alg_values_supported": algs,
         }))
+}
+
+/// The OpenAPI 3.1 document, compiled in from `docs/openapi.json`.
+const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// The OpenAPI document.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .content_type("application/json")
+        .body(OPENAPI)
 }

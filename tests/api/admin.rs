@@ -466,3 +466,24 @@ async fn api_key_last_use_is_recorded_in_the_background_and_on_shutdown() {
     let list = app.cli(&["api-key", "list", "--client", &id]);
     assert!(list[0]["last_used_at"].as_i64().is_some(), "{list}");
 }
+
+#[tokio::test]
+async fn an_admin_cannot_lock_itself_out_through_the_api() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let me = s(&segment(&admin, 1)["client_id"]);
+    for (method, path) in [
+        (Method::POST, format!("/admin/clients/{me}/disable")),
+        (Method::POST, format!("/admin/clients/{me}/revoke-tokens")),
+        (Method::DELETE, format!("/admin/clients/{me}")),
+    ] {
+        let (status, v) = call(&app, &admin, method, &path, None).await;
+        assert_eq!((status, s(&v["error"])), (409, "conflict".into()), "{path}");
+    }
+    let (status, _) = call(&app, &admin, Method::GET, "/admin/clients", None).await;
+    assert_eq!(status, 200, "still an admin");
+    // The command line can.
+    app.cli(&["client", "disable", &me]);
+    let (status, _) = call(&app, &admin, Method::GET, "/admin/clients", None).await;
+    assert_eq!(status, 401);
+}

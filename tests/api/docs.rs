@@ -100,3 +100,49 @@ fn every_tollgate_command_in_the_readme_exists() {
     }
     assert!(checked >= 10, "only {checked} commands found in the README");
 }
+
+#[tokio::test]
+async fn openapi_document_is_served_and_describes_every_route() {
+    let app = crate::helpers::TestApp::spawn().await;
+    let r = app.http.get(app.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let doc: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let routes = [
+        ("/oauth/token", "post"),
+        ("/authentication/token", "post"),
+        ("/oauth/introspect", "post"),
+        ("/oauth/revoke", "post"),
+        ("/.well-known/jwks.json", "get"),
+        ("/.well-known/oauth-authorization-server", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/admin/clients", "get"),
+        ("/admin/clients", "post"),
+        ("/admin/clients/{id}", "get"),
+        ("/admin/clients/{id}", "patch"),
+        ("/admin/clients/{id}", "delete"),
+        ("/admin/clients/{id}/disable", "post"),
+        ("/admin/clients/{id}/enable", "post"),
+        ("/admin/clients/{id}/rotate-secret", "post"),
+        ("/admin/clients/{id}/revoke-tokens", "post"),
+        ("/admin/clients/{id}/api-keys", "get"),
+        ("/admin/clients/{id}/api-keys", "post"),
+        ("/admin/api-keys/{id}", "delete"),
+        ("/admin/api-keys/{id}/revoke", "post"),
+        ("/admin/signing-keys", "get"),
+        ("/admin/signing-keys/rotate", "post"),
+        ("/admin/signing-keys/{kid}/retire", "post"),
+        ("/admin/audit", "get"),
+    ];
+    for (path, method) in routes {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not described");
+        assert_eq!(
+            op["responses"]["default"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Error",
+            "{method} {path}"
+        );
+    }
+}
