@@ -47,6 +47,11 @@ enum Command {
     /// Read the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Forget revocations of tokens that have expired (the server also does this every minute).
+    Prune {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +168,26 @@ enum ClientCmd {
         /// Seconds the old secrets keep working (default: the server's, 86400).
         #[arg(long, value_name = "SECONDS")]
         grace: Option<i64>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Create many clients at once (load tests, staging), reporting progress.
+    Seed {
+        /// How many clients.
+        #[arg(long)]
+        count: usize,
+        /// Display name of each.
+        #[arg(long, default_value = "seeded")]
+        name: String,
+        /// Allowed scopes, space-separated; may repeat.
+        #[arg(long)]
+        scope: Vec<String>,
+        /// Allowed audience; may repeat.
+        #[arg(long)]
+        audience: Vec<String>,
+        /// Print the credentials of the first N clients (shown once).
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        show: usize,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -283,6 +308,7 @@ pub fn main() -> ExitCode {
         Command::ApiKey(c) => api_key(&app, c),
         Command::SigningKey(c) => signing_key(&app, c),
         Command::Audit(c) => audit(&app, c),
+        Command::Prune { out } => prune(&app, out.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -439,6 +465,48 @@ fn client(app: &App, cmd: ClientCmd) -> Result<(), ApiError> {
             }
             eprintln!("note: the client secret is shown only this once; store it now.");
         }
+        ClientCmd::Seed {
+            count,
+            name,
+            scope,
+            audience,
+            show,
+            out,
+        } => {
+            let template = NewClient {
+                name,
+                scopes: scope,
+                audiences: audience,
+                ..NewClient::default()
+            };
+            let started = std::time::Instant::now();
+            // Progress after every stored batch (50,000 clients).
+            let kept = app.seed_clients(CLI_ACTOR, count, &template, show, now(), |done| {
+                eprintln!(
+                    "  {done}/{count} clients stored ({:.1} s)",
+                    started.elapsed().as_secs_f64()
+                );
+            })?;
+            let creds: Vec<_> = kept
+                .iter()
+                .map(|(id, secret)| json!({"client_id": id, "client_secret": secret.expose()}))
+                .collect();
+            if out.json {
+                print_json(&json!({"created": count, "clients": creds}));
+            } else {
+                println!("created {count} clients");
+                for c in &creds {
+                    println!(
+                        "{} {}",
+                        c["client_id"].as_str().unwrap_or(""),
+                        c["client_secret"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            if show > 0 {
+                eprintln!("note: the client secrets are shown only this once; store them now.");
+            }
+        }
         ClientCmd::RevokeTokens { id, out } => {
             show_client(&app.revoke_client_tokens(CLI_ACTOR, &id, now())?, out.json)
         }
@@ -558,6 +626,17 @@ fn signing_key(app: &App, cmd: SigningKeyCmd) -> Result<(), ApiError> {
             let rec = app.retire_signing_key(CLI_ACTOR, &kid, now())?;
             print(&[rec], out.json);
         }
+    }
+    Ok(())
+}
+
+fn prune(app: &App, json_out: bool) -> Result<(), ApiError> {
+    eprintln!("pruning expired revocations…");
+    let n = app.store.prune_revocations(now())?;
+    if json_out {
+        print_json(&json!({"pruned": n}));
+    } else {
+        println!("pruned {n} expired revocations");
     }
     Ok(())
 }

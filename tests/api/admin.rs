@@ -487,3 +487,31 @@ async fn an_admin_cannot_lock_itself_out_through_the_api() {
     let (status, _) = call(&app, &admin, Method::GET, "/admin/clients", None).await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn cli_seeds_clients_with_progress_and_prunes() {
+    let app = TestApp::spawn().await;
+    let out = app.cli_raw(
+        &[
+            "client", "seed", "--count", "120", "--show", "2", "--scope", "read",
+        ],
+        true,
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("120/120 clients stored"));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["created"], 120);
+    let first = &v["clients"][0];
+    let token = app
+        .token(&s(&first["client_id"]), &s(&first["client_secret"]))
+        .await;
+    assert_eq!(segment(&token, 1)["scope"], "read");
+    assert_eq!(
+        app.cli(&["client", "list", "--limit", "1000"])
+            .as_array()
+            .unwrap()
+            .len(),
+        120
+    );
+    assert_eq!(app.cli(&["prune"])["pruned"], 0);
+}
