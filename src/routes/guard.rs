@@ -115,7 +115,8 @@ pub async fn cors(
 }
 
 /// Records each request's latency under its route pattern (`/admin/clients/{id}`,
-/// not the concrete path, so the label set stays bounded).
+/// not the concrete path, so the label set stays bounded). Public routes are
+/// named after their path, which avoids building the pattern per request.
 pub async fn latency(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,

@@ -26,6 +26,7 @@ where
     F::Output: Responder + 'static,
 {
     web::resource(path)
+        .name(path)
         .route(web::post().to(handler))
         .default_service(web::to(method_not_allowed))
 }
@@ -38,6 +39,7 @@ where
     F::Output: Responder + 'static,
 {
     web::resource(path)
+        .name(path)
         .route(web::get().to(handler))
         .default_service(web::to(method_not_allowed))
 }
