@@ -59,6 +59,9 @@ pub enum ErrorCode {
     ServerError,
     /// RFC 6749 §4.1.2.1: the server is temporarily unable to handle the request.
     TemporarilyUnavailable,
+    /// Internal: a cache-only attempt needs the database; the request is
+    /// retried on the blocking pool. Never sent (it would read `server_error`).
+    WouldBlock,
 }
 
 impl ErrorCode {
@@ -81,7 +84,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::RequestTimeout => "request_timeout",
-            ErrorCode::ServerError => "server_error",
+            ErrorCode::ServerError | ErrorCode::WouldBlock => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
@@ -98,7 +101,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::ServerError | ErrorCode::WouldBlock => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -249,7 +252,12 @@ impl ResponseError for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(err: crate::store::StoreError) -> Self {
-        ApiError::internal(err)
+        match err {
+            crate::store::StoreError::WouldBlock => {
+                ApiError::new(ErrorCode::WouldBlock, "needs the database")
+            }
+            other => ApiError::internal(other),
+        }
     }
 }
 

@@ -82,6 +82,9 @@ pub fn spawn_maintenance(app: App) {
             let a = app.clone();
             let result = web::block(move || -> Result<(), String> {
                 a.reload_keys().map_err(|e| e.to_string())?;
+                if a.cache.poll_external_changes().map_err(|e| e.to_string())? {
+                    log::debug!("database changed outside Tollgate; cache cleared");
+                }
                 if tick.is_multiple_of(5) {
                     a.flush_key_uses().map_err(|e| e.to_string())?;
                 }

@@ -29,12 +29,12 @@ pub async fn introspect(
     let token = token_param(&params);
     let ip = client_ip(&req, &app);
     let metrics = app.metrics.clone();
-    let answer = web::block(move || {
+    let answer = super::run(&app, move |app| {
         let now = now();
         app.authorize_introspection(creds.as_ref(), auth_header.as_deref(), Some(ip), now)?;
-        app.introspect(&token?, now)
+        app.introspect(token.as_deref().map_err(Clone::clone)?, now)
     })
-    .await?;
+    .await;
     let result = match &answer {
         Ok(v) if v["active"] == true => "active",
         Ok(_) => "inactive",

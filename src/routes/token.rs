@@ -39,8 +39,10 @@ pub async fn token(
     let request = TokenRequest::from_params(&params)?;
     let ip = client_ip(&req, &app);
     let metrics = app.metrics.clone();
-    let issued =
-        web::block(move || app.issue_for_client(creds.as_ref(), Some(ip), &request, now())).await?;
+    let issued = super::run(&app, move |app| {
+        app.issue_for_client(creds.as_ref(), Some(ip), &request, now())
+    })
+    .await;
     metrics.token("client_credentials", &issued);
     let issued = issued?;
     Ok(respond(&issued))
@@ -77,7 +79,10 @@ pub async fn api_key_token(
     let request = TokenRequest::from_params(&params)?;
     let ip = client_ip(&req, &app);
     let metrics = app.metrics.clone();
-    let issued = web::block(move || app.issue_for_api_key(&key, Some(ip), &request, now())).await?;
+    let issued = super::run(&app, move |app| {
+        app.issue_for_api_key(&key, Some(ip), &request, now())
+    })
+    .await;
     metrics.token("api_key", &issued);
     let issued = issued?;
     Ok(respond(&issued))

@@ -1,10 +1,12 @@
 //! A read-through cache in front of any [`Store`]: client records, secrets,
 //! API keys and revocation answers are served from memory until something
 //! changes. Every write through this process clears the cache before it
-//! returns, and every cached read first asks the store's change marker
-//! (SQLite's `PRAGMA data_version`, about a microsecond), so a commit by any
-//! process (the command line, another instance) is seen by the very next
-//! read: there is no cache window. A request may open a [`FreshScope`] to
+//! returns, and every request first reads the store's change marker (a
+//! counter in shared memory that every Tollgate process bumps after each
+//! commit: one atomic load), so a commit by any Tollgate process (the command
+//! line, another instance on the same file) is seen by the very next read:
+//! there is no cache window. Changes made outside Tollgate are caught by
+//! `PRAGMA data_version`, polled every second. A request may open a [`FreshScope`] to
 //! make that check once for all of its reads. Entries read while a write was committing
 //! are never kept (a generation check).
 
@@ -16,12 +18,30 @@ use std::sync::{Arc, Mutex};
 
 use super::{
     ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Result, SigningKeyRecord,
-    Store,
+    Store, StoreError,
 };
 
 thread_local! {
     /// Set while a [`FreshScope`] is open on this thread.
     static FRESH: Cell<bool> = const { Cell::new(false) };
+    /// Set while a [`CacheOnly`] scope is open on this thread.
+    static CACHE_ONLY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// While open, reads that miss the cache, and every write, fail with
+/// [`StoreError::WouldBlock`] instead of touching the database, so that an
+/// async worker can try to answer a request from memory and hand it to the
+/// blocking pool only when it must.
+pub struct CacheOnly {
+    outer: bool,
+}
+
+impl Drop for CacheOnly {
+    fn drop(&mut self) {
+        if !self.outer {
+            CACHE_ONLY.with(|f| f.set(false));
+        }
+    }
 }
 
 /// One freshness check for a whole request: while it is open on a thread,
@@ -105,12 +125,14 @@ pub struct CachedStore {
     keys_by_id: Cache<String, Option<ApiKeyRecord>>,
     revoked: Cache<String, bool>,
     marker: AtomicI64,
+    external: AtomicI64,
 }
 
 impl CachedStore {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn Store>) -> CachedStore {
         let marker = inner.change_marker().unwrap_or(0);
+        let external = inner.external_change_marker().unwrap_or(0);
         CachedStore {
             inner,
             clients: Cache::new(),
@@ -118,6 +140,7 @@ impl CachedStore {
             keys_by_id: Cache::new(),
             revoked: Cache::new(),
             marker: AtomicI64::new(marker),
+            external: AtomicI64::new(external),
         }
     }
 
@@ -139,6 +162,34 @@ impl CachedStore {
                 true
             }
         }
+    }
+
+    /// Opens a [`CacheOnly`] scope on this thread.
+    pub fn cache_only(&self) -> CacheOnly {
+        let outer = CACHE_ONLY.with(Cell::get);
+        CACHE_ONLY.with(|f| f.set(true));
+        CacheOnly { outer }
+    }
+
+    /// The store behind the cache, unless a [`CacheOnly`] scope forbids it.
+    fn db(&self) -> Result<&dyn Store> {
+        if CACHE_ONLY.with(Cell::get) {
+            return Err(StoreError::WouldBlock);
+        }
+        Ok(self.inner.as_ref())
+    }
+
+    /// Clears the cache if something outside Tollgate (an `sqlite3` shell, a
+    /// restore) changed the database; the server polls this every second.
+    /// Writes by Tollgate processes are seen at once through the change
+    /// counter. Blocking.
+    pub fn poll_external_changes(&self) -> Result<bool> {
+        let now = self.inner.external_change_marker()?;
+        if self.external.swap(now, Ordering::SeqCst) != now {
+            self.invalidate();
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// Checks for changes once and opens a [`FreshScope`]; nested scopes are free.
@@ -171,9 +222,9 @@ impl CachedStore {
         if let Some(e) = hit {
             return Ok(e);
         }
-        let client = self.inner.get_client(id)?;
+        let client = self.db()?.get_client(id)?;
         let secrets = match &client {
-            Some(_) => self.inner.live_secrets(id, now)?,
+            Some(_) => self.db()?.live_secrets(id, now)?,
             None => Vec::new(),
         };
         let entry = Arc::new((client, secrets));
@@ -189,22 +240,22 @@ impl Store for CachedStore {
         secret_digest: &[u8],
         audit: &AuditEntry,
     ) -> Result<()> {
-        self.after_write(self.inner.create_client(client, secret_digest, audit))
+        self.after_write(self.db()?.create_client(client, secret_digest, audit))
     }
     fn import_clients(&self, clients: &[(Client, Vec<u8>)], audit: &AuditEntry) -> Result<()> {
-        self.after_write(self.inner.import_clients(clients, audit))
+        self.after_write(self.db()?.import_clients(clients, audit))
     }
     fn get_client(&self, id: &str) -> Result<Option<Client>> {
         Ok(self.client_entry(id, crate::app::now())?.0.clone())
     }
     fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>> {
-        self.inner.list_clients(after, limit)
+        self.db()?.list_clients(after, limit)
     }
     fn update_client(&self, client: &Client, audit: &AuditEntry) -> Result<bool> {
-        self.after_write(self.inner.update_client(client, audit))
+        self.after_write(self.db()?.update_client(client, audit))
     }
     fn delete_client(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
-        self.after_write(self.inner.delete_client(id, audit))
+        self.after_write(self.db()?.delete_client(id, audit))
     }
     fn live_secrets(&self, client_id: &str, now: i64) -> Result<Vec<ClientSecretRecord>> {
         let entry = self.client_entry(client_id, now)?;
@@ -224,7 +275,7 @@ impl Store for CachedStore {
         max_live: usize,
         audit: &AuditEntry,
     ) -> Result<bool> {
-        self.after_write(self.inner.rotate_secret(
+        self.after_write(self.db()?.rotate_secret(
             client_id,
             digest,
             now,
@@ -240,7 +291,7 @@ impl Store for CachedStore {
         now: i64,
         audit: &AuditEntry,
     ) -> Result<ApiKeyCreate> {
-        self.after_write(self.inner.create_api_key(key, max_active, now, audit))
+        self.after_write(self.db()?.create_api_key(key, max_active, now, audit))
     }
     fn find_api_key(&self, digest: &[u8]) -> Result<Option<ApiKeyRecord>> {
         self.check();
@@ -248,7 +299,7 @@ impl Store for CachedStore {
         if let Some(k) = hit {
             return Ok(k);
         }
-        let k = self.inner.find_api_key(digest)?;
+        let k = self.db()?.find_api_key(digest)?;
         self.keys_by_digest
             .put(generation, digest.to_vec(), k.clone());
         Ok(k)
@@ -259,18 +310,18 @@ impl Store for CachedStore {
         if let Some(k) = hit {
             return Ok(k);
         }
-        let k = self.inner.get_api_key(id)?;
+        let k = self.db()?.get_api_key(id)?;
         self.keys_by_id.put(generation, id.to_string(), k.clone());
         Ok(k)
     }
     fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>> {
-        self.inner.list_api_keys(client_id)
+        self.db()?.list_api_keys(client_id)
     }
     fn revoke_api_key(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<bool> {
-        self.after_write(self.inner.revoke_api_key(id, now, audit))
+        self.after_write(self.db()?.revoke_api_key(id, now, audit))
     }
     fn touch_api_keys(&self, uses: &[(String, i64)]) -> Result<()> {
-        self.after_write(self.inner.touch_api_keys(uses))
+        self.after_write(self.db()?.touch_api_keys(uses))
     }
     fn revoke_token(
         &self,
@@ -291,33 +342,36 @@ impl Store for CachedStore {
         if let Some(r) = hit {
             return Ok(r);
         }
-        let r = self.inner.is_token_revoked(jti)?;
+        let r = self.db()?.is_token_revoked(jti)?;
         self.revoked.put(generation, jti.to_string(), r);
         Ok(r)
     }
     fn prune_revocations(&self, now: i64) -> Result<usize> {
-        self.after_write(self.inner.prune_revocations(now))
+        self.after_write(self.db()?.prune_revocations(now))
     }
     fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
-        self.inner.signing_keys()
+        self.db()?.signing_keys()
     }
     fn insert_signing_key(&self, key: &SigningKeyRecord, audit: Option<&AuditEntry>) -> Result<()> {
-        self.inner.insert_signing_key(key, audit)
+        self.db()?.insert_signing_key(key, audit)
     }
     fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
-        self.inner.retire_signing_key(kid, at, audit)
+        self.db()?.retire_signing_key(kid, at, audit)
     }
     fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
-        self.inner.append_audit(entry)
+        self.db()?.append_audit(entry)
     }
     fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
-        self.inner.list_audit(after, limit)
+        self.db()?.list_audit(after, limit)
     }
     fn ping(&self) -> Result<()> {
-        self.inner.ping()
+        self.db()?.ping()
     }
     fn change_marker(&self) -> Result<i64> {
         self.inner.change_marker()
+    }
+    fn external_change_marker(&self) -> Result<i64> {
+        self.db()?.external_change_marker()
     }
 }
 
@@ -377,5 +431,44 @@ mod tests {
         a.create_client(&client("c", false), &[0; 32], &audit)
             .unwrap();
         assert!(a.get_client("c").unwrap().is_some());
+    }
+
+    #[test]
+    fn cache_only_mode_answers_hits_and_refuses_misses_and_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = CachedStore::new(Arc::new(
+            SqliteStore::open(&dir.path().join("t.db")).unwrap(),
+        ));
+        let audit = AuditEntry::new(0, "t", "x", None, json!({}));
+        a.create_client(&client("c", false), &[0; 32], &audit)
+            .unwrap();
+        assert!(a.get_client("c").unwrap().is_some());
+        let _only = a.cache_only();
+        assert!(a.get_client("c").unwrap().is_some(), "a hit is answered");
+        assert!(
+            matches!(a.get_client("d"), Err(StoreError::WouldBlock)),
+            "a miss would block"
+        );
+        assert!(matches!(
+            a.create_client(&client("e", false), &[0; 32], &audit),
+            Err(StoreError::WouldBlock)
+        ));
+    }
+
+    #[test]
+    fn changes_made_outside_tollgate_are_caught_by_the_external_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let a = CachedStore::new(Arc::new(SqliteStore::open(&path).unwrap()));
+        let audit = AuditEntry::new(0, "t", "x", None, json!({}));
+        a.create_client(&client("c", false), &[0; 32], &audit)
+            .unwrap();
+        assert!(!a.get_client("c").unwrap().unwrap().disabled);
+        // An sqlite3 shell, say: no change counter bump.
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute("UPDATE clients SET disabled = 1 WHERE id = 'c'", [])
+            .unwrap();
+        assert!(a.poll_external_changes().unwrap());
+        assert!(a.get_client("c").unwrap().unwrap().disabled);
     }
 }

@@ -21,6 +21,9 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A cache-only read missed: the caller retries on the blocking pool.
+    #[error("would block")]
+    WouldBlock,
     /// The database file was written by a newer Tollgate.
     #[error("database schema version {found} is newer than this build supports ({supported})")]
     TooNew {
@@ -258,7 +261,10 @@ pub trait Store: Send + Sync + 'static {
     fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>>;
     /// Whether the database answers.
     fn ping(&self) -> Result<()>;
-    /// A value that changes whenever the database is changed by any
-    /// connection (this process's or another's); used to expire caches.
+    /// A value that changes after every write made through any Tollgate
+    /// process; cheap enough to read on every request, and never blocks.
     fn change_marker(&self) -> Result<i64>;
+    /// A value that changes whenever anything, Tollgate or not, commits to
+    /// the database; may block, so it is polled in the background.
+    fn external_change_marker(&self) -> Result<i64>;
 }

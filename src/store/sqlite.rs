@@ -1,7 +1,8 @@
 //! The SQLite implementation of [`Store`]: WAL mode, `synchronous=FULL`, a small
 //! connection pool, prepared statements cached per connection.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use r2d2::{Pool, PooledConnection};
@@ -19,8 +20,53 @@ const SCHEMA: &str = include_str!("../../schema.sql");
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 1;
 
+/// A counter shared by every process that uses the database, in a small
+/// memory-mapped file beside it (`<db>-changes`). Every committed write bumps
+/// it; readers compare it with one atomic load: no system call and no SQLite
+/// call, so a cache can be checked for freshness on an async worker.
+struct ChangeCounter {
+    map: memmap2::MmapMut,
+}
+
+impl ChangeCounter {
+    fn open(db: &Path) -> std::io::Result<ChangeCounter> {
+        let path = PathBuf::from(format!("{}-changes", db.display()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        if file.metadata()?.len() < 8 {
+            file.set_len(8)?;
+        }
+        // SAFETY: the file is at least 8 bytes and only ever accessed through
+        // `counter()` as one atomic integer; a shared mapping of it is sound.
+        let map = unsafe { memmap2::MmapMut::map_mut(&file)? };
+        Ok(ChangeCounter { map })
+    }
+
+    fn counter(&self) -> &AtomicU64 {
+        // SAFETY: the mapping is page-aligned and at least 8 bytes long, and
+        // AtomicU64 has the size and alignment of u64. Atomic operations on a
+        // shared mapping are coherent across processes on the platforms
+        // Tollgate runs on.
+        unsafe { &*(self.map.as_ptr() as *const AtomicU64) }
+    }
+
+    fn bump(&self) {
+        self.counter().fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn get(&self) -> i64 {
+        self.counter().load(Ordering::SeqCst) as i64
+    }
+}
+
 /// A SQLite database file behind a connection pool.
 pub struct SqliteStore {
+    /// Bumped after every commit, by every process.
+    changes: ChangeCounter,
     pool: Pool<SqliteConnectionManager>,
     /// A connection that never writes: its `PRAGMA data_version` changes
     /// whenever any other connection commits.
@@ -51,7 +97,10 @@ impl SqliteStore {
             .build(manager)?;
         let mut watcher = Connection::open(path)?;
         init_connection(&mut watcher)?;
+        let changes = ChangeCounter::open(path)
+            .map_err(|e| StoreError::Corrupt(format!("change counter: {e}")))?;
         let store = SqliteStore {
+            changes,
             pool,
             watcher: std::sync::Mutex::new(watcher),
         };
@@ -104,6 +153,7 @@ impl SqliteStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
+        self.changes.bump();
         Ok(out)
     }
 }
@@ -437,11 +487,11 @@ impl Store for SqliteStore {
     }
 
     fn prune_revocations(&self, now: i64) -> Result<usize> {
-        let conn = self.conn()?;
-        let n = conn
-            .prepare_cached("DELETE FROM revoked_tokens WHERE expires_at < ?1")?
-            .execute([now])?;
-        Ok(n)
+        self.write(|tx| {
+            Ok(tx
+                .prepare_cached("DELETE FROM revoked_tokens WHERE expires_at < ?1")?
+                .execute([now])?)
+        })
     }
 
     fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
@@ -513,6 +563,10 @@ impl Store for SqliteStore {
     }
 
     fn change_marker(&self) -> Result<i64> {
+        Ok(self.changes.get())
+    }
+
+    fn external_change_marker(&self) -> Result<i64> {
         let conn = match self.watcher.lock() {
             Ok(c) => c,
             Err(p) => p.into_inner(),
