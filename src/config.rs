@@ -258,14 +258,25 @@ impl Config {
                 format!("expected 1 to 32 characters of [A-Za-z0-9_-], got {api_key_prefix:?}"),
             ));
         }
-        let max_token_ttl =
-            number("TOLLGATE_MAX_TOKEN_TTL", file_cfg.max_token_ttl)?.unwrap_or(86_400);
-        if !(1..=86_400).contains(&max_token_ttl) {
-            return Err(bad(
-                "TOLLGATE_MAX_TOKEN_TTL",
-                "must be between 1 and 86400 seconds",
-            ));
-        }
+        // A whole number from the environment or the file, or the default,
+        // within lo..=hi; `unit` finishes the error message.
+        let ranged =
+            |var: &str, from_file: Option<i64>, default: i64, lo: i64, hi: i64, unit: &str| {
+                let v = number(var, from_file)?.unwrap_or(default);
+                if (lo..=hi).contains(&v) {
+                    Ok(v)
+                } else {
+                    Err(bad(var, format!("must be between {lo} and {hi}{unit}")))
+                }
+            };
+        let max_token_ttl = ranged(
+            "TOLLGATE_MAX_TOKEN_TTL",
+            file_cfg.max_token_ttl,
+            86_400,
+            1,
+            86_400,
+            " seconds",
+        )?;
         let default_token_ttl =
             number("TOLLGATE_DEFAULT_TOKEN_TTL", file_cfg.default_token_ttl)?.unwrap_or(3_600);
         if !(1..=max_token_ttl).contains(&default_token_ttl) {
@@ -274,59 +285,48 @@ impl Config {
                 format!("must be between 1 and the maximum TTL ({max_token_ttl} seconds)"),
             ));
         }
-        let max_keys = number(
+        let max_keys = ranged(
             "TOLLGATE_MAX_API_KEYS_PER_CLIENT",
             file_cfg.max_api_keys_per_client.map(i64::from),
-        )?
-        .unwrap_or(5);
-        if !(1..=1000).contains(&max_keys) {
-            return Err(bad(
-                "TOLLGATE_MAX_API_KEYS_PER_CLIENT",
-                "must be between 1 and 1000",
-            ));
-        }
-        let secret_grace =
-            number("TOLLGATE_SECRET_GRACE", file_cfg.secret_grace)?.unwrap_or(86_400);
-        if !(0..=30 * 86_400).contains(&secret_grace) {
-            return Err(bad(
-                "TOLLGATE_SECRET_GRACE",
-                "must be between 0 and 2592000 seconds",
-            ));
-        }
-        let key_prepublish =
-            number("TOLLGATE_KEY_PREPUBLISH", file_cfg.key_prepublish)?.unwrap_or(300);
-        if !(0..=7 * 86_400).contains(&key_prepublish) {
-            return Err(bad(
-                "TOLLGATE_KEY_PREPUBLISH",
-                "must be between 0 and 604800 seconds",
-            ));
-        }
+            5,
+            1,
+            1000,
+            "",
+        )?;
+        let secret_grace = ranged(
+            "TOLLGATE_SECRET_GRACE",
+            file_cfg.secret_grace,
+            86_400,
+            0,
+            30 * 86_400,
+            " seconds",
+        )?;
+        let key_prepublish = ranged(
+            "TOLLGATE_KEY_PREPUBLISH",
+            file_cfg.key_prepublish,
+            300,
+            0,
+            7 * 86_400,
+            " seconds",
+        )?;
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let workers =
-            number("TOLLGATE_WORKERS", file_cfg.workers.map(|w| w as i64))?.unwrap_or(cpus as i64);
-        if !(1..=256).contains(&workers) {
-            return Err(bad("TOLLGATE_WORKERS", "must be between 1 and 256"));
-        }
-        let max_body = number(
+        let workers = ranged(
+            "TOLLGATE_WORKERS",
+            file_cfg.workers.map(|w| w as i64),
+            cpus as i64,
+            1,
+            256,
+            "",
+        )?;
+        let max_body = ranged(
             "TOLLGATE_MAX_BODY_BYTES",
             file_cfg.max_body_bytes.map(|w| w as i64),
-        )?
-        .unwrap_or(16 * 1024);
-        if !(1024..=1024 * 1024).contains(&max_body) {
-            return Err(bad(
-                "TOLLGATE_MAX_BODY_BYTES",
-                "must be between 1024 and 1048576",
-            ));
-        }
+            16 * 1024,
+            1024,
+            1024 * 1024,
+            "",
+        )?;
 
-        let ranged = |var: &str, from_file: Option<i64>, default: i64, lo: i64, hi: i64| {
-            let v = number(var, from_file)?.unwrap_or(default);
-            if (lo..=hi).contains(&v) {
-                Ok(v)
-            } else {
-                Err(bad(var, format!("must be between {lo} and {hi}")))
-            }
-        };
         let list = |var: &str, from_file: &Option<Vec<String>>| -> Vec<String> {
             match env(var) {
                 Some(v) => v
@@ -343,6 +343,7 @@ impl Config {
             1,
             1,
             512,
+            "",
         )?;
         let request_timeout = ranged(
             "TOLLGATE_REQUEST_TIMEOUT",
@@ -350,6 +351,7 @@ impl Config {
             10,
             1,
             300,
+            "",
         )?;
         let day = 86_400;
         let token_quota = ranged(
@@ -358,6 +360,7 @@ impl Config {
             0,
             0,
             1_000_000_000,
+            "",
         )?;
         let token_quota_window = ranged(
             "TOLLGATE_TOKEN_QUOTA_WINDOW",
@@ -365,6 +368,7 @@ impl Config {
             3600,
             1,
             30 * day,
+            "",
         )?;
         let token_quota_ban = ranged(
             "TOLLGATE_TOKEN_QUOTA_BAN",
@@ -372,6 +376,7 @@ impl Config {
             3600,
             0,
             30 * day,
+            "",
         )?;
         let ip_limit_get = ranged(
             "TOLLGATE_IP_LIMIT_GET",
@@ -379,6 +384,7 @@ impl Config {
             1200,
             0,
             1_000_000_000,
+            "",
         )?;
         let ip_limit_post = ranged(
             "TOLLGATE_IP_LIMIT_POST",
@@ -386,6 +392,7 @@ impl Config {
             600,
             0,
             1_000_000_000,
+            "",
         )?;
         let auth_fail_ip_limit = ranged(
             "TOLLGATE_AUTH_FAIL_IP_LIMIT",
@@ -393,6 +400,7 @@ impl Config {
             30,
             1,
             1_000_000_000,
+            "",
         )?;
         let auth_fail_pair_limit = ranged(
             "TOLLGATE_AUTH_FAIL_PAIR_LIMIT",
@@ -400,6 +408,7 @@ impl Config {
             10,
             1,
             1_000_000_000,
+            "",
         )?;
         let auth_fail_client_limit = ranged(
             "TOLLGATE_AUTH_FAIL_CLIENT_LIMIT",
@@ -407,6 +416,7 @@ impl Config {
             100,
             1,
             1_000_000_000,
+            "",
         )?;
         let mut trusted_proxies = Vec::new();
         for p in list("TOLLGATE_TRUSTED_PROXIES", &file_cfg.trusted_proxies) {
