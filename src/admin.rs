@@ -186,21 +186,16 @@ impl App {
         }
     }
 
-    /// Creates a client; its secret is returned here and never again.
-    pub fn create_client(
-        &self,
-        actor: &str,
-        input: NewClient,
-        now: i64,
-    ) -> Result<(Client, SecretString), ApiError> {
+    /// Validates `input` and builds a new client with a fresh id.
+    fn new_client(&self, input: &NewClient, now: i64) -> Result<Client, ApiError> {
         check_name(&input.name)?;
         check_owner(&input.owner)?;
         self.check_ttl(input.token_ttl)?;
         check_quota(input.token_quota, input.quota_window, input.quota_ban)?;
-        let client = Client {
+        Ok(Client {
             id: secret::generate_id(secret::CLIENT_ID_PREFIX),
             name: input.name.trim().to_string(),
-            owner: input.owner,
+            owner: input.owner.clone(),
             scopes: normalize_scopes(&input.scopes)?,
             audiences: check_audiences(&input.audiences)?,
             token_ttl: input.token_ttl,
@@ -211,7 +206,17 @@ impl App {
             quota_ban: input.quota_ban,
             created_at: now,
             updated_at: now,
-        };
+        })
+    }
+
+    /// Creates a client; its secret is returned here and never again.
+    pub fn create_client(
+        &self,
+        actor: &str,
+        input: NewClient,
+        now: i64,
+    ) -> Result<(Client, SecretString), ApiError> {
+        let client = self.new_client(&input, now)?;
         let secret = secret::generate(secret::CLIENT_SECRET_PREFIX);
         let audit = AuditEntry::new(
             now,
@@ -237,9 +242,8 @@ impl App {
         now: i64,
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<(String, SecretString)>, ApiError> {
-        check_name(&template.name)?;
-        let scopes = normalize_scopes(&template.scopes)?;
-        let audiences = check_audiences(&template.audiences)?;
+        // Validated once, like a single creation; each client gets its own id.
+        let model = self.new_client(template, now)?;
         let mut kept = Vec::new();
         let mut done = 0;
         while done < count {
@@ -249,18 +253,7 @@ impl App {
                 let secret = secret::generate(secret::CLIENT_SECRET_PREFIX);
                 let client = Client {
                     id: secret::generate_id(secret::CLIENT_ID_PREFIX),
-                    name: template.name.clone(),
-                    owner: template.owner.clone(),
-                    scopes: scopes.clone(),
-                    audiences: audiences.clone(),
-                    token_ttl: template.token_ttl,
-                    disabled: false,
-                    tokens_revoked_before: None,
-                    token_quota: template.token_quota,
-                    quota_window: template.quota_window,
-                    quota_ban: template.quota_ban,
-                    created_at: now,
-                    updated_at: now,
+                    ..model.clone()
                 };
                 if kept.len() < keep {
                     kept.push((client.id.clone(), secret.clone()));
@@ -522,6 +515,10 @@ impl App {
                 "API key is already revoked",
             ));
         }
+        self.metrics
+            .revocations
+            .with_label_values(&["api_key"])
+            .inc();
         self.store
             .get_api_key(key_id)?
             .ok_or_else(|| ApiError::not_found("no such API key"))

@@ -9,7 +9,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::oauth::credentials::ClientCredentials;
 use crate::secret::SecretString;
 use crate::store::AuditEntry;
-use crate::token::{self, Claims};
+use crate::token::Claims;
 
 /// The scope a caller needs to introspect.
 pub const INTROSPECT_SCOPE: &str = "tollgate:introspect";
@@ -186,10 +186,6 @@ impl App {
             let key = SecretString::new(token_text.to_string());
             if let Some(record) = self.store.find_api_key(&key.digest())? {
                 if record.client_id == caller && record.revoked_at.is_none() {
-                    self.metrics
-                        .revocations
-                        .with_label_values(&["api_key"])
-                        .inc();
                     let audit = AuditEntry::new(
                         now,
                         caller,
@@ -197,19 +193,22 @@ impl App {
                         Some(&record.id),
                         json!({"via": "oauth/revoke"}),
                     );
-                    self.store.revoke_api_key(&record.id, now, &audit)?;
+                    if self.store.revoke_api_key(&record.id, now, &audit)? {
+                        self.metrics
+                            .revocations
+                            .with_label_values(&["api_key"])
+                            .inc();
+                    }
                 }
             }
             return Ok(());
         }
-        let set = self.keys.get();
         // An expired token needs no revocation; a foreign or forged one is ignored.
-        if let Ok(claims) = token::verify(token_text, &set, &self.config.issuer, now) {
+        if let Some(claims) =
+            self.verified
+                .verify(token_text, &self.keys.get(), &self.config.issuer, now)
+        {
             if claims.client_id == caller {
-                self.metrics
-                    .revocations
-                    .with_label_values(&["access_token"])
-                    .inc();
                 let audit = AuditEntry::new(
                     now,
                     caller,
@@ -219,6 +218,10 @@ impl App {
                 );
                 self.store
                     .revoke_token(&claims.jti, caller, claims.exp, now, &audit)?;
+                self.metrics
+                    .revocations
+                    .with_label_values(&["access_token"])
+                    .inc();
             }
         }
         Ok(())
