@@ -131,14 +131,7 @@ async fn admin_manages_clients_end_to_end_with_audit() {
     )
     .await;
     assert_eq!(status, 200);
-    let r = app
-        .http
-        .post(app.url("/oauth/token"))
-        .basic_auth(&id, Some(&secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let r = app.token_request(&id, &secret, None).await;
     assert_eq!(r.status(), 401);
     assert_eq!(app.introspect(&token).await["active"], false);
     call(
@@ -227,13 +220,8 @@ async fn secret_rotation_keeps_the_old_secret_only_during_grace() {
         let app = &app;
         let id = id.clone();
         async move {
-            app.http
-                .post(app.url("/oauth/token"))
-                .basic_auth(&id, Some(&secret))
-                .form(&[("grant_type", "client_credentials")])
-                .send()
+            app.token_request(&id, &secret, None)
                 .await
-                .unwrap()
                 .status()
                 .as_u16()
         }

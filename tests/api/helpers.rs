@@ -193,16 +193,28 @@ impl TestApp {
         (s(&v["client_id"]), s(&v["client_secret"]))
     }
 
-    /// A token for a client by Basic authentication and a form body.
-    pub async fn token(&self, id: &str, secret: &str) -> String {
-        let r = self
+    /// A client-credentials request by Basic authentication and a form body,
+    /// optionally through a proxy that sets `X-Forwarded-For`.
+    pub async fn token_request(
+        &self,
+        id: &str,
+        secret: &str,
+        xff: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
             .http
             .post(self.url("/oauth/token"))
             .basic_auth(id, Some(secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .expect("token request");
+            .form(&[("grant_type", "client_credentials")]);
+        if let Some(ip) = xff {
+            req = req.header("x-forwarded-for", ip);
+        }
+        req.send().await.expect("token request")
+    }
+
+    /// A token for a client by Basic authentication and a form body.
+    pub async fn token(&self, id: &str, secret: &str) -> String {
+        let r = self.token_request(id, secret, None).await;
         assert_eq!(r.status(), 200);
         let v: Value = r.json().await.expect("json");
         s(&v["access_token"])

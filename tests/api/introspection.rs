@@ -298,14 +298,7 @@ async fn disabled_deleted_and_revoked_all_clients_lose_their_tokens() {
     app.cli(&["client", "disable", &id]);
     assert_eq!(app.introspect(&token).await["active"], false);
     assert_eq!(app.introspect(&key).await["active"], false);
-    let r = app
-        .http
-        .post(app.url("/oauth/token"))
-        .basic_auth(&id, Some(&secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let r = app.token_request(&id, &secret, None).await;
     assert_eq!(r.status(), 401);
     app.cli(&["client", "enable", &id]);
     assert_eq!(app.introspect(&token).await["active"], true);

@@ -11,23 +11,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::{json, s, TestApp};
 
-async fn token_status(
-    app: &TestApp,
-    id: &str,
-    secret: &str,
-    xff: Option<&str>,
-) -> reqwest::Response {
-    let mut req = app
-        .http
-        .post(app.url("/oauth/token"))
-        .basic_auth(id, Some(secret))
-        .form(&[("grant_type", "client_credentials")]);
-    if let Some(ip) = xff {
-        req = req.header("x-forwarded-for", ip);
-    }
-    req.send().await.unwrap()
-}
-
 fn assert_429(r: &reqwest::Response, limit: &str) {
     assert_eq!(r.status(), 429);
     let h = r.headers();
@@ -63,9 +46,9 @@ async fn token_quota_of_four_an_hour_bans_the_client_for_an_hour() {
     let (id, secret) = (s(&v["client_id"]), s(&v["client_secret"]));
     let (other, other_secret) = app.client("read", &[]);
     for _ in 0..4 {
-        assert_eq!(token_status(&app, &id, &secret, None).await.status(), 200);
+        assert_eq!(app.token_request(&id, &secret, None).await.status(), 200);
     }
-    let r = token_status(&app, &id, &secret, None).await;
+    let r = app.token_request(&id, &secret, None).await;
     assert_429(&r, "4");
     let retry: u64 = r.headers()["retry-after"]
         .to_str()
@@ -86,7 +69,7 @@ async fn token_quota_of_four_an_hour_bans_the_client_for_an_hour() {
         .unwrap();
     assert_eq!(r.status(), 429);
     assert_eq!(
-        token_status(&app, &other, &other_secret, None)
+        app.token_request(&other, &other_secret, None)
             .await
             .status(),
         200
@@ -107,9 +90,9 @@ async fn server_wide_quota_default_and_admin_override() {
     let (id, secret) = app.client("read", &[]);
     let admin = app.admin_token().await; // the admin's own quota: 1 of 2
     for _ in 0..2 {
-        assert_eq!(token_status(&app, &id, &secret, None).await.status(), 200);
+        assert_eq!(app.token_request(&id, &secret, None).await.status(), 200);
     }
-    assert_429(&token_status(&app, &id, &secret, None).await, "2");
+    assert_429(&app.token_request(&id, &secret, None).await, "2");
     // The admin API sets a per-client quota (0: none).
     let r = app
         .http
@@ -120,7 +103,7 @@ async fn server_wide_quota_default_and_admin_override() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(token_status(&app, &id, &secret, None).await.status(), 200);
+    assert_eq!(app.token_request(&id, &secret, None).await.status(), 200);
 }
 
 #[tokio::test]
@@ -230,17 +213,17 @@ async fn failed_authentication_is_throttled_without_locking_out_other_ips() {
     let attacker = "203.0.113.66";
     for _ in 0..3 {
         assert_eq!(
-            token_status(&app, &id, "tgs_guess", Some(attacker))
+            app.token_request(&id, "tgs_guess", Some(attacker))
                 .await
                 .status(),
             401
         );
     }
     // The attacker's pair is throttled, even with the right secret…
-    assert_429(&token_status(&app, &id, &secret, Some(attacker)).await, "3");
+    assert_429(&app.token_request(&id, &secret, Some(attacker)).await, "3");
     // …but the real client, from its own address, is not.
     assert_eq!(
-        token_status(&app, &id, &secret, Some("198.51.100.7"))
+        app.token_request(&id, &secret, Some("198.51.100.7"))
             .await
             .status(),
         200
@@ -248,18 +231,17 @@ async fn failed_authentication_is_throttled_without_locking_out_other_ips() {
     // Past the client-wide limit, only addresses that failed are refused.
     for ip in ["203.0.113.1", "203.0.113.2"] {
         assert_eq!(
-            token_status(&app, &id, "tgs_guess", Some(ip))
-                .await
-                .status(),
+            app.token_request(&id, "tgs_guess", Some(ip)).await.status(),
             401
         );
     }
     assert_429(
-        &token_status(&app, &id, "tgs_guess", Some("203.0.113.1")).await,
+        &app.token_request(&id, "tgs_guess", Some("203.0.113.1"))
+            .await,
         "5",
     );
     assert_eq!(
-        token_status(&app, &id, &secret, Some("198.51.100.8"))
+        app.token_request(&id, &secret, Some("198.51.100.8"))
             .await
             .status(),
         200
@@ -268,14 +250,14 @@ async fn failed_authentication_is_throttled_without_locking_out_other_ips() {
     let spray = "203.0.113.99";
     for n in 0..8 {
         assert_eq!(
-            token_status(&app, &format!("tgc_unknown{n}"), "x", Some(spray))
+            app.token_request(&format!("tgc_unknown{n}"), "x", Some(spray))
                 .await
                 .status(),
             401
         );
     }
     assert_429(
-        &token_status(&app, "tgc_another", "x", Some(spray)).await,
+        &app.token_request("tgc_another", "x", Some(spray)).await,
         "8",
     );
     assert!(app.logs().contains("too many failed authentications"));
@@ -655,9 +637,9 @@ async fn metrics_count_tokens_failures_introspections_revocations_refusals_and_l
     let (id, secret) = (s(&v["client_id"]), s(&v["client_secret"]));
     let token = app.token(&id, &secret).await;
     app.token(&id, &secret).await;
-    assert_eq!(token_status(&app, &id, &secret, None).await.status(), 429);
+    assert_eq!(app.token_request(&id, &secret, None).await.status(), 429);
     assert_eq!(
-        token_status(&app, &id, "tgs_wrong", None).await.status(),
+        app.token_request(&id, "tgs_wrong", None).await.status(),
         401
     );
     assert_eq!(app.introspect(&token).await["active"], true);

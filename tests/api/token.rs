@@ -24,14 +24,7 @@ async fn jwks(app: &TestApp) -> Value {
 async fn token_with_basic_and_form_is_an_rfc9068_jwt_verified_against_jwks() {
     let app = TestApp::spawn().await;
     let (id, secret) = app.client("read write", &[API]);
-    let r = app
-        .http
-        .post(app.url("/oauth/token"))
-        .basic_auth(&id, Some(&secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let r = app.token_request(&id, &secret, None).await;
     assert_eq!(r.headers()["cache-control"], "no-store");
     let (status, body) = json(r).await;
     assert_eq!(status, 200, "{body}");
@@ -107,22 +100,8 @@ async fn token_accepts_form_body_credentials_and_repeated_resources() {
 async fn token_rejects_unknown_client_and_wrong_secret_identically_with_401() {
     let app = TestApp::spawn().await;
     let (id, secret) = app.client("read", &[]);
-    let wrong = app
-        .http
-        .post(app.url("/oauth/token"))
-        .basic_auth(&id, Some(format!("{secret}x")))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
-    let unknown = app
-        .http
-        .post(app.url("/oauth/token"))
-        .basic_auth("tgc_nobody", Some(&secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let wrong = app.token_request(&id, &format!("{secret}x"), None).await;
+    let unknown = app.token_request("tgc_nobody", &secret, None).await;
     assert_eq!(
         wrong.headers()["www-authenticate"],
         r#"Basic realm="tollgate""#
@@ -477,14 +456,7 @@ async fn logs_of_a_full_run_hold_no_secret_key_or_token() {
         .unwrap();
     let _ = app.introspect(&token).await;
     // A caller that swapped its fields sends its secret as the client id.
-    let _ = app
-        .http
-        .post(app.url("/oauth/token"))
-        .basic_auth(&secret, Some(&id))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let _ = app.token_request(&secret, &id, None).await;
     let logs = app.logs();
     assert!(logs.contains("POST /oauth/token"), "logging is on: {logs}");
     for needle in [&secret[4..], &key[8..], token.as_str(), &token[..60]] {
