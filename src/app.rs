@@ -13,7 +13,7 @@ use crate::oauth::grant::{self, Grant, Policy, TokenRequest};
 use crate::oauth::ClientCredentials;
 use crate::secret::{self, SecretString};
 use crate::store::{
-    ApiKeyRecord, AuditEntry, CachedStore, Client, SigningKeyRecord, SqliteStore, Store,
+    ApiKeyRecord, AuditEntry, CachedStore, Client, SigningKeyRecord, Store,
 };
 use crate::token::keys::{self, KeyError};
 use crate::token::{self, Claims, KeyRing, KeySet};
@@ -81,11 +81,13 @@ impl App {
     /// Opens the store, applies the schema, makes sure a signing key exists,
     /// and loads the keys.
     pub fn open(config: Config) -> Result<App, StartError> {
-        let store = SqliteStore::open(&config.db).map_err(|source| StartError::Store {
-            path: config.db.display().to_string(),
-            source,
+        let store = crate::store::open(&config.db, config.db_pool_size).map_err(|source| {
+            StartError::Store {
+                path: crate::store::postgres::redact_url(&config.db),
+                source,
+            }
         })?;
-        let cache = Arc::new(CachedStore::new(Arc::new(store)));
+        let cache = Arc::new(CachedStore::new(store));
         let app = App {
             config: Arc::new(config),
             store: cache.clone(),
@@ -303,7 +305,12 @@ impl App {
             .quota_window
             .unwrap_or(self.config.token_quota_window);
         let ban = client.quota_ban.unwrap_or(self.config.token_quota_ban);
-        let d = self.limits.quota.hit(&client.id, quota, window, ban, now);
+        // A fleet on PostgreSQL counts in the database, so that the quota
+        // holds across instances; otherwise this process's memory counts.
+        let d = match self.store.hit_quota(&client.id, quota, window, ban, now)? {
+            Some(d) => d,
+            None => self.limits.quota.hit(&client.id, quota, window, ban, now),
+        };
         if !d.allowed {
             self.metrics.refusals.with_label_values(&["quota"]).inc();
             log_refusal(&d, &format!("client {} is over its token quota", client.id));

@@ -14,8 +14,12 @@ use crate::token::Alg;
 pub struct Config {
     /// `bind` / `TOLLGATE_BIND`, default `127.0.0.1:8080`. Port 0 picks a free port.
     pub bind: SocketAddr,
-    /// `db` / `TOLLGATE_DB`, default `./tollgate.db`: the SQLite database file.
-    pub db: PathBuf,
+    /// `db` / `TOLLGATE_DB`, default `./tollgate.db`: the SQLite database
+    /// file, or a `postgres://user@host:5432/db` URL for a fleet on PostgreSQL.
+    pub db: String,
+    /// `db_pool_size` / `TOLLGATE_DB_POOL_SIZE`, default 16: PostgreSQL
+    /// connections per instance at most (ignored by SQLite).
+    pub db_pool_size: usize,
     /// `keys_dir` / `TOLLGATE_KEYS_DIR`, default `./keys`: signing-key PEM files.
     pub keys_dir: PathBuf,
     /// `issuer` / `TOLLGATE_ISSUER`, default `http://` plus the bind address:
@@ -112,6 +116,7 @@ fn bad(setting: &str, message: impl Into<String>) -> ConfigError {
 struct FileConfig {
     bind: Option<String>,
     db: Option<String>,
+    db_pool_size: Option<i64>,
     keys_dir: Option<String>,
     issuer: Option<String>,
     signing_alg: Option<String>,
@@ -141,6 +146,7 @@ struct FileConfig {
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("TOLLGATE_BIND", "bind"),
     ("TOLLGATE_DB", "db"),
+    ("TOLLGATE_DB_POOL_SIZE", "db_pool_size"),
     ("TOLLGATE_KEYS_DIR", "keys_dir"),
     ("TOLLGATE_ISSUER", "issuer"),
     ("TOLLGATE_SIGNING_ALG", "signing_alg"),
@@ -219,9 +225,18 @@ impl Config {
                 format!("expected HOST:PORT such as 127.0.0.1:8080, got {bind_text:?}"),
             )
         })?;
-        let db = PathBuf::from(
-            text("TOLLGATE_DB", &file_cfg.db).unwrap_or_else(|| "./tollgate.db".into()),
-        );
+        let db = text("TOLLGATE_DB", &file_cfg.db).unwrap_or_else(|| "./tollgate.db".into());
+        if crate::store::postgres::is_postgres_url(&db)
+            && db.parse::<tokio_postgres::Config>().is_err()
+        {
+            return Err(bad(
+                "TOLLGATE_DB",
+                format!(
+                    "not a valid PostgreSQL URL: {}",
+                    crate::store::postgres::redact_url(&db)
+                ),
+            ));
+        }
         let keys_dir = PathBuf::from(
             text("TOLLGATE_KEYS_DIR", &file_cfg.keys_dir).unwrap_or_else(|| "./keys".into()),
         );
@@ -316,6 +331,14 @@ impl Config {
             cpus as i64,
             1,
             256,
+            "",
+        )?;
+        let db_pool_size = ranged(
+            "TOLLGATE_DB_POOL_SIZE",
+            file_cfg.db_pool_size,
+            16,
+            1,
+            1024,
             "",
         )?;
         let max_body = ranged(
@@ -440,6 +463,7 @@ impl Config {
         Ok(Config {
             bind,
             db,
+            db_pool_size: db_pool_size as usize,
             keys_dir,
             issuer,
             issuer_explicit,
@@ -486,7 +510,7 @@ mod tests {
         let c = with(&[]).unwrap();
         assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(c.issuer, "http://127.0.0.1:8080");
-        assert_eq!(c.db, PathBuf::from("./tollgate.db"));
+        assert_eq!(c.db, "./tollgate.db");
         assert_eq!(c.signing_alg, Alg::Es256);
         assert_eq!(c.api_key_prefix, "tg_live_");
         assert_eq!(c.max_token_ttl, 86_400);

@@ -256,6 +256,15 @@ impl From<crate::store::StoreError> for ApiError {
             crate::store::StoreError::WouldBlock => {
                 ApiError::new(ErrorCode::WouldBlock, "needs the database")
             }
+            crate::store::StoreError::Unavailable(cause) => {
+                log::error!("database unavailable: {cause}");
+                let mut e = ApiError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the database is unreachable; retry shortly",
+                );
+                e.retry_after = Some(1);
+                e
+            }
             other => ApiError::internal(other),
         }
     }

@@ -17,9 +17,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{
-    ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Result, SigningKeyRecord,
-    Store, StoreError,
+    ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Dump, Result,
+    SigningKeyRecord, Store, StoreError,
 };
+use crate::limits::Decision;
 
 thread_local! {
     /// Set while a [`FreshScope`] is open on this thread.
@@ -372,6 +373,32 @@ impl Store for CachedStore {
     }
     fn external_change_marker(&self) -> Result<i64> {
         self.db()?.external_change_marker()
+    }
+
+    fn hit_quota(
+        &self,
+        client_id: &str,
+        limit: u64,
+        window: i64,
+        ban: i64,
+        now: i64,
+    ) -> Result<Option<Decision>> {
+        if !self.inner.shared_quotas() {
+            return Ok(None);
+        }
+        self.db()?.hit_quota(client_id, limit, window, ban, now)
+    }
+
+    fn shared_quotas(&self) -> bool {
+        self.inner.shared_quotas()
+    }
+
+    fn export(&self) -> Result<Dump> {
+        self.db()?.export()
+    }
+
+    fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool> {
+        self.after_write(self.db()?.import(dump, audit))
     }
 }
 

@@ -2,12 +2,16 @@
 //! metadata and the audit log. The only module with SQL lives below it.
 
 pub mod cached;
+pub mod postgres;
 pub mod sqlite;
 
 use serde::Serialize;
 
 pub use cached::CachedStore;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+use crate::limits::Decision;
 
 /// A storage failure. Its text is logged, never sent to a caller.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +22,13 @@ pub enum StoreError {
     /// No connection could be had from the pool.
     #[error("connection pool: {0}")]
     Pool(#[from] r2d2::Error),
+    /// PostgreSQL answered with an error.
+    #[error("database: {0}")]
+    Postgres(String),
+    /// The database cannot be reached (PostgreSQL down, pool exhausted for
+    /// too long): callers answer 503 and may retry.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// Stored data could not be decoded.
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -32,6 +43,17 @@ pub enum StoreError {
         /// Highest version this build knows.
         supported: i64,
     },
+}
+
+/// Opens the store a `TOLLGATE_DB` value names: a `postgres://` (or
+/// `postgresql://`) URL selects PostgreSQL with at most `pool_size`
+/// connections; anything else is a SQLite file path.
+pub fn open(db: &str, pool_size: usize) -> Result<std::sync::Arc<dyn Store>> {
+    if postgres::is_postgres_url(db) {
+        Ok(std::sync::Arc::new(PostgresStore::open(db, pool_size)?))
+    } else {
+        Ok(std::sync::Arc::new(SqliteStore::open(std::path::Path::new(db))?))
+    }
 }
 
 /// Result of storage calls.
@@ -173,6 +195,50 @@ impl AuditEntry {
     }
 }
 
+/// One stored client secret with its client, as a migration copies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRow {
+    /// The client.
+    pub client_id: String,
+    /// SHA-256 of the secret.
+    pub digest: Vec<u8>,
+    /// Creation time.
+    pub created_at: i64,
+    /// End of its validity, if any.
+    pub expires_at: Option<i64>,
+}
+
+/// One remembered token revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationRecord {
+    /// The token's `jti`.
+    pub jti: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// Its expiry: the revocation is forgotten after it.
+    pub expires_at: i64,
+    /// When it was revoked.
+    pub revoked_at: i64,
+}
+
+/// Everything a deployment stores, as `tollgate migrate` copies it from one
+/// backend to another. Only digests of secrets and keys: nothing to redact.
+#[derive(Debug, Clone, Default)]
+pub struct Dump {
+    /// Clients.
+    pub clients: Vec<Client>,
+    /// Client secret digests, live and recently ended.
+    pub secrets: Vec<SecretRow>,
+    /// API keys (digests), revoked ones included.
+    pub api_keys: Vec<ApiKeyRecord>,
+    /// Token revocations not yet expired.
+    pub revocations: Vec<RevocationRecord>,
+    /// Signing-key metadata (the PEM files are copied separately).
+    pub signing_keys: Vec<SigningKeyRecord>,
+    /// The audit log, with its numbers.
+    pub audit: Vec<AuditEntry>,
+}
+
 /// What creating an API key can run into.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ApiKeyCreate {
@@ -267,4 +333,28 @@ pub trait Store: Send + Sync + 'static {
     /// A value that changes whenever anything, Tollgate or not, commits to
     /// the database; may block, so it is polled in the background.
     fn external_change_marker(&self) -> Result<i64>;
+    /// Counts a token against a fleet-wide quota kept in the database and
+    /// decides it, with the same rule as [`crate::limits::Limiter::hit`].
+    /// `None` when this backend keeps no shared quotas (SQLite: one machine,
+    /// the in-memory limiter decides).
+    fn hit_quota(
+        &self,
+        _client_id: &str,
+        _limit: u64,
+        _window: i64,
+        _ban: i64,
+        _now: i64,
+    ) -> Result<Option<Decision>> {
+        Ok(None)
+    }
+    /// Whether [`Store::hit_quota`] counts in the database. Never blocks.
+    fn shared_quotas(&self) -> bool {
+        false
+    }
+    /// Everything stored, for `tollgate migrate`.
+    fn export(&self) -> Result<Dump>;
+    /// Loads a [`Dump`] into an unused database in one transaction, with
+    /// `audit` recording the migration; false (and nothing written) if the
+    /// database already holds clients, keys or revocations.
+    fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool>;
 }

@@ -10,8 +10,8 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use super::{
-    ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Result, SigningKeyRecord,
-    Store, StoreError,
+    ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Dump, Result,
+    RevocationRecord, SecretRow, SigningKeyRecord, Store, StoreError,
 };
 
 /// The schema, applied at start-up.
@@ -395,21 +395,7 @@ impl Store for SqliteStore {
             if active >= max_active {
                 return Ok(ApiKeyCreate::LimitReached(max_active));
             }
-            tx.prepare_cached(&format!(
-                "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-            ))?
-            .execute(params![
-                k.id,
-                k.client_id,
-                k.name,
-                k.digest,
-                k.prefix,
-                k.last4,
-                k.created_at,
-                k.expires_at,
-                k.last_used_at,
-                k.revoked_at
-            ])?;
+            insert_api_key(tx, k)?;
             insert_audit(tx, audit)?;
             Ok(ApiKeyCreate::Created)
         })
@@ -499,15 +485,7 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT kid, alg, created_at, activates_at, retired_at FROM signing_keys ORDER BY activates_at, created_at",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(SigningKeyRecord {
-                kid: r.get(0)?,
-                alg: r.get(1)?,
-                created_at: r.get(2)?,
-                activates_at: r.get(3)?,
-                retired_at: r.get(4)?,
-            })
-        })?;
+        let rows = stmt.query_map([], signing_key_from_row)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -542,17 +520,7 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT id, at, actor, action, target, detail FROM audit_log WHERE id > ?1 ORDER BY id LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![after, limit], |r| {
-            let detail: String = r.get(5)?;
-            Ok(AuditEntry {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                actor: r.get(2)?,
-                action: r.get(3)?,
-                target: r.get(4)?,
-                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-            })
-        })?;
+        let rows = stmt.query_map(params![after, limit], audit_from_row)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -573,6 +541,186 @@ impl Store for SqliteStore {
         };
         Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
+
+    fn export(&self) -> Result<Dump> {
+        let mut conn = self.conn()?;
+        // One read transaction: a consistent snapshot even while servers write.
+        let tx = conn.transaction()?;
+        let dump = Dump {
+            clients: all(
+                &tx,
+                &format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY id"),
+                client_from_row,
+            )?,
+            secrets: all(
+                &tx,
+                "SELECT client_id, digest, created_at, expires_at FROM client_secrets ORDER BY id",
+                |r| {
+                    Ok(SecretRow {
+                        client_id: r.get(0)?,
+                        digest: r.get(1)?,
+                        created_at: r.get(2)?,
+                        expires_at: r.get(3)?,
+                    })
+                },
+            )?,
+            api_keys: all(
+                &tx,
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id"),
+                key_from_row,
+            )?,
+            revocations: all(
+                &tx,
+                "SELECT jti, client_id, expires_at, revoked_at FROM revoked_tokens ORDER BY jti",
+                |r| {
+                    Ok(RevocationRecord {
+                        jti: r.get(0)?,
+                        client_id: r.get(1)?,
+                        expires_at: r.get(2)?,
+                        revoked_at: r.get(3)?,
+                    })
+                },
+            )?,
+            signing_keys: all(
+                &tx,
+                "SELECT kid, alg, created_at, activates_at, retired_at FROM signing_keys ORDER BY kid",
+                signing_key_from_row,
+            )?,
+            audit: all(
+                &tx,
+                "SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY id",
+                audit_from_row,
+            )?,
+        };
+        tx.finish()?;
+        Ok(dump)
+    }
+
+    fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool> {
+        self.write(|tx| {
+            let used: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM clients) OR EXISTS (SELECT 1 FROM api_keys) \
+                 OR EXISTS (SELECT 1 FROM revoked_tokens)",
+                [],
+                |r| r.get(0),
+            )?;
+            if used {
+                return Ok(false);
+            }
+            let mut client = tx.prepare_cached(&format!(
+                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            ))?;
+            for c in &dump.clients {
+                client.execute(params![
+                    c.id,
+                    c.name,
+                    c.owner,
+                    c.scopes.join(" "),
+                    audiences_json(c),
+                    c.token_ttl,
+                    c.disabled,
+                    c.tokens_revoked_before,
+                    c.created_at,
+                    c.updated_at,
+                    c.token_quota.map(|q| q.min(i64::MAX as u64) as i64),
+                    c.quota_window,
+                    c.quota_ban
+                ])?;
+            }
+            let mut secret = tx.prepare_cached(
+                "INSERT INTO client_secrets (client_id, digest, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for s in &dump.secrets {
+                secret.execute(params![s.client_id, s.digest, s.created_at, s.expires_at])?;
+            }
+            for k in &dump.api_keys {
+                insert_api_key(tx, k)?;
+            }
+            let mut revoked = tx.prepare_cached(
+                "INSERT OR IGNORE INTO revoked_tokens (jti, client_id, expires_at, revoked_at) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for r in &dump.revocations {
+                revoked.execute(params![r.jti, r.client_id, r.expires_at, r.revoked_at])?;
+            }
+            let mut key = tx.prepare_cached(
+                "INSERT OR IGNORE INTO signing_keys (kid, alg, created_at, activates_at, retired_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for k in &dump.signing_keys {
+                key.execute(params![k.kid, k.alg, k.created_at, k.activates_at, k.retired_at])?;
+            }
+            // The old log keeps its numbers; entries already here follow it.
+            let offset = dump.audit.iter().map(|e| e.id).max().unwrap_or(0);
+            tx.execute("UPDATE audit_log SET id = -id", [])?;
+            tx.execute("UPDATE audit_log SET id = ?1 - id WHERE id < 0", [offset])?;
+            let mut entry = tx.prepare_cached(
+                "INSERT INTO audit_log (id, at, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for e in &dump.audit {
+                entry.execute(params![
+                    e.id,
+                    e.at,
+                    e.actor,
+                    e.action,
+                    e.target,
+                    e.detail.to_string()
+                ])?;
+            }
+            insert_audit(tx, audit)?;
+            Ok(true)
+        })
+    }
+}
+
+fn signing_key_from_row(r: &Row<'_>) -> rusqlite::Result<SigningKeyRecord> {
+    Ok(SigningKeyRecord {
+        kid: r.get(0)?,
+        alg: r.get(1)?,
+        created_at: r.get(2)?,
+        activates_at: r.get(3)?,
+        retired_at: r.get(4)?,
+    })
+}
+
+fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
+    let detail: String = r.get(5)?;
+    Ok(AuditEntry {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        target: r.get(4)?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+fn insert_api_key(tx: &Connection, k: &ApiKeyRecord) -> Result<()> {
+    tx.prepare_cached(&format!(
+        "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    ))?
+    .execute(params![
+        k.id,
+        k.client_id,
+        k.name,
+        k.digest,
+        k.prefix,
+        k.last4,
+        k.created_at,
+        k.expires_at,
+        k.last_used_at,
+        k.revoked_at
+    ])?;
+    Ok(())
+}
+
+fn all<T>(
+    conn: &Connection,
+    sql: &str,
+    f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map([], f)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 #[cfg(test)]

@@ -16,6 +16,78 @@ pub struct TestApp {
     child: Option<Child>,
     extra_env: Vec<(String, String)>,
     log_seq: usize,
+    /// `TOLLGATE_DB`: a file in `dir`, or a PostgreSQL URL with its own schema.
+    pub db: String,
+    /// The PostgreSQL schema this app created (dropped with the app).
+    pg_schema: Option<String>,
+    /// The keys directory (shared by the instances of a fleet).
+    pub keys_dir: PathBuf,
+}
+
+/// The PostgreSQL server for tests: `TOLLGATE_TEST_PG_URL`.
+pub fn pg_url() -> Option<String> {
+    std::env::var("TOLLGATE_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// Whether the shared suite runs against PostgreSQL
+/// (`TOLLGATE_TEST_BACKEND=postgres`) instead of SQLite.
+pub fn on_postgres() -> bool {
+    std::env::var("TOLLGATE_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// The PostgreSQL URL, or a line saying the test is skipped and why.
+pub fn pg_or_skip(test: &str) -> Option<String> {
+    let url = pg_url();
+    if url.is_none() {
+        eprintln!("SKIPPED {test}: set TOLLGATE_TEST_PG_URL (such as postgres://postgres@127.0.0.1:5432/test) to run it");
+    }
+    url
+}
+
+/// Runs one statement on the test PostgreSQL server.
+pub async fn pg_exec(url: &str, sql: &str) {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to TOLLGATE_TEST_PG_URL");
+    let task = tokio::spawn(conn);
+    client.batch_execute(sql).await.expect(sql);
+    drop(client);
+    let _ = task.await;
+}
+
+/// A fresh schema on the test server and a URL that works in it.
+pub async fn pg_schema(url: &str) -> (String, String) {
+    let schema = format!(
+        "tg_{}",
+        URL_SAFE_NO_PAD
+            .encode(rand_bytes())
+            .to_lowercase()
+            .replace(['-', '_'], "x")
+    );
+    pg_exec(url, &format!("CREATE SCHEMA {schema}")).await;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    (
+        schema.clone(),
+        format!("{url}{sep}options=-csearch_path%3D{schema}"),
+    )
+}
+
+fn rand_bytes() -> [u8; 9] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = [0u8; 9];
+    for chunk in out.chunks_mut(3) {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos(),
+        );
+        chunk.copy_from_slice(&h.finish().to_le_bytes()[..3]);
+    }
+    out
 }
 
 fn bin() -> &'static str {
@@ -29,7 +101,54 @@ impl TestApp {
 
     pub async fn spawn_with(env: &[(&str, &str)]) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
+        let (db, pg_schema) = if on_postgres() {
+            let url = pg_url().expect(
+                "TOLLGATE_TEST_BACKEND=postgres needs TOLLGATE_TEST_PG_URL, such as postgres://postgres@127.0.0.1:5432/test",
+            );
+            let (schema, db) = pg_schema(&url).await;
+            (db, Some(schema))
+        } else {
+            (dir.path().join("tollgate.db").display().to_string(), None)
+        };
+        Self::spawn_on(dir, db, pg_schema, None, env)
+    }
+
+    /// A fleet of `n` instances on one fresh PostgreSQL schema, sharing one
+    /// keys directory and one issuer.
+    pub async fn fleet(url: &str, n: usize, env: &[(&str, &str)]) -> Vec<TestApp> {
+        let (schema, db) = pg_schema(url).await;
+        let mut env: Vec<(&str, &str)> = env.to_vec();
+        env.push(("TOLLGATE_ISSUER", "http://tollgate.fleet.test"));
+        let first = tempfile::tempdir().expect("tempdir");
+        // Shared storage for the keys: a directory of the first instance's.
+        let keys = first.path().join("keys");
+        let mut fleet = vec![Self::spawn_on(
+            first,
+            db.clone(),
+            Some(schema),
+            Some(keys.clone()),
+            &env,
+        )];
+        for _ in 1..n {
+            let dir = tempfile::tempdir().expect("tempdir");
+            fleet.push(Self::spawn_on(dir, db.clone(), None, Some(keys.clone()), &env));
+        }
+        fleet
+    }
+
+    /// Starts an app on `db` with the given keys directory (default: in `dir`).
+    pub fn spawn_on(
+        dir: tempfile::TempDir,
+        db: String,
+        pg_schema: Option<String>,
+        keys_dir: Option<PathBuf>,
+        env: &[(&str, &str)],
+    ) -> TestApp {
+        let keys_dir = keys_dir.unwrap_or_else(|| dir.path().join("keys"));
         let mut app = TestApp {
+            db,
+            pg_schema,
+            keys_dir,
             dir,
             base: String::new(),
             http: reqwest::Client::builder()
@@ -52,8 +171,8 @@ impl TestApp {
         cmd.current_dir(self.dir.path())
             .env_remove("RUST_LOG")
             .env("TOLLGATE_BIND", "127.0.0.1:0")
-            .env("TOLLGATE_DB", self.dir.path().join("tollgate.db"))
-            .env("TOLLGATE_KEYS_DIR", self.dir.path().join("keys"));
+            .env("TOLLGATE_DB", &self.db)
+            .env("TOLLGATE_KEYS_DIR", &self.keys_dir);
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
@@ -245,6 +364,68 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.kill();
+        if let (Some(schema), Some(url)) = (self.pg_schema.take(), pg_url()) {
+            // Drop runs inside the test's runtime: clean up on a thread of its own.
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(pg_exec(&url, &format!("DROP SCHEMA {schema} CASCADE")));
+                }
+            })
+            .join();
+        }
+    }
+}
+
+/// A TCP relay in front of PostgreSQL that a test can cut, as if the
+/// database became unreachable, and restore.
+pub struct CuttableProxy {
+    pub port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl CuttableProxy {
+    pub async fn start(target: String) -> CuttableProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> =
+            Default::default();
+        let (up2, conns2) = (up.clone(), conns.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused at once
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                conns2.lock().expect("lock").push(task);
+            }
+        });
+        CuttableProxy { port, up, conns }
+    }
+
+    /// Closes every relayed connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for t in self.conns.lock().expect("lock").drain(..) {
+            t.abort();
+        }
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -1,0 +1,1009 @@
+//! The PostgreSQL implementation of [`Store`], the shared store of a fleet:
+//! tokio-postgres behind a deadpool pool, versioned migrations applied at
+//! start-up, a LISTEN connection that turns other instances' commits into a
+//! change marker, and fleet-wide token quotas counted in the database.
+//!
+//! The [`Store`] trait is blocking (SQLite is), so this store owns a small
+//! tokio runtime that drives its connections; each call enters it and waits
+//! for its future. Callers already run store calls off the async workers
+//! (cache-only first, then the blocking pool), so nothing async waits on it.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{AsyncMessage, NoTls, Row};
+
+use super::{
+    ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Dump, Result,
+    RevocationRecord, SecretRow, SigningKeyRecord, Store, StoreError,
+};
+use crate::limits::Decision;
+
+/// The migrations, in order; the number is the schema version each leaves.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../../schema-postgres/0001_initial.sql"),
+)];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// The advisory lock that serialises migrations of instances starting together.
+const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"
+
+/// How long a caller waits for a pooled connection, or for a new one, before
+/// the store reports itself unavailable (a 503 to HTTP callers).
+const WAIT: Duration = Duration::from_secs(2);
+
+/// Whether a `TOLLGATE_DB` value names a PostgreSQL database.
+pub fn is_postgres_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+/// A database URL with any password replaced, for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((user, host)) => {
+                let user = user.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // A closed connection or a failed connect means the server is away;
+        // anything the server answered is an ordinary database error.
+        if e.is_closed() || e.as_db_error().is_none() && e.code().is_none() {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Postgres(e.to_string())
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// A PostgreSQL database shared by a fleet.
+pub struct PostgresStore {
+    runtime: Option<tokio::runtime::Runtime>,
+    pool: Pool,
+    /// Bumped by every notification on `tollgate_changes` and on every
+    /// (re)connection of the listener, when notifications may have been missed.
+    changes: Arc<AtomicI64>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // Dropping a runtime may happen on an async thread; this never blocks.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("tollgate-pg")
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::Unavailable(format!("runtime: {e}")))
+}
+
+impl PostgresStore {
+    /// Connects to `url`, applies the pending migrations and starts listening
+    /// for changes. `pool_size` bounds this process's connections.
+    pub fn open(url: &str, pool_size: usize) -> Result<PostgresStore> {
+        let pg: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StoreError::Postgres(e.to_string()))?;
+        let mut pg = pg;
+        pg.connect_timeout(WAIT);
+        if pg.get_application_name().is_none() {
+            pg.application_name("tollgate");
+        }
+        let runtime = runtime()?;
+        let manager = Manager::from_config(
+            pg.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = {
+            let _enter = runtime.enter();
+            Pool::builder(manager)
+                .max_size(pool_size.max(1))
+                .wait_timeout(Some(WAIT))
+                .create_timeout(Some(WAIT))
+                .recycle_timeout(Some(WAIT))
+                .runtime(Runtime::Tokio1)
+                .build()
+                .map_err(|e| StoreError::Postgres(e.to_string()))?
+        };
+        let store = PostgresStore {
+            runtime: Some(runtime),
+            pool,
+            changes: Arc::new(AtomicI64::new(0)),
+        };
+        store.block(store.migrate())?;
+        store.spawn_listener(pg);
+        Ok(store)
+    }
+
+    /// Runs `f` to completion on this store's runtime and waits for it. Safe
+    /// from any thread: it never starts a runtime inside another.
+    fn block<F: Future>(&self, f: F) -> F::Output {
+        let _enter = self.runtime.as_ref().map(|rt| rt.enter());
+        futures_executor::block_on(f)
+    }
+
+    async fn conn(&self) -> Result<Object> {
+        Ok(self.pool.get().await?)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        // Instances starting together wait here for the first to finish.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS tollgate_migrations (
+                 version    INTEGER PRIMARY KEY,
+                 name       TEXT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await?;
+        let current: i32 = tx
+            .query_one(
+                "SELECT COALESCE(max(version), 0) FROM tollgate_migrations",
+                &[],
+            )
+            .await?
+            .get(0);
+        if current > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                found: current.into(),
+                supported: SCHEMA_VERSION.into(),
+            });
+        }
+        for (version, name, sql) in MIGRATIONS {
+            if *version > current {
+                tx.batch_execute(sql).await?;
+                tx.execute(
+                    "INSERT INTO tollgate_migrations (version, name) VALUES ($1, $2)",
+                    &[version, name],
+                )
+                .await?;
+                log::info!("applied PostgreSQL migration {version} ({name})");
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Keeps one connection LISTENing on `tollgate_changes`, reconnecting
+    /// after a second when it drops. Each notification, and each (re)connect,
+    /// bumps the change marker.
+    fn spawn_listener(&self, pg: tokio_postgres::Config) {
+        let Some(rt) = &self.runtime else { return };
+        let changes = self.changes.clone();
+        rt.spawn(async move {
+            loop {
+                match pg.connect(NoTls).await {
+                    Ok((client, mut connection)) => {
+                        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+                        let driver = tokio::spawn(async move {
+                            loop {
+                                let msg =
+                                    std::future::poll_fn(|cx| connection.poll_message(cx)).await;
+                                match msg {
+                                    Some(Ok(AsyncMessage::Notification(_))) => {
+                                        let _ = tx.send(());
+                                    }
+                                    Some(Ok(_)) => {}
+                                    Some(Err(e)) => {
+                                        log::warn!("change listener: {e}");
+                                        break;
+                                    }
+                                    None => break,
+                                }
+                            }
+                        });
+                        match client.batch_execute("LISTEN tollgate_changes").await {
+                            Ok(()) => {
+                                // Anything may have changed while we were not listening.
+                                changes.fetch_add(1, Ordering::SeqCst);
+                                while rx.recv().await.is_some() {
+                                    changes.fetch_add(1, Ordering::SeqCst);
+                                }
+                            }
+                            Err(e) => log::warn!("change listener: LISTEN failed: {e}"),
+                        }
+                        drop(client);
+                        driver.abort();
+                        log::warn!("change listener disconnected; reconnecting");
+                    }
+                    Err(e) => log::warn!("change listener cannot connect: {e}"),
+                }
+                changes.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+
+    /// Runs one statement in a transaction and, when it changed exactly one
+    /// row, writes `audit` in the same transaction; returns whether it did.
+    async fn write_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let stmt = tx.prepare_cached(sql).await?;
+        let n = tx.execute(&stmt, params).await?;
+        if n == 1 {
+            insert_audit(&tx, audit).await?;
+        }
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let conn = self.conn().await?;
+        let stmt = conn.prepare_cached(sql).await?;
+        Ok(conn.query(&stmt, params).await?)
+    }
+
+    async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+        let conn = self.conn().await?;
+        let stmt = conn.prepare_cached(sql).await?;
+        Ok(conn.query_opt(&stmt, params).await?)
+    }
+}
+
+async fn insert_audit(tx: &deadpool_postgres::Transaction<'_>, e: &AuditEntry) -> Result<()> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .await?;
+    tx.execute(&stmt, &[&e.at, &e.actor, &e.action, &e.target, &e.detail])
+        .await?;
+    Ok(())
+}
+
+const CLIENT_COLUMNS: &str = "id, name, owner, scopes, audiences, token_ttl, disabled, \
+     tokens_revoked_before, created_at, updated_at, token_quota, quota_window, quota_ban";
+
+fn client_from_row(r: &Row) -> Result<Client> {
+    let scopes: String = r.try_get(3)?;
+    let audiences: String = r.try_get(4)?;
+    Ok(Client {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        owner: r.try_get(2)?,
+        scopes: scopes
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        audiences: serde_json::from_str(&audiences)
+            .map_err(|e| StoreError::Corrupt(format!("audiences: {e}")))?,
+        token_ttl: r.try_get(5)?,
+        disabled: r.try_get(6)?,
+        tokens_revoked_before: r.try_get(7)?,
+        created_at: r.try_get(8)?,
+        updated_at: r.try_get(9)?,
+        token_quota: r.try_get::<_, Option<i64>>(10)?.map(|q| q.max(0) as u64),
+        quota_window: r.try_get(11)?,
+        quota_ban: r.try_get(12)?,
+    })
+}
+
+const KEY_COLUMNS: &str =
+    "id, client_id, name, digest, prefix, last4, created_at, expires_at, last_used_at, revoked_at";
+
+fn key_from_row(r: &Row) -> Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: r.try_get(0)?,
+        client_id: r.try_get(1)?,
+        name: r.try_get(2)?,
+        digest: r.try_get(3)?,
+        prefix: r.try_get(4)?,
+        last4: r.try_get(5)?,
+        created_at: r.try_get(6)?,
+        expires_at: r.try_get(7)?,
+        last_used_at: r.try_get(8)?,
+        revoked_at: r.try_get(9)?,
+    })
+}
+
+fn audit_from_row(r: &Row) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: r.try_get(0)?,
+        at: r.try_get(1)?,
+        actor: r.try_get(2)?,
+        action: r.try_get(3)?,
+        target: r.try_get(4)?,
+        detail: r.try_get(5)?,
+    })
+}
+
+fn signing_key_from_row(r: &Row) -> Result<SigningKeyRecord> {
+    Ok(SigningKeyRecord {
+        kid: r.try_get(0)?,
+        alg: r.try_get(1)?,
+        created_at: r.try_get(2)?,
+        activates_at: r.try_get(3)?,
+        retired_at: r.try_get(4)?,
+    })
+}
+
+fn quota_i64(q: Option<u64>) -> Option<i64> {
+    q.map(|q| q.min(i64::MAX as u64) as i64)
+}
+
+async fn insert_client(
+    tx: &deadpool_postgres::Transaction<'_>,
+    c: &Client,
+    secret_digest: Option<&[u8]>,
+) -> Result<()> {
+    let stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO clients ({CLIENT_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ))
+        .await?;
+    tx.execute(
+        &stmt,
+        &[
+            &c.id,
+            &c.name,
+            &c.owner,
+            &c.scopes.join(" "),
+            &audiences_json(c),
+            &c.token_ttl,
+            &c.disabled,
+            &c.tokens_revoked_before,
+            &c.created_at,
+            &c.updated_at,
+            &quota_i64(c.token_quota),
+            &c.quota_window,
+            &c.quota_ban,
+        ],
+    )
+    .await?;
+    if let Some(digest) = secret_digest {
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO client_secrets (client_id, digest, created_at) VALUES ($1, $2, $3)",
+            )
+            .await?;
+        tx.execute(&stmt, &[&c.id, &digest, &c.created_at]).await?;
+    }
+    Ok(())
+}
+
+fn audiences_json(c: &Client) -> String {
+    serde_json::Value::from(c.audiences.clone()).to_string()
+}
+
+impl Store for PostgresStore {
+    fn create_client(&self, c: &Client, secret_digest: &[u8], audit: &AuditEntry) -> Result<()> {
+        self.block(async {
+            let mut conn = self.conn().await?;
+            let tx = conn.transaction().await?;
+            insert_client(&tx, c, Some(secret_digest)).await?;
+            insert_audit(&tx, audit).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn import_clients(&self, clients: &[(Client, Vec<u8>)], audit: &AuditEntry) -> Result<()> {
+        self.block(async {
+            let mut conn = self.conn().await?;
+            let tx = conn.transaction().await?;
+            for (c, digest) in clients {
+                insert_client(&tx, c, Some(digest)).await?;
+            }
+            insert_audit(&tx, audit).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn get_client(&self, id: &str) -> Result<Option<Client>> {
+        self.block(async {
+            let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1");
+            self.query_opt(&sql, &[&id])
+                .await?
+                .map(|r| client_from_row(&r))
+                .transpose()
+        })
+    }
+
+    fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>> {
+        self.block(async {
+            let sql = format!(
+                "SELECT {CLIENT_COLUMNS} FROM clients WHERE id > $1 ORDER BY id COLLATE \"C\" LIMIT $2"
+            );
+            let after = after.unwrap_or("");
+            let rows = self.query(&sql, &[&after, &i64::from(limit)]).await?;
+            rows.iter().map(client_from_row).collect()
+        })
+    }
+
+    fn update_client(&self, c: &Client, audit: &AuditEntry) -> Result<bool> {
+        self.block(self.write_one(
+            "UPDATE clients SET name = $2, owner = $3, scopes = $4, audiences = $5, \
+             token_ttl = $6, disabled = $7, tokens_revoked_before = $8, updated_at = $9, \
+             token_quota = $10, quota_window = $11, quota_ban = $12 WHERE id = $1",
+            &[
+                &c.id,
+                &c.name,
+                &c.owner,
+                &c.scopes.join(" "),
+                &audiences_json(c),
+                &c.token_ttl,
+                &c.disabled,
+                &c.tokens_revoked_before,
+                &c.updated_at,
+                &quota_i64(c.token_quota),
+                &c.quota_window,
+                &c.quota_ban,
+            ],
+            audit,
+        ))
+    }
+
+    fn delete_client(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
+        self.block(self.write_one("DELETE FROM clients WHERE id = $1", &[&id], audit))
+    }
+
+    fn live_secrets(&self, client_id: &str, now: i64) -> Result<Vec<ClientSecretRecord>> {
+        self.block(async {
+            let rows = self
+                .query(
+                    "SELECT id, digest, created_at, expires_at FROM client_secrets \
+                     WHERE client_id = $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY id",
+                    &[&client_id, &now],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(ClientSecretRecord {
+                        id: r.try_get(0)?,
+                        digest: r.try_get(1)?,
+                        created_at: r.try_get(2)?,
+                        expires_at: r.try_get(3)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn rotate_secret(
+        &self,
+        client_id: &str,
+        digest: &[u8],
+        now: i64,
+        old_expire_at: i64,
+        max_live: usize,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        self.block(async {
+            let mut conn = self.conn().await?;
+            let tx = conn.transaction().await?;
+            // Locks the client row: rotations of one client run one at a time.
+            let exists = tx
+                .query_opt("SELECT 1 FROM clients WHERE id = $1 FOR UPDATE", &[&client_id])
+                .await?;
+            if exists.is_none() {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE client_secrets SET expires_at = $2 WHERE client_id = $1 \
+                 AND (expires_at IS NULL OR expires_at > $2)",
+                &[&client_id, &old_expire_at],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO client_secrets (client_id, digest, created_at) VALUES ($1, $2, $3)",
+                &[&client_id, &digest, &now],
+            )
+            .await?;
+            // Keep at most `max_live` secrets live: the oldest ones end now.
+            tx.execute(
+                "UPDATE client_secrets SET expires_at = $2 WHERE id IN ( \
+                   SELECT id FROM client_secrets WHERE client_id = $1 \
+                   AND (expires_at IS NULL OR expires_at > $2) ORDER BY id DESC OFFSET $3)",
+                &[&client_id, &now, &(max_live as i64)],
+            )
+            .await?;
+            // Forget secrets that ended more than a day ago.
+            tx.execute(
+                "DELETE FROM client_secrets WHERE client_id = $1 AND expires_at < $2",
+                &[&client_id, &(now - 86_400)],
+            )
+            .await?;
+            insert_audit(&tx, audit).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    fn create_api_key(
+        &self,
+        k: &ApiKeyRecord,
+        max_active: u32,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<ApiKeyCreate> {
+        self.block(async {
+            let mut conn = self.conn().await?;
+            let tx = conn.transaction().await?;
+            // Locks the client row, so two instances cannot both add the fifth key.
+            let exists = tx
+                .query_opt(
+                    "SELECT 1 FROM clients WHERE id = $1 FOR UPDATE",
+                    &[&k.client_id],
+                )
+                .await?;
+            if exists.is_none() {
+                return Ok(ApiKeyCreate::NoSuchClient);
+            }
+            let active: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM api_keys WHERE client_id = $1 AND revoked_at IS NULL \
+                     AND (expires_at IS NULL OR expires_at > $2)",
+                    &[&k.client_id, &now],
+                )
+                .await?
+                .get(0);
+            if active >= i64::from(max_active) {
+                return Ok(ApiKeyCreate::LimitReached(max_active));
+            }
+            insert_api_key(&tx, k).await?;
+            insert_audit(&tx, audit).await?;
+            tx.commit().await?;
+            Ok(ApiKeyCreate::Created)
+        })
+    }
+
+    fn find_api_key(&self, digest: &[u8]) -> Result<Option<ApiKeyRecord>> {
+        self.block(async {
+            let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE digest = $1");
+            self.query_opt(&sql, &[&digest])
+                .await?
+                .map(|r| key_from_row(&r))
+                .transpose()
+        })
+    }
+
+    fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        self.block(async {
+            let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1");
+            self.query_opt(&sql, &[&id])
+                .await?
+                .map(|r| key_from_row(&r))
+                .transpose()
+        })
+    }
+
+    fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>> {
+        self.block(async {
+            let sql = format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE client_id = $1 \
+                 ORDER BY created_at DESC, id COLLATE \"C\""
+            );
+            let rows = self.query(&sql, &[&client_id]).await?;
+            rows.iter().map(key_from_row).collect()
+        })
+    }
+
+    fn revoke_api_key(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<bool> {
+        self.block(self.write_one(
+            "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+            &[&id, &now],
+            audit,
+        ))
+    }
+
+    fn touch_api_keys(&self, uses: &[(String, i64)]) -> Result<()> {
+        self.block(async {
+            let (ids, ats): (Vec<&str>, Vec<i64>) =
+                uses.iter().map(|(id, at)| (id.as_str(), *at)).unzip();
+            let conn = self.conn().await?;
+            conn.execute(
+                "UPDATE api_keys k SET last_used_at = u.at \
+                 FROM unnest($1::text[], $2::bigint[]) AS u(id, at) \
+                 WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)",
+                &[&ids, &ats],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn revoke_token(
+        &self,
+        jti: &str,
+        client_id: &str,
+        expires_at: i64,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        self.block(self.write_one(
+            "INSERT INTO revoked_tokens (jti, client_id, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
+            &[&jti, &client_id, &expires_at, &now],
+            audit,
+        ))
+        .map(|_| ())
+    }
+
+    fn is_token_revoked(&self, jti: &str) -> Result<bool> {
+        self.block(async {
+            Ok(self
+                .query_opt("SELECT 1 FROM revoked_tokens WHERE jti = $1", &[&jti])
+                .await?
+                .is_some())
+        })
+    }
+
+    fn prune_revocations(&self, now: i64) -> Result<usize> {
+        self.block(async {
+            let conn = self.conn().await?;
+            let n = conn
+                .execute("DELETE FROM revoked_tokens WHERE expires_at < $1", &[&now])
+                .await?;
+            conn.execute("DELETE FROM quota_usage WHERE expires_at < $1", &[&now])
+                .await?;
+            Ok(n as usize)
+        })
+    }
+
+    fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        self.block(async {
+            let rows = self
+                .query(
+                    "SELECT kid, alg, created_at, activates_at, retired_at FROM signing_keys \
+                     ORDER BY activates_at, created_at",
+                    &[],
+                )
+                .await?;
+            rows.iter().map(signing_key_from_row).collect()
+        })
+    }
+
+    fn insert_signing_key(&self, k: &SigningKeyRecord, audit: Option<&AuditEntry>) -> Result<()> {
+        self.block(async {
+            let mut conn = self.conn().await?;
+            let tx = conn.transaction().await?;
+            insert_signing_key(&tx, k).await?;
+            if let Some(a) = audit {
+                insert_audit(&tx, a).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
+        self.block(self.write_one(
+            "UPDATE signing_keys SET retired_at = $2 WHERE kid = $1 AND retired_at IS NULL",
+            &[&kid, &at],
+            audit,
+        ))
+    }
+
+    fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
+        self.block(async {
+            let mut conn = self.conn().await?;
+            let tx = conn.transaction().await?;
+            insert_audit(&tx, entry).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
+        self.block(async {
+            let rows = self
+                .query(
+                    "SELECT id, at, actor, action, target, detail FROM audit_log \
+                     WHERE id > $1 ORDER BY id LIMIT $2",
+                    &[&after, &i64::from(limit)],
+                )
+                .await?;
+            rows.iter().map(audit_from_row).collect()
+        })
+    }
+
+    fn ping(&self) -> Result<()> {
+        self.block(async {
+            self.query("SELECT 1", &[]).await?;
+            Ok(())
+        })
+    }
+
+    fn change_marker(&self) -> Result<i64> {
+        Ok(self.changes.load(Ordering::SeqCst))
+    }
+
+    fn external_change_marker(&self) -> Result<i64> {
+        self.block(async {
+            let row = self
+                .query_opt("SELECT version FROM tollgate_changes WHERE id = 1", &[])
+                .await?;
+            Ok(row.map(|r| r.get(0)).unwrap_or(0))
+        })
+    }
+
+    fn hit_quota(
+        &self,
+        client_id: &str,
+        limit: u64,
+        window: i64,
+        ban: i64,
+        now: i64,
+    ) -> Result<Option<Decision>> {
+        self.block(async {
+            let limit_i = limit.min(i64::MAX as u64) as i64;
+            let row = self
+                .query_opt(
+                    "SELECT o_allowed, o_remaining, o_reset, o_refusals \
+                     FROM tollgate_quota_hit($1, $2, $3, $4, $5)",
+                    &[&client_id, &limit_i, &window, &ban, &now],
+                )
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("quota function returned nothing".into()))?;
+            let n = |i: usize| -> Result<u64> { Ok(row.try_get::<_, i64>(i)?.max(0) as u64) };
+            Ok(Some(Decision {
+                allowed: row.try_get(0)?,
+                limit,
+                remaining: n(1)?,
+                reset: n(2)?,
+                refusals: n(3)?,
+            }))
+        })
+    }
+
+    fn shared_quotas(&self) -> bool {
+        true
+    }
+
+    fn export(&self) -> Result<Dump> {
+        self.block(async {
+            let conn = self.conn().await?;
+            let clients = conn
+                .query(
+                    &format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY id COLLATE \"C\""),
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(client_from_row)
+                .collect::<Result<_>>()?;
+            let secrets = conn
+                .query(
+                    "SELECT client_id, digest, created_at, expires_at FROM client_secrets ORDER BY id",
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(SecretRow {
+                        client_id: r.try_get(0)?,
+                        digest: r.try_get(1)?,
+                        created_at: r.try_get(2)?,
+                        expires_at: r.try_get(3)?,
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let api_keys = conn
+                .query(&format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id"), &[])
+                .await?
+                .iter()
+                .map(key_from_row)
+                .collect::<Result<_>>()?;
+            let revocations = conn
+                .query(
+                    "SELECT jti, client_id, expires_at, revoked_at FROM revoked_tokens ORDER BY jti",
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(RevocationRecord {
+                        jti: r.try_get(0)?,
+                        client_id: r.try_get(1)?,
+                        expires_at: r.try_get(2)?,
+                        revoked_at: r.try_get(3)?,
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let signing_keys = conn
+                .query(
+                    "SELECT kid, alg, created_at, activates_at, retired_at FROM signing_keys ORDER BY kid",
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(signing_key_from_row)
+                .collect::<Result<_>>()?;
+            let audit = conn
+                .query(
+                    "SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY id",
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(audit_from_row)
+                .collect::<Result<_>>()?;
+            Ok(Dump {
+                clients,
+                secrets,
+                api_keys,
+                revocations,
+                signing_keys,
+                audit,
+            })
+        })
+    }
+
+    fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool> {
+        self.block(async {
+            let mut conn = self.conn().await?;
+            let tx = conn.transaction().await?;
+            let used: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM clients) OR EXISTS (SELECT 1 FROM api_keys) \
+                     OR EXISTS (SELECT 1 FROM revoked_tokens)",
+                    &[],
+                )
+                .await?
+                .get(0);
+            if used {
+                return Ok(false);
+            }
+            for c in &dump.clients {
+                insert_client(&tx, c, None).await?;
+            }
+            let stmt = tx
+                .prepare_cached(
+                    "INSERT INTO client_secrets (client_id, digest, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .await?;
+            for s in &dump.secrets {
+                tx.execute(&stmt, &[&s.client_id, &s.digest, &s.created_at, &s.expires_at])
+                    .await?;
+            }
+            for k in &dump.api_keys {
+                insert_api_key(&tx, k).await?;
+            }
+            let stmt = tx
+                .prepare_cached(
+                    "INSERT INTO revoked_tokens (jti, client_id, expires_at, revoked_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
+                )
+                .await?;
+            for r in &dump.revocations {
+                tx.execute(&stmt, &[&r.jti, &r.client_id, &r.expires_at, &r.revoked_at])
+                    .await?;
+            }
+            for k in &dump.signing_keys {
+                insert_signing_key(&tx, k).await?;
+            }
+            // The old log keeps its numbers; entries already here (the key
+            // records of a fresh instance) follow it.
+            let stmt = tx
+                .prepare_cached(
+                    "INSERT INTO audit_log (id, at, actor, action, target, detail) \
+                     OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .await?;
+            let offset: i64 = dump.audit.iter().map(|e| e.id).max().unwrap_or(0);
+            // Two steps, so that no intermediate id collides.
+            tx.batch_execute("UPDATE audit_log SET id = -id").await?;
+            tx.execute("UPDATE audit_log SET id = $1 - id WHERE id < 0", &[&offset])
+                .await?;
+            for e in &dump.audit {
+                tx.execute(
+                    &stmt,
+                    &[&e.id, &e.at, &e.actor, &e.action, &e.target, &e.detail],
+                )
+                .await?;
+            }
+            tx.execute(
+                "SELECT setval(pg_get_serial_sequence('audit_log', 'id'), \
+                 GREATEST((SELECT max(id) FROM audit_log), 1))",
+                &[],
+            )
+            .await?;
+            insert_audit(&tx, audit).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+}
+
+async fn insert_api_key(tx: &deadpool_postgres::Transaction<'_>, k: &ApiKeyRecord) -> Result<()> {
+    let stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .await?;
+    tx.execute(
+        &stmt,
+        &[
+            &k.id,
+            &k.client_id,
+            &k.name,
+            &k.digest,
+            &k.prefix,
+            &k.last4,
+            &k.created_at,
+            &k.expires_at,
+            &k.last_used_at,
+            &k.revoked_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn insert_signing_key(
+    tx: &deadpool_postgres::Transaction<'_>,
+    k: &SigningKeyRecord,
+) -> Result<()> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO signing_keys (kid, alg, created_at, activates_at, retired_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kid) DO NOTHING",
+        )
+        .await?;
+    tx.execute(
+        &stmt,
+        &[&k.kid, &k.alg, &k.created_at, &k.activates_at, &k.retired_at],
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_recognised_and_passwords_redacted() {
+        assert!(is_postgres_url("postgres://u@h/db"));
+        assert!(is_postgres_url("postgresql://h/db"));
+        assert!(!is_postgres_url("./tollgate.db"));
+        assert_eq!(
+            redact_url("postgres://user:hunter2@db:5432/t"),
+            "postgres://user:***@db:5432/t"
+        );
+        assert_eq!(redact_url("postgres://db/t"), "postgres://db/t");
+    }
+}
