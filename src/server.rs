@@ -70,15 +70,35 @@ pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAdd
 }
 
 /// Background maintenance: picks up signing-key changes made by the command
-/// line or another instance every second, and prunes expired revocations
-/// every minute.
+/// line or another instance as soon as the change marker moves (checked every
+/// 100 ms) and at least every second, polls for changes made outside
+/// Tollgate every second, and prunes expired revocations every minute.
 pub fn spawn_maintenance(app: App) {
     actix_web::rt::spawn(async move {
         let mut tick: u64 = 0;
-        let mut interval = actix_web::rt::time::interval(Duration::from_secs(1));
+        let mut fast = actix_web::rt::time::interval(Duration::from_millis(100));
+        let mut seen = app.store.change_marker().unwrap_or(0);
         loop {
-            interval.tick().await;
+            // Every 100 ms, one atomic load: when another process committed
+            // (a signing-key rotation through another instance or the command
+            // line), the keys are reloaded at once rather than at the next second.
+            fast.tick().await;
+            let marker = app.store.change_marker().unwrap_or(0);
+            let changed = marker != seen;
+            seen = marker;
             tick += 1;
+            let slow_due = tick.is_multiple_of(10);
+            if changed && !slow_due {
+                let a = app.clone();
+                if let Ok(Err(e)) = web::block(move || a.reload_keys()).await {
+                    log::warn!("maintenance: {e}");
+                }
+                continue;
+            }
+            if !slow_due {
+                continue;
+            }
+            let tick = tick / 10;
             let a = app.clone();
             let result = web::block(move || -> Result<(), String> {
                 a.reload_keys().map_err(|e| e.to_string())?;

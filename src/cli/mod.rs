@@ -47,6 +47,18 @@ enum Command {
     /// Read the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Copy a deployment into a new, empty database: clients, hashed secrets,
+    /// API keys, revocations, signing-key records and the audit log.
+    Migrate {
+        /// The source: a SQLite file or a postgres:// URL.
+        #[arg(long, value_name = "DB")]
+        from: String,
+        /// The destination, created and migrated if needed; must hold no clients yet.
+        #[arg(long, value_name = "DB")]
+        to: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
     /// Forget revocations of tokens that have expired (the server also does this every minute).
     Prune {
         #[command(flatten)]
@@ -287,7 +299,13 @@ pub fn main() -> ExitCode {
             _ => "warn",
         },
     ))
+    // tokio-postgres logs every statement's parameters at debug (key
+    // digests, token ids, client ids): never below info, whatever RUST_LOG says.
+    .filter_module("tokio_postgres", log::LevelFilter::Info)
     .init();
+    if let Command::Migrate { from, to, out } = &cli.command {
+        return migrate(from, to, out.json);
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -309,6 +327,7 @@ pub fn main() -> ExitCode {
         Command::SigningKey(c) => signing_key(&app, c),
         Command::Audit(c) => audit(&app, c),
         Command::Prune { out } => prune(&app, out.json),
+        Command::Migrate { .. } => unreachable_migrate(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -316,6 +335,61 @@ pub fn main() -> ExitCode {
             eprintln!("tollgate: {}: {}", e.code.as_str(), e.description);
             ExitCode::from(1)
         }
+    }
+}
+
+/// Handled before the configuration is read: it names both databases itself.
+fn unreachable_migrate() -> Result<(), ApiError> {
+    Err(ApiError::internal("migrate is handled before start-up"))
+}
+
+/// `tollgate migrate --from DB --to DB`.
+fn migrate(from: &str, to: &str, json: bool) -> ExitCode {
+    use crate::store::postgres::redact_url;
+    let fail = |what: String| {
+        eprintln!("tollgate: {what}");
+        ExitCode::from(1)
+    };
+    if from == to {
+        return fail("--from and --to name the same database".into());
+    }
+    let is_sqlite_file = |db: &str| !crate::store::postgres::is_postgres_url(db);
+    if is_sqlite_file(from) && !std::path::Path::new(from).exists() {
+        return fail(format!("no database at {from}"));
+    }
+    let source = match crate::store::open(from, 4) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("cannot open {}: {e}", redact_url(from))),
+    };
+    let target = match crate::store::open(to, 4) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("cannot open {}: {e}", redact_url(to))),
+    };
+    let audit = crate::store::AuditEntry::new(
+        now(),
+        CLI_ACTOR,
+        "store.migrate",
+        None,
+        json!({"from": redact_url(from)}),
+    );
+    match crate::store::copy(source.as_ref(), target.as_ref(), &audit) {
+        Ok(Some(n)) => {
+            if json {
+                print_json(&json!({"migrated": n, "to": redact_url(to)}));
+            } else {
+                println!(
+                    "copied {} clients, {} secret digests, {} API keys, {} revocations, {} signing-key records and {} audit entries into {}; read back and verified",
+                    n.clients, n.secrets, n.api_keys, n.revocations, n.signing_keys, n.audit_entries, redact_url(to)
+                );
+                println!("copy the keys directory (the PEM files) to every instance's TOLLGATE_KEYS_DIR");
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(None) => fail(format!(
+            "{} already holds clients, API keys or revocations; migrate into an empty database",
+            redact_url(to)
+        )),
+        Err(e) => fail(format!("migration failed: {e}")),
     }
 }
 

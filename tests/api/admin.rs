@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{json, s, segment, TestApp};
 
-async fn call(
+pub(crate) async fn call(
     app: &TestApp,
     token: &str,
     method: reqwest::Method,

@@ -210,6 +210,44 @@ impl TestApp {
         self.dir.path().join(format!("server-{n}.log"))
     }
 
+    /// Everything the database holds, as text: the SQLite file's bytes, or
+    /// every row of every Tollgate table in PostgreSQL.
+    pub async fn stored_text(&self) -> String {
+        if self.pg_schema.is_none() && !self.db.starts_with("postgres") {
+            // Recent commits may still sit in the write-ahead log.
+            let mut bytes = std::fs::read(&self.db).expect("read database file");
+            bytes.extend(std::fs::read(format!("{}-wal", self.db)).unwrap_or_default());
+            return String::from_utf8_lossy(&bytes).into_owned();
+        }
+        let (client, conn) = tokio_postgres::connect(&self.db, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        let task = tokio::spawn(conn);
+        let mut out = String::new();
+        for table in [
+            "clients",
+            "client_secrets",
+            "api_keys",
+            "revoked_tokens",
+            "signing_keys",
+            "audit_log",
+            "quota_usage",
+        ] {
+            let row = client
+                .query_one(
+                    &format!("SELECT coalesce(string_agg(t::text, ' '), '') FROM {table} t"),
+                    &[],
+                )
+                .await
+                .expect("dump table");
+            out.push_str(row.get::<_, &str>(0));
+            out.push('\n');
+        }
+        drop(client);
+        let _ = task.await;
+        out
+    }
+
     /// Everything every server run of this app has logged.
     pub fn logs(&self) -> String {
         (1..=self.log_seq)

@@ -3,6 +3,7 @@
 mod admin;
 mod docs;
 mod examples;
+mod fleet;
 mod helpers;
 mod introspection;
 mod robustness;

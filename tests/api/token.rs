@@ -265,8 +265,9 @@ async fn api_key_exchanges_for_a_token_by_json_form_and_header() {
     let list = app.cli(&["api-key", "list", "--client", &id]);
     assert!(!list.to_string().contains(&secret_key));
     assert_eq!(list[0]["last4"], &secret_key[secret_key.len() - 4..]);
-    let db = std::fs::read(app.dir.path().join("tollgate.db")).unwrap();
-    assert!(!String::from_utf8_lossy(&db).contains(&secret_key[8..]));
+    let stored = app.stored_text().await;
+    assert!(stored.contains(&id), "the dump holds the client");
+    assert!(!stored.contains(&secret_key[8..]));
 }
 
 #[tokio::test]

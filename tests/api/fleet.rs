@@ -1,0 +1,488 @@
+//! A fleet: several instances on one PostgreSQL database (`TOLLGATE_TEST_PG_URL`).
+//! Changes made through one instance reach the others within a second,
+//! quotas hold across the fleet, one instance dying leaves the rest serving,
+//! PostgreSQL going away fails closed, and `tollgate migrate` copies a SQLite
+//! deployment. Without `TOLLGATE_TEST_PG_URL` every test here says it is
+//! skipped and passes.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::admin::call;
+use crate::helpers::{json, pg_or_skip, pg_schema, s, segment, CuttableProxy, TestApp};
+
+/// The documented bound for a change to reach every instance.
+const BOUND: Duration = Duration::from_secs(1);
+
+/// Polls `check` until it holds or `BOUND` passes; how long it took.
+async fn within_bound<F, Fut>(what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            let took = start.elapsed();
+            eprintln!("{what}: seen after {took:?}");
+            return took;
+        }
+        assert!(
+            start.elapsed() < BOUND,
+            "{what}: not seen within {BOUND:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn introspect_with(app: &TestApp, id: &str, secret: &str, token: &str) -> Value {
+    let r = app
+        .http
+        .post(app.url("/oauth/introspect"))
+        .basic_auth(id, Some(secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn changes_through_one_instance_take_effect_on_the_other_within_a_second() {
+    let Some(url) = pg_or_skip("fleet changes") else {
+        return;
+    };
+    let fleet = TestApp::fleet(&url, 2, &[]).await;
+    let (a, b) = (&fleet[0], &fleet[1]);
+    let (iid, isecret) = a.client("tollgate:introspect", &[]);
+    let admin = a.admin_token().await;
+
+    // A revocation through A: B answers inactive.
+    let (id, secret) = a.client("read", &[]);
+    let token = b.token(&id, &secret).await;
+    assert_eq!(
+        introspect_with(b, &iid, &isecret, &token).await["active"],
+        true
+    );
+    let r = a
+        .http
+        .post(a.url("/oauth/revoke"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    within_bound("revocation on B", || async {
+        introspect_with(b, &iid, &isecret, &token).await["active"] == false
+    })
+    .await;
+
+    // A client disabled through A: B stops issuing and its tokens die.
+    let (id2, secret2) = a.client("read", &[]);
+    let token2 = b.token(&id2, &secret2).await;
+    let (status, _) = call(
+        a,
+        &admin,
+        Method::POST,
+        &format!("/admin/clients/{id2}/disable"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    within_bound("disabled client on B", || async {
+        b.token_request(&id2, &secret2, None).await.status() == 401
+    })
+    .await;
+    assert_eq!(
+        introspect_with(b, &iid, &isecret, &token2).await["active"],
+        false
+    );
+
+    // A secret rotated through A with no grace: B refuses the old one and
+    // accepts the new one.
+    let (id3, old) = a.client("read", &[]);
+    assert_eq!(b.token_request(&id3, &old, None).await.status(), 200);
+    let (status, v) = call(
+        a,
+        &admin,
+        Method::POST,
+        &format!("/admin/clients/{id3}/rotate-secret"),
+        Some(json!({"grace_seconds": 0})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let new = s(&v["client_secret"]);
+    within_bound("rotated secret on B", || async {
+        b.token_request(&id3, &old, None).await.status() == 401
+    })
+    .await;
+    assert_eq!(b.token_request(&id3, &new, None).await.status(), 200);
+
+    // A signing key rotated through A (no pre-publication): B signs with it.
+    let (status, rec) = call(
+        a,
+        &admin,
+        Method::POST,
+        "/admin/signing-keys/rotate",
+        Some(json!({"prepublish_seconds": 0})),
+    )
+    .await;
+    assert_eq!(status, 201, "{rec}");
+    let kid = s(&rec["kid"]);
+    within_bound("rotated signing key on B", || async {
+        segment(&b.token(&id3, &new).await, 0)["kid"] == kid.as_str()
+    })
+    .await;
+    // Both publish it, and a token from B verifies at A.
+    let jwks: Value = a
+        .http
+        .get(a.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(jwks.to_string().contains(&kid));
+    let from_b = b.token(&id3, &new).await;
+    assert_eq!(
+        introspect_with(a, &iid, &isecret, &from_b).await["active"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn a_quota_holds_across_the_fleet_sequentially_and_under_concurrency() {
+    let Some(url) = pg_or_skip("fleet quota") else {
+        return;
+    };
+    let fleet = TestApp::fleet(&url, 2, &[]).await;
+    let (a, b) = (&fleet[0], &fleet[1]);
+
+    // Alternating between the instances: exactly the quota, then a ban on both.
+    let v = a.cli(&[
+        "client", "create", "--name", "q", "--scope", "read", "--quota", "4", "--ban", "60",
+    ]);
+    let (id, secret) = (s(&v["client_id"]), s(&v["client_secret"]));
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let app = if i % 2 == 0 { a } else { b };
+        statuses.push(app.token_request(&id, &secret, None).await.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429, 429, 429]);
+    let r = b.token_request(&id, &secret, None).await;
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "banned for the ban time: {retry}");
+    let (status, body) = json(r).await;
+    assert_eq!((status, s(&body["error"])), (429, "too_many_requests".into()));
+
+    // 40 requests at once, 20 at each instance: exactly 10 tokens in all.
+    let v = a.cli(&[
+        "client", "create", "--name", "q2", "--scope", "read", "--quota", "10", "--ban", "0",
+    ]);
+    let (id, secret) = (s(&v["client_id"]), s(&v["client_secret"]));
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (http, url) = (
+            a.http.clone(),
+            if i % 2 == 0 { a.url("/oauth/token") } else { b.url("/oauth/token") },
+        );
+        let (id, secret) = (id.clone(), secret.clone());
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .basic_auth(&id, Some(&secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => ok += 1,
+            429 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(ok, 10, "the fleet as a whole issued exactly the quota");
+}
+
+#[tokio::test]
+async fn killing_one_instance_mid_load_leaves_the_other_serving() {
+    let Some(url) = pg_or_skip("fleet kill") else {
+        return;
+    };
+    // Per-IP limits are per instance and would refuse this one-IP load.
+    let mut fleet = TestApp::fleet(&url, 2, &[("TOLLGATE_IP_LIMIT_POST", "0")]).await;
+    let (id, secret) = fleet[0].client("read", &[]);
+    let b_url = fleet[1].url("/oauth/token");
+    let http = fleet[1].http.clone();
+    let load = tokio::spawn(async move {
+        let mut statuses = Vec::new();
+        let until = Instant::now() + Duration::from_millis(1500);
+        while Instant::now() < until {
+            let r = http
+                .post(&b_url)
+                .basic_auth(&id, Some(&secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap();
+            statuses.push(r.status().as_u16());
+        }
+        statuses
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fleet[0].kill();
+    let statuses = load.await.unwrap();
+    assert!(statuses.len() > 20, "load ran: {}", statuses.len());
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "B kept serving while A died: {statuses:?}"
+    );
+    // And B still takes admin work.
+    let (id2, secret2) = fleet[1].client("read", &[]);
+    assert_eq!(fleet[1].token_request(&id2, &secret2, None).await.status(), 200);
+}
+
+// The relay runs on the test's runtime while the test blocks on the server's start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_postgres_fails_closed_and_issued_tokens_still_verify() {
+    let Some(url) = pg_or_skip("fleet outage") else {
+        return;
+    };
+    let (schema, _) = pg_schema(&url).await;
+    let target = {
+        let cfg: tokio_postgres::Config = url.parse().unwrap();
+        let host = match &cfg.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            #[allow(unreachable_patterns)]
+            _ => "127.0.0.1".to_string(),
+        };
+        format!("{host}:{}", cfg.get_ports().first().copied().unwrap_or(5432))
+    };
+    let proxy = CuttableProxy::start(target).await;
+    // The same server, reached through the relay.
+    let (scheme_user, rest) = url.split_once('@').unwrap();
+    let path = &rest[rest.find('/').unwrap()..];
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let db = format!(
+        "{scheme_user}@127.0.0.1:{}{path}{sep}options=-csearch_path%3D{schema}",
+        proxy.port
+    );
+    let app = TestApp::spawn_on(tempfile::tempdir().unwrap(), db, Some(schema), None, &[]);
+    let (id, secret) = app.client("read", &[]);
+    let token = app.token(&id, &secret).await;
+    let jwks: Value = app
+        .http
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    proxy.cut();
+    // Within the bound the instance notices and stops answering from memory.
+    within_bound("issuance fails closed", || async {
+        app.token_request(&id, &secret, None).await.status() == 503
+    })
+    .await;
+    let r = app.token_request(&id, &secret, None).await;
+    assert_eq!(r.headers()["retry-after"], "1");
+    let (status, body) = json(r).await;
+    assert_eq!(
+        (status, s(&body["error"])),
+        (503, "temporarily_unavailable".into())
+    );
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    // The keys are in memory: JWKS still answers, and the token issued
+    // before the outage verifies against it locally.
+    let during: Value = app
+        .http
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(during, jwks);
+    let kid = s(&segment(&token, 0)["kid"]);
+    assert!(during["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["kid"] == kid.as_str()));
+
+    proxy.restore();
+    within_bound_secs(5, || async {
+        app.token_request(&id, &secret, None).await.status() == 200
+    })
+    .await;
+}
+
+/// Like `within_bound`, for recovery, which waits on reconnection back-off.
+async fn within_bound_secs<F, Fut>(secs: u64, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "not recovered within {secs}s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn issuing_tokens_writes_nothing_to_the_database() {
+    let Some(url) = pg_or_skip("fleet no writes") else {
+        return;
+    };
+    let fleet = TestApp::fleet(&url, 1, &[]).await;
+    let app = &fleet[0];
+    let (id, secret) = app.client("read", &[]);
+    let key = s(&app.cli(&["api-key", "create", "--client", &id])["secret_key"]);
+    let _ = app.token(&id, &secret).await;
+    let writes = || async {
+        // Statistics reach the views up to a second after a transaction.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (client, conn) = tokio_postgres::connect(&app.db, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let task = tokio::spawn(conn);
+        let row = client
+            .query_one(
+                "SELECT sum(n_tup_ins + n_tup_upd + n_tup_del)::bigint FROM pg_stat_user_tables \
+                 WHERE schemaname = current_schema() AND relname <> 'api_keys'",
+                &[],
+            )
+            .await
+            .unwrap();
+        drop(client);
+        let _ = task.await;
+        row.get::<_, i64>(0)
+    };
+    let before = writes().await;
+    for _ in 0..50 {
+        let _ = app.token(&id, &secret).await;
+    }
+    for _ in 0..20 {
+        let r = app
+            .http
+            .post(app.url("/authentication/token"))
+            .json(&json!({"secret_key": key}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let after = writes().await;
+    assert_eq!(before, after, "70 tokens wrote rows");
+}
+
+#[tokio::test]
+async fn migrate_copies_a_sqlite_deployment_into_postgres() {
+    let Some(url) = pg_or_skip("migrate") else {
+        return;
+    };
+    // A SQLite deployment with some history.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tollgate.db").display().to_string();
+    let mut old = TestApp::spawn_on(
+        dir,
+        db,
+        None,
+        None,
+        &[("TOLLGATE_ISSUER", "http://tollgate.migrate.test")],
+    );
+    let (iid, isecret) = old.client("tollgate:introspect", &[]);
+    let (id, first) = old.client("read write", &["https://api.example"]);
+    let rotated = s(&old.cli(&["client", "rotate-secret", &id, "--grace", "3600"])["client_secret"]);
+    let key = s(&old.cli(&["api-key", "create", "--client", &id, "--name", "ci"])["secret_key"]);
+    let gone = old.cli(&["api-key", "create", "--client", &id]);
+    old.cli(&["api-key", "revoke", &s(&gone["id"])]);
+    let revoked = old.token(&id, &first).await;
+    let r = old
+        .http
+        .post(old.url("/oauth/revoke"))
+        .basic_auth(&id, Some(&first))
+        .form(&[("token", revoked.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let audit_before = old.cli(&["audit", "list"]);
+    old.kill();
+
+    let (schema, pg) = pg_schema(&url).await;
+    let out = old.cli_raw(
+        &["migrate", "--from", &old.db, "--to", &pg],
+        true,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["migrated"]["clients"], 2);
+    assert_eq!(report["migrated"]["api_keys"], 2);
+    assert_eq!(report["migrated"]["revocations"], 1);
+    assert_eq!(report["migrated"]["secrets"], 3);
+
+    // A second migration into the same database is refused.
+    let again = old.cli_raw(&["migrate", "--from", &old.db, "--to", &pg], false);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("empty database"));
+
+    // The same keys directory, now on PostgreSQL.
+    let new = TestApp::spawn_on(
+        tempfile::tempdir().unwrap(),
+        pg,
+        Some(schema),
+        Some(old.keys_dir.clone()),
+        &[("TOLLGATE_ISSUER", "http://tollgate.migrate.test")],
+    );
+    // Both live secrets still work (the hashes moved, not the secrets).
+    assert_eq!(new.token_request(&id, &first, None).await.status(), 200);
+    assert_eq!(new.token_request(&id, &rotated, None).await.status(), 200);
+    // The API key works; the revoked one does not.
+    let r = new
+        .http
+        .post(new.url("/authentication/token"))
+        .json(&json!({"secret_key": key}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let keys = new.cli(&["api-key", "list", "--client", &id]);
+    assert_eq!(keys.as_array().unwrap().len(), 2);
+    assert!(keys.to_string().contains("revoked"));
+    // The revoked token stays revoked.
+    assert_eq!(
+        introspect_with(&new, &iid, &isecret, &revoked).await["active"],
+        false
+    );
+    // The audit log came along, in order, followed by the migration.
+    let audit_after = new.cli(&["audit", "list"]);
+    let actions = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| s(&e["action"]))
+            .collect()
+    };
+    let (before, after) = (actions(&audit_before), actions(&audit_after));
+    assert_eq!(&after[..before.len()], &before[..], "old entries first, in order");
+    assert!(after.contains(&"store.migrate".to_string()));
+}
