@@ -12,9 +12,7 @@ use crate::limits::{Decision, Limits, FAIL_WINDOW};
 use crate::oauth::grant::{self, Grant, Policy, TokenRequest};
 use crate::oauth::ClientCredentials;
 use crate::secret::{self, SecretString};
-use crate::store::{
-    ApiKeyRecord, AuditEntry, CachedStore, Client, SigningKeyRecord, Store,
-};
+use crate::store::{ApiKeyRecord, AuditEntry, CachedStore, Client, SigningKeyRecord, Store};
 use crate::token::keys::{self, KeyError};
 use crate::token::{self, Claims, KeyRing, KeySet};
 

@@ -381,7 +381,9 @@ fn migrate(from: &str, to: &str, json: bool) -> ExitCode {
                     "copied {} clients, {} secret digests, {} API keys, {} revocations, {} signing-key records and {} audit entries into {}; read back and verified",
                     n.clients, n.secrets, n.api_keys, n.revocations, n.signing_keys, n.audit_entries, redact_url(to)
                 );
-                println!("copy the keys directory (the PEM files) to every instance's TOLLGATE_KEYS_DIR");
+                println!(
+                    "copy the keys directory (the PEM files) to every instance's TOLLGATE_KEYS_DIR"
+                );
             }
             ExitCode::SUCCESS
         }

@@ -52,7 +52,9 @@ pub fn open(db: &str, pool_size: usize) -> Result<std::sync::Arc<dyn Store>> {
     if postgres::is_postgres_url(db) {
         Ok(std::sync::Arc::new(PostgresStore::open(db, pool_size)?))
     } else {
-        Ok(std::sync::Arc::new(SqliteStore::open(std::path::Path::new(db))?))
+        Ok(std::sync::Arc::new(SqliteStore::open(
+            std::path::Path::new(db),
+        )?))
     }
 }
 

@@ -515,7 +515,10 @@ impl Store for PostgresStore {
             let tx = conn.transaction().await?;
             // Locks the client row: rotations of one client run one at a time.
             let exists = tx
-                .query_opt("SELECT 1 FROM clients WHERE id = $1 FOR UPDATE", &[&client_id])
+                .query_opt(
+                    "SELECT 1 FROM clients WHERE id = $1 FOR UPDATE",
+                    &[&client_id],
+                )
                 .await?;
             if exists.is_none() {
                 return Ok(false);
@@ -896,8 +899,11 @@ impl Store for PostgresStore {
                 )
                 .await?;
             for s in &dump.secrets {
-                tx.execute(&stmt, &[&s.client_id, &s.digest, &s.created_at, &s.expires_at])
-                    .await?;
+                tx.execute(
+                    &stmt,
+                    &[&s.client_id, &s.digest, &s.created_at, &s.expires_at],
+                )
+                .await?;
             }
             for k in &dump.api_keys {
                 insert_api_key(&tx, k).await?;
@@ -985,7 +991,13 @@ async fn insert_signing_key(
         .await?;
     tx.execute(
         &stmt,
-        &[&k.kid, &k.alg, &k.created_at, &k.activates_at, &k.retired_at],
+        &[
+            &k.kid,
+            &k.alg,
+            &k.created_at,
+            &k.activates_at,
+            &k.retired_at,
+        ],
     )
     .await?;
     Ok(())

@@ -66,8 +66,9 @@ fn every_tollgate_command_in_the_readme_exists() {
         let words: Vec<&str> = rest
             .split_whitespace()
             .take_while(|w| {
-                w.chars()
-                    .all(|c| c.is_ascii_lowercase() || c == '-' || c == '|')
+                !w.starts_with('-')
+                    && w.chars()
+                        .all(|c| c.is_ascii_lowercase() || c == '-' || c == '|')
             })
             .collect();
         if words.is_empty() {

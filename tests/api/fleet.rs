@@ -29,10 +29,7 @@ where
             eprintln!("{what}: seen after {took:?}");
             return took;
         }
-        assert!(
-            start.elapsed() < BOUND,
-            "{what}: not seen within {BOUND:?}"
-        );
+        assert!(start.elapsed() < BOUND, "{what}: not seen within {BOUND:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -171,14 +168,29 @@ async fn a_quota_holds_across_the_fleet_sequentially_and_under_concurrency() {
     let mut statuses = Vec::new();
     for i in 0..8 {
         let app = if i % 2 == 0 { a } else { b };
-        statuses.push(app.token_request(&id, &secret, None).await.status().as_u16());
+        statuses.push(
+            app.token_request(&id, &secret, None)
+                .await
+                .status()
+                .as_u16(),
+        );
     }
     assert_eq!(statuses, [200, 200, 200, 200, 429, 429, 429, 429]);
     let r = b.token_request(&id, &secret, None).await;
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((1..=60).contains(&retry), "banned for the ban time: {retry}");
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=60).contains(&retry),
+        "banned for the ban time: {retry}"
+    );
     let (status, body) = json(r).await;
-    assert_eq!((status, s(&body["error"])), (429, "too_many_requests".into()));
+    assert_eq!(
+        (status, s(&body["error"])),
+        (429, "too_many_requests".into())
+    );
 
     // 40 requests at once, 20 at each instance: exactly 10 tokens in all.
     let v = a.cli(&[
@@ -189,7 +201,11 @@ async fn a_quota_holds_across_the_fleet_sequentially_and_under_concurrency() {
     for i in 0..40 {
         let (http, url) = (
             a.http.clone(),
-            if i % 2 == 0 { a.url("/oauth/token") } else { b.url("/oauth/token") },
+            if i % 2 == 0 {
+                a.url("/oauth/token")
+            } else {
+                b.url("/oauth/token")
+            },
         );
         let (id, secret) = (id.clone(), secret.clone());
         tasks.push(tokio::spawn(async move {
@@ -249,7 +265,10 @@ async fn killing_one_instance_mid_load_leaves_the_other_serving() {
     );
     // And B still takes admin work.
     let (id2, secret2) = fleet[1].client("read", &[]);
-    assert_eq!(fleet[1].token_request(&id2, &secret2, None).await.status(), 200);
+    assert_eq!(
+        fleet[1].token_request(&id2, &secret2, None).await.status(),
+        200
+    );
 }
 
 // The relay runs on the test's runtime while the test blocks on the server's start.
@@ -266,7 +285,10 @@ async fn unreachable_postgres_fails_closed_and_issued_tokens_still_verify() {
             #[allow(unreachable_patterns)]
             _ => "127.0.0.1".to_string(),
         };
-        format!("{host}:{}", cfg.get_ports().first().copied().unwrap_or(5432))
+        format!(
+            "{host}:{}",
+            cfg.get_ports().first().copied().unwrap_or(5432)
+        )
     };
     let proxy = CuttableProxy::start(target).await;
     // The same server, reached through the relay.
@@ -357,24 +379,39 @@ async fn issuing_tokens_writes_nothing_to_the_database() {
     let (id, secret) = app.client("read", &[]);
     let key = s(&app.cli(&["api-key", "create", "--client", &id])["secret_key"]);
     let _ = app.token(&id, &secret).await;
+    // Every row of every table but api_keys (whose last_used_at is written
+    // in the background by design), with its xmin: an insert, update or
+    // delete by any transaction changes this text.
     let writes = || async {
-        // Statistics reach the views up to a second after a transaction.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
         let (client, conn) = tokio_postgres::connect(&app.db, tokio_postgres::NoTls)
             .await
             .unwrap();
         let task = tokio::spawn(conn);
-        let row = client
-            .query_one(
-                "SELECT sum(n_tup_ins + n_tup_upd + n_tup_del)::bigint FROM pg_stat_user_tables \
-                 WHERE schemaname = current_schema() AND relname <> 'api_keys'",
-                &[],
-            )
-            .await
-            .unwrap();
+        let mut out = String::new();
+        for table in [
+            "clients",
+            "client_secrets",
+            "revoked_tokens",
+            "signing_keys",
+            "audit_log",
+            "quota_usage",
+            "tollgate_changes",
+        ] {
+            let row = client
+                .query_one(
+                    &format!(
+                        "SELECT count(*)::text || ' ' || \
+                         coalesce(string_agg(t.xmin::text || ':' || t::text, ' '), '') FROM {table} t"
+                    ),
+                    &[],
+                )
+                .await
+                .unwrap();
+            out.push_str(&format!("{table}: {}\n", row.get::<_, &str>(0)));
+        }
         drop(client);
         let _ = task.await;
-        row.get::<_, i64>(0)
+        out
     };
     let before = writes().await;
     for _ in 0..50 {
@@ -392,6 +429,24 @@ async fn issuing_tokens_writes_nothing_to_the_database() {
     }
     let after = writes().await;
     assert_eq!(before, after, "70 tokens wrote rows");
+
+    // The one documented exception, which also shows the check can fail: a
+    // client with a quota is counted in quota_usage, and nothing else changes.
+    let v = app.cli(&[
+        "client", "create", "--name", "q", "--scope", "read", "--quota", "100",
+    ]);
+    let base = writes().await;
+    let _ = app
+        .token(&s(&v["client_id"]), &s(&v["client_secret"]))
+        .await;
+    let counted = writes().await;
+    let changed: Vec<&str> = base
+        .lines()
+        .zip(counted.lines())
+        .filter(|(x, y)| x != y)
+        .map(|(x, _)| x.split(':').next().unwrap())
+        .collect();
+    assert_eq!(changed, ["quota_usage"]);
 }
 
 #[tokio::test]
@@ -411,7 +466,8 @@ async fn migrate_copies_a_sqlite_deployment_into_postgres() {
     );
     let (iid, isecret) = old.client("tollgate:introspect", &[]);
     let (id, first) = old.client("read write", &["https://api.example"]);
-    let rotated = s(&old.cli(&["client", "rotate-secret", &id, "--grace", "3600"])["client_secret"]);
+    let rotated =
+        s(&old.cli(&["client", "rotate-secret", &id, "--grace", "3600"])["client_secret"]);
     let key = s(&old.cli(&["api-key", "create", "--client", &id, "--name", "ci"])["secret_key"]);
     let gone = old.cli(&["api-key", "create", "--client", &id]);
     old.cli(&["api-key", "revoke", &s(&gone["id"])]);
@@ -429,11 +485,12 @@ async fn migrate_copies_a_sqlite_deployment_into_postgres() {
     old.kill();
 
     let (schema, pg) = pg_schema(&url).await;
-    let out = old.cli_raw(
-        &["migrate", "--from", &old.db, "--to", &pg],
-        true,
+    let out = old.cli_raw(&["migrate", "--from", &old.db, "--to", &pg], true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["migrated"]["clients"], 2);
     assert_eq!(report["migrated"]["api_keys"], 2);
@@ -483,6 +540,10 @@ async fn migrate_copies_a_sqlite_deployment_into_postgres() {
             .collect()
     };
     let (before, after) = (actions(&audit_before), actions(&audit_after));
-    assert_eq!(&after[..before.len()], &before[..], "old entries first, in order");
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "old entries first, in order"
+    );
     assert!(after.contains(&"store.migrate".to_string()));
 }

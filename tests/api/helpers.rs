@@ -131,7 +131,13 @@ impl TestApp {
         )];
         for _ in 1..n {
             let dir = tempfile::tempdir().expect("tempdir");
-            fleet.push(Self::spawn_on(dir, db.clone(), None, Some(keys.clone()), &env));
+            fleet.push(Self::spawn_on(
+                dir,
+                db.clone(),
+                None,
+                Some(keys.clone()),
+                &env,
+            ));
         }
         fleet
     }
