@@ -48,6 +48,11 @@ struct Args {
     /// Do not write the results file.
     #[arg(long)]
     no_write: bool,
+    /// PostgreSQL server for the fleet workloads (W1 and W2 on one instance
+    /// and on two); a fresh schema is created in it and dropped afterwards.
+    /// Select them alone with `--only PG`.
+    #[arg(long, env = "TOLLGATE_BENCH_PG_URL", value_name = "URL")]
+    pg_url: Option<String>,
 }
 
 struct Server {
@@ -63,10 +68,14 @@ impl Drop for Server {
     }
 }
 
-fn env_for(dir: &Path) -> Vec<(String, String)> {
+fn env_for(dir: &Path, db: Option<&str>) -> Vec<(String, String)> {
+    let db = db.map_or_else(
+        || dir.join("tollgate.db").display().to_string(),
+        str::to_string,
+    );
     [
         ("TOLLGATE_BIND", "127.0.0.1:0".to_string()),
-        ("TOLLGATE_DB", dir.join("tollgate.db").display().to_string()),
+        ("TOLLGATE_DB", db),
         ("TOLLGATE_KEYS_DIR", dir.join("keys").display().to_string()),
         ("TOLLGATE_ISSUER", "https://tollgate.bench".to_string()),
         ("TOLLGATE_IP_LIMIT_GET", "0".to_string()),
@@ -79,8 +88,8 @@ fn env_for(dir: &Path) -> Vec<(String, String)> {
     .collect()
 }
 
-fn open_app(dir: &Path) -> App {
-    let env = env_for(dir);
+fn open_app(dir: &Path, db: Option<&str>) -> App {
+    let env = env_for(dir, db);
     let config = Config::from_sources(None, |k| {
         env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
     })
@@ -93,11 +102,11 @@ fn fail(msg: &str) -> ! {
     std::process::exit(1)
 }
 
-fn start_server(bin: &Path, dir: &Path) -> Server {
+fn start_server(bin: &Path, dir: &Path, db: Option<&str>) -> Server {
     let started = Instant::now();
     let mut child = Command::new(bin)
         .arg("serve")
-        .envs(env_for(dir))
+        .envs(env_for(dir, db))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -224,13 +233,61 @@ fn rss_peak_mib(pid: u32) -> f64 {
 }
 
 fn wrk(args: &Args, server: &Server, name: &str, script: &Path, duration: u64) -> Figures {
+    wrk_with(args, args.connections, server, name, script, duration)
+}
+
+/// The same workload against several instances at once, the connections
+/// split evenly: requests, errors and rates add up; p50 is the mean of the
+/// instances', p99 and peak RSS the worst.
+fn wrk_fleet(args: &Args, servers: &[Server], name: &str, script: &Path, duration: u64) -> Figures {
+    let per = (args.connections / servers.len() as u32).max(1);
+    let parts: Vec<Figures> = std::thread::scope(|scope| {
+        let handles: Vec<_> = servers
+            .iter()
+            .enumerate()
+            .map(|(i, server)| {
+                let label = format!("{name} [instance {}]", i + 1);
+                scope.spawn(move || wrk_with(args, per, server, &label, script, duration))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let n = parts.len().max(1) as f64;
+    let f = Figures {
+        name: name.to_string(),
+        rps: parts.iter().map(|p| p.rps).sum(),
+        p50_ms: parts.iter().map(|p| p.p50_ms).sum::<f64>() / n,
+        p99_ms: parts.iter().map(|p| p.p99_ms).fold(0.0, f64::max),
+        requests: parts.iter().map(|p| p.requests).sum(),
+        errors: parts.iter().map(|p| p.errors).sum(),
+        rss_mib: parts.iter().map(|p| p.rss_mib).fold(0.0, f64::max),
+        note: String::new(),
+    };
+    println!(
+        "{name}: {:.0} req/s in all, {} requests, {} errors",
+        f.rps, f.requests, f.errors
+    );
+    f
+}
+
+fn wrk_with(
+    args: &Args,
+    connections: u32,
+    server: &Server,
+    name: &str,
+    script: &Path,
+    duration: u64,
+) -> Figures {
     rss_reset(server.child.id());
     let out = Command::new("wrk")
         .args([
             "-t",
             &args.threads.to_string(),
             "-c",
-            &args.connections.to_string(),
+            &connections.to_string(),
             "-d",
             &format!("{duration}s"),
             "--latency",
@@ -342,7 +399,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(&e.to_string()));
     let scripts = dir.path().join("scripts");
     std::fs::create_dir_all(&scripts).unwrap_or_else(|e| fail(&e.to_string()));
-    let app = open_app(dir.path());
+    let app = open_app(dir.path(), None);
     let t0 = now();
     let template = NewClient {
         name: "bench".into(),
@@ -408,7 +465,7 @@ fn main() {
         .unwrap_or_else(|e| fail(&e.to_string()));
     drop(app);
 
-    let server = start_server(&bin, dir.path());
+    let server = start_server(&bin, dir.path(), None);
     println!(
         "server on {} (ready in {:.0} ms)",
         server.addr,
@@ -559,7 +616,7 @@ fn main() {
 
     let mut startup_note = String::new();
     if wants("W5") && args.scale_clients > 0 {
-        let app = open_app(dir.path());
+        let app = open_app(dir.path(), None);
         let extra = args.scale_clients.saturating_sub(args.clients + 2);
         println!("seeding {extra} more clients for W5…");
         let started = Instant::now();
@@ -571,7 +628,7 @@ fn main() {
         .unwrap_or_else(|e| fail(&e.to_string()));
         println!("  seeded in {:.1} s", started.elapsed().as_secs_f64());
         drop(app);
-        let server = start_server(&bin, dir.path());
+        let server = start_server(&bin, dir.path(), None);
         startup_note = format!(
             "Start-up with {} clients: ready (listening, keys loaded) in {:.0} ms.",
             args.scale_clients,
@@ -589,6 +646,13 @@ fn main() {
             f.note = format!("{:.0} % of W1", 100.0 * f.rps / w1.rps);
         }
         results.push(f);
+    }
+
+    let mut pg_results: Vec<Figures> = Vec::new();
+    if let (true, Some(url)) = (wants("PG"), args.pg_url.as_deref()) {
+        let (figures, pg_checks) = run_pg(&args, &bin, url, &template);
+        pg_results = figures;
+        checks.extend(pg_checks);
     }
 
     let mut table = String::new();
@@ -610,6 +674,27 @@ fn main() {
             f.name, f.rps, f.p50_ms, f.p99_ms, f.errors, f.rss_mib, f.note
         );
     }
+    if !pg_results.is_empty() {
+        let _ = writeln!(
+            table,
+            "\nOn PostgreSQL ({}), the server on the same machine, {} clients; two instances share the {} connections:\n",
+            pg_version(args.pg_url.as_deref().unwrap_or_default()),
+            args.clients,
+            args.connections
+        );
+        let _ = writeln!(
+            table,
+            "| workload | requests/s | p50 | p99 | errors | peak RSS | note |"
+        );
+        let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---|");
+        for f in &pg_results {
+            let _ = writeln!(
+                table,
+                "| {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.1} MiB | {} |",
+                f.name, f.rps, f.p50_ms, f.p99_ms, f.errors, f.rss_mib, f.note
+            );
+        }
+    }
     let _ = writeln!(table);
     for c in &checks {
         let _ = writeln!(table, "- {c}");
@@ -621,6 +706,170 @@ fn main() {
     if !args.no_write {
         write_results(&args.out, &table);
     }
+}
+
+/// Runs one statement on `url` (schema set-up and clean-up).
+fn pg_exec(url: &str, sql: &str) -> Result<String, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        let task = tokio::spawn(conn);
+        let rows = client
+            .simple_query(sql)
+            .await
+            .map_err(|e| e.to_string())?;
+        drop(client);
+        let _ = task.await;
+        Ok(rows
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .unwrap_or_default())
+    })
+}
+
+fn pg_version(url: &str) -> String {
+    pg_exec(url, "SHOW server_version")
+        .map(|v| format!("PostgreSQL {v}"))
+        .unwrap_or_else(|_| "PostgreSQL".into())
+}
+
+/// W1 and W2 on PostgreSQL, one instance and then two sharing the database
+/// and the keys, plus the fleet-wide quota under load.
+fn run_pg(
+    args: &Args,
+    bin: &Path,
+    url: &str,
+    template: &NewClient,
+) -> (Vec<Figures>, Vec<String>) {
+    let schema = format!("tollgate_bench_{}", std::process::id());
+    pg_exec(url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
+        .unwrap_or_else(|e| fail(&format!("PostgreSQL: {e}")));
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let db = format!("{url}{sep}options=-csearch_path%3D{schema}");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| fail(&e.to_string()));
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap_or_else(|e| fail(&e.to_string()));
+    let app = open_app(dir.path(), Some(&db));
+    let t0 = now();
+    println!("seeding {} clients in PostgreSQL…", args.clients);
+    let clients = app
+        .seed_clients("bench", args.clients, template, 100, t0, |n| {
+            println!("  {n} stored")
+        })
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let (iid, isecret) = app
+        .create_client(
+            "bench",
+            NewClient {
+                name: "introspector".into(),
+                scopes: vec!["tollgate:introspect".into()],
+                ..NewClient::default()
+            },
+            t0,
+        )
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let quota_client = app
+        .create_client(
+            "bench",
+            NewClient {
+                name: "quota".into(),
+                token_quota: Some(2000),
+                quota_window: Some(3600),
+                quota_ban: Some(0),
+                ..NewClient::default()
+            },
+            t0,
+        )
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let mut tokens = Vec::new();
+    for i in 0..1000 {
+        let (id, secret) = &clients[i % clients.len()];
+        let creds = tollgate::oauth::ClientCredentials {
+            client_id: id.clone(),
+            secret: secret.clone(),
+            method: tollgate::oauth::AuthMethod::Basic,
+        };
+        let t = app
+            .issue_for_client(Some(&creds), None, &Default::default(), t0)
+            .unwrap_or_else(|e| fail(&e.to_string()));
+        if i % 20 == 0 {
+            app.revoke(id, t.access_token.expose(), t0)
+                .unwrap_or_else(|e| fail(&e.to_string()));
+        }
+        tokens.push(t.access_token.expose().to_string());
+    }
+    drop(app);
+
+    let form = "application/x-www-form-urlencoded";
+    let auths: Vec<String> = clients.iter().map(|(id, s)| basic(id, s)).collect();
+    let w1 = script(
+        &scripts,
+        "pg_w1",
+        "/oauth/token",
+        form,
+        &auths,
+        &["grant_type=client_credentials".to_string()],
+    );
+    let bodies: Vec<String> = tokens.iter().map(|t| format!("token={t}")).collect();
+    let w2 = script(
+        &scripts,
+        "pg_w2",
+        "/oauth/introspect",
+        form,
+        &[basic(&iid.id, &isecret)],
+        &bodies,
+    );
+    let quota = script(
+        &scripts,
+        "pg_quota",
+        "/oauth/token",
+        form,
+        &[basic(&quota_client.0.id, &quota_client.1)],
+        &["grant_type=client_credentials".to_string()],
+    );
+    // Every instance runs in the same directory: its keys directory is the
+    // fleet's shared key storage (the database is PostgreSQL).
+    let start = || start_server(bin, dir.path(), Some(&db));
+    let mut out = Vec::new();
+    let mut checks = Vec::new();
+    {
+        let one = start();
+        let mut f = wrk(args, &one, "PG W1 issuance, 1 instance", &w1, args.duration);
+        f.note = "no database call per token (cache)".into();
+        out.push(f);
+        let mut f = wrk(args, &one, "PG W2 JWT introspection, 1 instance", &w2, args.duration);
+        f.note = "revocation answered from cache".into();
+        out.push(f);
+    }
+    let fleet = vec![start(), start()];
+    let mut f = wrk_fleet(args, &fleet, "PG W1 issuance, 2 instances", &w1, args.duration);
+    f.note = "both instances and wrk share 2 cores".into();
+    out.push(f);
+    out.push(wrk_fleet(
+        args,
+        &fleet,
+        "PG W2 JWT introspection, 2 instances",
+        &w2,
+        args.duration,
+    ));
+    let q = wrk_fleet(args, &fleet, "PG quota check", &quota, 3);
+    let granted = q.requests.saturating_sub(q.errors);
+    checks.push(format!(
+        "Quota across two PostgreSQL instances under load: a client with a quota of 2000 got {granted} tokens out of {} requests: {}",
+        q.requests,
+        if granted == 2000 { "PASS" } else { "FAIL" }
+    ));
+    drop(fleet);
+    let _ = pg_exec(url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+    (out, checks)
 }
 
 fn write_results(path: &Path, table: &str) {
