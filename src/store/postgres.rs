@@ -162,6 +162,9 @@ impl PostgresStore {
         // Instances starting together wait here for the first to finish.
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await?;
+        // "already exists, skipping" notices would be logged on every start.
+        tx.batch_execute("SET LOCAL client_min_messages = warning")
+            .await?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS tollgate_migrations (
                  version    INTEGER PRIMARY KEY,
