@@ -719,10 +719,7 @@ fn pg_exec(url: &str, sql: &str) -> Result<String, String> {
             .await
             .map_err(|e| e.to_string())?;
         let task = tokio::spawn(conn);
-        let rows = client
-            .simple_query(sql)
-            .await
-            .map_err(|e| e.to_string())?;
+        let rows = client.simple_query(sql).await.map_err(|e| e.to_string())?;
         drop(client);
         let _ = task.await;
         Ok(rows
@@ -743,15 +740,13 @@ fn pg_version(url: &str) -> String {
 
 /// W1 and W2 on PostgreSQL, one instance and then two sharing the database
 /// and the keys, plus the fleet-wide quota under load.
-fn run_pg(
-    args: &Args,
-    bin: &Path,
-    url: &str,
-    template: &NewClient,
-) -> (Vec<Figures>, Vec<String>) {
+fn run_pg(args: &Args, bin: &Path, url: &str, template: &NewClient) -> (Vec<Figures>, Vec<String>) {
     let schema = format!("tollgate_bench_{}", std::process::id());
-    pg_exec(url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
-        .unwrap_or_else(|e| fail(&format!("PostgreSQL: {e}")));
+    pg_exec(
+        url,
+        &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
+    )
+    .unwrap_or_else(|e| fail(&format!("PostgreSQL: {e}")));
     let sep = if url.contains('?') { '&' } else { '?' };
     let db = format!("{url}{sep}options=-csearch_path%3D{schema}");
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(&e.to_string()));
@@ -845,12 +840,24 @@ fn run_pg(
         let mut f = wrk(args, &one, "PG W1 issuance, 1 instance", &w1, args.duration);
         f.note = "no database call per token (cache)".into();
         out.push(f);
-        let mut f = wrk(args, &one, "PG W2 JWT introspection, 1 instance", &w2, args.duration);
+        let mut f = wrk(
+            args,
+            &one,
+            "PG W2 JWT introspection, 1 instance",
+            &w2,
+            args.duration,
+        );
         f.note = "revocation answered from cache".into();
         out.push(f);
     }
     let fleet = vec![start(), start()];
-    let mut f = wrk_fleet(args, &fleet, "PG W1 issuance, 2 instances", &w1, args.duration);
+    let mut f = wrk_fleet(
+        args,
+        &fleet,
+        "PG W1 issuance, 2 instances",
+        &w1,
+        args.duration,
+    );
     f.note = "both instances and wrk share 2 cores".into();
     out.push(f);
     out.push(wrk_fleet(

@@ -84,6 +84,20 @@ pub struct PostgresStore {
     /// Bumped by every notification on `tollgate_changes` and on every
     /// (re)connection of the listener, when notifications may have been missed.
     changes: Arc<AtomicI64>,
+    /// When the database was last found unreachable (ms since the epoch), 0
+    /// when the last call succeeded or the listener reconnected.
+    down_at: Arc<AtomicI64>,
+}
+
+/// After a call finds the database unreachable, other calls fail at once for
+/// this long instead of each waiting out the connection timeouts; then one
+/// call tries again.
+const FAIL_FAST_MS: i64 = 1000;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Drop for PostgresStore {
@@ -139,6 +153,7 @@ impl PostgresStore {
             runtime: Some(runtime),
             pool,
             changes: Arc::new(AtomicI64::new(0)),
+            down_at: Arc::new(AtomicI64::new(0)),
         };
         store.block(store.migrate())?;
         store.spawn_listener(pg);
@@ -150,6 +165,24 @@ impl PostgresStore {
     fn block<F: Future>(&self, f: F) -> F::Output {
         let _enter = self.runtime.as_ref().map(|rt| rt.enter());
         futures_executor::block_on(f)
+    }
+
+    /// Runs a store call, failing at once while the database is known to be
+    /// unreachable (see [`FAIL_FAST_MS`]), and records whether it was.
+    fn call<T>(&self, f: impl Future<Output = Result<T>>) -> Result<T> {
+        let down = self.down_at.load(Ordering::SeqCst);
+        if down != 0 && now_ms() - down < FAIL_FAST_MS {
+            return Err(StoreError::Unavailable(
+                "unreachable moments ago; not waiting again yet".into(),
+            ));
+        }
+        let out = self.block(f);
+        match &out {
+            Err(StoreError::Unavailable(_)) => self.down_at.store(now_ms(), Ordering::SeqCst),
+            Ok(_) if down != 0 => self.down_at.store(0, Ordering::SeqCst),
+            _ => {}
+        }
+        out
     }
 
     async fn conn(&self) -> Result<Object> {
@@ -206,6 +239,7 @@ impl PostgresStore {
     fn spawn_listener(&self, pg: tokio_postgres::Config) {
         let Some(rt) = &self.runtime else { return };
         let changes = self.changes.clone();
+        let down_at = self.down_at.clone();
         rt.spawn(async move {
             loop {
                 match pg.connect(NoTls).await {
@@ -230,7 +264,10 @@ impl PostgresStore {
                         });
                         match client.batch_execute("LISTEN tollgate_changes").await {
                             Ok(()) => {
-                                // Anything may have changed while we were not listening.
+                                // Back: stop failing fast, and, since anything
+                                // may have changed while we were not listening,
+                                // drop what the cache holds.
+                                down_at.store(0, Ordering::SeqCst);
                                 changes.fetch_add(1, Ordering::SeqCst);
                                 while rx.recv().await.is_some() {
                                     changes.fetch_add(1, Ordering::SeqCst);
@@ -411,7 +448,7 @@ fn audiences_json(c: &Client) -> String {
 
 impl Store for PostgresStore {
     fn create_client(&self, c: &Client, secret_digest: &[u8], audit: &AuditEntry) -> Result<()> {
-        self.block(async {
+        self.call(async {
             let mut conn = self.conn().await?;
             let tx = conn.transaction().await?;
             insert_client(&tx, c, Some(secret_digest)).await?;
@@ -422,7 +459,7 @@ impl Store for PostgresStore {
     }
 
     fn import_clients(&self, clients: &[(Client, Vec<u8>)], audit: &AuditEntry) -> Result<()> {
-        self.block(async {
+        self.call(async {
             let mut conn = self.conn().await?;
             let tx = conn.transaction().await?;
             for (c, digest) in clients {
@@ -435,7 +472,7 @@ impl Store for PostgresStore {
     }
 
     fn get_client(&self, id: &str) -> Result<Option<Client>> {
-        self.block(async {
+        self.call(async {
             let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1");
             self.query_opt(&sql, &[&id])
                 .await?
@@ -445,7 +482,7 @@ impl Store for PostgresStore {
     }
 
     fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>> {
-        self.block(async {
+        self.call(async {
             let sql = format!(
                 "SELECT {CLIENT_COLUMNS} FROM clients WHERE id > $1 ORDER BY id COLLATE \"C\" LIMIT $2"
             );
@@ -456,7 +493,7 @@ impl Store for PostgresStore {
     }
 
     fn update_client(&self, c: &Client, audit: &AuditEntry) -> Result<bool> {
-        self.block(self.write_one(
+        self.call(self.write_one(
             "UPDATE clients SET name = $2, owner = $3, scopes = $4, audiences = $5, \
              token_ttl = $6, disabled = $7, tokens_revoked_before = $8, updated_at = $9, \
              token_quota = $10, quota_window = $11, quota_ban = $12 WHERE id = $1",
@@ -479,11 +516,11 @@ impl Store for PostgresStore {
     }
 
     fn delete_client(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
-        self.block(self.write_one("DELETE FROM clients WHERE id = $1", &[&id], audit))
+        self.call(self.write_one("DELETE FROM clients WHERE id = $1", &[&id], audit))
     }
 
     fn live_secrets(&self, client_id: &str, now: i64) -> Result<Vec<ClientSecretRecord>> {
-        self.block(async {
+        self.call(async {
             let rows = self
                 .query(
                     "SELECT id, digest, created_at, expires_at FROM client_secrets \
@@ -513,7 +550,7 @@ impl Store for PostgresStore {
         max_live: usize,
         audit: &AuditEntry,
     ) -> Result<bool> {
-        self.block(async {
+        self.call(async {
             let mut conn = self.conn().await?;
             let tx = conn.transaction().await?;
             // Locks the client row: rotations of one client run one at a time.
@@ -564,7 +601,7 @@ impl Store for PostgresStore {
         now: i64,
         audit: &AuditEntry,
     ) -> Result<ApiKeyCreate> {
-        self.block(async {
+        self.call(async {
             let mut conn = self.conn().await?;
             let tx = conn.transaction().await?;
             // Locks the client row, so two instances cannot both add the fifth key.
@@ -596,7 +633,7 @@ impl Store for PostgresStore {
     }
 
     fn find_api_key(&self, digest: &[u8]) -> Result<Option<ApiKeyRecord>> {
-        self.block(async {
+        self.call(async {
             let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE digest = $1");
             self.query_opt(&sql, &[&digest])
                 .await?
@@ -606,7 +643,7 @@ impl Store for PostgresStore {
     }
 
     fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
-        self.block(async {
+        self.call(async {
             let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1");
             self.query_opt(&sql, &[&id])
                 .await?
@@ -616,7 +653,7 @@ impl Store for PostgresStore {
     }
 
     fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>> {
-        self.block(async {
+        self.call(async {
             let sql = format!(
                 "SELECT {KEY_COLUMNS} FROM api_keys WHERE client_id = $1 \
                  ORDER BY created_at DESC, id COLLATE \"C\""
@@ -627,7 +664,7 @@ impl Store for PostgresStore {
     }
 
     fn revoke_api_key(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<bool> {
-        self.block(self.write_one(
+        self.call(self.write_one(
             "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
             &[&id, &now],
             audit,
@@ -635,7 +672,7 @@ impl Store for PostgresStore {
     }
 
     fn touch_api_keys(&self, uses: &[(String, i64)]) -> Result<()> {
-        self.block(async {
+        self.call(async {
             let (ids, ats): (Vec<&str>, Vec<i64>) =
                 uses.iter().map(|(id, at)| (id.as_str(), *at)).unzip();
             let conn = self.conn().await?;
@@ -658,7 +695,7 @@ impl Store for PostgresStore {
         now: i64,
         audit: &AuditEntry,
     ) -> Result<()> {
-        self.block(self.write_one(
+        self.call(self.write_one(
             "INSERT INTO revoked_tokens (jti, client_id, expires_at, revoked_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
             &[&jti, &client_id, &expires_at, &now],
@@ -668,7 +705,7 @@ impl Store for PostgresStore {
     }
 
     fn is_token_revoked(&self, jti: &str) -> Result<bool> {
-        self.block(async {
+        self.call(async {
             Ok(self
                 .query_opt("SELECT 1 FROM revoked_tokens WHERE jti = $1", &[&jti])
                 .await?
@@ -677,7 +714,7 @@ impl Store for PostgresStore {
     }
 
     fn prune_revocations(&self, now: i64) -> Result<usize> {
-        self.block(async {
+        self.call(async {
             let conn = self.conn().await?;
             let n = conn
                 .execute("DELETE FROM revoked_tokens WHERE expires_at < $1", &[&now])
@@ -689,7 +726,7 @@ impl Store for PostgresStore {
     }
 
     fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
-        self.block(async {
+        self.call(async {
             let rows = self
                 .query(
                     "SELECT kid, alg, created_at, activates_at, retired_at FROM signing_keys \
@@ -702,7 +739,7 @@ impl Store for PostgresStore {
     }
 
     fn insert_signing_key(&self, k: &SigningKeyRecord, audit: Option<&AuditEntry>) -> Result<()> {
-        self.block(async {
+        self.call(async {
             let mut conn = self.conn().await?;
             let tx = conn.transaction().await?;
             insert_signing_key(&tx, k).await?;
@@ -715,7 +752,7 @@ impl Store for PostgresStore {
     }
 
     fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
-        self.block(self.write_one(
+        self.call(self.write_one(
             "UPDATE signing_keys SET retired_at = $2 WHERE kid = $1 AND retired_at IS NULL",
             &[&kid, &at],
             audit,
@@ -723,7 +760,7 @@ impl Store for PostgresStore {
     }
 
     fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
-        self.block(async {
+        self.call(async {
             let mut conn = self.conn().await?;
             let tx = conn.transaction().await?;
             insert_audit(&tx, entry).await?;
@@ -733,7 +770,7 @@ impl Store for PostgresStore {
     }
 
     fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
-        self.block(async {
+        self.call(async {
             let rows = self
                 .query(
                     "SELECT id, at, actor, action, target, detail FROM audit_log \
@@ -746,7 +783,7 @@ impl Store for PostgresStore {
     }
 
     fn ping(&self) -> Result<()> {
-        self.block(async {
+        self.call(async {
             self.query("SELECT 1", &[]).await?;
             Ok(())
         })
@@ -757,7 +794,7 @@ impl Store for PostgresStore {
     }
 
     fn external_change_marker(&self) -> Result<i64> {
-        self.block(async {
+        self.call(async {
             let row = self
                 .query_opt("SELECT version FROM tollgate_changes WHERE id = 1", &[])
                 .await?;
@@ -773,7 +810,7 @@ impl Store for PostgresStore {
         ban: i64,
         now: i64,
     ) -> Result<Option<Decision>> {
-        self.block(async {
+        self.call(async {
             let limit_i = limit.min(i64::MAX as u64) as i64;
             let row = self
                 .query_opt(
@@ -799,7 +836,7 @@ impl Store for PostgresStore {
     }
 
     fn export(&self) -> Result<Dump> {
-        self.block(async {
+        self.call(async {
             let conn = self.conn().await?;
             let clients = conn
                 .query(
@@ -878,7 +915,7 @@ impl Store for PostgresStore {
     }
 
     fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool> {
-        self.block(async {
+        self.call(async {
             let mut conn = self.conn().await?;
             let tx = conn.transaction().await?;
             let used: bool = tx

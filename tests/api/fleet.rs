@@ -351,6 +351,36 @@ async fn unreachable_postgres_fails_closed_and_issued_tokens_still_verify() {
         app.token_request(&id, &secret, None).await.status() == 200
     })
     .await;
+
+    // A database that hangs instead of refusing: one call waits out the
+    // 2-s timeout, the calls after it fail at once instead of each waiting.
+    proxy.cut_silently();
+    within_bound_secs(5, || async {
+        app.token_request(&id, &secret, None).await.status() == 503
+    })
+    .await;
+    let start = Instant::now();
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(
+            app.token_request(&id, &secret, None)
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    let took = start.elapsed();
+    eprintln!("10 requests against a silent database: {took:?}");
+    assert!(statuses.iter().all(|s| *s == 503), "{statuses:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "each request waited for the database: {took:?}"
+    );
+    proxy.restore();
+    within_bound_secs(8, || async {
+        app.token_request(&id, &secret, None).await.status() == 200
+    })
+    .await;
 }
 
 /// Like `within_bound`, for recovery, which waits on reconnection back-off.

@@ -428,6 +428,9 @@ impl Drop for TestApp {
 pub struct CuttableProxy {
     pub port: u16,
     up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// While set (and cut), connections are accepted and then never answered,
+    /// as when packets to the database are dropped.
+    blackhole: std::sync::Arc<std::sync::atomic::AtomicBool>,
     conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
@@ -441,11 +444,16 @@ impl CuttableProxy {
         let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> =
             Default::default();
-        let (up2, conns2) = (up.clone(), conns.clone());
+        let blackhole = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (up2, conns2, hole2) = (up.clone(), conns.clone(), blackhole.clone());
         tokio::spawn(async move {
+            let mut held = Vec::new();
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if !up2.load(Ordering::SeqCst) {
-                    continue; // dropped: the connection is refused at once
+                    if hole2.load(Ordering::SeqCst) {
+                        held.push(inbound); // open, and silent
+                    }
+                    continue; // dropped: the connection is closed at once
                 }
                 let target = target.clone();
                 let task = tokio::spawn(async move {
@@ -456,7 +464,19 @@ impl CuttableProxy {
                 conns2.lock().expect("lock").push(task);
             }
         });
-        CuttableProxy { port, up, conns }
+        CuttableProxy {
+            port,
+            up,
+            blackhole,
+            conns,
+        }
+    }
+
+    /// Like `cut`, but new connections hang instead of closing.
+    pub fn cut_silently(&self) {
+        self.blackhole
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cut();
     }
 
     /// Closes every relayed connection and refuses new ones.
@@ -469,6 +489,8 @@ impl CuttableProxy {
 
     /// Accepts connections again.
     pub fn restore(&self) {
+        self.blackhole
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
