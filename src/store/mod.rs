@@ -2,6 +2,8 @@
 //! metadata and the audit log. The only module with SQL lives below it.
 
 pub mod cached;
+#[cfg(test)]
+mod contract;
 pub mod postgres;
 pub mod sqlite;
 

@@ -1,0 +1,467 @@
+//! One behavioural contract for every [`Store`] backend, run against SQLite
+//! always and against PostgreSQL when `TOLLGATE_TEST_PG_URL` is set (each
+//! test in a fresh schema); without it the PostgreSQL runs say they are
+//! skipped.
+
+use serde_json::json;
+
+use super::*;
+use crate::limits::Limiter;
+
+fn audit(action: &str) -> AuditEntry {
+    AuditEntry::new(0, "test", action, None, json!({"n": 1}))
+}
+
+fn client(id: &str) -> Client {
+    Client {
+        id: id.into(),
+        name: "n".into(),
+        owner: Some("team".into()),
+        scopes: vec!["a".into(), "b".into()],
+        audiences: vec!["https://x".into()],
+        token_ttl: Some(60),
+        disabled: false,
+        tokens_revoked_before: None,
+        token_quota: Some(4),
+        quota_window: None,
+        quota_ban: Some(60),
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+fn key(id: &str, client_id: &str, digest: u8) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: id.into(),
+        client_id: client_id.into(),
+        name: Some("k".into()),
+        digest: vec![digest; 32],
+        prefix: "tg_live_".into(),
+        last4: "abcd".into(),
+        created_at: 5,
+        expires_at: None,
+        last_used_at: None,
+        revoked_at: None,
+    }
+}
+
+/// A store of each kind the machine can run, with what keeps it alive.
+enum Held {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { url: String, schema: String },
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Held::Postgres { url, schema } = self {
+            let _ = pg_exec(url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+        }
+    }
+}
+
+fn pg_exec(url: &str, sql: &str) -> std::result::Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        let task = tokio::spawn(conn);
+        let r = client.batch_execute(sql).await.map_err(|e| e.to_string());
+        drop(client);
+        let _ = task.await;
+        r
+    })
+}
+
+fn sqlite() -> (Held, Box<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+    (Held::Sqlite(dir), Box::new(s))
+}
+
+static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A PostgreSQL store in a fresh schema, and its URL (for a second handle).
+fn postgres(test: &str) -> Option<(Held, Box<dyn Store>, String)> {
+    let Some(url) = std::env::var("TOLLGATE_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("SKIPPED {test} on PostgreSQL: set TOLLGATE_TEST_PG_URL to run it");
+        return None;
+    };
+    let schema = format!(
+        "tgunit_{}_{}",
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    pg_exec(
+        &url,
+        &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
+    )
+    .expect("TOLLGATE_TEST_PG_URL answers");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let db = format!("{url}{sep}options=-csearch_path%3D{schema}");
+    let store = PostgresStore::open(&db, 4).expect("open PostgreSQL store");
+    Some((Held::Postgres { url, schema }, Box::new(store), db))
+}
+
+/// Runs `check` on SQLite and, when it is configured, PostgreSQL.
+fn on_each(test: &str, check: impl Fn(&dyn Store)) {
+    let (_held, s) = sqlite();
+    check(s.as_ref());
+    if let Some((_held, s, _)) = postgres(test) {
+        check(s.as_ref());
+    }
+}
+
+#[test]
+fn clients_round_trip_and_update_and_delete_with_their_audit() {
+    on_each("clients", |s| {
+        s.create_client(&client("c1"), &[1; 32], &audit("create"))
+            .unwrap();
+        assert_eq!(s.get_client("c1").unwrap().unwrap(), client("c1"));
+        assert!(s.get_client("nobody").unwrap().is_none());
+        let mut c = client("c1");
+        c.disabled = true;
+        c.scopes = vec!["z".into()];
+        c.token_quota = None;
+        assert!(s.update_client(&c, &audit("update")).unwrap());
+        assert_eq!(s.get_client("c1").unwrap().unwrap(), c);
+        assert!(!s.update_client(&client("c9"), &audit("update")).unwrap());
+        s.create_client(&client("c0"), &[2; 32], &audit("create"))
+            .unwrap();
+        let ids: Vec<String> = s
+            .list_clients(None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(ids, ["c0", "c1"]);
+        assert_eq!(s.list_clients(Some("c0"), 10).unwrap().len(), 1);
+        assert!(s.delete_client("c1", &audit("delete")).unwrap());
+        assert!(!s.delete_client("c1", &audit("delete")).unwrap());
+        let actions: Vec<String> = s
+            .list_audit(0, 100)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(actions, ["create", "update", "create", "delete"]);
+    });
+}
+
+#[test]
+fn a_failed_write_leaves_no_audit_entry() {
+    on_each("atomic audit", |s| {
+        s.create_client(&client("c"), &[0; 32], &audit("create"))
+            .unwrap();
+        assert!(s
+            .create_client(&client("c"), &[0; 32], &audit("create"))
+            .is_err());
+        assert_eq!(s.list_audit(0, 10).unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn rotation_keeps_at_most_max_live_secrets() {
+    on_each("rotation", |s| {
+        s.create_client(&client("c"), &[0; 32], &audit("create"))
+            .unwrap();
+        for i in 1..=7u8 {
+            assert!(s
+                .rotate_secret("c", &[i; 32], 10, 10_000, 5, &audit("rotate"))
+                .unwrap());
+        }
+        let live = s.live_secrets("c", 10).unwrap();
+        assert_eq!(live.len(), 5);
+        assert_eq!(live.last().unwrap().digest, vec![7u8; 32]);
+        assert!(!s
+            .rotate_secret("nobody", &[1; 32], 10, 10, 5, &audit("rotate"))
+            .unwrap());
+    });
+}
+
+#[test]
+fn api_keys_are_limited_revocable_and_found_by_digest() {
+    on_each("api keys", |s| {
+        s.create_client(&client("c"), &[0; 32], &audit("create"))
+            .unwrap();
+        for i in 0..3u8 {
+            assert_eq!(
+                s.create_api_key(&key(&format!("k{i}"), "c", i), 3, 10, &audit("key"))
+                    .unwrap(),
+                ApiKeyCreate::Created
+            );
+        }
+        assert_eq!(
+            s.create_api_key(&key("k9", "c", 9), 3, 10, &audit("key"))
+                .unwrap(),
+            ApiKeyCreate::LimitReached(3)
+        );
+        assert_eq!(
+            s.create_api_key(&key("kx", "nobody", 8), 3, 10, &audit("key"))
+                .unwrap(),
+            ApiKeyCreate::NoSuchClient
+        );
+        assert_eq!(s.find_api_key(&[1; 32]).unwrap().unwrap().id, "k1");
+        assert!(s.revoke_api_key("k1", 20, &audit("revoke")).unwrap());
+        assert!(!s.revoke_api_key("k1", 21, &audit("revoke")).unwrap());
+        assert_eq!(s.get_api_key("k1").unwrap().unwrap().revoked_at, Some(20));
+        // A revoked key frees a slot.
+        assert_eq!(
+            s.create_api_key(&key("k9", "c", 9), 3, 30, &audit("key"))
+                .unwrap(),
+            ApiKeyCreate::Created
+        );
+        s.touch_api_keys(&[("k0".into(), 100), ("k2".into(), 50)])
+            .unwrap();
+        s.touch_api_keys(&[("k0".into(), 90)]).unwrap();
+        assert_eq!(
+            s.get_api_key("k0").unwrap().unwrap().last_used_at,
+            Some(100)
+        );
+        assert_eq!(s.list_api_keys("c").unwrap().len(), 4);
+    });
+}
+
+#[test]
+fn revocations_are_idempotent_and_pruned_only_after_expiry() {
+    on_each("revocations", |s| {
+        s.revoke_token("old", "c", 100, 50, &audit("revoke"))
+            .unwrap();
+        s.revoke_token("old", "c", 100, 51, &audit("revoke"))
+            .unwrap();
+        s.revoke_token("live", "c", 1000, 50, &audit("revoke"))
+            .unwrap();
+        assert_eq!(s.prune_revocations(500).unwrap(), 1);
+        assert!(!s.is_token_revoked("old").unwrap());
+        assert!(s.is_token_revoked("live").unwrap());
+        assert_eq!(
+            s.list_audit(0, 10).unwrap().len(),
+            2,
+            "one entry per new revocation"
+        );
+    });
+}
+
+#[test]
+fn signing_keys_are_recorded_once_and_retired_once() {
+    on_each("signing keys", |s| {
+        let k = SigningKeyRecord {
+            kid: "kid1".into(),
+            alg: "ES256".into(),
+            created_at: 1,
+            activates_at: 2,
+            retired_at: None,
+        };
+        s.insert_signing_key(&k, None).unwrap();
+        s.insert_signing_key(&k, Some(&audit("again"))).unwrap();
+        assert_eq!(s.signing_keys().unwrap(), vec![k]);
+        assert!(s.retire_signing_key("kid1", 9, &audit("retire")).unwrap());
+        assert!(!s.retire_signing_key("kid1", 10, &audit("retire")).unwrap());
+        assert_eq!(s.signing_keys().unwrap()[0].retired_at, Some(9));
+    });
+}
+
+#[test]
+fn postgres_quotas_follow_the_in_memory_rule_exactly() {
+    let (_held, s) = sqlite();
+    assert_eq!(
+        s.hit_quota("c", 3, 60, 30, 0).unwrap(),
+        None,
+        "SQLite: in memory"
+    );
+    let Some((_held, pg, _)) = postgres("quota rule") else {
+        return;
+    };
+    assert!(pg.shared_quotas() && !s.shared_quotas());
+    let mem: Limiter<String> = Limiter::default();
+    // Within a window, over it (ban), during the ban, after it, a new window;
+    // and a client without a ban.
+    let script: &[(&str, u64, i64, i64, i64)] = &[
+        ("a", 3, 60, 30, 0),
+        ("a", 3, 60, 30, 1),
+        ("a", 3, 60, 30, 2),
+        ("a", 3, 60, 30, 3),
+        ("a", 3, 60, 30, 10),
+        ("a", 3, 60, 30, 40),
+        ("a", 3, 60, 30, 61),
+        ("a", 3, 60, 30, 62),
+        ("b", 1, 10, 0, 0),
+        ("b", 1, 10, 0, 5),
+        ("b", 1, 10, 0, 6),
+        ("b", 1, 10, 0, 10),
+    ];
+    for &(id, limit, window, ban, now) in script {
+        let want = mem.hit(&id.to_string(), limit, window, ban, now);
+        let got = pg.hit_quota(id, limit, window, ban, now).unwrap().unwrap();
+        assert_eq!(got, want, "{id} at {now}");
+    }
+    // Pruning forgets finished windows only.
+    pg.prune_revocations(1_000).unwrap();
+    let fresh = pg.hit_quota("a", 3, 60, 30, 1_000).unwrap().unwrap();
+    assert_eq!(fresh.remaining, 2);
+}
+
+fn populate(s: &dyn Store) {
+    s.create_client(&client("c1"), &[1; 32], &audit("client.create"))
+        .unwrap();
+    s.create_client(&client("c2"), &[2; 32], &audit("client.create"))
+        .unwrap();
+    s.rotate_secret("c1", &[3; 32], 10, 5_000, 5, &audit("rotate"))
+        .unwrap();
+    s.create_api_key(&key("k1", "c1", 7), 5, 10, &audit("key"))
+        .unwrap();
+    s.create_api_key(&key("k2", "c2", 8), 5, 10, &audit("key"))
+        .unwrap();
+    s.revoke_api_key("k2", 20, &audit("key.revoke")).unwrap();
+    s.revoke_token("jti1", "c1", 9_999_999_999, 30, &audit("token.revoke"))
+        .unwrap();
+    s.insert_signing_key(
+        &SigningKeyRecord {
+            kid: "kid1".into(),
+            alg: "ES256".into(),
+            created_at: 1,
+            activates_at: 1,
+            retired_at: None,
+        },
+        None,
+    )
+    .unwrap();
+}
+
+fn assert_same(a: &Dump, b: &Dump) {
+    assert_eq!(a.clients, b.clients);
+    assert_eq!(a.secrets, b.secrets);
+    let keys = |d: &Dump| -> Vec<(String, Vec<u8>, Option<i64>)> {
+        d.api_keys
+            .iter()
+            .map(|k| (k.id.clone(), k.digest.clone(), k.revoked_at))
+            .collect()
+    };
+    assert_eq!(keys(a), keys(b));
+    assert_eq!(a.revocations, b.revocations);
+    assert_eq!(a.signing_keys, b.signing_keys);
+    assert_eq!(a.audit, b.audit[..a.audit.len()].to_vec());
+}
+
+#[test]
+fn migration_copies_everything_both_ways_and_refuses_a_used_database() {
+    let (_h1, src) = sqlite();
+    populate(src.as_ref());
+    let original = src.export().unwrap();
+    assert_eq!(original.counts().secrets, 3);
+    // SQLite to SQLite always; SQLite to PostgreSQL and back when configured.
+    let (_h2, dest) = sqlite();
+    let n = copy(src.as_ref(), dest.as_ref(), &audit("store.migrate"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, original.counts());
+    assert_same(&original, &dest.export().unwrap());
+    assert_eq!(
+        copy(src.as_ref(), dest.as_ref(), &audit("store.migrate")).unwrap(),
+        None,
+        "a used database is refused"
+    );
+    if let Some((_h3, pg, _)) = postgres("migration") {
+        copy(src.as_ref(), pg.as_ref(), &audit("store.migrate"))
+            .unwrap()
+            .unwrap();
+        let on_pg = pg.export().unwrap();
+        assert_same(&original, &on_pg);
+        assert_eq!(on_pg.audit.last().unwrap().action, "store.migrate");
+        let (_h4, back) = sqlite();
+        copy(pg.as_ref(), back.as_ref(), &audit("store.migrate"))
+            .unwrap()
+            .unwrap();
+        assert_same(&original, &back.export().unwrap());
+        // New audit entries continue after the copied ones.
+        pg.append_audit(&audit("after")).unwrap();
+        let all = pg.list_audit(0, 100).unwrap();
+        assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+        assert_eq!(all.last().unwrap().action, "after");
+    }
+}
+
+#[test]
+fn a_commit_through_another_handle_moves_the_change_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+    let b = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+    let before = a.change_marker().unwrap();
+    b.create_client(&client("c"), &[0; 32], &audit("create"))
+        .unwrap();
+    assert_ne!(a.change_marker().unwrap(), before, "SQLite: at once");
+    let Some((_held, pg, url)) = postgres("change marker") else {
+        return;
+    };
+    let other = PostgresStore::open(&url, 2).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200)); // listener up
+    let before = pg.change_marker().unwrap();
+    let external = pg.external_change_marker().unwrap();
+    other
+        .create_client(&client("c"), &[0; 32], &audit("create"))
+        .unwrap();
+    let start = std::time::Instant::now();
+    while pg.change_marker().unwrap() == before {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(1),
+            "NOTIFY reached the other handle within a second"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_ne!(
+        pg.external_change_marker().unwrap(),
+        external,
+        "the poll sees it too"
+    );
+    // Recording a key's last use is not a change a cache must see.
+    let quiet = pg.external_change_marker().unwrap();
+    other
+        .create_api_key(&key("k", "c", 1), 5, 1, &audit("key"))
+        .unwrap();
+    let after_key = pg.external_change_marker().unwrap();
+    assert_ne!(after_key, quiet);
+    other.touch_api_keys(&[("k".into(), 99)]).unwrap();
+    assert_eq!(pg.external_change_marker().unwrap(), after_key);
+}
+
+#[test]
+fn postgres_instances_starting_together_migrate_once_and_a_newer_schema_is_refused() {
+    let Some((_held, first, url)) = postgres("migrations") else {
+        return;
+    };
+    drop(first);
+    // Start again, three at once, on the same schema: all open, none re-applies.
+    let opened: Vec<bool> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| PostgresStore::open(&url, 1).is_ok()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(opened, [true, true, true]);
+    let s = PostgresStore::open(&url, 1).unwrap();
+    s.create_client(&client("kept"), &[0; 32], &audit("create"))
+        .unwrap();
+    drop(s);
+    let s = PostgresStore::open(&url, 1).unwrap();
+    assert!(
+        s.get_client("kept").unwrap().is_some(),
+        "reopening keeps data"
+    );
+    // A database migrated by a newer Tollgate stops this one at start-up.
+    pg_exec(
+        &url,
+        "INSERT INTO tollgate_migrations (version, name) VALUES (99, 'future')",
+    )
+    .unwrap();
+    match PostgresStore::open(&url, 1) {
+        Err(StoreError::TooNew { found: 99, .. }) => {}
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a newer schema was accepted"),
+    }
+}
