@@ -407,42 +407,12 @@ fn main() {
         audiences: vec!["https://api.bench".into()],
         ..NewClient::default()
     };
-    println!("seeding {} clients…", args.clients);
-    let clients = app
-        .seed_clients("bench", args.clients, &template, 100, t0, |n| {
-            println!("  {n} stored")
-        })
-        .unwrap_or_else(|e| fail(&e.to_string()));
-    let (iid, isecret) = app
-        .create_client(
-            "bench",
-            NewClient {
-                name: "introspector".into(),
-                scopes: vec!["tollgate:introspect".into()],
-                ..NewClient::default()
-            },
-            t0,
-        )
-        .unwrap_or_else(|e| fail(&e.to_string()));
-    let introspect_auth = basic(&iid.id, &isecret);
-    // Pool of 1,000 valid tokens, 50 of them revoked.
-    let mut tokens = Vec::new();
-    for i in 0..1000 {
-        let (id, secret) = &clients[i % clients.len()];
-        let creds = tollgate::oauth::ClientCredentials {
-            client_id: id.clone(),
-            secret: secret.clone(),
-            method: tollgate::oauth::AuthMethod::Basic,
-        };
-        let t = app
-            .issue_for_client(Some(&creds), None, &Default::default(), t0)
-            .unwrap_or_else(|e| fail(&e.to_string()));
-        if i % 20 == 0 {
-            app.revoke(id, t.access_token.expose(), t0)
-                .unwrap_or_else(|e| fail(&e.to_string()));
-        }
-        tokens.push(t.access_token.expose().to_string());
-    }
+    let Seeded {
+        clients,
+        introspect_auth,
+        tokens,
+        quota_client,
+    } = seed(&app, args.clients, &template, t0);
     let mut keys = Vec::new();
     for (id, _) in &clients {
         let (_, key) = app
@@ -450,19 +420,6 @@ fn main() {
             .unwrap_or_else(|e| fail(&e.to_string()));
         keys.push(key.expose().to_string());
     }
-    let quota_client = app
-        .create_client(
-            "bench",
-            NewClient {
-                name: "quota".into(),
-                token_quota: Some(2000),
-                quota_window: Some(3600),
-                quota_ban: Some(0),
-                ..NewClient::default()
-            },
-            t0,
-        )
-        .unwrap_or_else(|e| fail(&e.to_string()));
     drop(app);
 
     let server = start_server(&bin, dir.path(), None);
@@ -601,7 +558,7 @@ fn main() {
             "quota",
             "/oauth/token",
             form,
-            &[basic(&quota_client.0.id, &quota_client.1)],
+            std::slice::from_ref(&quota_client),
             &["grant_type=client_credentials".to_string()],
         );
         let f = wrk(&args, &server, "quota check", &q, 3);
@@ -708,28 +665,71 @@ fn main() {
     }
 }
 
+/// What every run seeds: the clients, an introspector, 1,000 tokens (50
+/// revoked) and a client with a quota of 2,000 tokens an hour.
+struct Seeded {
+    clients: Vec<(String, SecretString)>,
+    /// `Authorization` header of the introspecting client.
+    introspect_auth: String,
+    tokens: Vec<String>,
+    /// `Authorization` header of the client with the quota.
+    quota_client: String,
+}
+
+fn seed(app: &App, n: usize, template: &NewClient, t0: i64) -> Seeded {
+    println!("seeding {n} clients…");
+    let clients = app
+        .seed_clients("bench", n, template, 100, t0, |n| println!("  {n} stored"))
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let client = |name: &str, scopes: Vec<String>, quota: Option<u64>| {
+        let (c, secret) = app
+            .create_client(
+                "bench",
+                NewClient {
+                    name: name.into(),
+                    scopes,
+                    token_quota: quota,
+                    quota_window: quota.map(|_| 3600),
+                    quota_ban: quota.map(|_| 0),
+                    ..NewClient::default()
+                },
+                t0,
+            )
+            .unwrap_or_else(|e| fail(&e.to_string()));
+        basic(&c.id, &secret)
+    };
+    let introspect_auth = client("introspector", vec!["tollgate:introspect".into()], None);
+    let quota_client = client("quota", Vec::new(), Some(2000));
+    let mut tokens = Vec::new();
+    for i in 0..1000 {
+        let (id, secret) = &clients[i % clients.len()];
+        let creds = tollgate::oauth::ClientCredentials {
+            client_id: id.clone(),
+            secret: secret.clone(),
+            method: tollgate::oauth::AuthMethod::Basic,
+        };
+        let t = app
+            .issue_for_client(Some(&creds), None, &Default::default(), t0)
+            .unwrap_or_else(|e| fail(&e.to_string()));
+        if i % 20 == 0 {
+            app.revoke(id, t.access_token.expose(), t0)
+                .unwrap_or_else(|e| fail(&e.to_string()));
+        }
+        tokens.push(t.access_token.expose().to_string());
+    }
+    Seeded {
+        clients,
+        introspect_auth,
+        tokens,
+        quota_client,
+    }
+}
+
 /// Runs one statement on `url` (schema set-up and clean-up).
 fn pg_exec(url: &str, sql: &str) -> Result<String, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| e.to_string())?;
-        let task = tokio::spawn(conn);
-        let rows = client.simple_query(sql).await.map_err(|e| e.to_string())?;
-        drop(client);
-        let _ = task.await;
-        Ok(rows
-            .iter()
-            .find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                _ => None,
-            })
-            .unwrap_or_default())
-    })
+    tollgate::store::postgres::execute_once(url, sql)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| e.to_string())
 }
 
 fn pg_version(url: &str) -> String {
@@ -754,53 +754,13 @@ fn run_pg(args: &Args, bin: &Path, url: &str, template: &NewClient) -> (Vec<Figu
     std::fs::create_dir_all(&scripts).unwrap_or_else(|e| fail(&e.to_string()));
     let app = open_app(dir.path(), Some(&db));
     let t0 = now();
-    println!("seeding {} clients in PostgreSQL…", args.clients);
-    let clients = app
-        .seed_clients("bench", args.clients, template, 100, t0, |n| {
-            println!("  {n} stored")
-        })
-        .unwrap_or_else(|e| fail(&e.to_string()));
-    let (iid, isecret) = app
-        .create_client(
-            "bench",
-            NewClient {
-                name: "introspector".into(),
-                scopes: vec!["tollgate:introspect".into()],
-                ..NewClient::default()
-            },
-            t0,
-        )
-        .unwrap_or_else(|e| fail(&e.to_string()));
-    let quota_client = app
-        .create_client(
-            "bench",
-            NewClient {
-                name: "quota".into(),
-                token_quota: Some(2000),
-                quota_window: Some(3600),
-                quota_ban: Some(0),
-                ..NewClient::default()
-            },
-            t0,
-        )
-        .unwrap_or_else(|e| fail(&e.to_string()));
-    let mut tokens = Vec::new();
-    for i in 0..1000 {
-        let (id, secret) = &clients[i % clients.len()];
-        let creds = tollgate::oauth::ClientCredentials {
-            client_id: id.clone(),
-            secret: secret.clone(),
-            method: tollgate::oauth::AuthMethod::Basic,
-        };
-        let t = app
-            .issue_for_client(Some(&creds), None, &Default::default(), t0)
-            .unwrap_or_else(|e| fail(&e.to_string()));
-        if i % 20 == 0 {
-            app.revoke(id, t.access_token.expose(), t0)
-                .unwrap_or_else(|e| fail(&e.to_string()));
-        }
-        tokens.push(t.access_token.expose().to_string());
-    }
+    println!("in PostgreSQL:");
+    let Seeded {
+        clients,
+        introspect_auth,
+        tokens,
+        quota_client,
+    } = seed(&app, args.clients, template, t0);
     drop(app);
 
     let form = "application/x-www-form-urlencoded";
@@ -819,7 +779,7 @@ fn run_pg(args: &Args, bin: &Path, url: &str, template: &NewClient) -> (Vec<Figu
         "pg_w2",
         "/oauth/introspect",
         form,
-        &[basic(&iid.id, &isecret)],
+        std::slice::from_ref(&introspect_auth),
         &bodies,
     );
     let quota = script(
@@ -827,7 +787,7 @@ fn run_pg(args: &Args, bin: &Path, url: &str, template: &NewClient) -> (Vec<Figu
         "pg_quota",
         "/oauth/token",
         form,
-        &[basic(&quota_client.0.id, &quota_client.1)],
+        std::slice::from_ref(&quota_client),
         &["grant_type=client_credentials".to_string()],
     );
     // Every instance runs in the same directory: its keys directory is the

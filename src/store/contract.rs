@@ -59,21 +59,8 @@ impl Drop for Held {
     }
 }
 
-fn pg_exec(url: &str, sql: &str) -> std::result::Result<(), String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| e.to_string())?;
-        let task = tokio::spawn(conn);
-        let r = client.batch_execute(sql).await.map_err(|e| e.to_string());
-        drop(client);
-        let _ = task.await;
-        r
-    })
+fn pg_exec(url: &str, sql: &str) -> Result<Option<String>> {
+    postgres::execute_once(url, sql)
 }
 
 fn sqlite() -> (Held, Box<dyn Store>) {

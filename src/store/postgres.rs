@@ -59,6 +59,27 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Runs SQL once on its own connection (schema set-up in tests and the
+/// benchmark); the first column of the first row, if any. Blocking: do not
+/// call it from async code.
+pub fn execute_once(url: &str, sql: &str) -> Result<Option<String>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::Unavailable(format!("runtime: {e}")))?;
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
+        let task = tokio::spawn(conn);
+        let messages = client.simple_query(sql).await;
+        drop(client);
+        let _ = task.await;
+        Ok(messages?.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        }))
+    })
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         // A closed connection or a failed connect means the server is away;
@@ -837,80 +858,70 @@ impl Store for PostgresStore {
 
     fn export(&self) -> Result<Dump> {
         self.call(async {
-            let conn = self.conn().await?;
-            let clients = conn
-                .query(
+            let mut conn = self.conn().await?;
+            // One snapshot for every table, even while instances write.
+            let tx = conn
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let dump = Dump {
+                clients: all(
+                    &tx,
                     &format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY id COLLATE \"C\""),
-                    &[],
+                    client_from_row,
                 )
-                .await?
-                .iter()
-                .map(client_from_row)
-                .collect::<Result<_>>()?;
-            let secrets = conn
-                .query(
+                .await?,
+                secrets: all(
+                    &tx,
                     "SELECT client_id, digest, created_at, expires_at FROM client_secrets ORDER BY id",
-                    &[],
+                    |r| {
+                        Ok(SecretRow {
+                            client_id: r.try_get(0)?,
+                            digest: r.try_get(1)?,
+                            created_at: r.try_get(2)?,
+                            expires_at: r.try_get(3)?,
+                        })
+                    },
                 )
-                .await?
-                .iter()
-                .map(|r| {
-                    Ok(SecretRow {
-                        client_id: r.try_get(0)?,
-                        digest: r.try_get(1)?,
-                        created_at: r.try_get(2)?,
-                        expires_at: r.try_get(3)?,
-                    })
-                })
-                .collect::<Result<_>>()?;
-            let api_keys = conn
-                .query(&format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id"), &[])
-                .await?
-                .iter()
-                .map(key_from_row)
-                .collect::<Result<_>>()?;
-            let revocations = conn
-                .query(
-                    "SELECT jti, client_id, expires_at, revoked_at FROM revoked_tokens ORDER BY jti",
-                    &[],
+                .await?,
+                api_keys: all(
+                    &tx,
+                    &format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id COLLATE \"C\""),
+                    key_from_row,
                 )
-                .await?
-                .iter()
-                .map(|r| {
-                    Ok(RevocationRecord {
-                        jti: r.try_get(0)?,
-                        client_id: r.try_get(1)?,
-                        expires_at: r.try_get(2)?,
-                        revoked_at: r.try_get(3)?,
-                    })
-                })
-                .collect::<Result<_>>()?;
-            let signing_keys = conn
-                .query(
-                    "SELECT kid, alg, created_at, activates_at, retired_at FROM signing_keys ORDER BY kid",
-                    &[],
+                .await?,
+                revocations: all(
+                    &tx,
+                    "SELECT jti, client_id, expires_at, revoked_at FROM revoked_tokens \
+                     ORDER BY jti COLLATE \"C\"",
+                    |r| {
+                        Ok(RevocationRecord {
+                            jti: r.try_get(0)?,
+                            client_id: r.try_get(1)?,
+                            expires_at: r.try_get(2)?,
+                            revoked_at: r.try_get(3)?,
+                        })
+                    },
                 )
-                .await?
-                .iter()
-                .map(signing_key_from_row)
-                .collect::<Result<_>>()?;
-            let audit = conn
-                .query(
+                .await?,
+                signing_keys: all(
+                    &tx,
+                    "SELECT kid, alg, created_at, activates_at, retired_at FROM signing_keys \
+                     ORDER BY kid COLLATE \"C\"",
+                    signing_key_from_row,
+                )
+                .await?,
+                audit: all(
+                    &tx,
                     "SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY id",
-                    &[],
+                    audit_from_row,
                 )
-                .await?
-                .iter()
-                .map(audit_from_row)
-                .collect::<Result<_>>()?;
-            Ok(Dump {
-                clients,
-                secrets,
-                api_keys,
-                revocations,
-                signing_keys,
-                audit,
-            })
+                .await?,
+            };
+            tx.commit().await?;
+            Ok(dump)
         })
     }
 
@@ -992,6 +1003,15 @@ impl Store for PostgresStore {
             Ok(true)
         })
     }
+}
+
+/// Every row of a query, decoded.
+async fn all<T>(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    decode: impl Fn(&Row) -> Result<T>,
+) -> Result<Vec<T>> {
+    tx.query(sql, &[]).await?.iter().map(decode).collect()
 }
 
 async fn insert_api_key(tx: &deadpool_postgres::Transaction<'_>, k: &ApiKeyRecord) -> Result<()> {

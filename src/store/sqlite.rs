@@ -219,8 +219,8 @@ fn key_from_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
     })
 }
 
-/// Inserts a client row and its first secret.
-fn insert_client(tx: &Connection, c: &Client, secret_digest: &[u8]) -> Result<()> {
+/// Inserts a client row and, when given, its first secret.
+fn insert_client(tx: &Connection, c: &Client, secret_digest: Option<&[u8]>) -> Result<()> {
     tx.prepare_cached(&format!(
         "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     ))?
@@ -239,10 +239,12 @@ fn insert_client(tx: &Connection, c: &Client, secret_digest: &[u8]) -> Result<()
         c.quota_window,
         c.quota_ban
     ])?;
-    tx.prepare_cached(
-        "INSERT INTO client_secrets (client_id, digest, created_at) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![c.id, secret_digest, c.created_at])?;
+    if let Some(digest) = secret_digest {
+        tx.prepare_cached(
+            "INSERT INTO client_secrets (client_id, digest, created_at) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![c.id, digest, c.created_at])?;
+    }
     Ok(())
 }
 
@@ -253,7 +255,7 @@ fn audiences_json(c: &Client) -> String {
 impl Store for SqliteStore {
     fn create_client(&self, c: &Client, secret_digest: &[u8], audit: &AuditEntry) -> Result<()> {
         self.write(|tx| {
-            insert_client(tx, c, secret_digest)?;
+            insert_client(tx, c, Some(secret_digest))?;
             insert_audit(tx, audit)
         })
     }
@@ -261,7 +263,7 @@ impl Store for SqliteStore {
     fn import_clients(&self, clients: &[(Client, Vec<u8>)], audit: &AuditEntry) -> Result<()> {
         self.write(|tx| {
             for (c, digest) in clients {
-                insert_client(tx, c, digest)?;
+                insert_client(tx, c, Some(digest))?;
             }
             insert_audit(tx, audit)
         })
@@ -607,25 +609,8 @@ impl Store for SqliteStore {
             if used {
                 return Ok(false);
             }
-            let mut client = tx.prepare_cached(&format!(
-                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-            ))?;
             for c in &dump.clients {
-                client.execute(params![
-                    c.id,
-                    c.name,
-                    c.owner,
-                    c.scopes.join(" "),
-                    audiences_json(c),
-                    c.token_ttl,
-                    c.disabled,
-                    c.tokens_revoked_before,
-                    c.created_at,
-                    c.updated_at,
-                    c.token_quota.map(|q| q.min(i64::MAX as u64) as i64),
-                    c.quota_window,
-                    c.quota_ban
-                ])?;
+                insert_client(tx, c, None)?;
             }
             let mut secret = tx.prepare_cached(
                 "INSERT INTO client_secrets (client_id, digest, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
