@@ -375,6 +375,45 @@ fn migration_copies_everything_both_ways_and_refuses_a_used_database() {
 }
 
 #[test]
+fn bulk_loads_are_one_statement_per_table_on_postgres() {
+    // Row by row, each insert fired the change trigger, and a hundred
+    // thousand updates of one row in one transaction took minutes.
+    let n = 3_000;
+    let batch: Vec<(Client, Vec<u8>)> = (0..n)
+        .map(|i| (client(&format!("c{i:05}")), vec![(i % 251) as u8; 32]))
+        .collect();
+    let (_h, src) = sqlite();
+    src.import_clients(&batch, &audit("client.seed")).unwrap();
+    src.create_api_key(&key("k1", "c00001", 7), 5, 10, &audit("key"))
+        .unwrap();
+    src.revoke_token("jti1", "c00002", 9_999_999_999, 30, &audit("revoke"))
+        .unwrap();
+    let Some((_held, pg, _)) = postgres("bulk loads") else {
+        return;
+    };
+    let before = pg.external_change_marker().unwrap();
+    pg.import_clients(&batch, &audit("client.seed")).unwrap();
+    let seeded = pg.external_change_marker().unwrap();
+    assert!(
+        seeded - before <= 3,
+        "seeding {n} clients moved the change version by {}",
+        seeded - before
+    );
+    assert_eq!(pg.export().unwrap().clients, src.export().unwrap().clients);
+
+    let (_h2, dest, _) = postgres("bulk loads").unwrap();
+    let before = dest.external_change_marker().unwrap();
+    let counts = copy(src.as_ref(), dest.as_ref(), &audit("store.migrate"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(counts.clients, n);
+    assert!(
+        dest.external_change_marker().unwrap() - before <= 10,
+        "a migration is a few statements, not one per row"
+    );
+}
+
+#[test]
 fn a_commit_through_another_handle_moves_the_change_marker() {
     let dir = tempfile::tempdir().unwrap();
     let a = SqliteStore::open(&dir.path().join("t.db")).unwrap();

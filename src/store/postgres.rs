@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::{
@@ -422,10 +423,78 @@ fn quota_i64(q: Option<u64>) -> Option<i64> {
     q.map(|q| q.min(i64::MAX as u64) as i64)
 }
 
+/// One row's values, in column order, owned so that bulk loads can stream them.
+type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// The values of [`CLIENT_COLUMNS`], and their types for a binary COPY.
+fn client_params(c: &Client) -> Params {
+    vec![
+        Box::new(c.id.clone()),
+        Box::new(c.name.clone()),
+        Box::new(c.owner.clone()),
+        Box::new(c.scopes.join(" ")),
+        Box::new(audiences_json(c)),
+        Box::new(c.token_ttl),
+        Box::new(c.disabled),
+        Box::new(c.tokens_revoked_before),
+        Box::new(c.created_at),
+        Box::new(c.updated_at),
+        Box::new(quota_i64(c.token_quota)),
+        Box::new(c.quota_window),
+        Box::new(c.quota_ban),
+    ]
+}
+const CLIENT_TYPES: &[Type] = &[
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::BOOL,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+];
+
+/// The values of [`KEY_COLUMNS`], and their types for a binary COPY.
+fn key_params(k: &ApiKeyRecord) -> Params {
+    vec![
+        Box::new(k.id.clone()),
+        Box::new(k.client_id.clone()),
+        Box::new(k.name.clone()),
+        Box::new(k.digest.clone()),
+        Box::new(k.prefix.clone()),
+        Box::new(k.last4.clone()),
+        Box::new(k.created_at),
+        Box::new(k.expires_at),
+        Box::new(k.last_used_at),
+        Box::new(k.revoked_at),
+    ]
+}
+const KEY_TYPES: &[Type] = &[
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::BYTEA,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+];
+
+const SECRET_COLUMNS: &str = "client_id, digest, created_at, expires_at";
+const SECRET_TYPES: &[Type] = &[Type::TEXT, Type::BYTEA, Type::INT8, Type::INT8];
+
 async fn insert_client(
     tx: &deadpool_postgres::Transaction<'_>,
     c: &Client,
-    secret_digest: Option<&[u8]>,
+    secret_digest: &[u8],
 ) -> Result<()> {
     let stmt = tx
         .prepare_cached(&format!(
@@ -433,34 +502,40 @@ async fn insert_client(
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         ))
         .await?;
-    tx.execute(
-        &stmt,
-        &[
-            &c.id,
-            &c.name,
-            &c.owner,
-            &c.scopes.join(" "),
-            &audiences_json(c),
-            &c.token_ttl,
-            &c.disabled,
-            &c.tokens_revoked_before,
-            &c.created_at,
-            &c.updated_at,
-            &quota_i64(c.token_quota),
-            &c.quota_window,
-            &c.quota_ban,
-        ],
-    )
-    .await?;
-    if let Some(digest) = secret_digest {
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO client_secrets (client_id, digest, created_at) VALUES ($1, $2, $3)",
-            )
-            .await?;
-        tx.execute(&stmt, &[&c.id, &digest, &c.created_at]).await?;
-    }
+    tx.execute_raw(&stmt, client_params(c)).await?;
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO client_secrets (client_id, digest, created_at) VALUES ($1, $2, $3)",
+        )
+        .await?;
+    tx.execute(&stmt, &[&c.id, &secret_digest, &c.created_at])
+        .await?;
     Ok(())
+}
+
+/// Loads rows into a table with one binary `COPY … FROM STDIN`. Bulk loads
+/// (`client seed`, `migrate`) go this way rather than row by row: besides
+/// saving a round trip per row, one statement fires the table's change
+/// trigger once, where one per row would update the `tollgate_changes` row
+/// once per row in one transaction, each update slower than the last
+/// (measured: 100,000 clients took 9 minutes row by row).
+async fn copy_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    table: &str,
+    columns: &str,
+    types: &[Type],
+    rows: impl IntoIterator<Item = Params>,
+) -> Result<u64> {
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, types));
+    for row in rows {
+        writer.as_mut().write_raw(row).await?;
+    }
+    Ok(writer.finish().await?)
 }
 
 fn audiences_json(c: &Client) -> String {
@@ -472,7 +547,7 @@ impl Store for PostgresStore {
         self.call(async {
             let mut conn = self.conn().await?;
             let tx = conn.transaction().await?;
-            insert_client(&tx, c, Some(secret_digest)).await?;
+            insert_client(&tx, c, secret_digest).await?;
             insert_audit(&tx, audit).await?;
             tx.commit().await?;
             Ok(())
@@ -483,9 +558,29 @@ impl Store for PostgresStore {
         self.call(async {
             let mut conn = self.conn().await?;
             let tx = conn.transaction().await?;
-            for (c, digest) in clients {
-                insert_client(&tx, c, Some(digest)).await?;
-            }
+            copy_in(
+                &tx,
+                "clients",
+                CLIENT_COLUMNS,
+                CLIENT_TYPES,
+                clients.iter().map(|(c, _)| client_params(c)),
+            )
+            .await?;
+            copy_in(
+                &tx,
+                "client_secrets",
+                SECRET_COLUMNS,
+                SECRET_TYPES,
+                clients.iter().map(|(c, digest)| -> Params {
+                    vec![
+                        Box::new(c.id.clone()),
+                        Box::new(digest.clone()),
+                        Box::new(c.created_at),
+                        Box::new(None::<i64>),
+                    ]
+                }),
+            )
+            .await?;
             insert_audit(&tx, audit).await?;
             tx.commit().await?;
             Ok(())
@@ -940,58 +1035,86 @@ impl Store for PostgresStore {
             if used {
                 return Ok(false);
             }
-            for c in &dump.clients {
-                insert_client(&tx, c, None).await?;
-            }
-            let stmt = tx
-                .prepare_cached(
-                    "INSERT INTO client_secrets (client_id, digest, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .await?;
-            for s in &dump.secrets {
-                tx.execute(
-                    &stmt,
-                    &[&s.client_id, &s.digest, &s.created_at, &s.expires_at],
-                )
-                .await?;
-            }
-            for k in &dump.api_keys {
-                insert_api_key(&tx, k).await?;
-            }
-            let stmt = tx
-                .prepare_cached(
-                    "INSERT INTO revoked_tokens (jti, client_id, expires_at, revoked_at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
-                )
-                .await?;
-            for r in &dump.revocations {
-                tx.execute(&stmt, &[&r.jti, &r.client_id, &r.expires_at, &r.revoked_at])
-                    .await?;
-            }
+            copy_in(
+                &tx,
+                "clients",
+                CLIENT_COLUMNS,
+                CLIENT_TYPES,
+                dump.clients.iter().map(client_params),
+            )
+            .await?;
+            copy_in(
+                &tx,
+                "client_secrets",
+                SECRET_COLUMNS,
+                SECRET_TYPES,
+                dump.secrets.iter().map(|s| -> Params {
+                    vec![
+                        Box::new(s.client_id.clone()),
+                        Box::new(s.digest.clone()),
+                        Box::new(s.created_at),
+                        Box::new(s.expires_at),
+                    ]
+                }),
+            )
+            .await?;
+            copy_in(
+                &tx,
+                "api_keys",
+                KEY_COLUMNS,
+                KEY_TYPES,
+                dump.api_keys.iter().map(key_params),
+            )
+            .await?;
+            copy_in(
+                &tx,
+                "revoked_tokens",
+                "jti, client_id, expires_at, revoked_at",
+                &[Type::TEXT, Type::TEXT, Type::INT8, Type::INT8],
+                dump.revocations.iter().map(|r| -> Params {
+                    vec![
+                        Box::new(r.jti.clone()),
+                        Box::new(r.client_id.clone()),
+                        Box::new(r.expires_at),
+                        Box::new(r.revoked_at),
+                    ]
+                }),
+            )
+            .await?;
             for k in &dump.signing_keys {
                 insert_signing_key(&tx, k).await?;
             }
             // The old log keeps its numbers; entries already here (the key
             // records of a fresh instance) follow it.
-            let stmt = tx
-                .prepare_cached(
-                    "INSERT INTO audit_log (id, at, actor, action, target, detail) \
-                     OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .await?;
             let offset: i64 = dump.audit.iter().map(|e| e.id).max().unwrap_or(0);
             // Two steps, so that no intermediate id collides.
             tx.batch_execute("UPDATE audit_log SET id = -id").await?;
             tx.execute("UPDATE audit_log SET id = $1 - id WHERE id < 0", &[&offset])
                 .await?;
-            for e in &dump.audit {
-                tx.execute(
-                    &stmt,
-                    &[&e.id, &e.at, &e.actor, &e.action, &e.target, &e.detail],
-                )
-                .await?;
-            }
+            copy_in(
+                &tx,
+                "audit_log",
+                "id, at, actor, action, target, detail",
+                &[
+                    Type::INT8,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::JSONB,
+                ],
+                dump.audit.iter().map(|e| -> Params {
+                    vec![
+                        Box::new(e.id),
+                        Box::new(e.at),
+                        Box::new(e.actor.clone()),
+                        Box::new(e.action.clone()),
+                        Box::new(e.target.clone()),
+                        Box::new(e.detail.clone()),
+                    ]
+                }),
+            )
+            .await?;
             tx.execute(
                 "SELECT setval(pg_get_serial_sequence('audit_log', 'id'), \
                  GREATEST((SELECT max(id) FROM audit_log), 1))",
@@ -1020,22 +1143,7 @@ async fn insert_api_key(tx: &deadpool_postgres::Transaction<'_>, k: &ApiKeyRecor
             "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
         .await?;
-    tx.execute(
-        &stmt,
-        &[
-            &k.id,
-            &k.client_id,
-            &k.name,
-            &k.digest,
-            &k.prefix,
-            &k.last4,
-            &k.created_at,
-            &k.expires_at,
-            &k.last_used_at,
-            &k.revoked_at,
-        ],
-    )
-    .await?;
+    tx.execute_raw(&stmt, key_params(k)).await?;
     Ok(())
 }
 
