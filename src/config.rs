@@ -226,16 +226,16 @@ impl Config {
             )
         })?;
         let db = text("TOLLGATE_DB", &file_cfg.db).unwrap_or_else(|| "./tollgate.db".into());
-        if crate::store::postgres::is_postgres_url(&db)
-            && db.parse::<tokio_postgres::Config>().is_err()
-        {
-            return Err(bad(
-                "TOLLGATE_DB",
-                format!(
-                    "not a valid PostgreSQL URL: {}",
-                    crate::store::postgres::redact_url(&db)
-                ),
-            ));
+        if crate::store::postgres::is_postgres_url(&db) {
+            if let Err(e) = crate::store::postgres::target(&db) {
+                return Err(bad(
+                    "TOLLGATE_DB",
+                    format!(
+                        "not a usable PostgreSQL URL ({e}): {}",
+                        crate::store::postgres::redact_url(&db)
+                    ),
+                ));
+            }
         }
         let keys_dir = PathBuf::from(
             text("TOLLGATE_KEYS_DIR", &file_cfg.keys_dir).unwrap_or_else(|| "./keys".into()),

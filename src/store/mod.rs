@@ -4,6 +4,9 @@
 pub mod cached;
 #[cfg(test)]
 mod contract;
+mod pg_target;
+#[cfg(test)]
+mod pg_tls_tests;
 pub mod postgres;
 pub mod sqlite;
 

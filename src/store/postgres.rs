@@ -16,7 +16,8 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{AsyncMessage, NoTls, Row};
+use tokio_postgres::{AsyncMessage, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Dump, Result,
@@ -41,24 +42,8 @@ const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"
 /// the store reports itself unavailable (a 503 to HTTP callers).
 const WAIT: Duration = Duration::from_secs(2);
 
-/// Whether a `TOLLGATE_DB` value names a PostgreSQL database.
-pub fn is_postgres_url(s: &str) -> bool {
-    s.starts_with("postgres://") || s.starts_with("postgresql://")
-}
-
-/// A database URL with any password replaced, for logs and error messages.
-pub fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((user, host)) => {
-                let user = user.split(':').next().unwrap_or("");
-                format!("{scheme}://{user}:***@{host}")
-            }
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
-}
+pub use super::pg_target::target;
+pub use super::pg_target::{is_postgres_url, redact_url};
 
 /// Runs SQL once on its own connection (schema set-up in tests and the
 /// benchmark); the first column of the first row, if any. Blocking: do not
@@ -69,7 +54,8 @@ pub fn execute_once(url: &str, sql: &str) -> Result<Option<String>> {
         .build()
         .map_err(|e| StoreError::Unavailable(format!("runtime: {e}")))?;
     rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
+        let t = target(url).map_err(StoreError::Postgres)?;
+        let (client, conn) = t.config.connect(t.tls).await?;
         let task = tokio::spawn(conn);
         let messages = client.simple_query(sql).await;
         drop(client);
@@ -81,21 +67,37 @@ pub fn execute_once(url: &str, sql: &str) -> Result<Option<String>> {
     })
 }
 
+/// An error with its causes ("error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer"); the driver's own message names only the
+/// first.
+fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.ends_with(&next) {
+            text = format!("{text}: {next}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         // A closed connection or a failed connect means the server is away;
         // anything the server answered is an ordinary database error.
         if e.is_closed() || e.as_db_error().is_none() && e.code().is_none() {
-            StoreError::Unavailable(e.to_string())
+            StoreError::Unavailable(describe(&e))
         } else {
-            StoreError::Postgres(e.to_string())
+            StoreError::Postgres(describe(&e))
         }
     }
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        StoreError::Unavailable(e.to_string())
+        StoreError::Unavailable(describe(&e))
     }
 }
 
@@ -144,10 +146,8 @@ impl PostgresStore {
     /// Connects to `url`, applies the pending migrations and starts listening
     /// for changes. `pool_size` bounds this process's connections.
     pub fn open(url: &str, pool_size: usize) -> Result<PostgresStore> {
-        let pg: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| StoreError::Postgres(e.to_string()))?;
-        let mut pg = pg;
+        let target = target(url).map_err(StoreError::Postgres)?;
+        let mut pg = target.config;
         pg.connect_timeout(WAIT);
         if pg.get_application_name().is_none() {
             pg.application_name("tollgate");
@@ -155,7 +155,7 @@ impl PostgresStore {
         let runtime = runtime()?;
         let manager = Manager::from_config(
             pg.clone(),
-            NoTls,
+            target.tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -178,7 +178,7 @@ impl PostgresStore {
             down_at: Arc::new(AtomicI64::new(0)),
         };
         store.block(store.migrate())?;
-        store.spawn_listener(pg);
+        store.spawn_listener(pg, target.tls);
         Ok(store)
     }
 
@@ -258,13 +258,13 @@ impl PostgresStore {
     /// Keeps one connection LISTENing on `tollgate_changes`, reconnecting
     /// after a second when it drops. Each notification, and each (re)connect,
     /// bumps the change marker.
-    fn spawn_listener(&self, pg: tokio_postgres::Config) {
+    fn spawn_listener(&self, pg: tokio_postgres::Config, tls: MakeRustlsConnect) {
         let Some(rt) = &self.runtime else { return };
         let changes = self.changes.clone();
         let down_at = self.down_at.clone();
         rt.spawn(async move {
             loop {
-                match pg.connect(NoTls).await {
+                match pg.connect(tls.clone()).await {
                     Ok((client, mut connection)) => {
                         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
                         let driver = tokio::spawn(async move {
@@ -1169,21 +1169,4 @@ async fn insert_signing_key(
     )
     .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_recognised_and_passwords_redacted() {
-        assert!(is_postgres_url("postgres://u@h/db"));
-        assert!(is_postgres_url("postgresql://h/db"));
-        assert!(!is_postgres_url("./tollgate.db"));
-        assert_eq!(
-            redact_url("postgres://user:hunter2@db:5432/t"),
-            "postgres://user:***@db:5432/t"
-        );
-        assert_eq!(redact_url("postgres://db/t"), "postgres://db/t");
-    }
 }
