@@ -72,6 +72,8 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+const MODES: &str = "expected disable, allow, prefer, require, verify-ca or verify-full";
+
 /// How to check the server's certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Check {
@@ -119,9 +121,7 @@ pub fn target(url: &str) -> Result<Target, String> {
         ("require", None) => (SslMode::Require, Check::Nothing),
         ("require", Some(_)) | ("verify-ca", _) => (SslMode::Require, Check::Chain),
         ("verify-full", _) => (SslMode::Require, Check::ChainAndName),
-        (other, _) => return Err(format!(
-            "sslmode {other:?}: expected disable, allow, prefer, require, verify-ca or verify-full"
-        )),
+        (other, _) => return Err(format!("sslmode {other:?}: {MODES}")),
     };
     let rebuilt = if rest.is_empty() {
         base.to_string()
