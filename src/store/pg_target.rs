@@ -14,6 +14,9 @@
 //! | `verify-ca` | yes | the chain |
 //! | `verify-full` | yes | the chain and the host name (or IP address) |
 //!
+//! `sslcert` and `sslkey` name a client certificate and its key, for a
+//! server that authenticates clients by certificate.
+//!
 //! The chain is checked against the PEM certificates in `sslrootcert`, or the
 //! system's roots when it is absent or `system`. Even unchecked certificates
 //! must sign the handshake: the connection is encrypted to whoever holds the
@@ -28,7 +31,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -99,6 +102,7 @@ pub fn target(url: &str) -> Result<Target, String> {
     };
     let mut mode = "prefer".to_string();
     let mut root_cert: Option<String> = None;
+    let mut identity: (Option<String>, Option<String>) = (None, None);
     // The other parameters go to tokio-postgres untouched (still encoded).
     let mut rest = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -112,6 +116,8 @@ pub fn target(url: &str) -> Result<Target, String> {
         match key {
             "sslmode" => mode = decoded()?,
             "sslrootcert" => root_cert = Some(decoded()?),
+            "sslcert" => identity.0 = Some(decoded()?),
+            "sslkey" => identity.1 = Some(decoded()?),
             _ => rest.push(pair),
         }
     }
@@ -132,7 +138,12 @@ pub fn target(url: &str) -> Result<Target, String> {
         .parse()
         .map_err(|e: tokio_postgres::Error| e.to_string())?;
     config.ssl_mode(ssl_mode);
-    let tls = MakeRustlsConnect::new(client_config(check, root_cert.as_deref())?);
+    let identity = match identity {
+        (Some(cert), Some(key)) => Some(client_identity(&cert, &key)?),
+        (None, None) => None,
+        _ => return Err("sslcert and sslkey must be given together".into()),
+    };
+    let tls = MakeRustlsConnect::new(client_config(check, root_cert.as_deref(), identity)?);
     Ok(Target { config, tls })
 }
 
@@ -167,7 +178,29 @@ fn roots(root_cert: Option<&str>) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
-fn client_config(check: Check, root_cert: Option<&str>) -> Result<ClientConfig, String> {
+/// A client certificate chain and its private key.
+type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// `sslcert` (PEM, the client certificate then any intermediates) and
+/// `sslkey` (PEM, PKCS#8, PKCS#1 or SEC1), for servers that authenticate
+/// clients by certificate (`cert` in pg_hba.conf).
+fn client_identity(cert: &str, key: &str) -> Result<Identity, String> {
+    let chain = CertificateDer::pem_file_iter(Path::new(cert))
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("sslcert {cert}: {e}"))?;
+    if chain.is_empty() {
+        return Err(format!("sslcert {cert}: no certificate"));
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(Path::new(key)).map_err(|e| format!("sslkey {key}: {e}"))?;
+    Ok((chain, key))
+}
+
+fn client_config(
+    check: Check,
+    root_cert: Option<&str>,
+    identity: Option<Identity>,
+) -> Result<ClientConfig, String> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -186,10 +219,15 @@ fn client_config(check: Check, root_cert: Option<&str>) -> Result<ClientConfig, 
             }
         }
     };
-    Ok(builder
+    let builder = builder
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth())
+        .with_custom_certificate_verifier(verifier);
+    match identity {
+        None => Ok(builder.with_no_client_auth()),
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("sslcert/sslkey: {e}")),
+    }
 }
 
 /// `sslmode=prefer`/`require`: any certificate, but the handshake must still
@@ -330,9 +368,11 @@ mod tests {
         let t = target("postgres://u@h/d?options=-csearch_path%3Dx&sslmode=disable").unwrap();
         assert_eq!(t.config.get_options(), Some("-csearch_path=x"));
         assert_eq!(t.config.get_user(), Some("u"));
-        assert!(
-            target("postgres://h/d?sslcert=/c.pem").is_err(),
-            "not supported"
-        );
+        let half = target("postgres://h/d?sslcert=/c.pem").err().unwrap();
+        assert!(half.contains("together"), "{half}");
+        let missing = target("postgres://h/d?sslcert=/no/c.pem&sslkey=/no/k.pem")
+            .err()
+            .unwrap();
+        assert!(missing.contains("/no/c.pem"), "{missing}");
     }
 }

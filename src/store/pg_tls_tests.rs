@@ -7,7 +7,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -20,27 +22,37 @@ use super::Store;
 /// Encryption").
 const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 
-/// A certificate authority and a server certificate it signed.
+/// A certificate authority and a certificate it signed, with its key.
 struct Pki {
     ca_pem: String,
+    ca: CertificateDer<'static>,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    cert_pem: String,
+    key_pem: String,
 }
 
+/// A server certificate for `names`.
 fn pki(names: &[&str]) -> Pki {
+    issue(names, ExtendedKeyUsagePurpose::ServerAuth)
+}
+
+fn issue(names: &[&str], usage: ExtendedKeyUsagePurpose) -> Pki {
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
     let key = KeyPair::generate().unwrap();
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let leaf = CertificateParams::new(names)
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
+    let mut leaf = CertificateParams::new(names).unwrap();
+    leaf.extended_key_usages = vec![usage];
+    let leaf = leaf.signed_by(&key, &ca).unwrap();
     Pki {
         ca_pem: ca.pem(),
+        ca: ca.der().clone(),
         chain: vec![leaf.der().clone()],
         key: PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+        cert_pem: leaf.pem(),
+        key_pem: key.serialize_pem(),
     }
 }
 
@@ -64,15 +76,33 @@ struct TlsProxy {
 
 impl TlsProxy {
     fn start(upstream: SocketAddr, tls: Option<&Pki>) -> TlsProxy {
+        TlsProxy::start_asking(upstream, tls, None)
+    }
+
+    /// With `clients`, only clients with a certificate from its CA get in.
+    fn start_asking(upstream: SocketAddr, tls: Option<&Pki>, clients: Option<&Pki>) -> TlsProxy {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let acceptor = tls.map(|p| {
-            let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(p.chain.clone(), p.key.clone_key())
-            .unwrap();
+            let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .unwrap();
+            let builder = match clients {
+                None => builder.with_no_client_auth(),
+                Some(c) => {
+                    let mut roots = rustls::RootCertStore::empty();
+                    roots.add(c.ca.clone()).unwrap();
+                    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                        Arc::new(roots),
+                        provider.clone(),
+                    )
+                    .build()
+                    .unwrap();
+                    builder.with_client_cert_verifier(verifier)
+                }
+            };
+            let config = builder
+                .with_single_cert(p.chain.clone(), p.key.clone_key())
+                .unwrap();
             TlsAcceptor::from(Arc::new(config))
         });
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -296,4 +326,50 @@ fn the_default_encrypts_when_the_server_offers_tls() {
         "false"
     };
     assert_eq!(used.as_deref(), Some(expected), "server ssl={offered:?}");
+}
+
+#[test]
+fn a_client_certificate_is_presented_when_the_server_asks() {
+    let Some((url, pg)) = upstream("a_client_certificate_is_presented_when_the_server_asks") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = pki(&["localhost"]);
+    let ca = write_ca(dir.path(), "ca.pem", &server);
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let client = issue(&["tollgate"], ExtendedKeyUsagePurpose::ClientAuth);
+    let (cert, key) = (
+        write("client.pem", &client.cert_pem),
+        write("client.key", &client.key_pem),
+    );
+    let stranger = issue(&["tollgate"], ExtendedKeyUsagePurpose::ClientAuth);
+    let (other_cert, other_key) = (
+        write("other.pem", &stranger.cert_pem),
+        write("other.key", &stranger.key_pem),
+    );
+    let proxy = TlsProxy::start_asking(pg, Some(&server), Some(&client));
+    let at = |extra: &str| {
+        via(
+            &url,
+            proxy.addr,
+            "localhost",
+            &format!("sslmode=verify-full&sslrootcert={ca}{extra}"),
+        )
+    };
+
+    connects(&at(&format!("&sslcert={cert}&sslkey={key}"))).unwrap();
+    assert_eq!(proxy.count(|s| &s.encrypted), 1);
+    // No certificate, or one from another authority: the server refuses.
+    connects(&at("")).expect_err("no client certificate");
+    connects(&at(&format!("&sslcert={other_cert}&sslkey={other_key}")))
+        .expect_err("a stranger's certificate");
+    // A key that does not match the certificate is caught before connecting.
+    let err =
+        connects(&at(&format!("&sslcert={cert}&sslkey={other_key}"))).expect_err("mismatched key");
+    assert!(err.contains("ssl"), "{err}");
+    assert_eq!(proxy.count(|s| &s.encrypted), 1);
 }
