@@ -7,6 +7,7 @@ mod contract;
 mod pg_target;
 #[cfg(test)]
 mod pg_tls_tests;
+mod pgpass;
 pub mod postgres;
 pub mod sqlite;
 

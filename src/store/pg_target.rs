@@ -138,6 +138,9 @@ pub fn target(url: &str) -> Result<Target, String> {
         .parse()
         .map_err(|e: tokio_postgres::Error| e.to_string())?;
     config.ssl_mode(ssl_mode);
+    if let Some(password) = super::pgpass::password_for(&config, &|k| std::env::var(k).ok()) {
+        config.password(password);
+    }
     let identity = match identity {
         (Some(cert), Some(key)) => Some(client_identity(&cert, &key)?),
         (None, None) => None,
