@@ -71,15 +71,20 @@ fn sqlite() -> (Held, Box<dyn Store>) {
 
 static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
+/// `TOLLGATE_TEST_PG_URL`, or `None` after saying that `test` is skipped.
+pub(super) fn test_pg_url(test: &str) -> Option<String> {
+    let url = std::env::var("TOLLGATE_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() {
+        eprintln!("SKIPPED {test} on PostgreSQL: set TOLLGATE_TEST_PG_URL to run it");
+    }
+    url
+}
+
 /// A PostgreSQL store in a fresh schema, and its URL (for a second handle).
 fn postgres(test: &str) -> Option<(Held, Box<dyn Store>, String)> {
-    let Some(url) = std::env::var("TOLLGATE_TEST_PG_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!("SKIPPED {test} on PostgreSQL: set TOLLGATE_TEST_PG_URL to run it");
-        return None;
-    };
+    let url = test_pg_url(test)?;
     let schema = format!(
         "tgunit_{}_{}",
         std::process::id(),

@@ -169,13 +169,7 @@ async fn serve(
 
 /// The real server's URL and address, or `None` (with a note) to skip.
 fn upstream(test: &str) -> Option<(String, SocketAddr)> {
-    let Some(url) = std::env::var("TOLLGATE_TEST_PG_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!("SKIPPED {test}: set TOLLGATE_TEST_PG_URL to run it");
-        return None;
-    };
+    let url = super::contract::test_pg_url(test)?;
     let config: tokio_postgres::Config = url.parse().expect("TOLLGATE_TEST_PG_URL parses");
     let host = match &config.get_hosts()[0] {
         tokio_postgres::config::Host::Tcp(h) => h.clone(),
