@@ -171,10 +171,8 @@ async fn serve(
 fn upstream(test: &str) -> Option<(String, SocketAddr)> {
     let url = super::contract::test_pg_url(test)?;
     let config: tokio_postgres::Config = url.parse().expect("TOLLGATE_TEST_PG_URL parses");
-    let host = match &config.get_hosts()[0] {
-        tokio_postgres::config::Host::Tcp(h) => h.clone(),
-        #[allow(unreachable_patterns)]
-        _ => panic!("TOLLGATE_TEST_PG_URL must name a TCP host"),
+    let Some(tokio_postgres::config::Host::Tcp(host)) = config.get_hosts().first() else {
+        panic!("TOLLGATE_TEST_PG_URL must name a TCP host");
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))

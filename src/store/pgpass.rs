@@ -43,7 +43,7 @@ pub fn password_for(
 /// The file's text, unless it is missing or others may read it (libpq then
 /// ignores it with a warning; so do we).
 fn readable(file: &Path) -> Option<String> {
-    let meta = std::fs::metadata(file).ok()?;
+    let meta = std::fs::metadata(file).ok().filter(|m| m.is_file())?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -54,9 +54,6 @@ fn readable(file: &Path) -> Option<String> {
             );
             return None;
         }
-    }
-    if !meta.is_file() {
-        return None;
     }
     std::fs::read_to_string(file).ok()
 }

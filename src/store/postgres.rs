@@ -42,8 +42,7 @@ const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"
 /// the store reports itself unavailable (a 503 to HTTP callers).
 const WAIT: Duration = Duration::from_secs(2);
 
-pub use super::pg_target::target;
-pub use super::pg_target::{is_postgres_url, redact_url};
+pub use super::pg_target::{is_postgres_url, redact_url, target};
 
 /// Runs SQL once on its own connection (schema set-up in tests and the
 /// benchmark); the first column of the first row, if any. Blocking: do not
