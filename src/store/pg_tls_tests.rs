@@ -190,9 +190,10 @@ fn via(url: &str, addr: SocketAddr, host: &str, params: &str) -> String {
     format!("postgres://{user}@{host}:{}/{db}?{params}", addr.port())
 }
 
-fn write_ca(dir: &Path, name: &str, pki: &Pki) -> String {
+/// Writes `text` to `dir/name`; the path, for a URL parameter.
+fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
-    std::fs::write(&path, &pki.ca_pem).unwrap();
+    std::fs::write(&path, text).unwrap();
     path.display().to_string()
 }
 
@@ -209,8 +210,8 @@ fn each_sslmode_checks_what_libpq_checks() {
     };
     let dir = tempfile::tempdir().unwrap();
     let good = pki(&["localhost", "127.0.0.1"]);
-    let ca = write_ca(dir.path(), "ca.pem", &good);
-    let other_ca = write_ca(dir.path(), "other.pem", &pki(&["localhost"]));
+    let ca = write(dir.path(), "ca.pem", &good.ca_pem);
+    let other_ca = write(dir.path(), "other.pem", &pki(&["localhost"]).ca_pem);
     let proxy = TlsProxy::start(pg, Some(&good));
     let at = |host: &str, params: &str| via(&url, proxy.addr, host, params);
 
@@ -262,7 +263,7 @@ fn each_sslmode_checks_what_libpq_checks() {
 
     // A certificate for another name: verify-ca accepts, verify-full does not.
     let misnamed = pki(&["db.example"]);
-    let misnamed_ca = write_ca(dir.path(), "misnamed.pem", &misnamed);
+    let misnamed_ca = write(dir.path(), "misnamed.pem", &misnamed.ca_pem);
     let proxy = TlsProxy::start(pg, Some(&misnamed));
     let at = |params: &str| via(&url, proxy.addr, "localhost", params);
     let err = connects(&at(&format!(
@@ -327,21 +328,17 @@ fn a_client_certificate_is_presented_when_the_server_asks() {
     };
     let dir = tempfile::tempdir().unwrap();
     let server = pki(&["localhost"]);
-    let ca = write_ca(dir.path(), "ca.pem", &server);
-    let write = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    };
+    let ca = write(dir.path(), "ca.pem", &server.ca_pem);
+    let file = |name: &str, text: &str| write(dir.path(), name, text);
     let client = issue(&["tollgate"], ExtendedKeyUsagePurpose::ClientAuth);
     let (cert, key) = (
-        write("client.pem", &client.cert_pem),
-        write("client.key", &client.key_pem),
+        file("client.pem", &client.cert_pem),
+        file("client.key", &client.key_pem),
     );
     let stranger = issue(&["tollgate"], ExtendedKeyUsagePurpose::ClientAuth);
     let (other_cert, other_key) = (
-        write("other.pem", &stranger.cert_pem),
-        write("other.key", &stranger.key_pem),
+        file("other.pem", &stranger.cert_pem),
+        file("other.key", &stranger.key_pem),
     );
     let proxy = TlsProxy::start_asking(pg, Some(&server), Some(&client));
     let at = |extra: &str| {

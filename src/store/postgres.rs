@@ -490,6 +490,21 @@ const KEY_TYPES: &[Type] = &[
 const SECRET_COLUMNS: &str = "client_id, digest, created_at, expires_at";
 const SECRET_TYPES: &[Type] = &[Type::TEXT, Type::BYTEA, Type::INT8, Type::INT8];
 
+/// The values of [`SECRET_COLUMNS`].
+fn secret_params(
+    client_id: &str,
+    digest: &[u8],
+    created_at: i64,
+    expires_at: Option<i64>,
+) -> Params {
+    vec![
+        Box::new(client_id.to_string()),
+        Box::new(digest.to_vec()),
+        Box::new(created_at),
+        Box::new(expires_at),
+    ]
+}
+
 async fn insert_client(
     tx: &deadpool_postgres::Transaction<'_>,
     c: &Client,
@@ -503,12 +518,15 @@ async fn insert_client(
         .await?;
     tx.execute_raw(&stmt, client_params(c)).await?;
     let stmt = tx
-        .prepare_cached(
-            "INSERT INTO client_secrets (client_id, digest, created_at) VALUES ($1, $2, $3)",
-        )
+        .prepare_cached(&format!(
+            "INSERT INTO client_secrets ({SECRET_COLUMNS}) VALUES ($1, $2, $3, $4)"
+        ))
         .await?;
-    tx.execute(&stmt, &[&c.id, &secret_digest, &c.created_at])
-        .await?;
+    tx.execute_raw(
+        &stmt,
+        secret_params(&c.id, secret_digest, c.created_at, None),
+    )
+    .await?;
     Ok(())
 }
 
@@ -570,14 +588,9 @@ impl Store for PostgresStore {
                 "client_secrets",
                 SECRET_COLUMNS,
                 SECRET_TYPES,
-                clients.iter().map(|(c, digest)| -> Params {
-                    vec![
-                        Box::new(c.id.clone()),
-                        Box::new(digest.clone()),
-                        Box::new(c.created_at),
-                        Box::new(None::<i64>),
-                    ]
-                }),
+                clients
+                    .iter()
+                    .map(|(c, digest)| secret_params(&c.id, digest, c.created_at, None)),
             )
             .await?;
             insert_audit(&tx, audit).await?;
@@ -1047,14 +1060,9 @@ impl Store for PostgresStore {
                 "client_secrets",
                 SECRET_COLUMNS,
                 SECRET_TYPES,
-                dump.secrets.iter().map(|s| -> Params {
-                    vec![
-                        Box::new(s.client_id.clone()),
-                        Box::new(s.digest.clone()),
-                        Box::new(s.created_at),
-                        Box::new(s.expires_at),
-                    ]
-                }),
+                dump.secrets
+                    .iter()
+                    .map(|s| secret_params(&s.client_id, &s.digest, s.created_at, s.expires_at)),
             )
             .await?;
             copy_in(
