@@ -16,75 +16,74 @@ use crate::token::Alg;
 
 /// Registers the admin routes (under the `/admin` scope).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let nope = || web::to(super::method_not_allowed);
     cfg.service(
         web::resource("/clients")
-            .route(web::get().to(list_clients))
+            .route(super::get_or_head().to(list_clients))
             .route(web::post().to(create_client))
-            .default_service(nope()),
+            .default_service(super::not_allowed("GET, HEAD, POST")),
     )
     .service(
         web::resource("/clients/{id}")
-            .route(web::get().to(show_client))
+            .route(super::get_or_head().to(show_client))
             .route(web::patch().to(update_client))
             .route(web::delete().to(delete_client))
-            .default_service(nope()),
+            .default_service(super::not_allowed("GET, HEAD, PATCH, DELETE")),
     )
     .service(
         web::resource("/clients/{id}/disable")
             .route(web::post().to(disable_client))
-            .default_service(nope()),
+            .default_service(super::not_allowed("POST")),
     )
     .service(
         web::resource("/clients/{id}/enable")
             .route(web::post().to(enable_client))
-            .default_service(nope()),
+            .default_service(super::not_allowed("POST")),
     )
     .service(
         web::resource("/clients/{id}/rotate-secret")
             .route(web::post().to(rotate_secret))
-            .default_service(nope()),
+            .default_service(super::not_allowed("POST")),
     )
     .service(
         web::resource("/clients/{id}/revoke-tokens")
             .route(web::post().to(revoke_tokens))
-            .default_service(nope()),
+            .default_service(super::not_allowed("POST")),
     )
     .service(
         web::resource("/clients/{id}/api-keys")
-            .route(web::get().to(list_api_keys))
+            .route(super::get_or_head().to(list_api_keys))
             .route(web::post().to(create_api_key))
-            .default_service(nope()),
+            .default_service(super::not_allowed("GET, HEAD, POST")),
     )
     .service(
         web::resource("/api-keys/{id}")
             .route(web::delete().to(revoke_api_key))
-            .default_service(nope()),
+            .default_service(super::not_allowed("DELETE")),
     )
     .service(
         web::resource("/api-keys/{id}/revoke")
             .route(web::post().to(revoke_api_key))
-            .default_service(nope()),
+            .default_service(super::not_allowed("POST")),
     )
     .service(
         web::resource("/signing-keys")
-            .route(web::get().to(list_signing_keys))
-            .default_service(nope()),
+            .route(super::get_or_head().to(list_signing_keys))
+            .default_service(super::not_allowed("GET, HEAD")),
     )
     .service(
         web::resource("/signing-keys/rotate")
             .route(web::post().to(rotate_signing_key))
-            .default_service(nope()),
+            .default_service(super::not_allowed("POST")),
     )
     .service(
         web::resource("/signing-keys/{kid}/retire")
             .route(web::post().to(retire_signing_key))
-            .default_service(nope()),
+            .default_service(super::not_allowed("POST")),
     )
     .service(
         web::resource("/audit")
-            .route(web::get().to(list_audit))
-            .default_service(nope()),
+            .route(super::get_or_head().to(list_audit))
+            .default_service(super::not_allowed("GET, HEAD")),
     );
 }
 

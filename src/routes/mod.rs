@@ -28,10 +28,10 @@ where
     web::resource(path)
         .name(path)
         .route(web::post().to(handler))
-        .default_service(web::to(method_not_allowed))
+        .default_service(not_allowed("POST"))
 }
 
-/// A resource answering `GET` with `handler` and 405 otherwise.
+/// A resource answering `GET` and `HEAD` with `handler` and 405 otherwise.
 fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource
 where
     F: Handler<Args>,
@@ -40,8 +40,19 @@ where
 {
     web::resource(path)
         .name(path)
-        .route(web::get().to(handler))
-        .default_service(web::to(method_not_allowed))
+        .route(get_or_head().to(handler))
+        .default_service(not_allowed("GET, HEAD"))
+}
+
+/// A route for `GET` and `HEAD` (RFC 9110 §9.3.2: a server that answers GET
+/// answers HEAD alike; actix sends the headers without the body).
+pub fn get_or_head() -> actix_web::Route {
+    web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
+}
+
+/// The 405 handler of a resource that allows the methods in `allow`.
+pub fn not_allowed(allow: &'static str) -> actix_web::Route {
+    web::to(move || async move { method_not_allowed(allow) })
 }
 
 /// Registers every route on `cfg`.
@@ -54,6 +65,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get(
             "/.well-known/oauth-authorization-server",
             well_known::metadata,
+        ))
+        .service(get(
+            "/.well-known/oauth-authorization-server/{tail:.*}",
+            well_known::metadata_at_path,
         ))
         .service(get("/healthz", health::healthz))
         .service(get("/readyz", health::readyz))
@@ -68,13 +83,17 @@ pub async fn not_found() -> HttpResponse {
     ApiError::not_found("no such endpoint").error_response()
 }
 
-/// 405 for a known path with the wrong method, as JSON.
-pub async fn method_not_allowed() -> HttpResponse {
-    ApiError::new(
+/// 405 for a known path with the wrong method, as JSON, with the `Allow`
+/// header that RFC 9110 §15.5.6 requires.
+pub fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    let mut resp = ApiError::new(
         ErrorCode::MethodNotAllowed,
         "method not allowed on this endpoint",
     )
-    .error_response()
+    .error_response();
+    resp.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    resp
 }
 
 /// Reads the whole body, refusing more than the configured limit (413) or a

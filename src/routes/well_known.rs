@@ -3,7 +3,7 @@
 //! `GET /openapi.json` (the OpenAPI 3.1 description, `docs/openapi.json`).
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::app::{now, App};
@@ -13,6 +13,27 @@ pub async fn jwks(app: web::Data<App>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
         .json(app.keys.get().jwks(now()))
+}
+
+/// The path of an issuer identifier (`/tenant` of `https://host/tenant`),
+/// without its trailing slash; empty when the issuer has none.
+pub fn issuer_path(issuer: &str) -> &str {
+    let rest = issuer.split_once("://").map_or(issuer, |(_, r)| r);
+    rest.find('/')
+        .map_or("", |i| &rest[i..])
+        .trim_end_matches('/')
+}
+
+/// RFC 8414 §3.1: when the issuer has a path, the metadata is (also) at
+/// `/.well-known/oauth-authorization-server` followed by that path. Any
+/// other path below the well-known name is 404.
+pub async fn metadata_at_path(app: web::Data<App>, req: HttpRequest) -> HttpResponse {
+    let tail = req.match_info().query("tail");
+    let path = issuer_path(&app.config.issuer);
+    if path.is_empty() || path.trim_start_matches('/') != tail.trim_end_matches('/') {
+        return super::not_found().await;
+    }
+    metadata(app).await
 }
 
 /// Authorization-server metadata (RFC 8414 §2).
@@ -54,4 +75,17 @@ pub async fn openapi() -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .content_type("application/json")
         .body(OPENAPI)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::issuer_path;
+
+    #[test]
+    fn issuer_paths() {
+        assert_eq!(issuer_path("http://127.0.0.1:8080"), "");
+        assert_eq!(issuer_path("https://auth.example.com/"), "");
+        assert_eq!(issuer_path("https://auth.example.com/tenant"), "/tenant");
+        assert_eq!(issuer_path("https://auth.example.com/a/b/"), "/a/b");
+    }
 }

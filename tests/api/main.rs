@@ -4,6 +4,7 @@ mod admin;
 mod docs;
 mod examples;
 mod fleet;
+mod hardening;
 mod helpers;
 mod introspection;
 mod robustness;
