@@ -449,14 +449,57 @@ pub fn log_refusal(d: &Decision, what: &str) {
     }
 }
 
-/// A client id bounded for a log line. A value that looks like a secret, an
-/// API key or a token (a caller who swapped its fields) is not logged.
+/// A client id as it may appear in a log line: bounded, and with nothing
+/// that could be a secret. Whatever follows a separator (a caller that sent
+/// `id:secret` as its id) is replaced by `<redacted>`, and a value that looks
+/// like a secret, an API key or a token (a caller who swapped its fields) is
+/// not logged at all.
 pub fn truncate(s: &str) -> String {
-    let looks_secret = s.starts_with(crate::secret::CLIENT_SECRET_PREFIX)
-        || s.starts_with("eyJ")
-        || (s.len() > 40 && !s.starts_with(crate::secret::CLIENT_ID_PREFIX));
-    if looks_secret {
-        return "<redacted>".to_string();
+    let head_len = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        .unwrap_or(s.len());
+    let head = &s[..head_len];
+    let looks_secret = head.starts_with(crate::secret::CLIENT_SECRET_PREFIX)
+        || head.starts_with("eyJ")
+        || (head.len() > 40 && !head.starts_with(crate::secret::CLIENT_ID_PREFIX));
+    let mut out = if looks_secret {
+        "<redacted>".to_string()
+    } else {
+        head.chars().take(64).collect()
+    };
+    if head_len < s.len() {
+        out.push_str("<redacted>");
     }
-    s.chars().filter(|c| !c.is_control()).take(64).collect()
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn log_lines_never_carry_a_secret_or_part_of_one() {
+        let secret = "tgs_g-VLZgjmTAZbCDH9OiRP5mmPKFrvN8ez4kzrd9NmlvU";
+        for id in [
+            format!("tgc_IE2NrTjv5RiDDgIZRnRPsQ:{secret}"),
+            format!("tgc_IE2NrTjv5RiDDgIZRnRPsQ {secret}"),
+            format!("tgc_x%3A{secret}"),
+            secret.to_string(),
+            format!("{secret}:tgc_IE2NrTjv5RiDDgIZRnRPsQ"),
+            "tg_live_kqBSWfGV3x5DRJrllfodUYoF29hSY0ANnsQcS_lmUaQ".to_string(),
+        ] {
+            let logged = truncate(&id);
+            assert!(!logged.contains("tgs_"), "{logged}");
+            assert!(!logged.contains("g-VLZgjm"), "{logged}");
+            assert!(!logged.contains("kqBSW"), "{logged}");
+        }
+        assert_eq!(
+            truncate("tgc_IE2NrTjv5RiDDgIZRnRPsQ:tgs_abc"),
+            "tgc_IE2NrTjv5RiDDgIZRnRPsQ<redacted>"
+        );
+        assert_eq!(
+            truncate("tgc_IE2NrTjv5RiDDgIZRnRPsQ"),
+            "tgc_IE2NrTjv5RiDDgIZRnRPsQ"
+        );
+    }
 }

@@ -13,12 +13,14 @@ use crate::routes;
 
 /// JSON errors for query strings and paths that fail to parse.
 fn extractor_config(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
-        ApiError::invalid_request(format!("invalid query string: {e}")).into()
+    // The parser's message would quote the offending value: not echoed.
+    cfg.app_data(web::QueryConfig::default().error_handler(|_, _| {
+        ApiError::invalid_request("invalid query string: see docs/admin-api.md for its parameters")
+            .into()
     }))
     .app_data(
         web::PathConfig::default()
-            .error_handler(|e, _| ApiError::invalid_request(format!("invalid path: {e}")).into()),
+            .error_handler(|_, _| ApiError::invalid_request("invalid path").into()),
     );
 }
 

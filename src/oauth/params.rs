@@ -177,8 +177,26 @@ fn printable(name: &str) -> String {
     name.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
+/// The parameter names Tollgate reads; only these are ever named in an error.
+const KNOWN: &[&str] = &[
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "scope",
+    "audience",
+    "resource",
+    "secret_key",
+    "token",
+    "token_type_hint",
+];
+
+/// A submitted member that is not a string. Its name is shown only when it
+/// is one Tollgate knows: an error never echoes what the caller sent.
 fn not_string(name: &str) -> ApiError {
-    ApiError::invalid_request(format!("parameter {} must be a string", printable(name)))
+    match KNOWN.iter().find(|k| **k == name) {
+        Some(k) => ApiError::invalid_request(format!("parameter {k} must be a string")),
+        None => ApiError::invalid_request("every parameter must be a string"),
+    }
 }
 
 /// A JSON object kept as its members in order, duplicates included, so that

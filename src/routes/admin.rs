@@ -87,23 +87,41 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Authorizes the admin caller and runs `op` on the blocking pool with the
-/// caller's client id as the audit actor.
+/// Authorizes the admin caller (on the blocking pool) and returns its client
+/// id, the audit actor. Handlers call it before they read a body, so that an
+/// unauthenticated caller's body is never parsed.
+async fn admin_caller(app: &web::Data<App>, req: &HttpRequest) -> Result<String, ApiError> {
+    let auth = authorization(req).map(<[u8]>::to_vec);
+    let app = app.clone();
+    web::block(move || {
+        app.authorize_bearer(auth.as_deref(), ADMIN_SCOPE, now())
+            .map(|c| c.client_id)
+    })
+    .await?
+}
+
+/// Runs `op` on the blocking pool as `actor`.
+async fn as_actor<T, F>(app: web::Data<App>, actor: String, op: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&App, &str, i64) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    web::block(move || op(&app, &actor, now())).await?
+}
+
+/// Authorizes the admin caller and runs `op` with its client id as the
+/// audit actor.
 async fn as_admin<T, F>(app: web::Data<App>, req: &HttpRequest, op: F) -> Result<T, ApiError>
 where
     F: FnOnce(&App, &str, i64) -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
 {
-    let auth = authorization(req).map(<[u8]>::to_vec);
-    web::block(move || {
-        let now = now();
-        let caller = app.authorize_bearer(auth.as_deref(), ADMIN_SCOPE, now)?;
-        op(&app, &caller.client_id, now)
-    })
-    .await?
+    let actor = admin_caller(&app, req).await?;
+    as_actor(app, actor, op).await
 }
 
-/// A JSON body of type `T`; an empty body is `{}`.
+/// A JSON body of type `T`; an empty body is `{}`. Errors say where the body
+/// is wrong, never what it holds.
 async fn json_body<T: DeserializeOwned>(
     app: &App,
     req: &HttpRequest,
@@ -127,8 +145,24 @@ async fn json_body<T: DeserializeOwned>(
             "Content-Type must be application/json",
         ));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid_request(json_error(&e)))
+}
+
+/// A description of a JSON error that names its kind and position only: a
+/// serde message would quote the offending value or member name.
+pub fn json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => "is not valid JSON",
+        Category::Data => {
+            "has a member that is unknown or of the wrong type (see docs/admin-api.md)"
+        }
+    };
+    format!(
+        "the JSON body {what} at line {}, column {}",
+        e.line(),
+        e.column()
+    )
 }
 
 fn created(body: serde_json::Value) -> HttpResponse {
@@ -168,8 +202,9 @@ async fn create_client(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let actor = admin_caller(&app, &req).await?;
     let input: NewClient = json_body(&app, &req, payload).await?;
-    let (client, secret) = as_admin(app, &req, move |app, actor, now| {
+    let (client, secret) = as_actor(app, actor, move |app, actor, now| {
         app.create_client(actor, input, now)
     })
     .await?;
@@ -194,9 +229,10 @@ async fn update_client(
     id: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let actor = admin_caller(&app, &req).await?;
     let patch: ClientPatch = json_body(&app, &req, payload).await?;
     let id = id.into_inner();
-    let c = as_admin(app, &req, move |app, actor, now| {
+    let c = as_actor(app, actor, move |app, actor, now| {
         app.update_client(actor, &id, patch, now)
     })
     .await?;
@@ -254,10 +290,11 @@ async fn rotate_secret(
     id: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let actor = admin_caller(&app, &req).await?;
     let input: RotateSecret = json_body(&app, &req, payload).await?;
     let id = id.into_inner();
     let cid = id.clone();
-    let (secret, old_until) = as_admin(app, &req, move |app, actor, now| {
+    let (secret, old_until) = as_actor(app, actor, move |app, actor, now| {
         app.rotate_client_secret(actor, &id, input.grace_seconds, now)
     })
     .await?;
@@ -294,9 +331,10 @@ async fn create_api_key(
     id: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let actor = admin_caller(&app, &req).await?;
     let input: NewApiKey = json_body(&app, &req, payload).await?;
     let id = id.into_inner();
-    let (record, key, now) = as_admin(app, &req, move |app, actor, now| {
+    let (record, key, now) = as_actor(app, actor, move |app, actor, now| {
         app.create_api_key(actor, &id, input.name, input.expires_in, now)
             .map(|(r, k)| (r, k, now))
     })
@@ -357,6 +395,7 @@ async fn rotate_signing_key(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let actor = admin_caller(&app, &req).await?;
     let input: RotateKey = json_body(&app, &req, payload).await?;
     let alg = match input.alg.as_deref() {
         None => None,
@@ -365,7 +404,7 @@ async fn rotate_signing_key(
                 .ok_or_else(|| ApiError::invalid_request("alg must be ES256, EdDSA or RS256"))?,
         ),
     };
-    let rec = as_admin(app, &req, move |app, actor, now| {
+    let rec = as_actor(app, actor, move |app, actor, now| {
         app.rotate_signing_key(actor, alg, input.prepublish_seconds, now)
     })
     .await?;

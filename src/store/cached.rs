@@ -223,15 +223,30 @@ impl CachedStore {
         if let Some(e) = hit {
             return Ok(e);
         }
-        let client = self.db()?.get_client(id)?;
-        let secrets = match &client {
-            Some(_) => self.db()?.live_secrets(id, now)?,
-            None => Vec::new(),
-        };
-        let entry = Arc::new((client, secrets));
+        let db = self.db()?;
+        let entry = Arc::new(load_entry(
+            || db.get_client(id),
+            || db.live_secrets(id, now),
+        )?);
         self.clients.put(generation, id.to_string(), entry.clone());
         Ok(entry)
     }
+}
+
+/// Reads a client and its live secrets with the same two queries whether
+/// the client exists or not, so that the first lookup of an unknown id costs
+/// what the first lookup of a known one does (RFC 6749 §5.2 answers both
+/// with `invalid_client`; their cost must not tell them apart either).
+fn load_entry(
+    client: impl FnOnce() -> Result<Option<Client>>,
+    secrets: impl FnOnce() -> Result<Vec<ClientSecretRecord>>,
+) -> Result<(Option<Client>, Vec<ClientSecretRecord>)> {
+    let client = client()?;
+    let mut secrets = secrets()?;
+    if client.is_none() {
+        secrets.clear();
+    }
+    Ok((client, secrets))
 }
 
 impl Store for CachedStore {
@@ -445,6 +460,28 @@ mod tests {
             "no stale client"
         );
         assert!(a.is_token_revoked("j").unwrap(), "no stale revocation");
+    }
+
+    #[test]
+    fn known_and_unknown_clients_cost_the_same_queries() {
+        let calls = std::cell::Cell::new(0);
+        let count = |found: bool| {
+            calls.set(0);
+            load_entry(
+                || {
+                    calls.set(calls.get() + 1);
+                    Ok(found.then(|| client("c", false)))
+                },
+                || {
+                    calls.set(calls.get() + 1);
+                    Ok(Vec::new())
+                },
+            )
+            .unwrap();
+            calls.get()
+        };
+        assert_eq!(count(true), 2);
+        assert_eq!(count(false), 2);
     }
 
     #[test]

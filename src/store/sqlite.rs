@@ -31,12 +31,7 @@ struct ChangeCounter {
 impl ChangeCounter {
     fn open(db: &Path) -> std::io::Result<ChangeCounter> {
         let path = PathBuf::from(format!("{}-changes", db.display()));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = private_file(&path)?;
         if file.metadata()?.len() < 8 {
             file.set_len(8)?;
         }
@@ -61,6 +56,43 @@ impl ChangeCounter {
     fn get(&self) -> i64 {
         self.counter().load(Ordering::SeqCst) as i64
     }
+}
+
+/// Opens (creating if needed) a file readable and writable by its owner
+/// only (0600), whatever the umask, and tightens an existing one: the
+/// database holds digests and the audit log, which are nobody else's.
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if file.metadata()?.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(file)
+}
+
+/// Makes the database file and its companions private before SQLite opens
+/// them. SQLite creates `-wal` and `-shm` with the mode of the database
+/// file, so a private database keeps them private; ones left by an older
+/// release are tightened here.
+fn make_private(db: &Path) -> std::io::Result<()> {
+    private_file(db)?;
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let companion = PathBuf::from(format!("{}{suffix}", db.display()));
+        if companion.exists() {
+            private_file(&companion)?;
+        }
+    }
+    Ok(())
 }
 
 /// A SQLite database file behind a connection pool.
@@ -89,6 +121,7 @@ fn init_connection(c: &mut Connection) -> rusqlite::Result<()> {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies the schema.
     pub fn open(path: &Path) -> Result<SqliteStore> {
+        make_private(path).map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))?;
         let manager = SqliteConnectionManager::file(path).with_init(init_connection);
         let pool = Pool::builder()
             .max_size(16)

@@ -217,6 +217,7 @@ pub fn write_key_file(dir: &Path, kid: &str, pem_text: &str) -> Result<PathBuf, 
         builder.mode(0o700);
     }
     builder.create(dir).map_err(io(dir))?;
+    secure_dir(dir)?;
     let path = key_path(dir, kid);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -231,6 +232,49 @@ pub fn write_key_file(dir: &Path, kid: &str, pem_text: &str) -> Result<PathBuf, 
     Ok(path)
 }
 
+/// Makes an existing keys directory and the key files in it private to the
+/// service user (0700 and 0600), whatever created them: one warning line
+/// names what was tightened.
+pub fn secure_dir(dir: &Path) -> Result<(), KeyError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| KeyError::Io { path, source }
+        };
+        let tighten = |path: &Path, mode: u32| -> Result<(), KeyError> {
+            let meta = std::fs::symlink_metadata(path).map_err(io(path))?;
+            if meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .map_err(io(path))?;
+                log::warn!(
+                    "{} was readable by other users; its mode is now {mode:o}",
+                    path.display()
+                );
+            }
+            Ok(())
+        };
+        match std::fs::symlink_metadata(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => {
+                return Err(KeyError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })
+            }
+            Ok(_) => tighten(dir, 0o700)?,
+        }
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let path = entry.map_err(io(dir))?.path();
+            if path.extension().and_then(|e| e.to_str()) == Some("pem") {
+                tighten(&path, 0o600)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Generates a key for `alg` and writes it to the keys directory.
 pub fn create_key_file(dir: &Path, alg: Alg) -> Result<SigningKey, KeyError> {
     let text = generate_pem(alg)?;
@@ -242,6 +286,7 @@ pub fn create_key_file(dir: &Path, alg: Alg) -> Result<SigningKey, KeyError> {
 /// Loads every `*.pem` file in the directory, keyed by `kid`.
 pub fn load_dir(dir: &Path) -> Result<HashMap<String, Arc<SigningKey>>, KeyError> {
     let mut out = HashMap::new();
+    secure_dir(dir)?;
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),

@@ -119,3 +119,148 @@ async fn metadata_is_served_at_the_path_aware_location() {
 fn claims(token: &str) -> Value {
     segment(token, 1)
 }
+
+/// Item 7: an id sent as `id:secret` is logged without its secret part.
+#[tokio::test]
+async fn a_secret_pasted_into_client_id_never_reaches_the_log() {
+    let app = TestApp::spawn().await;
+    let (id, secret) = app.client("read", &[]);
+    let pasted = format!("{id}:{secret}");
+    let r = app
+        .http
+        .post(app.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", pasted.as_str()),
+            ("client_secret", "wrong"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let logs = app.logs();
+    assert!(
+        logs.contains(&format!("{id}<redacted>")),
+        "the failure is logged with the id"
+    );
+    let tail = &secret[4..];
+    for part in [&secret[..], &tail[..8], &tail[tail.len() - 8..]] {
+        assert!(!logs.contains(part), "secret fragment {part:?} logged");
+    }
+}
+
+/// Item 7: the admin API authenticates before it parses a body, and its
+/// errors never quote what was sent.
+#[tokio::test]
+async fn admin_bodies_are_parsed_only_after_authentication_and_never_echoed() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .http
+        .post(app.url("/admin/clients"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let (status, v) = json(r).await;
+    assert_eq!((status, s(&v["error"])), (401, "invalid_token".into()));
+
+    let admin = app.admin_token().await;
+    let marker = "tgs_leakcanary0123456789";
+    for body in [
+        format!(r#"{{"name": "x", "scopes": "{marker}"}}"#),
+        format!(r#"{{"name": "x", "{marker}": 1}}"#),
+        format!(r#"{{"name": {marker}}}"#),
+    ] {
+        let r = app
+            .http
+            .post(app.url("/admin/clients"))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let (status, v) = json(r).await;
+        assert_eq!(status, 400, "{body}");
+        let text = v.to_string();
+        assert!(!text.contains("leakcanary"), "{body} echoed: {text}");
+        assert!(text.contains("line 1"), "{text}");
+    }
+    let r = app
+        .http
+        .get(app.url(&format!("/admin/clients?limit={marker}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let (status, v) = json(r).await;
+    assert_eq!(status, 400);
+    assert!(!v.to_string().contains("leakcanary"));
+    // A JSON token request with an unknown member that is not a string.
+    let r = app
+        .http
+        .post(app.url("/oauth/token"))
+        .json(&serde_json::json!({"grant_type": "client_credentials", marker: 1}))
+        .send()
+        .await
+        .unwrap();
+    let (status, v) = json(r).await;
+    assert_eq!(status, 400);
+    assert!(!v.to_string().contains("leakcanary"), "{v}");
+}
+
+/// Item 10: the database, its companions and the keys are private to the
+/// service user whatever the umask; a keys directory others can read is
+/// tightened with one line saying so.
+#[cfg(unix)]
+#[tokio::test]
+async fn database_and_keys_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = dir.path().join("t.db");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"umask 000 && exec "$0" client create --name perms --json"#)
+        .arg(env!("CARGO_BIN_EXE_tollgate"))
+        .env("TOLLGATE_DB", &db)
+        .env("TOLLGATE_KEYS_DIR", &keys)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&db), 0o600, "database");
+    let changes = dir.path().join("t.db-changes");
+    assert_eq!(mode(&changes), 0o600, "change counter");
+    assert_eq!(mode(&keys), 0o700, "keys directory");
+    let mut pems = 0;
+    for e in std::fs::read_dir(&keys).unwrap() {
+        assert_eq!(mode(&e.unwrap().path()), 0o600, "key file");
+        pems += 1;
+    }
+    assert_eq!(pems, 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("was readable by other users").count(),
+        1,
+        "{stderr}"
+    );
+    // A database made readable by others is tightened on the next open.
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["client", "list", "--json"])
+        .env("TOLLGATE_DB", &db)
+        .env("TOLLGATE_KEYS_DIR", &keys)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(mode(&db), 0o600);
+}
