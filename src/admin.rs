@@ -412,7 +412,11 @@ impl App {
         Ok((secret, now + grace))
     }
 
-    /// Revokes every token issued to a client up to now (inclusive of this second).
+    /// Revokes every token issued to a client up to now (inclusive of this
+    /// second). Token times are whole seconds (RFC 7519 `iat`), so the
+    /// revocation has completed once that second has passed: callers wait
+    /// [`revocation_settles_in`] before they answer, and a token issued after
+    /// the answer is active.
     pub fn revoke_client_tokens(
         &self,
         actor: &str,
@@ -627,6 +631,18 @@ impl App {
     pub fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, ApiError> {
         Ok(self.store.list_audit(after, limit.clamp(1, 1000))?)
     }
+}
+
+/// How long until a revoke-all that covers tokens issued up to the second
+/// `revoked_before` has completed: until the next second begins, at most one
+/// second. A token issued after that has a later `iat` and stays active.
+pub fn revocation_settles_in(revoked_before: Option<i64>) -> std::time::Duration {
+    let Some(t) = revoked_before else {
+        return std::time::Duration::ZERO;
+    };
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let end_ms = (t + 1).saturating_mul(1000);
+    std::time::Duration::from_millis(end_ms.saturating_sub(now_ms).clamp(0, 1000) as u64)
 }
 
 /// The JSON view of an API key: never the key, only its prefix and last four.

@@ -328,8 +328,9 @@ impl App {
         let _fresh = self.cache.fresh_scope();
         let client = self.authenticate_client(creds, ip, now)?;
         let grant = grant::decide(&client, req, &self.policy())?;
+        let unsigned = self.prepare(&client, &grant, now, None)?;
         self.check_quota(&client, now)?;
-        self.sign(&client, &grant, now, None)
+        self.sign(unsigned)
     }
 
     /// Finds the active API key for a presented key, or `None`.
@@ -375,9 +376,10 @@ impl App {
             .with_challenge(crate::error::Challenge::Bearer));
         };
         let grant = grant::decide(&client, req, &self.policy())?;
+        let unsigned = self.prepare(&client, &grant, now, Some(record.id.clone()))?;
         self.check_quota(&client, now)?;
         self.touch_api_key(&record, now);
-        self.sign(&client, &grant, now, Some(record.id))
+        self.sign(unsigned)
     }
 
     /// Notes a use of an API key. Uses are written in the background by
@@ -411,13 +413,17 @@ impl App {
         Ok(uses.len())
     }
 
-    fn sign(
+    /// Builds and serializes the claims of a grant and picks the key that
+    /// will sign them; refuses a token longer than [`token::MAX_TOKEN_LEN`]
+    /// (too many scopes or audiences), which introspection and revocation
+    /// could not take back.
+    fn prepare(
         &self,
         client: &Client,
         grant: &Grant,
         now: i64,
         api_key_id: Option<String>,
-    ) -> Result<IssuedToken, ApiError> {
+    ) -> Result<Unsigned, ApiError> {
         let claims: Claims = grant::claims(
             &client.id,
             grant,
@@ -426,17 +432,46 @@ impl App {
             secret::random_b64(16),
             api_key_id,
         );
-        let set = self.keys.get();
-        let key = set
+        let key = self
+            .keys
+            .get()
             .signer(now)
+            .cloned()
             .ok_or_else(|| ApiError::internal("no active signing key"))?;
-        let jwt = token::sign(&claims, key).map_err(ApiError::internal)?;
-        Ok(IssuedToken {
-            access_token: SecretString::new(jwt),
+        let payload = serde_json::to_vec(&claims).map_err(ApiError::internal)?;
+        let len = token::signed_len(payload.len(), &key);
+        if len > token::MAX_TOKEN_LEN {
+            return Err(ApiError::invalid_request(format!(
+                "the token would be {len} bytes, over the limit of {} that introspection \
+                 and revocation accept; request fewer scopes or audiences",
+                token::MAX_TOKEN_LEN
+            )));
+        }
+        Ok(Unsigned {
+            payload,
+            key,
             expires_in: grant.ttl,
             scope: claims.scope,
         })
     }
+
+    fn sign(&self, unsigned: Unsigned) -> Result<IssuedToken, ApiError> {
+        let jwt =
+            token::sign_payload(&unsigned.payload, &unsigned.key).map_err(ApiError::internal)?;
+        Ok(IssuedToken {
+            access_token: SecretString::new(jwt),
+            expires_in: unsigned.expires_in,
+            scope: unsigned.scope,
+        })
+    }
+}
+
+/// Claims ready to sign, with the key that will sign them.
+struct Unsigned {
+    payload: Vec<u8>,
+    key: Arc<token::SigningKey>,
+    expires_in: i64,
+    scope: String,
 }
 
 /// Logs a rate-limit refusal: the first of a window at `warn`, the rest at

@@ -345,7 +345,8 @@ impl Config {
             "TOLLGATE_MAX_BODY_BYTES",
             file_cfg.max_body_bytes.map(|w| w as i64),
             16 * 1024,
-            1024,
+            // A body must hold the longest token and a client's credentials.
+            2 * crate::token::MAX_TOKEN_LEN as i64,
             1024 * 1024,
             "",
         )?;

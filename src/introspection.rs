@@ -42,6 +42,17 @@ impl App {
     /// inactive: revocation by `jti`, a deleted or disabled client, the
     /// client's revoke-all time, and a revoked or expired source API key.
     pub fn active_claims(&self, token_text: &str, now: i64) -> Result<Option<Claims>, ApiError> {
+        Ok(self
+            .active_token(token_text, now)?
+            .map(|(claims, _)| claims))
+    }
+
+    /// Like [`App::active_claims`], with the client's current record.
+    fn active_token(
+        &self,
+        token_text: &str,
+        now: i64,
+    ) -> Result<Option<(Claims, crate::store::Client)>, ApiError> {
         let Some(claims) =
             self.verified
                 .verify(token_text, &self.keys.get(), &self.config.issuer, now)
@@ -67,12 +78,17 @@ impl App {
                 _ => return Ok(None),
             }
         }
-        Ok(Some(claims))
+        Ok(Some((claims, client)))
     }
 
-    /// Authorizes a bearer token that must carry `scope` (RFC 6750 §3.1):
-    /// 401 `invalid_token` when missing or inactive, 403 `insufficient_scope`
-    /// when the scope is absent.
+    /// Authorizes a bearer token presented to Tollgate itself, which must
+    /// carry `scope` (RFC 6750 §3.1): 401 `invalid_token` when missing,
+    /// inactive, or meant for another audience (RFC 9068 §4: Tollgate is the
+    /// resource server here, so `aud` must be its issuer identifier alone);
+    /// 403 `insufficient_scope` when the scope is absent. The caller's
+    /// rights are the token's scopes that its client still holds now: a
+    /// scope removed from the client stops working at once, with the same
+    /// freshness as disabling it.
     pub fn authorize_bearer(
         &self,
         authorization: Option<&[u8]>,
@@ -82,15 +98,21 @@ impl App {
         let _fresh = self.cache.fresh_scope();
         let token_text = bearer_token(authorization)
             .ok_or_else(|| ApiError::invalid_token("a bearer access token is required"))?;
-        let claims = self.active_claims(token_text, now)?.ok_or_else(|| {
+        let (claims, client) = self.active_token(token_text, now)?.ok_or_else(|| {
             ApiError::invalid_token("the access token is invalid, expired or revoked")
         })?;
+        if claims.aud.to_list() != [self.config.issuer.as_str()] {
+            return Err(ApiError::invalid_token(
+                "the access token's audience is not this server; request a token with \
+                 audience set to its issuer identifier",
+            ));
+        }
         let caller = Caller {
             client_id: claims.client_id,
             scopes: claims
                 .scope
                 .split(' ')
-                .filter(|s| !s.is_empty())
+                .filter(|s| !s.is_empty() && client.scopes.iter().any(|c| c == s))
                 .map(str::to_string)
                 .collect(),
         };
@@ -236,5 +258,5 @@ pub fn bearer_token(authorization: Option<&[u8]>) -> Option<&str> {
         return None;
     }
     let t = rest.trim();
-    (!t.is_empty() && t.len() <= 8192).then_some(t)
+    (!t.is_empty() && t.len() <= crate::token::MAX_TOKEN_LEN).then_some(t)
 }

@@ -584,7 +584,9 @@ fn client(app: &App, cmd: ClientCmd) -> Result<(), ApiError> {
             }
         }
         ClientCmd::RevokeTokens { id, out } => {
-            show_client(&app.revoke_client_tokens(CLI_ACTOR, &id, now())?, out.json)
+            let c = app.revoke_client_tokens(CLI_ACTOR, &id, now())?;
+            std::thread::sleep(crate::admin::revocation_settles_in(c.tokens_revoked_before));
+            show_client(&c, out.json)
         }
     }
     Ok(())

@@ -91,21 +91,62 @@ pub fn secret_matches(presented: &SecretString, secrets: &[ClientSecretRecord]) 
     ok
 }
 
+/// The prefix of the scopes that grant rights on Tollgate itself
+/// (`tollgate:admin`, `tollgate:introspect`).
+pub const OWN_SCOPE_PREFIX: &str = "tollgate:";
+
+/// Whether `scope` grants rights on Tollgate itself.
+pub fn is_own_scope(scope: &str) -> bool {
+    scope.starts_with(OWN_SCOPE_PREFIX)
+}
+
 /// Decides scope, audience and lifetime for an authenticated, enabled client.
 ///
-/// - Scope (RFC 6749 §3.3): the requested set must be a subset of the
-///   client's; absent means the client's full set. Else `invalid_scope`.
 /// - Audience (RFC 8707 §2): each requested audience must be one of the
 ///   client's; absent means the client's first (or the issuer when it has
-///   none). Else `invalid_target`.
+///   none). The issuer itself may also be asked for by a client that holds a
+///   `tollgate:*` scope. Else `invalid_target`.
+/// - Scope (RFC 6749 §3.3): the requested set must be a subset of the
+///   client's; absent means the client's full set. Else `invalid_scope`.
+///   `tollgate:*` scopes are granted only in a token whose sole audience is
+///   the issuer (RFC 9068 §4: a resource server must check that it is the
+///   audience; Tollgate is the resource server of these scopes, so a token
+///   for any other audience cannot carry them, and a resource server cannot
+///   replay a token it received against Tollgate). Absent, they are left
+///   out of such tokens; asked for, they are `invalid_scope`.
 /// - Lifetime: the client's TTL or the default, capped by the maximum.
 pub fn decide(client: &Client, req: &TokenRequest, policy: &Policy) -> Result<Grant, ApiError> {
     let allowed: Scope =
         client.scopes.join(" ").parse().map_err(|_| {
             ApiError::internal(format!("client {} has a malformed scope", client.id))
         })?;
+    let audience = if req.audiences.is_empty() {
+        vec![client
+            .audiences
+            .first()
+            .cloned()
+            .unwrap_or_else(|| policy.issuer.clone())]
+    } else {
+        let may_ask_issuer = client.scopes.iter().any(|s| is_own_scope(s));
+        for a in &req.audiences {
+            let own = a == &policy.issuer && may_ask_issuer;
+            if !own && !client.audiences.iter().any(|c| c == a) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidTarget,
+                    "requested audience is not allowed for this client",
+                ));
+            }
+        }
+        req.audiences.clone()
+    };
+    let for_tollgate = audience.len() == 1 && audience[0] == policy.issuer;
     let scope = match &req.scope {
-        None => client.scopes.clone(),
+        None => client
+            .scopes
+            .iter()
+            .filter(|s| for_tollgate || !is_own_scope(s))
+            .cloned()
+            .collect(),
         Some(text) => {
             let requested: Scope = text
                 .parse()
@@ -116,6 +157,13 @@ pub fn decide(client: &Client, req: &TokenRequest, policy: &Policy) -> Result<Gr
                     "requested scope exceeds the scope granted to the client",
                 ));
             }
+            if !for_tollgate && requested.iter().any(is_own_scope) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidScope,
+                    "tollgate:* scopes are granted only in tokens whose audience is this \
+                     server's issuer identifier; request audience=<issuer> alone",
+                ));
+            }
             client
                 .scopes
                 .iter()
@@ -123,23 +171,6 @@ pub fn decide(client: &Client, req: &TokenRequest, policy: &Policy) -> Result<Gr
                 .cloned()
                 .collect()
         }
-    };
-    let audience = if req.audiences.is_empty() {
-        vec![client
-            .audiences
-            .first()
-            .cloned()
-            .unwrap_or_else(|| policy.issuer.clone())]
-    } else {
-        for a in &req.audiences {
-            if !client.audiences.iter().any(|c| c == a) {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidTarget,
-                    "requested audience is not allowed for this client",
-                ));
-            }
-        }
-        req.audiences.clone()
     };
     let ttl = client
         .token_ttl
@@ -234,6 +265,39 @@ mod tests {
         let g = decide(&client(), &req(None, &["https://b"]), &policy()).unwrap();
         assert_eq!(g.audience, vec!["https://b"]);
         let e = decide(&client(), &req(None, &["https://evil"]), &policy()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidTarget);
+    }
+
+    #[test]
+    fn own_scopes_only_in_tokens_for_the_issuer_alone() {
+        let mut c = client();
+        c.scopes = vec!["invoices:read".into(), "tollgate:admin".into()];
+        // Default audience is the client's own: the admin scope is left out.
+        let g = decide(&c, &req(None, &[]), &policy()).unwrap();
+        assert_eq!(
+            (g.audience, g.scope),
+            (
+                vec!["https://a".to_string()],
+                vec!["invoices:read".to_string()]
+            )
+        );
+        // Asked for with another audience: refused.
+        let e = decide(&c, &req(Some("tollgate:admin"), &["https://a"]), &policy()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidScope);
+        // With the issuer and another audience: refused too.
+        let e = decide(
+            &c,
+            &req(Some("tollgate:admin"), &["http://iss", "https://a"]),
+            &policy(),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidScope);
+        // The issuer alone: granted.
+        let g = decide(&c, &req(None, &["http://iss"]), &policy()).unwrap();
+        assert_eq!(g.audience, vec!["http://iss"]);
+        assert_eq!(g.scope, vec!["invoices:read", "tollgate:admin"]);
+        // A client without an own scope cannot ask for the issuer.
+        let e = decide(&client(), &req(None, &["http://iss"]), &policy()).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidTarget);
     }
 

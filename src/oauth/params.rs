@@ -13,7 +13,7 @@ use crate::error::{ApiError, ErrorCode};
 /// The most parameters a body may carry.
 pub const MAX_PARAMS: usize = 32;
 /// The longest a parameter name or value may be, in bytes.
-pub const MAX_VALUE_LEN: usize = 4096;
+pub const MAX_VALUE_LEN: usize = crate::token::MAX_TOKEN_LEN;
 
 /// How a request body is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -315,6 +315,9 @@ async fn revoke_tokens(
         app.revoke_client_tokens(actor, &id, now)
     })
     .await?;
+    // Answered once the revocation's second has passed (at most 1 s), so a
+    // token issued after this answer is active.
+    actix_web::rt::time::sleep(crate::admin::revocation_settles_in(c.tokens_revoked_before)).await;
     Ok(no_store_json(c))
 }
 

@@ -79,6 +79,14 @@ impl SigningKey {
         }
     }
 
+    /// The length of its raw signatures in bytes.
+    pub fn signature_len(&self) -> usize {
+        match &self.private {
+            PrivateKey::Ec(_) | PrivateKey::Ed(_) => 64,
+            PrivateKey::Rsa(k) => k.public().modulus_len(),
+        }
+    }
+
     /// Signs `message` (the JWS signing input) and returns the raw signature.
     pub(crate) fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>, ring::error::Unspecified> {
         match &self.private {

@@ -134,15 +134,33 @@ pub enum VerifyError {
 #[error("cannot sign the token")]
 pub struct SignError;
 
+/// The longest token Tollgate accepts anywhere: at introspection and
+/// revocation (the `token` parameter), as a bearer token, and in
+/// verification. Issuance refuses a request whose token would be longer, so
+/// every token Tollgate issues can be introspected and revoked.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// The length of the compact JWS that [`sign_payload`] makes of a payload of
+/// `payload_len` bytes with `key`.
+pub fn signed_len(payload_len: usize, key: &SigningKey) -> usize {
+    let b64 = |n: usize| (n * 4).div_ceil(3);
+    key.header_b64.len() + 1 + b64(payload_len) + 1 + b64(key.signature_len())
+}
+
 /// Signs `claims` with `key` as a JWS compact serialization (RFC 7515 §7.1)
 /// with the header `typ: at+jwt`, `alg` and `kid` (RFC 9068 §2.1). The key is
 /// held parsed in memory and the header is encoded once per key.
 pub fn sign(claims: &Claims, key: &SigningKey) -> Result<String, SignError> {
     let payload = serde_json::to_vec(claims).map_err(|_| SignError)?;
-    let mut jwt = String::with_capacity(key.header_b64.len() + payload.len() * 4 / 3 + 400);
+    sign_payload(&payload, key)
+}
+
+/// Signs an already serialized claims set (see [`sign`]).
+pub fn sign_payload(payload: &[u8], key: &SigningKey) -> Result<String, SignError> {
+    let mut jwt = String::with_capacity(signed_len(payload.len(), key));
     jwt.push_str(&key.header_b64);
     jwt.push('.');
-    URL_SAFE_NO_PAD.encode_string(&payload, &mut jwt);
+    URL_SAFE_NO_PAD.encode_string(payload, &mut jwt);
     let signature = key.sign_bytes(jwt.as_bytes()).map_err(|_| SignError)?;
     jwt.push('.');
     URL_SAFE_NO_PAD.encode_string(&signature, &mut jwt);
@@ -154,7 +172,7 @@ pub fn sign(claims: &Claims, key: &SigningKey) -> Result<String, SignError> {
 /// confusion fail), the signature must hold, `iss` must be `issuer`, and `now`
 /// must be before `exp` (RFC 9068 §4).
 pub fn verify(token: &str, keys: &KeySet, issuer: &str, now: i64) -> Result<Claims, VerifyError> {
-    if token.len() > 8192 {
+    if token.len() > MAX_TOKEN_LEN {
         return Err(VerifyError::Malformed);
     }
     let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
@@ -196,7 +214,7 @@ pub const VERIFIED_CAPACITY: usize = 100_000;
 impl VerifiedCache {
     /// Like [`verify`], served from memory for a token seen before.
     pub fn verify(&self, token: &str, keys: &KeySet, issuer: &str, now: i64) -> Option<Claims> {
-        if token.len() > 8192 {
+        if token.len() > MAX_TOKEN_LEN {
             return None;
         }
         let digest = crate::secret::digest(token.as_bytes());

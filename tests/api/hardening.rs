@@ -115,7 +115,6 @@ async fn metadata_is_served_at_the_path_aware_location() {
     assert_eq!((status, s(&v["error"])), (404, "not_found".into()));
 }
 
-#[allow(dead_code)]
 fn claims(token: &str) -> Value {
     segment(token, 1)
 }
@@ -263,4 +262,267 @@ async fn database_and_keys_are_private_whatever_the_umask() {
         .unwrap();
     assert!(out.status.success());
     assert_eq!(mode(&db), 0o600);
+}
+
+async fn get_admin(app: &TestApp, token: &str, path: &str) -> (u16, Value, Option<String>) {
+    let r = app
+        .http
+        .get(app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
+    let (status, v) = json(r).await;
+    (status, v, challenge)
+}
+
+async fn token_with(app: &TestApp, id: &str, secret: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    let mut body = vec![("grant_type", "client_credentials")];
+    body.extend_from_slice(form);
+    json(
+        app.http
+            .post(app.url("/oauth/token"))
+            .basic_auth(id, Some(secret))
+            .form(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// Item 1: a token for another audience is refused by Tollgate's own
+/// endpoints, and `tollgate:*` scopes are granted only to tokens for the issuer.
+#[tokio::test]
+async fn tokens_for_other_audiences_are_refused_by_tollgate_itself() {
+    let app = TestApp::spawn().await;
+    let billing = "https://billing.example.com";
+    let (id, secret) = app.client(
+        "invoices:read tollgate:admin tollgate:introspect",
+        &[billing],
+    );
+    let issuer = s(&json(
+        app.http
+            .get(app.url("/.well-known/oauth-authorization-server"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .1["issuer"]);
+
+    // The default token is for billing and carries no tollgate:* scope.
+    let (status, v) = token_with(&app, &id, &secret, &[]).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["scope"], "invoices:read");
+    let for_billing = s(&v["access_token"]);
+    assert_eq!(claims(&for_billing)["aud"], billing);
+    let (status, v, challenge) = get_admin(&app, &for_billing, "/admin/clients").await;
+    assert_eq!((status, s(&v["error"])), (401, "invalid_token".into()));
+    assert!(challenge.unwrap().contains(r#"error="invalid_token""#));
+    // Bearer introspection refuses it the same way.
+    let r = app
+        .http
+        .post(app.url("/oauth/introspect"))
+        .bearer_auth(&for_billing)
+        .form(&[("token", for_billing.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let (status, v) = json(r).await;
+    assert_eq!((status, s(&v["error"])), (401, "invalid_token".into()));
+
+    // Asking for an admin scope with billing's audience is refused.
+    for form in [
+        vec![("scope", "tollgate:admin"), ("audience", billing)],
+        vec![("scope", "invoices:read tollgate:admin")],
+        vec![
+            ("scope", "tollgate:admin"),
+            ("resource", billing),
+            ("resource", issuer.as_str()),
+        ],
+    ] {
+        let (status, v) = token_with(&app, &id, &secret, &form).await;
+        assert_eq!(
+            (status, s(&v["error"])),
+            (400, "invalid_scope".into()),
+            "{form:?}"
+        );
+    }
+
+    // With the issuer as audience (or resource) it works.
+    for param in ["audience", "resource"] {
+        let (status, v) = token_with(&app, &id, &secret, &[(param, issuer.as_str())]).await;
+        assert_eq!(status, 200, "{v}");
+        let own = s(&v["access_token"]);
+        assert_eq!(claims(&own)["aud"], issuer.as_str());
+        assert!(v["scope"].as_str().unwrap().contains("tollgate:admin"));
+        let (status, v, _) = get_admin(&app, &own, "/admin/clients").await;
+        assert_eq!(status, 200, "{v}");
+    }
+    // A client without a tollgate:* scope cannot ask for the issuer.
+    let (plain, plain_secret) = app.client("invoices:read", &[billing]);
+    let (status, v) = token_with(
+        &app,
+        &plain,
+        &plain_secret,
+        &[("audience", issuer.as_str())],
+    )
+    .await;
+    assert_eq!((status, s(&v["error"])), (400, "invalid_target".into()));
+}
+
+/// Item 2: rights come from the client's current scopes: removing a scope
+/// stops an already issued token at the very next request.
+#[tokio::test]
+async fn removing_an_own_scope_takes_effect_on_the_next_request() {
+    let app = TestApp::spawn().await;
+    let root = app.admin_token().await;
+    let (id, secret) = app.client("tollgate:admin tollgate:introspect", &[]);
+    let token = app.token(&id, &secret).await;
+    let (status, _, _) = get_admin(&app, &token, "/admin/clients").await;
+    assert_eq!(status, 200);
+    let introspect = |t: String| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            app.http
+                .post(app.url("/oauth/introspect"))
+                .bearer_auth(&token)
+                .form(&[("token", t.as_str())])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(introspect(token.clone()).await, 200);
+
+    // Through the admin API: tollgate:admin goes.
+    let r = app
+        .http
+        .patch(app.url(&format!("/admin/clients/{id}")))
+        .bearer_auth(&root)
+        .json(&serde_json::json!({"scopes": ["tollgate:introspect"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (status, v, _) = get_admin(&app, &token, "/admin/clients").await;
+    assert_eq!((status, s(&v["error"])), (403, "insufficient_scope".into()));
+    assert_eq!(
+        introspect(token.clone()).await,
+        200,
+        "introspection still held"
+    );
+
+    // Through the command line: tollgate:introspect goes too.
+    app.cli(&["client", "update", &id, "--scope", "read"]);
+    assert_eq!(introspect(token.clone()).await, 403);
+    // Given back, the same token works again: the claim was never the source.
+    app.cli(&["client", "update", &id, "--scope", "tollgate:admin"]);
+    let (status, _, _) = get_admin(&app, &token, "/admin/clients").await;
+    assert_eq!(status, 200);
+}
+
+/// Item 4: one length limit for every path; a request whose token would be
+/// longer is refused at issuance, and a token just under it round-trips.
+#[tokio::test]
+async fn every_issued_token_can_be_introspected_and_revoked() {
+    let app = TestApp::spawn().await;
+    let scope_of = |n: usize| {
+        (0..n)
+            .map(|i| format!("scope{i:03}:{}", "x".repeat(90)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // Too long: refused with a clear error, before any quota is counted.
+    let (id, secret) = app.client(&scope_of(40), &[]);
+    let (status, v) = token_with(&app, &id, &secret, &[]).await;
+    assert_eq!((status, s(&v["error"])), (400, "invalid_request".into()));
+    assert!(v["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("fewer scopes"));
+    // Narrowed to fewer scopes it is issued.
+    let few = scope_of(3);
+    let (status, _) = token_with(&app, &id, &secret, &[("scope", few.as_str())]).await;
+    assert_eq!(status, 200);
+
+    // The longest that is issued: every path accepts it.
+    let mut n = 40;
+    let (id, secret, token) = loop {
+        n -= 1;
+        let scopes = format!("tollgate:introspect {}", scope_of(n));
+        let (id, secret) = app.client(&scopes, &[]);
+        let (status, v) = token_with(&app, &id, &secret, &[]).await;
+        if status == 200 {
+            break (id, secret, s(&v["access_token"]));
+        }
+    };
+    assert!(token.len() > 3800 && token.len() <= 4096, "{}", token.len());
+    let introspected = app.introspect(&token).await;
+    assert_eq!(introspected["active"], true);
+    // As a bearer token, introspecting itself.
+    let r = app
+        .http
+        .post(app.url("/oauth/introspect"))
+        .bearer_auth(&token)
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let (status, v) = json(r).await;
+    assert_eq!((status, v["active"].clone()), (200, Value::Bool(true)));
+    let r = app
+        .http
+        .post(app.url("/oauth/revoke"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.introspect(&token).await["active"], false);
+}
+
+/// Item 9: a token issued after a revoke-all has completed is active, even
+/// in the same second as the revocation.
+#[tokio::test]
+async fn a_token_issued_after_revoke_all_is_active() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (id, secret) = app.client("read", &[]);
+    for round in 0..3 {
+        let before = app.token(&id, &secret).await;
+        let r = app
+            .http
+            .post(app.url(&format!("/admin/clients/{id}/revoke-tokens")))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let after = app.token(&id, &secret).await;
+        assert_eq!(
+            app.introspect(&before).await["active"],
+            false,
+            "round {round}"
+        );
+        assert_eq!(
+            app.introspect(&after).await["active"],
+            true,
+            "round {round}"
+        );
+    }
+    // The command line too.
+    let before = app.token(&id, &secret).await;
+    app.cli(&["client", "revoke-tokens", &id]);
+    let after = app.token(&id, &secret).await;
+    assert_eq!(app.introspect(&before).await["active"], false);
+    assert_eq!(app.introspect(&after).await["active"], true);
 }

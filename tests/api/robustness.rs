@@ -265,7 +265,7 @@ async fn failed_authentication_is_throttled_without_locking_out_other_ips() {
 
 #[tokio::test]
 async fn hostile_input_gets_clear_json_errors() {
-    let app = TestApp::spawn_with(&[("TOLLGATE_MAX_BODY_BYTES", "2048")]).await;
+    let app = TestApp::spawn_with(&[("TOLLGATE_MAX_BODY_BYTES", "8192")]).await;
     let (id, secret) = app.client("read", &[]);
     let url = app.url("/oauth/token");
     let form = |body: Vec<u8>| {
@@ -277,7 +277,7 @@ async fn hostile_input_gets_clear_json_errors() {
     let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
         (
             "oversized body",
-            form(vec![b'a'; 4096]),
+            form(vec![b'a'; 9000]),
             413,
             "payload_too_large",
         ),
