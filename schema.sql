@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS signing_keys (
     alg          TEXT NOT NULL,
     created_at   INTEGER NOT NULL,
     activates_at INTEGER NOT NULL,
-    retired_at   INTEGER
+    retired_at   INTEGER,
+    compromised_at INTEGER          -- set: out of the JWKS, no token it signed is active
 );
 
 -- Who did what, when, to what. Never holds a secret.

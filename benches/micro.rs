@@ -37,6 +37,7 @@ fn keyset(alg: Alg) -> (KeySet, String) {
         created_at: 0,
         activates_at: 0,
         retired_at: None,
+        compromised_at: None,
     };
     let mut m = HashMap::new();
     m.insert(key.kid.clone(), Arc::new(key));

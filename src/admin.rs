@@ -533,6 +533,37 @@ impl App {
         Ok(self.store.signing_keys()?)
     }
 
+    /// Creates a signing key file and its record, published at once and
+    /// signing from `activates_at`.
+    fn create_signing_key(
+        &self,
+        actor: &str,
+        alg: Option<Alg>,
+        now: i64,
+        activates_at: i64,
+        reason: &str,
+    ) -> Result<SigningKeyRecord, ApiError> {
+        let alg = alg.unwrap_or(self.config.signing_alg);
+        let key = keys::create_key_file(&self.config.keys_dir, alg).map_err(ApiError::internal)?;
+        let record = SigningKeyRecord {
+            kid: key.kid.clone(),
+            alg: alg.as_str().to_string(),
+            created_at: now,
+            activates_at,
+            retired_at: None,
+            compromised_at: None,
+        };
+        let audit = AuditEntry::new(
+            now,
+            actor,
+            "signing_key.rotate",
+            Some(&key.kid),
+            json!({"alg": alg.as_str(), "activates_at": activates_at, "reason": reason}),
+        );
+        self.store.insert_signing_key(&record, Some(&audit))?;
+        Ok(record)
+    }
+
     /// Rotates the signing key: a new key is published at once and signs after
     /// `prepublish` seconds; the keys signing now retire at that moment and stay
     /// published until every token they signed has expired.
@@ -547,24 +578,8 @@ impl App {
         if !(0..=7 * 86_400).contains(&prepublish) {
             return Err(invalid("prepublish must be between 0 and 604800 seconds"));
         }
-        let alg = alg.unwrap_or(self.config.signing_alg);
-        let key = keys::create_key_file(&self.config.keys_dir, alg).map_err(ApiError::internal)?;
-        let activates_at = now + prepublish;
-        let record = SigningKeyRecord {
-            kid: key.kid.clone(),
-            alg: alg.as_str().to_string(),
-            created_at: now,
-            activates_at,
-            retired_at: None,
-        };
-        let audit = AuditEntry::new(
-            now,
-            actor,
-            "signing_key.rotate",
-            Some(&key.kid),
-            json!({"alg": alg.as_str(), "activates_at": activates_at}),
-        );
-        self.store.insert_signing_key(&record, Some(&audit))?;
+        let record = self.create_signing_key(actor, alg, now, now + prepublish, "rotation")?;
+        let activates_at = record.activates_at;
         for old in self.store.signing_keys()? {
             if old.kid != record.kid && old.retired_at.is_none() {
                 let audit = AuditEntry::new(
@@ -585,10 +600,17 @@ impl App {
     }
 
     /// Retires one signing key now; it stays published until its tokens expire.
+    ///
+    /// With `compromised`, the response to a leaked key: the key leaves the
+    /// JWKS at once and every token it signed is inactive at once (on every
+    /// instance as soon as it reloads its keys: within a second). When it was
+    /// the only key that signs, a new key is created first and signs at once,
+    /// so that issuance goes on.
     pub fn retire_signing_key(
         &self,
         actor: &str,
         kid: &str,
+        compromised: bool,
         now: i64,
     ) -> Result<SigningKeyRecord, ApiError> {
         let keys = self.store.signing_keys()?;
@@ -596,35 +618,57 @@ impl App {
             .iter()
             .find(|k| k.kid == kid)
             .ok_or_else(|| ApiError::not_found("no such signing key"))?;
-        if target.retired_at.is_some() {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                "signing key is already retired",
-            ));
-        }
         let others_sign = keys
             .iter()
             .any(|k| k.kid != kid && k.retired_at.is_none() && k.activates_at <= now);
-        if !others_sign {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                "cannot retire the only active signing key; rotate first",
-            ));
+        if compromised {
+            if target.compromised_at.is_some() {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    "signing key is already marked compromised",
+                ));
+            }
+            if !others_sign && target.retired_at.is_none_or(|r| r > now) {
+                self.create_signing_key(actor, None, now, now, "compromise of another key")?;
+            }
+            let audit = AuditEntry::new(
+                now,
+                actor,
+                "signing_key.compromise",
+                Some(kid),
+                json!({"compromised_at": now}),
+            );
+            self.store.compromise_signing_key(kid, now, &audit)?;
+        } else {
+            if target.retired_at.is_some() {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    "signing key is already retired",
+                ));
+            }
+            if !others_sign {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    "cannot retire the only active signing key; rotate first",
+                ));
+            }
+            let audit = AuditEntry::new(
+                now,
+                actor,
+                "signing_key.retire",
+                Some(kid),
+                json!({"retired_at": now}),
+            );
+            self.store.retire_signing_key(kid, now, &audit)?;
         }
-        let audit = AuditEntry::new(
-            now,
-            actor,
-            "signing_key.retire",
-            Some(kid),
-            json!({"retired_at": now}),
-        );
-        self.store.retire_signing_key(kid, now, &audit)?;
         if let Err(e) = self.reload_keys() {
             log::warn!("signing keys not reloaded: {e}");
         }
-        let mut out = target.clone();
-        out.retired_at = Some(now);
-        Ok(out)
+        self.store
+            .signing_keys()?
+            .into_iter()
+            .find(|k| k.kid == kid)
+            .ok_or_else(|| ApiError::not_found("no such signing key"))
     }
 
     /// Audit entries after `after`, oldest first.

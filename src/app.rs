@@ -119,6 +119,7 @@ impl App {
                         created_at: now,
                         activates_at: 0,
                         retired_at: None,
+                        compromised_at: None,
                     },
                     None,
                 )?;
@@ -136,6 +137,7 @@ impl App {
                     created_at: now,
                     activates_at: now,
                     retired_at: None,
+                    compromised_at: None,
                 },
                 Some(&AuditEntry::new(
                     now,
@@ -151,15 +153,19 @@ impl App {
 
     /// Reloads the key set when the key records changed; returns whether it did.
     pub fn reload_keys(&self) -> Result<bool, StartError> {
+        // Read before the records: a change committed meanwhile moves it
+        // again, and the next reader reloads once more.
+        let marker = self.store.change_marker().unwrap_or(i64::MIN);
         let records = self.store.signing_keys()?;
         let current = self.keys.get();
         if current.records() == records && !records.is_empty() {
+            self.keys.checked_at(marker);
             return Ok(false);
         }
         let mut loaded: HashMap<String, Arc<token::SigningKey>> = HashMap::new();
         let mut missing = false;
         for r in &records {
-            match current.verifier(&r.kid) {
+            match current.key(&r.kid) {
                 Some(k) => {
                     loaded.insert(r.kid.clone(), k.clone());
                 }
@@ -173,7 +179,29 @@ impl App {
         }
         self.keys
             .set(KeySet::new(&records, &loaded, self.config.max_token_ttl));
+        self.keys.checked_at(marker);
         Ok(true)
+    }
+
+    /// The key set, reloaded first when anything was committed since it was
+    /// loaded (one atomic load when nothing was): a key retired or marked
+    /// compromised through the command line or another instance is seen by
+    /// the very next verification, not the next background tick. While the
+    /// database cannot be read, the set in memory answers.
+    pub fn current_keys(&self) -> Result<Arc<KeySet>, ApiError> {
+        let marker = self.store.change_marker().unwrap_or(i64::MIN);
+        if marker != self.keys.marker() {
+            match self.reload_keys() {
+                Ok(_) => {}
+                Err(StartError::KeyRecords(crate::store::StoreError::WouldBlock)) => {
+                    return Err(crate::store::StoreError::WouldBlock.into())
+                }
+                // The database is away: the set in memory keeps answering
+                // (JWKS, verification), as it does between reloads.
+                Err(e) => log::debug!("signing keys not reloaded: {e}"),
+            }
+        }
+        Ok(self.keys.get())
     }
 
     /// The grant policy from the configuration.
@@ -433,8 +461,7 @@ impl App {
             api_key_id,
         );
         let key = self
-            .keys
-            .get()
+            .current_keys()?
             .signer(now)
             .cloned()
             .ok_or_else(|| ApiError::internal("no active signing key"))?;

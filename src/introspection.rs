@@ -55,7 +55,7 @@ impl App {
     ) -> Result<Option<(Claims, crate::store::Client)>, ApiError> {
         let Some(claims) =
             self.verified
-                .verify(token_text, &self.keys.get(), &self.config.issuer, now)
+                .verify(token_text, &*self.current_keys()?, &self.config.issuer, now)
         else {
             return Ok(None);
         };
@@ -228,7 +228,7 @@ impl App {
         // An expired token needs no revocation; a foreign or forged one is ignored.
         if let Some(claims) =
             self.verified
-                .verify(token_text, &self.keys.get(), &self.config.issuer, now)
+                .verify(token_text, &*self.current_keys()?, &self.config.issuer, now)
         {
             if claims.client_id == caller {
                 let audit = AuditEntry::new(

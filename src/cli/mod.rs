@@ -267,6 +267,10 @@ enum SigningKeyCmd {
     Retire {
         /// Key id.
         kid: String,
+        /// The key leaked: take it out of the JWKS now and make every token
+        /// it signed inactive now (a new key signs from now if it was the only one).
+        #[arg(long)]
+        compromised: bool,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -678,10 +682,21 @@ fn signing_key(app: &App, cmd: SigningKeyCmd) -> Result<(), ApiError> {
                         ts(k.created_at),
                         ts(k.activates_at),
                         k.retired_at.map(ts).unwrap_or_default(),
+                        k.compromised_at.map(ts).unwrap_or_default(),
                     ]
                 })
                 .collect();
-            table(&["KID", "ALG", "CREATED", "SIGNS_FROM", "RETIRED"], &rows);
+            table(
+                &[
+                    "KID",
+                    "ALG",
+                    "CREATED",
+                    "SIGNS_FROM",
+                    "RETIRED",
+                    "COMPROMISED",
+                ],
+                &rows,
+            );
         }
     };
     match cmd {
@@ -700,8 +715,12 @@ fn signing_key(app: &App, cmd: SigningKeyCmd) -> Result<(), ApiError> {
             let rec = app.rotate_signing_key(CLI_ACTOR, alg, prepublish, now())?;
             print(&[rec], out.json);
         }
-        SigningKeyCmd::Retire { kid, out } => {
-            let rec = app.retire_signing_key(CLI_ACTOR, &kid, now())?;
+        SigningKeyCmd::Retire {
+            kid,
+            compromised,
+            out,
+        } => {
+            let rec = app.retire_signing_key(CLI_ACTOR, &kid, compromised, now())?;
             print(&[rec], out.json);
         }
     }

@@ -414,14 +414,24 @@ async fn rotate_signing_key(
     Ok(created(json!(rec)))
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RetireKey {
+    #[serde(default)]
+    compromised: bool,
+}
+
 async fn retire_signing_key(
     app: web::Data<App>,
     req: HttpRequest,
     kid: web::Path<String>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let actor = admin_caller(&app, &req).await?;
+    let input: RetireKey = json_body(&app, &req, payload).await?;
     let kid = kid.into_inner();
-    let rec = as_admin(app, &req, move |app, actor, now| {
-        app.retire_signing_key(actor, &kid, now)
+    let rec = as_actor(app, actor, move |app, actor, now| {
+        app.retire_signing_key(actor, &kid, input.compromised, now)
     })
     .await?;
     Ok(no_store_json(rec))

@@ -7,12 +7,15 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::app::{now, App};
+use crate::error::ApiError;
 
-/// The public signing keys.
-pub async fn jwks(app: web::Data<App>) -> HttpResponse {
-    HttpResponse::Ok()
+/// The public signing keys, as of the last commit (a key marked compromised
+/// through the command line is gone from the very next answer).
+pub async fn jwks(app: web::Data<App>) -> Result<HttpResponse, ApiError> {
+    let jwks = super::run(&app, |app| Ok(app.current_keys()?.jwks(now()))).await?;
+    Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
-        .json(app.keys.get().jwks(now()))
+        .json(jwks))
 }
 
 /// The path of an issuer identifier (`/tenant` of `https://host/tenant`),

@@ -374,6 +374,9 @@ impl Store for CachedStore {
     fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
         self.db()?.retire_signing_key(kid, at, audit)
     }
+    fn compromise_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
+        self.db()?.compromise_signing_key(kid, at, audit)
+    }
     fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
         self.db()?.append_audit(entry)
     }

@@ -249,6 +249,7 @@ fn signing_keys_are_recorded_once_and_retired_once() {
             created_at: 1,
             activates_at: 2,
             retired_at: None,
+            compromised_at: None,
         };
         s.insert_signing_key(&k, None).unwrap();
         s.insert_signing_key(&k, Some(&audit("again"))).unwrap();
@@ -257,6 +258,155 @@ fn signing_keys_are_recorded_once_and_retired_once() {
         assert!(!s.retire_signing_key("kid1", 10, &audit("retire")).unwrap());
         assert_eq!(s.signing_keys().unwrap()[0].retired_at, Some(9));
     });
+}
+
+#[test]
+fn a_compromised_key_is_marked_once_and_retired_by_then_at_the_latest() {
+    on_each("signing key compromise", |s| {
+        let rec = |kid: &str, retired_at| SigningKeyRecord {
+            kid: kid.into(),
+            alg: "ES256".into(),
+            created_at: 1,
+            activates_at: 2,
+            retired_at,
+            compromised_at: None,
+        };
+        s.insert_signing_key(&rec("live", None), None).unwrap();
+        s.insert_signing_key(&rec("later", Some(500)), None)
+            .unwrap();
+        s.insert_signing_key(&rec("earlier", Some(50)), None)
+            .unwrap();
+        for kid in ["live", "later", "earlier"] {
+            assert!(s
+                .compromise_signing_key(kid, 100, &audit("compromise"))
+                .unwrap());
+            assert!(!s
+                .compromise_signing_key(kid, 200, &audit("compromise"))
+                .unwrap());
+        }
+        assert!(!s
+            .compromise_signing_key("unknown", 100, &audit("compromise"))
+            .unwrap());
+        let keys = s.signing_keys().unwrap();
+        let get = |kid: &str| keys.iter().find(|k| k.kid == kid).unwrap().clone();
+        assert_eq!(
+            (get("live").retired_at, get("live").compromised_at),
+            (Some(100), Some(100))
+        );
+        assert_eq!(
+            get("later").retired_at,
+            Some(100),
+            "a later retirement is brought forward"
+        );
+        assert_eq!(get("earlier").retired_at, Some(50), "an earlier one stays");
+        assert_eq!(
+            s.list_audit(0, 10).unwrap().len(),
+            3,
+            "one entry per compromise"
+        );
+    });
+}
+
+#[test]
+fn a_sqlite_database_written_by_release_0_1_opens_upgrades_and_keeps_its_data() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/db-v1");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tollgate.db");
+    std::fs::copy(fixture.join("tollgate.db"), &db).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("manifest.json")).unwrap())
+            .unwrap();
+    let version = |db: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(version(&db), 1, "the fixture is a version-1 database");
+    let s = SqliteStore::open(&db).unwrap();
+    assert_eq!(version(&db), super::sqlite::SCHEMA_VERSION);
+    let billing = manifest["billing"]["client_id"].as_str().unwrap();
+    let c = s.get_client(billing).unwrap().expect("client kept");
+    assert_eq!(c.scopes, ["invoices:read", "invoices:write"]);
+    let secret = crate::secret::SecretString::new(
+        manifest["billing"]["client_secret"]
+            .as_str()
+            .unwrap()
+            .into(),
+    );
+    let live = s.live_secrets(billing, crate::app::now()).unwrap();
+    assert!(
+        crate::oauth::grant::secret_matches(&secret, &live),
+        "secret digest kept"
+    );
+    let key = crate::secret::SecretString::new(
+        manifest["api_key"]["secret_key"].as_str().unwrap().into(),
+    );
+    let found = s
+        .find_api_key(&key.digest())
+        .unwrap()
+        .expect("API key kept");
+    assert_eq!(found.id, manifest["api_key"]["id"].as_str().unwrap());
+    assert!(found.revoked_at.is_none());
+    let revoked = s
+        .get_api_key(manifest["revoked_api_key"]["id"].as_str().unwrap())
+        .unwrap()
+        .unwrap();
+    assert!(revoked.revoked_at.is_some());
+    let keys = s.signing_keys().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(keys.iter().all(|k| k.compromised_at.is_none()));
+    assert_eq!(keys.iter().filter(|k| k.retired_at.is_some()).count(), 1);
+    assert_eq!(s.list_audit(0, 100).unwrap().len(), 8);
+    // The new column works, and a second open is a no-op.
+    assert!(s
+        .compromise_signing_key(&keys[0].kid, 10, &audit("compromise"))
+        .unwrap());
+    drop(s);
+    let s = SqliteStore::open(&db).unwrap();
+    assert_eq!(s.signing_keys().unwrap()[0].compromised_at, Some(10));
+}
+
+#[test]
+fn a_postgres_database_at_schema_1_upgrades_and_keeps_its_data() {
+    let Some((held, first, url)) = postgres("upgrade from schema 1") else {
+        return;
+    };
+    drop(first);
+    let Held::Postgres { schema, .. } = &held else {
+        unreachable!()
+    };
+    // Back to what release 0.1 left: migration 1 only, with its rows.
+    let (_, _, v1) = super::postgres::MIGRATIONS[0];
+    pg_exec(
+        &url,
+        &format!(
+            "DROP SCHEMA {schema} CASCADE; CREATE SCHEMA {schema}; SET search_path = {schema}; \
+             CREATE TABLE tollgate_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()); {v1} \
+             INSERT INTO tollgate_migrations (version, name) VALUES (1, 'initial'); \
+             INSERT INTO signing_keys (kid, alg, created_at, activates_at, retired_at) \
+             VALUES ('old', 'ES256', 1, 1, 5), ('new', 'ES256', 5, 5, NULL); \
+             INSERT INTO clients (id, name, scopes, audiences, created_at, updated_at) \
+             VALUES ('tgc_kept', 'kept', 'read', '[]', 1, 1);"
+        ),
+    )
+    .unwrap();
+    let s = PostgresStore::open(&url, 2).unwrap();
+    assert!(s.get_client("tgc_kept").unwrap().is_some(), "client kept");
+    let keys = s.signing_keys().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0].retired_at, Some(5));
+    assert!(keys.iter().all(|k| k.compromised_at.is_none()));
+    assert!(s
+        .compromise_signing_key("new", 9, &audit("compromise"))
+        .unwrap());
+    let version = pg_exec(
+        &url,
+        &format!("SELECT max(version)::text FROM {schema}.tollgate_migrations"),
+    )
+    .unwrap();
+    assert_eq!(version.as_deref(), Some("2"));
 }
 
 #[test]
@@ -320,6 +470,7 @@ fn populate(s: &dyn Store) {
             created_at: 1,
             activates_at: 1,
             retired_at: None,
+            compromised_at: None,
         },
         None,
     )

@@ -228,6 +228,9 @@ pub struct SigningKeyRecord {
     pub activates_at: i64,
     /// When it stopped signing.
     pub retired_at: Option<i64>,
+    /// When it was declared compromised: from then on it is not published
+    /// and no token it signed is active.
+    pub compromised_at: Option<i64>,
 }
 
 /// One audit-log entry.
@@ -393,6 +396,9 @@ pub trait Store: Send + Sync + 'static {
     fn insert_signing_key(&self, key: &SigningKeyRecord, audit: Option<&AuditEntry>) -> Result<()>;
     /// Retires a signing key at `at`; false if unknown or already retired.
     fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool>;
+    /// Marks a signing key compromised at `at`, retiring it then at the
+    /// latest; false if unknown or already compromised.
+    fn compromise_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool>;
     /// Appends an audit entry on its own.
     fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
     /// Audit entries with id above `after`, oldest first, at most `limit`.

@@ -26,14 +26,21 @@ use super::{
 use crate::limits::Decision;
 
 /// The migrations, in order; the number is the schema version each leaves.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../schema-postgres/0001_initial.sql"),
-)];
+pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../schema-postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "signing key compromise",
+        include_str!("../../schema-postgres/0002_signing_key_compromise.sql"),
+    ),
+];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The advisory lock that serialises migrations of instances starting together.
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"
@@ -415,6 +422,7 @@ fn signing_key_from_row(r: &Row) -> Result<SigningKeyRecord> {
         created_at: r.try_get(2)?,
         activates_at: r.try_get(3)?,
         retired_at: r.try_get(4)?,
+        compromised_at: r.try_get(5)?,
     })
 }
 
@@ -857,7 +865,7 @@ impl Store for PostgresStore {
         self.call(async {
             let rows = self
                 .query(
-                    "SELECT kid, alg, created_at, activates_at, retired_at FROM signing_keys \
+                    "SELECT kid, alg, created_at, activates_at, retired_at, compromised_at FROM signing_keys \
                      ORDER BY activates_at, created_at",
                     &[],
                 )
@@ -882,6 +890,16 @@ impl Store for PostgresStore {
     fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
         self.call(self.write_one(
             "UPDATE signing_keys SET retired_at = $2 WHERE kid = $1 AND retired_at IS NULL",
+            &[&kid, &at],
+            audit,
+        ))
+    }
+
+    fn compromise_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
+        self.call(self.write_one(
+            "UPDATE signing_keys SET compromised_at = $2, \
+             retired_at = LEAST(COALESCE(retired_at, $2), $2) \
+             WHERE kid = $1 AND compromised_at IS NULL",
             &[&kid, &at],
             audit,
         ))
@@ -1015,7 +1033,7 @@ impl Store for PostgresStore {
                 .await?,
                 signing_keys: all(
                     &tx,
-                    "SELECT kid, alg, created_at, activates_at, retired_at FROM signing_keys \
+                    "SELECT kid, alg, created_at, activates_at, retired_at, compromised_at FROM signing_keys \
                      ORDER BY kid COLLATE \"C\"",
                     signing_key_from_row,
                 )
@@ -1160,8 +1178,8 @@ async fn insert_signing_key(
 ) -> Result<()> {
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO signing_keys (kid, alg, created_at, activates_at, retired_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kid) DO NOTHING",
+            "INSERT INTO signing_keys (kid, alg, created_at, activates_at, retired_at, \
+             compromised_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kid) DO NOTHING",
         )
         .await?;
     tx.execute(
@@ -1172,6 +1190,7 @@ async fn insert_signing_key(
             &k.created_at,
             &k.activates_at,
             &k.retired_at,
+            &k.compromised_at,
         ],
     )
     .await?;

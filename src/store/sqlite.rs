@@ -18,7 +18,16 @@ use super::{
 const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// The steps from each older version, in order: `(from, sql)` brings a
+/// database at version `from` to `from + 1`. A new database gets [`SCHEMA`]
+/// whole. Never edit a released step: add the next one.
+const UPGRADES: &[(i64, &str)] = &[(
+    1,
+    // Version 2: signing keys can be marked compromised.
+    "ALTER TABLE signing_keys ADD COLUMN compromised_at INTEGER;",
+)];
 
 /// A counter shared by every process that uses the database, in a small
 /// memory-mapped file beside it (`<db>-changes`). Every committed write bumps
@@ -156,7 +165,18 @@ impl SqliteStore {
         }
         if version < SCHEMA_VERSION {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute_batch(SCHEMA)?;
+            // Read again under the write lock: another process may have
+            // upgraded the file meanwhile.
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version == 0 {
+                tx.execute_batch(SCHEMA)?;
+            } else {
+                for (from, sql) in UPGRADES {
+                    if *from >= version {
+                        tx.execute_batch(sql)?;
+                    }
+                }
+            }
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
         }
@@ -518,7 +538,7 @@ impl Store for SqliteStore {
     fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT kid, alg, created_at, activates_at, retired_at FROM signing_keys ORDER BY activates_at, created_at",
+            "SELECT kid, alg, created_at, activates_at, retired_at, compromised_at FROM signing_keys ORDER BY activates_at, created_at",
         )?;
         let rows = stmt.query_map([], signing_key_from_row)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -527,10 +547,18 @@ impl Store for SqliteStore {
     fn insert_signing_key(&self, k: &SigningKeyRecord, audit: Option<&AuditEntry>) -> Result<()> {
         self.write(|tx| {
             tx.prepare_cached(
-                "INSERT OR IGNORE INTO signing_keys (kid, alg, created_at, activates_at, retired_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR IGNORE INTO signing_keys \
+                 (kid, alg, created_at, activates_at, retired_at, compromised_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![k.kid, k.alg, k.created_at, k.activates_at, k.retired_at])?;
+            .execute(params![
+                k.kid,
+                k.alg,
+                k.created_at,
+                k.activates_at,
+                k.retired_at,
+                k.compromised_at
+            ])?;
             if let Some(a) = audit {
                 insert_audit(tx, a)?;
             }
@@ -541,6 +569,16 @@ impl Store for SqliteStore {
     fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
         self.write_one(
             "UPDATE signing_keys SET retired_at = ?2 WHERE kid = ?1 AND retired_at IS NULL",
+            params![kid, at],
+            audit,
+        )
+    }
+
+    fn compromise_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
+        self.write_one(
+            "UPDATE signing_keys SET compromised_at = ?2, \
+             retired_at = min(coalesce(retired_at, ?2), ?2) \
+             WHERE kid = ?1 AND compromised_at IS NULL",
             params![kid, at],
             audit,
         )
@@ -618,7 +656,7 @@ impl Store for SqliteStore {
             )?,
             signing_keys: all(
                 &tx,
-                "SELECT kid, alg, created_at, activates_at, retired_at FROM signing_keys ORDER BY kid",
+                "SELECT kid, alg, created_at, activates_at, retired_at, compromised_at FROM signing_keys ORDER BY kid",
                 signing_key_from_row,
             )?,
             audit: all(
@@ -661,11 +699,12 @@ impl Store for SqliteStore {
                 revoked.execute(params![r.jti, r.client_id, r.expires_at, r.revoked_at])?;
             }
             let mut key = tx.prepare_cached(
-                "INSERT OR IGNORE INTO signing_keys (kid, alg, created_at, activates_at, retired_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR IGNORE INTO signing_keys \
+                 (kid, alg, created_at, activates_at, retired_at, compromised_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for k in &dump.signing_keys {
-                key.execute(params![k.kid, k.alg, k.created_at, k.activates_at, k.retired_at])?;
+                key.execute(params![k.kid, k.alg, k.created_at, k.activates_at, k.retired_at, k.compromised_at])?;
             }
             // The old log keeps its numbers; entries already here follow it.
             let offset = dump.audit.iter().map(|e| e.id).max().unwrap_or(0);
@@ -697,6 +736,7 @@ fn signing_key_from_row(r: &Row<'_>) -> rusqlite::Result<SigningKeyRecord> {
         created_at: r.get(2)?,
         activates_at: r.get(3)?,
         retired_at: r.get(4)?,
+        compromised_at: r.get(5)?,
     })
 }
 

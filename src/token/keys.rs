@@ -326,6 +326,10 @@ pub fn load_dir(dir: &Path) -> Result<HashMap<String, Arc<SigningKey>>, KeyError
     Ok(out)
 }
 
+/// Seconds an `iat` may lie ahead of this server's clock (instances of a
+/// fleet whose clocks differ a little).
+pub const IAT_SKEW: i64 = 60;
+
 /// One published key with its lifecycle.
 #[derive(Debug, Clone)]
 pub struct KeyEntry {
@@ -367,30 +371,58 @@ impl KeySet {
     }
 
     /// The key that signs at `now`: the most recently activated key that is
-    /// active and not retired.
+    /// active and not retired (a compromised key is always retired).
     pub fn signer(&self, now: i64) -> Option<&Arc<SigningKey>> {
         self.entries
             .iter()
             .filter(|e| e.record.activates_at <= now && e.record.retired_at.is_none_or(|r| r > now))
+            .filter(|e| e.record.compromised_at.is_none())
             .max_by_key(|e| (e.record.activates_at, e.record.created_at))
             .map(|e| &e.key)
     }
 
-    /// Whether a key is published at `now`: from creation until every token it
-    /// could have signed has expired (retirement plus the maximum TTL).
+    /// Whether a key is published, and trusted, at `now`: from creation until
+    /// every token it could have signed has expired (retirement plus the
+    /// maximum TTL), and never once it is compromised.
     fn published(&self, e: &KeyEntry, now: i64) -> bool {
-        e.record
-            .retired_at
-            .is_none_or(|r| r + self.max_token_ttl > now)
+        e.record.compromised_at.is_none()
+            && e.record
+                .retired_at
+                .is_none_or(|r| r + self.max_token_ttl > now)
     }
 
-    /// The key for `kid`, if it is in the set (verification re-checks expiry
-    /// through `exp`, which cannot outlive a retired key's publication).
-    pub fn verifier(&self, kid: &str) -> Option<&Arc<SigningKey>> {
+    /// The loaded key for `kid`, trusted or not (to reuse parsed keys when
+    /// the set is rebuilt).
+    pub fn key(&self, kid: &str) -> Option<&Arc<SigningKey>> {
         self.entries
             .iter()
             .find(|e| e.key.kid == kid)
             .map(|e| &e.key)
+    }
+
+    /// The key that may verify a token with this `kid` at `now`: a published
+    /// key. A retired key stops being trusted once every token it signed has
+    /// expired; a compromised one at once.
+    pub fn verifier(&self, kid: &str, now: i64) -> Option<&Arc<SigningKey>> {
+        self.entries
+            .iter()
+            .find(|e| e.key.kid == kid && self.published(e, now))
+            .map(|e| &e.key)
+    }
+
+    /// Whether a token that `kid` signed, claiming `iat` and `exp`, can be
+    /// active at `now` (RFC 8725 §3.10, RFC 9068 §4): its key is trusted;
+    /// its lifetime is no longer than the maximum TTL; `iat` is not in the
+    /// future beyond [`IAT_SKEW`]; and it was not issued after its key retired
+    /// (a retired key signs nothing, so such a token was made with a stolen key).
+    pub fn admits(&self, kid: &str, iat: i64, exp: i64, now: i64) -> bool {
+        let Some(e) = self.entries.iter().find(|e| e.key.kid == kid) else {
+            return false;
+        };
+        self.published(e, now)
+            && exp.saturating_sub(iat) <= self.max_token_ttl
+            && iat <= now.saturating_add(IAT_SKEW)
+            && e.record.retired_at.is_none_or(|r| iat <= r)
     }
 
     /// The JWKS document (RFC 7517 §5) at `now`.
@@ -410,11 +442,13 @@ impl KeySet {
     }
 }
 
-/// The shared, swappable key set. A background task replaces it when the
-/// key records or files change.
+/// The shared, swappable key set, with the store's change marker at which
+/// it was loaded (so a reader can tell that it may be stale). A background
+/// task, and any reader that sees the marker move, replaces it.
 #[derive(Debug, Default)]
 pub struct KeyRing {
     current: RwLock<Arc<KeySet>>,
+    marker: std::sync::atomic::AtomicI64,
 }
 
 impl KeyRing {
@@ -422,6 +456,7 @@ impl KeyRing {
     pub fn new(set: KeySet) -> KeyRing {
         KeyRing {
             current: RwLock::new(Arc::new(set)),
+            marker: Default::default(),
         }
     }
 
@@ -440,6 +475,17 @@ impl KeyRing {
             Err(poisoned) => poisoned.into_inner(),
         };
         *guard = Arc::new(set);
+    }
+
+    /// The change marker the set was last checked against.
+    pub fn marker(&self) -> i64 {
+        self.marker.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records that the set matches the records as of `marker`.
+    pub fn checked_at(&self, marker: i64) {
+        self.marker
+            .store(marker, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -469,6 +515,7 @@ mod tests {
             created_at: 0,
             activates_at: 0,
             retired_at: None,
+            compromised_at: None,
         };
         let mut m = HashMap::new();
         m.insert(key.kid.clone(), Arc::new(key));
@@ -509,6 +556,105 @@ mod tests {
         );
     }
 
+    fn set_of(record: SigningKeyRecord, max_ttl: i64) -> (KeySet, String) {
+        let key = load_pem(&generate_pem(Alg::Es256).unwrap()).unwrap();
+        let kid = key.kid.clone();
+        let mut m = HashMap::new();
+        m.insert(kid.clone(), Arc::new(key));
+        let record = SigningKeyRecord {
+            kid: kid.clone(),
+            ..record
+        };
+        (KeySet::new(&[record], &m, max_ttl), kid)
+    }
+
+    fn record(retired_at: Option<i64>, compromised_at: Option<i64>) -> SigningKeyRecord {
+        SigningKeyRecord {
+            kid: String::new(),
+            alg: "ES256".into(),
+            created_at: 0,
+            activates_at: 0,
+            retired_at,
+            compromised_at,
+        }
+    }
+
+    #[test]
+    fn impossible_times_are_never_admitted() {
+        let (set, kid) = set_of(record(None, None), 3600);
+        assert!(set.admits(&kid, 1000, 1000 + 3600, 1000));
+        assert!(
+            !set.admits(&kid, 1000, 1000 + 3601, 1000),
+            "lifetime over the maximum"
+        );
+        assert!(set.admits(&kid, 1000 + IAT_SKEW, 1000 + IAT_SKEW + 60, 1000));
+        assert!(
+            !set.admits(&kid, 1001 + IAT_SKEW, 1001 + IAT_SKEW + 60, 1000),
+            "iat in the future"
+        );
+        assert!(!set.admits("other", 1000, 1060, 1000), "unknown key");
+    }
+
+    #[test]
+    fn a_retired_key_admits_only_tokens_from_before_its_retirement_until_they_expire() {
+        let (set, kid) = set_of(record(Some(100), None), 50);
+        assert!(set.admits(&kid, 90, 140, 120));
+        assert!(
+            set.admits(&kid, 100, 140, 120),
+            "issued in the second of retirement"
+        );
+        assert!(
+            !set.admits(&kid, 101, 140, 120),
+            "issued after retirement: a stolen key"
+        );
+        assert!(set.verifier(&kid, 149).is_some());
+        assert!(
+            set.verifier(&kid, 150).is_none(),
+            "no longer trusted at all"
+        );
+        assert!(!set.admits(&kid, 90, 140, 150));
+    }
+
+    #[test]
+    fn a_compromised_key_admits_nothing_and_is_not_published() {
+        let (set, kid) = set_of(record(Some(100), Some(100)), 3600);
+        assert!(set.verifier(&kid, 101).is_none());
+        assert!(!set.admits(&kid, 90, 140, 101));
+        assert_eq!(set.jwks(101)["keys"].as_array().unwrap().len(), 0);
+        assert!(set.signer(50).is_none());
+        assert!(set.key(&kid).is_some(), "still loaded, for reloads");
+    }
+
+    #[test]
+    fn verification_refuses_tokens_a_stolen_retired_key_signs() {
+        let (set, kid) = set_of(record(Some(1000), None), 3600);
+        let key = set.key(&kid).unwrap().clone();
+        let mut c = claims(900);
+        c.exp = 1500;
+        let ok = sign(&c, &key).unwrap();
+        assert!(verify(&ok, &set, "http://issuer", 1100).is_ok());
+        c.iat = 1050;
+        let forged = sign(&c, &key).unwrap();
+        assert_eq!(
+            verify(&forged, &set, "http://issuer", 1100),
+            Err(VerifyError::Untrusted)
+        );
+        let cache = crate::token::VerifiedCache::default();
+        assert!(cache.verify(&ok, &set, "http://issuer", 1100).is_some());
+        // Compromised after the first check: the cached answer is not reused.
+        let compromised = KeySet::new(
+            &[SigningKeyRecord {
+                kid: kid.clone(),
+                ..record(Some(1000), Some(1100))
+            }],
+            &[(kid.clone(), key.clone())].into_iter().collect(),
+            3600,
+        );
+        assert!(cache
+            .verify(&ok, &compromised, "http://issuer", 1101)
+            .is_none());
+    }
+
     #[test]
     fn retired_key_leaves_jwks_after_max_ttl_and_stops_signing() {
         let key = load_pem(&generate_pem(Alg::Es256).unwrap()).unwrap();
@@ -519,6 +665,7 @@ mod tests {
             created_at: 0,
             activates_at: 0,
             retired_at: Some(100),
+            compromised_at: None,
         };
         let mut m = HashMap::new();
         m.insert(kid, Arc::new(key));

@@ -127,6 +127,11 @@ pub enum VerifyError {
     /// Past `exp`.
     #[error("expired")]
     Expired,
+    /// Its key is no longer trusted, or its times are impossible for it: a
+    /// lifetime over the maximum, an `iat` in the future or after the key
+    /// retired (see [`KeySet::admits`]).
+    #[error("untrusted key or impossible times")]
+    Untrusted,
 }
 
 /// A signing failure.
@@ -167,11 +172,22 @@ pub fn sign_payload(payload: &[u8], key: &SigningKey) -> Result<String, SignErro
     Ok(jwt)
 }
 
-/// Verifies a token against the published keys: the `kid` must be known, the
-/// header `alg` must be that key's algorithm (so `alg: none` and HS/RS
-/// confusion fail), the signature must hold, `iss` must be `issuer`, and `now`
-/// must be before `exp` (RFC 9068 §4).
+/// Verifies a token against the published keys: the `kid` must be a trusted
+/// key, the header `alg` must be that key's algorithm (so `alg: none` and
+/// HS/RS confusion fail, RFC 8725 §3.1), the signature must hold, `iss` must
+/// be `issuer`, `now` must be before `exp` (RFC 9068 §4), and the times must
+/// be possible for that key ([`KeySet::admits`]).
 pub fn verify(token: &str, keys: &KeySet, issuer: &str, now: i64) -> Result<Claims, VerifyError> {
+    verify_kid(token, keys, issuer, now).map(|(claims, _)| claims)
+}
+
+/// [`verify`], also returning the `kid` that signed the token.
+fn verify_kid(
+    token: &str,
+    keys: &KeySet,
+    issuer: &str,
+    now: i64,
+) -> Result<(Claims, String), VerifyError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(VerifyError::Malformed);
     }
@@ -182,7 +198,7 @@ pub fn verify(token: &str, keys: &KeySet, issuer: &str, now: i64) -> Result<Clai
         return Err(VerifyError::WrongType);
     }
     let kid = header.kid.ok_or(VerifyError::UnknownKey)?;
-    let key = keys.verifier(&kid).ok_or(VerifyError::UnknownKey)?;
+    let key = keys.verifier(&kid, now).ok_or(VerifyError::UnknownKey)?;
     let mut validation = Validation::new(key.alg.jwt());
     validation.validate_exp = false;
     validation.validate_aud = false;
@@ -196,16 +212,21 @@ pub fn verify(token: &str, keys: &KeySet, issuer: &str, now: i64) -> Result<Clai
     if claims.exp <= now {
         return Err(VerifyError::Expired);
     }
-    Ok(claims)
+    if !keys.admits(&kid, claims.iat, claims.exp, now) {
+        return Err(VerifyError::Untrusted);
+    }
+    Ok((claims, kid))
 }
 
 /// Tokens whose signature and issuer were already checked, by SHA-256 of the
 /// token, so that introspecting the same token again costs no signature
-/// verification. Expiry is checked on every hit; revocation and client state
-/// are checked by the caller every time. Bounded: cleared when full.
+/// verification. Expiry and the trust of the signing key (retired long
+/// enough, or compromised, since) are checked on every hit; revocation and
+/// client state are checked by the caller every time. Bounded: cleared when
+/// full.
 #[derive(Debug, Default)]
 pub struct VerifiedCache {
-    map: std::sync::Mutex<std::collections::HashMap<[u8; 32], Claims>>,
+    map: std::sync::Mutex<std::collections::HashMap<[u8; 32], (Claims, String)>>,
 }
 
 /// Tokens remembered by [`VerifiedCache`] before it is cleared.
@@ -222,18 +243,18 @@ impl VerifiedCache {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        if let Some(c) = lock().get(&digest) {
-            return (c.exp > now).then(|| c.clone());
+        if let Some((c, kid)) = lock().get(&digest) {
+            return (c.exp > now && keys.admits(kid, c.iat, c.exp, now)).then(|| c.clone());
         }
-        let claims = verify(token, keys, issuer, now).ok()?;
+        let (claims, kid) = verify_kid(token, keys, issuer, now).ok()?;
         let mut map = lock();
         if map.len() >= VERIFIED_CAPACITY {
-            map.retain(|_, c| c.exp > now);
+            map.retain(|_, (c, _)| c.exp > now);
             if map.len() >= VERIFIED_CAPACITY {
                 map.clear();
             }
         }
-        map.insert(digest, claims.clone());
+        map.insert(digest, (claims.clone(), kid));
         Some(claims)
     }
 }

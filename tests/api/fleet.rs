@@ -577,3 +577,73 @@ async fn migrate_copies_a_sqlite_deployment_into_postgres() {
     );
     assert!(after.contains(&"store.migrate".to_string()));
 }
+
+/// Issue 13 items 2 and 3 across a fleet: a scope removed and a signing key
+/// marked compromised through A take effect on B within a second.
+#[tokio::test]
+async fn scope_removal_and_key_compromise_reach_the_other_instance_within_a_second() {
+    let Some(url) = pg_or_skip("fleet scope removal and key compromise") else {
+        return;
+    };
+    let fleet = TestApp::fleet(&url, 2, &[]).await;
+    let (a, b) = (&fleet[0], &fleet[1]);
+    let root = a.admin_token().await;
+    let (id, secret) = a.client("tollgate:admin", &[]);
+    let token = a.token(&id, &secret).await;
+    let admin_status = |app: &TestApp, t: String| {
+        let req = app.http.get(app.url("/admin/clients")).bearer_auth(t);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(admin_status(b, token.clone()).await, 200);
+    let (status, _) = call(
+        a,
+        &root,
+        Method::PATCH,
+        &format!("/admin/clients/{id}"),
+        Some(json!({"scopes": ["read"]})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    within_bound("scope removal on B", || async {
+        admin_status(b, token.clone()).await == 403
+    })
+    .await;
+
+    let (iid, isecret) = a.client("tollgate:introspect", &[]);
+    let (rid, rsecret) = a.client("read", &[]);
+    let issued = b.token(&rid, &rsecret).await;
+    let kid = s(&segment(&issued, 0)["kid"]);
+    assert_eq!(
+        introspect_with(b, &iid, &isecret, &issued).await["active"],
+        true
+    );
+    let (status, v) = call(
+        a,
+        &root,
+        Method::POST,
+        &format!("/admin/signing-keys/{kid}/retire"),
+        Some(json!({"compromised": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    within_bound("compromised key on B", || async {
+        introspect_with(b, &iid, &isecret, &issued).await["active"] == false
+    })
+    .await;
+    let jwks: Value = b
+        .http
+        .get(b.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!jwks.to_string().contains(&kid), "gone from B's JWKS");
+    let fresh = b.token(&rid, &rsecret).await;
+    assert_ne!(s(&segment(&fresh, 0)["kid"]), kid);
+    assert_eq!(
+        introspect_with(a, &iid, &isecret, &fresh).await["active"],
+        true
+    );
+}

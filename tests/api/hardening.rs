@@ -526,3 +526,149 @@ async fn a_token_issued_after_revoke_all_is_active() {
     assert_eq!(app.introspect(&before).await["active"], false);
     assert_eq!(app.introspect(&after).await["active"], true);
 }
+
+/// Signs `claims` with the PEM file of `kid` in the app's keys directory, as
+/// someone holding a stolen key file would.
+fn forge(app: &TestApp, kid: &str, claims: &tollgate::token::Claims) -> String {
+    let pem = std::fs::read_to_string(app.keys_dir.join(format!("{kid}.pem"))).unwrap();
+    let key = tollgate::token::keys::load_pem(&pem).unwrap();
+    tollgate::token::sign(claims, &key).unwrap()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn admin_claims(app_issuer: &str, client_id: &str, iat: i64, exp: i64) -> tollgate::token::Claims {
+    tollgate::token::Claims {
+        iss: app_issuer.to_string(),
+        sub: client_id.to_string(),
+        aud: tollgate::token::Audience::One(app_issuer.to_string()),
+        exp,
+        iat,
+        jti: format!("forged-{iat}-{exp}"),
+        client_id: client_id.to_string(),
+        scope: "tollgate:admin".into(),
+        api_key_id: None,
+    }
+}
+
+async fn jwks_kids(app: &TestApp) -> Vec<String> {
+    let (_, v) = json(
+        app.http
+            .get(app.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| s(&k["kid"]))
+        .collect()
+}
+
+/// Item 3: a retired key mints nothing Tollgate accepts; impossible
+/// lifetimes and future `iat` are inactive.
+#[tokio::test]
+async fn tokens_a_stolen_retired_key_signs_are_inactive() {
+    let app = TestApp::spawn_with(&[("TOLLGATE_MAX_TOKEN_TTL", "3600")]).await;
+    let (id, secret) = app.client("tollgate:admin", &[]);
+    let issued = app.token(&id, &secret).await;
+    let issuer = s(&claims(&issued)["iss"]);
+    let old_kid = s(&segment(&issued, 0)["kid"]);
+    let t = now();
+
+    // With the key in force: a possible token is accepted, impossible ones not.
+    let fine = forge(&app, &old_kid, &admin_claims(&issuer, &id, t, t + 600));
+    assert_eq!(get_admin(&app, &fine, "/admin/clients").await.0, 200);
+    let too_long = forge(&app, &old_kid, &admin_claims(&issuer, &id, t, t + 3601));
+    assert_eq!(get_admin(&app, &too_long, "/admin/clients").await.0, 401);
+    assert_eq!(app.introspect(&too_long).await["active"], false);
+    let future = forge(
+        &app,
+        &old_kid,
+        &admin_claims(&issuer, &id, t + 300, t + 600),
+    );
+    assert_eq!(get_admin(&app, &future, "/admin/clients").await.0, 401);
+
+    // Rotated out (no pre-publication): the old key is retired now.
+    app.cli(&["signing-key", "rotate", "--prepublish", "0"]);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert!(jwks_kids(&app).await.contains(&old_kid), "still published");
+    assert_eq!(
+        app.introspect(&issued).await["active"],
+        true,
+        "its tokens live on"
+    );
+    let t = now();
+    let minted = forge(&app, &old_kid, &admin_claims(&issuer, &id, t, t + 600));
+    let (status, v, _) = get_admin(&app, &minted, "/admin/clients").await;
+    assert_eq!((status, s(&v["error"])), (401, "invalid_token".into()));
+    assert_eq!(app.introspect(&minted).await["active"], false);
+}
+
+/// Item 3: `--compromised` takes the key out of the JWKS and makes every
+/// token it signed inactive at once; issuance goes on with a new key.
+#[tokio::test]
+async fn a_compromised_key_is_gone_at_once_from_the_cli_and_the_admin_api() {
+    let app = TestApp::spawn().await;
+    let (id, secret) = app.client("tollgate:admin", &[]);
+    let (rid, rsecret) = app.client("read", &[]);
+    let before = app.token(&rid, &rsecret).await;
+    let kid = s(&segment(&before, 0)["kid"]);
+    assert_eq!(app.introspect(&before).await["active"], true);
+
+    // The only key: a new one signs at once.
+    let v = app.cli(&["signing-key", "retire", &kid, "--compromised"]);
+    assert_eq!(v[0]["kid"], kid.as_str());
+    assert!(v[0]["compromised_at"].is_i64());
+    assert!(!jwks_kids(&app).await.contains(&kid));
+    assert_eq!(app.introspect(&before).await["active"], false);
+    let after = app.token(&rid, &rsecret).await;
+    let new_kid = s(&segment(&after, 0)["kid"]);
+    assert_ne!(new_kid, kid);
+    assert_eq!(app.introspect(&after).await["active"], true);
+    let audit = app.cli(&["audit", "list"]);
+    assert!(audit.to_string().contains("signing_key.compromise"));
+
+    // The admin API twin, on a key that has a successor already.
+    let admin = app.token(&id, &secret).await;
+    app.cli(&["signing-key", "rotate", "--prepublish", "0"]);
+    let admin2 = app.token(&id, &secret).await;
+    assert_ne!(s(&segment(&admin2, 0)["kid"]), new_kid);
+    let r = app
+        .http
+        .post(app.url(&format!("/admin/signing-keys/{new_kid}/retire")))
+        .bearer_auth(&admin2)
+        .json(&serde_json::json!({"compromised": true}))
+        .send()
+        .await
+        .unwrap();
+    let (status, v) = json(r).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v["compromised_at"].is_i64());
+    assert!(!jwks_kids(&app).await.contains(&new_kid));
+    assert_eq!(app.introspect(&after).await["active"], false);
+    assert_eq!(get_admin(&app, &admin, "/admin/clients").await.0, 401);
+    // Twice is a conflict.
+    let r = app
+        .http
+        .post(app.url(&format!("/admin/signing-keys/{new_kid}/retire")))
+        .bearer_auth(&admin2)
+        .json(&serde_json::json!({"compromised": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    // It survives a restart.
+    let mut app = app;
+    app.restart();
+    assert!(!jwks_kids(&app).await.contains(&new_kid));
+    assert_eq!(app.introspect(&after).await["active"], false);
+}
