@@ -68,11 +68,13 @@ pub struct Config {
     /// `token_quota_ban` / `TOLLGATE_TOKEN_QUOTA_BAN`, default 3600 seconds: how
     /// long a client that exceeds its quota is refused tokens.
     pub token_quota_ban: i64,
-    /// `ip_limit_get` / `TOLLGATE_IP_LIMIT_GET`, default 1200: GET requests per
-    /// client IP per minute (0 turns the limit off).
+    /// `ip_limit_get` / `TOLLGATE_IP_LIMIT_GET`, default 1200: GET and HEAD
+    /// requests per client IP per minute that are not authenticated
+    /// successes (0 turns the limit off).
     pub ip_limit_get: u64,
     /// `ip_limit_post` / `TOLLGATE_IP_LIMIT_POST`, default 600: other requests
-    /// per client IP per minute (0 turns the limit off).
+    /// per client IP per minute that are not authenticated successes (0 turns
+    /// the limit off).
     pub ip_limit_post: u64,
     /// `trusted_proxies` / `TOLLGATE_TRUSTED_PROXIES`, default none: proxy IPs
     /// whose `X-Forwarded-For` is believed (comma-separated).
@@ -87,6 +89,10 @@ pub struct Config {
     /// failed authentications per client id per minute from anywhere; past it,
     /// only IPs that have not failed for that client may still try.
     pub auth_fail_client_limit: u64,
+    /// `metrics_bind` / `TOLLGATE_METRICS_BIND`, default none: when set,
+    /// `/metrics` is served on this address only (a private port for the
+    /// monitoring network) and no longer on the public one.
+    pub metrics_bind: Option<SocketAddr>,
     /// `cors_origins` / `TOLLGATE_CORS_ORIGINS`, default none: origins allowed to
     /// call the token, introspection, revocation and admin endpoints from a
     /// browser (comma-separated). JWKS and metadata allow any origin.
@@ -140,6 +146,7 @@ struct FileConfig {
     auth_fail_pair_limit: Option<i64>,
     auth_fail_client_limit: Option<i64>,
     cors_origins: Option<Vec<String>>,
+    metrics_bind: Option<String>,
 }
 
 /// Every environment variable Tollgate reads, with its TOML key.
@@ -173,6 +180,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TOLLGATE_AUTH_FAIL_PAIR_LIMIT", "auth_fail_pair_limit"),
     ("TOLLGATE_AUTH_FAIL_CLIENT_LIMIT", "auth_fail_client_limit"),
     ("TOLLGATE_CORS_ORIGINS", "cors_origins"),
+    ("TOLLGATE_METRICS_BIND", "metrics_bind"),
 ];
 
 impl Config {
@@ -225,6 +233,15 @@ impl Config {
                 format!("expected HOST:PORT such as 127.0.0.1:8080, got {bind_text:?}"),
             )
         })?;
+        let metrics_bind = match text("TOLLGATE_METRICS_BIND", &file_cfg.metrics_bind) {
+            None => None,
+            Some(t) => Some(t.parse::<SocketAddr>().map_err(|_| {
+                bad(
+                    "TOLLGATE_METRICS_BIND",
+                    format!("expected HOST:PORT such as 127.0.0.1:9090, got {t:?}"),
+                )
+            })?),
+        };
         let db = text("TOLLGATE_DB", &file_cfg.db).unwrap_or_else(|| "./tollgate.db".into());
         if crate::store::postgres::is_postgres_url(&db) {
             if let Err(e) = crate::store::postgres::target(&db) {
@@ -489,6 +506,7 @@ impl Config {
             auth_fail_pair_limit: auth_fail_pair_limit as u64,
             auth_fail_client_limit: auth_fail_client_limit as u64,
             cors_origins,
+            metrics_bind,
         })
     }
 }

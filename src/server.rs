@@ -52,11 +52,12 @@ pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAdd
                 Logger::new(r#"%a "%{method}xi %U" %s %b %Dms"#)
                     .custom_request_replace("method", |req| req.method().to_string()),
             ))
+            .wrap(actix_web::middleware::from_fn(routes::guard::cors))
+            // Outside CORS, so that preflight requests are counted too.
             .wrap(Condition::new(
                 ip_limits,
                 actix_web::middleware::from_fn(routes::guard::ip_limit),
             ))
-            .wrap(actix_web::middleware::from_fn(routes::guard::cors))
             .wrap(actix_web::middleware::from_fn(routes::guard::latency))
             .configure(extractor_config)
             .configure(routes::configure)
@@ -69,6 +70,35 @@ pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAdd
     .listen(listener)?
     .run();
     Ok((server, addr, served))
+}
+
+/// The private metrics listener, when `TOLLGATE_METRICS_BIND` is set: it
+/// serves `GET /metrics` only, outside the per-address limits, for the
+/// monitoring network; the public port then answers 404 there.
+pub fn build_metrics(app: &App) -> std::io::Result<Option<(actix_web::dev::Server, SocketAddr)>> {
+    let Some(bind) = app.config.metrics_bind else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(bind)?;
+    let addr = listener.local_addr()?;
+    let data = web::Data::new(app.clone());
+    let server = HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(data.clone())
+            .service(
+                web::resource("/metrics")
+                    .route(routes::get_or_head().to(routes::health::metrics_export))
+                    .default_service(routes::not_allowed("GET, HEAD")),
+            )
+            .default_service(web::to(routes::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .client_request_timeout(Duration::from_secs(app.config.request_timeout))
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run();
+    Ok(Some((server, addr)))
 }
 
 /// Background maintenance: picks up signing-key changes made by the command
@@ -143,12 +173,22 @@ pub fn spawn_maintenance(app: App) {
 /// requests in flight first). Prints the bound address on stdout.
 pub async fn run(app: App) -> std::io::Result<()> {
     let (server, addr, app) = build(app)?;
+    let metrics = build_metrics(&app)?;
     spawn_maintenance(app.clone());
     log::info!("issuer {}", app.config.issuer);
+    let metrics_handle = metrics.map(|(metrics, metrics_addr)| {
+        log::info!("metrics listening on http://{metrics_addr}/metrics");
+        let handle = metrics.handle();
+        actix_web::rt::spawn(metrics);
+        handle
+    });
     println!("tollgate listening on http://{addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let result = server.await;
+    if let Some(h) = metrics_handle {
+        h.stop(true).await;
+    }
     // Uses noted since the last flush are written on a clean stop.
     if let Err(e) = app.flush_key_uses() {
         log::warn!("cannot record API-key uses: {e}");

@@ -12,14 +12,31 @@ use actix_web::{web, HttpResponse, ResponseError};
 use super::client_ip;
 use crate::app::{now, App};
 use crate::error::ApiError;
+use crate::limits::Decision;
 
 /// Paths that are public, read-only and cacheable: any origin may read them.
 fn is_public(path: &str) -> bool {
     path.starts_with("/.well-known/")
 }
 
-/// Per-IP limits: reads (GET, HEAD) and writes (everything else) are counted
-/// separately per minute. Health checks are exempt.
+/// Routes that answer 2xx only to an authenticated caller: a success there
+/// proves the caller authenticated (a client secret, an API key or a bearer
+/// token). Such callers are governed by their per-client quotas instead.
+fn authenticates(path: &str) -> bool {
+    matches!(
+        path,
+        "/oauth/token" | "/authentication/token" | "/oauth/introspect" | "/oauth/revoke"
+    ) || path.starts_with("/admin/")
+}
+
+/// Per-address limits on every route of the public port, `OPTIONS` and
+/// `/metrics` included: reads (GET, HEAD) and everything else counted
+/// separately per minute. A request is counted unless it was an
+/// authenticated success (2xx on an authenticating route): a busy resource
+/// server introspecting, or a NAT'd fleet fetching tokens, is never refused
+/// for its volume; per-client quotas govern authenticated callers. Failed and
+/// unauthenticated requests fill the window; once full, the address is
+/// refused (429) until the window ends.
 pub async fn ip_limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -27,32 +44,39 @@ pub async fn ip_limit(
     let Some(app) = req.app_data::<web::Data<App>>().cloned() else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
-    let path = req.path();
-    if path == "/healthz"
-        || path == "/readyz"
-        || path == "/metrics"
-        || req.method() == Method::OPTIONS
-    {
-        return Ok(next.call(req).await?.map_into_left_body());
-    }
     let read = req.method() == Method::GET || req.method() == Method::HEAD;
     let limit = if read {
         app.config.ip_limit_get
     } else {
         app.config.ip_limit_post
     };
-    if limit > 0 {
-        let ip = client_ip(req.request(), &app);
-        let d = app.limits.ip.hit(&(ip, read), limit, 60, 0, now());
-        if !d.allowed {
-            app.metrics.refusals.with_label_values(&["ip"]).inc();
-            crate::app::log_refusal(&d, &format!("per-IP limit reached by {ip}"));
-            let resp = ApiError::too_many_requests("too many requests from this address", d)
-                .error_response();
-            return Ok(req.into_response(resp).map_into_right_body());
-        }
+    if limit == 0 {
+        return Ok(next.call(req).await?.map_into_left_body());
     }
-    Ok(next.call(req).await?.map_into_left_body())
+    let ip = client_ip(req.request(), &app);
+    let key = (ip, read);
+    let now = now();
+    if let Some(reset) = app.limits.ip.exhausted(&key, limit, 60, now) {
+        let d = app.limits.ip.hit(&key, limit, 60, 0, now);
+        app.metrics.refusals.with_label_values(&["ip"]).inc();
+        crate::app::log_refusal(&d, &format!("per-IP limit reached by {ip}"));
+        let d = Decision {
+            allowed: false,
+            limit,
+            remaining: 0,
+            reset,
+            refusals: d.refusals,
+        };
+        let resp =
+            ApiError::too_many_requests("too many requests from this address", d).error_response();
+        return Ok(req.into_response(resp).map_into_right_body());
+    }
+    let counts_as_authenticated = authenticates(req.path());
+    let res = next.call(req).await?;
+    if !(counts_as_authenticated && res.status().is_success()) {
+        app.limits.ip.hit(&key, u64::MAX, 60, 0, now);
+    }
+    Ok(res.map_into_left_body())
 }
 
 /// CORS: the public endpoints allow any origin with a day of preflight

@@ -35,8 +35,17 @@ pub async fn readyz(app: web::Data<App>) -> Result<HttpResponse, ApiError> {
     }
 }
 
-/// Prometheus metrics in the text exposition format 0.0.4.
+/// Prometheus metrics on the public port, unless they have a private
+/// listener of their own (`TOLLGATE_METRICS_BIND`): then 404 here.
 pub async fn metrics(app: web::Data<App>) -> HttpResponse {
+    if app.config.metrics_bind.is_some() {
+        return super::not_found().await;
+    }
+    metrics_export(app).await
+}
+
+/// Prometheus metrics in the text exposition format 0.0.4.
+pub async fn metrics_export(app: web::Data<App>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(app.metrics.render())

@@ -672,3 +672,100 @@ async fn a_compromised_key_is_gone_at_once_from_the_cli_and_the_admin_api() {
     assert!(!jwks_kids(&app).await.contains(&new_kid));
     assert_eq!(app.introspect(&after).await["active"], false);
 }
+
+/// Item 5: with default limits, a resource server behind one address that
+/// introspects 1,500 tokens in a burst is never refused, and neither is a
+/// NAT'd fleet fetching 700 tokens; failed requests still fill the window.
+#[tokio::test]
+async fn default_per_address_limits_never_refuse_authenticated_successes() {
+    let app = TestApp::spawn().await;
+    let (rid, rsecret) = app.client("read", &[]);
+    let (iid, isecret) = app.client("tollgate:introspect", &[]);
+    let token = app.token(&rid, &rsecret).await;
+    let statuses = futures_statuses(1500, |_| {
+        app.http
+            .post(app.url("/oauth/introspect"))
+            .basic_auth(&iid, Some(&isecret))
+            .form(&[("token", token.as_str())])
+    })
+    .await;
+    assert!(statuses.iter().all(|s| *s == 200), "introspection refused");
+    let statuses = futures_statuses(700, |_| {
+        app.http
+            .post(app.url("/oauth/token"))
+            .basic_auth(&rid, Some(&rsecret))
+            .form(&[("grant_type", "client_credentials")])
+    })
+    .await;
+    assert!(statuses.iter().all(|s| *s == 200), "issuance refused");
+    // Unauthenticated failures are still limited (600 per minute by default).
+    let statuses = futures_statuses(610, |_| {
+        app.http
+            .post(app.url("/oauth/token"))
+            .form(&[("grant_type", "x")])
+    })
+    .await;
+    assert!(
+        statuses.iter().filter(|s| **s == 429).count() >= 10,
+        "{statuses:?}"
+    );
+}
+
+/// Runs `n` requests, 32 at a time, and returns their statuses.
+async fn futures_statuses(n: usize, make: impl Fn(usize) -> reqwest::RequestBuilder) -> Vec<u16> {
+    let mut out = Vec::with_capacity(n);
+    let mut i = 0;
+    while i < n {
+        let batch: Vec<_> = (i..n.min(i + 32)).map(|j| make(j).send()).collect();
+        for r in batch {
+            out.push(r.await.unwrap().status().as_u16());
+        }
+        i += 32;
+    }
+    out
+}
+
+/// Item 6: `OPTIONS` is limited like every other route, and metrics can move
+/// to a private listener, off the public port.
+#[tokio::test]
+async fn options_is_limited_and_metrics_can_leave_the_public_port() {
+    let app = TestApp::spawn_with(&[
+        ("TOLLGATE_IP_LIMIT_POST", "3"),
+        ("TOLLGATE_METRICS_BIND", "127.0.0.1:0"),
+    ])
+    .await;
+    for _ in 0..3 {
+        let r = app
+            .http
+            .request(reqwest::Method::OPTIONS, app.url("/oauth/token"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405);
+    }
+    let r = app
+        .http
+        .request(reqwest::Method::OPTIONS, app.url("/oauth/token"))
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+
+    let (status, v) = json(app.http.get(app.url("/metrics")).send().await.unwrap()).await;
+    assert_eq!((status, s(&v["error"])), (404, "not_found".into()));
+    let logs = app.logs();
+    let addr = logs
+        .split("metrics listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no metrics address in the log: {logs}"));
+    let r = app.http.get(addr).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("tollgate_request_duration_seconds"));
+}

@@ -140,16 +140,12 @@ async fn per_ip_limits_apply_per_endpoint_class_and_trust_only_configured_proxie
         .await
         .unwrap();
     assert_eq!(r.status(), 429);
-    // POST is counted separately; health checks are exempt.
-    assert_eq!(
-        app.http
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    // Every public route is limited, health checks and metrics included.
+    for path in ["/healthz", "/metrics"] {
+        let r = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 429, "{path}");
+    }
+    // POST is counted separately.
     for _ in 0..3 {
         let r = app
             .http
