@@ -70,3 +70,10 @@ CREATE TABLE IF NOT EXISTS audit_log (
     target TEXT,
     detail TEXT NOT NULL DEFAULT '{}'
 );
+
+-- One row that readiness checks write to, to see whether the database takes
+-- writes (a full disk, a read-only file). Not a change for the caches.
+CREATE TABLE IF NOT EXISTS write_probe (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL
+);

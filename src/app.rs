@@ -86,6 +86,13 @@ impl App {
             }
         })?;
         let cache = Arc::new(CachedStore::new(store));
+        let metrics = Arc::new(
+            crate::metrics::Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?,
+        );
+        let counted = metrics.clone();
+        cache.on_write_failure(Box::new(move |reason| {
+            counted.write_failures.with_label_values(&[reason]).inc();
+        }));
         let app = App {
             config: Arc::new(config),
             store: cache.clone(),
@@ -94,9 +101,7 @@ impl App {
             cache,
             verified: Arc::new(token::VerifiedCache::default()),
             key_uses: Arc::default(),
-            metrics: Arc::new(
-                crate::metrics::Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?,
-            ),
+            metrics,
         };
         app.ensure_signing_key()?;
         app.reload_keys()?;

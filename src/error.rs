@@ -265,6 +265,15 @@ impl From<crate::store::StoreError> for ApiError {
                 e.retry_after = Some(1);
                 e
             }
+            crate::store::StoreError::NotWritable(cause) => {
+                log::error!("database not writable: {cause}");
+                let mut e = ApiError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the database cannot be written now; retry shortly",
+                );
+                e.retry_after = Some(5);
+                e
+            }
             other => ApiError::internal(other),
         }
     }

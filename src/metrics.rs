@@ -21,6 +21,10 @@ pub struct Metrics {
     pub refusals: IntCounterVec,
     /// `tollgate_request_duration_seconds{endpoint}`.
     pub latency: HistogramVec,
+    /// `tollgate_store_write_failures_total{reason}`: writes the database
+    /// refused (`not_writable`: disk full, read-only, locked, I/O error;
+    /// `unavailable`: unreachable).
+    pub write_failures: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -56,6 +60,12 @@ impl Metrics {
         )?;
         registry.register(Box::new(latency.clone()))?;
         Ok(Metrics {
+            write_failures: counter(
+                &registry,
+                "tollgate_store_write_failures_total",
+                "Writes the database refused, by reason (not_writable, unavailable).",
+                &["reason"],
+            )?,
             tokens: counter(
                 &registry,
                 "tollgate_tokens_issued_total",

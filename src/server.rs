@@ -133,6 +133,14 @@ pub fn spawn_maintenance(app: App) {
             let tick = tick / 10;
             let a = app.clone();
             let result = web::block(move || -> Result<(), String> {
+                if !a.cache.writable() {
+                    // A refused write marked the store not writable: try a
+                    // small write every second until one goes through.
+                    match a.store.probe_write(now()) {
+                        Ok(()) => log::warn!("database takes writes again"),
+                        Err(e) => log::debug!("database still not writable: {e}"),
+                    }
+                }
                 a.reload_keys().map_err(|e| e.to_string())?;
                 if a.cache.poll_external_changes().map_err(|e| e.to_string())? {
                     log::debug!("database changed outside Tollgate; cache cleared");

@@ -12,26 +12,37 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Readiness: the store answers and a key can sign.
+/// Readiness: the store answers, takes writes, and a key can sign. A store
+/// whose last write was refused (a full disk, a read-only file, a standby)
+/// is not writable until a write or the background probe goes through;
+/// tokens are still issued and introspected from the cache meanwhile.
 pub async fn readyz(app: web::Data<App>) -> Result<HttpResponse, ApiError> {
     let store = app.store.clone();
     let db_ok = web::block(move || store.ping())
         .await
         .map(|r| r.is_ok())
         .unwrap_or(false);
+    let writable = app.cache.writable();
     let keys_ok = app.keys.get().signer(now()).is_some();
-    if db_ok && keys_ok {
-        Ok(HttpResponse::Ok()
-            .json(json!({"status": "ready", "database": "ok", "signing_key": "ok"})))
+    if db_ok && writable && keys_ok {
+        Ok(HttpResponse::Ok().json(
+            json!({"status": "ready", "database": "ok", "database_writable": true, "signing_key": "ok"}),
+        ))
     } else {
-        Err(ApiError::new(
+        let mut e = ApiError::new(
             ErrorCode::TemporarilyUnavailable,
             format!(
                 "not ready: database {}, signing key {}",
-                if db_ok { "ok" } else { "unavailable" },
+                match (db_ok, writable) {
+                    (false, _) => "unavailable",
+                    (true, false) => "not writable",
+                    (true, true) => "ok",
+                },
                 if keys_ok { "ok" } else { "missing" }
             ),
-        ))
+        );
+        e.retry_after = Some(5);
+        Err(e)
     }
 }
 

@@ -127,7 +127,14 @@ pub struct CachedStore {
     revoked: Cache<String, bool>,
     marker: AtomicI64,
     external: AtomicI64,
+    /// Whether the last write (or write probe) went through.
+    writable: std::sync::atomic::AtomicBool,
+    /// Told the reason of every write the database refused.
+    on_write_failure: std::sync::OnceLock<WriteFailureHook>,
 }
+
+/// Called with the reason (`not_writable`, `unavailable`) of a refused write.
+pub type WriteFailureHook = Box<dyn Fn(&'static str) + Send + Sync>;
 
 impl CachedStore {
     /// Wraps `inner`.
@@ -142,6 +149,8 @@ impl CachedStore {
             revoked: Cache::new(),
             marker: AtomicI64::new(marker),
             external: AtomicI64::new(external),
+            writable: std::sync::atomic::AtomicBool::new(true),
+            on_write_failure: std::sync::OnceLock::new(),
         }
     }
 
@@ -212,7 +221,35 @@ impl CachedStore {
 
     fn after_write<T>(&self, r: Result<T>) -> Result<T> {
         self.invalidate();
+        self.noted(r)
+    }
+
+    /// Records whether a write went through: a refusal for the database's
+    /// state (full, read-only, unreachable) marks the store not writable
+    /// until a write or a probe succeeds.
+    fn noted<T>(&self, r: Result<T>) -> Result<T> {
+        match &r {
+            Ok(_) => self.writable.store(true, Ordering::SeqCst),
+            Err(e) => {
+                if let Some(reason) = e.write_failure_reason() {
+                    self.writable.store(false, Ordering::SeqCst);
+                    if let Some(hook) = self.on_write_failure.get() {
+                        hook(reason);
+                    }
+                }
+            }
+        }
         r
+    }
+
+    /// Whether the last write went through (readiness reports it).
+    pub fn writable(&self) -> bool {
+        self.writable.load(Ordering::SeqCst)
+    }
+
+    /// Sets the function told of every refused write (once).
+    pub fn on_write_failure(&self, hook: WriteFailureHook) {
+        let _ = self.on_write_failure.set(hook);
     }
 
     /// The client and its secrets not yet expired at `now`, from memory
@@ -369,16 +406,19 @@ impl Store for CachedStore {
         self.db()?.signing_keys()
     }
     fn insert_signing_key(&self, key: &SigningKeyRecord, audit: Option<&AuditEntry>) -> Result<()> {
-        self.db()?.insert_signing_key(key, audit)
+        self.noted(self.db()?.insert_signing_key(key, audit))
     }
     fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
-        self.db()?.retire_signing_key(kid, at, audit)
+        self.noted(self.db()?.retire_signing_key(kid, at, audit))
     }
     fn compromise_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
-        self.db()?.compromise_signing_key(kid, at, audit)
+        self.noted(self.db()?.compromise_signing_key(kid, at, audit))
     }
     fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
-        self.db()?.append_audit(entry)
+        self.noted(self.db()?.append_audit(entry))
+    }
+    fn probe_write(&self, now: i64) -> Result<()> {
+        self.noted(self.db()?.probe_write(now))
     }
     fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
         self.db()?.list_audit(after, limit)

@@ -24,7 +24,12 @@ use crate::limits::Decision;
 pub enum StoreError {
     /// The database answered with an error.
     #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+    /// The database refuses to be written now: a full disk, a read-only
+    /// file or standby, a lock held too long, an I/O error. Callers answer
+    /// 503 and may retry; reads (and the cache) may still work.
+    #[error("database not writable: {0}")]
+    NotWritable(String),
     /// No connection could be had from the pool.
     #[error("connection pool: {0}")]
     Pool(#[from] r2d2::Error),
@@ -49,6 +54,36 @@ pub enum StoreError {
         /// Highest version this build knows.
         supported: i64,
     },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        match e.sqlite_error_code() {
+            Some(
+                C::DiskFull
+                | C::ReadOnly
+                | C::SystemIoFailure
+                | C::CannotOpen
+                | C::DatabaseBusy
+                | C::DatabaseLocked
+                | C::PermissionDenied,
+            ) => StoreError::NotWritable(e.to_string()),
+            _ => StoreError::Sqlite(e),
+        }
+    }
+}
+
+impl StoreError {
+    /// The `reason` label of a failed write, when the failure is the
+    /// database's state rather than the request.
+    pub fn write_failure_reason(&self) -> Option<&'static str> {
+        match self {
+            StoreError::NotWritable(_) => Some("not_writable"),
+            StoreError::Unavailable(_) | StoreError::Pool(_) => Some("unavailable"),
+            _ => None,
+        }
+    }
 }
 
 /// Opens the store a `TOLLGATE_DB` value names: a `postgres://` (or
@@ -405,6 +440,9 @@ pub trait Store: Send + Sync + 'static {
     fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>>;
     /// Whether the database answers.
     fn ping(&self) -> Result<()>;
+    /// Whether the database takes a write: one small committed write to a
+    /// table of its own that signals no change to caches.
+    fn probe_write(&self, now: i64) -> Result<()>;
     /// A value that changes after every write made through any Tollgate
     /// process; cheap enough to read on every request, and never blocks.
     fn change_marker(&self) -> Result<i64>;

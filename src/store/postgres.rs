@@ -34,8 +34,8 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         2,
-        "signing key compromise",
-        include_str!("../../schema-postgres/0002_signing_key_compromise.sql"),
+        "signing key compromise, write probe",
+        include_str!("../../schema-postgres/0002_compromise_and_write_probe.sql"),
     ),
 ];
 
@@ -93,8 +93,19 @@ impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         // A closed connection or a failed connect means the server is away;
         // anything the server answered is an ordinary database error.
+        use tokio_postgres::error::SqlState;
         if e.is_closed() || e.as_db_error().is_none() && e.code().is_none() {
             StoreError::Unavailable(describe(&e))
+        } else if e.code().is_some_and(|c| {
+            // A standby after a failover, a full disk, a server in recovery:
+            // it answers, but takes no write now.
+            *c == SqlState::READ_ONLY_SQL_TRANSACTION
+                || *c == SqlState::DISK_FULL
+                || *c == SqlState::INSUFFICIENT_RESOURCES
+                || *c == SqlState::CANNOT_CONNECT_NOW
+                || *c == SqlState::ADMIN_SHUTDOWN
+        }) {
+            StoreError::NotWritable(describe(&e))
         } else {
             StoreError::Postgres(describe(&e))
         }
@@ -903,6 +914,20 @@ impl Store for PostgresStore {
             &[&kid, &at],
             audit,
         ))
+    }
+
+    fn probe_write(&self, now: i64) -> Result<()> {
+        self.call(async {
+            self.conn()
+                .await?
+                .execute(
+                    "INSERT INTO write_probe (id, at) VALUES (1, $1) \
+                     ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at",
+                    &[&now],
+                )
+                .await?;
+            Ok(())
+        })
     }
 
     fn append_audit(&self, entry: &AuditEntry) -> Result<()> {

@@ -25,8 +25,10 @@ pub const SCHEMA_VERSION: i64 = 2;
 /// whole. Never edit a released step: add the next one.
 const UPGRADES: &[(i64, &str)] = &[(
     1,
-    // Version 2: signing keys can be marked compromised.
-    "ALTER TABLE signing_keys ADD COLUMN compromised_at INTEGER;",
+    // Version 2: signing keys can be marked compromised; a row that
+    // readiness checks write to.
+    "ALTER TABLE signing_keys ADD COLUMN compromised_at INTEGER;
+     CREATE TABLE IF NOT EXISTS write_probe (id INTEGER PRIMARY KEY, at INTEGER NOT NULL);",
 )];
 
 /// A counter shared by every process that uses the database, in a small
@@ -582,6 +584,18 @@ impl Store for SqliteStore {
             params![kid, at],
             audit,
         )
+    }
+
+    fn probe_write(&self, now: i64) -> Result<()> {
+        // Not through `write`: a probe is no change for the caches.
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO write_probe (id, at) VALUES (1, ?1)",
+            params![now],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn append_audit(&self, entry: &AuditEntry) -> Result<()> {

@@ -647,3 +647,98 @@ async fn scope_removal_and_key_compromise_reach_the_other_instance_within_a_seco
         true
     );
 }
+
+/// Issue 13 item 11 on PostgreSQL: the primary is lost and the database
+/// answers read-only (as a standby does after a failover). Writes get 503
+/// with Retry-After, readiness says not writable, tokens are still issued;
+/// once it takes writes again, so does Tollgate.
+#[tokio::test]
+async fn a_read_only_postgres_gives_503_to_writes_and_keeps_issuing() {
+    let Some(url) = pg_or_skip("read-only PostgreSQL") else {
+        return;
+    };
+    let name = format!(
+        "tg_ro_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    crate::helpers::pg_exec(&url, &format!("CREATE DATABASE {name}")).await;
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b.to_string(), format!("?{q}")),
+        None => (url.clone(), String::new()),
+    };
+    let db = format!("{}/{name}{query}", &base[..base.rfind('/').unwrap()]);
+    let set_read_only = |on: bool| {
+        let (url, name) = (url.clone(), name.clone());
+        async move {
+            let setting = if on {
+                "SET default_transaction_read_only = on"
+            } else {
+                "RESET default_transaction_read_only"
+            };
+            crate::helpers::pg_exec(
+                &url,
+                &format!(
+                    "ALTER DATABASE {name} {setting}; \
+                     SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = '{name}' AND pid <> pg_backend_pid();"
+                ),
+            )
+            .await;
+        }
+    };
+    {
+        let app = TestApp::spawn_on(tempfile::tempdir().unwrap(), db, None, None, &[]);
+        let admin = app.admin_token().await;
+        let (id, secret) = app.client("read", &[]);
+        app.token(&id, &secret).await;
+
+        set_read_only(true).await;
+        let create = || {
+            app.http
+                .post(app.url("/admin/clients"))
+                .bearer_auth(&admin)
+                .json(&json!({"name": "during"}))
+                .send()
+        };
+        within_bound_secs(10, || async {
+            let r = create().await.unwrap();
+            assert!(r.status() == 503 || r.status() == 201, "{}", r.status());
+            r.status() == 503
+                && app
+                    .http
+                    .get(app.url("/readyz"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    == 503
+        })
+        .await;
+        let r = create().await.unwrap();
+        assert!(r.headers().contains_key("retry-after"));
+        let (status, v) = json(r).await;
+        assert_eq!(
+            (status, s(&v["error"])),
+            (503, "temporarily_unavailable".into())
+        );
+        assert_eq!(app.token_request(&id, &secret, None).await.status(), 200);
+
+        set_read_only(false).await;
+        within_bound_secs(10, || async {
+            app.http
+                .get(app.url("/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == 200
+        })
+        .await;
+        within_bound_secs(5, || async { create().await.unwrap().status() == 201 }).await;
+    }
+    crate::helpers::pg_exec(&url, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
+}
