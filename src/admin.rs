@@ -116,24 +116,23 @@ fn check_owner(owner: &Option<String>) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Scope tokens per RFC 6749 §3.3: `%x21 / %x23-5B / %x5D-7E`, no duplicates.
+/// Scope tokens per RFC 6749 §3.3, in the one grammar Tollgate uses:
+/// oxide-auth's `Scope` parser (the grant uses it too) decides what a valid
+/// token is; Tollgate adds its limits (128 bytes a token, 64 tokens) and
+/// keeps the client's order without duplicates.
 fn normalize_scopes(scopes: &[String]) -> Result<Vec<String>, ApiError> {
+    let bad =
+        || invalid("each scope must be 1 to 128 characters of the RFC 6749 §3.3 scope-token set");
     let mut out: Vec<String> = Vec::new();
-    for s in scopes
-        .iter()
-        .flat_map(|s| s.split(' '))
-        .filter(|s| !s.is_empty())
-    {
-        let ok = s.len() <= 128
-            && s.bytes()
-                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
-        if !ok {
-            return Err(invalid(
-                "each scope must be 1 to 128 characters of the RFC 6749 §3.3 scope-token set",
-            ));
-        }
-        if !out.iter().any(|o| o == s) {
-            out.push(s.to_string());
+    for text in scopes {
+        let _: oxide_auth::primitives::scope::Scope = text.parse().map_err(|_| bad())?;
+        for s in text.split(' ').filter(|s| !s.is_empty()) {
+            if s.len() > 128 {
+                return Err(bad());
+            }
+            if !out.iter().any(|o| o == s) {
+                out.push(s.to_string());
+            }
         }
     }
     if out.len() > 64 {
@@ -142,7 +141,11 @@ fn normalize_scopes(scopes: &[String]) -> Result<Vec<String>, ApiError> {
     Ok(out)
 }
 
-fn check_quota(quota: Option<u64>, window: Option<i64>, ban: Option<i64>) -> Result<(), ApiError> {
+fn check_quota_settings(
+    quota: Option<u64>,
+    window: Option<i64>,
+    ban: Option<i64>,
+) -> Result<(), ApiError> {
     if quota.is_some_and(|q| q > 1_000_000_000) {
         return Err(invalid("token_quota must be at most 1000000000"));
     }
@@ -191,7 +194,7 @@ impl App {
         check_name(&input.name)?;
         check_owner(&input.owner)?;
         self.check_ttl(input.token_ttl)?;
-        check_quota(input.token_quota, input.quota_window, input.quota_ban)?;
+        check_quota_settings(input.token_quota, input.quota_window, input.quota_ban)?;
         Ok(Client {
             id: secret::generate_id(secret::CLIENT_ID_PREFIX),
             name: input.name.trim().to_string(),
@@ -339,7 +342,7 @@ impl App {
             c.quota_ban = b;
             changed.push("quota_ban");
         }
-        check_quota(c.token_quota, c.quota_window, c.quota_ban)?;
+        check_quota_settings(c.token_quota, c.quota_window, c.quota_ban)?;
         c.updated_at = now;
         self.save_client(actor, &c, "client.update", json!({"changed": changed}))?;
         Ok(c)

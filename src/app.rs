@@ -16,10 +16,7 @@ use crate::store::{ApiKeyRecord, AuditEntry, CachedStore, Client, SigningKeyReco
 use crate::token::keys::{self, KeyError};
 use crate::token::{self, Claims, KeyRing, KeySet};
 
-/// Current Unix time in seconds.
-pub fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
+pub use crate::domain::now;
 
 /// A start-up failure, shown as one line.
 #[derive(Debug, thiserror::Error)]
@@ -327,7 +324,7 @@ impl App {
 
     /// Counts a token against the client's quota; past it, the client is
     /// banned for the quota's ban time (429).
-    fn check_quota(&self, client: &Client, now: i64) -> Result<(), ApiError> {
+    fn spend_quota(&self, client: &Client, now: i64) -> Result<(), ApiError> {
         let quota = client.token_quota.unwrap_or(self.config.token_quota);
         if quota == 0 {
             return Ok(());
@@ -362,7 +359,7 @@ impl App {
         let client = self.authenticate_client(creds, ip, now)?;
         let grant = grant::decide(&client, req, &self.policy())?;
         let unsigned = self.prepare(&client, &grant, now, None)?;
-        self.check_quota(&client, now)?;
+        self.spend_quota(&client, now)?;
         self.sign(unsigned)
     }
 
@@ -379,7 +376,9 @@ impl App {
         let Some(record) = self.store.find_api_key(&digest)? else {
             return Ok(None);
         };
-        if !secret::constant_time_eq(&record.digest, &digest) || record.state(now) != "active" {
+        if !secret::constant_time_eq(&record.digest, &digest)
+            || record.state(now) != crate::store::ApiKeyState::Active
+        {
             return Ok(None);
         }
         match self.store.get_client(&record.client_id)? {
@@ -410,7 +409,7 @@ impl App {
         };
         let grant = grant::decide(&client, req, &self.policy())?;
         let unsigned = self.prepare(&client, &grant, now, Some(record.id.clone()))?;
-        self.check_quota(&client, now)?;
+        self.spend_quota(&client, now)?;
         self.touch_api_key(&record, now);
         self.sign(unsigned)
     }

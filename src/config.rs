@@ -1,101 +1,75 @@
 //! The one typed `Config`: read from an optional TOML file, then from the
-//! environment (which wins), and validated once.
+//! environment (which wins), and validated once. Every setting is declared
+//! once, in [`SETTINGS`] (TOML key, environment variable, default, range,
+//! meaning); the reader, the list of variables and the documentation test
+//! all derive from that table.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use crate::token::Alg;
 
-/// Server-wide settings. Each field names its TOML key, its environment
-/// variable and its default.
+/// Server-wide settings, typed and validated. Each field is read from the
+/// setting of the same name in [`SETTINGS`], which gives its variable,
+/// default, range and meaning.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `bind` / `TOLLGATE_BIND`, default `127.0.0.1:8080`. Port 0 picks a free port.
+    /// The [`BIND`] setting, validated.
     pub bind: SocketAddr,
-    /// `db` / `TOLLGATE_DB`, default `./tollgate.db`: the SQLite database
-    /// file, or a `postgres://user@host:5432/db` URL for a fleet on PostgreSQL.
+    /// The [`DB`] setting, validated.
     pub db: String,
-    /// `db_pool_size` / `TOLLGATE_DB_POOL_SIZE`, default 16: PostgreSQL
-    /// connections per instance at most (ignored by SQLite).
+    /// The [`DB_POOL_SIZE`] setting, validated.
     pub db_pool_size: usize,
-    /// `keys_dir` / `TOLLGATE_KEYS_DIR`, default `./keys`: signing-key PEM files.
+    /// The [`KEYS_DIR`] setting, validated.
     pub keys_dir: PathBuf,
-    /// `issuer` / `TOLLGATE_ISSUER`, default `http://` plus the bind address:
-    /// the `iss` claim and the base of every URL in the metadata.
+    /// The [`ISSUER`] setting, validated.
     pub issuer: String,
     /// Whether `issuer` was set explicitly; if not, the server derives it from
     /// the address it actually bound (so port 0 gives a usable issuer).
     pub issuer_explicit: bool,
-    /// `signing_alg` / `TOLLGATE_SIGNING_ALG`, default `ES256` (also `EdDSA`, `RS256`):
-    /// the algorithm of newly generated signing keys.
+    /// The [`SIGNING_ALG`] setting, validated.
     pub signing_alg: Alg,
-    /// `api_key_prefix` / `TOLLGATE_API_KEY_PREFIX`, default `tg_live_`.
+    /// The [`API_KEY_PREFIX`] setting, validated.
     pub api_key_prefix: String,
-    /// `default_token_ttl` / `TOLLGATE_DEFAULT_TOKEN_TTL`, default 3600 seconds:
-    /// the access-token lifetime of a client without its own TTL.
+    /// The [`DEFAULT_TOKEN_TTL`] setting, validated.
     pub default_token_ttl: i64,
-    /// `max_token_ttl` / `TOLLGATE_MAX_TOKEN_TTL`, default 86400 seconds: the cap
-    /// on every access-token lifetime.
+    /// The [`MAX_TOKEN_TTL`] setting, validated.
     pub max_token_ttl: i64,
-    /// `max_api_keys_per_client` / `TOLLGATE_MAX_API_KEYS_PER_CLIENT`, default 5:
-    /// active API keys a client may hold at once.
+    /// The [`MAX_API_KEYS_PER_CLIENT`] setting, validated.
     pub max_api_keys_per_client: u32,
-    /// `secret_grace` / `TOLLGATE_SECRET_GRACE`, default 86400 seconds: how long
-    /// an old client secret keeps working after a rotation, unless told otherwise.
+    /// The [`SECRET_GRACE`] setting, validated.
     pub secret_grace: i64,
-    /// `key_prepublish` / `TOLLGATE_KEY_PREPUBLISH`, default 300 seconds: how long
-    /// a rotated-in signing key is published in the JWKS before it signs.
+    /// The [`KEY_PREPUBLISH`] setting, validated.
     pub key_prepublish: i64,
-    /// `workers` / `TOLLGATE_WORKERS`, default the number of CPUs: HTTP worker threads.
+    /// The [`WORKERS`] setting, validated.
     pub workers: usize,
-    /// `blocking_threads` / `TOLLGATE_BLOCKING_THREADS`, default 1: threads per
-    /// worker that run database calls. Few threads avoid context switches
-    /// under load (see docs/benchmarks.md); raise it if slow disks stall writes.
+    /// The [`BLOCKING_THREADS`] setting, validated.
     pub blocking_threads: usize,
-    /// `max_body_bytes` / `TOLLGATE_MAX_BODY_BYTES`, default 16384: the largest
-    /// request body accepted; larger ones get 413.
+    /// The [`MAX_BODY_BYTES`] setting, validated.
     pub max_body_bytes: usize,
-    /// `request_timeout` / `TOLLGATE_REQUEST_TIMEOUT`, default 10 seconds: how
-    /// long a client may take to send its headers and its body (then 408).
+    /// The [`REQUEST_TIMEOUT`] setting, validated.
     pub request_timeout: u64,
-    /// `token_quota` / `TOLLGATE_TOKEN_QUOTA`, default 0 (no quota): tokens a
-    /// client may get per quota window, unless the client sets its own.
+    /// The [`TOKEN_QUOTA`] setting, validated.
     pub token_quota: u64,
-    /// `token_quota_window` / `TOLLGATE_TOKEN_QUOTA_WINDOW`, default 3600 seconds.
+    /// The [`TOKEN_QUOTA_WINDOW`] setting, validated.
     pub token_quota_window: i64,
-    /// `token_quota_ban` / `TOLLGATE_TOKEN_QUOTA_BAN`, default 3600 seconds: how
-    /// long a client that exceeds its quota is refused tokens.
+    /// The [`TOKEN_QUOTA_BAN`] setting, validated.
     pub token_quota_ban: i64,
-    /// `ip_limit_get` / `TOLLGATE_IP_LIMIT_GET`, default 1200: GET and HEAD
-    /// requests per client IP per minute that are not authenticated
-    /// successes (0 turns the limit off).
+    /// The [`IP_LIMIT_GET`] setting, validated.
     pub ip_limit_get: u64,
-    /// `ip_limit_post` / `TOLLGATE_IP_LIMIT_POST`, default 600: other requests
-    /// per client IP per minute that are not authenticated successes (0 turns
-    /// the limit off).
+    /// The [`IP_LIMIT_POST`] setting, validated.
     pub ip_limit_post: u64,
-    /// `trusted_proxies` / `TOLLGATE_TRUSTED_PROXIES`, default none: proxy IPs
-    /// whose `X-Forwarded-For` is believed (comma-separated).
+    /// The [`TRUSTED_PROXIES`] setting, validated.
     pub trusted_proxies: Vec<std::net::IpAddr>,
-    /// `auth_fail_ip_limit` / `TOLLGATE_AUTH_FAIL_IP_LIMIT`, default 30: failed
-    /// authentications per IP per minute before that IP is refused (429).
+    /// The [`AUTH_FAIL_IP_LIMIT`] setting, validated.
     pub auth_fail_ip_limit: u64,
-    /// `auth_fail_pair_limit` / `TOLLGATE_AUTH_FAIL_PAIR_LIMIT`, default 10:
-    /// failed authentications per client id and IP per minute.
+    /// The [`AUTH_FAIL_PAIR_LIMIT`] setting, validated.
     pub auth_fail_pair_limit: u64,
-    /// `auth_fail_client_limit` / `TOLLGATE_AUTH_FAIL_CLIENT_LIMIT`, default 100:
-    /// failed authentications per client id per minute from anywhere; past it,
-    /// only IPs that have not failed for that client may still try.
+    /// The [`AUTH_FAIL_CLIENT_LIMIT`] setting, validated.
     pub auth_fail_client_limit: u64,
-    /// `metrics_bind` / `TOLLGATE_METRICS_BIND`, default none: when set,
-    /// `/metrics` is served on this address only (a private port for the
-    /// monitoring network) and no longer on the public one.
+    /// The [`METRICS_BIND`] setting, validated.
     pub metrics_bind: Option<SocketAddr>,
-    /// `cors_origins` / `TOLLGATE_CORS_ORIGINS`, default none: origins allowed to
-    /// call the token, introspection, revocation and admin endpoints from a
-    /// browser (comma-separated). JWKS and metadata allow any origin.
+    /// The [`CORS_ORIGINS`] setting, validated.
     pub cors_origins: Vec<String>,
 }
 
@@ -116,72 +90,215 @@ fn bad(setting: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// The TOML file's shape; every key is optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    bind: Option<String>,
-    db: Option<String>,
-    db_pool_size: Option<i64>,
-    keys_dir: Option<String>,
-    issuer: Option<String>,
-    signing_alg: Option<String>,
-    api_key_prefix: Option<String>,
-    default_token_ttl: Option<i64>,
-    max_token_ttl: Option<i64>,
-    max_api_keys_per_client: Option<u32>,
-    secret_grace: Option<i64>,
-    key_prepublish: Option<i64>,
-    workers: Option<usize>,
-    blocking_threads: Option<i64>,
-    max_body_bytes: Option<usize>,
-    request_timeout: Option<i64>,
-    token_quota: Option<i64>,
-    token_quota_window: Option<i64>,
-    token_quota_ban: Option<i64>,
-    ip_limit_get: Option<i64>,
-    ip_limit_post: Option<i64>,
-    trusted_proxies: Option<Vec<String>>,
-    auth_fail_ip_limit: Option<i64>,
-    auth_fail_pair_limit: Option<i64>,
-    auth_fail_client_limit: Option<i64>,
-    cors_origins: Option<Vec<String>>,
-    metrics_bind: Option<String>,
+/// What kind of value a setting holds, and its range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A whole number in `min..=max`.
+    Int {
+        /// Smallest accepted value.
+        min: i64,
+        /// Largest accepted value.
+        max: i64,
+    },
+    /// Text, checked by the setting's own parser.
+    Text,
+    /// A comma-separated list in the environment, an array in TOML.
+    List,
+}
+
+/// One setting, declared once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// The TOML key.
+    pub key: &'static str,
+    /// The environment variable.
+    pub env: &'static str,
+    /// The default, written as a value of the variable would be; `None`
+    /// when there is none or it is derived (see `default_doc`).
+    pub default: Option<&'static str>,
+    /// The default as the documentation states it.
+    pub default_doc: &'static str,
+    /// Its kind and range.
+    pub kind: Kind,
+    /// What it means (the documentation table carries the longer story).
+    pub doc: &'static str,
+}
+
+macro_rules! settings {
+    ($( $name:ident = $key:literal, $env:literal, $default:expr, $default_doc:literal, $kind:expr, $doc:literal; )*) => {
+        $(
+            #[doc = $doc]
+            pub const $name: Setting = Setting {
+                key: $key,
+                env: $env,
+                default: $default,
+                default_doc: $default_doc,
+                kind: $kind,
+                doc: $doc,
+            };
+        )*
+        /// Every setting Tollgate reads, in the order of the documentation.
+        pub const SETTINGS: &[Setting] = &[$($name),*];
+    };
+}
+
+const fn int(min: i64, max: i64) -> Kind {
+    Kind::Int { min, max }
+}
+
+const DAY: i64 = 86_400;
+
+settings! {
+    BIND = "bind", "TOLLGATE_BIND", Some("127.0.0.1:8080"), "`127.0.0.1:8080`", Kind::Text,
+        "Listen address; port 0 picks a free port.";
+    DB = "db", "TOLLGATE_DB", Some("./tollgate.db"), "`./tollgate.db`", Kind::Text,
+        "SQLite database file, or a postgres:// URL for a fleet on PostgreSQL.";
+    DB_POOL_SIZE = "db_pool_size", "TOLLGATE_DB_POOL_SIZE", Some("16"), "`16`", int(1, 1024),
+        "PostgreSQL connections per instance at most; ignored by SQLite.";
+    KEYS_DIR = "keys_dir", "TOLLGATE_KEYS_DIR", Some("./keys"), "`./keys`", Kind::Text,
+        "Directory of the signing-key PEM files.";
+    ISSUER = "issuer", "TOLLGATE_ISSUER", None, "`http://` + the bound address", Kind::Text,
+        "The `iss` claim and the base of every URL in the metadata.";
+    SIGNING_ALG = "signing_alg", "TOLLGATE_SIGNING_ALG", Some("ES256"), "`ES256`", Kind::Text,
+        "Algorithm of newly generated signing keys: ES256, EdDSA or RS256.";
+    API_KEY_PREFIX = "api_key_prefix", "TOLLGATE_API_KEY_PREFIX", Some("tg_live_"), "`tg_live_`", Kind::Text,
+        "Prefix of new API keys, 1 to 32 of [A-Za-z0-9_-].";
+    DEFAULT_TOKEN_TTL = "default_token_ttl", "TOLLGATE_DEFAULT_TOKEN_TTL", Some("3600"), "`3600`", int(1, DAY),
+        "Token lifetime in seconds for clients without their own (at most the maximum).";
+    MAX_TOKEN_TTL = "max_token_ttl", "TOLLGATE_MAX_TOKEN_TTL", Some("86400"), "`86400`", int(1, DAY),
+        "Cap on every token lifetime, in seconds.";
+    MAX_API_KEYS_PER_CLIENT = "max_api_keys_per_client", "TOLLGATE_MAX_API_KEYS_PER_CLIENT", Some("5"), "`5`", int(1, 1000),
+        "Active API keys a client may hold at once.";
+    SECRET_GRACE = "secret_grace", "TOLLGATE_SECRET_GRACE", Some("86400"), "`86400`", int(0, 30 * DAY),
+        "Default seconds an old client secret keeps working after a rotation.";
+    KEY_PREPUBLISH = "key_prepublish", "TOLLGATE_KEY_PREPUBLISH", Some("300"), "`300`", int(0, 7 * DAY),
+        "Default seconds a rotated-in signing key is published before it signs.";
+    WORKERS = "workers", "TOLLGATE_WORKERS", None, "CPU count", int(1, 256),
+        "HTTP worker threads.";
+    BLOCKING_THREADS = "blocking_threads", "TOLLGATE_BLOCKING_THREADS", Some("1"), "`1`", int(1, 512),
+        "Threads per worker that run database calls.";
+    MAX_BODY_BYTES = "max_body_bytes", "TOLLGATE_MAX_BODY_BYTES", Some("16384"), "`16384`",
+        int(2 * crate::token::MAX_TOKEN_LEN as i64, 1024 * 1024),
+        "Largest request body; it must hold the longest token and credentials.";
+    REQUEST_TIMEOUT = "request_timeout", "TOLLGATE_REQUEST_TIMEOUT", Some("10"), "`10`", int(1, 300),
+        "Seconds a client may take to send its headers and body (then 408).";
+    TOKEN_QUOTA = "token_quota", "TOLLGATE_TOKEN_QUOTA", Some("0"), "`0` (none)", int(0, 1_000_000_000),
+        "Tokens a client may get per quota window, unless it has its own quota.";
+    TOKEN_QUOTA_WINDOW = "token_quota_window", "TOLLGATE_TOKEN_QUOTA_WINDOW", Some("3600"), "`3600`", int(1, 30 * DAY),
+        "Quota window in seconds.";
+    TOKEN_QUOTA_BAN = "token_quota_ban", "TOLLGATE_TOKEN_QUOTA_BAN", Some("3600"), "`3600`", int(0, 30 * DAY),
+        "Seconds a client over its quota is refused tokens.";
+    IP_LIMIT_GET = "ip_limit_get", "TOLLGATE_IP_LIMIT_GET", Some("1200"), "`1200`", int(0, 1_000_000_000),
+        "GET and HEAD requests per client IP per minute that are not authenticated successes (0: off).";
+    IP_LIMIT_POST = "ip_limit_post", "TOLLGATE_IP_LIMIT_POST", Some("600"), "`600`", int(0, 1_000_000_000),
+        "Other requests per client IP per minute that are not authenticated successes (0: off).";
+    TRUSTED_PROXIES = "trusted_proxies", "TOLLGATE_TRUSTED_PROXIES", None, "none", Kind::List,
+        "Proxy IPs whose X-Forwarded-For is believed.";
+    AUTH_FAIL_IP_LIMIT = "auth_fail_ip_limit", "TOLLGATE_AUTH_FAIL_IP_LIMIT", Some("30"), "`30`", int(1, 1_000_000_000),
+        "Failed authentications per IP per minute before that IP is refused.";
+    AUTH_FAIL_PAIR_LIMIT = "auth_fail_pair_limit", "TOLLGATE_AUTH_FAIL_PAIR_LIMIT", Some("10"), "`10`", int(1, 1_000_000_000),
+        "Failed authentications per client id and IP per minute.";
+    AUTH_FAIL_CLIENT_LIMIT = "auth_fail_client_limit", "TOLLGATE_AUTH_FAIL_CLIENT_LIMIT", Some("100"), "`100`", int(1, 1_000_000_000),
+        "Failed authentications per client id per minute from anywhere.";
+    CORS_ORIGINS = "cors_origins", "TOLLGATE_CORS_ORIGINS", None, "none", Kind::List,
+        "Origins allowed to call the token, introspection, revocation and admin endpoints from a browser.";
+    METRICS_BIND = "metrics_bind", "TOLLGATE_METRICS_BIND", None, "none", Kind::Text,
+        "HOST:PORT of a private listener for GET /metrics; the public port then answers 404 there.";
 }
 
 /// Every environment variable Tollgate reads, with its TOML key.
-pub const ENV_VARS: &[(&str, &str)] = &[
-    ("TOLLGATE_BIND", "bind"),
-    ("TOLLGATE_DB", "db"),
-    ("TOLLGATE_DB_POOL_SIZE", "db_pool_size"),
-    ("TOLLGATE_KEYS_DIR", "keys_dir"),
-    ("TOLLGATE_ISSUER", "issuer"),
-    ("TOLLGATE_SIGNING_ALG", "signing_alg"),
-    ("TOLLGATE_API_KEY_PREFIX", "api_key_prefix"),
-    ("TOLLGATE_DEFAULT_TOKEN_TTL", "default_token_ttl"),
-    ("TOLLGATE_MAX_TOKEN_TTL", "max_token_ttl"),
-    (
-        "TOLLGATE_MAX_API_KEYS_PER_CLIENT",
-        "max_api_keys_per_client",
-    ),
-    ("TOLLGATE_SECRET_GRACE", "secret_grace"),
-    ("TOLLGATE_KEY_PREPUBLISH", "key_prepublish"),
-    ("TOLLGATE_WORKERS", "workers"),
-    ("TOLLGATE_BLOCKING_THREADS", "blocking_threads"),
-    ("TOLLGATE_MAX_BODY_BYTES", "max_body_bytes"),
-    ("TOLLGATE_REQUEST_TIMEOUT", "request_timeout"),
-    ("TOLLGATE_TOKEN_QUOTA", "token_quota"),
-    ("TOLLGATE_TOKEN_QUOTA_WINDOW", "token_quota_window"),
-    ("TOLLGATE_TOKEN_QUOTA_BAN", "token_quota_ban"),
-    ("TOLLGATE_IP_LIMIT_GET", "ip_limit_get"),
-    ("TOLLGATE_IP_LIMIT_POST", "ip_limit_post"),
-    ("TOLLGATE_TRUSTED_PROXIES", "trusted_proxies"),
-    ("TOLLGATE_AUTH_FAIL_IP_LIMIT", "auth_fail_ip_limit"),
-    ("TOLLGATE_AUTH_FAIL_PAIR_LIMIT", "auth_fail_pair_limit"),
-    ("TOLLGATE_AUTH_FAIL_CLIENT_LIMIT", "auth_fail_client_limit"),
-    ("TOLLGATE_CORS_ORIGINS", "cors_origins"),
-    ("TOLLGATE_METRICS_BIND", "metrics_bind"),
-];
+pub fn env_vars() -> impl Iterator<Item = (&'static str, &'static str)> {
+    SETTINGS.iter().map(|s| (s.env, s.key))
+}
+
+/// The raw values of the settings: the environment first, then the file.
+struct Sources<E> {
+    file: toml::Table,
+    env: E,
+}
+
+impl<E: Fn(&str) -> Option<String>> Sources<E> {
+    /// The value of `s` as text, or its default; `None` when unset and
+    /// without a fixed default. Empty variables count as unset.
+    fn text(&self, s: &Setting) -> Result<Option<String>, ConfigError> {
+        if let Some(v) = (self.env)(s.env).filter(|v| !v.is_empty()) {
+            return Ok(Some(v));
+        }
+        let from_file = match self.file.get(s.key) {
+            None => None,
+            Some(toml::Value::String(v)) => Some(v.clone()),
+            Some(toml::Value::Integer(v)) => Some(v.to_string()),
+            Some(toml::Value::Array(items)) if s.kind == Kind::List => {
+                let mut out = Vec::new();
+                for item in items {
+                    match item {
+                        toml::Value::String(v) => out.push(v.clone()),
+                        _ => return Err(bad(s.key, "expected an array of strings")),
+                    }
+                }
+                Some(out.join(","))
+            }
+            Some(_) => {
+                return Err(bad(
+                    s.key,
+                    match s.kind {
+                        Kind::Int { .. } => "expected a whole number",
+                        Kind::Text => "expected a string",
+                        Kind::List => "expected an array of strings",
+                    },
+                ))
+            }
+        };
+        Ok(from_file.or_else(|| s.default.map(str::to_string)))
+    }
+
+    /// A whole-number setting, checked against its range; `None` when it is
+    /// unset and has no fixed default.
+    fn int_opt(&self, s: &Setting) -> Result<Option<i64>, ConfigError> {
+        let Kind::Int { min, max } = s.kind else {
+            return Err(bad(s.env, "not a whole-number setting"));
+        };
+        let Some(text) = self.text(s)? else {
+            return Ok(None);
+        };
+        let v: i64 = text
+            .trim()
+            .parse()
+            .map_err(|_| bad(s.env, format!("expected a whole number, got {text:?}")))?;
+        if !(min..=max).contains(&v) {
+            return Err(bad(s.env, format!("must be between {min} and {max}")));
+        }
+        Ok(Some(v))
+    }
+
+    /// A whole-number setting with a fixed default.
+    fn int(&self, s: &Setting) -> Result<i64, ConfigError> {
+        self.int_opt(s)?
+            .ok_or_else(|| bad(s.env, "has no default and is not set"))
+    }
+
+    /// A list setting (empty when unset).
+    fn list(&self, s: &Setting) -> Result<Vec<String>, ConfigError> {
+        Ok(self
+            .text(s)?
+            .map(|v| {
+                v.split(',')
+                    .map(|x| x.trim().to_string())
+                    .filter(|x| !x.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+fn socket_addr(s: &Setting, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse().map_err(|_| {
+        bad(
+            s.env,
+            format!("expected HOST:PORT such as 127.0.0.1:8080, got {text:?}"),
+        )
+    })
+}
 
 impl Config {
     /// Reads the optional TOML file, then the process environment.
@@ -195,58 +312,41 @@ impl Config {
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let file_cfg = match file {
-            None => FileConfig::default(),
+        let file = match file {
+            None => toml::Table::new(),
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| bad("--config", format!("cannot read {}: {e}", path.display())))?;
-                toml::from_str(&text).map_err(|e| {
+                let table: toml::Table = toml::from_str(&text).map_err(|e| {
                     bad(
                         "--config",
                         format!("{}: {}", path.display(), e.message().trim()),
                     )
-                })?
+                })?;
+                if let Some(unknown) = table.keys().find(|k| !SETTINGS.iter().any(|s| s.key == *k))
+                {
+                    return Err(bad(
+                        "--config",
+                        format!("{}: unknown setting {unknown:?}", path.display()),
+                    ));
+                }
+                table
             }
         };
-        // Environment first, then file, then default.
-        let text = |var: &str, from_file: &Option<String>| -> Option<String> {
-            env(var)
-                .filter(|v| !v.is_empty())
-                .or_else(|| from_file.clone())
-        };
-        let number = |var: &str, from_file: Option<i64>| -> Result<Option<i64>, ConfigError> {
-            match env(var).filter(|v| !v.is_empty()) {
-                Some(v) => v
-                    .trim()
-                    .parse::<i64>()
-                    .map(Some)
-                    .map_err(|_| bad(var, format!("expected a whole number, got {v:?}"))),
-                None => Ok(from_file),
-            }
-        };
+        let src = Sources { file, env };
+        let text = |s: &Setting| src.text(s);
 
-        let bind_text =
-            text("TOLLGATE_BIND", &file_cfg.bind).unwrap_or_else(|| "127.0.0.1:8080".into());
-        let bind: SocketAddr = bind_text.parse().map_err(|_| {
-            bad(
-                "TOLLGATE_BIND",
-                format!("expected HOST:PORT such as 127.0.0.1:8080, got {bind_text:?}"),
-            )
-        })?;
-        let metrics_bind = match text("TOLLGATE_METRICS_BIND", &file_cfg.metrics_bind) {
+        let bind_text = text(&BIND)?.unwrap_or_default();
+        let bind = socket_addr(&BIND, &bind_text)?;
+        let metrics_bind = match text(&METRICS_BIND)? {
             None => None,
-            Some(t) => Some(t.parse::<SocketAddr>().map_err(|_| {
-                bad(
-                    "TOLLGATE_METRICS_BIND",
-                    format!("expected HOST:PORT such as 127.0.0.1:9090, got {t:?}"),
-                )
-            })?),
+            Some(t) => Some(socket_addr(&METRICS_BIND, &t)?),
         };
-        let db = text("TOLLGATE_DB", &file_cfg.db).unwrap_or_else(|| "./tollgate.db".into());
+        let db = text(&DB)?.unwrap_or_default();
         if crate::store::postgres::is_postgres_url(&db) {
             if let Err(e) = crate::store::postgres::target(&db) {
                 return Err(bad(
-                    "TOLLGATE_DB",
+                    DB.env,
                     format!(
                         "not a usable PostgreSQL URL ({e}): {}",
                         crate::store::postgres::redact_url(&db)
@@ -254,31 +354,29 @@ impl Config {
                 ));
             }
         }
-        let keys_dir = PathBuf::from(
-            text("TOLLGATE_KEYS_DIR", &file_cfg.keys_dir).unwrap_or_else(|| "./keys".into()),
-        );
-        let issuer_explicit = text("TOLLGATE_ISSUER", &file_cfg.issuer).is_some();
-        let issuer =
-            text("TOLLGATE_ISSUER", &file_cfg.issuer).unwrap_or_else(|| format!("http://{bind}"));
-        let issuer = issuer.trim_end_matches('/').to_string();
+        let keys_dir = PathBuf::from(text(&KEYS_DIR)?.unwrap_or_default());
+        let issuer_text = text(&ISSUER)?;
+        let issuer_explicit = issuer_text.is_some();
+        let issuer = issuer_text
+            .unwrap_or_else(|| format!("http://{bind}"))
+            .trim_end_matches('/')
+            .to_string();
         if !(issuer.starts_with("https://") || issuer.starts_with("http://"))
             || issuer.contains(['?', '#', ' '])
         {
             return Err(bad(
-                "TOLLGATE_ISSUER",
+                ISSUER.env,
                 format!("expected an http(s) URL without query or fragment, got {issuer:?}"),
             ));
         }
-        let alg_text =
-            text("TOLLGATE_SIGNING_ALG", &file_cfg.signing_alg).unwrap_or_else(|| "ES256".into());
+        let alg_text = text(&SIGNING_ALG)?.unwrap_or_default();
         let signing_alg = Alg::parse(&alg_text).ok_or_else(|| {
             bad(
-                "TOLLGATE_SIGNING_ALG",
+                SIGNING_ALG.env,
                 format!("expected one of ES256, EdDSA, RS256, got {alg_text:?}"),
             )
         })?;
-        let api_key_prefix = text("TOLLGATE_API_KEY_PREFIX", &file_cfg.api_key_prefix)
-            .unwrap_or_else(|| "tg_live_".into());
+        let api_key_prefix = text(&API_KEY_PREFIX)?.unwrap_or_default();
         if api_key_prefix.is_empty()
             || api_key_prefix.len() > 32
             || !api_key_prefix
@@ -286,193 +384,33 @@ impl Config {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
             return Err(bad(
-                "TOLLGATE_API_KEY_PREFIX",
+                API_KEY_PREFIX.env,
                 format!("expected 1 to 32 characters of [A-Za-z0-9_-], got {api_key_prefix:?}"),
             ));
         }
-        // A whole number from the environment or the file, or the default,
-        // within lo..=hi; `unit` finishes the error message.
-        let ranged =
-            |var: &str, from_file: Option<i64>, default: i64, lo: i64, hi: i64, unit: &str| {
-                let v = number(var, from_file)?.unwrap_or(default);
-                if (lo..=hi).contains(&v) {
-                    Ok(v)
-                } else {
-                    Err(bad(var, format!("must be between {lo} and {hi}{unit}")))
-                }
-            };
-        let max_token_ttl = ranged(
-            "TOLLGATE_MAX_TOKEN_TTL",
-            file_cfg.max_token_ttl,
-            86_400,
-            1,
-            86_400,
-            " seconds",
-        )?;
-        let default_token_ttl =
-            number("TOLLGATE_DEFAULT_TOKEN_TTL", file_cfg.default_token_ttl)?.unwrap_or(3_600);
-        if !(1..=max_token_ttl).contains(&default_token_ttl) {
+        let max_token_ttl = src.int(&MAX_TOKEN_TTL)?;
+        let default_token_ttl = src.int(&DEFAULT_TOKEN_TTL)?;
+        if default_token_ttl > max_token_ttl {
             return Err(bad(
-                "TOLLGATE_DEFAULT_TOKEN_TTL",
+                DEFAULT_TOKEN_TTL.env,
                 format!("must be between 1 and the maximum TTL ({max_token_ttl} seconds)"),
             ));
         }
-        let max_keys = ranged(
-            "TOLLGATE_MAX_API_KEYS_PER_CLIENT",
-            file_cfg.max_api_keys_per_client.map(i64::from),
-            5,
-            1,
-            1000,
-            "",
-        )?;
-        let secret_grace = ranged(
-            "TOLLGATE_SECRET_GRACE",
-            file_cfg.secret_grace,
-            86_400,
-            0,
-            30 * 86_400,
-            " seconds",
-        )?;
-        let key_prepublish = ranged(
-            "TOLLGATE_KEY_PREPUBLISH",
-            file_cfg.key_prepublish,
-            300,
-            0,
-            7 * 86_400,
-            " seconds",
-        )?;
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let workers = ranged(
-            "TOLLGATE_WORKERS",
-            file_cfg.workers.map(|w| w as i64),
-            cpus as i64,
-            1,
-            256,
-            "",
-        )?;
-        let db_pool_size = ranged(
-            "TOLLGATE_DB_POOL_SIZE",
-            file_cfg.db_pool_size,
-            16,
-            1,
-            1024,
-            "",
-        )?;
-        let max_body = ranged(
-            "TOLLGATE_MAX_BODY_BYTES",
-            file_cfg.max_body_bytes.map(|w| w as i64),
-            16 * 1024,
-            // A body must hold the longest token and a client's credentials.
-            2 * crate::token::MAX_TOKEN_LEN as i64,
-            1024 * 1024,
-            "",
-        )?;
-
-        let list = |var: &str, from_file: &Option<Vec<String>>| -> Vec<String> {
-            match env(var) {
-                Some(v) => v
-                    .split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect(),
-                None => from_file.clone().unwrap_or_default(),
-            }
-        };
-        let blocking_threads = ranged(
-            "TOLLGATE_BLOCKING_THREADS",
-            file_cfg.blocking_threads,
-            1,
-            1,
-            512,
-            "",
-        )?;
-        let request_timeout = ranged(
-            "TOLLGATE_REQUEST_TIMEOUT",
-            file_cfg.request_timeout,
-            10,
-            1,
-            300,
-            "",
-        )?;
-        let day = 86_400;
-        let token_quota = ranged(
-            "TOLLGATE_TOKEN_QUOTA",
-            file_cfg.token_quota,
-            0,
-            0,
-            1_000_000_000,
-            "",
-        )?;
-        let token_quota_window = ranged(
-            "TOLLGATE_TOKEN_QUOTA_WINDOW",
-            file_cfg.token_quota_window,
-            3600,
-            1,
-            30 * day,
-            "",
-        )?;
-        let token_quota_ban = ranged(
-            "TOLLGATE_TOKEN_QUOTA_BAN",
-            file_cfg.token_quota_ban,
-            3600,
-            0,
-            30 * day,
-            "",
-        )?;
-        let ip_limit_get = ranged(
-            "TOLLGATE_IP_LIMIT_GET",
-            file_cfg.ip_limit_get,
-            1200,
-            0,
-            1_000_000_000,
-            "",
-        )?;
-        let ip_limit_post = ranged(
-            "TOLLGATE_IP_LIMIT_POST",
-            file_cfg.ip_limit_post,
-            600,
-            0,
-            1_000_000_000,
-            "",
-        )?;
-        let auth_fail_ip_limit = ranged(
-            "TOLLGATE_AUTH_FAIL_IP_LIMIT",
-            file_cfg.auth_fail_ip_limit,
-            30,
-            1,
-            1_000_000_000,
-            "",
-        )?;
-        let auth_fail_pair_limit = ranged(
-            "TOLLGATE_AUTH_FAIL_PAIR_LIMIT",
-            file_cfg.auth_fail_pair_limit,
-            10,
-            1,
-            1_000_000_000,
-            "",
-        )?;
-        let auth_fail_client_limit = ranged(
-            "TOLLGATE_AUTH_FAIL_CLIENT_LIMIT",
-            file_cfg.auth_fail_client_limit,
-            100,
-            1,
-            1_000_000_000,
-            "",
-        )?;
         let mut trusted_proxies = Vec::new();
-        for p in list("TOLLGATE_TRUSTED_PROXIES", &file_cfg.trusted_proxies) {
+        for p in src.list(&TRUSTED_PROXIES)? {
             trusted_proxies.push(p.parse().map_err(|_| {
                 bad(
-                    "TOLLGATE_TRUSTED_PROXIES",
+                    TRUSTED_PROXIES.env,
                     format!("expected IP addresses, got {p:?}"),
                 )
             })?);
         }
-        let cors_origins = list("TOLLGATE_CORS_ORIGINS", &file_cfg.cors_origins);
+        let cors_origins = src.list(&CORS_ORIGINS)?;
         for o in &cors_origins {
             if !(o.starts_with("https://") || o.starts_with("http://")) || o.ends_with('/') {
                 return Err(bad(
-                    "TOLLGATE_CORS_ORIGINS",
+                    CORS_ORIGINS.env,
                     format!("expected origins such as https://app.example.com, got {o:?}"),
                 ));
             }
@@ -481,7 +419,7 @@ impl Config {
         Ok(Config {
             bind,
             db,
-            db_pool_size: db_pool_size as usize,
+            db_pool_size: src.int(&DB_POOL_SIZE)? as usize,
             keys_dir,
             issuer,
             issuer_explicit,
@@ -489,22 +427,22 @@ impl Config {
             api_key_prefix,
             default_token_ttl,
             max_token_ttl,
-            max_api_keys_per_client: max_keys as u32,
-            secret_grace,
-            key_prepublish,
-            workers: workers as usize,
-            blocking_threads: blocking_threads as usize,
-            max_body_bytes: max_body as usize,
-            request_timeout: request_timeout as u64,
-            token_quota: token_quota as u64,
-            token_quota_window,
-            token_quota_ban,
-            ip_limit_get: ip_limit_get as u64,
-            ip_limit_post: ip_limit_post as u64,
+            max_api_keys_per_client: src.int(&MAX_API_KEYS_PER_CLIENT)? as u32,
+            secret_grace: src.int(&SECRET_GRACE)?,
+            key_prepublish: src.int(&KEY_PREPUBLISH)?,
+            workers: src.int_opt(&WORKERS)?.map_or(cpus.min(256), |w| w as usize),
+            blocking_threads: src.int(&BLOCKING_THREADS)? as usize,
+            max_body_bytes: src.int(&MAX_BODY_BYTES)? as usize,
+            request_timeout: src.int(&REQUEST_TIMEOUT)? as u64,
+            token_quota: src.int(&TOKEN_QUOTA)? as u64,
+            token_quota_window: src.int(&TOKEN_QUOTA_WINDOW)?,
+            token_quota_ban: src.int(&TOKEN_QUOTA_BAN)?,
+            ip_limit_get: src.int(&IP_LIMIT_GET)? as u64,
+            ip_limit_post: src.int(&IP_LIMIT_POST)? as u64,
             trusted_proxies,
-            auth_fail_ip_limit: auth_fail_ip_limit as u64,
-            auth_fail_pair_limit: auth_fail_pair_limit as u64,
-            auth_fail_client_limit: auth_fail_client_limit as u64,
+            auth_fail_ip_limit: src.int(&AUTH_FAIL_IP_LIMIT)? as u64,
+            auth_fail_pair_limit: src.int(&AUTH_FAIL_PAIR_LIMIT)? as u64,
+            auth_fail_client_limit: src.int(&AUTH_FAIL_CLIENT_LIMIT)? as u64,
             cors_origins,
             metrics_bind,
         })
@@ -564,6 +502,38 @@ mod tests {
         assert!(e.to_string().contains("TOLLGATE_MAX_TOKEN_TTL"), "{e}");
         let e = with(&[("TOLLGATE_API_KEY_PREFIX", "bad prefix")]).unwrap_err();
         assert!(e.to_string().contains("TOLLGATE_API_KEY_PREFIX"), "{e}");
+    }
+
+    #[test]
+    fn every_setting_is_declared_once_and_its_default_is_valid() {
+        let mut keys: Vec<_> = SETTINGS.iter().map(|s| s.key).collect();
+        let mut envs: Vec<_> = SETTINGS.iter().map(|s| s.env).collect();
+        keys.sort_unstable();
+        envs.sort_unstable();
+        keys.dedup();
+        envs.dedup();
+        assert_eq!((keys.len(), envs.len()), (SETTINGS.len(), SETTINGS.len()));
+        for s in SETTINGS {
+            assert_eq!(s.env, format!("TOLLGATE_{}", s.key.to_uppercase()));
+            if let (Kind::Int { min, max }, Some(d)) = (s.kind, s.default) {
+                let d: i64 = d.parse().unwrap();
+                assert!((min..=max).contains(&d), "{}", s.env);
+            }
+        }
+        // A file value of the wrong type names the key.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            "workers = \"many\"\ntrusted_proxies = [\"127.0.0.1\"]\n",
+        )
+        .unwrap();
+        let e = Config::from_sources(Some(&path), |_| None).unwrap_err();
+        assert!(e.to_string().contains("TOLLGATE_WORKERS"), "{e}");
+        std::fs::write(&path, "workers = 3\ntrusted_proxies = [\"127.0.0.1\"]\n").unwrap();
+        let c = Config::from_sources(Some(&path), |_| None).unwrap();
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.trusted_proxies.len(), 1);
     }
 
     #[test]

@@ -279,6 +279,22 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::oauth::OAuthError> for ApiError {
+    fn from(err: crate::oauth::OAuthError) -> Self {
+        use crate::oauth::OAuthCode as O;
+        let code = match err.code {
+            O::InvalidRequest => ErrorCode::InvalidRequest,
+            O::InvalidClient => ErrorCode::InvalidClient,
+            O::UnsupportedGrantType => ErrorCode::UnsupportedGrantType,
+            O::InvalidScope => ErrorCode::InvalidScope,
+            O::InvalidTarget => ErrorCode::InvalidTarget,
+            O::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            O::ServerError => return ApiError::internal(err.description),
+        };
+        ApiError::new(code, err.description)
+    }
+}
+
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(err: actix_web::error::BlockingError) -> Self {
         ApiError::internal(err)

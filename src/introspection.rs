@@ -74,7 +74,7 @@ impl App {
         }
         if let Some(key_id) = &claims.api_key_id {
             match self.store.get_api_key(key_id)? {
-                Some(k) if k.state(now) == "active" => {}
+                Some(k) if k.state(now) == crate::store::ApiKeyState::Active => {}
                 _ => return Ok(None),
             }
         }

@@ -1,5 +1,6 @@
 //! Tollgate: an OAuth 2.0 client-credentials authorization server that issues
 //! JWT access tokens (RFC 9068) for client secrets and API keys.
+#![deny(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
@@ -7,6 +8,7 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod introspection;
 pub mod limits;

@@ -1,4 +1,7 @@
-//! Command-line output: aligned tables, JSON, and readable timestamps.
+//! Command-line output: aligned tables, JSON, readable timestamps, and the
+//! table views of clients and API keys.
+
+use serde_json::json;
 
 /// Prints a JSON value, pretty.
 pub fn print_json(v: &serde_json::Value) {
@@ -38,3 +41,61 @@ pub fn ts(t: i64) -> String {
         .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_else(|| t.to_string())
 }
+
+pub(super) fn client_row(c: &crate::store::Client) -> Vec<String> {
+    vec![
+        c.id.clone(),
+        c.name.clone(),
+        c.scopes.join(" "),
+        c.audiences.join(" "),
+        c.token_ttl.map_or("default".into(), |t| t.to_string()),
+        if c.disabled { "disabled" } else { "enabled" }.into(),
+        c.owner.clone().unwrap_or_default(),
+    ]
+}
+
+pub(super) const CLIENT_HEADERS: [&str; 7] = [
+    "CLIENT_ID",
+    "NAME",
+    "SCOPES",
+    "AUDIENCES",
+    "TTL",
+    "STATE",
+    "OWNER",
+];
+
+pub(super) fn show_client(c: &crate::store::Client, json: bool) {
+    if json {
+        print_json(&json!(c));
+    } else {
+        table(&CLIENT_HEADERS, &[client_row(c)]);
+    }
+}
+
+pub(super) fn key_rows(keys: &[crate::store::ApiKeyRecord], now: i64) -> Vec<Vec<String>> {
+    keys.iter()
+        .map(|k| {
+            vec![
+                k.id.clone(),
+                k.client_id.clone(),
+                k.name.clone().unwrap_or_default(),
+                format!("{}…{}", k.prefix, k.last4),
+                k.state(now).to_string(),
+                ts(k.created_at),
+                k.last_used_at.map(ts).unwrap_or_else(|| "never".into()),
+                k.expires_at.map(ts).unwrap_or_else(|| "never".into()),
+            ]
+        })
+        .collect()
+}
+
+pub(super) const KEY_HEADERS: [&str; 8] = [
+    "KEY_ID",
+    "CLIENT_ID",
+    "NAME",
+    "KEY",
+    "STATE",
+    "CREATED",
+    "LAST_USED",
+    "EXPIRES",
+];

@@ -5,8 +5,8 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
+use super::error::OAuthError;
 use super::Params;
-use crate::error::ApiError;
 use crate::secret::SecretString;
 
 /// How the client authenticated (RFC 8414 `token_endpoint_auth_methods_supported`).
@@ -35,14 +35,14 @@ const MAX_HEADER_LEN: usize = 8192;
 /// The credentials of an `Authorization: Basic …` header, or `None` when the
 /// header uses another scheme. RFC 6749 §2.3.1: the id and the secret are
 /// form-encoded before Basic encoding, so they are form-decoded after it.
-pub fn parse_basic(header: &[u8]) -> Result<Option<(String, SecretString)>, ApiError> {
+pub fn parse_basic(header: &[u8]) -> Result<Option<(String, SecretString)>, OAuthError> {
     if header.len() > MAX_HEADER_LEN {
-        return Err(ApiError::invalid_request(
+        return Err(OAuthError::invalid_request(
             "Authorization header is too long",
         ));
     }
     let text = std::str::from_utf8(header)
-        .map_err(|_| ApiError::invalid_request("malformed Authorization header"))?;
+        .map_err(|_| OAuthError::invalid_request("malformed Authorization header"))?;
     let mut parts = text.trim().splitn(2, ' ');
     let scheme = parts.next().unwrap_or("");
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -51,26 +51,26 @@ pub fn parse_basic(header: &[u8]) -> Result<Option<(String, SecretString)>, ApiE
     let encoded = parts.next().unwrap_or("").trim();
     let decoded = STANDARD
         .decode(encoded)
-        .map_err(|_| ApiError::invalid_request("malformed Basic credentials: not base64"))?;
+        .map_err(|_| OAuthError::invalid_request("malformed Basic credentials: not base64"))?;
     let decoded = String::from_utf8(decoded)
-        .map_err(|_| ApiError::invalid_request("malformed Basic credentials: not UTF-8"))?;
+        .map_err(|_| OAuthError::invalid_request("malformed Basic credentials: not UTF-8"))?;
     let (id, secret) = decoded
         .split_once(':')
-        .ok_or_else(|| ApiError::invalid_request("malformed Basic credentials: no ':'"))?;
+        .ok_or_else(|| OAuthError::invalid_request("malformed Basic credentials: no ':'"))?;
     let id = form_decode(id)?;
     let secret = form_decode(secret)?;
     if id.is_empty() {
-        return Err(ApiError::invalid_client());
+        return Err(OAuthError::invalid_client());
     }
     Ok(Some((id, SecretString::new(secret))))
 }
 
-fn form_decode(s: &str) -> Result<String, ApiError> {
+fn form_decode(s: &str) -> Result<String, OAuthError> {
     let plus = s.replace('+', " ");
     percent_encoding::percent_decode_str(&plus)
         .decode_utf8()
         .map(|c| c.into_owned())
-        .map_err(|_| ApiError::invalid_request("malformed Basic credentials: not UTF-8"))
+        .map_err(|_| OAuthError::invalid_request("malformed Basic credentials: not UTF-8"))
 }
 
 /// The client's credentials from the Authorization header or the body.
@@ -83,7 +83,7 @@ fn form_decode(s: &str) -> Result<String, ApiError> {
 pub fn extract(
     authorization: Option<&[u8]>,
     params: &Params,
-) -> Result<Option<ClientCredentials>, ApiError> {
+) -> Result<Option<ClientCredentials>, OAuthError> {
     let basic = match authorization {
         Some(h) => parse_basic(h)?,
         None => None,
@@ -91,10 +91,10 @@ pub fn extract(
     let body_id = params.single("client_id")?;
     let body_secret = params.single("client_secret")?;
     match (basic, body_id, body_secret) {
-        (Some(_), _, Some(_)) => Err(ApiError::invalid_request(
+        (Some(_), _, Some(_)) => Err(OAuthError::invalid_request(
             "client credentials given both in the Authorization header and in the body",
         )),
-        (Some((id, _)), Some(body_id), None) if body_id != id => Err(ApiError::invalid_request(
+        (Some((id, _)), Some(body_id), None) if body_id != id => Err(OAuthError::invalid_request(
             "client_id in the body does not match the Authorization header",
         )),
         (Some((client_id, secret)), _, None) => Ok(Some(ClientCredentials {
@@ -108,14 +108,14 @@ pub fn extract(
             method: AuthMethod::Post,
         })),
         (None, None, None) => Ok(None),
-        (None, _, _) => Err(ApiError::invalid_client()),
+        (None, _, _) => Err(OAuthError::invalid_client()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorCode;
+    use crate::oauth::error::OAuthCode;
 
     fn basic(id: &str, secret: &str) -> Vec<u8> {
         format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))).into_bytes()
@@ -138,7 +138,7 @@ mod tests {
     #[test]
     fn broken_basic_is_invalid_request() {
         for h in [&b"Basic !!!"[..], b"Basic Zm9v", b"Basic /w=="] {
-            assert_eq!(parse_basic(h).unwrap_err().code, ErrorCode::InvalidRequest);
+            assert_eq!(parse_basic(h).unwrap_err().code, OAuthCode::InvalidRequest);
         }
     }
 
@@ -146,7 +146,7 @@ mod tests {
     fn both_methods_at_once_is_invalid_request() {
         let p = Params::from_pairs([("client_id", "a"), ("client_secret", "b")]);
         let e = extract(Some(&basic("a", "b")), &p).unwrap_err();
-        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        assert_eq!(e.code, OAuthCode::InvalidRequest);
     }
 
     #[test]
@@ -157,7 +157,7 @@ mod tests {
         let p = Params::from_pairs([("client_id", "a")]);
         assert_eq!(
             extract(None, &p).unwrap_err().code,
-            ErrorCode::InvalidClient
+            OAuthCode::InvalidClient
         );
         assert!(extract(None, &Params::default()).unwrap().is_none());
     }

@@ -3,8 +3,8 @@
 
 use oxide_auth::primitives::scope::Scope;
 
+use super::error::{OAuthCode, OAuthError};
 use super::Params;
-use crate::error::{ApiError, ErrorCode};
 use crate::secret::{constant_time_eq, SecretString};
 use crate::store::{Client, ClientSecretRecord};
 use crate::token::{Audience, Claims};
@@ -20,7 +20,7 @@ pub struct TokenRequest {
 
 impl TokenRequest {
     /// Reads `scope`, `audience` and `resource` from the parameters.
-    pub fn from_params(params: &Params) -> Result<TokenRequest, ApiError> {
+    pub fn from_params(params: &Params) -> Result<TokenRequest, OAuthError> {
         let scope = params.single("scope")?.map(str::to_string);
         let mut audiences: Vec<String> = Vec::new();
         if let Some(a) = params.single("audience")? {
@@ -29,8 +29,8 @@ impl TokenRequest {
         for r in params.multi("resource") {
             // RFC 8707 §2: an absolute URI without a fragment.
             if !r.contains(':') || r.contains('#') {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidTarget,
+                return Err(OAuthError::new(
+                    OAuthCode::InvalidTarget,
                     "resource must be an absolute URI without a fragment",
                 ));
             }
@@ -43,12 +43,12 @@ impl TokenRequest {
 }
 
 /// Checks `grant_type` for the token endpoint (RFC 6749 §4.4.2, §5.2).
-pub fn check_grant_type(params: &Params) -> Result<(), ApiError> {
+pub fn check_grant_type(params: &Params) -> Result<(), OAuthError> {
     match params.single("grant_type")? {
-        None => Err(ApiError::invalid_request("grant_type is required")),
+        None => Err(OAuthError::invalid_request("grant_type is required")),
         Some("client_credentials") => Ok(()),
-        Some(_) => Err(ApiError::new(
-            ErrorCode::UnsupportedGrantType,
+        Some(_) => Err(OAuthError::new(
+            OAuthCode::UnsupportedGrantType,
             "only grant_type=client_credentials is supported",
         )),
     }
@@ -115,11 +115,13 @@ pub fn is_own_scope(scope: &str) -> bool {
 ///   replay a token it received against Tollgate). Absent, they are left
 ///   out of such tokens; asked for, they are `invalid_scope`.
 /// - Lifetime: the client's TTL or the default, capped by the maximum.
-pub fn decide(client: &Client, req: &TokenRequest, policy: &Policy) -> Result<Grant, ApiError> {
-    let allowed: Scope =
-        client.scopes.join(" ").parse().map_err(|_| {
-            ApiError::internal(format!("client {} has a malformed scope", client.id))
-        })?;
+pub fn decide(client: &Client, req: &TokenRequest, policy: &Policy) -> Result<Grant, OAuthError> {
+    let allowed: Scope = client.scopes.join(" ").parse().map_err(|_| {
+        OAuthError::new(
+            OAuthCode::ServerError,
+            format!("client {} has a malformed scope", client.id),
+        )
+    })?;
     let audience = if req.audiences.is_empty() {
         vec![client
             .audiences
@@ -131,8 +133,8 @@ pub fn decide(client: &Client, req: &TokenRequest, policy: &Policy) -> Result<Gr
         for a in &req.audiences {
             let own = a == &policy.issuer && may_ask_issuer;
             if !own && !client.audiences.iter().any(|c| c == a) {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidTarget,
+                return Err(OAuthError::new(
+                    OAuthCode::InvalidTarget,
                     "requested audience is not allowed for this client",
                 ));
             }
@@ -150,16 +152,16 @@ pub fn decide(client: &Client, req: &TokenRequest, policy: &Policy) -> Result<Gr
         Some(text) => {
             let requested: Scope = text
                 .parse()
-                .map_err(|_| ApiError::new(ErrorCode::InvalidScope, "malformed scope"))?;
+                .map_err(|_| OAuthError::new(OAuthCode::InvalidScope, "malformed scope"))?;
             if !allowed.priviledged_to(&requested) {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidScope,
+                return Err(OAuthError::new(
+                    OAuthCode::InvalidScope,
                     "requested scope exceeds the scope granted to the client",
                 ));
             }
             if !for_tollgate && requested.iter().any(is_own_scope) {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidScope,
+                return Err(OAuthError::new(
+                    OAuthCode::InvalidScope,
                     "tollgate:* scopes are granted only in tokens whose audience is this \
                      server's issuer identifier; request audience=<issuer> alone",
                 ));
@@ -212,18 +214,9 @@ mod tests {
     fn client() -> Client {
         Client {
             id: "c".into(),
-            name: "n".into(),
-            owner: None,
             scopes: vec!["read".into(), "write".into()],
             audiences: vec!["https://a".into(), "https://b".into()],
-            token_ttl: None,
-            disabled: false,
-            tokens_revoked_before: None,
-            token_quota: None,
-            quota_window: None,
-            quota_ban: None,
-            created_at: 0,
-            updated_at: 0,
+            ..Client::fixture("c")
         }
     }
 
@@ -255,9 +248,9 @@ mod tests {
         let g = decide(&client(), &req(Some("write"), &[]), &policy()).unwrap();
         assert_eq!(g.scope, vec!["write"]);
         let e = decide(&client(), &req(Some("read admin"), &[]), &policy()).unwrap_err();
-        assert_eq!(e.code, ErrorCode::InvalidScope);
+        assert_eq!(e.code, OAuthCode::InvalidScope);
         let e = decide(&client(), &req(Some("re\"ad"), &[]), &policy()).unwrap_err();
-        assert_eq!(e.code, ErrorCode::InvalidScope);
+        assert_eq!(e.code, OAuthCode::InvalidScope);
     }
 
     #[test]
@@ -265,7 +258,7 @@ mod tests {
         let g = decide(&client(), &req(None, &["https://b"]), &policy()).unwrap();
         assert_eq!(g.audience, vec!["https://b"]);
         let e = decide(&client(), &req(None, &["https://evil"]), &policy()).unwrap_err();
-        assert_eq!(e.code, ErrorCode::InvalidTarget);
+        assert_eq!(e.code, OAuthCode::InvalidTarget);
     }
 
     #[test]
@@ -283,7 +276,7 @@ mod tests {
         );
         // Asked for with another audience: refused.
         let e = decide(&c, &req(Some("tollgate:admin"), &["https://a"]), &policy()).unwrap_err();
-        assert_eq!(e.code, ErrorCode::InvalidScope);
+        assert_eq!(e.code, OAuthCode::InvalidScope);
         // With the issuer and another audience: refused too.
         let e = decide(
             &c,
@@ -291,14 +284,14 @@ mod tests {
             &policy(),
         )
         .unwrap_err();
-        assert_eq!(e.code, ErrorCode::InvalidScope);
+        assert_eq!(e.code, OAuthCode::InvalidScope);
         // The issuer alone: granted.
         let g = decide(&c, &req(None, &["http://iss"]), &policy()).unwrap();
         assert_eq!(g.audience, vec!["http://iss"]);
         assert_eq!(g.scope, vec!["invoices:read", "tollgate:admin"]);
         // A client without an own scope cannot ask for the issuer.
         let e = decide(&client(), &req(None, &["http://iss"]), &policy()).unwrap_err();
-        assert_eq!(e.code, ErrorCode::InvalidTarget);
+        assert_eq!(e.code, OAuthCode::InvalidTarget);
     }
 
     #[test]
@@ -312,12 +305,12 @@ mod tests {
     fn grant_type_checks() {
         assert_eq!(
             check_grant_type(&Params::default()).unwrap_err().code,
-            ErrorCode::InvalidRequest
+            OAuthCode::InvalidRequest
         );
         let p = Params::from_pairs([("grant_type", "password")]);
         assert_eq!(
             check_grant_type(&p).unwrap_err().code,
-            ErrorCode::UnsupportedGrantType
+            OAuthCode::UnsupportedGrantType
         );
         assert!(
             check_grant_type(&Params::from_pairs([("grant_type", "client_credentials")])).is_ok()

@@ -2,11 +2,13 @@
 //! and the client-credentials grant decision. No I/O; time comes in as `now`.
 
 pub mod credentials;
+pub mod error;
 pub mod grant;
 pub mod params;
 #[cfg(test)]
 mod proptests;
 
 pub use credentials::{AuthMethod, ClientCredentials};
+pub use error::{OAuthCode, OAuthError};
 pub use grant::{Grant, Policy, TokenRequest};
 pub use params::Params;

@@ -8,7 +8,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use crate::error::{ApiError, ErrorCode};
+use super::error::{OAuthCode, OAuthError};
 
 /// The most parameters a body may carry.
 pub const MAX_PARAMS: usize = 32;
@@ -26,13 +26,13 @@ pub enum BodyKind {
 
 /// Picks the decoder from the `Content-Type` header; anything else is 415.
 /// A missing content type with an empty body decodes as an empty form.
-pub fn body_kind(content_type: Option<&str>, body_len: usize) -> Result<BodyKind, ApiError> {
+pub fn body_kind(content_type: Option<&str>, body_len: usize) -> Result<BodyKind, OAuthError> {
     let Some(ct) = content_type else {
         if body_len == 0 {
             return Ok(BodyKind::Form);
         }
-        return Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
+        return Err(OAuthError::new(
+            OAuthCode::UnsupportedMediaType,
             "Content-Type must be application/x-www-form-urlencoded or application/json",
         ));
     };
@@ -45,8 +45,8 @@ pub fn body_kind(content_type: Option<&str>, body_len: usize) -> Result<BodyKind
     match essence.as_str() {
         "application/x-www-form-urlencoded" => Ok(BodyKind::Form),
         "application/json" => Ok(BodyKind::Json),
-        _ => Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
+        _ => Err(OAuthError::new(
+            OAuthCode::UnsupportedMediaType,
             "Content-Type must be application/x-www-form-urlencoded or application/json",
         )),
     }
@@ -60,7 +60,7 @@ pub struct Params {
 
 impl Params {
     /// Decodes a body of the given kind.
-    pub fn decode(kind: BodyKind, body: &[u8]) -> Result<Params, ApiError> {
+    pub fn decode(kind: BodyKind, body: &[u8]) -> Result<Params, OAuthError> {
         match kind {
             BodyKind::Form => Self::from_form(body),
             BodyKind::Json => Self::from_json(body),
@@ -68,9 +68,11 @@ impl Params {
     }
 
     /// Decodes `application/x-www-form-urlencoded`.
-    pub fn from_form(body: &[u8]) -> Result<Params, ApiError> {
+    pub fn from_form(body: &[u8]) -> Result<Params, OAuthError> {
         if std::str::from_utf8(body).is_err() {
-            return Err(ApiError::invalid_request("request body is not valid UTF-8"));
+            return Err(OAuthError::invalid_request(
+                "request body is not valid UTF-8",
+            ));
         }
         // serde_urlencoded decodes invalid UTF-8 lossily (to U+FFFD); refuse
         // such input first rather than act on a mangled value.
@@ -79,10 +81,10 @@ impl Params {
                 .is_ok()
         });
         if !percent_decodes_to_utf8 {
-            return Err(ApiError::invalid_request("parameter is not valid UTF-8"));
+            return Err(OAuthError::invalid_request("parameter is not valid UTF-8"));
         }
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-            .map_err(|_| ApiError::invalid_request("malformed form body"))?;
+            .map_err(|_| OAuthError::invalid_request("malformed form body"))?;
         let mut params = Params::default();
         for (name, value) in pairs {
             params.push(name, value)?;
@@ -92,12 +94,12 @@ impl Params {
 
     /// Decodes a JSON object whose members are strings or arrays of strings;
     /// `null` members count as absent.
-    pub fn from_json(body: &[u8]) -> Result<Params, ApiError> {
+    pub fn from_json(body: &[u8]) -> Result<Params, OAuthError> {
         let object: JsonObject = serde_json::from_slice(body).map_err(|e| {
             if e.is_data() {
-                ApiError::invalid_request("JSON body must be an object")
+                OAuthError::invalid_request("JSON body must be an object")
             } else {
-                ApiError::invalid_request("malformed JSON body")
+                OAuthError::invalid_request("malformed JSON body")
             }
         })?;
         let mut params = Params::default();
@@ -119,15 +121,15 @@ impl Params {
         Ok(params)
     }
 
-    fn push(&mut self, name: String, value: String) -> Result<(), ApiError> {
+    fn push(&mut self, name: String, value: String) -> Result<(), OAuthError> {
         if name.len() > MAX_VALUE_LEN || value.len() > MAX_VALUE_LEN {
-            return Err(ApiError::invalid_request(format!(
+            return Err(OAuthError::invalid_request(format!(
                 "a parameter is longer than {MAX_VALUE_LEN} bytes"
             )));
         }
         let count: usize = self.map.values().map(Vec::len).sum();
         if count >= MAX_PARAMS {
-            return Err(ApiError::invalid_request(format!(
+            return Err(OAuthError::invalid_request(format!(
                 "more than {MAX_PARAMS} parameters"
             )));
         }
@@ -137,12 +139,12 @@ impl Params {
 
     /// A parameter that may appear at most once (RFC 6749 §3.2). Empty values
     /// count as absent (RFC 6749 §3.1).
-    pub fn single(&self, name: &str) -> Result<Option<&str>, ApiError> {
+    pub fn single(&self, name: &str) -> Result<Option<&str>, OAuthError> {
         match self.map.get(name).map(Vec::as_slice) {
             None | Some([]) => Ok(None),
             Some([one]) if one.is_empty() => Ok(None),
             Some([one]) => Ok(Some(one)),
-            Some(_) => Err(ApiError::invalid_request(format!(
+            Some(_) => Err(OAuthError::invalid_request(format!(
                 "parameter {} must not be repeated",
                 printable(name)
             ))),
@@ -192,10 +194,10 @@ const KNOWN: &[&str] = &[
 
 /// A submitted member that is not a string. Its name is shown only when it
 /// is one Tollgate knows: an error never echoes what the caller sent.
-fn not_string(name: &str) -> ApiError {
+fn not_string(name: &str) -> OAuthError {
     match KNOWN.iter().find(|k| **k == name) {
-        Some(k) => ApiError::invalid_request(format!("parameter {k} must be a string")),
-        None => ApiError::invalid_request("every parameter must be a string"),
+        Some(k) => OAuthError::invalid_request(format!("parameter {k} must be a string")),
+        None => OAuthError::invalid_request("every parameter must be a string"),
     }
 }
 
@@ -248,12 +250,12 @@ mod tests {
         let p = Params::from_form(b"scope=a&scope=b").unwrap();
         assert_eq!(
             p.single("scope").unwrap_err().code,
-            ErrorCode::InvalidRequest
+            OAuthCode::InvalidRequest
         );
         let p = Params::from_json(br#"{"scope":"a","scope":"b"}"#).unwrap();
         assert_eq!(
             p.single("scope").unwrap_err().code,
-            ErrorCode::InvalidRequest
+            OAuthCode::InvalidRequest
         );
     }
 
@@ -282,11 +284,11 @@ mod tests {
         );
         assert_eq!(
             body_kind(Some("text/plain"), 2).unwrap_err().code,
-            ErrorCode::UnsupportedMediaType
+            OAuthCode::UnsupportedMediaType
         );
         assert_eq!(
             body_kind(None, 5).unwrap_err().code,
-            ErrorCode::UnsupportedMediaType
+            OAuthCode::UnsupportedMediaType
         );
     }
 }

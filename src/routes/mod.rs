@@ -133,7 +133,7 @@ pub async fn read_params(
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or("invalid"));
     let kind = body_kind(content_type, body.len())?;
-    Params::decode(kind, &body)
+    Ok(Params::decode(kind, &body)?)
 }
 
 /// Reads the body and the client credentials it carries, by HTTP Basic or in

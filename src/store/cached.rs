@@ -299,7 +299,7 @@ impl Store for CachedStore {
         self.after_write(self.db()?.import_clients(clients, audit))
     }
     fn get_client(&self, id: &str) -> Result<Option<Client>> {
-        Ok(self.client_entry(id, crate::app::now())?.0.clone())
+        Ok(self.client_entry(id, crate::domain::now())?.0.clone())
     }
     fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>> {
         self.db()?.list_clients(after, limit)
@@ -468,19 +468,8 @@ mod tests {
 
     fn client(id: &str, disabled: bool) -> Client {
         Client {
-            id: id.into(),
-            name: "n".into(),
-            owner: None,
-            scopes: vec![],
-            audiences: vec![],
-            token_ttl: None,
             disabled,
-            tokens_revoked_before: None,
-            token_quota: None,
-            quota_window: None,
-            quota_ban: None,
-            created_at: 0,
-            updated_at: 0,
+            ..Client::fixture(id)
         }
     }
 

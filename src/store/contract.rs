@@ -3,30 +3,24 @@
 //! test in a fresh schema); without it the PostgreSQL runs say they are
 //! skipped.
 
-use serde_json::json;
-
 use super::*;
 use crate::limits::Limiter;
 
 fn audit(action: &str) -> AuditEntry {
-    AuditEntry::new(0, "test", action, None, json!({"n": 1}))
+    AuditEntry::fixture(action)
 }
 
 fn client(id: &str) -> Client {
     Client {
-        id: id.into(),
-        name: "n".into(),
         owner: Some("team".into()),
         scopes: vec!["a".into(), "b".into()],
         audiences: vec!["https://x".into()],
         token_ttl: Some(60),
-        disabled: false,
-        tokens_revoked_before: None,
         token_quota: Some(4),
-        quota_window: None,
         quota_ban: Some(60),
         created_at: 1,
         updated_at: 1,
+        ..Client::fixture(id)
     }
 }
 

@@ -2,6 +2,7 @@
 //! metadata and the audit log. The only module with SQL lives below it.
 
 pub mod cached;
+pub mod codec;
 #[cfg(test)]
 mod contract;
 mod pg_target;
@@ -13,6 +14,9 @@ pub mod sqlite;
 
 use serde::Serialize;
 
+pub use crate::domain::{
+    ApiKeyRecord, ApiKeyState, AuditEntry, Client, ClientSecretRecord, SigningKeyRecord,
+};
 pub use cached::CachedStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -165,145 +169,6 @@ pub fn copy(from: &dyn Store, to: &dyn Store, audit: &AuditEntry) -> Result<Opti
 
 /// Result of storage calls.
 pub type Result<T> = std::result::Result<T, StoreError>;
-
-/// A registered OAuth client.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Client {
-    /// Public identifier (`client_id`).
-    #[serde(rename = "client_id")]
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// Free-text owner (team, service, contact).
-    pub owner: Option<String>,
-    /// Scopes the client may request.
-    pub scopes: Vec<String>,
-    /// Audiences the client may request; the first is the default.
-    pub audiences: Vec<String>,
-    /// Access-token lifetime in seconds; `None` is the server default.
-    pub token_ttl: Option<i64>,
-    /// A disabled client gets no tokens and its tokens introspect inactive.
-    pub disabled: bool,
-    /// Tokens issued before this time introspect inactive (revoke-all).
-    pub tokens_revoked_before: Option<i64>,
-    /// Token quota per window; `None` is the server default, `Some(0)` none.
-    pub token_quota: Option<u64>,
-    /// Quota window in seconds; `None` is the server default.
-    pub quota_window: Option<i64>,
-    /// Ban after exceeding the quota, in seconds; `None` is the server default.
-    pub quota_ban: Option<i64>,
-    /// Creation time.
-    pub created_at: i64,
-    /// Last change.
-    pub updated_at: i64,
-}
-
-/// A stored client secret: only its digest.
-#[derive(Debug, Clone)]
-pub struct ClientSecretRecord {
-    /// Row id.
-    pub id: i64,
-    /// SHA-256 of the secret.
-    pub digest: Vec<u8>,
-    /// Creation time.
-    pub created_at: i64,
-    /// End of its validity (set by a rotation); `None` means none.
-    pub expires_at: Option<i64>,
-}
-
-/// A stored API key: only its digest and the parts safe to show.
-#[derive(Debug, Clone, Serialize)]
-pub struct ApiKeyRecord {
-    /// Public id (`key_…`).
-    pub id: String,
-    /// The client the key acts as.
-    pub client_id: String,
-    /// Display name.
-    pub name: Option<String>,
-    /// SHA-256 of the key.
-    #[serde(skip)]
-    pub digest: Vec<u8>,
-    /// The recognisable prefix, such as `tg_live_`.
-    pub prefix: String,
-    /// Last four characters, to tell keys apart.
-    pub last4: String,
-    /// Creation time.
-    pub created_at: i64,
-    /// Expiry, if any.
-    pub expires_at: Option<i64>,
-    /// Last exchange or introspection seen, to the minute.
-    pub last_used_at: Option<i64>,
-    /// Revocation time, if revoked.
-    pub revoked_at: Option<i64>,
-}
-
-impl ApiKeyRecord {
-    /// `active`, `revoked` or `expired` at `now`.
-    pub fn state(&self, now: i64) -> &'static str {
-        if self.revoked_at.is_some() {
-            "revoked"
-        } else if self.expires_at.is_some_and(|e| e <= now) {
-            "expired"
-        } else {
-            "active"
-        }
-    }
-}
-
-/// Signing-key lifecycle metadata.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct SigningKeyRecord {
-    /// RFC 7638 thumbprint; also the PEM file name.
-    pub kid: String,
-    /// JWS algorithm.
-    pub alg: String,
-    /// Creation time.
-    pub created_at: i64,
-    /// When it starts signing (it is published from creation).
-    pub activates_at: i64,
-    /// When it stopped signing.
-    pub retired_at: Option<i64>,
-    /// When it was declared compromised: from then on it is not published
-    /// and no token it signed is active.
-    pub compromised_at: Option<i64>,
-}
-
-/// One audit-log entry.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct AuditEntry {
-    /// Sequence number (0 before it is stored).
-    pub id: i64,
-    /// When.
-    pub at: i64,
-    /// Who: an admin client id, or `cli` for the command line.
-    pub actor: String,
-    /// What, such as `client.create`.
-    pub action: String,
-    /// On what: a client id, key id, kid or jti.
-    pub target: Option<String>,
-    /// Details without any secret.
-    pub detail: serde_json::Value,
-}
-
-impl AuditEntry {
-    /// A new entry to be stored.
-    pub fn new(
-        at: i64,
-        actor: &str,
-        action: &str,
-        target: Option<&str>,
-        detail: serde_json::Value,
-    ) -> Self {
-        AuditEntry {
-            id: 0,
-            at,
-            actor: actor.to_string(),
-            action: action.to_string(),
-            target: target.map(str::to_string),
-            detail,
-        }
-    }
-}
 
 /// One stored client secret with its client, as a migration copies it.
 #[derive(Debug, Clone, PartialEq, Eq)]

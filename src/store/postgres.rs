@@ -19,6 +19,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{AsyncMessage, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::codec::{self, CLIENT_COLUMNS, KEY_COLUMNS};
 use super::{
     ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Dump, Result,
     RevocationRecord, SecretRow, SigningKeyRecord, Store, StoreError,
@@ -369,72 +370,45 @@ async fn insert_audit(tx: &deadpool_postgres::Transaction<'_>, e: &AuditEntry) -
     Ok(())
 }
 
-const CLIENT_COLUMNS: &str = "id, name, owner, scopes, audiences, token_ttl, disabled, \
-     tokens_revoked_before, created_at, updated_at, token_quota, quota_window, quota_ban";
-
-fn client_from_row(r: &Row) -> Result<Client> {
-    let scopes: String = r.try_get(3)?;
-    let audiences: String = r.try_get(4)?;
-    Ok(Client {
-        id: r.try_get(0)?,
-        name: r.try_get(1)?,
-        owner: r.try_get(2)?,
-        scopes: scopes
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect(),
-        audiences: serde_json::from_str(&audiences)
-            .map_err(|e| StoreError::Corrupt(format!("audiences: {e}")))?,
-        token_ttl: r.try_get(5)?,
-        disabled: r.try_get(6)?,
-        tokens_revoked_before: r.try_get(7)?,
-        created_at: r.try_get(8)?,
-        updated_at: r.try_get(9)?,
-        token_quota: r.try_get::<_, Option<i64>>(10)?.map(|q| q.max(0) as u64),
-        quota_window: r.try_get(11)?,
-        quota_ban: r.try_get(12)?,
-    })
+/// Typed column access for the shared codec.
+impl codec::Columns for Row {
+    fn text(&self, i: usize) -> Result<String> {
+        Ok(self.try_get(i)?)
+    }
+    fn text_opt(&self, i: usize) -> Result<Option<String>> {
+        Ok(self.try_get(i)?)
+    }
+    fn int(&self, i: usize) -> Result<i64> {
+        Ok(self.try_get(i)?)
+    }
+    fn int_opt(&self, i: usize) -> Result<Option<i64>> {
+        Ok(self.try_get(i)?)
+    }
+    fn flag(&self, i: usize) -> Result<bool> {
+        Ok(self.try_get(i)?)
+    }
+    fn bytes(&self, i: usize) -> Result<Vec<u8>> {
+        Ok(self.try_get(i)?)
+    }
+    fn json(&self, i: usize) -> Result<serde_json::Value> {
+        Ok(self.try_get(i)?)
+    }
 }
 
-const KEY_COLUMNS: &str =
-    "id, client_id, name, digest, prefix, last4, created_at, expires_at, last_used_at, revoked_at";
+fn client_from_row(r: &Row) -> Result<Client> {
+    codec::client(r)
+}
 
 fn key_from_row(r: &Row) -> Result<ApiKeyRecord> {
-    Ok(ApiKeyRecord {
-        id: r.try_get(0)?,
-        client_id: r.try_get(1)?,
-        name: r.try_get(2)?,
-        digest: r.try_get(3)?,
-        prefix: r.try_get(4)?,
-        last4: r.try_get(5)?,
-        created_at: r.try_get(6)?,
-        expires_at: r.try_get(7)?,
-        last_used_at: r.try_get(8)?,
-        revoked_at: r.try_get(9)?,
-    })
+    codec::api_key(r)
 }
 
 fn audit_from_row(r: &Row) -> Result<AuditEntry> {
-    Ok(AuditEntry {
-        id: r.try_get(0)?,
-        at: r.try_get(1)?,
-        actor: r.try_get(2)?,
-        action: r.try_get(3)?,
-        target: r.try_get(4)?,
-        detail: r.try_get(5)?,
-    })
+    codec::audit(r)
 }
 
 fn signing_key_from_row(r: &Row) -> Result<SigningKeyRecord> {
-    Ok(SigningKeyRecord {
-        kid: r.try_get(0)?,
-        alg: r.try_get(1)?,
-        created_at: r.try_get(2)?,
-        activates_at: r.try_get(3)?,
-        retired_at: r.try_get(4)?,
-        compromised_at: r.try_get(5)?,
-    })
+    codec::signing_key(r)
 }
 
 fn quota_i64(q: Option<u64>) -> Option<i64> {
@@ -450,8 +424,8 @@ fn client_params(c: &Client) -> Params {
         Box::new(c.id.clone()),
         Box::new(c.name.clone()),
         Box::new(c.owner.clone()),
-        Box::new(c.scopes.join(" ")),
-        Box::new(audiences_json(c)),
+        Box::new(codec::scopes_text(c)),
+        Box::new(codec::audiences_json(c)),
         Box::new(c.token_ttl),
         Box::new(c.disabled),
         Box::new(c.tokens_revoked_before),
@@ -574,10 +548,6 @@ async fn copy_in(
     Ok(writer.finish().await?)
 }
 
-fn audiences_json(c: &Client) -> String {
-    serde_json::Value::from(c.audiences.clone()).to_string()
-}
-
 impl Store for PostgresStore {
     fn create_client(&self, c: &Client, secret_digest: &[u8], audit: &AuditEntry) -> Result<()> {
         self.call(async {
@@ -648,8 +618,8 @@ impl Store for PostgresStore {
                 &c.id,
                 &c.name,
                 &c.owner,
-                &c.scopes.join(" "),
-                &audiences_json(c),
+                &codec::scopes_text(c),
+                &codec::audiences_json(c),
                 &c.token_ttl,
                 &c.disabled,
                 &c.tokens_revoked_before,

@@ -9,6 +9,7 @@ use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
+use super::codec::{self, CLIENT_COLUMNS, KEY_COLUMNS};
 use super::{
     ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Dump, Result,
     RevocationRecord, SecretRow, SigningKeyRecord, Store, StoreError,
@@ -36,7 +37,7 @@ const UPGRADES: &[(i64, &str)] = &[(
 /// it; readers compare it with one atomic load: no system call and no SQLite
 /// call, so a cache can be checked for freshness on an async worker.
 struct ChangeCounter {
-    map: memmap2::MmapMut,
+    map: memmap2::MmapRaw,
 }
 
 impl ChangeCounter {
@@ -46,17 +47,26 @@ impl ChangeCounter {
         if file.metadata()?.len() < 8 {
             file.set_len(8)?;
         }
-        // SAFETY: the file is at least 8 bytes and only ever accessed through
-        // `counter()` as one atomic integer; a shared mapping of it is sound.
-        let map = unsafe { memmap2::MmapMut::map_mut(&file)? };
+        let map = memmap2::MmapRaw::map_raw(&file)?;
+        // Checked after mapping: another process may have truncated the file
+        // between `set_len` and the mapping.
+        if map.len() < 8 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the change counter file is shorter than 8 bytes",
+            ));
+        }
         Ok(ChangeCounter { map })
     }
 
+    /// The one `unsafe` in Tollgate (the crate denies it elsewhere).
+    #[allow(unsafe_code)]
     fn counter(&self) -> &AtomicU64 {
-        // SAFETY: the mapping is page-aligned and at least 8 bytes long, and
-        // AtomicU64 has the size and alignment of u64. Atomic operations on a
-        // shared mapping are coherent across processes on the platforms
-        // Tollgate runs on.
+        // SAFETY: the mapping is page-aligned and at least 8 bytes long
+        // (checked in `open`), lives as long as `self`, and is only ever
+        // accessed as one AtomicU64, which has the size and alignment of u64.
+        // Atomic operations on a shared mapping are coherent across
+        // processes on the platforms Tollgate runs on.
         unsafe { &*(self.map.as_ptr() as *const AtomicU64) }
     }
 
@@ -227,51 +237,58 @@ fn insert_audit(c: &Connection, e: &AuditEntry) -> Result<()> {
     Ok(())
 }
 
-const CLIENT_COLUMNS: &str = "id, name, owner, scopes, audiences, token_ttl, disabled, \
-     tokens_revoked_before, created_at, updated_at, token_quota, quota_window, quota_ban";
+/// Typed column access for the shared codec.
+impl codec::Columns for Row<'_> {
+    fn text(&self, i: usize) -> Result<String> {
+        Ok(self.get(i)?)
+    }
+    fn text_opt(&self, i: usize) -> Result<Option<String>> {
+        Ok(self.get(i)?)
+    }
+    fn int(&self, i: usize) -> Result<i64> {
+        Ok(self.get(i)?)
+    }
+    fn int_opt(&self, i: usize) -> Result<Option<i64>> {
+        Ok(self.get(i)?)
+    }
+    fn flag(&self, i: usize) -> Result<bool> {
+        Ok(self.get(i)?)
+    }
+    fn bytes(&self, i: usize) -> Result<Vec<u8>> {
+        Ok(self.get(i)?)
+    }
+    fn json(&self, i: usize) -> Result<serde_json::Value> {
+        let text: String = self.get(i)?;
+        Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+}
 
-fn client_from_row(r: &Row<'_>) -> rusqlite::Result<Client> {
-    let scopes: String = r.get(3)?;
-    let audiences: String = r.get(4)?;
-    Ok(Client {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        owner: r.get(2)?,
-        scopes: scopes
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect(),
-        audiences: serde_json::from_str(&audiences).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
-        })?,
-        token_ttl: r.get(5)?,
-        disabled: r.get(6)?,
-        tokens_revoked_before: r.get(7)?,
-        created_at: r.get(8)?,
-        updated_at: r.get(9)?,
-        token_quota: r.get::<_, Option<i64>>(10)?.map(|q| q.max(0) as u64),
-        quota_window: r.get(11)?,
-        quota_ban: r.get(12)?,
+/// A codec result as rusqlite's row-mapper type.
+fn mapped<T>(r: Result<T>) -> rusqlite::Result<T> {
+    r.map_err(|e| match e {
+        StoreError::Sqlite(e) => e,
+        other => rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Null,
+            Box::new(other),
+        ),
     })
 }
 
-const KEY_COLUMNS: &str =
-    "id, client_id, name, digest, prefix, last4, created_at, expires_at, last_used_at, revoked_at";
+fn client_from_row(r: &Row<'_>) -> rusqlite::Result<Client> {
+    mapped(codec::client(r))
+}
 
 fn key_from_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
-    Ok(ApiKeyRecord {
-        id: r.get(0)?,
-        client_id: r.get(1)?,
-        name: r.get(2)?,
-        digest: r.get(3)?,
-        prefix: r.get(4)?,
-        last4: r.get(5)?,
-        created_at: r.get(6)?,
-        expires_at: r.get(7)?,
-        last_used_at: r.get(8)?,
-        revoked_at: r.get(9)?,
-    })
+    mapped(codec::api_key(r))
+}
+
+fn signing_key_from_row(r: &Row<'_>) -> rusqlite::Result<SigningKeyRecord> {
+    mapped(codec::signing_key(r))
+}
+
+fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
+    mapped(codec::audit(r))
 }
 
 /// Inserts a client row and, when given, its first secret.
@@ -283,8 +300,8 @@ fn insert_client(tx: &Connection, c: &Client, secret_digest: Option<&[u8]>) -> R
         c.id,
         c.name,
         c.owner,
-        c.scopes.join(" "),
-        audiences_json(c),
+        codec::scopes_text(c),
+        codec::audiences_json(c),
         c.token_ttl,
         c.disabled,
         c.tokens_revoked_before,
@@ -301,10 +318,6 @@ fn insert_client(tx: &Connection, c: &Client, secret_digest: Option<&[u8]>) -> R
         .execute(params![c.id, digest, c.created_at])?;
     }
     Ok(())
-}
-
-fn audiences_json(c: &Client) -> String {
-    serde_json::Value::from(c.audiences.clone()).to_string()
 }
 
 impl Store for SqliteStore {
@@ -350,8 +363,8 @@ impl Store for SqliteStore {
                 c.id,
                 c.name,
                 c.owner,
-                c.scopes.join(" "),
-                audiences_json(c),
+                codec::scopes_text(c),
+                codec::audiences_json(c),
                 c.token_ttl,
                 c.disabled,
                 c.tokens_revoked_before,
@@ -743,29 +756,6 @@ impl Store for SqliteStore {
     }
 }
 
-fn signing_key_from_row(r: &Row<'_>) -> rusqlite::Result<SigningKeyRecord> {
-    Ok(SigningKeyRecord {
-        kid: r.get(0)?,
-        alg: r.get(1)?,
-        created_at: r.get(2)?,
-        activates_at: r.get(3)?,
-        retired_at: r.get(4)?,
-        compromised_at: r.get(5)?,
-    })
-}
-
-fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
-    let detail: String = r.get(5)?;
-    Ok(AuditEntry {
-        id: r.get(0)?,
-        at: r.get(1)?,
-        actor: r.get(2)?,
-        action: r.get(3)?,
-        target: r.get(4)?,
-        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-    })
-}
-
 fn insert_api_key(tx: &Connection, k: &ApiKeyRecord) -> Result<()> {
     tx.prepare_cached(&format!(
         "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
@@ -806,19 +796,10 @@ mod tests {
 
     fn client(id: &str) -> Client {
         Client {
-            id: id.into(),
-            name: "n".into(),
-            owner: None,
             scopes: vec!["a".into()],
-            audiences: vec![],
-            token_ttl: None,
-            disabled: false,
-            tokens_revoked_before: None,
             token_quota: Some(4),
-            quota_window: None,
             quota_ban: Some(60),
-            created_at: 0,
-            updated_at: 0,
+            ..Client::fixture(id)
         }
     }
 

@@ -19,7 +19,7 @@ use rsa::traits::PublicKeyParts;
 use serde_json::{json, Value};
 
 use super::Alg;
-use crate::store::SigningKeyRecord;
+use crate::domain::SigningKeyRecord;
 
 /// A key-file failure.
 #[derive(Debug, thiserror::Error)]

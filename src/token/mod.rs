@@ -243,8 +243,9 @@ impl VerifiedCache {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        if let Some((c, kid)) = lock().get(&digest) {
-            return (c.exp > now && keys.admits(kid, c.iat, c.exp, now)).then(|| c.clone());
+        let hit = lock().get(&digest).cloned();
+        if let Some((c, kid)) = hit {
+            return (c.exp > now && keys.admits(&kid, c.iat, c.exp, now)).then_some(c);
         }
         let (claims, kid) = verify_kid(token, keys, issuer, now).ok()?;
         let mut map = lock();

@@ -21,16 +21,54 @@ fn env_vars_in(text: &str) -> BTreeSet<String> {
 
 #[test]
 fn documented_environment_variables_exist_and_every_setting_is_documented() {
-    let known: BTreeSet<String> = tollgate::config::ENV_VARS
-        .iter()
+    let known: BTreeSet<String> = tollgate::config::env_vars()
         .map(|(v, _)| v.to_string())
         .collect();
     let reference = read("docs/configuration.md");
-    for var in &known {
-        assert!(
-            reference.contains(var.as_str()),
-            "{var} is not in docs/configuration.md"
-        );
+    // The reference table has one row per declared setting, in the same
+    // order, with the same TOML key, variable and default.
+    let rows: Vec<Vec<String>> = reference
+        .lines()
+        .filter(|l| l.starts_with("| `") && l.contains("| `TOLLGATE_"))
+        .map(|l| {
+            l.split(" | ")
+                .map(|c| c.trim_matches(['|', ' ']).to_string())
+                .collect()
+        })
+        .collect();
+    let declared = tollgate::config::SETTINGS;
+    assert_eq!(
+        rows.len(),
+        declared.len(),
+        "one row per setting in docs/configuration.md"
+    );
+    for (row, setting) in rows.iter().zip(declared) {
+        assert_eq!(row[0], format!("`{}`", setting.key), "{row:?}");
+        assert_eq!(row[1], format!("`{}`", setting.env), "{row:?}");
+        assert_eq!(row[2], setting.default_doc, "default of {}", setting.env);
+        if let Some(d) = setting.default {
+            assert!(
+                setting.default_doc.contains(d),
+                "{}: {d} vs {}",
+                setting.env,
+                setting.default_doc
+            );
+        }
+        if let tollgate::config::Kind::Int { min, max } = setting.kind {
+            // A documented range must be the declared one.
+            if let Some(range) = row[3].split(['(', ';', ':']).find(|p| p.contains('–')) {
+                let range = range.trim().trim_end_matches(')');
+                let (lo, hi) = range.split_once('–').unwrap();
+                let num = |t: &str| {
+                    t.trim()
+                        .trim_matches(|c: char| !c.is_ascii_digit())
+                        .parse::<i64>()
+                };
+                if let (Ok(lo), Ok(hi)) = (num(lo), num(hi)) {
+                    assert_eq!((lo, hi), (min, max), "range of {}", setting.env);
+                }
+            }
+        }
     }
     let mut docs = read("README.md");
     for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/docs")).unwrap() {

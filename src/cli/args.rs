@@ -1,0 +1,281 @@
+//! The command line's shape: clap types for every command and flag. The
+//! dispatch is in `cli/mod.rs`, the presentation in `cli/output.rs`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Tollgate: an OAuth 2.0 client-credentials authorization server.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about, long_about = None)]
+pub struct Cli {
+    /// TOML configuration file; environment variables (TOLLGATE_*) override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(super) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum Command {
+    /// Run the HTTP server.
+    Serve {
+        /// Exit when standard input closes (used by tests to never leave a server behind).
+        #[arg(long, hide = true)]
+        exit_on_eof: bool,
+    },
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCmd),
+    /// Manage API keys.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCmd),
+    /// Manage token-signing keys.
+    #[command(subcommand, name = "signing-key")]
+    SigningKey(SigningKeyCmd),
+    /// Read the audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Copy a deployment into a new, empty database: clients, hashed secrets,
+    /// API keys, revocations, signing-key records and the audit log.
+    Migrate {
+        /// The source: a SQLite file or a postgres:// URL.
+        #[arg(long, value_name = "DB")]
+        from: String,
+        /// The destination, created and migrated if needed; must hold no clients yet.
+        #[arg(long, value_name = "DB")]
+        to: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Forget revocations of tokens that have expired (the server also does this every minute).
+    Prune {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(super) struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct QuotaArgs {
+    /// Tokens the client may get per quota window (0: no quota; default: the server's).
+    #[arg(long, value_name = "N")]
+    pub(super) quota: Option<u64>,
+    /// Quota window in seconds (default: the server's, 3600).
+    #[arg(long, value_name = "SECONDS")]
+    pub(super) quota_window: Option<i64>,
+    /// Seconds a client over its quota is refused tokens (default: the server's, 3600).
+    #[arg(long, value_name = "SECONDS")]
+    pub(super) ban: Option<i64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum ClientCmd {
+    /// Create a client and print its secret, once.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Allowed scopes, space-separated; may repeat.
+        #[arg(long)]
+        scope: Vec<String>,
+        /// Allowed audience; may repeat; the first is the default.
+        #[arg(long)]
+        audience: Vec<String>,
+        /// Access-token lifetime in seconds (default: the server's).
+        #[arg(long, value_name = "SECONDS")]
+        ttl: Option<i64>,
+        /// Owner (team, service or contact).
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        quota: QuotaArgs,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// List clients.
+    List {
+        /// Start after this client id.
+        #[arg(long)]
+        after: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Show one client.
+    Show {
+        /// Client id.
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Change a client's name, owner, scopes, audiences or TTL.
+    Update {
+        /// Client id.
+        id: String,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New scopes (replace the old ones); may repeat.
+        #[arg(long)]
+        scope: Option<Vec<String>>,
+        /// New audiences (replace the old ones); may repeat.
+        #[arg(long)]
+        audience: Option<Vec<String>>,
+        /// New token lifetime in seconds.
+        #[arg(long, value_name = "SECONDS")]
+        ttl: Option<i64>,
+        /// New owner.
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        quota: QuotaArgs,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Disable a client: no new tokens, existing ones introspect inactive.
+    Disable {
+        /// Client id.
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Enable a disabled client.
+    Enable {
+        /// Client id.
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Delete a client, its secrets and its API keys.
+    Delete {
+        /// Client id.
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Issue a new secret; old ones keep working for the grace period.
+    RotateSecret {
+        /// Client id.
+        id: String,
+        /// Seconds the old secrets keep working (default: the server's, 86400).
+        #[arg(long, value_name = "SECONDS")]
+        grace: Option<i64>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Create many clients at once (load tests, staging), reporting progress.
+    Seed {
+        /// How many clients.
+        #[arg(long)]
+        count: usize,
+        /// Display name of each.
+        #[arg(long, default_value = "seeded")]
+        name: String,
+        /// Allowed scopes, space-separated; may repeat.
+        #[arg(long)]
+        scope: Vec<String>,
+        /// Allowed audience; may repeat.
+        #[arg(long)]
+        audience: Vec<String>,
+        /// Print the credentials of the first N clients (shown once).
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        show: usize,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Revoke every token issued to the client so far.
+    RevokeTokens {
+        /// Client id.
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum ApiKeyCmd {
+    /// Create an API key acting as a client and print it, once.
+    Create {
+        /// The client the key acts as.
+        #[arg(long)]
+        client: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Seconds until the key expires (default: never).
+        #[arg(long, value_name = "SECONDS")]
+        expires_in: Option<i64>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// List a client's API keys (prefix and last four characters only).
+    List {
+        /// Client id.
+        #[arg(long)]
+        client: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Revoke an API key.
+    Revoke {
+        /// Key id (`key_…`).
+        key_id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum SigningKeyCmd {
+    /// List signing keys and their lifecycle.
+    List {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Create a new signing key: published now, signing after the pre-publication time.
+    Rotate {
+        /// Algorithm: ES256, EdDSA or RS256 (default: TOLLGATE_SIGNING_ALG).
+        #[arg(long)]
+        alg: Option<String>,
+        /// Seconds the new key is published before it signs (default: TOLLGATE_KEY_PREPUBLISH).
+        #[arg(long, value_name = "SECONDS")]
+        prepublish: Option<i64>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Stop signing with a key now; it stays in the JWKS until its tokens expire.
+    Retire {
+        /// Key id.
+        kid: String,
+        /// The key leaked: take it out of the JWKS now and make every token
+        /// it signed inactive now (a new key signs from now if it was the only one).
+        #[arg(long)]
+        compromised: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum AuditCmd {
+    /// List audit entries, oldest first.
+    List {
+        /// Start after this entry id.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}

@@ -1,0 +1,241 @@
+//! Domain records shared by the store, the use cases and the token code:
+//! clients, client secrets (digests only), API keys and their state, signing
+//! keys and audit entries. No I/O here.
+
+use serde::Serialize;
+
+/// Current Unix time in seconds (the one clock the layers below the use
+/// cases read; use cases take `now` as a parameter).
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A registered OAuth client.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Client {
+    /// Public identifier (`client_id`).
+    #[serde(rename = "client_id")]
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Free-text owner (team, service, contact).
+    pub owner: Option<String>,
+    /// Scopes the client may request.
+    pub scopes: Vec<String>,
+    /// Audiences the client may request; the first is the default.
+    pub audiences: Vec<String>,
+    /// Access-token lifetime in seconds; `None` is the server default.
+    pub token_ttl: Option<i64>,
+    /// A disabled client gets no tokens and its tokens introspect inactive.
+    pub disabled: bool,
+    /// Tokens issued before this time introspect inactive (revoke-all).
+    pub tokens_revoked_before: Option<i64>,
+    /// Token quota per window; `None` is the server default, `Some(0)` none.
+    pub token_quota: Option<u64>,
+    /// Quota window in seconds; `None` is the server default.
+    pub quota_window: Option<i64>,
+    /// Ban after exceeding the quota, in seconds; `None` is the server default.
+    pub quota_ban: Option<i64>,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+}
+
+/// A stored client secret: only its digest.
+#[derive(Debug, Clone)]
+pub struct ClientSecretRecord {
+    /// Row id.
+    pub id: i64,
+    /// SHA-256 of the secret.
+    pub digest: Vec<u8>,
+    /// Creation time.
+    pub created_at: i64,
+    /// End of its validity (set by a rotation); `None` means none.
+    pub expires_at: Option<i64>,
+}
+
+/// A stored API key: only its digest and the parts safe to show.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKeyRecord {
+    /// Public id (`key_…`).
+    pub id: String,
+    /// The client the key acts as.
+    pub client_id: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// SHA-256 of the key.
+    #[serde(skip)]
+    pub digest: Vec<u8>,
+    /// The recognisable prefix, such as `tg_live_`.
+    pub prefix: String,
+    /// Last four characters, to tell keys apart.
+    pub last4: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Expiry, if any.
+    pub expires_at: Option<i64>,
+    /// Last exchange or introspection seen, to the minute.
+    pub last_used_at: Option<i64>,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<i64>,
+}
+
+/// The state of an API key at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiKeyState {
+    /// It may be exchanged and introspects active.
+    Active,
+    /// Revoked by an admin or by its client.
+    Revoked,
+    /// Past its expiry.
+    Expired,
+}
+
+impl ApiKeyState {
+    /// `active`, `revoked` or `expired`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiKeyState::Active => "active",
+            ApiKeyState::Revoked => "revoked",
+            ApiKeyState::Expired => "expired",
+        }
+    }
+}
+
+impl std::fmt::Display for ApiKeyState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ApiKeyRecord {
+    /// Its state at `now`: revocation wins over expiry.
+    pub fn state(&self, now: i64) -> ApiKeyState {
+        if self.revoked_at.is_some() {
+            ApiKeyState::Revoked
+        } else if self.expires_at.is_some_and(|e| e <= now) {
+            ApiKeyState::Expired
+        } else {
+            ApiKeyState::Active
+        }
+    }
+}
+
+/// Signing-key lifecycle metadata.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// RFC 7638 thumbprint; also the PEM file name.
+    pub kid: String,
+    /// JWS algorithm.
+    pub alg: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// When it starts signing (it is published from creation).
+    pub activates_at: i64,
+    /// When it stopped signing.
+    pub retired_at: Option<i64>,
+    /// When it was declared compromised: from then on it is not published
+    /// and no token it signed is active.
+    pub compromised_at: Option<i64>,
+}
+
+/// One audit-log entry.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AuditEntry {
+    /// Sequence number (0 before it is stored).
+    pub id: i64,
+    /// When.
+    pub at: i64,
+    /// Who: an admin client id, or `cli` for the command line.
+    pub actor: String,
+    /// What, such as `client.create`.
+    pub action: String,
+    /// On what: a client id, key id, kid or jti.
+    pub target: Option<String>,
+    /// Details without any secret.
+    pub detail: serde_json::Value,
+}
+
+impl AuditEntry {
+    /// A new entry to be stored.
+    pub fn new(
+        at: i64,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        detail: serde_json::Value,
+    ) -> Self {
+        AuditEntry {
+            id: 0,
+            at,
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target: target.map(str::to_string),
+            detail,
+        }
+    }
+}
+
+/// Test fixtures shared by every module's unit tests (integration tests have
+/// theirs in `tests/api/helpers.rs`).
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    impl Client {
+        /// An enabled client with nothing set: tests change what they need
+        /// with struct-update syntax.
+        pub(crate) fn fixture(id: &str) -> Client {
+            Client {
+                id: id.into(),
+                name: "n".into(),
+                owner: None,
+                scopes: vec![],
+                audiences: vec![],
+                token_ttl: None,
+                disabled: false,
+                tokens_revoked_before: None,
+                token_quota: None,
+                quota_window: None,
+                quota_ban: None,
+                created_at: 0,
+                updated_at: 0,
+            }
+        }
+    }
+
+    impl AuditEntry {
+        /// An audit entry by `test` for `action`.
+        pub(crate) fn fixture(action: &str) -> AuditEntry {
+            AuditEntry::new(0, "test", action, None, serde_json::json!({"n": 1}))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_key_state_prefers_revocation_and_serializes_lowercase() {
+        let mut k = ApiKeyRecord {
+            id: "key_x".into(),
+            client_id: "c".into(),
+            name: None,
+            digest: vec![],
+            prefix: "tg_live_".into(),
+            last4: "abcd".into(),
+            created_at: 0,
+            expires_at: Some(10),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        assert_eq!(k.state(9), ApiKeyState::Active);
+        assert_eq!(k.state(10), ApiKeyState::Expired);
+        k.revoked_at = Some(5);
+        assert_eq!(k.state(9), ApiKeyState::Revoked);
+        assert_eq!(serde_json::json!(k.state(9)), "revoked");
+    }
+}

@@ -1,0 +1,111 @@
+//! The one row codec of both backends: column lists, and how each record is
+//! read from a row and written as column values. A backend supplies typed
+//! column access ([`Columns`]); the mapping of columns to fields is here once.
+
+use super::{ApiKeyRecord, AuditEntry, Client, Result, SigningKeyRecord, StoreError};
+
+/// The `clients` columns every query selects, in [`client`]'s order.
+pub const CLIENT_COLUMNS: &str = "id, name, owner, scopes, audiences, token_ttl, disabled, \
+     tokens_revoked_before, created_at, updated_at, token_quota, quota_window, quota_ban";
+
+/// The `api_keys` columns every query selects, in [`api_key`]'s order.
+pub const KEY_COLUMNS: &str =
+    "id, client_id, name, digest, prefix, last4, created_at, expires_at, last_used_at, revoked_at";
+
+/// The `signing_keys` columns, in [`signing_key`]'s order.
+pub const SIGNING_KEY_COLUMNS: &str =
+    "kid, alg, created_at, activates_at, retired_at, compromised_at";
+
+/// Typed access to the columns of one row, by position.
+pub trait Columns {
+    /// A text column.
+    fn text(&self, i: usize) -> Result<String>;
+    /// A nullable text column.
+    fn text_opt(&self, i: usize) -> Result<Option<String>>;
+    /// An integer column.
+    fn int(&self, i: usize) -> Result<i64>;
+    /// A nullable integer column.
+    fn int_opt(&self, i: usize) -> Result<Option<i64>>;
+    /// A boolean column (SQLite stores 0 or 1).
+    fn flag(&self, i: usize) -> Result<bool>;
+    /// A binary column.
+    fn bytes(&self, i: usize) -> Result<Vec<u8>>;
+    /// A JSON column (SQLite stores text, PostgreSQL `jsonb`).
+    fn json(&self, i: usize) -> Result<serde_json::Value>;
+}
+
+/// Scopes as stored: space-separated scope tokens.
+pub fn scopes_text(c: &Client) -> String {
+    c.scopes.join(" ")
+}
+
+/// Audiences as stored: a JSON array, the first being the default.
+pub fn audiences_json(c: &Client) -> String {
+    serde_json::to_string(&c.audiences).unwrap_or_else(|_| "[]".into())
+}
+
+/// A client from a row of [`CLIENT_COLUMNS`].
+pub fn client(r: &impl Columns) -> Result<Client> {
+    let audiences = r.text(4)?;
+    Ok(Client {
+        id: r.text(0)?,
+        name: r.text(1)?,
+        owner: r.text_opt(2)?,
+        scopes: r
+            .text(3)?
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        audiences: serde_json::from_str(&audiences)
+            .map_err(|e| StoreError::Corrupt(format!("audiences: {e}")))?,
+        token_ttl: r.int_opt(5)?,
+        disabled: r.flag(6)?,
+        tokens_revoked_before: r.int_opt(7)?,
+        created_at: r.int(8)?,
+        updated_at: r.int(9)?,
+        token_quota: r.int_opt(10)?.map(|q| q.max(0) as u64),
+        quota_window: r.int_opt(11)?,
+        quota_ban: r.int_opt(12)?,
+    })
+}
+
+/// An API key from a row of [`KEY_COLUMNS`].
+pub fn api_key(r: &impl Columns) -> Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: r.text(0)?,
+        client_id: r.text(1)?,
+        name: r.text_opt(2)?,
+        digest: r.bytes(3)?,
+        prefix: r.text(4)?,
+        last4: r.text(5)?,
+        created_at: r.int(6)?,
+        expires_at: r.int_opt(7)?,
+        last_used_at: r.int_opt(8)?,
+        revoked_at: r.int_opt(9)?,
+    })
+}
+
+/// A signing-key record from a row of [`SIGNING_KEY_COLUMNS`].
+pub fn signing_key(r: &impl Columns) -> Result<SigningKeyRecord> {
+    Ok(SigningKeyRecord {
+        kid: r.text(0)?,
+        alg: r.text(1)?,
+        created_at: r.int(2)?,
+        activates_at: r.int(3)?,
+        retired_at: r.int_opt(4)?,
+        compromised_at: r.int_opt(5)?,
+    })
+}
+
+/// An audit entry from a row of `id, at, actor, action, target, detail`.
+pub fn audit(r: &impl Columns) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: r.int(0)?,
+        at: r.int(1)?,
+        actor: r.text(2)?,
+        action: r.text(3)?,
+        target: r.text_opt(4)?,
+        detail: r.json(5)?,
+    })
+}
