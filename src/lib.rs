@@ -4,18 +4,14 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod admin;
-pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
-pub mod error;
-pub mod introspection;
+pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod oauth;
-pub mod routes;
 pub mod secret;
-pub mod server;
+pub mod service;
 pub mod store;
 pub mod token;

@@ -111,10 +111,10 @@ impl Metrics {
     }
 
     /// Counts one outcome of a token request.
-    pub fn token<T>(&self, grant: &str, result: &Result<T, crate::error::ApiError>) {
+    pub fn token(&self, grant: &str, result: Result<(), &str>) {
         let label = match result {
-            Ok(_) => "issued",
-            Err(e) => e.code.as_str(),
+            Ok(()) => "issued",
+            Err(code) => code,
         };
         self.tokens.with_label_values(&[grant, label]).inc();
     }

@@ -15,10 +15,10 @@ use base64::Engine;
 use clap::Parser;
 use serde_json::Value;
 
-use tollgate::admin::NewClient;
-use tollgate::app::{now, App};
 use tollgate::config::Config;
 use tollgate::secret::SecretString;
+use tollgate::service::admin::NewClient;
+use tollgate::service::{now, App};
 
 /// Runs Tollgate's fixed benchmark workloads.
 #[derive(Parser)]

@@ -254,7 +254,8 @@ pub(super) enum SigningKeyCmd {
     },
     /// Stop signing with a key now; it stays in the JWKS until its tokens expire.
     Retire {
-        /// Key id.
+        /// Key id (an RFC 7638 thumbprint, which may begin with `-`).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         /// The key leaked: take it out of the JWKS now and make every token
         /// it signed inactive now (a new key signs from now if it was the only one).
@@ -278,4 +279,30 @@ pub(super) enum AuditCmd {
         #[command(flatten)]
         out: JsonFlag,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kid_that_begins_with_a_hyphen_is_a_value() {
+        let cli = Cli::try_parse_from([
+            "tollgate",
+            "signing-key",
+            "retire",
+            "-R4VCpAws8JeB5_xPaJeDmhcVymiB5QvnFkV5_gghSk",
+            "--compromised",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::SigningKey(SigningKeyCmd::Retire {
+                kid, compromised, ..
+            }) => {
+                assert_eq!(kid, "-R4VCpAws8JeB5_xPaJeDmhcVymiB5QvnFkV5_gghSk");
+                assert!(compromised);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
 }

@@ -12,10 +12,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use serde_json::json;
 
-use crate::admin::{api_key_view, ClientPatch, NewClient};
-use crate::app::{now, App};
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::service::admin::{api_key_view, ClientPatch, NewClient};
+use crate::service::error::ServiceError;
+use crate::service::{now, App};
 use crate::token::Alg;
 use output::{
     client_row, key_rows, print_json, show_client, table, ts, CLIENT_HEADERS, KEY_HEADERS,
@@ -73,8 +73,8 @@ pub fn main() -> ExitCode {
 }
 
 /// Handled before the configuration is read: it names both databases itself.
-fn unreachable_migrate() -> Result<(), ApiError> {
-    Err(ApiError::internal("migrate is handled before start-up"))
+fn unreachable_migrate() -> Result<(), ServiceError> {
+    Err(ServiceError::internal("migrate is handled before start-up"))
 }
 
 /// `tollgate migrate --from DB --to DB`.
@@ -137,8 +137,7 @@ fn serve(app: App, exit_on_eof: bool) -> ExitCode {
             std::process::exit(0);
         });
     }
-    let system = actix_web::rt::System::new();
-    match system.block_on(crate::server::run(app)) {
+    match crate::http::server::serve(app) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tollgate: cannot serve: {e}");
@@ -147,7 +146,7 @@ fn serve(app: App, exit_on_eof: bool) -> ExitCode {
     }
 }
 
-fn client(app: &App, cmd: ClientCmd) -> Result<(), ApiError> {
+fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
     match cmd {
         ClientCmd::Create {
             name,
@@ -289,14 +288,16 @@ fn client(app: &App, cmd: ClientCmd) -> Result<(), ApiError> {
         }
         ClientCmd::RevokeTokens { id, out } => {
             let c = app.revoke_client_tokens(CLI_ACTOR, &id, now())?;
-            std::thread::sleep(crate::admin::revocation_settles_in(c.tokens_revoked_before));
+            std::thread::sleep(crate::service::admin::revocation_settles_in(
+                c.tokens_revoked_before,
+            ));
             show_client(&c, out.json)
         }
     }
     Ok(())
 }
 
-fn api_key(app: &App, cmd: ApiKeyCmd) -> Result<(), ApiError> {
+fn api_key(app: &App, cmd: ApiKeyCmd) -> Result<(), ServiceError> {
     let now = now();
     match cmd {
         ApiKeyCmd::Create {
@@ -340,7 +341,7 @@ fn api_key(app: &App, cmd: ApiKeyCmd) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn signing_key(app: &App, cmd: SigningKeyCmd) -> Result<(), ApiError> {
+fn signing_key(app: &App, cmd: SigningKeyCmd) -> Result<(), ServiceError> {
     let print = |keys: &[crate::store::SigningKeyRecord], json_out: bool| {
         if json_out {
             print_json(&json!(keys));
@@ -381,7 +382,7 @@ fn signing_key(app: &App, cmd: SigningKeyCmd) -> Result<(), ApiError> {
             let alg = match alg {
                 None => None,
                 Some(a) => Some(Alg::parse(&a).ok_or_else(|| {
-                    ApiError::invalid_request("--alg must be ES256, EdDSA or RS256")
+                    ServiceError::invalid_request("--alg must be ES256, EdDSA or RS256")
                 })?),
             };
             let rec = app.rotate_signing_key(CLI_ACTOR, alg, prepublish, now())?;
@@ -399,7 +400,7 @@ fn signing_key(app: &App, cmd: SigningKeyCmd) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn prune(app: &App, json_out: bool) -> Result<(), ApiError> {
+fn prune(app: &App, json_out: bool) -> Result<(), ServiceError> {
     eprintln!("pruning expired revocations…");
     let n = app.store.prune_revocations(now())?;
     if json_out {
@@ -410,7 +411,7 @@ fn prune(app: &App, json_out: bool) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn audit(app: &App, cmd: AuditCmd) -> Result<(), ApiError> {
+fn audit(app: &App, cmd: AuditCmd) -> Result<(), ServiceError> {
     let AuditCmd::List { after, limit, out } = cmd;
     let entries = app.list_audit(after, limit)?;
     if out.json {

@@ -1,4 +1,6 @@
-//! The one error type every endpoint answers with, and its mapping to HTTP.
+//! The use cases' error: an RFC-named code, a description that is safe to
+//! show, and what a refusal tells the caller (when to retry, the limit that
+//! refused it). No HTTP here: `crate::http::error` picks status and headers.
 //!
 //! Error codes follow RFC 6749 §5.2 (token endpoint), RFC 6750 §3.1 (bearer
 //! tokens), RFC 7009 §2.2.1 (revocation) and RFC 8707 §2 (`invalid_target`).
@@ -6,11 +8,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
-use serde::Serialize;
 
 /// The machine-readable error codes Tollgate answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,24 +85,6 @@ impl ErrorCode {
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
-
-    /// The HTTP status that goes with the code.
-    pub fn status(self) -> StatusCode {
-        match self {
-            ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
-            ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
-            ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::Conflict => StatusCode::CONFLICT,
-            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::ServerError | ErrorCode::WouldBlock => StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_REQUEST,
-        }
-    }
 }
 
 /// Which authentication scheme a 401 challenges for (RFC 7235 §4.1).
@@ -120,7 +99,7 @@ pub enum Challenge {
 /// An error answered to the caller. Its description is always safe to show:
 /// it never contains a secret, a key or a token.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub struct ServiceError {
     /// The error code.
     pub code: ErrorCode,
     /// Human-readable text for the developer calling the API.
@@ -134,13 +113,7 @@ pub struct ApiError {
     pub rate_limit: Option<crate::limits::Decision>,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    error_description: &'a str,
-}
-
-impl ApiError {
+impl ServiceError {
     /// An error with a code and a description.
     pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
         let challenge = match code {
@@ -148,7 +121,7 @@ impl ApiError {
             ErrorCode::InvalidToken | ErrorCode::InsufficientScope => Some(Challenge::Bearer),
             _ => None,
         };
-        ApiError {
+        ServiceError {
             code,
             description: description.into(),
             challenge,
@@ -203,62 +176,23 @@ impl ApiError {
     }
 }
 
-impl fmt::Display for ApiError {
+impl fmt::Display for ServiceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.code.as_str(), self.description)
     }
 }
 
-impl std::error::Error for ApiError {}
+impl std::error::Error for ServiceError {}
 
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.code.status()
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut builder = HttpResponse::build(self.status_code());
-        builder
-            .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-            .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
-        if self.code.status() == StatusCode::UNAUTHORIZED
-            || self.code == ErrorCode::InsufficientScope
-        {
-            let value = match self.challenge.unwrap_or(Challenge::Bearer) {
-                Challenge::Basic => r#"Basic realm="tollgate""#.to_string(),
-                Challenge::Bearer => {
-                    format!(r#"Bearer realm="tollgate", error="{}""#, self.code.as_str())
-                }
-            };
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                builder.insert_header((header::WWW_AUTHENTICATE, value));
-            }
-        }
-        if let Some(secs) = self.retry_after {
-            builder.insert_header((header::RETRY_AFTER, secs.to_string()));
-        }
-        if let Some(d) = self.rate_limit {
-            builder
-                .insert_header(("RateLimit-Limit", d.limit.to_string()))
-                .insert_header(("RateLimit-Remaining", d.remaining.to_string()))
-                .insert_header(("RateLimit-Reset", d.reset.max(1).to_string()));
-        }
-        builder.json(ErrorBody {
-            error: self.code.as_str(),
-            error_description: &self.description,
-        })
-    }
-}
-
-impl From<crate::store::StoreError> for ApiError {
+impl From<crate::store::StoreError> for ServiceError {
     fn from(err: crate::store::StoreError) -> Self {
         match err {
             crate::store::StoreError::WouldBlock => {
-                ApiError::new(ErrorCode::WouldBlock, "needs the database")
+                ServiceError::new(ErrorCode::WouldBlock, "needs the database")
             }
             crate::store::StoreError::Unavailable(cause) => {
                 log::error!("database unavailable: {cause}");
-                let mut e = ApiError::new(
+                let mut e = ServiceError::new(
                     ErrorCode::TemporarilyUnavailable,
                     "the database is unreachable; retry shortly",
                 );
@@ -267,19 +201,19 @@ impl From<crate::store::StoreError> for ApiError {
             }
             crate::store::StoreError::NotWritable(cause) => {
                 log::error!("database not writable: {cause}");
-                let mut e = ApiError::new(
+                let mut e = ServiceError::new(
                     ErrorCode::TemporarilyUnavailable,
                     "the database cannot be written now; retry shortly",
                 );
                 e.retry_after = Some(5);
                 e
             }
-            other => ApiError::internal(other),
+            other => ServiceError::internal(other),
         }
     }
 }
 
-impl From<crate::oauth::OAuthError> for ApiError {
+impl From<crate::oauth::OAuthError> for ServiceError {
     fn from(err: crate::oauth::OAuthError) -> Self {
         use crate::oauth::OAuthCode as O;
         let code = match err.code {
@@ -289,14 +223,8 @@ impl From<crate::oauth::OAuthError> for ApiError {
             O::InvalidScope => ErrorCode::InvalidScope,
             O::InvalidTarget => ErrorCode::InvalidTarget,
             O::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
-            O::ServerError => return ApiError::internal(err.description),
+            O::ServerError => return ServiceError::internal(err.description),
         };
-        ApiError::new(code, err.description)
-    }
-}
-
-impl From<actix_web::error::BlockingError> for ApiError {
-    fn from(err: actix_web::error::BlockingError) -> Self {
-        ApiError::internal(err)
+        ServiceError::new(code, err.description)
     }
 }

@@ -5,10 +5,10 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use super::{client_ip, no_store_json, read_client_request, read_params};
-use crate::app::{now, App, IssuedToken};
-use crate::error::ApiError;
 use crate::oauth::grant::{check_grant_type, TokenRequest};
 use crate::secret::SecretString;
+use crate::service::error::ServiceError;
+use crate::service::{now, App, IssuedToken};
 
 /// RFC 6749 §5.1 success body.
 #[derive(Serialize)]
@@ -33,7 +33,7 @@ pub async fn token(
     app: web::Data<App>,
     req: HttpRequest,
     payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let (params, creds) = read_client_request(&app, &req, payload).await?;
     check_grant_type(&params)?;
     let request = TokenRequest::from_params(&params)?;
@@ -43,7 +43,10 @@ pub async fn token(
         app.issue_for_client(creds.as_ref(), Some(ip), &request, now())
     })
     .await;
-    metrics.token("client_credentials", &issued);
+    metrics.token(
+        "client_credentials",
+        issued.as_ref().map(|_| ()).map_err(|e| e.code.as_str()),
+    );
     let issued = issued?;
     Ok(respond(&issued))
 }
@@ -54,12 +57,12 @@ pub async fn api_key_token(
     app: web::Data<App>,
     req: HttpRequest,
     payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let params = read_params(&app, &req, payload).await?;
     let header_key = match req.headers().get("x-api-key") {
         Some(v) => Some(
             v.to_str()
-                .map_err(|_| ApiError::invalid_request("malformed X-API-Key header"))?
+                .map_err(|_| ServiceError::invalid_request("malformed X-API-Key header"))?
                 .trim()
                 .to_string(),
         ),
@@ -67,13 +70,13 @@ pub async fn api_key_token(
     };
     let key = match (header_key, params.single("secret_key")?) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::invalid_request(
+            return Err(ServiceError::invalid_request(
                 "API key given both in the X-API-Key header and in the body",
             ))
         }
         (Some(h), None) => h,
         (None, Some(b)) => b.to_string(),
-        (None, None) => return Err(ApiError::invalid_request("secret_key is required")),
+        (None, None) => return Err(ServiceError::invalid_request("secret_key is required")),
     };
     let key = SecretString::new(key);
     let request = TokenRequest::from_params(&params)?;
@@ -83,7 +86,10 @@ pub async fn api_key_token(
         app.issue_for_api_key(&key, Some(ip), &request, now())
     })
     .await;
-    metrics.token("api_key", &issued);
+    metrics.token(
+        "api_key",
+        issued.as_ref().map(|_| ()).map_err(|e| e.code.as_str()),
+    );
     let issued = issued?;
     Ok(respond(&issued))
 }

@@ -6,12 +6,12 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use crate::app::{now, App};
-use crate::error::ApiError;
+use crate::service::error::ServiceError;
+use crate::service::{now, App};
 
 /// The public signing keys, as of the last commit (a key marked compromised
 /// through the command line is gone from the very next answer).
-pub async fn jwks(app: web::Data<App>) -> Result<HttpResponse, ApiError> {
+pub async fn jwks(app: web::Data<App>) -> Result<HttpResponse, ServiceError> {
     let jwks = super::run(&app, |app| Ok(app.current_keys()?.jwks(now()))).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=60"))

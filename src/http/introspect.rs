@@ -4,18 +4,18 @@ use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::{authorization, client_ip, no_store_json, read_client_request};
-use crate::app::{now, App};
-use crate::error::ApiError;
 use crate::oauth::Params;
+use crate::service::error::ServiceError;
+use crate::service::{now, App};
 
-fn token_param(params: &Params) -> Result<String, ApiError> {
+fn token_param(params: &Params) -> Result<String, ServiceError> {
     // token_type_hint is read (so a repeated one is refused) but only a hint:
     // the token's own form decides (RFC 7662 §2.1, RFC 7009 §2.1).
     params.single("token_type_hint")?;
     params
         .single("token")?
         .map(str::to_string)
-        .ok_or_else(|| ApiError::invalid_request("token is required"))
+        .ok_or_else(|| ServiceError::invalid_request("token is required"))
 }
 
 /// Introspection: the caller holds `tollgate:introspect`.
@@ -23,7 +23,7 @@ pub async fn introspect(
     app: web::Data<App>,
     req: HttpRequest,
     payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let (params, creds) = read_client_request(&app, &req, payload).await?;
     let auth_header = authorization(&req).map(<[u8]>::to_vec);
     let token = token_param(&params);
@@ -49,7 +49,7 @@ pub async fn revoke(
     app: web::Data<App>,
     req: HttpRequest,
     payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let (params, creds) = read_client_request(&app, &req, payload).await?;
     let token = token_param(&params);
     let ip = client_ip(&req, &app);

@@ -8,10 +8,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{authorization, no_store_json, read_body};
-use crate::admin::{api_key_view, ClientPatch, NewClient};
-use crate::app::{now, App};
-use crate::error::ApiError;
-use crate::introspection::ADMIN_SCOPE;
+use crate::service::admin::{api_key_view, ClientPatch, NewClient};
+use crate::service::error::ServiceError;
+use crate::service::introspect::ADMIN_SCOPE;
+use crate::service::{now, App};
 use crate::token::Alg;
 
 /// Registers the admin routes (under the `/admin` scope).
@@ -90,7 +90,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Authorizes the admin caller (on the blocking pool) and returns its client
 /// id, the audit actor. Handlers call it before they read a body, so that an
 /// unauthenticated caller's body is never parsed.
-async fn admin_caller(app: &web::Data<App>, req: &HttpRequest) -> Result<String, ApiError> {
+async fn admin_caller(app: &web::Data<App>, req: &HttpRequest) -> Result<String, ServiceError> {
     let auth = authorization(req).map(<[u8]>::to_vec);
     let app = app.clone();
     web::block(move || {
@@ -101,9 +101,9 @@ async fn admin_caller(app: &web::Data<App>, req: &HttpRequest) -> Result<String,
 }
 
 /// Runs `op` on the blocking pool as `actor`.
-async fn as_actor<T, F>(app: web::Data<App>, actor: String, op: F) -> Result<T, ApiError>
+async fn as_actor<T, F>(app: web::Data<App>, actor: String, op: F) -> Result<T, ServiceError>
 where
-    F: FnOnce(&App, &str, i64) -> Result<T, ApiError> + Send + 'static,
+    F: FnOnce(&App, &str, i64) -> Result<T, ServiceError> + Send + 'static,
     T: Send + 'static,
 {
     web::block(move || op(&app, &actor, now())).await?
@@ -111,9 +111,9 @@ where
 
 /// Authorizes the admin caller and runs `op` with its client id as the
 /// audit actor.
-async fn as_admin<T, F>(app: web::Data<App>, req: &HttpRequest, op: F) -> Result<T, ApiError>
+async fn as_admin<T, F>(app: web::Data<App>, req: &HttpRequest, op: F) -> Result<T, ServiceError>
 where
-    F: FnOnce(&App, &str, i64) -> Result<T, ApiError> + Send + 'static,
+    F: FnOnce(&App, &str, i64) -> Result<T, ServiceError> + Send + 'static,
     T: Send + 'static,
 {
     let actor = admin_caller(&app, req).await?;
@@ -126,7 +126,7 @@ async fn json_body<T: DeserializeOwned>(
     app: &App,
     req: &HttpRequest,
     payload: web::Payload,
-) -> Result<T, ApiError> {
+) -> Result<T, ServiceError> {
     let body = read_body(app, payload).await?;
     let body: &[u8] = if body.is_empty() { b"{}" } else { &body };
     let ct = req
@@ -140,12 +140,12 @@ async fn json_body<T: DeserializeOwned>(
                 .starts_with("application/json")
         })
     {
-        return Err(ApiError::new(
-            crate::error::ErrorCode::UnsupportedMediaType,
+        return Err(ServiceError::new(
+            crate::service::error::ErrorCode::UnsupportedMediaType,
             "Content-Type must be application/json",
         ));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::invalid_request(json_error(&e)))
+    serde_json::from_slice(body).map_err(|e| ServiceError::invalid_request(json_error(&e)))
 }
 
 /// A description of a JSON error that names its kind and position only: a
@@ -182,7 +182,7 @@ async fn list_clients(
     app: web::Data<App>,
     req: HttpRequest,
     q: web::Query<Page>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let Page { after, limit } = q.into_inner();
     let limit = limit.unwrap_or(100).clamp(1, 1000);
     let clients = as_admin(app, &req, move |app, _, _| {
@@ -201,7 +201,7 @@ async fn create_client(
     app: web::Data<App>,
     req: HttpRequest,
     payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let actor = admin_caller(&app, &req).await?;
     let input: NewClient = json_body(&app, &req, payload).await?;
     let (client, secret) = as_actor(app, actor, move |app, actor, now| {
@@ -217,7 +217,7 @@ async fn show_client(
     app: web::Data<App>,
     req: HttpRequest,
     id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let id = id.into_inner();
     let c = as_admin(app, &req, move |app, _, _| app.get_client(&id)).await?;
     Ok(no_store_json(c))
@@ -228,7 +228,7 @@ async fn update_client(
     req: HttpRequest,
     id: web::Path<String>,
     payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let actor = admin_caller(&app, &req).await?;
     let patch: ClientPatch = json_body(&app, &req, payload).await?;
     let id = id.into_inner();
@@ -243,7 +243,7 @@ async fn delete_client(
     app: web::Data<App>,
     req: HttpRequest,
     id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let id = id.into_inner();
     as_admin(app, &req, move |app, actor, now| {
         app.delete_client(actor, &id, now)
@@ -256,7 +256,7 @@ async fn disable_client(
     app: web::Data<App>,
     req: HttpRequest,
     id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let id = id.into_inner();
     let c = as_admin(app, &req, move |app, actor, now| {
         app.set_client_disabled(actor, &id, true, now)
@@ -269,7 +269,7 @@ async fn enable_client(
     app: web::Data<App>,
     req: HttpRequest,
     id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let id = id.into_inner();
     let c = as_admin(app, &req, move |app, actor, now| {
         app.set_client_disabled(actor, &id, false, now)
@@ -289,7 +289,7 @@ async fn rotate_secret(
     req: HttpRequest,
     id: web::Path<String>,
     payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let actor = admin_caller(&app, &req).await?;
     let input: RotateSecret = json_body(&app, &req, payload).await?;
     let id = id.into_inner();
@@ -309,7 +309,7 @@ async fn revoke_tokens(
     app: web::Data<App>,
     req: HttpRequest,
     id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let id = id.into_inner();
     let c = as_admin(app, &req, move |app, actor, now| {
         app.revoke_client_tokens(actor, &id, now)
@@ -317,7 +317,10 @@ async fn revoke_tokens(
     .await?;
     // Answered once the revocation's second has passed (at most 1 s), so a
     // token issued after this answer is active.
-    actix_web::rt::time::sleep(crate::admin::revocation_settles_in(c.tokens_revoked_before)).await;
+    actix_web::rt::time::sleep(crate::service::admin::revocation_settles_in(
+        c.tokens_revoked_before,
+    ))
+    .await;
     Ok(no_store_json(c))
 }
 
@@ -333,7 +336,7 @@ async fn create_api_key(
     req: HttpRequest,
     id: web::Path<String>,
     payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let actor = admin_caller(&app, &req).await?;
     let input: NewApiKey = json_body(&app, &req, payload).await?;
     let id = id.into_inner();
@@ -351,7 +354,7 @@ async fn list_api_keys(
     app: web::Data<App>,
     req: HttpRequest,
     id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let id = id.into_inner();
     let (keys, now) = as_admin(app, &req, move |app, _, now| {
         app.list_api_keys(&id).map(|k| (k, now))
@@ -367,7 +370,7 @@ async fn revoke_api_key(
     app: web::Data<App>,
     req: HttpRequest,
     id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let id = id.into_inner();
     let (k, now) = as_admin(app, &req, move |app, actor, now| {
         app.revoke_api_key(actor, &id, now).map(|k| (k, now))
@@ -379,7 +382,7 @@ async fn revoke_api_key(
 async fn list_signing_keys(
     app: web::Data<App>,
     req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let keys = as_admin(app, &req, |app, _, _| app.list_signing_keys()).await?;
     Ok(no_store_json(
         json!({"data": keys, "meta": {"count": keys.len()}}),
@@ -397,16 +400,16 @@ async fn rotate_signing_key(
     app: web::Data<App>,
     req: HttpRequest,
     payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let actor = admin_caller(&app, &req).await?;
     let input: RotateKey = json_body(&app, &req, payload).await?;
-    let alg = match input.alg.as_deref() {
-        None => None,
-        Some(a) => Some(
-            Alg::parse(a)
-                .ok_or_else(|| ApiError::invalid_request("alg must be ES256, EdDSA or RS256"))?,
-        ),
-    };
+    let alg =
+        match input.alg.as_deref() {
+            None => None,
+            Some(a) => Some(Alg::parse(a).ok_or_else(|| {
+                ServiceError::invalid_request("alg must be ES256, EdDSA or RS256")
+            })?),
+        };
     let rec = as_actor(app, actor, move |app, actor, now| {
         app.rotate_signing_key(actor, alg, input.prepublish_seconds, now)
     })
@@ -426,7 +429,7 @@ async fn retire_signing_key(
     req: HttpRequest,
     kid: web::Path<String>,
     payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let actor = admin_caller(&app, &req).await?;
     let input: RetireKey = json_body(&app, &req, payload).await?;
     let kid = kid.into_inner();
@@ -447,7 +450,7 @@ async fn list_audit(
     app: web::Data<App>,
     req: HttpRequest,
     q: web::Query<AuditPage>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let entries = as_admin(app, &req, move |app, _, _| app.list_audit(after, limit)).await?;

@@ -4,12 +4,10 @@
 
 use serde_json::json;
 
-use crate::app::App;
-use crate::error::{ApiError, ErrorCode};
 use crate::secret::{self, SecretString};
-use crate::store::{ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, SigningKeyRecord};
-use crate::token::keys;
-use crate::token::Alg;
+use crate::service::error::{ErrorCode, ServiceError};
+use crate::service::App;
+use crate::store::{ApiKeyCreate, ApiKeyRecord, AuditEntry, Client};
 
 /// At most this many client secrets are live at once during rotations.
 pub const MAX_LIVE_SECRETS: usize = 5;
@@ -83,16 +81,16 @@ mod serde_with_double_option {
     }
 }
 
-fn invalid(msg: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
-    ApiError::invalid_request(msg)
+pub(super) fn invalid(msg: impl Into<std::borrow::Cow<'static, str>>) -> ServiceError {
+    ServiceError::invalid_request(msg)
 }
 
 /// An admin cannot lock itself out through the API: disabling, deleting or
 /// revoking the tokens of the client it is authenticated as is refused (the
 /// command line, or another admin client, can).
-fn not_self(actor: &str, id: &str, what: &str) -> Result<(), ApiError> {
+fn not_self(actor: &str, id: &str, what: &str) -> Result<(), ServiceError> {
     if actor == id {
-        return Err(ApiError::new(
+        return Err(ServiceError::new(
             ErrorCode::Conflict,
             format!("an admin client cannot {what} itself; use another admin client or the command line"),
         ));
@@ -100,14 +98,14 @@ fn not_self(actor: &str, id: &str, what: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_name(name: &str) -> Result<(), ApiError> {
+fn check_name(name: &str) -> Result<(), ServiceError> {
     if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(invalid("name must be 1 to 200 printable characters"));
     }
     Ok(())
 }
 
-fn check_owner(owner: &Option<String>) -> Result<(), ApiError> {
+fn check_owner(owner: &Option<String>) -> Result<(), ServiceError> {
     if let Some(o) = owner {
         if o.chars().count() > 200 || o.chars().any(char::is_control) {
             return Err(invalid("owner must be at most 200 printable characters"));
@@ -120,7 +118,7 @@ fn check_owner(owner: &Option<String>) -> Result<(), ApiError> {
 /// oxide-auth's `Scope` parser (the grant uses it too) decides what a valid
 /// token is; Tollgate adds its limits (128 bytes a token, 64 tokens) and
 /// keeps the client's order without duplicates.
-fn normalize_scopes(scopes: &[String]) -> Result<Vec<String>, ApiError> {
+fn normalize_scopes(scopes: &[String]) -> Result<Vec<String>, ServiceError> {
     let bad =
         || invalid("each scope must be 1 to 128 characters of the RFC 6749 §3.3 scope-token set");
     let mut out: Vec<String> = Vec::new();
@@ -145,7 +143,7 @@ fn check_quota_settings(
     quota: Option<u64>,
     window: Option<i64>,
     ban: Option<i64>,
-) -> Result<(), ApiError> {
+) -> Result<(), ServiceError> {
     if quota.is_some_and(|q| q > 1_000_000_000) {
         return Err(invalid("token_quota must be at most 1000000000"));
     }
@@ -160,7 +158,7 @@ fn check_quota_settings(
     Ok(())
 }
 
-fn check_audiences(audiences: &[String]) -> Result<Vec<String>, ApiError> {
+fn check_audiences(audiences: &[String]) -> Result<Vec<String>, ServiceError> {
     let mut out: Vec<String> = Vec::new();
     for a in audiences {
         if a.is_empty() || a.len() > 512 || a.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -179,7 +177,7 @@ fn check_audiences(audiences: &[String]) -> Result<Vec<String>, ApiError> {
 }
 
 impl App {
-    fn check_ttl(&self, ttl: Option<i64>) -> Result<(), ApiError> {
+    fn check_ttl(&self, ttl: Option<i64>) -> Result<(), ServiceError> {
         match ttl {
             Some(t) if !(1..=self.config.max_token_ttl).contains(&t) => Err(invalid(format!(
                 "token_ttl must be between 1 and {} seconds",
@@ -190,7 +188,7 @@ impl App {
     }
 
     /// Validates `input` and builds a new client with a fresh id.
-    fn new_client(&self, input: &NewClient, now: i64) -> Result<Client, ApiError> {
+    fn new_client(&self, input: &NewClient, now: i64) -> Result<Client, ServiceError> {
         check_name(&input.name)?;
         check_owner(&input.owner)?;
         self.check_ttl(input.token_ttl)?;
@@ -218,7 +216,7 @@ impl App {
         actor: &str,
         input: NewClient,
         now: i64,
-    ) -> Result<(Client, SecretString), ApiError> {
+    ) -> Result<(Client, SecretString), ServiceError> {
         let client = self.new_client(&input, now)?;
         let secret = secret::generate(secret::CLIENT_SECRET_PREFIX);
         let audit = AuditEntry::new(
@@ -244,7 +242,7 @@ impl App {
         keep: usize,
         now: i64,
         mut progress: impl FnMut(usize),
-    ) -> Result<Vec<(String, SecretString)>, ApiError> {
+    ) -> Result<Vec<(String, SecretString)>, ServiceError> {
         // Validated once, like a single creation; each client gets its own id.
         let model = self.new_client(template, now)?;
         let mut kept = Vec::new();
@@ -272,14 +270,18 @@ impl App {
     }
 
     /// One client, or 404.
-    pub fn get_client(&self, id: &str) -> Result<Client, ApiError> {
+    pub fn get_client(&self, id: &str) -> Result<Client, ServiceError> {
         self.store
             .get_client(id)?
-            .ok_or_else(|| ApiError::not_found("no such client"))
+            .ok_or_else(|| ServiceError::not_found("no such client"))
     }
 
     /// A page of clients ordered by id.
-    pub fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>, ApiError> {
+    pub fn list_clients(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Client>, ServiceError> {
         Ok(self.store.list_clients(after, limit.clamp(1, 1000))?)
     }
 
@@ -289,10 +291,10 @@ impl App {
         client: &Client,
         action: &str,
         detail: serde_json::Value,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ServiceError> {
         let audit = AuditEntry::new(client.updated_at, actor, action, Some(&client.id), detail);
         if !self.store.update_client(client, &audit)? {
-            return Err(ApiError::not_found("no such client"));
+            return Err(ServiceError::not_found("no such client"));
         }
         Ok(())
     }
@@ -304,7 +306,7 @@ impl App {
         id: &str,
         patch: ClientPatch,
         now: i64,
-    ) -> Result<Client, ApiError> {
+    ) -> Result<Client, ServiceError> {
         let mut c = self.get_client(id)?;
         let mut changed = Vec::new();
         if let Some(name) = patch.name {
@@ -355,7 +357,7 @@ impl App {
         id: &str,
         disabled: bool,
         now: i64,
-    ) -> Result<Client, ApiError> {
+    ) -> Result<Client, ServiceError> {
         if disabled {
             not_self(actor, id, "disable")?;
         }
@@ -372,11 +374,11 @@ impl App {
     }
 
     /// Deletes a client with its secrets and API keys.
-    pub fn delete_client(&self, actor: &str, id: &str, now: i64) -> Result<(), ApiError> {
+    pub fn delete_client(&self, actor: &str, id: &str, now: i64) -> Result<(), ServiceError> {
         not_self(actor, id, "delete")?;
         let audit = AuditEntry::new(now, actor, "client.delete", Some(id), json!({}));
         if !self.store.delete_client(id, &audit)? {
-            return Err(ApiError::not_found("no such client"));
+            return Err(ServiceError::not_found("no such client"));
         }
         Ok(())
     }
@@ -389,7 +391,7 @@ impl App {
         id: &str,
         grace: Option<i64>,
         now: i64,
-    ) -> Result<(SecretString, i64), ApiError> {
+    ) -> Result<(SecretString, i64), ServiceError> {
         let grace = grace.unwrap_or(self.config.secret_grace);
         if !(0..=30 * 86_400).contains(&grace) {
             return Err(invalid("grace must be between 0 and 2592000 seconds"));
@@ -410,7 +412,7 @@ impl App {
             MAX_LIVE_SECRETS,
             &audit,
         )? {
-            return Err(ApiError::not_found("no such client"));
+            return Err(ServiceError::not_found("no such client"));
         }
         Ok((secret, now + grace))
     }
@@ -425,7 +427,7 @@ impl App {
         actor: &str,
         id: &str,
         now: i64,
-    ) -> Result<Client, ApiError> {
+    ) -> Result<Client, ServiceError> {
         not_self(actor, id, "revoke the tokens of")?;
         let mut c = self.get_client(id)?;
         c.tokens_revoked_before = Some(now);
@@ -447,7 +449,7 @@ impl App {
         name: Option<String>,
         expires_in: Option<i64>,
         now: i64,
-    ) -> Result<(ApiKeyRecord, SecretString), ApiError> {
+    ) -> Result<(ApiKeyRecord, SecretString), ServiceError> {
         if let Some(n) = &name {
             check_name(n)?;
         }
@@ -484,8 +486,8 @@ impl App {
             &audit,
         )? {
             ApiKeyCreate::Created => Ok((record, key)),
-            ApiKeyCreate::NoSuchClient => Err(ApiError::not_found("no such client")),
-            ApiKeyCreate::LimitReached(n) => Err(ApiError::new(
+            ApiKeyCreate::NoSuchClient => Err(ServiceError::not_found("no such client")),
+            ApiKeyCreate::LimitReached(n) => Err(ServiceError::new(
                 ErrorCode::Conflict,
                 format!("client already has the maximum of {n} active API keys; revoke one first"),
             )),
@@ -493,7 +495,7 @@ impl App {
     }
 
     /// The API keys of a client (never the keys themselves).
-    pub fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>, ApiError> {
+    pub fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>, ServiceError> {
         self.get_client(client_id)?;
         Ok(self.store.list_api_keys(client_id)?)
     }
@@ -504,11 +506,11 @@ impl App {
         actor: &str,
         key_id: &str,
         now: i64,
-    ) -> Result<ApiKeyRecord, ApiError> {
+    ) -> Result<ApiKeyRecord, ServiceError> {
         let key = self
             .store
             .get_api_key(key_id)?
-            .ok_or_else(|| ApiError::not_found("no such API key"))?;
+            .ok_or_else(|| ServiceError::not_found("no such API key"))?;
         let audit = AuditEntry::new(
             now,
             actor,
@@ -517,7 +519,7 @@ impl App {
             json!({"client_id": key.client_id}),
         );
         if !self.store.revoke_api_key(key_id, now, &audit)? {
-            return Err(ApiError::new(
+            return Err(ServiceError::new(
                 ErrorCode::Conflict,
                 "API key is already revoked",
             ));
@@ -528,154 +530,11 @@ impl App {
             .inc();
         self.store
             .get_api_key(key_id)?
-            .ok_or_else(|| ApiError::not_found("no such API key"))
-    }
-
-    /// Every signing key's lifecycle.
-    pub fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, ApiError> {
-        Ok(self.store.signing_keys()?)
-    }
-
-    /// Creates a signing key file and its record, published at once and
-    /// signing from `activates_at`.
-    fn create_signing_key(
-        &self,
-        actor: &str,
-        alg: Option<Alg>,
-        now: i64,
-        activates_at: i64,
-        reason: &str,
-    ) -> Result<SigningKeyRecord, ApiError> {
-        let alg = alg.unwrap_or(self.config.signing_alg);
-        let key = keys::create_key_file(&self.config.keys_dir, alg).map_err(ApiError::internal)?;
-        let record = SigningKeyRecord {
-            kid: key.kid.clone(),
-            alg: alg.as_str().to_string(),
-            created_at: now,
-            activates_at,
-            retired_at: None,
-            compromised_at: None,
-        };
-        let audit = AuditEntry::new(
-            now,
-            actor,
-            "signing_key.rotate",
-            Some(&key.kid),
-            json!({"alg": alg.as_str(), "activates_at": activates_at, "reason": reason}),
-        );
-        self.store.insert_signing_key(&record, Some(&audit))?;
-        Ok(record)
-    }
-
-    /// Rotates the signing key: a new key is published at once and signs after
-    /// `prepublish` seconds; the keys signing now retire at that moment and stay
-    /// published until every token they signed has expired.
-    pub fn rotate_signing_key(
-        &self,
-        actor: &str,
-        alg: Option<Alg>,
-        prepublish: Option<i64>,
-        now: i64,
-    ) -> Result<SigningKeyRecord, ApiError> {
-        let prepublish = prepublish.unwrap_or(self.config.key_prepublish);
-        if !(0..=7 * 86_400).contains(&prepublish) {
-            return Err(invalid("prepublish must be between 0 and 604800 seconds"));
-        }
-        let record = self.create_signing_key(actor, alg, now, now + prepublish, "rotation")?;
-        let activates_at = record.activates_at;
-        for old in self.store.signing_keys()? {
-            if old.kid != record.kid && old.retired_at.is_none() {
-                let audit = AuditEntry::new(
-                    now,
-                    actor,
-                    "signing_key.retire",
-                    Some(&old.kid),
-                    json!({"retired_at": activates_at}),
-                );
-                self.store
-                    .retire_signing_key(&old.kid, activates_at, &audit)?;
-            }
-        }
-        if let Err(e) = self.reload_keys() {
-            log::warn!("signing keys not reloaded: {e}");
-        }
-        Ok(record)
-    }
-
-    /// Retires one signing key now; it stays published until its tokens expire.
-    ///
-    /// With `compromised`, the response to a leaked key: the key leaves the
-    /// JWKS at once and every token it signed is inactive at once (on every
-    /// instance as soon as it reloads its keys: within a second). When it was
-    /// the only key that signs, a new key is created first and signs at once,
-    /// so that issuance goes on.
-    pub fn retire_signing_key(
-        &self,
-        actor: &str,
-        kid: &str,
-        compromised: bool,
-        now: i64,
-    ) -> Result<SigningKeyRecord, ApiError> {
-        let keys = self.store.signing_keys()?;
-        let target = keys
-            .iter()
-            .find(|k| k.kid == kid)
-            .ok_or_else(|| ApiError::not_found("no such signing key"))?;
-        let others_sign = keys
-            .iter()
-            .any(|k| k.kid != kid && k.retired_at.is_none() && k.activates_at <= now);
-        if compromised {
-            if target.compromised_at.is_some() {
-                return Err(ApiError::new(
-                    ErrorCode::Conflict,
-                    "signing key is already marked compromised",
-                ));
-            }
-            if !others_sign && target.retired_at.is_none_or(|r| r > now) {
-                self.create_signing_key(actor, None, now, now, "compromise of another key")?;
-            }
-            let audit = AuditEntry::new(
-                now,
-                actor,
-                "signing_key.compromise",
-                Some(kid),
-                json!({"compromised_at": now}),
-            );
-            self.store.compromise_signing_key(kid, now, &audit)?;
-        } else {
-            if target.retired_at.is_some() {
-                return Err(ApiError::new(
-                    ErrorCode::Conflict,
-                    "signing key is already retired",
-                ));
-            }
-            if !others_sign {
-                return Err(ApiError::new(
-                    ErrorCode::Conflict,
-                    "cannot retire the only active signing key; rotate first",
-                ));
-            }
-            let audit = AuditEntry::new(
-                now,
-                actor,
-                "signing_key.retire",
-                Some(kid),
-                json!({"retired_at": now}),
-            );
-            self.store.retire_signing_key(kid, now, &audit)?;
-        }
-        if let Err(e) = self.reload_keys() {
-            log::warn!("signing keys not reloaded: {e}");
-        }
-        self.store
-            .signing_keys()?
-            .into_iter()
-            .find(|k| k.kid == kid)
-            .ok_or_else(|| ApiError::not_found("no such signing key"))
+            .ok_or_else(|| ServiceError::not_found("no such API key"))
     }
 
     /// Audit entries after `after`, oldest first.
-    pub fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, ApiError> {
+    pub fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, ServiceError> {
         Ok(self.store.list_audit(after, limit.clamp(1, 1000))?)
     }
 }

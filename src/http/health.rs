@@ -4,8 +4,8 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::app::{now, App};
-use crate::error::{ApiError, ErrorCode};
+use crate::service::error::{ErrorCode, ServiceError};
+use crate::service::{now, App};
 
 /// Liveness.
 pub async fn healthz() -> HttpResponse {
@@ -16,7 +16,7 @@ pub async fn healthz() -> HttpResponse {
 /// whose last write was refused (a full disk, a read-only file, a standby)
 /// is not writable until a write or the background probe goes through;
 /// tokens are still issued and introspected from the cache meanwhile.
-pub async fn readyz(app: web::Data<App>) -> Result<HttpResponse, ApiError> {
+pub async fn readyz(app: web::Data<App>) -> Result<HttpResponse, ServiceError> {
     let store = app.store.clone();
     let db_ok = web::block(move || store.ping())
         .await
@@ -29,7 +29,7 @@ pub async fn readyz(app: web::Data<App>) -> Result<HttpResponse, ApiError> {
             json!({"status": "ready", "database": "ok", "database_writable": true, "signing_key": "ok"}),
         ))
     } else {
-        let mut e = ApiError::new(
+        let mut e = ServiceError::new(
             ErrorCode::TemporarilyUnavailable,
             format!(
                 "not ready: database {}, signing key {}",

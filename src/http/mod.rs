@@ -2,9 +2,11 @@
 //! serialize. `configure` is shared by the server and the tests.
 
 pub mod admin;
-pub mod guard;
+pub mod error;
 pub mod health;
 pub mod introspect;
+pub mod middleware;
+pub mod server;
 pub mod token;
 pub mod well_known;
 
@@ -14,9 +16,9 @@ use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder, ResponseError};
 
-use crate::app::App;
-use crate::error::{ApiError, ErrorCode};
 use crate::oauth::params::{body_kind, Params};
+use crate::service::error::{ErrorCode, ServiceError};
+use crate::service::App;
 
 /// A resource answering `POST` with `handler` and 405 otherwise.
 fn post<F, Args>(path: &str, handler: F) -> actix_web::Resource
@@ -80,13 +82,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// 404 for every unknown path, as JSON.
 pub async fn not_found() -> HttpResponse {
-    ApiError::not_found("no such endpoint").error_response()
+    ServiceError::not_found("no such endpoint").error_response()
 }
 
 /// 405 for a known path with the wrong method, as JSON, with the `Allow`
 /// header that RFC 9110 §15.5.6 requires.
 pub fn method_not_allowed(allow: &'static str) -> HttpResponse {
-    let mut resp = ApiError::new(
+    let mut resp = ServiceError::new(
         ErrorCode::MethodNotAllowed,
         "method not allowed on this endpoint",
     )
@@ -98,19 +100,21 @@ pub fn method_not_allowed(allow: &'static str) -> HttpResponse {
 
 /// Reads the whole body, refusing more than the configured limit (413) or a
 /// body that does not arrive within the request timeout (408).
-pub async fn read_body(app: &App, payload: web::Payload) -> Result<Bytes, ApiError> {
+pub async fn read_body(app: &App, payload: web::Payload) -> Result<Bytes, ServiceError> {
     let limit = app.config.max_body_bytes;
     let timeout = Duration::from_secs(app.config.request_timeout);
     match tokio::time::timeout(timeout, payload.to_bytes_limited(limit)).await {
-        Err(_) => Err(ApiError::new(
+        Err(_) => Err(ServiceError::new(
             ErrorCode::RequestTimeout,
             "request body was not sent in time",
         )),
-        Ok(Err(_)) => Err(ApiError::new(
+        Ok(Err(_)) => Err(ServiceError::new(
             ErrorCode::PayloadTooLarge,
             format!("request body is larger than {limit} bytes"),
         )),
-        Ok(Ok(Err(_))) => Err(ApiError::invalid_request("request body could not be read")),
+        Ok(Ok(Err(_))) => Err(ServiceError::invalid_request(
+            "request body could not be read",
+        )),
         Ok(Ok(Ok(bytes))) => Ok(bytes),
     }
 }
@@ -121,9 +125,9 @@ pub async fn read_params(
     app: &App,
     req: &HttpRequest,
     payload: web::Payload,
-) -> Result<Params, ApiError> {
+) -> Result<Params, ServiceError> {
     if !req.query_string().is_empty() {
-        return Err(ApiError::invalid_request(
+        return Err(ServiceError::invalid_request(
             "parameters must be sent in the request body, not the URL",
         ));
     }
@@ -142,7 +146,7 @@ pub async fn read_client_request(
     app: &App,
     req: &HttpRequest,
     payload: web::Payload,
-) -> Result<(Params, Option<crate::oauth::ClientCredentials>), ApiError> {
+) -> Result<(Params, Option<crate::oauth::ClientCredentials>), ServiceError> {
     let params = read_params(app, req, payload).await?;
     let creds = crate::oauth::credentials::extract(authorization(req), &params)?;
     Ok((params, creds))
@@ -194,10 +198,10 @@ pub fn client_ip(req: &HttpRequest, app: &App) -> std::net::IpAddr {
 /// without the database, and on the blocking pool otherwise (no SQLite call
 /// ever runs on an async worker). `op` may run twice: it must have no side
 /// effect before its last store read.
-pub async fn run<T, F>(app: &web::Data<App>, op: F) -> Result<T, ApiError>
+pub async fn run<T, F>(app: &web::Data<App>, op: F) -> Result<T, ServiceError>
 where
     T: Send + 'static,
-    F: Fn(&App) -> Result<T, ApiError> + Send + 'static,
+    F: Fn(&App) -> Result<T, ServiceError> + Send + 'static,
 {
     let first = {
         let _cache_only = app.cache.cache_only();

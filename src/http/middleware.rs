@@ -10,9 +10,9 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
 
 use super::client_ip;
-use crate::app::{now, App};
-use crate::error::ApiError;
 use crate::limits::Decision;
+use crate::service::error::ServiceError;
+use crate::service::{now, App};
 
 /// Paths that are public, read-only and cacheable: any origin may read them.
 fn is_public(path: &str) -> bool {
@@ -59,7 +59,7 @@ pub async fn ip_limit(
     if let Some(reset) = app.limits.ip.exhausted(&key, limit, 60, now) {
         let d = app.limits.ip.hit(&key, limit, 60, 0, now);
         app.metrics.refusals.with_label_values(&["ip"]).inc();
-        crate::app::log_refusal(&d, &format!("per-IP limit reached by {ip}"));
+        crate::service::log_refusal(&d, &format!("per-IP limit reached by {ip}"));
         let d = Decision {
             allowed: false,
             limit,
@@ -67,8 +67,8 @@ pub async fn ip_limit(
             reset,
             refusals: d.refusals,
         };
-        let resp =
-            ApiError::too_many_requests("too many requests from this address", d).error_response();
+        let resp = ServiceError::too_many_requests("too many requests from this address", d)
+            .error_response();
         return Ok(req.into_response(resp).map_into_right_body());
     }
     let counts_as_authenticated = authenticates(req.path());

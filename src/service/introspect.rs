@@ -4,10 +4,10 @@
 
 use serde_json::{json, Value};
 
-use crate::app::App;
-use crate::error::{ApiError, ErrorCode};
 use crate::oauth::credentials::ClientCredentials;
 use crate::secret::SecretString;
+use crate::service::error::{ErrorCode, ServiceError};
+use crate::service::App;
 use crate::store::AuditEntry;
 use crate::token::Claims;
 
@@ -41,7 +41,11 @@ impl App {
     /// Verifies an access token and checks everything that can make it
     /// inactive: revocation by `jti`, a deleted or disabled client, the
     /// client's revoke-all time, and a revoked or expired source API key.
-    pub fn active_claims(&self, token_text: &str, now: i64) -> Result<Option<Claims>, ApiError> {
+    pub fn active_claims(
+        &self,
+        token_text: &str,
+        now: i64,
+    ) -> Result<Option<Claims>, ServiceError> {
         Ok(self
             .active_token(token_text, now)?
             .map(|(claims, _)| claims))
@@ -52,7 +56,7 @@ impl App {
         &self,
         token_text: &str,
         now: i64,
-    ) -> Result<Option<(Claims, crate::store::Client)>, ApiError> {
+    ) -> Result<Option<(Claims, crate::store::Client)>, ServiceError> {
         let Some(claims) =
             self.verified
                 .verify(token_text, &*self.current_keys()?, &self.config.issuer, now)
@@ -94,15 +98,15 @@ impl App {
         authorization: Option<&[u8]>,
         scope: &str,
         now: i64,
-    ) -> Result<Caller, ApiError> {
+    ) -> Result<Caller, ServiceError> {
         let _fresh = self.cache.fresh_scope();
         let token_text = bearer_token(authorization)
-            .ok_or_else(|| ApiError::invalid_token("a bearer access token is required"))?;
+            .ok_or_else(|| ServiceError::invalid_token("a bearer access token is required"))?;
         let (claims, client) = self.active_token(token_text, now)?.ok_or_else(|| {
-            ApiError::invalid_token("the access token is invalid, expired or revoked")
+            ServiceError::invalid_token("the access token is invalid, expired or revoked")
         })?;
         if claims.aud.to_list() != [self.config.issuer.as_str()] {
-            return Err(ApiError::invalid_token(
+            return Err(ServiceError::invalid_token(
                 "the access token's audience is not this server; request a token with \
                  audience set to its issuer identifier",
             ));
@@ -117,7 +121,7 @@ impl App {
                 .collect(),
         };
         if !caller.has_scope(scope) {
-            return Err(ApiError::new(
+            return Err(ServiceError::new(
                 ErrorCode::InsufficientScope,
                 format!("the access token lacks the scope {scope}"),
             ));
@@ -133,14 +137,14 @@ impl App {
         authorization: Option<&[u8]>,
         ip: Option<std::net::IpAddr>,
         now: i64,
-    ) -> Result<Caller, ApiError> {
+    ) -> Result<Caller, ServiceError> {
         let _fresh = self.cache.fresh_scope();
         if creds.is_none() && bearer_token(authorization).is_some() {
             return self.authorize_bearer(authorization, INTROSPECT_SCOPE, now);
         }
         let client = self.authenticate_client(creds, ip, now)?;
         if !client.scopes.iter().any(|s| s == INTROSPECT_SCOPE) {
-            return Err(ApiError::invalid_client());
+            return Err(ServiceError::invalid_client());
         }
         Ok(Caller {
             client_id: client.id,
@@ -149,7 +153,7 @@ impl App {
     }
 
     /// RFC 7662 §2.2: the introspection answer for a token or an API key.
-    pub fn introspect(&self, token_text: &str, now: i64) -> Result<Value, ApiError> {
+    pub fn introspect(&self, token_text: &str, now: i64) -> Result<Value, ServiceError> {
         let _fresh = self.cache.fresh_scope();
         if token_text.starts_with(&self.config.api_key_prefix) {
             return self.introspect_api_key(token_text, now);
@@ -175,7 +179,7 @@ impl App {
         Ok(body)
     }
 
-    fn introspect_api_key(&self, key: &str, now: i64) -> Result<Value, ApiError> {
+    fn introspect_api_key(&self, key: &str, now: i64) -> Result<Value, ServiceError> {
         let key = SecretString::new(key.to_string());
         let Some((record, client)) = self.find_active_api_key(&key, now)? else {
             return Ok(inactive());
@@ -202,7 +206,7 @@ impl App {
 
     /// RFC 7009 §2.1: revokes one of the caller's own access tokens or API
     /// keys. Unknown tokens and other clients' tokens are ignored silently.
-    pub fn revoke(&self, caller: &str, token_text: &str, now: i64) -> Result<(), ApiError> {
+    pub fn revoke(&self, caller: &str, token_text: &str, now: i64) -> Result<(), ServiceError> {
         let _fresh = self.cache.fresh_scope();
         if token_text.starts_with(&self.config.api_key_prefix) {
             let key = SecretString::new(token_text.to_string());

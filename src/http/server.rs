@@ -7,20 +7,21 @@ use std::time::Duration;
 use actix_web::middleware::{Condition, Logger};
 use actix_web::{web, HttpServer};
 
-use crate::app::{now, App};
-use crate::error::ApiError;
-use crate::routes;
+use crate::service::error::ServiceError;
+use crate::service::{now, App};
 
 /// JSON errors for query strings and paths that fail to parse.
 fn extractor_config(cfg: &mut web::ServiceConfig) {
     // The parser's message would quote the offending value: not echoed.
     cfg.app_data(web::QueryConfig::default().error_handler(|_, _| {
-        ApiError::invalid_request("invalid query string: see docs/admin-api.md for its parameters")
-            .into()
+        ServiceError::invalid_request(
+            "invalid query string: see docs/admin-api.md for its parameters",
+        )
+        .into()
     }))
     .app_data(
         web::PathConfig::default()
-            .error_handler(|_, _| ApiError::invalid_request("invalid path").into()),
+            .error_handler(|_, _| ServiceError::invalid_request("invalid path").into()),
     );
 }
 
@@ -52,15 +53,15 @@ pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAdd
                 Logger::new(r#"%a "%{method}xi %U" %s %b %Dms"#)
                     .custom_request_replace("method", |req| req.method().to_string()),
             ))
-            .wrap(actix_web::middleware::from_fn(routes::guard::cors))
+            .wrap(actix_web::middleware::from_fn(super::middleware::cors))
             // Outside CORS, so that preflight requests are counted too.
             .wrap(Condition::new(
                 ip_limits,
-                actix_web::middleware::from_fn(routes::guard::ip_limit),
+                actix_web::middleware::from_fn(super::middleware::ip_limit),
             ))
-            .wrap(actix_web::middleware::from_fn(routes::guard::latency))
+            .wrap(actix_web::middleware::from_fn(super::middleware::latency))
             .configure(extractor_config)
-            .configure(routes::configure)
+            .configure(super::configure)
     })
     .workers(workers)
     .worker_max_blocking_threads(blocking_threads)
@@ -87,10 +88,10 @@ pub fn build_metrics(app: &App) -> std::io::Result<Option<(actix_web::dev::Serve
             .app_data(data.clone())
             .service(
                 web::resource("/metrics")
-                    .route(routes::get_or_head().to(routes::health::metrics_export))
-                    .default_service(routes::not_allowed("GET, HEAD")),
+                    .route(super::get_or_head().to(super::health::metrics_export))
+                    .default_service(super::not_allowed("GET, HEAD")),
             )
-            .default_service(web::to(routes::not_found))
+            .default_service(web::to(super::not_found))
     })
     .workers(1)
     .disable_signals()
@@ -175,6 +176,12 @@ pub fn spawn_maintenance(app: App) {
             }
         }
     });
+}
+
+/// Runs the server on an actix system of its own until it is stopped (the
+/// command line's `serve`).
+pub fn serve(app: App) -> std::io::Result<()> {
+    actix_web::rt::System::new().block_on(run(app))
 }
 
 /// Runs the server until it is stopped (SIGTERM or SIGINT finish the

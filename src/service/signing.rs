@@ -1,0 +1,256 @@
+//! Signing keys as use cases: the first key at start-up, reloading the key
+//! set when the records change, and listing, rotating, retiring and marking
+//! keys compromised (admin API and command line alike).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::admin::invalid;
+use super::error::{ErrorCode, ServiceError};
+use super::{now, App, StartError};
+use crate::store::{AuditEntry, SigningKeyRecord};
+use crate::token::keys;
+use crate::token::{self, Alg, KeySet};
+
+impl App {
+    /// Records keys found in the keys directory that the database does not
+    /// know, and creates the first key when there is none at all.
+    pub(super) fn ensure_signing_key(&self) -> Result<(), StartError> {
+        let dir = &self.config.keys_dir;
+        let loaded = keys::load_dir(dir)?;
+        let records = self.store.signing_keys()?;
+        let now = now();
+        for (kid, key) in &loaded {
+            if !records.iter().any(|r| &r.kid == kid) {
+                self.store.insert_signing_key(
+                    &SigningKeyRecord {
+                        kid: kid.clone(),
+                        alg: key.alg.as_str().to_string(),
+                        created_at: now,
+                        activates_at: 0,
+                        retired_at: None,
+                        compromised_at: None,
+                    },
+                    None,
+                )?;
+            }
+        }
+        let records = self.store.signing_keys()?;
+        let set = KeySet::new(&records, &loaded, self.config.max_token_ttl);
+        if set.signer(now).is_none() && records.iter().all(|r| r.activates_at <= now) {
+            let key = keys::create_key_file(dir, self.config.signing_alg)?;
+            log::info!("created signing key {} ({})", key.kid, key.alg.as_str());
+            self.store.insert_signing_key(
+                &SigningKeyRecord {
+                    kid: key.kid.clone(),
+                    alg: key.alg.as_str().to_string(),
+                    created_at: now,
+                    activates_at: now,
+                    retired_at: None,
+                    compromised_at: None,
+                },
+                Some(&AuditEntry::new(
+                    now,
+                    "system",
+                    "signing_key.create",
+                    Some(&key.kid),
+                    serde_json::json!({"alg": key.alg.as_str()}),
+                )),
+            )?;
+        }
+        Ok(())
+    }
+    /// Reloads the key set when the key records changed; returns whether it did.
+    pub fn reload_keys(&self) -> Result<bool, StartError> {
+        // Read before the records: a change committed meanwhile moves it
+        // again, and the next reader reloads once more.
+        let marker = self.store.change_marker().unwrap_or(i64::MIN);
+        let records = self.store.signing_keys()?;
+        let current = self.keys.get();
+        if current.records() == records && !records.is_empty() {
+            self.keys.checked_at(marker);
+            return Ok(false);
+        }
+        let mut loaded: HashMap<String, Arc<token::SigningKey>> = HashMap::new();
+        let mut missing = false;
+        for r in &records {
+            match current.key(&r.kid) {
+                Some(k) => {
+                    loaded.insert(r.kid.clone(), k.clone());
+                }
+                None => missing = true,
+            }
+        }
+        if missing {
+            for (kid, key) in keys::load_dir(&self.config.keys_dir)? {
+                loaded.entry(kid).or_insert(key);
+            }
+        }
+        self.keys
+            .set(KeySet::new(&records, &loaded, self.config.max_token_ttl));
+        self.keys.checked_at(marker);
+        Ok(true)
+    }
+    /// The key set, reloaded first when anything was committed since it was
+    /// loaded (one atomic load when nothing was): a key retired or marked
+    /// compromised through the command line or another instance is seen by
+    /// the very next verification, not the next background tick. While the
+    /// database cannot be read, the set in memory answers.
+    pub fn current_keys(&self) -> Result<Arc<KeySet>, ServiceError> {
+        let marker = self.store.change_marker().unwrap_or(i64::MIN);
+        if marker != self.keys.marker() {
+            match self.reload_keys() {
+                Ok(_) => {}
+                Err(StartError::KeyRecords(crate::store::StoreError::WouldBlock)) => {
+                    return Err(crate::store::StoreError::WouldBlock.into())
+                }
+                // The database is away: the set in memory keeps answering
+                // (JWKS, verification), as it does between reloads.
+                Err(e) => log::debug!("signing keys not reloaded: {e}"),
+            }
+        }
+        Ok(self.keys.get())
+    }
+    /// Every signing key's lifecycle.
+    pub fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, ServiceError> {
+        Ok(self.store.signing_keys()?)
+    }
+    /// Creates a signing key file and its record, published at once and
+    /// signing from `activates_at`.
+    pub(super) fn create_signing_key(
+        &self,
+        actor: &str,
+        alg: Option<Alg>,
+        now: i64,
+        activates_at: i64,
+        reason: &str,
+    ) -> Result<SigningKeyRecord, ServiceError> {
+        let alg = alg.unwrap_or(self.config.signing_alg);
+        let key =
+            keys::create_key_file(&self.config.keys_dir, alg).map_err(ServiceError::internal)?;
+        let record = SigningKeyRecord {
+            kid: key.kid.clone(),
+            alg: alg.as_str().to_string(),
+            created_at: now,
+            activates_at,
+            retired_at: None,
+            compromised_at: None,
+        };
+        let audit = AuditEntry::new(
+            now,
+            actor,
+            "signing_key.rotate",
+            Some(&key.kid),
+            json!({"alg": alg.as_str(), "activates_at": activates_at, "reason": reason}),
+        );
+        self.store.insert_signing_key(&record, Some(&audit))?;
+        Ok(record)
+    }
+    /// Rotates the signing key: a new key is published at once and signs after
+    /// `prepublish` seconds; the keys signing now retire at that moment and stay
+    /// published until every token they signed has expired.
+    pub fn rotate_signing_key(
+        &self,
+        actor: &str,
+        alg: Option<Alg>,
+        prepublish: Option<i64>,
+        now: i64,
+    ) -> Result<SigningKeyRecord, ServiceError> {
+        let prepublish = prepublish.unwrap_or(self.config.key_prepublish);
+        if !(0..=7 * 86_400).contains(&prepublish) {
+            return Err(invalid("prepublish must be between 0 and 604800 seconds"));
+        }
+        let record = self.create_signing_key(actor, alg, now, now + prepublish, "rotation")?;
+        let activates_at = record.activates_at;
+        for old in self.store.signing_keys()? {
+            if old.kid != record.kid && old.retired_at.is_none() {
+                let audit = AuditEntry::new(
+                    now,
+                    actor,
+                    "signing_key.retire",
+                    Some(&old.kid),
+                    json!({"retired_at": activates_at}),
+                );
+                self.store
+                    .retire_signing_key(&old.kid, activates_at, &audit)?;
+            }
+        }
+        if let Err(e) = self.reload_keys() {
+            log::warn!("signing keys not reloaded: {e}");
+        }
+        Ok(record)
+    }
+    /// Retires one signing key now; it stays published until its tokens expire.
+    ///
+    /// With `compromised`, the response to a leaked key: the key leaves the
+    /// JWKS at once and every token it signed is inactive at once (on every
+    /// instance as soon as it reloads its keys: within a second). When it was
+    /// the only key that signs, a new key is created first and signs at once,
+    /// so that issuance goes on.
+    pub fn retire_signing_key(
+        &self,
+        actor: &str,
+        kid: &str,
+        compromised: bool,
+        now: i64,
+    ) -> Result<SigningKeyRecord, ServiceError> {
+        let keys = self.store.signing_keys()?;
+        let target = keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or_else(|| ServiceError::not_found("no such signing key"))?;
+        let others_sign = keys
+            .iter()
+            .any(|k| k.kid != kid && k.retired_at.is_none() && k.activates_at <= now);
+        if compromised {
+            if target.compromised_at.is_some() {
+                return Err(ServiceError::new(
+                    ErrorCode::Conflict,
+                    "signing key is already marked compromised",
+                ));
+            }
+            if !others_sign && target.retired_at.is_none_or(|r| r > now) {
+                self.create_signing_key(actor, None, now, now, "compromise of another key")?;
+            }
+            let audit = AuditEntry::new(
+                now,
+                actor,
+                "signing_key.compromise",
+                Some(kid),
+                json!({"compromised_at": now}),
+            );
+            self.store.compromise_signing_key(kid, now, &audit)?;
+        } else {
+            if target.retired_at.is_some() {
+                return Err(ServiceError::new(
+                    ErrorCode::Conflict,
+                    "signing key is already retired",
+                ));
+            }
+            if !others_sign {
+                return Err(ServiceError::new(
+                    ErrorCode::Conflict,
+                    "cannot retire the only active signing key; rotate first",
+                ));
+            }
+            let audit = AuditEntry::new(
+                now,
+                actor,
+                "signing_key.retire",
+                Some(kid),
+                json!({"retired_at": now}),
+            );
+            self.store.retire_signing_key(kid, now, &audit)?;
+        }
+        if let Err(e) = self.reload_keys() {
+            log::warn!("signing keys not reloaded: {e}");
+        }
+        self.store
+            .signing_keys()?
+            .into_iter()
+            .find(|k| k.kid == kid)
+            .ok_or_else(|| ServiceError::not_found("no such signing key"))
+    }
+}
