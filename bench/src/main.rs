@@ -513,6 +513,86 @@ fn main() {
             if ok { "PASS" } else { "FAIL" }
         ));
     }
+    if wants("W7") {
+        // W1 and W2 again while a side loop issues and revokes 20 tokens a
+        // second (every revocation is a write the caches must see).
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let revoked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let side = {
+            let (stop, revoked) = (stop.clone(), revoked.clone());
+            let addr = server.addr.clone();
+            let (cid, csecret) = clients[1 % clients.len()].clone();
+            std::thread::spawn(move || {
+                let auth = basic(&cid, &csecret);
+                let mut next = Instant::now();
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let (_, body) = http(
+                        &addr,
+                        "/oauth/token",
+                        &[
+                            ("Authorization", auth.clone()),
+                            ("Content-Type", form.into()),
+                        ],
+                        "grant_type=client_credentials",
+                    );
+                    let token = serde_json::from_str::<Value>(&body)
+                        .ok()
+                        .and_then(|v| v["access_token"].as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    let (status, _) = http(
+                        &addr,
+                        "/oauth/revoke",
+                        &[
+                            ("Authorization", auth.clone()),
+                            ("Content-Type", form.into()),
+                        ],
+                        &format!("token={token}"),
+                    );
+                    if status == 200 {
+                        revoked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    next += Duration::from_millis(50);
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                }
+            })
+        };
+        let started = Instant::now();
+        let bodies: Vec<String> = tokens.iter().map(|t| format!("token={t}")).collect();
+        let w2 = script(
+            &scripts,
+            "w7-introspect",
+            "/oauth/introspect",
+            form,
+            std::slice::from_ref(&introspect_auth),
+            &bodies,
+        );
+        let mut issue = wrk(
+            &args,
+            &server,
+            "W7 issuance, 20 revocations/s",
+            &w1,
+            args.duration,
+        );
+        let mut intro = wrk(
+            &args,
+            &server,
+            "W7 introspection, 20 revocations/s",
+            &w2,
+            args.duration,
+        );
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = side.join();
+        let rate = revoked.load(std::sync::atomic::Ordering::SeqCst) as f64
+            / started.elapsed().as_secs_f64();
+        for (f, base) in [(&mut issue, "W1"), (&mut intro, "W2")] {
+            f.note = match results.iter().find(|r| r.name.starts_with(base)) {
+                Some(b) => format!("{:.2}× {base}; {rate:.1} revocations/s", f.rps / b.rps),
+                None => format!("{rate:.1} revocations/s"),
+            };
+        }
+        results.push(issue);
+        results.push(intro);
+    }
     if wants("W3") {
         let bodies: Vec<String> = keys
             .iter()
