@@ -5,10 +5,6 @@ pub mod cached;
 pub mod codec;
 #[cfg(test)]
 mod contract;
-mod pg_target;
-#[cfg(test)]
-mod pg_tls_tests;
-mod pgpass;
 pub mod postgres;
 pub mod sqlite;
 

@@ -8,16 +8,26 @@
 //! for its future. Callers already run store calls off the async workers
 //! (cache-only first, then the blocking pool), so nothing async waits on it.
 
+mod listen;
+mod migrate;
+mod pgpass;
+mod rows;
+mod target;
+#[cfg(test)]
+mod tls_tests;
+
+#[cfg(test)]
+pub(super) use migrate::MIGRATIONS;
+pub use migrate::SCHEMA_VERSION;
+use rows::*;
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{AsyncMessage, Row};
-use tokio_postgres_rustls::MakeRustlsConnect;
+use tokio_postgres::Row;
 
 use super::codec::{self, CLIENT_COLUMNS, KEY_COLUMNS};
 use super::{
@@ -26,31 +36,11 @@ use super::{
 };
 use crate::limits::Decision;
 
-/// The migrations, in order; the number is the schema version each leaves.
-pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
-    (
-        1,
-        "initial",
-        include_str!("../../schema-postgres/0001_initial.sql"),
-    ),
-    (
-        2,
-        "signing key compromise, write probe",
-        include_str!("../../schema-postgres/0002_compromise_and_write_probe.sql"),
-    ),
-];
-
-/// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 2;
-
-/// The advisory lock that serialises migrations of instances starting together.
-const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"
-
 /// How long a caller waits for a pooled connection, or for a new one, before
 /// the store reports itself unavailable (a 503 to HTTP callers).
 const WAIT: Duration = Duration::from_secs(2);
 
-pub use super::pg_target::{is_postgres_url, redact_url, target};
+pub use target::{is_postgres_url, redact_url, target};
 
 /// Runs SQL once on its own connection (schema set-up in tests and the
 /// benchmark); the first column of the first row, if any. Blocking: do not
@@ -229,104 +219,6 @@ impl PostgresStore {
         Ok(self.pool.get().await?)
     }
 
-    async fn migrate(&self) -> Result<()> {
-        let mut conn = self.conn().await?;
-        let tx = conn.transaction().await?;
-        // Instances starting together wait here for the first to finish.
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await?;
-        // "already exists, skipping" notices would be logged on every start.
-        tx.batch_execute("SET LOCAL client_min_messages = warning")
-            .await?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS tollgate_migrations (
-                 version    INTEGER PRIMARY KEY,
-                 name       TEXT NOT NULL,
-                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-        )
-        .await?;
-        let current: i32 = tx
-            .query_one(
-                "SELECT COALESCE(max(version), 0) FROM tollgate_migrations",
-                &[],
-            )
-            .await?
-            .get(0);
-        if current > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                found: current.into(),
-                supported: SCHEMA_VERSION.into(),
-            });
-        }
-        for (version, name, sql) in MIGRATIONS {
-            if *version > current {
-                tx.batch_execute(sql).await?;
-                tx.execute(
-                    "INSERT INTO tollgate_migrations (version, name) VALUES ($1, $2)",
-                    &[version, name],
-                )
-                .await?;
-                log::info!("applied PostgreSQL migration {version} ({name})");
-            }
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Keeps one connection LISTENing on `tollgate_changes`, reconnecting
-    /// after a second when it drops. Each notification, and each (re)connect,
-    /// bumps the change marker.
-    fn spawn_listener(&self, pg: tokio_postgres::Config, tls: MakeRustlsConnect) {
-        let Some(rt) = &self.runtime else { return };
-        let changes = self.changes.clone();
-        let down_at = self.down_at.clone();
-        rt.spawn(async move {
-            loop {
-                match pg.connect(tls.clone()).await {
-                    Ok((client, mut connection)) => {
-                        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-                        let driver = tokio::spawn(async move {
-                            loop {
-                                let msg =
-                                    std::future::poll_fn(|cx| connection.poll_message(cx)).await;
-                                match msg {
-                                    Some(Ok(AsyncMessage::Notification(_))) => {
-                                        let _ = tx.send(());
-                                    }
-                                    Some(Ok(_)) => {}
-                                    Some(Err(e)) => {
-                                        log::warn!("change listener: {e}");
-                                        break;
-                                    }
-                                    None => break,
-                                }
-                            }
-                        });
-                        match client.batch_execute("LISTEN tollgate_changes").await {
-                            Ok(()) => {
-                                // Back: stop failing fast, and, since anything
-                                // may have changed while we were not listening,
-                                // drop what the cache holds.
-                                down_at.store(0, Ordering::SeqCst);
-                                changes.fetch_add(1, Ordering::SeqCst);
-                                while rx.recv().await.is_some() {
-                                    changes.fetch_add(1, Ordering::SeqCst);
-                                }
-                            }
-                            Err(e) => log::warn!("change listener: LISTEN failed: {e}"),
-                        }
-                        drop(client);
-                        driver.abort();
-                        log::warn!("change listener disconnected; reconnecting");
-                    }
-                    Err(e) => log::warn!("change listener cannot connect: {e}"),
-                }
-                changes.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
-    }
-
     /// Runs one statement in a transaction and, when it changed exactly one
     /// row, writes `audit` in the same transaction; returns whether it did.
     async fn write_one(
@@ -357,195 +249,6 @@ impl PostgresStore {
         let stmt = conn.prepare_cached(sql).await?;
         Ok(conn.query_opt(&stmt, params).await?)
     }
-}
-
-async fn insert_audit(tx: &deadpool_postgres::Transaction<'_>, e: &AuditEntry) -> Result<()> {
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .await?;
-    tx.execute(&stmt, &[&e.at, &e.actor, &e.action, &e.target, &e.detail])
-        .await?;
-    Ok(())
-}
-
-/// Typed column access for the shared codec.
-impl codec::Columns for Row {
-    fn text(&self, i: usize) -> Result<String> {
-        Ok(self.try_get(i)?)
-    }
-    fn text_opt(&self, i: usize) -> Result<Option<String>> {
-        Ok(self.try_get(i)?)
-    }
-    fn int(&self, i: usize) -> Result<i64> {
-        Ok(self.try_get(i)?)
-    }
-    fn int_opt(&self, i: usize) -> Result<Option<i64>> {
-        Ok(self.try_get(i)?)
-    }
-    fn flag(&self, i: usize) -> Result<bool> {
-        Ok(self.try_get(i)?)
-    }
-    fn bytes(&self, i: usize) -> Result<Vec<u8>> {
-        Ok(self.try_get(i)?)
-    }
-    fn json(&self, i: usize) -> Result<serde_json::Value> {
-        Ok(self.try_get(i)?)
-    }
-}
-
-fn client_from_row(r: &Row) -> Result<Client> {
-    codec::client(r)
-}
-
-fn key_from_row(r: &Row) -> Result<ApiKeyRecord> {
-    codec::api_key(r)
-}
-
-fn audit_from_row(r: &Row) -> Result<AuditEntry> {
-    codec::audit(r)
-}
-
-fn signing_key_from_row(r: &Row) -> Result<SigningKeyRecord> {
-    codec::signing_key(r)
-}
-
-fn quota_i64(q: Option<u64>) -> Option<i64> {
-    q.map(|q| q.min(i64::MAX as u64) as i64)
-}
-
-/// One row's values, in column order, owned so that bulk loads can stream them.
-type Params = Vec<Box<dyn ToSql + Sync + Send>>;
-
-/// The values of [`CLIENT_COLUMNS`], and their types for a binary COPY.
-fn client_params(c: &Client) -> Params {
-    vec![
-        Box::new(c.id.clone()),
-        Box::new(c.name.clone()),
-        Box::new(c.owner.clone()),
-        Box::new(codec::scopes_text(c)),
-        Box::new(codec::audiences_json(c)),
-        Box::new(c.token_ttl),
-        Box::new(c.disabled),
-        Box::new(c.tokens_revoked_before),
-        Box::new(c.created_at),
-        Box::new(c.updated_at),
-        Box::new(quota_i64(c.token_quota)),
-        Box::new(c.quota_window),
-        Box::new(c.quota_ban),
-    ]
-}
-const CLIENT_TYPES: &[Type] = &[
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT8,
-    Type::BOOL,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-];
-
-/// The values of [`KEY_COLUMNS`], and their types for a binary COPY.
-fn key_params(k: &ApiKeyRecord) -> Params {
-    vec![
-        Box::new(k.id.clone()),
-        Box::new(k.client_id.clone()),
-        Box::new(k.name.clone()),
-        Box::new(k.digest.clone()),
-        Box::new(k.prefix.clone()),
-        Box::new(k.last4.clone()),
-        Box::new(k.created_at),
-        Box::new(k.expires_at),
-        Box::new(k.last_used_at),
-        Box::new(k.revoked_at),
-    ]
-}
-const KEY_TYPES: &[Type] = &[
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::BYTEA,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-];
-
-const SECRET_COLUMNS: &str = "client_id, digest, created_at, expires_at";
-const SECRET_TYPES: &[Type] = &[Type::TEXT, Type::BYTEA, Type::INT8, Type::INT8];
-
-/// The values of [`SECRET_COLUMNS`].
-fn secret_params(
-    client_id: &str,
-    digest: &[u8],
-    created_at: i64,
-    expires_at: Option<i64>,
-) -> Params {
-    vec![
-        Box::new(client_id.to_string()),
-        Box::new(digest.to_vec()),
-        Box::new(created_at),
-        Box::new(expires_at),
-    ]
-}
-
-async fn insert_client(
-    tx: &deadpool_postgres::Transaction<'_>,
-    c: &Client,
-    secret_digest: &[u8],
-) -> Result<()> {
-    let stmt = tx
-        .prepare_cached(&format!(
-            "INSERT INTO clients ({CLIENT_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        ))
-        .await?;
-    tx.execute_raw(&stmt, client_params(c)).await?;
-    let stmt = tx
-        .prepare_cached(&format!(
-            "INSERT INTO client_secrets ({SECRET_COLUMNS}) VALUES ($1, $2, $3, $4)"
-        ))
-        .await?;
-    tx.execute_raw(
-        &stmt,
-        secret_params(&c.id, secret_digest, c.created_at, None),
-    )
-    .await?;
-    Ok(())
-}
-
-/// Loads rows into a table with one binary `COPY … FROM STDIN`. Bulk loads
-/// (`client seed`, `migrate`) go this way rather than row by row: besides
-/// saving a round trip per row, one statement fires the table's change
-/// trigger once, where one per row would update the `tollgate_changes` row
-/// once per row in one transaction, each update slower than the last
-/// (measured: 100,000 clients took 9 minutes row by row).
-async fn copy_in(
-    tx: &deadpool_postgres::Transaction<'_>,
-    table: &str,
-    columns: &str,
-    types: &[Type],
-    rows: impl IntoIterator<Item = Params>,
-) -> Result<u64> {
-    let sink = tx
-        .copy_in(&format!(
-            "COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
-        ))
-        .await?;
-    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, types));
-    for row in rows {
-        writer.as_mut().write_raw(row).await?;
-    }
-    Ok(writer.finish().await?)
 }
 
 impl Store for PostgresStore {
@@ -1146,48 +849,4 @@ impl Store for PostgresStore {
             Ok(true)
         })
     }
-}
-
-/// Every row of a query, decoded.
-async fn all<T>(
-    tx: &deadpool_postgres::Transaction<'_>,
-    sql: &str,
-    decode: impl Fn(&Row) -> Result<T>,
-) -> Result<Vec<T>> {
-    tx.query(sql, &[]).await?.iter().map(decode).collect()
-}
-
-async fn insert_api_key(tx: &deadpool_postgres::Transaction<'_>, k: &ApiKeyRecord) -> Result<()> {
-    let stmt = tx
-        .prepare_cached(&format!(
-            "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .await?;
-    tx.execute_raw(&stmt, key_params(k)).await?;
-    Ok(())
-}
-
-async fn insert_signing_key(
-    tx: &deadpool_postgres::Transaction<'_>,
-    k: &SigningKeyRecord,
-) -> Result<()> {
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO signing_keys (kid, alg, created_at, activates_at, retired_at, \
-             compromised_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kid) DO NOTHING",
-        )
-        .await?;
-    tx.execute(
-        &stmt,
-        &[
-            &k.kid,
-            &k.alg,
-            &k.created_at,
-            &k.activates_at,
-            &k.retired_at,
-            &k.compromised_at,
-        ],
-    )
-    .await?;
-    Ok(())
 }

@@ -15,8 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use super::postgres::{execute_once, PostgresStore};
-use super::Store;
+use super::{execute_once, PostgresStore};
+use crate::store::Store;
 
 /// PostgreSQL's SSLRequest: length 8, code 80877103 (protocol, "SSL Session
 /// Encryption").
@@ -169,7 +169,7 @@ async fn serve(
 
 /// The real server's URL and address, or `None` (with a note) to skip.
 fn upstream(test: &str) -> Option<(String, SocketAddr)> {
-    let url = super::contract::test_pg_url(test)?;
+    let url = crate::store::contract::test_pg_url(test)?;
     let config: tokio_postgres::Config = url.parse().expect("TOLLGATE_TEST_PG_URL parses");
     let Some(tokio_postgres::config::Host::Tcp(host)) = config.get_hosts().first() else {
         panic!("TOLLGATE_TEST_PG_URL must name a TCP host");
