@@ -402,7 +402,7 @@ fn signing_key(app: &App, cmd: SigningKeyCmd) -> Result<(), ServiceError> {
 
 fn prune(app: &App, json_out: bool) -> Result<(), ServiceError> {
     eprintln!("pruning expired revocations…");
-    let n = app.store.prune_revocations(now())?;
+    let n = app.prune_revocations(now())?;
     if json_out {
         print_json(&json!({"pruned": n}));
     } else {

@@ -17,14 +17,16 @@ pub async fn healthz() -> HttpResponse {
 /// is not writable until a write or the background probe goes through;
 /// tokens are still issued and introspected from the cache meanwhile.
 pub async fn readyz(app: web::Data<App>) -> Result<HttpResponse, ServiceError> {
-    let store = app.store.clone();
-    let db_ok = web::block(move || store.ping())
+    let a = app.clone();
+    let r = web::block(move || a.readiness(now()))
         .await
-        .map(|r| r.is_ok())
-        .unwrap_or(false);
-    let writable = app.cache.writable();
-    let keys_ok = app.keys.get().signer(now()).is_some();
-    if db_ok && writable && keys_ok {
+        .unwrap_or(crate::service::Readiness {
+            database: false,
+            writable: false,
+            signing_key: false,
+        });
+    let (db_ok, writable, keys_ok) = (r.database, r.writable, r.signing_key);
+    if r.ready() {
         Ok(HttpResponse::Ok().json(
             json!({"status": "ready", "database": "ok", "database_writable": true, "signing_key": "ok"}),
         ))
@@ -49,7 +51,7 @@ pub async fn readyz(app: web::Data<App>) -> Result<HttpResponse, ServiceError> {
 /// Prometheus metrics on the public port, unless they have a private
 /// listener of their own (`TOLLGATE_METRICS_BIND`): then 404 here.
 pub async fn metrics(app: web::Data<App>) -> HttpResponse {
-    if app.config.metrics_bind.is_some() {
+    if app.config().metrics_bind.is_some() {
         return super::not_found().await;
     }
     metrics_export(app).await
@@ -59,5 +61,5 @@ pub async fn metrics(app: web::Data<App>) -> HttpResponse {
 pub async fn metrics_export(app: web::Data<App>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(app.metrics.render())
+        .body(app.metrics().render())
 }

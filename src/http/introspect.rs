@@ -28,7 +28,7 @@ pub async fn introspect(
     let auth_header = authorization(&req).map(<[u8]>::to_vec);
     let token = token_param(&params);
     let ip = client_ip(&req, &app);
-    let metrics = app.metrics.clone();
+    let metrics = app.metrics_handle();
     let answer = super::run(&app, move |app| {
         let now = now();
         app.authorize_introspection(creds.as_ref(), auth_header.as_deref(), Some(ip), now)?;

@@ -10,7 +10,6 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
 
 use super::client_ip;
-use crate::limits::Decision;
 use crate::service::error::ServiceError;
 use crate::service::{now, App};
 
@@ -46,27 +45,16 @@ pub async fn ip_limit(
     };
     let read = req.method() == Method::GET || req.method() == Method::HEAD;
     let limit = if read {
-        app.config.ip_limit_get
+        app.config().ip_limit_get
     } else {
-        app.config.ip_limit_post
+        app.config().ip_limit_post
     };
     if limit == 0 {
         return Ok(next.call(req).await?.map_into_left_body());
     }
     let ip = client_ip(req.request(), &app);
-    let key = (ip, read);
     let now = now();
-    if let Some(reset) = app.limits.ip.exhausted(&key, limit, 60, now) {
-        let d = app.limits.ip.hit(&key, limit, 60, 0, now);
-        app.metrics.refusals.with_label_values(&["ip"]).inc();
-        crate::service::log_refusal(&d, &format!("per-IP limit reached by {ip}"));
-        let d = Decision {
-            allowed: false,
-            limit,
-            remaining: 0,
-            reset,
-            refusals: d.refusals,
-        };
+    if let Some(d) = app.ip_refusal(ip, read, limit, now) {
         let resp = ServiceError::too_many_requests("too many requests from this address", d)
             .error_response();
         return Ok(req.into_response(resp).map_into_right_body());
@@ -74,7 +62,7 @@ pub async fn ip_limit(
     let counts_as_authenticated = authenticates(req.path());
     let res = next.call(req).await?;
     if !(counts_as_authenticated && res.status().is_success()) {
-        app.limits.ip.hit(&key, u64::MAX, 60, 0, now);
+        app.count_ip(ip, read, now);
     }
     Ok(res.map_into_left_body())
 }
@@ -92,7 +80,7 @@ pub async fn cors(
     let public = is_public(req.path());
     let allowed = public
         || req.app_data::<web::Data<App>>().is_some_and(|app| {
-            app.config
+            app.config()
                 .cors_origins
                 .iter()
                 .any(|o| o.as_bytes() == origin.as_bytes())
@@ -145,7 +133,7 @@ pub async fn latency(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let metrics = req.app_data::<web::Data<App>>().map(|a| a.metrics.clone());
+    let metrics = req.app_data::<web::Data<App>>().map(|a| a.metrics_handle());
     let started = std::time::Instant::now();
     let res = next.call(req).await?;
     if let Some(m) = metrics {

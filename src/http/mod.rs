@@ -101,8 +101,8 @@ pub fn method_not_allowed(allow: &'static str) -> HttpResponse {
 /// Reads the whole body, refusing more than the configured limit (413) or a
 /// body that does not arrive within the request timeout (408).
 pub async fn read_body(app: &App, payload: web::Payload) -> Result<Bytes, ServiceError> {
-    let limit = app.config.max_body_bytes;
-    let timeout = Duration::from_secs(app.config.request_timeout);
+    let limit = app.config().max_body_bytes;
+    let timeout = Duration::from_secs(app.config().request_timeout);
     match tokio::time::timeout(timeout, payload.to_bytes_limited(limit)).await {
         Err(_) => Err(ServiceError::new(
             ErrorCode::RequestTimeout,
@@ -174,7 +174,7 @@ pub fn client_ip(req: &HttpRequest, app: &App) -> std::net::IpAddr {
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let trusted = &app.config.trusted_proxies;
+    let trusted = &app.config().trusted_proxies;
     if !trusted.contains(&peer) {
         return peer;
     }
@@ -204,7 +204,7 @@ where
     F: Fn(&App) -> Result<T, ServiceError> + Send + 'static,
 {
     let first = {
-        let _cache_only = app.cache.cache_only();
+        let _cache_only = app.cache_only();
         op(app)
     };
     match first {

@@ -8,7 +8,7 @@ use actix_web::middleware::{Condition, Logger};
 use actix_web::{web, HttpServer};
 
 use crate::service::error::ServiceError;
-use crate::service::{now, App};
+use crate::service::App;
 
 /// JSON errors for query strings and paths that fail to parse.
 fn extractor_config(cfg: &mut web::ServiceConfig) {
@@ -29,19 +29,17 @@ fn extractor_config(cfg: &mut web::ServiceConfig) {
 /// address it listens on and the app it serves (whose issuer follows the
 /// bound address unless one was configured).
 pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAddr, App)> {
-    let listener = TcpListener::bind(app.config.bind)?;
+    let listener = TcpListener::bind(app.config().bind)?;
     let addr = listener.local_addr()?;
-    if !app.config.issuer_explicit {
-        let mut config = (*app.config).clone();
-        config.issuer = format!("http://{addr}");
-        app.config = std::sync::Arc::new(config);
+    if !app.config().issuer_explicit {
+        app = app.with_issuer(format!("http://{addr}"));
     }
     let served = app.clone();
-    let workers = app.config.workers;
-    let request_timeout = app.config.request_timeout;
-    let blocking_threads = app.config.blocking_threads;
+    let workers = app.config().workers;
+    let request_timeout = app.config().request_timeout;
+    let blocking_threads = app.config().blocking_threads;
     let data = web::Data::new(app);
-    let ip_limits = data.config.ip_limit_get > 0 || data.config.ip_limit_post > 0;
+    let ip_limits = data.config().ip_limit_get > 0 || data.config().ip_limit_post > 0;
     let log_requests = log::log_enabled!(target: "actix_web::middleware::logger", log::Level::Info);
     let server = HttpServer::new(move || {
         actix_web::App::new()
@@ -77,7 +75,7 @@ pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAdd
 /// serves `GET /metrics` only, outside the per-address limits, for the
 /// monitoring network; the public port then answers 404 there.
 pub fn build_metrics(app: &App) -> std::io::Result<Option<(actix_web::dev::Server, SocketAddr)>> {
-    let Some(bind) = app.config.metrics_bind else {
+    let Some(bind) = app.config().metrics_bind else {
         return Ok(None);
     };
     let listener = TcpListener::bind(bind)?;
@@ -95,7 +93,7 @@ pub fn build_metrics(app: &App) -> std::io::Result<Option<(actix_web::dev::Serve
     })
     .workers(1)
     .disable_signals()
-    .client_request_timeout(Duration::from_secs(app.config.request_timeout))
+    .client_request_timeout(Duration::from_secs(app.config().request_timeout))
     .shutdown_timeout(1)
     .listen(listener)?
     .run();
@@ -110,63 +108,27 @@ pub fn spawn_maintenance(app: App) {
     actix_web::rt::spawn(async move {
         let mut tick: u64 = 0;
         let mut fast = actix_web::rt::time::interval(Duration::from_millis(100));
-        let mut seen = app.store.change_marker().unwrap_or(0);
+        let mut seen = app.change_marker();
         loop {
             // Every 100 ms, one atomic load: when another process committed
             // (a signing-key rotation through another instance or the command
             // line), the keys are reloaded at once rather than at the next second.
             fast.tick().await;
-            let marker = app.store.change_marker().unwrap_or(0);
+            let marker = app.change_marker();
             let changed = marker != seen;
             seen = marker;
             tick += 1;
             let slow_due = tick.is_multiple_of(10);
-            if changed && !slow_due {
-                let a = app.clone();
-                if let Ok(Err(e)) = web::block(move || a.reload_keys()).await {
-                    log::warn!("maintenance: {e}");
-                }
+            if !changed && !slow_due {
                 continue;
             }
-            if !slow_due {
-                continue;
-            }
-            let tick = tick / 10;
             let a = app.clone();
-            let result = web::block(move || -> Result<(), String> {
-                if !a.cache.writable() {
-                    // A refused write marked the store not writable: try a
-                    // small write every second until one goes through.
-                    match a.store.probe_write(now()) {
-                        Ok(()) => log::warn!("database takes writes again"),
-                        Err(e) => log::debug!("database still not writable: {e}"),
-                    }
+            let result = web::block(move || {
+                if slow_due {
+                    a.maintain(tick / 10)
+                } else {
+                    a.maintain_keys()
                 }
-                a.reload_keys().map_err(|e| e.to_string())?;
-                if a.cache.poll_external_changes().map_err(|e| e.to_string())? {
-                    log::debug!("database changed outside Tollgate; cache cleared");
-                }
-                if tick.is_multiple_of(5) {
-                    a.flush_key_uses().map_err(|e| e.to_string())?;
-                }
-                if tick.is_multiple_of(10) {
-                    let longest = a
-                        .config
-                        .token_quota_window
-                        .max(a.config.token_quota_ban)
-                        .max(30 * 86_400);
-                    a.limits.prune(now(), longest);
-                }
-                if tick.is_multiple_of(60) {
-                    let n = a
-                        .store
-                        .prune_revocations(now())
-                        .map_err(|e| e.to_string())?;
-                    if n > 0 {
-                        log::info!("pruned {n} expired revocations");
-                    }
-                }
-                Ok(())
             })
             .await;
             match result {
@@ -190,7 +152,7 @@ pub async fn run(app: App) -> std::io::Result<()> {
     let (server, addr, app) = build(app)?;
     let metrics = build_metrics(&app)?;
     spawn_maintenance(app.clone());
-    log::info!("issuer {}", app.config.issuer);
+    log::info!("issuer {}", app.config().issuer);
     let metrics_handle = metrics.map(|(metrics, metrics_addr)| {
         log::info!("metrics listening on http://{metrics_addr}/metrics");
         let handle = metrics.handle();

@@ -38,7 +38,7 @@ pub async fn token(
     check_grant_type(&params)?;
     let request = TokenRequest::from_params(&params)?;
     let ip = client_ip(&req, &app);
-    let metrics = app.metrics.clone();
+    let metrics = app.metrics_handle();
     let issued = super::run(&app, move |app| {
         app.issue_for_client(creds.as_ref(), Some(ip), &request, now())
     })
@@ -81,7 +81,7 @@ pub async fn api_key_token(
     let key = SecretString::new(key);
     let request = TokenRequest::from_params(&params)?;
     let ip = client_ip(&req, &app);
-    let metrics = app.metrics.clone();
+    let metrics = app.metrics_handle();
     let issued = super::run(&app, move |app| {
         app.issue_for_api_key(&key, Some(ip), &request, now())
     })

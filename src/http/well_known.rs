@@ -12,7 +12,7 @@ use crate::service::{now, App};
 /// The public signing keys, as of the last commit (a key marked compromised
 /// through the command line is gone from the very next answer).
 pub async fn jwks(app: web::Data<App>) -> Result<HttpResponse, ServiceError> {
-    let jwks = super::run(&app, |app| Ok(app.current_keys()?.jwks(now()))).await?;
+    let jwks: serde_json::Value = super::run(&app, |app| app.jwks(now())).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
         .json(jwks))
@@ -32,7 +32,7 @@ pub fn issuer_path(issuer: &str) -> &str {
 /// other path below the well-known name is 404.
 pub async fn metadata_at_path(app: web::Data<App>, req: HttpRequest) -> HttpResponse {
     let tail = req.match_info().query("tail");
-    let path = issuer_path(&app.config.issuer);
+    let path = issuer_path(&app.config().issuer);
     if path.is_empty() || path.trim_start_matches('/') != tail.trim_end_matches('/') {
         return super::not_found().await;
     }
@@ -41,14 +41,8 @@ pub async fn metadata_at_path(app: web::Data<App>, req: HttpRequest) -> HttpResp
 
 /// Authorization-server metadata (RFC 8414 §2).
 pub async fn metadata(app: web::Data<App>) -> HttpResponse {
-    let iss = &app.config.issuer;
-    let algs: Vec<String> = {
-        let set = app.keys.get();
-        let mut v: Vec<String> = set.records().into_iter().map(|r| r.alg).collect();
-        v.sort();
-        v.dedup();
-        v
-    };
+    let iss = &app.config().issuer;
+    let algs = app.signing_algs();
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .json(json!({

@@ -11,6 +11,7 @@ mod maintenance;
 mod signing;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -44,6 +45,24 @@ pub enum StartError {
     Metrics(String),
 }
 
+/// What readiness reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    /// The store answers a query.
+    pub database: bool,
+    /// The last write (or write probe) went through.
+    pub writable: bool,
+    /// A signing key signs now.
+    pub signing_key: bool,
+}
+
+impl Readiness {
+    /// Everything is.
+    pub fn ready(&self) -> bool {
+        self.database && self.writable && self.signing_key
+    }
+}
+
 /// A token just issued, with what the response reports.
 #[derive(Debug)]
 pub struct IssuedToken {
@@ -55,28 +74,111 @@ pub struct IssuedToken {
     pub scope: String,
 }
 
-/// Everything a request or a command needs, shared behind `Arc`s.
+/// Everything a request or a command needs, shared behind `Arc`s. Its state
+/// is private: the edge (HTTP, command line) calls use cases, and reads only
+/// the configuration and the metrics registry.
 #[derive(Clone)]
 pub struct App {
     /// Validated configuration.
-    pub config: Arc<Config>,
+    config: Arc<Config>,
     /// The store.
-    pub store: Arc<dyn Store>,
+    store: Arc<dyn Store>,
     /// The signing keys in force.
-    pub keys: Arc<KeyRing>,
+    keys: Arc<KeyRing>,
     /// In-memory rate limits and quotas of this process.
-    pub limits: Arc<Limits>,
+    limits: Arc<Limits>,
     /// The cache in front of the store (the same object as `store`).
-    pub cache: Arc<CachedStore>,
+    cache: Arc<CachedStore>,
     /// Signature checks already done, by token digest.
-    pub verified: Arc<token::VerifiedCache>,
+    verified: Arc<token::VerifiedCache>,
     /// Prometheus metrics of this process.
-    pub metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::metrics::Metrics>,
     /// API-key uses not yet written: key id to time of use.
     key_uses: Arc<std::sync::Mutex<HashMap<String, i64>>>,
 }
 
 impl App {
+    /// The validated configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The same app with another issuer (the server derives it from the
+    /// address it bound when none was configured).
+    pub fn with_issuer(mut self, issuer: String) -> App {
+        let mut config = (*self.config).clone();
+        config.issuer = issuer;
+        self.config = Arc::new(config);
+        self
+    }
+
+    /// This process's metrics registry.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// The metrics registry, to keep past a call that consumes the app.
+    pub fn metrics_handle(&self) -> Arc<crate::metrics::Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Opens a scope in which the store answers from its cache only (see
+    /// `CachedStore::cache_only`).
+    pub fn cache_only(&self) -> crate::store::cached::CacheOnly {
+        self.cache.cache_only()
+    }
+
+    /// The per-address limit: `Some(refusal)` when `ip` has used up its
+    /// window of `limit` requests (`read`: GET and HEAD, else the rest).
+    pub fn ip_refusal(&self, ip: IpAddr, read: bool, limit: u64, now: i64) -> Option<Decision> {
+        let key = (ip, read);
+        let reset = self.limits.ip.exhausted(&key, limit, 60, now)?;
+        let d = self.limits.ip.hit(&key, limit, 60, 0, now);
+        self.metrics.refusals.with_label_values(&["ip"]).inc();
+        log_refusal(&d, &format!("per-IP limit reached by {ip}"));
+        Some(Decision {
+            allowed: false,
+            limit,
+            remaining: 0,
+            reset,
+            refusals: d.refusals,
+        })
+    }
+
+    /// Counts one request against `ip`'s window.
+    pub fn count_ip(&self, ip: IpAddr, read: bool, now: i64) {
+        self.limits.ip.hit(&(ip, read), u64::MAX, 60, 0, now);
+    }
+
+    /// The JWKS document as of the last commit.
+    pub fn jwks(&self, now: i64) -> Result<serde_json::Value, error::ServiceError> {
+        Ok(self.current_keys()?.jwks(now))
+    }
+
+    /// The algorithms of the published signing keys, sorted.
+    pub fn signing_algs(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .keys
+            .get()
+            .records()
+            .into_iter()
+            .map(|r| r.alg)
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Readiness: whether the store answers (blocking: a query), takes
+    /// writes, and a key signs now.
+    pub fn readiness(&self, now: i64) -> Readiness {
+        Readiness {
+            database: self.store.ping().is_ok(),
+            writable: self.cache.writable(),
+            signing_key: self.keys.get().signer(now).is_some(),
+        }
+    }
+
     /// Opens the store, applies the schema, makes sure a signing key exists,
     /// and loads the keys.
     pub fn open(config: Config) -> Result<App, StartError> {

@@ -115,6 +115,29 @@ async fn metadata_is_served_at_the_path_aware_location() {
     assert_eq!((status, s(&v["error"])), (404, "not_found".into()));
 }
 
+/// Waits until `check` holds: a change the command line made must be seen
+/// at once on SQLite (the shared change counter) and within the fleet bound,
+/// one second, on PostgreSQL (NOTIFY).
+async fn seen_after_cli<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let bound = if crate::helpers::on_postgres() {
+        std::time::Duration::from_secs(1)
+    } else {
+        std::time::Duration::ZERO
+    };
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() <= bound,
+            "{what}: not seen within {bound:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 fn claims(token: &str) -> Value {
     segment(token, 1)
 }
@@ -422,11 +445,16 @@ async fn removing_an_own_scope_takes_effect_on_the_next_request() {
 
     // Through the command line: tollgate:introspect goes too.
     app.cli(&["client", "update", &id, "--scope", "read"]);
-    assert_eq!(introspect(token.clone()).await, 403);
+    seen_after_cli("scope removed by the CLI", || async {
+        introspect(token.clone()).await == 403
+    })
+    .await;
     // Given back, the same token works again: the claim was never the source.
     app.cli(&["client", "update", &id, "--scope", "tollgate:admin"]);
-    let (status, _, _) = get_admin(&app, &token, "/admin/clients").await;
-    assert_eq!(status, 200);
+    seen_after_cli("scope given back by the CLI", || async {
+        get_admin(&app, &token, "/admin/clients").await.0 == 200
+    })
+    .await;
 }
 
 /// Item 4: one length limit for every path; a request whose token would be
@@ -523,7 +551,10 @@ async fn a_token_issued_after_revoke_all_is_active() {
     let before = app.token(&id, &secret).await;
     app.cli(&["client", "revoke-tokens", &id]);
     let after = app.token(&id, &secret).await;
-    assert_eq!(app.introspect(&before).await["active"], false);
+    seen_after_cli("revoke-all by the CLI", || async {
+        app.introspect(&before).await["active"] == false
+    })
+    .await;
     assert_eq!(app.introspect(&after).await["active"], true);
 }
 
@@ -628,7 +659,10 @@ async fn a_compromised_key_is_gone_at_once_from_the_cli_and_the_admin_api() {
     let v = app.cli(&["signing-key", "retire", &kid, "--compromised"]);
     assert_eq!(v[0]["kid"], kid.as_str());
     assert!(v[0]["compromised_at"].is_i64());
-    assert!(!jwks_kids(&app).await.contains(&kid));
+    seen_after_cli("compromise by the CLI", || async {
+        !jwks_kids(&app).await.contains(&kid)
+    })
+    .await;
     assert_eq!(app.introspect(&before).await["active"], false);
     let after = app.token(&rid, &rsecret).await;
     let new_kid = s(&segment(&after, 0)["kid"]);
@@ -640,6 +674,10 @@ async fn a_compromised_key_is_gone_at_once_from_the_cli_and_the_admin_api() {
     // The admin API twin, on a key that has a successor already.
     let admin = app.token(&id, &secret).await;
     app.cli(&["signing-key", "rotate", "--prepublish", "0"]);
+    seen_after_cli("rotation by the CLI", || async {
+        s(&segment(&app.token(&id, &secret).await, 0)["kid"]) != new_kid
+    })
+    .await;
     let admin2 = app.token(&id, &secret).await;
     assert_ne!(s(&segment(&admin2, 0)["kid"]), new_kid);
     let r = app
