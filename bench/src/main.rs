@@ -169,6 +169,38 @@ fn lua_list(items: &[String]) -> String {
 }
 
 /// A wrk script cycling through request bodies and Authorization headers.
+/// A client-credentials token for a Basic `auth`, fetched on a connection of
+/// its own (empty if refused).
+fn fetch_token(addr: &str, auth: &str) -> String {
+    let (_, body) = http(
+        addr,
+        "/oauth/token",
+        &[
+            ("Authorization", auth.to_string()),
+            ("Content-Type", "application/x-www-form-urlencoded".into()),
+        ],
+        "grant_type=client_credentials",
+    );
+    serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v["access_token"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Revokes `token` as the client of `auth`; the status.
+fn revoke_token(addr: &str, auth: &str, token: &str) -> u16 {
+    http(
+        addr,
+        "/oauth/revoke",
+        &[
+            ("Authorization", auth.to_string()),
+            ("Content-Type", "application/x-www-form-urlencoded".into()),
+        ],
+        &format!("token={token}"),
+    )
+    .0
+}
+
 fn script(
     dir: &Path,
     name: &str,
@@ -466,19 +498,7 @@ fn main() {
         let probe = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_secs(2));
             let auth = basic(&cid, &csecret);
-            let (_, body) = http(
-                &addr,
-                "/oauth/token",
-                &[
-                    ("Authorization", auth.clone()),
-                    ("Content-Type", form.into()),
-                ],
-                "grant_type=client_credentials",
-            );
-            let token = serde_json::from_str::<Value>(&body)
-                .ok()
-                .and_then(|v| v["access_token"].as_str().map(str::to_string))
-                .unwrap_or_default();
+            let token = fetch_token(&addr, &auth);
             let ask = || {
                 let (_, b) = http(
                     &addr,
@@ -494,12 +514,7 @@ fn main() {
                     .and_then(|v| v["active"].as_bool())
             };
             let before = ask();
-            let (status, _) = http(
-                &addr,
-                "/oauth/revoke",
-                &[("Authorization", auth), ("Content-Type", form.into())],
-                &format!("token={token}"),
-            );
+            let status = revoke_token(&addr, &auth, &token);
             let after = ask();
             (before, status, after)
         });
@@ -530,28 +545,8 @@ fn main() {
                 let auth = basic(&cid, &csecret);
                 let mut next = Instant::now();
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    let (_, body) = http(
-                        &addr,
-                        "/oauth/token",
-                        &[
-                            ("Authorization", auth.clone()),
-                            ("Content-Type", form.into()),
-                        ],
-                        "grant_type=client_credentials",
-                    );
-                    let token = serde_json::from_str::<Value>(&body)
-                        .ok()
-                        .and_then(|v| v["access_token"].as_str().map(str::to_string))
-                        .unwrap_or_default();
-                    let (status, _) = http(
-                        &addr,
-                        "/oauth/revoke",
-                        &[
-                            ("Authorization", auth.clone()),
-                            ("Content-Type", form.into()),
-                        ],
-                        &format!("token={token}"),
-                    );
+                    let token = fetch_token(&addr, &auth);
+                    let status = revoke_token(&addr, &auth, &token);
                     if status == 200 {
                         revoked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }

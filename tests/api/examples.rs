@@ -105,14 +105,7 @@ async fn introspection_example_sees_revocation_at_once_and_accepts_api_keys() {
     };
     let token = app.token(&id, &secret).await;
     assert_eq!(hello(&app, &ex, Some(&token)).await.0, 200);
-    let r = app
-        .http
-        .post(app.url("/oauth/revoke"))
-        .basic_auth(&id, Some(&secret))
-        .form(&[("token", &token)])
-        .send()
-        .await
-        .unwrap();
+    let r = app.revoke(&id, &secret, &token).await;
     assert_eq!(r.status(), 200);
     assert_eq!(hello(&app, &ex, Some(&token)).await.0, 401, "revoked");
     let key = s(&app.cli(&["api-key", "create", "--client", &id])["secret_key"]);

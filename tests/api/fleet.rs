@@ -35,16 +35,7 @@ where
 }
 
 async fn introspect_with(app: &TestApp, id: &str, secret: &str, token: &str) -> Value {
-    let r = app
-        .http
-        .post(app.url("/oauth/introspect"))
-        .basic_auth(id, Some(secret))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
+    app.introspect_as(id, secret, token).await
 }
 
 #[tokio::test]
@@ -64,14 +55,7 @@ async fn changes_through_one_instance_take_effect_on_the_other_within_a_second()
         introspect_with(b, &iid, &isecret, &token).await["active"],
         true
     );
-    let r = a
-        .http
-        .post(a.url("/oauth/revoke"))
-        .basic_auth(&id, Some(&secret))
-        .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let r = a.revoke(&id, &secret, token.as_str()).await;
     assert_eq!(r.status(), 200);
     within_bound("revocation on B", || async {
         introspect_with(b, &iid, &isecret, &token).await["active"] == false
@@ -502,14 +486,7 @@ async fn migrate_copies_a_sqlite_deployment_into_postgres() {
     let gone = old.cli(&["api-key", "create", "--client", &id]);
     old.cli(&["api-key", "revoke", &s(&gone["id"])]);
     let revoked = old.token(&id, &first).await;
-    let r = old
-        .http
-        .post(old.url("/oauth/revoke"))
-        .basic_auth(&id, Some(&first))
-        .form(&[("token", revoked.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let r = old.revoke(&id, &first, revoked.as_str()).await;
     assert_eq!(r.status(), 200);
     let audit_before = old.cli(&["audit", "list"]);
     old.kill();

@@ -506,14 +506,7 @@ async fn every_issued_token_can_be_introspected_and_revoked() {
         .unwrap();
     let (status, v) = json(r).await;
     assert_eq!((status, v["active"].clone()), (200, Value::Bool(true)));
-    let r = app
-        .http
-        .post(app.url("/oauth/revoke"))
-        .basic_auth(&id, Some(&secret))
-        .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let r = app.revoke(&id, &secret, token.as_str()).await;
     assert_eq!(r.status(), 200);
     assert_eq!(app.introspect(&token).await["active"], false);
 }
@@ -680,14 +673,14 @@ async fn a_compromised_key_is_gone_at_once_from_the_cli_and_the_admin_api() {
     .await;
     let admin2 = app.token(&id, &secret).await;
     assert_ne!(s(&segment(&admin2, 0)["kid"]), new_kid);
-    let r = app
-        .http
-        .post(app.url(&format!("/admin/signing-keys/{new_kid}/retire")))
-        .bearer_auth(&admin2)
-        .json(&serde_json::json!({"compromised": true}))
-        .send()
-        .await
-        .unwrap();
+    let compromise = || {
+        app.http
+            .post(app.url(&format!("/admin/signing-keys/{new_kid}/retire")))
+            .bearer_auth(&admin2)
+            .json(&serde_json::json!({"compromised": true}))
+            .send()
+    };
+    let r = compromise().await.unwrap();
     let (status, v) = json(r).await;
     assert_eq!(status, 200, "{v}");
     assert!(v["compromised_at"].is_i64());
@@ -695,14 +688,7 @@ async fn a_compromised_key_is_gone_at_once_from_the_cli_and_the_admin_api() {
     assert_eq!(app.introspect(&after).await["active"], false);
     assert_eq!(get_admin(&app, &admin, "/admin/clients").await.0, 401);
     // Twice is a conflict.
-    let r = app
-        .http
-        .post(app.url(&format!("/admin/signing-keys/{new_kid}/retire")))
-        .bearer_auth(&admin2)
-        .json(&serde_json::json!({"compromised": true}))
-        .send()
-        .await
-        .unwrap();
+    let r = compromise().await.unwrap();
     assert_eq!(r.status(), 409);
     // It survives a restart.
     let mut app = app;
@@ -890,14 +876,7 @@ async fn a_database_that_refuses_writes_gives_503_and_reads_keep_working() {
         (503, "temporarily_unavailable".into())
     );
     assert!(retry.is_some(), "Retry-After");
-    let r = app
-        .http
-        .post(app.url("/oauth/revoke"))
-        .basic_auth(&id, Some(&secret))
-        .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let r = app.revoke(&id, &secret, token.as_str()).await;
     assert_eq!(r.status(), 503);
     let (status, v) = json(app.http.get(app.url("/readyz")).send().await.unwrap()).await;
     assert_eq!(status, 503);

@@ -389,6 +389,31 @@ impl TestApp {
         self.token(&id, &secret).await
     }
 
+    /// Revokes `token` as the client `id` (RFC 7009), by Basic authentication.
+    pub async fn revoke(&self, id: &str, secret: &str, token: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/oauth/revoke"))
+            .basic_auth(id, Some(secret))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .expect("revoke")
+    }
+
+    /// Introspects as the client `id` (which holds `tollgate:introspect`).
+    pub async fn introspect_as(&self, id: &str, secret: &str, token: &str) -> Value {
+        let r = self
+            .http
+            .post(self.url("/oauth/introspect"))
+            .basic_auth(id, Some(secret))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .expect("introspect");
+        assert_eq!(r.status(), 200);
+        r.json().await.expect("json")
+    }
+
     /// Introspects with a fresh introspection client's Basic credentials.
     pub async fn introspect(&self, token: &str) -> Value {
         let (id, secret) = self.client("tollgate:introspect", &[]);

@@ -640,14 +640,7 @@ async fn metrics_count_tokens_failures_introspections_revocations_refusals_and_l
     );
     assert_eq!(app.introspect(&token).await["active"], true);
     assert_eq!(app.introspect("garbage").await["active"], false);
-    let r = app
-        .http
-        .post(app.url("/oauth/revoke"))
-        .basic_auth(&id, Some(&secret))
-        .form(&[("token", &token)])
-        .send()
-        .await
-        .unwrap();
+    let r = app.revoke(&id, &secret, &token).await;
     assert_eq!(r.status(), 200);
     let r = app.http.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
