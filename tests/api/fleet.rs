@@ -11,27 +11,18 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::admin::call;
-use crate::helpers::{json, pg_or_skip, pg_schema, s, segment, CuttableProxy, TestApp};
+use crate::helpers::{eventually, json, pg_or_skip, pg_schema, s, segment, CuttableProxy, TestApp};
 
 /// The documented bound for a change to reach every instance.
 const BOUND: Duration = Duration::from_secs(1);
 
 /// Polls `check` until it holds or `BOUND` passes; how long it took.
-async fn within_bound<F, Fut>(what: &str, mut check: F) -> Duration
+async fn within_bound<F, Fut>(what: &str, check: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let start = Instant::now();
-    loop {
-        if check().await {
-            let took = start.elapsed();
-            eprintln!("{what}: seen after {took:?}");
-            return took;
-        }
-        assert!(start.elapsed() < BOUND, "{what}: not seen within {BOUND:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(what, BOUND, check).await
 }
 
 async fn introspect_with(app: &TestApp, id: &str, secret: &str, token: &str) -> Value {
@@ -368,19 +359,12 @@ async fn unreachable_postgres_fails_closed_and_issued_tokens_still_verify() {
 }
 
 /// Like `within_bound`, for recovery, which waits on reconnection back-off.
-async fn within_bound_secs<F, Fut>(secs: u64, mut check: F)
+async fn within_bound_secs<F, Fut>(secs: u64, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let start = Instant::now();
-    while !check().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "not recovered within {secs}s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("recovery", Duration::from_secs(secs), check).await;
 }
 
 #[tokio::test]
@@ -607,16 +591,7 @@ async fn scope_removal_and_key_compromise_reach_the_other_instance_within_a_seco
         introspect_with(b, &iid, &isecret, &issued).await["active"] == false
     })
     .await;
-    let jwks: Value = b
-        .http
-        .get(b.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(!jwks.to_string().contains(&kid), "gone from B's JWKS");
+    assert!(!b.jwks_kids().await.contains(&kid), "gone from B's JWKS");
     let fresh = b.token(&rid, &rsecret).await;
     assert_ne!(s(&segment(&fresh, 0)["kid"]), kid);
     assert_eq!(

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{json, s, segment, TestApp};
+use crate::helpers::{cli_change_bound, eventually, json, s, segment, TestApp};
 
 /// RFC 9110 §15.5.6: every 405 names the allowed methods.
 #[tokio::test]
@@ -116,26 +116,13 @@ async fn metadata_is_served_at_the_path_aware_location() {
 }
 
 /// Waits until `check` holds: a change the command line made must be seen
-/// at once on SQLite (the shared change counter) and within the fleet bound,
-/// one second, on PostgreSQL (NOTIFY).
-async fn seen_after_cli<F, Fut>(what: &str, mut check: F)
+/// within [`cli_change_bound`].
+async fn seen_after_cli<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let bound = if crate::helpers::on_postgres() {
-        std::time::Duration::from_secs(1)
-    } else {
-        std::time::Duration::ZERO
-    };
-    let start = std::time::Instant::now();
-    while !check().await {
-        assert!(
-            start.elapsed() <= bound,
-            "{what}: not seen within {bound:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually(what, cli_change_bound(), check).await;
 }
 
 fn claims(token: &str) -> Value {
@@ -580,23 +567,6 @@ fn admin_claims(app_issuer: &str, client_id: &str, iat: i64, exp: i64) -> tollga
     }
 }
 
-async fn jwks_kids(app: &TestApp) -> Vec<String> {
-    let (_, v) = json(
-        app.http
-            .get(app.url("/.well-known/jwks.json"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    v["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| s(&k["kid"]))
-        .collect()
-}
-
 /// Item 3: a retired key mints nothing Tollgate accepts; impossible
 /// lifetimes and future `iat` are inactive.
 #[tokio::test]
@@ -624,7 +594,7 @@ async fn tokens_a_stolen_retired_key_signs_are_inactive() {
     // Rotated out (no pre-publication): the old key is retired now.
     app.cli(&["signing-key", "rotate", "--prepublish", "0"]);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert!(jwks_kids(&app).await.contains(&old_kid), "still published");
+    assert!(app.jwks_kids().await.contains(&old_kid), "still published");
     assert_eq!(
         app.introspect(&issued).await["active"],
         true,
@@ -653,7 +623,7 @@ async fn a_compromised_key_is_gone_at_once_from_the_cli_and_the_admin_api() {
     assert_eq!(v[0]["kid"], kid.as_str());
     assert!(v[0]["compromised_at"].is_i64());
     seen_after_cli("compromise by the CLI", || async {
-        !jwks_kids(&app).await.contains(&kid)
+        !app.jwks_kids().await.contains(&kid)
     })
     .await;
     assert_eq!(app.introspect(&before).await["active"], false);
@@ -684,7 +654,7 @@ async fn a_compromised_key_is_gone_at_once_from_the_cli_and_the_admin_api() {
     let (status, v) = json(r).await;
     assert_eq!(status, 200, "{v}");
     assert!(v["compromised_at"].is_i64());
-    assert!(!jwks_kids(&app).await.contains(&new_kid));
+    assert!(!app.jwks_kids().await.contains(&new_kid));
     assert_eq!(app.introspect(&after).await["active"], false);
     assert_eq!(get_admin(&app, &admin, "/admin/clients").await.0, 401);
     // Twice is a conflict.
@@ -693,7 +663,7 @@ async fn a_compromised_key_is_gone_at_once_from_the_cli_and_the_admin_api() {
     // It survives a restart.
     let mut app = app;
     app.restart();
-    assert!(!jwks_kids(&app).await.contains(&new_kid));
+    assert!(!app.jwks_kids().await.contains(&new_kid));
     assert_eq!(app.introspect(&after).await["active"], false);
 }
 
@@ -816,24 +786,20 @@ async fn create_client_status(
 }
 
 async fn wait_ready(app: &TestApp, want: u16, secs: u64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    loop {
-        let status = app
-            .http
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        if status == want {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "readyz stayed {status}, wanted {want}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    eventually(
+        "readiness",
+        std::time::Duration::from_secs(secs),
+        || async {
+            app.http
+                .get(app.url("/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == want
+        },
+    )
+    .await;
 }
 
 /// Item 11: a database that cannot be written (here: another process holds
@@ -851,14 +817,11 @@ async fn a_database_that_refuses_writes_gives_503_and_reads_keep_working() {
     let token = app.token(&id, &secret).await;
     assert_eq!(app.introspect(&token).await["active"], true);
     let (iid, isecret) = app.client("tollgate:introspect", &[]);
-    let introspect_with = |t: &str| {
-        app.http
-            .post(app.url("/oauth/introspect"))
-            .basic_auth(&iid, Some(&isecret))
-            .form(&[("token", t)])
-            .send()
-    };
-    assert_eq!(introspect_with(&token).await.unwrap().status(), 200);
+    // Warms the cache for this introspection client (introspect_as asserts 200).
+    assert_eq!(
+        app.introspect_as(&iid, &isecret, &token).await["active"],
+        true
+    );
 
     let db = app.db.clone();
     let (release, released) = std::sync::mpsc::channel::<()>();
@@ -883,8 +846,10 @@ async fn a_database_that_refuses_writes_gives_503_and_reads_keep_working() {
     assert!(s(&v["error_description"]).contains("not writable"), "{v}");
     // Issuance and introspection answer from the cache.
     let fresh = app.token(&id, &secret).await;
-    let r = introspect_with(&fresh).await.unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(
+        app.introspect_as(&iid, &isecret, &fresh).await["active"],
+        true
+    );
     let metrics = app
         .http
         .get(app.url("/metrics"))

@@ -414,6 +414,24 @@ impl TestApp {
         r.json().await.expect("json")
     }
 
+    /// The `kid`s the JWKS publishes now.
+    pub async fn jwks_kids(&self) -> Vec<String> {
+        let (_, v) = json(
+            self.http
+                .get(self.url("/.well-known/jwks.json"))
+                .send()
+                .await
+                .expect("jwks"),
+        )
+        .await;
+        v["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .map(|k| s(&k["kid"]))
+            .collect()
+    }
+
     /// Introspects with a fresh introspection client's Basic credentials.
     pub async fn introspect(&self, token: &str) -> Value {
         let (id, secret) = self.client("tollgate:introspect", &[]);
@@ -517,6 +535,43 @@ impl CuttableProxy {
         self.blackhole
             .store(false, std::sync::atomic::Ordering::SeqCst);
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Polls `check` every 20 ms until it holds, and fails the test once `bound`
+/// has passed without it; how long it took. A zero bound means "at once".
+pub async fn eventually<F, Fut>(
+    what: &str,
+    bound: std::time::Duration,
+    mut check: F,
+) -> std::time::Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if check().await {
+            let took = start.elapsed();
+            eprintln!("{what}: seen after {took:?}");
+            return took;
+        }
+        assert!(
+            start.elapsed() <= bound,
+            "{what}: not seen within {bound:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// How long a change the command line commits may take to reach a running
+/// server: at once on SQLite (the shared change counter), within the fleet
+/// bound of one second on PostgreSQL (NOTIFY).
+pub fn cli_change_bound() -> std::time::Duration {
+    if on_postgres() {
+        std::time::Duration::from_secs(1)
+    } else {
+        std::time::Duration::ZERO
     }
 }
 
