@@ -25,7 +25,6 @@ pub async fn readyz(app: web::Data<App>) -> Result<HttpResponse, ServiceError> {
             writable: false,
             signing_key: false,
         });
-    let (db_ok, writable, keys_ok) = (r.database, r.writable, r.signing_key);
     if r.ready() {
         Ok(HttpResponse::Ok().json(
             json!({"status": "ready", "database": "ok", "database_writable": true, "signing_key": "ok"}),
@@ -35,12 +34,12 @@ pub async fn readyz(app: web::Data<App>) -> Result<HttpResponse, ServiceError> {
             ErrorCode::TemporarilyUnavailable,
             format!(
                 "not ready: database {}, signing key {}",
-                match (db_ok, writable) {
+                match (r.database, r.writable) {
                     (false, _) => "unavailable",
                     (true, false) => "not writable",
                     (true, true) => "ok",
                 },
-                if keys_ok { "ok" } else { "missing" }
+                if r.signing_key { "ok" } else { "missing" }
             ),
         );
         e.retry_after = Some(5);

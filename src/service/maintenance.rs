@@ -13,8 +13,12 @@ impl App {
     }
 
     /// Every 100 ms when the change marker moved: reloads the signing keys,
-    /// so a rotation through another process signs here at once.
+    /// so a rotation through another process signs here at once, unless a
+    /// request has already reloaded them at this marker (`current_keys`).
     pub fn maintain_keys(&self) -> Result<(), String> {
+        if self.change_marker() == self.keys.marker() {
+            return Ok(());
+        }
         self.reload_keys().map(|_| ()).map_err(|e| e.to_string())
     }
 
