@@ -29,7 +29,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
-use super::codec::{self, CLIENT_COLUMNS, KEY_COLUMNS};
+use super::codec::{self, CLIENT_COLUMNS, KEY_COLUMNS, SIGNING_KEY_COLUMNS};
 use super::{
     ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Dump, Result,
     RevocationRecord, SecretRow, SigningKeyRecord, Store, StoreError,
@@ -549,8 +549,10 @@ impl Store for PostgresStore {
         self.call(async {
             let rows = self
                 .query(
-                    "SELECT kid, alg, created_at, activates_at, retired_at, compromised_at FROM signing_keys \
-                     ORDER BY activates_at, created_at",
+                    &format!(
+                        "SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys \
+                         ORDER BY activates_at, created_at"
+                    ),
                     &[],
                 )
                 .await?;
@@ -731,8 +733,9 @@ impl Store for PostgresStore {
                 .await?,
                 signing_keys: all(
                     &tx,
-                    "SELECT kid, alg, created_at, activates_at, retired_at, compromised_at FROM signing_keys \
-                     ORDER BY kid COLLATE \"C\"",
+                    &format!(
+                        "SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys ORDER BY kid COLLATE \"C\""
+                    ),
                     signing_key_from_row,
                 )
                 .await?,

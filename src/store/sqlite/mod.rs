@@ -9,7 +9,7 @@ use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
-use super::codec::{self, CLIENT_COLUMNS, KEY_COLUMNS};
+use super::codec::{self, CLIENT_COLUMNS, KEY_COLUMNS, SIGNING_KEY_COLUMNS};
 use super::{
     ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Dump, Result,
     RevocationRecord, SecretRow, SigningKeyRecord, Store, StoreError,
@@ -552,9 +552,9 @@ impl Store for SqliteStore {
 
     fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
         let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT kid, alg, created_at, activates_at, retired_at, compromised_at FROM signing_keys ORDER BY activates_at, created_at",
-        )?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys ORDER BY activates_at, created_at"
+        ))?;
         let rows = stmt.query_map([], signing_key_from_row)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
@@ -683,7 +683,7 @@ impl Store for SqliteStore {
             )?,
             signing_keys: all(
                 &tx,
-                "SELECT kid, alg, created_at, activates_at, retired_at, compromised_at FROM signing_keys ORDER BY kid",
+                &format!("SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys ORDER BY kid"),
                 signing_key_from_row,
             )?,
             audit: all(
