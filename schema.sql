@@ -13,6 +13,9 @@ CREATE TABLE IF NOT EXISTS clients (
     token_quota           INTEGER,                -- tokens per window; NULL: server default, 0: none
     quota_window          INTEGER,                -- seconds; NULL: server default
     quota_ban             INTEGER,                -- seconds; NULL: server default
+    token_endpoint_auth_method TEXT NOT NULL DEFAULT 'client_secret_basic', -- RFC 7591
+    jwks                  TEXT,                   -- JSON JWK Set (public keys), private_key_jwt
+    jwks_uri              TEXT,                   -- where the client publishes its keys
     created_at            INTEGER NOT NULL,
     updated_at            INTEGER NOT NULL
 );
@@ -43,6 +46,15 @@ CREATE TABLE IF NOT EXISTS api_keys (
 CREATE INDEX IF NOT EXISTS api_keys_by_client ON api_keys(client_id);
 
 -- Revoked access tokens, remembered by jti until they expire (RFC 7009).
+-- Client assertions already used (RFC 7523 §3 item 7), until they expire:
+-- a replayed private_key_jwt assertion is refused, across restarts.
+CREATE TABLE IF NOT EXISTS assertion_jtis (
+    client_id  TEXT NOT NULL,
+    jti        TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (client_id, jti)
+);
+
 CREATE TABLE IF NOT EXISTS revoked_tokens (
     jti        TEXT PRIMARY KEY,
     client_id  TEXT NOT NULL,

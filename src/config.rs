@@ -71,6 +71,10 @@ pub struct Config {
     pub metrics_bind: Option<SocketAddr>,
     /// The [`CORS_ORIGINS`] setting, validated.
     pub cors_origins: Vec<String>,
+    /// The [`ASSERTION_MAX_LIFETIME`] setting.
+    pub assertion_max_lifetime: i64,
+    /// The [`FETCH_ALLOW_LOCAL`] setting.
+    pub fetch_allow_local: bool,
 }
 
 /// A configuration error: one line naming the setting.
@@ -175,7 +179,7 @@ settings! {
         "Default seconds a rotated-in signing key is published before it signs.";
     WORKERS = "workers", "TOLLGATE_WORKERS", None, "CPU count", int(1, 256),
         "HTTP worker threads.";
-    BLOCKING_THREADS = "blocking_threads", "TOLLGATE_BLOCKING_THREADS", Some("1"), "`1`", int(1, 512),
+    BLOCKING_THREADS = "blocking_threads", "TOLLGATE_BLOCKING_THREADS", Some("4"), "`4`", int(1, 512),
         "Threads per worker that run database calls.";
     MAX_BODY_BYTES = "max_body_bytes", "TOLLGATE_MAX_BODY_BYTES", Some("16384"), "`16384`",
         int(2 * crate::token::MAX_TOKEN_LEN as i64, 1024 * 1024),
@@ -204,6 +208,10 @@ settings! {
         "Origins allowed to call the token, introspection, revocation and admin endpoints from a browser.";
     METRICS_BIND = "metrics_bind", "TOLLGATE_METRICS_BIND", None, "none", Kind::Text,
         "HOST:PORT of a private listener for GET /metrics; the public port then answers 404 there.";
+    ASSERTION_MAX_LIFETIME = "assertion_max_lifetime", "TOLLGATE_ASSERTION_MAX_LIFETIME", Some("3600"), "`3600`", int(60, DAY),
+        "How far ahead a private_key_jwt client assertion's exp may lie, in seconds.";
+    FETCH_ALLOW_LOCAL = "fetch_allow_local", "TOLLGATE_FETCH_ALLOW_LOCAL", Some("false"), "`false`", Kind::Text,
+        "`true` lets jwks_uri fetches reach loopback, private and link-local addresses, over http too (tests, labs).";
 }
 
 /// Every environment variable Tollgate reads, with its TOML key.
@@ -406,6 +414,16 @@ impl Config {
                 )
             })?);
         }
+        let fetch_allow_local = match text(&FETCH_ALLOW_LOCAL)?.as_deref() {
+            Some("true") => true,
+            Some("false") | None => false,
+            Some(other) => {
+                return Err(bad(
+                    FETCH_ALLOW_LOCAL.env,
+                    format!("expected true or false, got {other:?}"),
+                ))
+            }
+        };
         let cors_origins = src.list(&CORS_ORIGINS)?;
         for o in &cors_origins {
             if !(o.starts_with("https://") || o.starts_with("http://")) || o.ends_with('/') {
@@ -445,6 +463,8 @@ impl Config {
             auth_fail_client_limit: src.int(&AUTH_FAIL_CLIENT_LIMIT)? as u64,
             cors_origins,
             metrics_bind,
+            assertion_max_lifetime: src.int(&ASSERTION_MAX_LIFETIME)?,
+            fetch_allow_local,
         })
     }
 }

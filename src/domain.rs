@@ -40,6 +40,57 @@ pub struct Client {
     pub created_at: i64,
     /// Last change.
     pub updated_at: i64,
+    /// How the client authenticates (RFC 7591 §2 `token_endpoint_auth_method`).
+    pub token_endpoint_auth_method: ClientAuthMethod,
+    /// Its public keys, inline (RFC 7591 §2 `jwks`), for `private_key_jwt`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    /// Where its public keys are published (RFC 7591 §2 `jwks_uri`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+}
+
+/// A client authentication method (RFC 7591 §2, names from the IANA "OAuth
+/// Token Endpoint Authentication Methods" registry). A client registered
+/// with a secret method may use either secret method, as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    /// A secret in HTTP Basic (RFC 6749 §2.3.1).
+    #[default]
+    ClientSecretBasic,
+    /// A secret in the body (RFC 6749 §2.3.1).
+    ClientSecretPost,
+    /// A JWT signed with the client's private key (RFC 7523 §2.2, OpenID
+    /// Connect Core §9).
+    PrivateKeyJwt,
+}
+
+impl ClientAuthMethod {
+    /// The registered name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAuthMethod::ClientSecretBasic => "client_secret_basic",
+            ClientAuthMethod::ClientSecretPost => "client_secret_post",
+            ClientAuthMethod::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+
+    /// The method a registered name names.
+    pub fn parse(s: &str) -> Option<ClientAuthMethod> {
+        [
+            ClientAuthMethod::ClientSecretBasic,
+            ClientAuthMethod::ClientSecretPost,
+            ClientAuthMethod::PrivateKeyJwt,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
+    }
+
+    /// Whether the client holds a secret.
+    pub fn uses_secret(self) -> bool {
+        !matches!(self, ClientAuthMethod::PrivateKeyJwt)
+    }
 }
 
 /// A stored client secret: only its digest.
@@ -202,6 +253,9 @@ pub(crate) mod fixtures {
                 quota_ban: None,
                 created_at: 0,
                 updated_at: 0,
+                token_endpoint_auth_method: ClientAuthMethod::ClientSecretBasic,
+                jwks: None,
+                jwks_uri: None,
             }
         }
     }

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod fetch;
 pub mod http;
 pub mod limits;
 pub mod metrics;
@@ -14,4 +15,5 @@ pub mod oauth;
 pub mod secret;
 pub mod service;
 pub mod store;
+pub mod sync;
 pub mod token;

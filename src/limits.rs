@@ -52,10 +52,7 @@ impl<K: Hash + Eq + Clone> Default for Limiter<K> {
 
 impl<K: Hash + Eq + Clone> Limiter<K> {
     fn with<T>(&self, f: impl FnOnce(&mut HashMap<K, Window>) -> T) -> T {
-        let mut guard = match self.map.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut guard = crate::sync::lock(&self.map);
         f(&mut guard)
     }
 

@@ -98,7 +98,22 @@ fn open_app(dir: &Path, db: Option<&str>) -> App {
         env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
     })
     .unwrap_or_else(|e| fail(&e.to_string()));
-    App::open(config).unwrap_or_else(|e| fail(&e.to_string()))
+    block(App::open(config)).unwrap_or_else(|e| fail(&e.to_string()))
+}
+
+/// Runs one of Tollgate's async use cases (seeding, key creation) from the
+/// harness's synchronous code, on one runtime kept for the whole run: the
+/// store's connections and blocking calls live on it.
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| fail(&format!("runtime: {e}")))
+    })
+    .block_on(f)
 }
 
 fn fail(msg: &str) -> ! {
@@ -158,6 +173,58 @@ fn basic(id: &str, secret: &SecretString) -> String {
         "Basic {}",
         STANDARD.encode(format!("{id}:{}", secret.expose()))
     )
+}
+
+/// Assertions W8 prepares, each with its own `jti`: more than a 5-s run at
+/// the rates this machine reaches, split between wrk's two threads.
+const W8_ASSERTIONS: usize = 200_000;
+
+/// Registers a `private_key_jwt` client with a fresh ES256 key and writes
+/// `n` token-request bodies, each with an assertion of its own `jti`, one per
+/// line; returns the client id.
+fn w8_bodies(app: &App, file: &Path, n: usize, t0: i64) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING as ALG};
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ALG, &rng).unwrap_or_else(|e| fail(&e.to_string()));
+    let pair = EcdsaKeyPair::from_pkcs8(&ALG, pkcs8.as_ref(), &rng)
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let public = pair.public_key().as_ref();
+    let jwk = serde_json::json!({
+        "kty": "EC", "crv": "P-256", "kid": "w8", "alg": "ES256",
+        "x": B64.encode(&public[1..33]), "y": B64.encode(&public[33..65]),
+    });
+    let (client, _) = block(app.create_client(
+        "bench",
+        NewClient {
+            name: "w8".into(),
+            scopes: vec!["read".into()],
+            token_endpoint_auth_method: Some(tollgate::domain::ClientAuthMethod::PrivateKeyJwt),
+            jwks: Some(serde_json::json!({"keys": [jwk]})),
+            ..NewClient::default()
+        },
+        t0,
+    ))
+    .unwrap_or_else(|e| fail(&e.to_string()));
+    let header = B64.encode(r#"{"alg":"ES256","kid":"w8"}"#);
+    let mut out = String::with_capacity(n * 600);
+    for i in 0..n {
+        let claims = serde_json::json!({
+            "iss": client.id, "sub": client.id, "aud": "https://tollgate.bench",
+            "iat": t0, "exp": t0 + 3000, "jti": format!("w8-{i}"),
+        });
+        let input = format!("{header}.{}", B64.encode(claims.to_string()));
+        let sig = pair
+            .sign(&rng, input.as_bytes())
+            .unwrap_or_else(|e| fail(&e.to_string()));
+        let _ = writeln!(
+            out,
+            "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={input}.{}",
+            B64.encode(sig.as_ref())
+        );
+    }
+    std::fs::write(file, out).unwrap_or_else(|e| fail(&e.to_string()));
+    client.id
 }
 
 fn lua_list(items: &[String]) -> String {
@@ -449,10 +516,14 @@ fn main() {
         tokens,
         quota_client,
     } = seed(&app, args.clients, &template, t0);
+    let w8_file = dir.path().join("w8.bodies");
+    if wants("W8") {
+        println!("signing {W8_ASSERTIONS} client assertions for W8…");
+        w8_bodies(&app, &w8_file, W8_ASSERTIONS, t0);
+    }
     let mut keys = Vec::new();
     for (id, _) in &clients {
-        let (_, key) = app
-            .create_api_key("bench", id, None, None, t0)
+        let (_, key) = block(app.create_api_key("bench", id, None, None, t0))
             .unwrap_or_else(|e| fail(&e.to_string()));
         keys.push(key.expose().to_string());
     }
@@ -648,6 +719,46 @@ fn main() {
             if granted == 2000 { "PASS" } else { "FAIL" }
         ));
     }
+    if wants("W8") {
+        // private_key_jwt: every request carries an assertion never seen
+        // before, so each one verifies an ES256 signature and writes its jti
+        // (the replay cache is durable). Each wrk thread takes its own half.
+        let w8 = scripts.join("w8.lua");
+        std::fs::write(
+            &w8,
+            format!(
+                r#"local n = 0
+function setup(thread)
+  thread:set("tid", n)
+  n = n + 1
+end
+local bodies = {{}}
+for line in io.lines("{}") do bodies[#bodies + 1] = line end
+function init(args)
+  i = (tid or 0) * math.floor(#bodies / 2)
+end
+request = function()
+  i = i + 1
+  local h = {{ ["Content-Type"] = "application/x-www-form-urlencoded" }}
+  return wrk.format("POST", "/oauth/token", h, bodies[(i % #bodies) + 1])
+end
+"#,
+                w8_file.display()
+            ),
+        )
+        .unwrap_or_else(|e| fail(&e.to_string()));
+        let mut f = wrk(
+            &args,
+            &server,
+            "W8 private_key_jwt issuance, a fresh jti each time",
+            &w8,
+            args.duration,
+        );
+        if let Some(w1) = results.iter().find(|r| r.name.starts_with("W1")) {
+            f.note = format!("{:.0} % of W1", 100.0 * f.rps / w1.rps);
+        }
+        results.push(f);
+    }
     drop(server);
 
     let mut startup_note = String::new();
@@ -662,13 +773,14 @@ fn main() {
         };
         println!("seeding {extra} more clients for W5 and W6…");
         let started = Instant::now();
-        let kept = app
-            .seed_clients("bench", extra, &template, keep, now(), |n| {
+        let kept = block(
+            app.seed_clients("bench", extra, &template, keep, now(), |n| {
                 if n % 200_000 == 0 {
                     println!("  {n} stored")
                 }
-            })
-            .unwrap_or_else(|e| fail(&e.to_string()));
+            }),
+        )
+        .unwrap_or_else(|e| fail(&e.to_string()));
         println!("  seeded in {:.1} s", started.elapsed().as_secs_f64());
         drop(app);
         let server = start_server(&bin, dir.path(), None);
@@ -814,24 +926,24 @@ struct Seeded {
 
 fn seed(app: &App, n: usize, template: &NewClient, t0: i64) -> Seeded {
     println!("seeding {n} clients…");
-    let clients = app
-        .seed_clients("bench", n, template, 100, t0, |n| println!("  {n} stored"))
-        .unwrap_or_else(|e| fail(&e.to_string()));
-    let client = |name: &str, scopes: Vec<String>, quota: Option<u64>| {
-        let (c, secret) = app
-            .create_client(
-                "bench",
-                NewClient {
-                    name: name.into(),
-                    scopes,
-                    token_quota: quota,
-                    quota_window: quota.map(|_| 3600),
-                    quota_ban: quota.map(|_| 0),
-                    ..NewClient::default()
-                },
-                t0,
-            )
+    let clients =
+        block(app.seed_clients("bench", n, template, 100, t0, |n| println!("  {n} stored")))
             .unwrap_or_else(|e| fail(&e.to_string()));
+    let client = |name: &str, scopes: Vec<String>, quota: Option<u64>| {
+        let (c, secret) = block(app.create_client(
+            "bench",
+            NewClient {
+                name: name.into(),
+                scopes,
+                token_quota: quota,
+                quota_window: quota.map(|_| 3600),
+                quota_ban: quota.map(|_| 0),
+                ..NewClient::default()
+            },
+            t0,
+        ))
+        .unwrap_or_else(|e| fail(&e.to_string()));
+        let secret = secret.unwrap_or_else(|| fail("a secret client has a secret"));
         basic(&c.id, &secret)
     };
     let introspect_auth = client("introspector", vec!["tollgate:introspect".into()], None);
@@ -844,11 +956,10 @@ fn seed(app: &App, n: usize, template: &NewClient, t0: i64) -> Seeded {
             secret: secret.clone(),
             method: tollgate::oauth::AuthMethod::Basic,
         };
-        let t = app
-            .issue_for_client(Some(&creds), None, &Default::default(), t0)
+        let t = block(app.issue_for_client(Some(&creds), None, &Default::default(), t0))
             .unwrap_or_else(|e| fail(&e.to_string()));
         if i % 20 == 0 {
-            app.revoke(id, t.access_token.expose(), t0)
+            block(app.revoke(id, t.access_token.expose(), t0))
                 .unwrap_or_else(|e| fail(&e.to_string()));
         }
         tokens.push(t.access_token.expose().to_string());

@@ -3,45 +3,18 @@
 // Run after `cargo build`: cd interop/node && npm install && npm test
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import { createInterface } from "node:readline";
+import { execFileSync } from "node:child_process";
 import { createRemoteJWKSet, jwtVerify, errors } from "jose";
+import { spawnServer, bin, ISSUER } from "./server.mjs";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const bin = process.env.TOLLGATE_BIN ?? join(root, "target", "debug", "tollgate");
-const ISSUER = "https://tollgate.interop";
 const AUDIENCE = "https://api.interop";
 
 async function startServer(alg) {
-  const dir = mkdtempSync(join(tmpdir(), "tollgate-"));
-  const env = {
-    ...process.env,
-    TOLLGATE_BIND: "127.0.0.1:0",
-    TOLLGATE_DB: join(dir, "tollgate.db"),
-    TOLLGATE_KEYS_DIR: join(dir, "keys"),
-    TOLLGATE_ISSUER: ISSUER,
-    TOLLGATE_SIGNING_ALG: alg,
-    RUST_LOG: "warn",
-  };
-  const child = spawn(bin, ["serve", "--exit-on-eof"], { env, stdio: ["pipe", "pipe", "inherit"] });
-  const line = await new Promise((ok) => createInterface({ input: child.stdout }).once("line", ok));
-  assert.match(line, /^tollgate listening on /);
-  const base = line.replace("tollgate listening on ", "");
+  const s = await spawnServer({ TOLLGATE_SIGNING_ALG: alg });
   const client = JSON.parse(
-    execFileSync(bin, ["client", "create", "--name", "jose", "--scope", "read", "--audience", AUDIENCE, "--json"], { env }),
+    execFileSync(bin, ["client", "create", "--name", "jose", "--scope", "read", "--audience", AUDIENCE, "--json"], { env: s.env }),
   );
-  return {
-    base,
-    client,
-    stop() {
-      child.kill();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return { ...s, client };
 }
 
 for (const alg of ["ES256", "EdDSA", "RS256"]) {

@@ -114,3 +114,41 @@ def test_pyjwt_verifies_against_the_served_jwks(alg):
             jwt.decode(forged, key.key, algorithms=[alg], audience=AUDIENCE, issuer=ISSUER)
     finally:
         s.stop()
+
+
+def test_authlib_authenticates_with_private_key_jwt(server):
+    """RFC 7523 client authentication by authlib's PrivateKeyJWT: the client
+    holds an EC key; Tollgate holds only its public JWK."""
+    from authlib.oauth2.rfc7523 import PrivateKeyJWT
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from joserfc.jwk import ECKey
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    private = ECKey.import_key(private_pem)
+    public = private.as_dict(private=False)
+    jwks_file = os.path.join(server.dir.name, "client.jwks.json")
+    with open(jwks_file, "w") as f:
+        json.dump({"keys": [public]}, f)
+    out = subprocess.run(
+        [BIN, "client", "create", "--name", "keyed", "--scope", "read", "--audience", AUDIENCE,
+         "--auth-method", "private_key_jwt", "--jwks-file", jwks_file, "--json"],
+        env=server.env, check=True, capture_output=True, text=True,
+    ).stdout
+    created = json.loads(out)
+    assert "client_secret" not in created
+    cid = created["client_id"]
+
+    # The assertion's aud is the token endpoint under the issuer identifier.
+    auth = PrivateKeyJWT(ISSUER + "/oauth/token", alg="ES256")
+    session = AuthlibSession(cid, private, token_endpoint_auth_method=auth, scope="read")
+    token = session.fetch_token(server.base + "/oauth/token", grant_type="client_credentials")
+    claims = jwt.decode(token["access_token"], options={"verify_signature": False})
+    assert claims["client_id"] == cid and claims["scope"] == "read"
+    # Each request carries a fresh jti; a second fetch works too.
+    assert session.fetch_token(server.base + "/oauth/token", grant_type="client_credentials")["access_token"]

@@ -97,6 +97,8 @@ pub(super) enum ClientCmd {
         #[command(flatten)]
         quota: QuotaArgs,
         #[command(flatten)]
+        keys: KeyArgs,
+        #[command(flatten)]
         out: JsonFlag,
     },
     /// List clients.
@@ -138,6 +140,8 @@ pub(super) enum ClientCmd {
         owner: Option<String>,
         #[command(flatten)]
         quota: QuotaArgs,
+        #[command(flatten)]
+        keys: KeyArgs,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -305,4 +309,18 @@ mod tests {
             other => panic!("parsed as {other:?}"),
         }
     }
+}
+
+/// How a client authenticates, and its public keys (RFC 7591 §2).
+#[derive(clap::Args, Debug, Default)]
+pub struct KeyArgs {
+    /// client_secret_basic, client_secret_post or private_key_jwt.
+    #[arg(long, value_name = "METHOD")]
+    pub auth_method: Option<String>,
+    /// A JSON file holding the client's public JWK Set (private_key_jwt).
+    #[arg(long, value_name = "FILE", conflicts_with = "jwks_uri")]
+    pub jwks_file: Option<std::path::PathBuf>,
+    /// The https URL where the client publishes its JWK Set (private_key_jwt).
+    #[arg(long, value_name = "URL")]
+    pub jwks_uri: Option<String>,
 }

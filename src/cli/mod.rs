@@ -37,8 +37,19 @@ pub fn main() -> ExitCode {
     // digests, token ids, client ids): never below info, whatever RUST_LOG says.
     .filter_module("tokio_postgres", log::LevelFilter::Info)
     .init();
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
     if let Command::Migrate { from, to, out } = &cli.command {
-        return migrate(from, to, out.json);
+        return match runtime() {
+            Ok(rt) => rt.block_on(migrate(from, to, out.json)),
+            Err(e) => {
+                eprintln!("tollgate: runtime: {e}");
+                ExitCode::from(1)
+            }
+        };
     }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
@@ -47,38 +58,49 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let app = match App::open(config) {
-        Ok(a) => a,
+    if let Command::Serve { exit_on_eof } = cli.command {
+        return serve(config, exit_on_eof);
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
         Err(e) => {
-            eprintln!("tollgate: {e}");
+            eprintln!("tollgate: runtime: {e}");
             return ExitCode::from(1);
         }
     };
-    let result = match cli.command {
-        Command::Serve { exit_on_eof } => return serve(app, exit_on_eof),
-        Command::Client(c) => client(&app, c),
-        Command::ApiKey(c) => api_key(&app, c),
-        Command::SigningKey(c) => signing_key(&app, c),
-        Command::Audit(c) => audit(&app, c),
-        Command::Prune { out } => prune(&app, out.json),
-        Command::Migrate { .. } => unreachable_migrate(),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tollgate: {}: {}", e.code.as_str(), e.description);
-            ExitCode::from(1)
+    rt.block_on(async move {
+        let app = match App::open(config).await {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("tollgate: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let result = match cli.command {
+            Command::Client(c) => client(&app, c).await,
+            Command::ApiKey(c) => api_key(&app, c).await,
+            Command::SigningKey(c) => signing_key(&app, c).await,
+            Command::Audit(c) => audit(&app, c).await,
+            Command::Prune { out } => prune(&app, out.json).await,
+            Command::Serve { .. } | Command::Migrate { .. } => unreachable_here(),
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tollgate: {}: {}", e.code.as_str(), e.description);
+                ExitCode::from(1)
+            }
         }
-    }
+    })
 }
 
-/// Handled before the configuration is read: it names both databases itself.
-fn unreachable_migrate() -> Result<(), ServiceError> {
-    Err(ServiceError::internal("migrate is handled before start-up"))
+/// `serve` and `migrate` are handled before the app is opened.
+fn unreachable_here() -> Result<(), ServiceError> {
+    Err(ServiceError::internal("handled before start-up"))
 }
 
 /// `tollgate migrate --from DB --to DB`.
-fn migrate(from: &str, to: &str, json: bool) -> ExitCode {
+async fn migrate(from: &str, to: &str, json: bool) -> ExitCode {
     use crate::store::postgres::redact_url;
     let fail = |what: String| {
         eprintln!("tollgate: {what}");
@@ -91,11 +113,11 @@ fn migrate(from: &str, to: &str, json: bool) -> ExitCode {
     if is_sqlite_file(from) && !std::path::Path::new(from).exists() {
         return fail(format!("no database at {from}"));
     }
-    let source = match crate::store::open(from, 4) {
+    let source = match crate::store::open(from, 4).await {
         Ok(s) => s,
         Err(e) => return fail(format!("cannot open {}: {e}", redact_url(from))),
     };
-    let target = match crate::store::open(to, 4) {
+    let target = match crate::store::open(to, 4).await {
         Ok(s) => s,
         Err(e) => return fail(format!("cannot open {}: {e}", redact_url(to))),
     };
@@ -106,7 +128,7 @@ fn migrate(from: &str, to: &str, json: bool) -> ExitCode {
         None,
         json!({"from": redact_url(from)}),
     );
-    match crate::store::copy(source.as_ref(), target.as_ref(), &audit) {
+    match crate::store::copy(source.as_ref(), target.as_ref(), &audit).await {
         Ok(Some(n)) => {
             if json {
                 print_json(&json!({"migrated": n, "to": redact_url(to)}));
@@ -129,7 +151,7 @@ fn migrate(from: &str, to: &str, json: bool) -> ExitCode {
     }
 }
 
-fn serve(app: App, exit_on_eof: bool) -> ExitCode {
+fn serve(config: Config, exit_on_eof: bool) -> ExitCode {
     if exit_on_eof {
         std::thread::spawn(|| {
             let mut sink = Vec::new();
@@ -137,16 +159,46 @@ fn serve(app: App, exit_on_eof: bool) -> ExitCode {
             std::process::exit(0);
         });
     }
-    match crate::http::server::serve(app) {
+    match crate::http::server::serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tollgate: cannot serve: {e}");
+            eprintln!("tollgate: {e}");
             ExitCode::from(1)
         }
     }
 }
 
-fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
+/// The authentication method and keys given on the command line.
+type KeyChoice = (
+    Option<crate::domain::ClientAuthMethod>,
+    Option<serde_json::Value>,
+    Option<String>,
+);
+
+fn key_args(k: args::KeyArgs) -> Result<KeyChoice, ServiceError> {
+    let method = match k.auth_method.as_deref() {
+        None => None,
+        Some(m) => Some(crate::domain::ClientAuthMethod::parse(m).ok_or_else(|| {
+            ServiceError::invalid_request(
+                "--auth-method must be client_secret_basic, client_secret_post or private_key_jwt",
+            )
+        })?),
+    };
+    let jwks = match k.jwks_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                ServiceError::invalid_request(format!("cannot read {}: {e}", path.display()))
+            })?;
+            Some(serde_json::from_str(&text).map_err(|_| {
+                ServiceError::invalid_request(format!("{} is not JSON", path.display()))
+            })?)
+        }
+    };
+    Ok((method, jwks, k.jwks_uri))
+}
+
+async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
     match cmd {
         ClientCmd::Create {
             name,
@@ -155,36 +207,50 @@ fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
             ttl,
             owner,
             quota,
+            keys,
             out,
         } => {
-            let (c, secret) = app.create_client(
-                CLI_ACTOR,
-                NewClient {
-                    name,
-                    owner,
-                    scopes: scope,
-                    audiences: audience,
-                    token_ttl: ttl,
-                    token_quota: quota.quota,
-                    quota_window: quota.quota_window,
-                    quota_ban: quota.ban,
-                },
-                now(),
-            )?;
+            let (method, jwks, jwks_uri) = key_args(keys)?;
+            let (c, secret) = app
+                .create_client(
+                    CLI_ACTOR,
+                    NewClient {
+                        name,
+                        owner,
+                        scopes: scope,
+                        audiences: audience,
+                        token_ttl: ttl,
+                        token_quota: quota.quota,
+                        quota_window: quota.quota_window,
+                        quota_ban: quota.ban,
+                        token_endpoint_auth_method: method,
+                        jwks,
+                        jwks_uri,
+                    },
+                    now(),
+                )
+                .await?;
             if out.json {
                 let mut v = json!(c);
-                v["client_secret"] = json!(secret.expose());
+                if let Some(secret) = &secret {
+                    v["client_secret"] = json!(secret.expose());
+                }
                 print_json(&v);
             } else {
                 println!("client_id:     {}", c.id);
-                println!("client_secret: {}", secret.expose());
+                if let Some(secret) = &secret {
+                    println!("client_secret: {}", secret.expose());
+                }
+                println!("auth method:   {}", c.token_endpoint_auth_method.as_str());
                 println!("scopes:        {}", c.scopes.join(" "));
                 println!("audiences:     {}", c.audiences.join(" "));
             }
-            eprintln!("note: the client secret is shown only this once; store it now.");
+            if secret.is_some() {
+                eprintln!("note: the client secret is shown only this once; store it now.");
+            }
         }
         ClientCmd::List { after, limit, out } => {
-            let list = app.list_clients(after.as_deref(), limit)?;
+            let list = app.list_clients(after.as_deref(), limit).await?;
             if out.json {
                 print_json(&json!(list));
             } else {
@@ -192,7 +258,7 @@ fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
                 table(&CLIENT_HEADERS, &rows);
             }
         }
-        ClientCmd::Show { id, out } => show_client(&app.get_client(&id)?, out.json),
+        ClientCmd::Show { id, out } => show_client(&app.get_client(&id).await?, out.json),
         ClientCmd::Update {
             id,
             name,
@@ -201,8 +267,10 @@ fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
             ttl,
             owner,
             quota,
+            keys,
             out,
         } => {
+            let (method, jwks, jwks_uri) = key_args(keys)?;
             let patch = ClientPatch {
                 name,
                 owner: owner.map(Some),
@@ -212,19 +280,26 @@ fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
                 token_quota: quota.quota.map(Some),
                 quota_window: quota.quota_window.map(Some),
                 quota_ban: quota.ban.map(Some),
+                token_endpoint_auth_method: method,
+                jwks: jwks.map(Some),
+                jwks_uri: jwks_uri.map(Some),
             };
-            show_client(&app.update_client(CLI_ACTOR, &id, patch, now())?, out.json);
+            show_client(
+                &app.update_client(CLI_ACTOR, &id, patch, now()).await?,
+                out.json,
+            );
         }
         ClientCmd::Disable { id, out } => show_client(
-            &app.set_client_disabled(CLI_ACTOR, &id, true, now())?,
+            &app.set_client_disabled(CLI_ACTOR, &id, true, now()).await?,
             out.json,
         ),
         ClientCmd::Enable { id, out } => show_client(
-            &app.set_client_disabled(CLI_ACTOR, &id, false, now())?,
+            &app.set_client_disabled(CLI_ACTOR, &id, false, now())
+                .await?,
             out.json,
         ),
         ClientCmd::Delete { id, out } => {
-            app.delete_client(CLI_ACTOR, &id, now())?;
+            app.delete_client(CLI_ACTOR, &id, now()).await?;
             if out.json {
                 print_json(&json!({"client_id": id, "deleted": true}));
             } else {
@@ -232,7 +307,9 @@ fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
             }
         }
         ClientCmd::RotateSecret { id, grace, out } => {
-            let (secret, until) = app.rotate_client_secret(CLI_ACTOR, &id, grace, now())?;
+            let (secret, until) = app
+                .rotate_client_secret(CLI_ACTOR, &id, grace, now())
+                .await?;
             if out.json {
                 print_json(
                     &json!({"client_id": id, "client_secret": secret.expose(), "previous_secrets_expire_at": until}),
@@ -260,12 +337,14 @@ fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
             };
             let started = std::time::Instant::now();
             // Progress after every stored batch (50,000 clients).
-            let kept = app.seed_clients(CLI_ACTOR, count, &template, show, now(), |done| {
-                eprintln!(
-                    "  {done}/{count} clients stored ({:.1} s)",
-                    started.elapsed().as_secs_f64()
-                );
-            })?;
+            let kept = app
+                .seed_clients(CLI_ACTOR, count, &template, show, now(), |done| {
+                    eprintln!(
+                        "  {done}/{count} clients stored ({:.1} s)",
+                        started.elapsed().as_secs_f64()
+                    );
+                })
+                .await?;
             let creds: Vec<_> = kept
                 .iter()
                 .map(|(id, secret)| json!({"client_id": id, "client_secret": secret.expose()}))
@@ -287,17 +366,18 @@ fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
             }
         }
         ClientCmd::RevokeTokens { id, out } => {
-            let c = app.revoke_client_tokens(CLI_ACTOR, &id, now())?;
-            std::thread::sleep(crate::service::admin::revocation_settles_in(
+            let c = app.revoke_client_tokens(CLI_ACTOR, &id, now()).await?;
+            tokio::time::sleep(crate::service::admin::revocation_settles_in(
                 c.tokens_revoked_before,
-            ));
+            ))
+            .await;
             show_client(&c, out.json)
         }
     }
     Ok(())
 }
 
-fn api_key(app: &App, cmd: ApiKeyCmd) -> Result<(), ServiceError> {
+async fn api_key(app: &App, cmd: ApiKeyCmd) -> Result<(), ServiceError> {
     let now = now();
     match cmd {
         ApiKeyCmd::Create {
@@ -306,7 +386,9 @@ fn api_key(app: &App, cmd: ApiKeyCmd) -> Result<(), ServiceError> {
             expires_in,
             out,
         } => {
-            let (record, key) = app.create_api_key(CLI_ACTOR, &client, name, expires_in, now)?;
+            let (record, key) = app
+                .create_api_key(CLI_ACTOR, &client, name, expires_in, now)
+                .await?;
             if out.json {
                 let mut v = api_key_view(&record, now);
                 v["secret_key"] = json!(key.expose());
@@ -319,7 +401,7 @@ fn api_key(app: &App, cmd: ApiKeyCmd) -> Result<(), ServiceError> {
             eprintln!("note: the API key is shown only this once; store it now.");
         }
         ApiKeyCmd::List { client, out } => {
-            let keys = app.list_api_keys(&client)?;
+            let keys = app.list_api_keys(&client).await?;
             if out.json {
                 print_json(&json!(keys
                     .iter()
@@ -330,7 +412,7 @@ fn api_key(app: &App, cmd: ApiKeyCmd) -> Result<(), ServiceError> {
             }
         }
         ApiKeyCmd::Revoke { key_id, out } => {
-            let k = app.revoke_api_key(CLI_ACTOR, &key_id, now)?;
+            let k = app.revoke_api_key(CLI_ACTOR, &key_id, now).await?;
             if out.json {
                 print_json(&api_key_view(&k, now));
             } else {
@@ -341,7 +423,7 @@ fn api_key(app: &App, cmd: ApiKeyCmd) -> Result<(), ServiceError> {
     Ok(())
 }
 
-fn signing_key(app: &App, cmd: SigningKeyCmd) -> Result<(), ServiceError> {
+async fn signing_key(app: &App, cmd: SigningKeyCmd) -> Result<(), ServiceError> {
     let print = |keys: &[crate::store::SigningKeyRecord], json_out: bool| {
         if json_out {
             print_json(&json!(keys));
@@ -373,7 +455,7 @@ fn signing_key(app: &App, cmd: SigningKeyCmd) -> Result<(), ServiceError> {
         }
     };
     match cmd {
-        SigningKeyCmd::List { out } => print(&app.list_signing_keys()?, out.json),
+        SigningKeyCmd::List { out } => print(&app.list_signing_keys().await?, out.json),
         SigningKeyCmd::Rotate {
             alg,
             prepublish,
@@ -385,7 +467,9 @@ fn signing_key(app: &App, cmd: SigningKeyCmd) -> Result<(), ServiceError> {
                     ServiceError::invalid_request("--alg must be ES256, EdDSA or RS256")
                 })?),
             };
-            let rec = app.rotate_signing_key(CLI_ACTOR, alg, prepublish, now())?;
+            let rec = app
+                .rotate_signing_key(CLI_ACTOR, alg, prepublish, now())
+                .await?;
             print(&[rec], out.json);
         }
         SigningKeyCmd::Retire {
@@ -393,16 +477,18 @@ fn signing_key(app: &App, cmd: SigningKeyCmd) -> Result<(), ServiceError> {
             compromised,
             out,
         } => {
-            let rec = app.retire_signing_key(CLI_ACTOR, &kid, compromised, now())?;
+            let rec = app
+                .retire_signing_key(CLI_ACTOR, &kid, compromised, now())
+                .await?;
             print(&[rec], out.json);
         }
     }
     Ok(())
 }
 
-fn prune(app: &App, json_out: bool) -> Result<(), ServiceError> {
+async fn prune(app: &App, json_out: bool) -> Result<(), ServiceError> {
     eprintln!("pruning expired revocations…");
-    let n = app.prune_revocations(now())?;
+    let n = app.prune_revocations(now()).await?;
     if json_out {
         print_json(&json!({"pruned": n}));
     } else {
@@ -411,9 +497,9 @@ fn prune(app: &App, json_out: bool) -> Result<(), ServiceError> {
     Ok(())
 }
 
-fn audit(app: &App, cmd: AuditCmd) -> Result<(), ServiceError> {
+async fn audit(app: &App, cmd: AuditCmd) -> Result<(), ServiceError> {
     let AuditCmd::List { after, limit, out } = cmd;
-    let entries = app.list_audit(after, limit)?;
+    let entries = app.list_audit(after, limit).await?;
     if out.json {
         print_json(&json!(entries));
     } else {

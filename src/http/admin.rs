@@ -29,26 +29,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(delete_client))
             .default_service(super::not_allowed("GET, HEAD, PATCH, DELETE")),
     )
-    .service(
-        web::resource("/clients/{id}/disable")
-            .route(web::post().to(disable_client))
-            .default_service(super::not_allowed("POST")),
-    )
-    .service(
-        web::resource("/clients/{id}/enable")
-            .route(web::post().to(enable_client))
-            .default_service(super::not_allowed("POST")),
-    )
-    .service(
-        web::resource("/clients/{id}/rotate-secret")
-            .route(web::post().to(rotate_secret))
-            .default_service(super::not_allowed("POST")),
-    )
-    .service(
-        web::resource("/clients/{id}/revoke-tokens")
-            .route(web::post().to(revoke_tokens))
-            .default_service(super::not_allowed("POST")),
-    )
+    .service(super::post("/clients/{id}/disable", disable_client))
+    .service(super::post("/clients/{id}/enable", enable_client))
+    .service(super::post("/clients/{id}/rotate-secret", rotate_secret))
+    .service(super::post("/clients/{id}/revoke-tokens", revoke_tokens))
     .service(
         web::resource("/clients/{id}/api-keys")
             .route(super::get_or_head().to(list_api_keys))
@@ -60,64 +44,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(revoke_api_key))
             .default_service(super::not_allowed("DELETE")),
     )
-    .service(
-        web::resource("/api-keys/{id}/revoke")
-            .route(web::post().to(revoke_api_key))
-            .default_service(super::not_allowed("POST")),
-    )
-    .service(
-        web::resource("/signing-keys")
-            .route(super::get_or_head().to(list_signing_keys))
-            .default_service(super::not_allowed("GET, HEAD")),
-    )
-    .service(
-        web::resource("/signing-keys/rotate")
-            .route(web::post().to(rotate_signing_key))
-            .default_service(super::not_allowed("POST")),
-    )
-    .service(
-        web::resource("/signing-keys/{kid}/retire")
-            .route(web::post().to(retire_signing_key))
-            .default_service(super::not_allowed("POST")),
-    )
-    .service(
-        web::resource("/audit")
-            .route(super::get_or_head().to(list_audit))
-            .default_service(super::not_allowed("GET, HEAD")),
-    );
+    .service(super::post("/api-keys/{id}/revoke", revoke_api_key))
+    .service(super::get("/signing-keys", list_signing_keys))
+    .service(super::post("/signing-keys/rotate", rotate_signing_key))
+    .service(super::post(
+        "/signing-keys/{kid}/retire",
+        retire_signing_key,
+    ))
+    .service(super::get("/audit", list_audit));
 }
 
-/// Authorizes the admin caller (on the blocking pool) and returns its client
-/// id, the audit actor. Handlers call it before they read a body, so that an
-/// unauthenticated caller's body is never parsed.
-async fn admin_caller(app: &web::Data<App>, req: &HttpRequest) -> Result<String, ServiceError> {
-    let auth = authorization(req).map(<[u8]>::to_vec);
-    let app = app.clone();
-    web::block(move || {
-        app.authorize_bearer(auth.as_deref(), ADMIN_SCOPE, now())
-            .map(|c| c.client_id)
-    })
-    .await?
-}
-
-/// Runs `op` on the blocking pool as `actor`.
-async fn as_actor<T, F>(app: web::Data<App>, actor: String, op: F) -> Result<T, ServiceError>
-where
-    F: FnOnce(&App, &str, i64) -> Result<T, ServiceError> + Send + 'static,
-    T: Send + 'static,
-{
-    web::block(move || op(&app, &actor, now())).await?
-}
-
-/// Authorizes the admin caller and runs `op` with its client id as the
-/// audit actor.
-async fn as_admin<T, F>(app: web::Data<App>, req: &HttpRequest, op: F) -> Result<T, ServiceError>
-where
-    F: FnOnce(&App, &str, i64) -> Result<T, ServiceError> + Send + 'static,
-    T: Send + 'static,
-{
-    let actor = admin_caller(&app, req).await?;
-    as_actor(app, actor, op).await
+/// Authorizes the admin caller and returns its client id, the audit actor.
+/// Handlers call it before they read a body, so that an unauthenticated
+/// caller's body is never parsed.
+async fn admin_caller(app: &App, req: &HttpRequest) -> Result<String, ServiceError> {
+    let caller = app
+        .authorize_bearer(authorization(req), ADMIN_SCOPE, now())
+        .await?;
+    Ok(caller.client_id)
 }
 
 /// A JSON body of type `T`; an empty body is `{}`. Errors say where the body
@@ -185,10 +129,8 @@ async fn list_clients(
 ) -> Result<HttpResponse, ServiceError> {
     let Page { after, limit } = q.into_inner();
     let limit = limit.unwrap_or(100).clamp(1, 1000);
-    let clients = as_admin(app, &req, move |app, _, _| {
-        app.list_clients(after.as_deref(), limit)
-    })
-    .await?;
+    admin_caller(&app, &req).await?;
+    let clients = app.list_clients(after.as_deref(), limit).await?;
     let next = (clients.len() == limit as usize)
         .then(|| clients.last().map(|c| c.id.clone()))
         .flatten();
@@ -204,12 +146,12 @@ async fn create_client(
 ) -> Result<HttpResponse, ServiceError> {
     let actor = admin_caller(&app, &req).await?;
     let input: NewClient = json_body(&app, &req, payload).await?;
-    let (client, secret) = as_actor(app, actor, move |app, actor, now| {
-        app.create_client(actor, input, now)
-    })
-    .await?;
+    let now = now();
+    let (client, secret) = app.create_client(&actor, input, now).await?;
     let mut body = json!(client);
-    body["client_secret"] = json!(secret.expose());
+    if let Some(secret) = &secret {
+        body["client_secret"] = json!(secret.expose());
+    }
     Ok(created(body))
 }
 
@@ -219,7 +161,8 @@ async fn show_client(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ServiceError> {
     let id = id.into_inner();
-    let c = as_admin(app, &req, move |app, _, _| app.get_client(&id)).await?;
+    admin_caller(&app, &req).await?;
+    let c = app.get_client(&id).await?;
     Ok(no_store_json(c))
 }
 
@@ -232,10 +175,8 @@ async fn update_client(
     let actor = admin_caller(&app, &req).await?;
     let patch: ClientPatch = json_body(&app, &req, payload).await?;
     let id = id.into_inner();
-    let c = as_actor(app, actor, move |app, actor, now| {
-        app.update_client(actor, &id, patch, now)
-    })
-    .await?;
+    let now = now();
+    let c = app.update_client(&actor, &id, patch, now).await?;
     Ok(no_store_json(c))
 }
 
@@ -245,10 +186,9 @@ async fn delete_client(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ServiceError> {
     let id = id.into_inner();
-    as_admin(app, &req, move |app, actor, now| {
-        app.delete_client(actor, &id, now)
-    })
-    .await?;
+    let actor = admin_caller(&app, &req).await?;
+    let now = now();
+    app.delete_client(&actor, &id, now).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -258,10 +198,9 @@ async fn disable_client(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ServiceError> {
     let id = id.into_inner();
-    let c = as_admin(app, &req, move |app, actor, now| {
-        app.set_client_disabled(actor, &id, true, now)
-    })
-    .await?;
+    let actor = admin_caller(&app, &req).await?;
+    let now = now();
+    let c = app.set_client_disabled(&actor, &id, true, now).await?;
     Ok(no_store_json(c))
 }
 
@@ -271,10 +210,9 @@ async fn enable_client(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ServiceError> {
     let id = id.into_inner();
-    let c = as_admin(app, &req, move |app, actor, now| {
-        app.set_client_disabled(actor, &id, false, now)
-    })
-    .await?;
+    let actor = admin_caller(&app, &req).await?;
+    let now = now();
+    let c = app.set_client_disabled(&actor, &id, false, now).await?;
     Ok(no_store_json(c))
 }
 
@@ -293,13 +231,12 @@ async fn rotate_secret(
     let actor = admin_caller(&app, &req).await?;
     let input: RotateSecret = json_body(&app, &req, payload).await?;
     let id = id.into_inner();
-    let cid = id.clone();
-    let (secret, old_until) = as_actor(app, actor, move |app, actor, now| {
-        app.rotate_client_secret(actor, &id, input.grace_seconds, now)
-    })
-    .await?;
+    let now = now();
+    let (secret, old_until) = app
+        .rotate_client_secret(&actor, &id, input.grace_seconds, now)
+        .await?;
     Ok(no_store_json(json!({
-        "client_id": cid,
+        "client_id": id,
         "client_secret": secret.expose(),
         "previous_secrets_expire_at": old_until,
     })))
@@ -311,10 +248,9 @@ async fn revoke_tokens(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ServiceError> {
     let id = id.into_inner();
-    let c = as_admin(app, &req, move |app, actor, now| {
-        app.revoke_client_tokens(actor, &id, now)
-    })
-    .await?;
+    let actor = admin_caller(&app, &req).await?;
+    let now = now();
+    let c = app.revoke_client_tokens(&actor, &id, now).await?;
     // Answered once the revocation's second has passed (at most 1 s), so a
     // token issued after this answer is active.
     actix_web::rt::time::sleep(crate::service::admin::revocation_settles_in(
@@ -340,11 +276,10 @@ async fn create_api_key(
     let actor = admin_caller(&app, &req).await?;
     let input: NewApiKey = json_body(&app, &req, payload).await?;
     let id = id.into_inner();
-    let (record, key, now) = as_actor(app, actor, move |app, actor, now| {
-        app.create_api_key(actor, &id, input.name, input.expires_in, now)
-            .map(|(r, k)| (r, k, now))
-    })
-    .await?;
+    let now = now();
+    let (record, key) = app
+        .create_api_key(&actor, &id, input.name, input.expires_in, now)
+        .await?;
     let mut body = api_key_view(&record, now);
     body["secret_key"] = json!(key.expose());
     Ok(created(body))
@@ -356,10 +291,9 @@ async fn list_api_keys(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ServiceError> {
     let id = id.into_inner();
-    let (keys, now) = as_admin(app, &req, move |app, _, now| {
-        app.list_api_keys(&id).map(|k| (k, now))
-    })
-    .await?;
+    admin_caller(&app, &req).await?;
+    let now = now();
+    let keys = app.list_api_keys(&id).await?;
     let data: Vec<_> = keys.iter().map(|k| api_key_view(k, now)).collect();
     Ok(no_store_json(
         json!({"data": data, "meta": {"count": data.len()}}),
@@ -372,10 +306,9 @@ async fn revoke_api_key(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ServiceError> {
     let id = id.into_inner();
-    let (k, now) = as_admin(app, &req, move |app, actor, now| {
-        app.revoke_api_key(actor, &id, now).map(|k| (k, now))
-    })
-    .await?;
+    let actor = admin_caller(&app, &req).await?;
+    let now = now();
+    let k = app.revoke_api_key(&actor, &id, now).await?;
     Ok(no_store_json(api_key_view(&k, now)))
 }
 
@@ -383,7 +316,8 @@ async fn list_signing_keys(
     app: web::Data<App>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ServiceError> {
-    let keys = as_admin(app, &req, |app, _, _| app.list_signing_keys()).await?;
+    admin_caller(&app, &req).await?;
+    let keys = app.list_signing_keys().await?;
     Ok(no_store_json(
         json!({"data": keys, "meta": {"count": keys.len()}}),
     ))
@@ -410,10 +344,10 @@ async fn rotate_signing_key(
                 ServiceError::invalid_request("alg must be ES256, EdDSA or RS256")
             })?),
         };
-    let rec = as_actor(app, actor, move |app, actor, now| {
-        app.rotate_signing_key(actor, alg, input.prepublish_seconds, now)
-    })
-    .await?;
+    let now = now();
+    let rec = app
+        .rotate_signing_key(&actor, alg, input.prepublish_seconds, now)
+        .await?;
     Ok(created(json!(rec)))
 }
 
@@ -433,10 +367,10 @@ async fn retire_signing_key(
     let actor = admin_caller(&app, &req).await?;
     let input: RetireKey = json_body(&app, &req, payload).await?;
     let kid = kid.into_inner();
-    let rec = as_actor(app, actor, move |app, actor, now| {
-        app.retire_signing_key(actor, &kid, input.compromised, now)
-    })
-    .await?;
+    let now = now();
+    let rec = app
+        .retire_signing_key(&actor, &kid, input.compromised, now)
+        .await?;
     Ok(no_store_json(rec))
 }
 
@@ -453,7 +387,8 @@ async fn list_audit(
 ) -> Result<HttpResponse, ServiceError> {
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let entries = as_admin(app, &req, move |app, _, _| app.list_audit(after, limit)).await?;
+    admin_caller(&app, &req).await?;
+    let entries = app.list_audit(after, limit).await?;
     let next = (entries.len() == limit as usize)
         .then(|| entries.last().map(|e| e.id))
         .flatten();

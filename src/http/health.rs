@@ -17,14 +17,7 @@ pub async fn healthz() -> HttpResponse {
 /// is not writable until a write or the background probe goes through;
 /// tokens are still issued and introspected from the cache meanwhile.
 pub async fn readyz(app: web::Data<App>) -> Result<HttpResponse, ServiceError> {
-    let a = app.clone();
-    let r = web::block(move || a.readiness(now()))
-        .await
-        .unwrap_or(crate::service::Readiness {
-            database: false,
-            writable: false,
-            signing_key: false,
-        });
+    let r = app.readiness(now()).await;
     if r.ready() {
         Ok(HttpResponse::Ok().json(
             json!({"status": "ready", "database": "ok", "database_writable": true, "signing_key": "ok"}),

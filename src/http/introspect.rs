@@ -29,11 +29,13 @@ pub async fn introspect(
     let token = token_param(&params);
     let ip = client_ip(&req, &app);
     let metrics = app.metrics_handle();
-    let answer = super::run(&app, move |app| {
+    let answer = async {
         let now = now();
-        app.authorize_introspection(creds.as_ref(), auth_header.as_deref(), Some(ip), now)?;
+        app.authorize_introspection(creds.as_ref(), auth_header.as_deref(), Some(ip), now)
+            .await?;
         app.introspect(token.as_deref().map_err(Clone::clone)?, now)
-    })
+            .await
+    }
     .await;
     let result = match &answer {
         Ok(v) if v["active"] == true => "active",
@@ -53,11 +55,10 @@ pub async fn revoke(
     let (params, creds) = read_client_request(&app, &req, payload).await?;
     let token = token_param(&params);
     let ip = client_ip(&req, &app);
-    web::block(move || {
-        let now = now();
-        let client = app.authenticate_client(creds.as_ref(), Some(ip), now)?;
-        app.revoke(&client.id, &token?, now)
-    })
-    .await??;
+    let now = now();
+    let client = app
+        .authenticate_client(creds.as_ref(), Some(ip), now)
+        .await?;
+    app.revoke(&client.id, &token?, now).await?;
     Ok(no_store_json(serde_json::json!({})))
 }

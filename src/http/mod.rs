@@ -193,25 +193,3 @@ pub fn client_ip(req: &HttpRequest, app: &App) -> std::net::IpAddr {
     }
     peer
 }
-
-/// Runs a use case on this async worker when the cache can answer it
-/// without the database, and on the blocking pool otherwise (no SQLite call
-/// ever runs on an async worker). `op` may run twice: it must have no side
-/// effect before its last store read.
-pub async fn run<T, F>(app: &web::Data<App>, op: F) -> Result<T, ServiceError>
-where
-    T: Send + 'static,
-    F: Fn(&App) -> Result<T, ServiceError> + Send + 'static,
-{
-    let first = {
-        let _cache_only = app.cache_only();
-        op(app)
-    };
-    match first {
-        Err(e) if e.code == ErrorCode::WouldBlock => {
-            let app = app.clone();
-            web::block(move || op(&app)).await?
-        }
-        other => other,
-    }
-}

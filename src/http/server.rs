@@ -100,50 +100,49 @@ pub fn build_metrics(app: &App) -> std::io::Result<Option<(actix_web::dev::Serve
     Ok(Some((server, addr)))
 }
 
-/// Background maintenance: picks up signing-key changes made by the command
-/// line or another instance as soon as the change marker moves (checked every
-/// 100 ms) and at least every second, polls for changes made outside
-/// Tollgate every second, and prunes expired revocations every minute.
+/// Background maintenance on the server's runtime: picks up signing-key
+/// changes made by the command line or another instance as soon as they are
+/// committed (checked every 100 ms, one atomic load) and at least every
+/// second, polls for changes made outside Tollgate every second, and prunes
+/// expired revocations every minute.
 pub fn spawn_maintenance(app: App) {
     actix_web::rt::spawn(async move {
         let mut tick: u64 = 0;
         let mut fast = actix_web::rt::time::interval(Duration::from_millis(100));
-        let mut seen = app.change_marker();
         loop {
-            // Every 100 ms, one atomic load: when another process committed
-            // (a signing-key rotation through another instance or the command
-            // line), the keys are reloaded at once rather than at the next second.
             fast.tick().await;
-            let marker = app.change_marker();
-            let changed = marker != seen;
-            seen = marker;
             tick += 1;
-            let slow_due = tick.is_multiple_of(10);
-            if !changed && !slow_due {
-                continue;
-            }
-            let a = app.clone();
-            let result = web::block(move || {
-                if slow_due {
-                    a.maintain(tick / 10)
-                } else {
-                    a.maintain_keys()
-                }
-            })
-            .await;
-            match result {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => log::warn!("maintenance: {e}"),
-                Err(e) => log::warn!("maintenance: {e}"),
+            let result = if tick.is_multiple_of(10) {
+                app.maintain(tick / 10).await
+            } else {
+                app.maintain_keys().await
+            };
+            if let Err(e) = result {
+                log::warn!("maintenance: {e}");
             }
         }
     });
 }
 
-/// Runs the server on an actix system of its own until it is stopped (the
-/// command line's `serve`).
-pub fn serve(app: App) -> std::io::Result<()> {
-    actix_web::rt::System::new().block_on(run(app))
+/// Why the server did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store or the keys could not be opened.
+    #[error("{0}")]
+    Start(#[from] crate::service::StartError),
+    /// The listener failed.
+    #[error("cannot serve: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens the app and runs the server on an actix system of its own until it
+/// is stopped (the command line's `serve`): the store's connections and
+/// blocking calls live on that system's runtime.
+pub fn serve(config: crate::config::Config) -> Result<(), ServeError> {
+    actix_web::rt::System::new().block_on(async move {
+        let app = App::open(config).await?;
+        Ok(run(app).await?)
+    })
 }
 
 /// Runs the server until it is stopped (SIGTERM or SIGINT finish the
@@ -167,7 +166,7 @@ pub async fn run(app: App) -> std::io::Result<()> {
         h.stop(true).await;
     }
     // Uses noted since the last flush are written on a clean stop.
-    if let Err(e) = app.flush_key_uses() {
+    if let Err(e) = app.flush_key_uses().await {
         log::warn!("cannot record API-key uses: {e}");
     }
     result

@@ -39,10 +39,9 @@ pub async fn token(
     let request = TokenRequest::from_params(&params)?;
     let ip = client_ip(&req, &app);
     let metrics = app.metrics_handle();
-    let issued = super::run(&app, move |app| {
-        app.issue_for_client(creds.as_ref(), Some(ip), &request, now())
-    })
-    .await;
+    let issued = app
+        .issue_for_client(creds.as_ref(), Some(ip), &request, now())
+        .await;
     metrics.token(
         "client_credentials",
         issued.as_ref().map(|_| ()).map_err(|e| e.code.as_str()),
@@ -82,10 +81,7 @@ pub async fn api_key_token(
     let request = TokenRequest::from_params(&params)?;
     let ip = client_ip(&req, &app);
     let metrics = app.metrics_handle();
-    let issued = super::run(&app, move |app| {
-        app.issue_for_api_key(&key, Some(ip), &request, now())
-    })
-    .await;
+    let issued = app.issue_for_api_key(&key, Some(ip), &request, now()).await;
     metrics.token(
         "api_key",
         issued.as_ref().map(|_| ()).map_err(|e| e.code.as_str()),

@@ -6,13 +6,14 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
+use crate::oauth::assertion::SIGNING_ALGS;
 use crate::service::error::ServiceError;
 use crate::service::{now, App};
 
 /// The public signing keys, as of the last commit (a key marked compromised
 /// through the command line is gone from the very next answer).
 pub async fn jwks(app: web::Data<App>) -> Result<HttpResponse, ServiceError> {
-    let jwks: serde_json::Value = super::run(&app, |app| app.jwks(now())).await?;
+    let jwks: serde_json::Value = app.jwks(now()).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
         .json(jwks))
@@ -55,9 +56,12 @@ pub async fn metadata(app: web::Data<App>) -> HttpResponse {
             // RFC 8414 §2 requires the member; there is no authorization
             // endpoint, so no response type is supported.
             "response_types_supported": [],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "bearer"],
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "bearer"],
+            "introspection_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "revocation_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
             "scopes_supported": ["tollgate:admin", "tollgate:introspect"],
             "access_token_signing_alg_values_supported": algs,
         }))

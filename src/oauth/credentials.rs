@@ -1,6 +1,7 @@
 //! Client authentication material: HTTP Basic with the form-decoding of
-//! RFC 6749 §2.3.1 (`client_secret_basic`), or body parameters
-//! (`client_secret_post`); both at once is an error.
+//! RFC 6749 §2.3.1 (`client_secret_basic`), body parameters
+//! (`client_secret_post`), or a JWT client assertion (`private_key_jwt`,
+//! RFC 7521 §4.2); more than one at once is an error.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -16,6 +17,9 @@ pub enum AuthMethod {
     Basic,
     /// `client_id` and `client_secret` in the body.
     Post,
+    /// `client_assertion_type` and `client_assertion` in the body; the
+    /// "secret" is the assertion.
+    PrivateKeyJwt,
 }
 
 /// A client id with the secret presented for it.
@@ -90,6 +94,37 @@ pub fn extract(
     };
     let body_id = params.single("client_id")?;
     let body_secret = params.single("client_secret")?;
+    let assertion_type = params.single("client_assertion_type")?;
+    let assertion = params.single("client_assertion")?;
+    if assertion_type.is_some() || assertion.is_some() {
+        if basic.is_some() || body_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "a client assertion cannot be combined with another client authentication method",
+            ));
+        }
+        let (Some(kind), Some(assertion)) = (assertion_type, assertion) else {
+            return Err(OAuthError::invalid_request(
+                "client_assertion and client_assertion_type go together",
+            ));
+        };
+        if kind != super::assertion::ASSERTION_TYPE {
+            return Err(OAuthError::invalid_request(format!(
+                "client_assertion_type must be {}",
+                super::assertion::ASSERTION_TYPE
+            )));
+        }
+        // RFC 7521 §4.2: client_id is optional, and must match when given.
+        let client_id = match (body_id, super::assertion::claimed_client(assertion)) {
+            (Some(id), _) => id.to_string(),
+            (None, Some(sub)) => sub,
+            (None, None) => return Err(OAuthError::invalid_client()),
+        };
+        return Ok(Some(ClientCredentials {
+            client_id,
+            secret: SecretString::new(assertion.to_string()),
+            method: AuthMethod::PrivateKeyJwt,
+        }));
+    }
     match (basic, body_id, body_secret) {
         (Some(_), _, Some(_)) => Err(OAuthError::invalid_request(
             "client credentials given both in the Authorization header and in the body",
@@ -147,6 +182,52 @@ mod tests {
         let p = Params::from_pairs([("client_id", "a"), ("client_secret", "b")]);
         let e = extract(Some(&basic("a", "b")), &p).unwrap_err();
         assert_eq!(e.code, OAuthCode::InvalidRequest);
+    }
+
+    #[test]
+    fn an_assertion_goes_alone_with_its_type() {
+        let t = super::super::assertion::ASSERTION_TYPE;
+        let p = Params::from_pairs([("client_assertion_type", t), ("client_assertion", "x.y.z")]);
+        let e = extract(Some(&basic("a", "b")), &p).unwrap_err();
+        assert_eq!(e.code, OAuthCode::InvalidRequest, "with Basic");
+        let p = Params::from_pairs([
+            ("client_assertion_type", t),
+            ("client_assertion", "x.y.z"),
+            ("client_secret", "s"),
+        ]);
+        assert_eq!(
+            extract(None, &p).unwrap_err().code,
+            OAuthCode::InvalidRequest
+        );
+        let p = Params::from_pairs([("client_assertion", "x.y.z")]);
+        assert_eq!(
+            extract(None, &p).unwrap_err().code,
+            OAuthCode::InvalidRequest
+        );
+        let p = Params::from_pairs([
+            ("client_assertion_type", "other"),
+            ("client_assertion", "a"),
+        ]);
+        assert_eq!(
+            extract(None, &p).unwrap_err().code,
+            OAuthCode::InvalidRequest
+        );
+        let p = Params::from_pairs([
+            ("client_assertion_type", t),
+            ("client_assertion", "x.y.z"),
+            ("client_id", "c1"),
+        ]);
+        let c = extract(None, &p).unwrap().unwrap();
+        assert_eq!(
+            (c.client_id.as_str(), c.method),
+            ("c1", AuthMethod::PrivateKeyJwt)
+        );
+        // Without client_id, the assertion's sub names the client.
+        use base64::Engine;
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"sub":"c2"}"#);
+        let jwt = format!("e30.{payload}.sig");
+        let p = Params::from_pairs([("client_assertion_type", t), ("client_assertion", &jwt)]);
+        assert_eq!(extract(None, &p).unwrap().unwrap().client_id, "c2");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The OAuth 2.0 protocol as plain Rust: request decoding, client credentials,
 //! and the client-credentials grant decision. No I/O; time comes in as `now`.
 
+pub mod assertion;
 pub mod credentials;
 pub mod error;
 pub mod grant;

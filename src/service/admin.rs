@@ -2,8 +2,10 @@
 //! line so that nothing is written twice. Every change writes an audit entry
 //! in the same transaction.
 
+use crate::store::Store;
 use serde_json::json;
 
+use crate::domain::ClientAuthMethod;
 use crate::secret::{self, SecretString};
 use crate::service::error::{ErrorCode, ServiceError};
 use crate::service::App;
@@ -39,6 +41,15 @@ pub struct NewClient {
     /// Ban after exceeding the quota, in seconds; absent: the server default.
     #[serde(default)]
     pub quota_ban: Option<i64>,
+    /// How it authenticates (RFC 7591 §2); absent: a secret.
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<ClientAuthMethod>,
+    /// Its public keys (RFC 7591 §2 `jwks`), for `private_key_jwt`.
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// Where its public keys are published (RFC 7591 §2 `jwks_uri`).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
 }
 
 /// Changes to a client; absent fields stay as they are.
@@ -66,6 +77,15 @@ pub struct ClientPatch {
     /// New ban duration (`null` returns to the server default).
     #[serde(default, with = "serde_with_double_option")]
     pub quota_ban: Option<Option<i64>>,
+    /// New authentication method.
+    pub token_endpoint_auth_method: Option<ClientAuthMethod>,
+    /// New inline keys (`null` removes them): a key rotation sends the old
+    /// and the new key together, then the new one alone.
+    #[serde(default, with = "serde_with_double_option")]
+    pub jwks: Option<Option<serde_json::Value>>,
+    /// New key location (`null` removes it).
+    #[serde(default, with = "serde_with_double_option")]
+    pub jwks_uri: Option<Option<String>>,
 }
 
 /// Tells a JSON `null` (clear) from an absent member (keep).
@@ -177,6 +197,34 @@ fn check_audiences(audiences: &[String]) -> Result<Vec<String>, ServiceError> {
 }
 
 impl App {
+    /// The authentication method and keys of a client, consistent: a
+    /// `private_key_jwt` client has exactly one of `jwks` (valid public
+    /// keys) and `jwks_uri` (an https URL); a secret client has neither.
+    fn check_auth(&self, c: &Client) -> Result<(), ServiceError> {
+        match (c.token_endpoint_auth_method, &c.jwks, &c.jwks_uri) {
+            (ClientAuthMethod::PrivateKeyJwt, Some(_), Some(_)) => {
+                Err(invalid("give jwks or jwks_uri, not both"))
+            }
+            (ClientAuthMethod::PrivateKeyJwt, None, None) => {
+                Err(invalid("a private_key_jwt client needs jwks or jwks_uri"))
+            }
+            (ClientAuthMethod::PrivateKeyJwt, Some(jwks), None) => {
+                crate::oauth::assertion::check_public_jwks(jwks)
+                    .map(|_| ())
+                    .map_err(|e| invalid(e.to_string()))
+            }
+            (ClientAuthMethod::PrivateKeyJwt, None, Some(uri)) => {
+                crate::fetch::check_url(uri, self.config.fetch_allow_local)
+                    .map(|_| ())
+                    .map_err(|e| invalid(format!("jwks_uri: {e}")))
+            }
+            (_, None, None) => Ok(()),
+            (_, _, _) => Err(invalid(
+                "jwks and jwks_uri are for token_endpoint_auth_method private_key_jwt",
+            )),
+        }
+    }
+
     fn check_ttl(&self, ttl: Option<i64>) -> Result<(), ServiceError> {
         match ttl {
             Some(t) if !(1..=self.config.max_token_ttl).contains(&t) => Err(invalid(format!(
@@ -207,34 +255,49 @@ impl App {
             quota_ban: input.quota_ban,
             created_at: now,
             updated_at: now,
+            token_endpoint_auth_method: input.token_endpoint_auth_method.unwrap_or_default(),
+            jwks: input.jwks.clone(),
+            jwks_uri: input.jwks_uri.clone(),
         })
     }
 
-    /// Creates a client; its secret is returned here and never again.
-    pub fn create_client(
+    /// Creates a client; its secret is returned here and never again. A
+    /// `private_key_jwt` client gets no secret.
+    pub async fn create_client(
         &self,
         actor: &str,
         input: NewClient,
         now: i64,
-    ) -> Result<(Client, SecretString), ServiceError> {
+    ) -> Result<(Client, Option<SecretString>), ServiceError> {
         let client = self.new_client(&input, now)?;
-        let secret = secret::generate(secret::CLIENT_SECRET_PREFIX);
+        self.check_auth(&client)?;
+        let secret = client
+            .token_endpoint_auth_method
+            .uses_secret()
+            .then(|| secret::generate(secret::CLIENT_SECRET_PREFIX));
         let audit = AuditEntry::new(
             now,
             actor,
             "client.create",
             Some(&client.id),
-            json!({"name": client.name, "scopes": client.scopes, "audiences": client.audiences}),
+            json!({
+                "name": client.name,
+                "scopes": client.scopes,
+                "audiences": client.audiences,
+                "token_endpoint_auth_method": client.token_endpoint_auth_method,
+            }),
         );
+        let digest = secret.as_ref().map(SecretString::digest);
         self.store
-            .create_client(&client, &secret.digest(), &audit)?;
+            .create_client(&client, digest.as_ref().map(|d| &d[..]), &audit)
+            .await?;
         Ok((client, secret))
     }
 
     /// Creates `count` clients like `template` in large transactions, for
     /// seeding and load tests; returns the credentials of the first `keep`.
     /// `progress` is called with the number stored so far.
-    pub fn seed_clients(
+    pub async fn seed_clients(
         &self,
         actor: &str,
         count: usize,
@@ -262,7 +325,7 @@ impl App {
                 batch.push((client, secret.digest().to_vec()));
             }
             let audit = AuditEntry::new(now, actor, "client.seed", None, json!({"count": n}));
-            self.store.import_clients(&batch, &audit)?;
+            self.store.import_clients(&batch, &audit).await?;
             done += n;
             progress(done);
         }
@@ -270,22 +333,23 @@ impl App {
     }
 
     /// One client, or 404.
-    pub fn get_client(&self, id: &str) -> Result<Client, ServiceError> {
+    pub async fn get_client(&self, id: &str) -> Result<Client, ServiceError> {
         self.store
-            .get_client(id)?
+            .get_client(id)
+            .await?
             .ok_or_else(|| ServiceError::not_found("no such client"))
     }
 
     /// A page of clients ordered by id.
-    pub fn list_clients(
+    pub async fn list_clients(
         &self,
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Client>, ServiceError> {
-        Ok(self.store.list_clients(after, limit.clamp(1, 1000))?)
+        Ok(self.store.list_clients(after, limit.clamp(1, 1000)).await?)
     }
 
-    fn save_client(
+    async fn save_client(
         &self,
         actor: &str,
         client: &Client,
@@ -293,21 +357,21 @@ impl App {
         detail: serde_json::Value,
     ) -> Result<(), ServiceError> {
         let audit = AuditEntry::new(client.updated_at, actor, action, Some(&client.id), detail);
-        if !self.store.update_client(client, &audit)? {
+        if !self.store.update_client(client, &audit).await? {
             return Err(ServiceError::not_found("no such client"));
         }
         Ok(())
     }
 
     /// Changes a client's name, owner, scopes, audiences or TTL.
-    pub fn update_client(
+    pub async fn update_client(
         &self,
         actor: &str,
         id: &str,
         patch: ClientPatch,
         now: i64,
     ) -> Result<Client, ServiceError> {
-        let mut c = self.get_client(id)?;
+        let mut c = self.get_client(id).await?;
         let mut changed = Vec::new();
         if let Some(name) = patch.name {
             check_name(&name)?;
@@ -344,14 +408,33 @@ impl App {
             c.quota_ban = b;
             changed.push("quota_ban");
         }
+        if let Some(m) = patch.token_endpoint_auth_method {
+            c.token_endpoint_auth_method = m;
+            changed.push("token_endpoint_auth_method");
+        }
+        if let Some(jwks) = patch.jwks {
+            c.jwks = jwks;
+            changed.push("jwks");
+        }
+        if let Some(uri) = patch.jwks_uri {
+            c.jwks_uri = uri;
+            changed.push("jwks_uri");
+        }
+        // Switching to a secret method drops keys not resent as null.
+        if c.token_endpoint_auth_method.uses_secret() {
+            c.jwks = None;
+            c.jwks_uri = None;
+        }
+        self.check_auth(&c)?;
         check_quota_settings(c.token_quota, c.quota_window, c.quota_ban)?;
         c.updated_at = now;
-        self.save_client(actor, &c, "client.update", json!({"changed": changed}))?;
+        self.save_client(actor, &c, "client.update", json!({"changed": changed}))
+            .await?;
         Ok(c)
     }
 
     /// Disables or enables a client.
-    pub fn set_client_disabled(
+    pub async fn set_client_disabled(
         &self,
         actor: &str,
         id: &str,
@@ -361,7 +444,7 @@ impl App {
         if disabled {
             not_self(actor, id, "disable")?;
         }
-        let mut c = self.get_client(id)?;
+        let mut c = self.get_client(id).await?;
         c.disabled = disabled;
         c.updated_at = now;
         let action = if disabled {
@@ -369,15 +452,15 @@ impl App {
         } else {
             "client.enable"
         };
-        self.save_client(actor, &c, action, json!({}))?;
+        self.save_client(actor, &c, action, json!({})).await?;
         Ok(c)
     }
 
     /// Deletes a client with its secrets and API keys.
-    pub fn delete_client(&self, actor: &str, id: &str, now: i64) -> Result<(), ServiceError> {
+    pub async fn delete_client(&self, actor: &str, id: &str, now: i64) -> Result<(), ServiceError> {
         not_self(actor, id, "delete")?;
         let audit = AuditEntry::new(now, actor, "client.delete", Some(id), json!({}));
-        if !self.store.delete_client(id, &audit)? {
+        if !self.store.delete_client(id, &audit).await? {
             return Err(ServiceError::not_found("no such client"));
         }
         Ok(())
@@ -385,7 +468,7 @@ impl App {
 
     /// Rotates a client's secret: the new one is returned once; older ones keep
     /// working for `grace` seconds (the configured default when `None`).
-    pub fn rotate_client_secret(
+    pub async fn rotate_client_secret(
         &self,
         actor: &str,
         id: &str,
@@ -396,6 +479,16 @@ impl App {
         if !(0..=30 * 86_400).contains(&grace) {
             return Err(invalid("grace must be between 0 and 2592000 seconds"));
         }
+        if !self
+            .get_client(id)
+            .await?
+            .token_endpoint_auth_method
+            .uses_secret()
+        {
+            return Err(invalid(
+                "a private_key_jwt client has no secret; change its jwks or jwks_uri instead",
+            ));
+        }
         let secret = secret::generate(secret::CLIENT_SECRET_PREFIX);
         let audit = AuditEntry::new(
             now,
@@ -404,14 +497,18 @@ impl App {
             Some(id),
             json!({"grace_seconds": grace}),
         );
-        if !self.store.rotate_secret(
-            id,
-            &secret.digest(),
-            now,
-            now + grace,
-            MAX_LIVE_SECRETS,
-            &audit,
-        )? {
+        if !self
+            .store
+            .rotate_secret(
+                id,
+                &secret.digest(),
+                now,
+                now + grace,
+                MAX_LIVE_SECRETS,
+                &audit,
+            )
+            .await?
+        {
             return Err(ServiceError::not_found("no such client"));
         }
         Ok((secret, now + grace))
@@ -422,14 +519,14 @@ impl App {
     /// revocation has completed once that second has passed: callers wait
     /// [`revocation_settles_in`] before they answer, and a token issued after
     /// the answer is active.
-    pub fn revoke_client_tokens(
+    pub async fn revoke_client_tokens(
         &self,
         actor: &str,
         id: &str,
         now: i64,
     ) -> Result<Client, ServiceError> {
         not_self(actor, id, "revoke the tokens of")?;
-        let mut c = self.get_client(id)?;
+        let mut c = self.get_client(id).await?;
         c.tokens_revoked_before = Some(now);
         c.updated_at = now;
         self.save_client(
@@ -437,12 +534,13 @@ impl App {
             &c,
             "client.revoke_tokens",
             json!({"revoked_before": now}),
-        )?;
+        )
+        .await?;
         Ok(c)
     }
 
     /// Creates an API key for a client; the key is returned here and never again.
-    pub fn create_api_key(
+    pub async fn create_api_key(
         &self,
         actor: &str,
         client_id: &str,
@@ -479,12 +577,11 @@ impl App {
             Some(&record.id),
             json!({"client_id": client_id, "name": record.name, "expires_at": record.expires_at}),
         );
-        match self.store.create_api_key(
-            &record,
-            self.config.max_api_keys_per_client,
-            now,
-            &audit,
-        )? {
+        match self
+            .store
+            .create_api_key(&record, self.config.max_api_keys_per_client, now, &audit)
+            .await?
+        {
             ApiKeyCreate::Created => Ok((record, key)),
             ApiKeyCreate::NoSuchClient => Err(ServiceError::not_found("no such client")),
             ApiKeyCreate::LimitReached(n) => Err(ServiceError::new(
@@ -495,13 +592,13 @@ impl App {
     }
 
     /// The API keys of a client (never the keys themselves).
-    pub fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>, ServiceError> {
-        self.get_client(client_id)?;
-        Ok(self.store.list_api_keys(client_id)?)
+    pub async fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>, ServiceError> {
+        self.get_client(client_id).await?;
+        Ok(self.store.list_api_keys(client_id).await?)
     }
 
     /// Revokes an API key.
-    pub fn revoke_api_key(
+    pub async fn revoke_api_key(
         &self,
         actor: &str,
         key_id: &str,
@@ -509,7 +606,8 @@ impl App {
     ) -> Result<ApiKeyRecord, ServiceError> {
         let key = self
             .store
-            .get_api_key(key_id)?
+            .get_api_key(key_id)
+            .await?
             .ok_or_else(|| ServiceError::not_found("no such API key"))?;
         let audit = AuditEntry::new(
             now,
@@ -518,7 +616,7 @@ impl App {
             Some(key_id),
             json!({"client_id": key.client_id}),
         );
-        if !self.store.revoke_api_key(key_id, now, &audit)? {
+        if !self.store.revoke_api_key(key_id, now, &audit).await? {
             return Err(ServiceError::new(
                 ErrorCode::Conflict,
                 "API key is already revoked",
@@ -529,13 +627,18 @@ impl App {
             .with_label_values(&["api_key"])
             .inc();
         self.store
-            .get_api_key(key_id)?
+            .get_api_key(key_id)
+            .await?
             .ok_or_else(|| ServiceError::not_found("no such API key"))
     }
 
     /// Audit entries after `after`, oldest first.
-    pub fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, ServiceError> {
-        Ok(self.store.list_audit(after, limit.clamp(1, 1000))?)
+    pub async fn list_audit(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, ServiceError> {
+        Ok(self.store.list_audit(after, limit.clamp(1, 1000)).await?)
     }
 }
 

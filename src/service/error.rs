@@ -56,9 +56,6 @@ pub enum ErrorCode {
     ServerError,
     /// RFC 6749 §4.1.2.1: the server is temporarily unable to handle the request.
     TemporarilyUnavailable,
-    /// Internal: a cache-only attempt needs the database; the request is
-    /// retried on the blocking pool. Never sent (it would read `server_error`).
-    WouldBlock,
 }
 
 impl ErrorCode {
@@ -81,7 +78,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::RequestTimeout => "request_timeout",
-            ErrorCode::ServerError | ErrorCode::WouldBlock => "server_error",
+            ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
@@ -187,9 +184,6 @@ impl std::error::Error for ServiceError {}
 impl From<crate::store::StoreError> for ServiceError {
     fn from(err: crate::store::StoreError) -> Self {
         match err {
-            crate::store::StoreError::WouldBlock => {
-                ServiceError::new(ErrorCode::WouldBlock, "needs the database")
-            }
             crate::store::StoreError::Unavailable(cause) => {
                 log::error!("database unavailable: {cause}");
                 let mut e = ServiceError::new(

@@ -2,6 +2,7 @@
 //! authorization of callers (RFC 6750): whether a token or an API key is
 //! still good, read fresh from the store on every call.
 
+use crate::store::Store;
 use serde_json::{json, Value};
 
 use crate::oauth::credentials::ClientCredentials;
@@ -41,32 +42,35 @@ impl App {
     /// Verifies an access token and checks everything that can make it
     /// inactive: revocation by `jti`, a deleted or disabled client, the
     /// client's revoke-all time, and a revoked or expired source API key.
-    pub fn active_claims(
+    pub async fn active_claims(
         &self,
         token_text: &str,
         now: i64,
     ) -> Result<Option<Claims>, ServiceError> {
         Ok(self
-            .active_token(token_text, now)?
+            .active_token(token_text, now)
+            .await?
             .map(|(claims, _)| claims))
     }
 
     /// Like [`App::active_claims`], with the client's current record.
-    fn active_token(
+    async fn active_token(
         &self,
         token_text: &str,
         now: i64,
     ) -> Result<Option<(Claims, crate::store::Client)>, ServiceError> {
-        let Some(claims) =
-            self.verified
-                .verify(token_text, &*self.current_keys()?, &self.config.issuer, now)
-        else {
+        let Some(claims) = self.verified.verify(
+            token_text,
+            &*self.current_keys().await?,
+            &self.config.issuer,
+            now,
+        ) else {
             return Ok(None);
         };
-        if self.store.is_token_revoked(&claims.jti)? {
+        if self.store.is_token_revoked(&claims.jti).await? {
             return Ok(None);
         }
-        let Some(client) = self.store.get_client(&claims.client_id)? else {
+        let Some(client) = self.store.get_client(&claims.client_id).await? else {
             return Ok(None);
         };
         if client.disabled
@@ -77,7 +81,7 @@ impl App {
             return Ok(None);
         }
         if let Some(key_id) = &claims.api_key_id {
-            match self.store.get_api_key(key_id)? {
+            match self.store.get_api_key(key_id).await? {
                 Some(k) if k.state(now) == crate::store::ApiKeyState::Active => {}
                 _ => return Ok(None),
             }
@@ -93,16 +97,15 @@ impl App {
     /// rights are the token's scopes that its client still holds now: a
     /// scope removed from the client stops working at once, with the same
     /// freshness as disabling it.
-    pub fn authorize_bearer(
+    pub async fn authorize_bearer(
         &self,
         authorization: Option<&[u8]>,
         scope: &str,
         now: i64,
     ) -> Result<Caller, ServiceError> {
-        let _fresh = self.cache.fresh_scope();
         let token_text = bearer_token(authorization)
             .ok_or_else(|| ServiceError::invalid_token("a bearer access token is required"))?;
-        let (claims, client) = self.active_token(token_text, now)?.ok_or_else(|| {
+        let (claims, client) = self.active_token(token_text, now).await?.ok_or_else(|| {
             ServiceError::invalid_token("the access token is invalid, expired or revoked")
         })?;
         if claims.aud.to_list() != [self.config.issuer.as_str()] {
@@ -131,18 +134,19 @@ impl App {
 
     /// Authenticates the caller of the introspection endpoint: client
     /// credentials or a bearer token, holding `tollgate:introspect`.
-    pub fn authorize_introspection(
+    pub async fn authorize_introspection(
         &self,
         creds: Option<&ClientCredentials>,
         authorization: Option<&[u8]>,
         ip: Option<std::net::IpAddr>,
         now: i64,
     ) -> Result<Caller, ServiceError> {
-        let _fresh = self.cache.fresh_scope();
         if creds.is_none() && bearer_token(authorization).is_some() {
-            return self.authorize_bearer(authorization, INTROSPECT_SCOPE, now);
+            return self
+                .authorize_bearer(authorization, INTROSPECT_SCOPE, now)
+                .await;
         }
-        let client = self.authenticate_client(creds, ip, now)?;
+        let client = self.authenticate_client(creds, ip, now).await?;
         if !client.scopes.iter().any(|s| s == INTROSPECT_SCOPE) {
             return Err(ServiceError::invalid_client());
         }
@@ -153,12 +157,11 @@ impl App {
     }
 
     /// RFC 7662 §2.2: the introspection answer for a token or an API key.
-    pub fn introspect(&self, token_text: &str, now: i64) -> Result<Value, ServiceError> {
-        let _fresh = self.cache.fresh_scope();
+    pub async fn introspect(&self, token_text: &str, now: i64) -> Result<Value, ServiceError> {
         if token_text.starts_with(&self.config.api_key_prefix) {
-            return self.introspect_api_key(token_text, now);
+            return self.introspect_api_key(token_text, now).await;
         }
-        let Some(c) = self.active_claims(token_text, now)? else {
+        let Some(c) = self.active_claims(token_text, now).await? else {
             return Ok(inactive());
         };
         let mut body = json!({
@@ -179,9 +182,9 @@ impl App {
         Ok(body)
     }
 
-    fn introspect_api_key(&self, key: &str, now: i64) -> Result<Value, ServiceError> {
+    async fn introspect_api_key(&self, key: &str, now: i64) -> Result<Value, ServiceError> {
         let key = SecretString::new(key.to_string());
-        let Some((record, client)) = self.find_active_api_key(&key, now)? else {
+        let Some((record, client)) = self.find_active_api_key(&key, now).await? else {
             return Ok(inactive());
         };
         self.touch_api_key(&record, now);
@@ -206,11 +209,15 @@ impl App {
 
     /// RFC 7009 §2.1: revokes one of the caller's own access tokens or API
     /// keys. Unknown tokens and other clients' tokens are ignored silently.
-    pub fn revoke(&self, caller: &str, token_text: &str, now: i64) -> Result<(), ServiceError> {
-        let _fresh = self.cache.fresh_scope();
+    pub async fn revoke(
+        &self,
+        caller: &str,
+        token_text: &str,
+        now: i64,
+    ) -> Result<(), ServiceError> {
         if token_text.starts_with(&self.config.api_key_prefix) {
             let key = SecretString::new(token_text.to_string());
-            if let Some(record) = self.store.find_api_key(&key.digest())? {
+            if let Some(record) = self.store.find_api_key(&key.digest()).await? {
                 if record.client_id == caller && record.revoked_at.is_none() {
                     let audit = AuditEntry::new(
                         now,
@@ -219,7 +226,7 @@ impl App {
                         Some(&record.id),
                         json!({"via": "oauth/revoke"}),
                     );
-                    if self.store.revoke_api_key(&record.id, now, &audit)? {
+                    if self.store.revoke_api_key(&record.id, now, &audit).await? {
                         self.metrics
                             .revocations
                             .with_label_values(&["api_key"])
@@ -230,10 +237,12 @@ impl App {
             return Ok(());
         }
         // An expired token needs no revocation; a foreign or forged one is ignored.
-        if let Some(claims) =
-            self.verified
-                .verify(token_text, &*self.current_keys()?, &self.config.issuer, now)
-        {
+        if let Some(claims) = self.verified.verify(
+            token_text,
+            &*self.current_keys().await?,
+            &self.config.issuer,
+            now,
+        ) {
             if claims.client_id == caller {
                 let audit = AuditEntry::new(
                     now,
@@ -243,7 +252,8 @@ impl App {
                     json!({"client_id": caller, "exp": claims.exp}),
                 );
                 self.store
-                    .revoke_token(&claims.jti, caller, claims.exp, now, &audit)?;
+                    .revoke_token(&claims.jti, caller, claims.exp, now, &audit)
+                    .await?;
                 self.metrics
                     .revocations
                     .with_label_values(&["access_token"])

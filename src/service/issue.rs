@@ -2,6 +2,7 @@
 //! failure throttles, the client-credentials grant (§4.4) and the API-key
 //! exchange, per-client quotas, and signing.
 
+use crate::store::Store;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -27,7 +28,7 @@ impl App {
     /// per client id and IP, and, once a client id has failed too often from
     /// anywhere, from every IP that has failed for it. An IP that has not
     /// failed for a client is never locked out by others' failures.
-    fn check_failures(
+    pub(super) fn check_failures(
         &self,
         client_id: Option<&str>,
         ip: IpAddr,
@@ -79,7 +80,7 @@ impl App {
         }
         Ok(())
     }
-    fn record_failure(&self, kind: &str, client_id: Option<&str>, ip: IpAddr, now: i64) {
+    pub(super) fn record_failure(&self, kind: &str, client_id: Option<&str>, ip: IpAddr, now: i64) {
         self.metrics.auth_failures.with_label_values(&[kind]).inc();
         let l = &self.limits;
         l.fail_ip.hit(&ip, u64::MAX, FAIL_WINDOW, 0, now);
@@ -92,31 +93,37 @@ impl App {
     }
     /// Authenticates a client by its secret (RFC 6749 §2.3.1). Unknown, wrong
     /// and disabled all answer the same `invalid_client`.
-    pub fn authenticate_client(
+    pub async fn authenticate_client(
         &self,
         creds: Option<&ClientCredentials>,
         ip: Option<IpAddr>,
         now: i64,
     ) -> Result<Client, ServiceError> {
-        let _fresh = self.cache.fresh_scope();
         let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let Some(creds) = creds else {
             return Err(ServiceError::invalid_client());
         };
+        if creds.method == crate::oauth::AuthMethod::PrivateKeyJwt {
+            return self.authenticate_with_assertion(creds, ip, now).await;
+        }
         if creds.client_id.len() > 256 || creds.secret.expose().len() > 512 {
             self.check_failures(None, ip, now)?;
             self.record_failure("client_secret", None, ip, now);
             return Err(ServiceError::invalid_client());
         }
         self.check_failures(Some(&creds.client_id), ip, now)?;
-        let client = self.store.get_client(&creds.client_id)?;
+        let client = self.store.get_client(&creds.client_id).await?;
         let secrets = match &client {
-            Some(_) => self.store.live_secrets(&creds.client_id, now)?,
+            Some(_) => self.store.live_secrets(&creds.client_id, now).await?,
             None => Vec::new(),
         };
         let matched = grant::secret_matches(&creds.secret, &secrets);
         match client {
-            Some(c) if matched && !c.disabled => Ok(c),
+            // A private_key_jwt client has no secret; one left from before a
+            // switch of method does not authenticate it either.
+            Some(c) if matched && !c.disabled && c.token_endpoint_auth_method.uses_secret() => {
+                Ok(c)
+            }
             _ => {
                 log::info!(
                     "client authentication failed for client_id {:?} from {ip}",
@@ -129,7 +136,7 @@ impl App {
     }
     /// Counts a token against the client's quota; past it, the client is
     /// banned for the quota's ban time (429).
-    fn spend_quota(&self, client: &Client, now: i64) -> Result<(), ServiceError> {
+    async fn spend_quota(&self, client: &Client, now: i64) -> Result<(), ServiceError> {
         let quota = client.token_quota.unwrap_or(self.config.token_quota);
         if quota == 0 {
             return Ok(());
@@ -140,7 +147,11 @@ impl App {
         let ban = client.quota_ban.unwrap_or(self.config.token_quota_ban);
         // A fleet on PostgreSQL counts in the database, so that the quota
         // holds across instances; otherwise this process's memory counts.
-        let d = match self.store.hit_quota(&client.id, quota, window, ban, now)? {
+        let d = match self
+            .store
+            .hit_quota(&client.id, quota, window, ban, now)
+            .await?
+        {
             Some(d) => d,
             None => self.limits.quota.hit(&client.id, quota, window, ban, now),
         };
@@ -152,22 +163,21 @@ impl App {
         Ok(())
     }
     /// Client-credentials grant (RFC 6749 §4.4): authenticate, decide, count, sign.
-    pub fn issue_for_client(
+    pub async fn issue_for_client(
         &self,
         creds: Option<&ClientCredentials>,
         ip: Option<IpAddr>,
         req: &TokenRequest,
         now: i64,
     ) -> Result<IssuedToken, ServiceError> {
-        let _fresh = self.cache.fresh_scope();
-        let client = self.authenticate_client(creds, ip, now)?;
+        let client = self.authenticate_client(creds, ip, now).await?;
         let grant = grant::decide(&client, req, &self.policy())?;
-        let unsigned = self.prepare(&client, &grant, now, None)?;
-        self.spend_quota(&client, now)?;
+        let unsigned = self.prepare(&client, &grant, now, None).await?;
+        self.spend_quota(&client, now).await?;
         self.sign(unsigned)
     }
     /// Finds the active API key for a presented key, or `None`.
-    pub fn find_active_api_key(
+    pub async fn find_active_api_key(
         &self,
         key: &SecretString,
         now: i64,
@@ -176,7 +186,7 @@ impl App {
             return Ok(None);
         }
         let digest = key.digest();
-        let Some(record) = self.store.find_api_key(&digest)? else {
+        let Some(record) = self.store.find_api_key(&digest).await? else {
             return Ok(None);
         };
         if !secret::constant_time_eq(&record.digest, &digest)
@@ -184,23 +194,22 @@ impl App {
         {
             return Ok(None);
         }
-        match self.store.get_client(&record.client_id)? {
+        match self.store.get_client(&record.client_id).await? {
             Some(client) if !client.disabled => Ok(Some((record, client))),
             _ => Ok(None),
         }
     }
     /// Exchanges an API key for an access token that acts as its client.
-    pub fn issue_for_api_key(
+    pub async fn issue_for_api_key(
         &self,
         key: &SecretString,
         ip: Option<IpAddr>,
         req: &TokenRequest,
         now: i64,
     ) -> Result<IssuedToken, ServiceError> {
-        let _fresh = self.cache.fresh_scope();
         let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         self.check_failures(None, ip, now)?;
-        let Some((record, client)) = self.find_active_api_key(key, now)? else {
+        let Some((record, client)) = self.find_active_api_key(key, now).await? else {
             log::info!("API key authentication failed from {ip}");
             self.record_failure("api_key", None, ip, now);
             return Err(ServiceError::new(
@@ -210,8 +219,10 @@ impl App {
             .with_challenge(crate::service::error::Challenge::Bearer));
         };
         let grant = grant::decide(&client, req, &self.policy())?;
-        let unsigned = self.prepare(&client, &grant, now, Some(record.id.clone()))?;
-        self.spend_quota(&client, now)?;
+        let unsigned = self
+            .prepare(&client, &grant, now, Some(record.id.clone()))
+            .await?;
+        self.spend_quota(&client, now).await?;
         self.touch_api_key(&record, now);
         self.sign(unsigned)
     }
@@ -222,10 +233,7 @@ impl App {
         if record.last_used_at.is_some_and(|t| t >= now - 60) {
             return;
         }
-        let mut pending = match self.key_uses.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut pending = crate::sync::lock(&self.key_uses);
         if pending.len() < 100_000 {
             pending.insert(record.id.clone(), now);
         }
@@ -234,7 +242,7 @@ impl App {
     /// will sign them; refuses a token longer than [`token::MAX_TOKEN_LEN`]
     /// (too many scopes or audiences), which introspection and revocation
     /// could not take back.
-    fn prepare(
+    async fn prepare(
         &self,
         client: &Client,
         grant: &Grant,
@@ -250,7 +258,8 @@ impl App {
             api_key_id,
         );
         let key = self
-            .current_keys()?
+            .current_keys()
+            .await?
             .signer(now)
             .cloned()
             .ok_or_else(|| ServiceError::internal("no active signing key"))?;

@@ -4,6 +4,7 @@
 //! `admin`. Errors are `error::ServiceError`, with no HTTP in them.
 
 pub mod admin;
+mod assertion;
 pub mod error;
 pub mod introspect;
 mod issue;
@@ -81,20 +82,23 @@ pub struct IssuedToken {
 pub struct App {
     /// Validated configuration.
     config: Arc<Config>,
-    /// The store.
-    store: Arc<dyn Store>,
+    /// The store, behind its cache: the hot reads resolve to the cache's
+    /// own methods (no boxed future on a hit), the rest to the `Store` trait.
+    store: Arc<CachedStore>,
     /// The signing keys in force.
     keys: Arc<KeyRing>,
     /// In-memory rate limits and quotas of this process.
     limits: Arc<Limits>,
-    /// The cache in front of the store (the same object as `store`).
-    cache: Arc<CachedStore>,
     /// Signature checks already done, by token digest.
     verified: Arc<token::VerifiedCache>,
     /// Prometheus metrics of this process.
     metrics: Arc<crate::metrics::Metrics>,
     /// API-key uses not yet written: key id to time of use.
     key_uses: Arc<std::sync::Mutex<HashMap<String, i64>>>,
+    /// Fetches clients' `jwks_uri`s.
+    fetcher: crate::fetch::Fetcher,
+    /// Key sets fetched from clients' `jwks_uri`s.
+    remote_keys: Arc<assertion::RemoteKeys>,
 }
 
 impl App {
@@ -122,12 +126,6 @@ impl App {
         self.metrics.clone()
     }
 
-    /// Opens a scope in which the store answers from its cache only (see
-    /// `CachedStore::cache_only`).
-    pub fn cache_only(&self) -> crate::store::cached::CacheOnly {
-        self.cache.cache_only()
-    }
-
     /// The per-address limit: `Some(refusal)` when `ip` has used up its
     /// window of `limit` requests (`read`: GET and HEAD, else the rest).
     pub fn ip_refusal(&self, ip: IpAddr, read: bool, limit: u64, now: i64) -> Option<Decision> {
@@ -151,8 +149,8 @@ impl App {
     }
 
     /// The JWKS document as of the last commit.
-    pub fn jwks(&self, now: i64) -> Result<serde_json::Value, error::ServiceError> {
-        Ok(self.current_keys()?.jwks(now))
+    pub async fn jwks(&self, now: i64) -> Result<serde_json::Value, error::ServiceError> {
+        Ok(self.current_keys().await?.jwks(now))
     }
 
     /// The algorithms of the published signing keys, sorted.
@@ -169,26 +167,27 @@ impl App {
         v
     }
 
-    /// Readiness: whether the store answers (blocking: a query), takes
-    /// writes, and a key signs now.
-    pub fn readiness(&self, now: i64) -> Readiness {
+    /// Readiness: whether the store answers a query, takes writes, and a
+    /// key signs now.
+    pub async fn readiness(&self, now: i64) -> Readiness {
         Readiness {
-            database: self.store.ping().is_ok(),
-            writable: self.cache.writable(),
+            database: self.store.ping().await.is_ok(),
+            writable: self.store.writable(),
             signing_key: self.keys.get().signer(now).is_some(),
         }
     }
 
     /// Opens the store, applies the schema, makes sure a signing key exists,
-    /// and loads the keys.
-    pub fn open(config: Config) -> Result<App, StartError> {
-        let store = crate::store::open(&config.db, config.db_pool_size).map_err(|source| {
-            StartError::Store {
+    /// and loads the keys. Inside the runtime that will serve: PostgreSQL
+    /// connections and SQLite's blocking calls are driven by it.
+    pub async fn open(config: Config) -> Result<App, StartError> {
+        let store = crate::store::open(&config.db, config.db_pool_size)
+            .await
+            .map_err(|source| StartError::Store {
                 path: crate::store::postgres::redact_url(&config.db),
                 source,
-            }
-        })?;
-        let cache = Arc::new(CachedStore::new(store));
+            })?;
+        let cache = Arc::new(CachedStore::new(store).await);
         let metrics = Arc::new(
             crate::metrics::Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?,
         );
@@ -197,17 +196,18 @@ impl App {
             counted.write_failures.with_label_values(&[reason]).inc();
         }));
         let app = App {
+            fetcher: crate::fetch::Fetcher::new(config.fetch_allow_local),
             config: Arc::new(config),
-            store: cache.clone(),
+            store: cache,
             keys: Arc::new(KeyRing::default()),
             limits: Arc::new(Limits::default()),
-            cache,
             verified: Arc::new(token::VerifiedCache::default()),
             key_uses: Arc::default(),
+            remote_keys: Arc::default(),
             metrics,
         };
-        app.ensure_signing_key()?;
-        app.reload_keys()?;
+        app.ensure_signing_key().await?;
+        app.reload_keys().await?;
         Ok(app)
     }
 }

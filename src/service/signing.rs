@@ -2,6 +2,7 @@
 //! set when the records change, and listing, rotating, retiring and marking
 //! keys compromised (admin API and command line alike).
 
+use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -17,57 +18,61 @@ use crate::token::{self, Alg, KeySet};
 impl App {
     /// Records keys found in the keys directory that the database does not
     /// know, and creates the first key when there is none at all.
-    pub(super) fn ensure_signing_key(&self) -> Result<(), StartError> {
+    pub(super) async fn ensure_signing_key(&self) -> Result<(), StartError> {
         let dir = &self.config.keys_dir;
         let loaded = keys::load_dir(dir)?;
-        let records = self.store.signing_keys()?;
+        let records = self.store.signing_keys().await?;
         let now = now();
         for (kid, key) in &loaded {
             if !records.iter().any(|r| &r.kid == kid) {
-                self.store.insert_signing_key(
-                    &SigningKeyRecord {
-                        kid: kid.clone(),
-                        alg: key.alg.as_str().to_string(),
-                        created_at: now,
-                        activates_at: 0,
-                        retired_at: None,
-                        compromised_at: None,
-                    },
-                    None,
-                )?;
+                self.store
+                    .insert_signing_key(
+                        &SigningKeyRecord {
+                            kid: kid.clone(),
+                            alg: key.alg.as_str().to_string(),
+                            created_at: now,
+                            activates_at: 0,
+                            retired_at: None,
+                            compromised_at: None,
+                        },
+                        None,
+                    )
+                    .await?;
             }
         }
-        let records = self.store.signing_keys()?;
+        let records = self.store.signing_keys().await?;
         let set = KeySet::new(&records, &loaded, self.config.max_token_ttl);
         if set.signer(now).is_none() && records.iter().all(|r| r.activates_at <= now) {
             let key = keys::create_key_file(dir, self.config.signing_alg)?;
             log::info!("created signing key {} ({})", key.kid, key.alg.as_str());
-            self.store.insert_signing_key(
-                &SigningKeyRecord {
-                    kid: key.kid.clone(),
-                    alg: key.alg.as_str().to_string(),
-                    created_at: now,
-                    activates_at: now,
-                    retired_at: None,
-                    compromised_at: None,
-                },
-                Some(&AuditEntry::new(
-                    now,
-                    "system",
-                    "signing_key.create",
-                    Some(&key.kid),
-                    serde_json::json!({"alg": key.alg.as_str()}),
-                )),
-            )?;
+            self.store
+                .insert_signing_key(
+                    &SigningKeyRecord {
+                        kid: key.kid.clone(),
+                        alg: key.alg.as_str().to_string(),
+                        created_at: now,
+                        activates_at: now,
+                        retired_at: None,
+                        compromised_at: None,
+                    },
+                    Some(&AuditEntry::new(
+                        now,
+                        "system",
+                        "signing_key.create",
+                        Some(&key.kid),
+                        serde_json::json!({"alg": key.alg.as_str()}),
+                    )),
+                )
+                .await?;
         }
         Ok(())
     }
     /// Reloads the key set when the key records changed; returns whether it did.
-    pub fn reload_keys(&self) -> Result<bool, StartError> {
+    pub async fn reload_keys(&self) -> Result<bool, StartError> {
         // Read before the records: a change committed meanwhile moves it
         // again, and the next reader reloads once more.
-        let marker = self.store.change_marker().unwrap_or(i64::MIN);
-        let records = self.store.signing_keys()?;
+        let marker = self.keys_generation();
+        let records = self.store.signing_keys().await?;
         let current = self.keys.get();
         if current.records() == records && !records.is_empty() {
             self.keys.checked_at(marker);
@@ -93,19 +98,21 @@ impl App {
         self.keys.checked_at(marker);
         Ok(true)
     }
-    /// The key set, reloaded first when anything was committed since it was
-    /// loaded (one atomic load when nothing was): a key retired or marked
-    /// compromised through the command line or another instance is seen by
-    /// the very next verification, not the next background tick. While the
+    /// The cache's signing-key generation: it moves when a key was added,
+    /// retired or marked compromised (or when anything may have changed).
+    pub(super) fn keys_generation(&self) -> i64 {
+        self.store.keys_generation() as i64
+    }
+    /// The key set, reloaded first when the signing keys may have changed
+    /// since it was loaded (one atomic load when they did not): a key retired
+    /// or marked compromised through the command line or another instance
+    /// is seen by the very next verification, not the next background tick;
+    /// other writes (revocations, client changes) cost no reload. While the
     /// database cannot be read, the set in memory answers.
-    pub fn current_keys(&self) -> Result<Arc<KeySet>, ServiceError> {
-        let marker = self.store.change_marker().unwrap_or(i64::MIN);
-        if marker != self.keys.marker() {
-            match self.reload_keys() {
+    pub async fn current_keys(&self) -> Result<Arc<KeySet>, ServiceError> {
+        if self.keys_generation() != self.keys.marker() {
+            match self.reload_keys().await {
                 Ok(_) => {}
-                Err(StartError::KeyRecords(crate::store::StoreError::WouldBlock)) => {
-                    return Err(crate::store::StoreError::WouldBlock.into())
-                }
                 // The database is away: the set in memory keeps answering
                 // (JWKS, verification), as it does between reloads.
                 Err(e) => log::debug!("signing keys not reloaded: {e}"),
@@ -114,12 +121,12 @@ impl App {
         Ok(self.keys.get())
     }
     /// Every signing key's lifecycle.
-    pub fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, ServiceError> {
-        Ok(self.store.signing_keys()?)
+    pub async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, ServiceError> {
+        Ok(self.store.signing_keys().await?)
     }
     /// Creates a signing key file and its record, published at once and
     /// signing from `activates_at`.
-    pub(super) fn create_signing_key(
+    pub(super) async fn create_signing_key(
         &self,
         actor: &str,
         alg: Option<Alg>,
@@ -145,13 +152,13 @@ impl App {
             Some(&key.kid),
             json!({"alg": alg.as_str(), "activates_at": activates_at, "reason": reason}),
         );
-        self.store.insert_signing_key(&record, Some(&audit))?;
+        self.store.insert_signing_key(&record, Some(&audit)).await?;
         Ok(record)
     }
     /// Rotates the signing key: a new key is published at once and signs after
     /// `prepublish` seconds; the keys signing now retire at that moment and stay
     /// published until every token they signed has expired.
-    pub fn rotate_signing_key(
+    pub async fn rotate_signing_key(
         &self,
         actor: &str,
         alg: Option<Alg>,
@@ -162,9 +169,11 @@ impl App {
         if !(0..=7 * 86_400).contains(&prepublish) {
             return Err(invalid("prepublish must be between 0 and 604800 seconds"));
         }
-        let record = self.create_signing_key(actor, alg, now, now + prepublish, "rotation")?;
+        let record = self
+            .create_signing_key(actor, alg, now, now + prepublish, "rotation")
+            .await?;
         let activates_at = record.activates_at;
-        for old in self.store.signing_keys()? {
+        for old in self.store.signing_keys().await? {
             if old.kid != record.kid && old.retired_at.is_none() {
                 let audit = AuditEntry::new(
                     now,
@@ -174,10 +183,11 @@ impl App {
                     json!({"retired_at": activates_at}),
                 );
                 self.store
-                    .retire_signing_key(&old.kid, activates_at, &audit)?;
+                    .retire_signing_key(&old.kid, activates_at, &audit)
+                    .await?;
             }
         }
-        if let Err(e) = self.reload_keys() {
+        if let Err(e) = self.reload_keys().await {
             log::warn!("signing keys not reloaded: {e}");
         }
         Ok(record)
@@ -189,14 +199,14 @@ impl App {
     /// instance as soon as it reloads its keys: within a second). When it was
     /// the only key that signs, a new key is created first and signs at once,
     /// so that issuance goes on.
-    pub fn retire_signing_key(
+    pub async fn retire_signing_key(
         &self,
         actor: &str,
         kid: &str,
         compromised: bool,
         now: i64,
     ) -> Result<SigningKeyRecord, ServiceError> {
-        let keys = self.store.signing_keys()?;
+        let keys = self.store.signing_keys().await?;
         let target = keys
             .iter()
             .find(|k| k.kid == kid)
@@ -212,7 +222,8 @@ impl App {
                 ));
             }
             if !others_sign && target.retired_at.is_none_or(|r| r > now) {
-                self.create_signing_key(actor, None, now, now, "compromise of another key")?;
+                self.create_signing_key(actor, None, now, now, "compromise of another key")
+                    .await?;
             }
             let audit = AuditEntry::new(
                 now,
@@ -221,7 +232,7 @@ impl App {
                 Some(kid),
                 json!({"compromised_at": now}),
             );
-            self.store.compromise_signing_key(kid, now, &audit)?;
+            self.store.compromise_signing_key(kid, now, &audit).await?;
         } else {
             if target.retired_at.is_some() {
                 return Err(ServiceError::new(
@@ -242,13 +253,14 @@ impl App {
                 Some(kid),
                 json!({"retired_at": now}),
             );
-            self.store.retire_signing_key(kid, now, &audit)?;
+            self.store.retire_signing_key(kid, now, &audit).await?;
         }
-        if let Err(e) = self.reload_keys() {
+        if let Err(e) = self.reload_keys().await {
             log::warn!("signing keys not reloaded: {e}");
         }
         self.store
-            .signing_keys()?
+            .signing_keys()
+            .await?
             .into_iter()
             .find(|k| k.kid == kid)
             .ok_or_else(|| ServiceError::not_found("no such signing key"))

@@ -1,65 +1,27 @@
 //! A read-through cache in front of any [`Store`]: client records, secrets,
 //! API keys and revocation answers are served from memory until something
-//! changes. Every write through this process clears the cache before it
-//! returns, and every request first reads the store's change marker (a
-//! counter in shared memory that every Tollgate process bumps after each
-//! commit: one atomic load), so a commit by any Tollgate process (the command
-//! line, another instance on the same file) is seen by the very next read:
-//! there is no cache window. Changes made outside Tollgate are caught by
-//! `PRAGMA data_version`, polled every second. A request may open a [`FreshScope`] to
-//! make that check once for all of its reads. Entries read while a write was committing
-//! are never kept (a generation check).
+//! changes. A hit answers without leaving the caller's thread; a miss awaits
+//! the store. Every write through this process forgets what it changed (one
+//! client, one key, one revocation) before it returns, and every read first
+//! compares the store's change marker (one atomic load): when it moved, the
+//! store's change log says what the writes behind it changed, and the cache
+//! forgets exactly that, or everything when the log cannot tell (another
+//! process wrote). A commit by any Tollgate process is therefore seen by the
+//! very next read: there is no cache window. Changes made outside Tollgate
+//! are caught by the store's external marker, polled every second. Entries
+//! read while a write was committing are never kept (a generation check).
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::changes::Change;
 use super::{
     ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Dump, Result,
-    SigningKeyRecord, Store, StoreError,
+    SigningKeyRecord, Store,
 };
 use crate::limits::Decision;
-
-thread_local! {
-    /// Set while a [`FreshScope`] is open on this thread.
-    static FRESH: Cell<bool> = const { Cell::new(false) };
-    /// Set while a [`CacheOnly`] scope is open on this thread.
-    static CACHE_ONLY: Cell<bool> = const { Cell::new(false) };
-}
-
-/// While open, reads that miss the cache, and every write, fail with
-/// [`StoreError::WouldBlock`] instead of touching the database, so that an
-/// async worker can try to answer a request from memory and hand it to the
-/// blocking pool only when it must.
-pub struct CacheOnly {
-    outer: bool,
-}
-
-impl Drop for CacheOnly {
-    fn drop(&mut self) {
-        if !self.outer {
-            CACHE_ONLY.with(|f| f.set(false));
-        }
-    }
-}
-
-/// One freshness check for a whole request: while it is open on a thread,
-/// cached reads on that thread skip the change-marker check, as if every
-/// read happened at the moment the scope opened. Writes still clear the
-/// cache at once.
-pub struct FreshScope {
-    outer: bool,
-}
-
-impl Drop for FreshScope {
-    fn drop(&mut self) {
-        if !self.outer {
-            FRESH.with(|f| f.set(false));
-        }
-    }
-}
 
 /// Entries per map before it is cleared (bounds memory whatever callers send).
 pub const CAPACITY: usize = 100_000;
@@ -85,10 +47,7 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Map<K, V>> {
-        match self.inner.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        crate::sync::lock(&self.inner)
     }
 
     /// The cached value and the generation it belongs to.
@@ -114,6 +73,20 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
         g.generation += 1;
         g.entries.clear();
     }
+
+    /// Forgets one entry; a read in flight does not keep what it read.
+    fn remove(&self, k: &K) {
+        let mut g = self.lock();
+        g.generation += 1;
+        g.entries.remove(k);
+    }
+
+    /// Forgets the entries `drop` picks.
+    fn forget(&self, mut drop: impl FnMut(&K, &V) -> bool) {
+        let mut g = self.lock();
+        g.generation += 1;
+        g.entries.retain(|k, v| !drop(k, v));
+    }
 }
 
 type ClientEntry = Arc<(Option<Client>, Vec<ClientSecretRecord>)>;
@@ -125,8 +98,11 @@ pub struct CachedStore {
     keys_by_digest: Cache<Vec<u8>, Option<ApiKeyRecord>>,
     keys_by_id: Cache<String, Option<ApiKeyRecord>>,
     revoked: Cache<String, bool>,
+    /// The change marker up to which changes were applied.
     marker: AtomicI64,
     external: AtomicI64,
+    /// Moves whenever the signing keys may have changed.
+    keys_generation: AtomicU64,
     /// Whether the last write (or write probe) went through.
     writable: std::sync::atomic::AtomicBool,
     /// Told the reason of every write the database refused.
@@ -137,10 +113,10 @@ pub struct CachedStore {
 pub type WriteFailureHook = Box<dyn Fn(&'static str) + Send + Sync>;
 
 impl CachedStore {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn Store>) -> CachedStore {
-        let marker = inner.change_marker().unwrap_or(0);
-        let external = inner.external_change_marker().unwrap_or(0);
+    /// Wraps `inner`; reads the external marker once (blocking, at start).
+    pub async fn new(inner: Arc<dyn Store>) -> CachedStore {
+        let marker = inner.change_marker();
+        let external = inner.external_change_marker().await.unwrap_or(0);
         CachedStore {
             inner,
             clients: Cache::new(),
@@ -149,6 +125,7 @@ impl CachedStore {
             revoked: Cache::new(),
             marker: AtomicI64::new(marker),
             external: AtomicI64::new(external),
+            keys_generation: AtomicU64::new(0),
             writable: std::sync::atomic::AtomicBool::new(true),
             on_write_failure: std::sync::OnceLock::new(),
         }
@@ -160,41 +137,66 @@ impl CachedStore {
         self.keys_by_digest.clear();
         self.keys_by_id.clear();
         self.revoked.clear();
+        self.keys_generation.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Clears the cache if the database changed since the last look;
-    /// returns whether it did. When the marker cannot be read, it clears.
-    pub fn refresh(&self) -> bool {
-        match self.inner.change_marker() {
-            Ok(now) if self.marker.swap(now, Ordering::SeqCst) == now => false,
-            _ => {
-                self.invalidate();
-                true
+    /// Forgets what `change` made stale.
+    fn apply(&self, change: &Change) {
+        match change {
+            Change::Client(id) => {
+                self.clients.remove(id);
+                // A deleted client takes its keys with it.
+                let of_client =
+                    |k: &Option<ApiKeyRecord>| k.as_ref().is_some_and(|k| k.client_id == *id);
+                self.keys_by_digest.forget(|_, k| of_client(k));
+                self.keys_by_id.forget(|_, k| of_client(k));
             }
+            Change::ApiKey { id, digest } => {
+                self.keys_by_id.remove(id);
+                match digest {
+                    Some(d) => self.keys_by_digest.remove(d),
+                    None => self
+                        .keys_by_digest
+                        .forget(|_, k| k.as_ref().is_some_and(|k| k.id == *id)),
+                }
+            }
+            Change::Revocation(jti) => self.revoked.remove(jti),
+            Change::SigningKeys => {
+                self.keys_generation.fetch_add(1, Ordering::SeqCst);
+            }
+            Change::Everything => self.invalidate(),
         }
     }
 
-    /// Opens a [`CacheOnly`] scope on this thread.
-    pub fn cache_only(&self) -> CacheOnly {
-        let outer = CACHE_ONLY.with(Cell::get);
-        CACHE_ONLY.with(|f| f.set(true));
-        CacheOnly { outer }
-    }
-
-    /// The store behind the cache, unless a [`CacheOnly`] scope forbids it.
-    fn db(&self) -> Result<&dyn Store> {
-        if CACHE_ONLY.with(Cell::get) {
-            return Err(StoreError::WouldBlock);
+    /// Applies the changes committed since the last look (by any process);
+    /// one atomic load when there were none. Returns whether there were.
+    pub fn refresh(&self) -> bool {
+        let now = self.inner.change_marker();
+        let seen = self.marker.load(Ordering::SeqCst);
+        if now == seen {
+            return false;
         }
-        Ok(self.inner.as_ref())
+        match self.inner.changes(seen, now) {
+            Some(changes) => changes.iter().for_each(|c| self.apply(c)),
+            None => self.invalidate(),
+        }
+        // Applying twice is harmless; never move back past a later reader.
+        self.marker.fetch_max(now, Ordering::SeqCst);
+        true
     }
 
-    /// Clears the cache if something outside Tollgate (an `sqlite3` shell, a
-    /// restore) changed the database; the server polls this every second.
-    /// Writes by Tollgate processes are seen at once through the change
-    /// counter. Blocking.
-    pub fn poll_external_changes(&self) -> Result<bool> {
-        let now = self.inner.external_change_marker()?;
+    /// A value that moves whenever the signing keys may have changed (after
+    /// [`CachedStore::refresh`]): the key ring reloads when it does.
+    pub fn keys_generation(&self) -> u64 {
+        self.refresh();
+        self.keys_generation.load(Ordering::SeqCst)
+    }
+
+    /// Clears the cache if something the change marker did not report (an
+    /// `sqlite3` shell, a restore, a lost notification) changed the
+    /// database; the server polls this every second.
+    pub async fn poll_external_changes(&self) -> Result<bool> {
+        let now = self.inner.external_change_marker().await?;
         if self.external.swap(now, Ordering::SeqCst) != now {
             self.invalidate();
             return Ok(true);
@@ -202,25 +204,12 @@ impl CachedStore {
         Ok(false)
     }
 
-    /// Checks for changes once and opens a [`FreshScope`]; nested scopes are free.
-    pub fn fresh_scope(&self) -> FreshScope {
-        let outer = FRESH.with(Cell::get);
-        if !outer {
-            self.refresh();
-            FRESH.with(|f| f.set(true));
+    /// Records a write's outcome and, when it went through, forgets what it
+    /// changed at once (the change log reports it again later: harmless).
+    fn after_write<T>(&self, change: Change, r: Result<T>) -> Result<T> {
+        if r.is_ok() {
+            self.apply(&change);
         }
-        FreshScope { outer }
-    }
-
-    /// Checks for changes unless a scope already did for this request.
-    fn check(&self) {
-        if !FRESH.with(Cell::get) {
-            self.refresh();
-        }
-    }
-
-    fn after_write<T>(&self, r: Result<T>) -> Result<T> {
-        self.invalidate();
         self.noted(r)
     }
 
@@ -252,66 +241,15 @@ impl CachedStore {
         let _ = self.on_write_failure.set(hook);
     }
 
-    /// The client and its secrets not yet expired at `now`, from memory
-    /// when possible.
-    fn client_entry(&self, id: &str, now: i64) -> Result<ClientEntry> {
-        self.check();
-        let (hit, generation) = self.clients.get(&id.to_string());
-        if let Some(e) = hit {
-            return Ok(e);
-        }
-        let db = self.db()?;
-        let entry = Arc::new(load_entry(
-            || db.get_client(id),
-            || db.live_secrets(id, now),
-        )?);
-        self.clients.put(generation, id.to_string(), entry.clone());
-        Ok(entry)
+    /// [`Store::get_client`], answered from memory when cached, without boxing a
+    /// future (the trait's method, on a `dyn Store`, boxes one per call).
+    pub async fn get_client(&self, id: &str) -> Result<Option<Client>> {
+        Ok(self.client_entry(id, crate::domain::now()).await?.0.clone())
     }
-}
-
-/// Reads a client and its live secrets with the same two queries whether
-/// the client exists or not, so that the first lookup of an unknown id costs
-/// what the first lookup of a known one does (RFC 6749 §5.2 answers both
-/// with `invalid_client`; their cost must not tell them apart either).
-fn load_entry(
-    client: impl FnOnce() -> Result<Option<Client>>,
-    secrets: impl FnOnce() -> Result<Vec<ClientSecretRecord>>,
-) -> Result<(Option<Client>, Vec<ClientSecretRecord>)> {
-    let client = client()?;
-    let mut secrets = secrets()?;
-    if client.is_none() {
-        secrets.clear();
-    }
-    Ok((client, secrets))
-}
-
-impl Store for CachedStore {
-    fn create_client(
-        &self,
-        client: &Client,
-        secret_digest: &[u8],
-        audit: &AuditEntry,
-    ) -> Result<()> {
-        self.after_write(self.db()?.create_client(client, secret_digest, audit))
-    }
-    fn import_clients(&self, clients: &[(Client, Vec<u8>)], audit: &AuditEntry) -> Result<()> {
-        self.after_write(self.db()?.import_clients(clients, audit))
-    }
-    fn get_client(&self, id: &str) -> Result<Option<Client>> {
-        Ok(self.client_entry(id, crate::domain::now())?.0.clone())
-    }
-    fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>> {
-        self.db()?.list_clients(after, limit)
-    }
-    fn update_client(&self, client: &Client, audit: &AuditEntry) -> Result<bool> {
-        self.after_write(self.db()?.update_client(client, audit))
-    }
-    fn delete_client(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
-        self.after_write(self.db()?.delete_client(id, audit))
-    }
-    fn live_secrets(&self, client_id: &str, now: i64) -> Result<Vec<ClientSecretRecord>> {
-        let entry = self.client_entry(client_id, now)?;
+    /// [`Store::live_secrets`], answered from memory when cached, without boxing a
+    /// future (the trait's method, on a `dyn Store`, boxes one per call).
+    pub async fn live_secrets(&self, client_id: &str, now: i64) -> Result<Vec<ClientSecretRecord>> {
+        let entry = self.client_entry(client_id, now).await?;
         Ok(entry
             .1
             .iter()
@@ -319,7 +257,95 @@ impl Store for CachedStore {
             .cloned()
             .collect())
     }
-    fn rotate_secret(
+    /// [`Store::find_api_key`], answered from memory when cached, without boxing a
+    /// future (the trait's method, on a `dyn Store`, boxes one per call).
+    pub async fn find_api_key(&self, digest: &[u8]) -> Result<Option<ApiKeyRecord>> {
+        self.refresh();
+        let (hit, generation) = self.keys_by_digest.get(&digest.to_vec());
+        if let Some(k) = hit {
+            return Ok(k);
+        }
+        let k = self.inner.find_api_key(digest).await?;
+        self.keys_by_digest
+            .put(generation, digest.to_vec(), k.clone());
+        Ok(k)
+    }
+    /// [`Store::get_api_key`], answered from memory when cached, without boxing a
+    /// future (the trait's method, on a `dyn Store`, boxes one per call).
+    pub async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        self.refresh();
+        let (hit, generation) = self.keys_by_id.get(&id.to_string());
+        if let Some(k) = hit {
+            return Ok(k);
+        }
+        let k = self.inner.get_api_key(id).await?;
+        self.keys_by_id.put(generation, id.to_string(), k.clone());
+        Ok(k)
+    }
+    /// [`Store::is_token_revoked`], answered from memory when cached, without boxing a
+    /// future (the trait's method, on a `dyn Store`, boxes one per call).
+    pub async fn is_token_revoked(&self, jti: &str) -> Result<bool> {
+        self.refresh();
+        let (hit, generation) = self.revoked.get(&jti.to_string());
+        if let Some(r) = hit {
+            return Ok(r);
+        }
+        let r = self.inner.is_token_revoked(jti).await?;
+        self.revoked.put(generation, jti.to_string(), r);
+        Ok(r)
+    }
+
+    /// The client and its secrets not yet expired at `now`, from memory
+    /// when possible.
+    async fn client_entry(&self, id: &str, now: i64) -> Result<ClientEntry> {
+        self.refresh();
+        let (hit, generation) = self.clients.get(&id.to_string());
+        if let Some(e) = hit {
+            return Ok(e);
+        }
+        let entry = Arc::new(self.inner.load_client(id, now).await?);
+        self.clients.put(generation, id.to_string(), entry.clone());
+        Ok(entry)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for CachedStore {
+    async fn create_client(
+        &self,
+        c: &Client,
+        digest: Option<&[u8]>,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        let r = self.inner.create_client(c, digest, audit).await;
+        self.after_write(Change::Client(c.id.clone()), r)
+    }
+    async fn import_clients(
+        &self,
+        clients: &[(Client, Vec<u8>)],
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        let r = self.inner.import_clients(clients, audit).await;
+        self.after_write(Change::Everything, r)
+    }
+    async fn get_client(&self, id: &str) -> Result<Option<Client>> {
+        CachedStore::get_client(self, id).await
+    }
+    async fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>> {
+        self.inner.list_clients(after, limit).await
+    }
+    async fn update_client(&self, c: &Client, audit: &AuditEntry) -> Result<bool> {
+        let r = self.inner.update_client(c, audit).await;
+        self.after_write(Change::Client(c.id.clone()), r)
+    }
+    async fn delete_client(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
+        let r = self.inner.delete_client(id, audit).await;
+        self.after_write(Change::Client(id.to_string()), r)
+    }
+    async fn live_secrets(&self, client_id: &str, now: i64) -> Result<Vec<ClientSecretRecord>> {
+        CachedStore::live_secrets(self, client_id, now).await
+    }
+    async fn rotate_secret(
         &self,
         client_id: &str,
         digest: &[u8],
@@ -328,55 +354,49 @@ impl Store for CachedStore {
         max_live: usize,
         audit: &AuditEntry,
     ) -> Result<bool> {
-        self.after_write(self.db()?.rotate_secret(
-            client_id,
-            digest,
-            now,
-            old_expire_at,
-            max_live,
-            audit,
-        ))
+        let r = self
+            .inner
+            .rotate_secret(client_id, digest, now, old_expire_at, max_live, audit)
+            .await;
+        self.after_write(Change::Client(client_id.to_string()), r)
     }
-    fn create_api_key(
+    async fn create_api_key(
         &self,
         key: &ApiKeyRecord,
         max_active: u32,
         now: i64,
         audit: &AuditEntry,
     ) -> Result<ApiKeyCreate> {
-        self.after_write(self.db()?.create_api_key(key, max_active, now, audit))
+        let r = self.inner.create_api_key(key, max_active, now, audit).await;
+        let change = Change::ApiKey {
+            id: key.id.clone(),
+            digest: Some(key.digest.clone()),
+        };
+        self.after_write(change, r)
     }
-    fn find_api_key(&self, digest: &[u8]) -> Result<Option<ApiKeyRecord>> {
-        self.check();
-        let (hit, generation) = self.keys_by_digest.get(&digest.to_vec());
-        if let Some(k) = hit {
-            return Ok(k);
-        }
-        let k = self.db()?.find_api_key(digest)?;
-        self.keys_by_digest
-            .put(generation, digest.to_vec(), k.clone());
-        Ok(k)
+    async fn find_api_key(&self, digest: &[u8]) -> Result<Option<ApiKeyRecord>> {
+        CachedStore::find_api_key(self, digest).await
     }
-    fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
-        self.check();
-        let (hit, generation) = self.keys_by_id.get(&id.to_string());
-        if let Some(k) = hit {
-            return Ok(k);
-        }
-        let k = self.db()?.get_api_key(id)?;
-        self.keys_by_id.put(generation, id.to_string(), k.clone());
-        Ok(k)
+    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        CachedStore::get_api_key(self, id).await
     }
-    fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>> {
-        self.db()?.list_api_keys(client_id)
+    async fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>> {
+        self.inner.list_api_keys(client_id).await
     }
-    fn revoke_api_key(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<bool> {
-        self.after_write(self.db()?.revoke_api_key(id, now, audit))
+    async fn revoke_api_key(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<bool> {
+        let r = self.inner.revoke_api_key(id, now, audit).await;
+        let change = Change::ApiKey {
+            id: id.to_string(),
+            digest: None,
+        };
+        self.after_write(change, r)
     }
-    fn touch_api_keys(&self, uses: &[(String, i64)]) -> Result<()> {
-        self.after_write(self.db()?.touch_api_keys(uses))
+    async fn touch_api_keys(&self, uses: &[(String, i64)]) -> Result<()> {
+        // The last use of a key is not cached state.
+        let r = self.inner.touch_api_keys(uses).await;
+        self.noted(r)
     }
-    fn revoke_token(
+    async fn revoke_token(
         &self,
         jti: &str,
         client_id: &str,
@@ -384,56 +404,76 @@ impl Store for CachedStore {
         now: i64,
         audit: &AuditEntry,
     ) -> Result<()> {
-        self.after_write(
-            self.inner
-                .revoke_token(jti, client_id, expires_at, now, audit),
-        )
+        let r = self
+            .inner
+            .revoke_token(jti, client_id, expires_at, now, audit)
+            .await;
+        self.after_write(Change::Revocation(jti.to_string()), r)
     }
-    fn is_token_revoked(&self, jti: &str) -> Result<bool> {
-        self.check();
-        let (hit, generation) = self.revoked.get(&jti.to_string());
-        if let Some(r) = hit {
-            return Ok(r);
-        }
-        let r = self.db()?.is_token_revoked(jti)?;
-        self.revoked.put(generation, jti.to_string(), r);
-        Ok(r)
+    async fn is_token_revoked(&self, jti: &str) -> Result<bool> {
+        CachedStore::is_token_revoked(self, jti).await
     }
-    fn prune_revocations(&self, now: i64) -> Result<usize> {
-        self.after_write(self.db()?.prune_revocations(now))
+    async fn prune_revocations(&self, now: i64) -> Result<usize> {
+        // Only revocations of expired tokens go: no cached answer matters.
+        let r = self.inner.prune_revocations(now).await;
+        self.noted(r)
     }
-    fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
-        self.db()?.signing_keys()
+    async fn use_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let r = self
+            .inner
+            .use_assertion(client_id, jti, expires_at, now)
+            .await;
+        self.noted(r)
     }
-    fn insert_signing_key(&self, key: &SigningKeyRecord, audit: Option<&AuditEntry>) -> Result<()> {
-        self.noted(self.db()?.insert_signing_key(key, audit))
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        self.inner.signing_keys().await
     }
-    fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
-        self.noted(self.db()?.retire_signing_key(kid, at, audit))
+    async fn insert_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<()> {
+        let r = self.inner.insert_signing_key(key, audit).await;
+        self.after_write(Change::SigningKeys, r)
     }
-    fn compromise_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
-        self.noted(self.db()?.compromise_signing_key(kid, at, audit))
+    async fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
+        let r = self.inner.retire_signing_key(kid, at, audit).await;
+        self.after_write(Change::SigningKeys, r)
     }
-    fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
-        self.noted(self.db()?.append_audit(entry))
+    async fn compromise_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
+        let r = self.inner.compromise_signing_key(kid, at, audit).await;
+        self.after_write(Change::SigningKeys, r)
     }
-    fn probe_write(&self, now: i64) -> Result<()> {
-        self.noted(self.db()?.probe_write(now))
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
+        let r = self.inner.append_audit(entry).await;
+        self.noted(r)
     }
-    fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
-        self.db()?.list_audit(after, limit)
+    async fn probe_write(&self, now: i64) -> Result<()> {
+        let r = self.inner.probe_write(now).await;
+        self.noted(r)
     }
-    fn ping(&self) -> Result<()> {
-        self.db()?.ping()
+    async fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
+        self.inner.list_audit(after, limit).await
     }
-    fn change_marker(&self) -> Result<i64> {
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+    fn change_marker(&self) -> i64 {
         self.inner.change_marker()
     }
-    fn external_change_marker(&self) -> Result<i64> {
-        self.db()?.external_change_marker()
+    fn changes(&self, after: i64, upto: i64) -> Option<Vec<Change>> {
+        self.inner.changes(after, upto)
     }
-
-    fn hit_quota(
+    async fn external_change_marker(&self) -> Result<i64> {
+        self.inner.external_change_marker().await
+    }
+    async fn hit_quota(
         &self,
         client_id: &str,
         limit: u64,
@@ -444,19 +484,19 @@ impl Store for CachedStore {
         if !self.inner.shared_quotas() {
             return Ok(None);
         }
-        self.db()?.hit_quota(client_id, limit, window, ban, now)
+        self.inner
+            .hit_quota(client_id, limit, window, ban, now)
+            .await
     }
-
     fn shared_quotas(&self) -> bool {
         self.inner.shared_quotas()
     }
-
-    fn export(&self) -> Result<Dump> {
-        self.db()?.export()
+    async fn export(&self) -> Result<Dump> {
+        self.inner.export().await
     }
-
-    fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool> {
-        self.after_write(self.db()?.import(dump, audit))
+    async fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool> {
+        let r = self.inner.import(dump, audit).await;
+        self.after_write(Change::Everything, r)
     }
 }
 
@@ -473,98 +513,186 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_commit_by_another_connection_is_seen_by_the_next_read() {
+    fn audit() -> AuditEntry {
+        AuditEntry::new(0, "t", "x", None, json!({}))
+    }
+
+    async fn cached(path: &std::path::Path) -> CachedStore {
+        CachedStore::new(Arc::new(SqliteStore::open(path).await.unwrap())).await
+    }
+
+    fn holds_client(a: &CachedStore, id: &str) -> bool {
+        a.clients.get(&id.to_string()).0.is_some()
+    }
+
+    #[tokio::test]
+    async fn a_commit_by_another_process_is_seen_by_the_next_read() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let a = CachedStore::new(Arc::new(SqliteStore::open(&path).unwrap()));
-        let other = SqliteStore::open(&path).unwrap(); // another process, in effect
-        let audit = AuditEntry::new(0, "t", "x", None, json!({}));
+        let a = cached(&path).await;
+        let other = SqliteStore::open(&path).await.unwrap(); // another process, in effect
         other
-            .create_client(&client("c", false), &[0; 32], &audit)
+            .create_client(&client("c", false), Some(&[0; 32]), &audit())
+            .await
             .unwrap();
-        assert!(!a.get_client("c").unwrap().unwrap().disabled);
-        assert!(!a.is_token_revoked("j").unwrap());
-        other.update_client(&client("c", true), &audit).unwrap();
-        other.revoke_token("j", "c", i64::MAX, 0, &audit).unwrap();
+        assert!(!a.get_client("c").await.unwrap().unwrap().disabled);
+        assert!(!a.is_token_revoked("j").await.unwrap());
+        other
+            .update_client(&client("c", true), &audit())
+            .await
+            .unwrap();
+        other
+            .revoke_token("j", "c", i64::MAX, 0, &audit())
+            .await
+            .unwrap();
         assert!(
-            a.get_client("c").unwrap().unwrap().disabled,
+            a.get_client("c").await.unwrap().unwrap().disabled,
             "no stale client"
         );
-        assert!(a.is_token_revoked("j").unwrap(), "no stale revocation");
-    }
-
-    #[test]
-    fn known_and_unknown_clients_cost_the_same_queries() {
-        let calls = std::cell::Cell::new(0);
-        let count = |found: bool| {
-            calls.set(0);
-            load_entry(
-                || {
-                    calls.set(calls.get() + 1);
-                    Ok(found.then(|| client("c", false)))
-                },
-                || {
-                    calls.set(calls.get() + 1);
-                    Ok(Vec::new())
-                },
-            )
-            .unwrap();
-            calls.get()
-        };
-        assert_eq!(count(true), 2);
-        assert_eq!(count(false), 2);
-    }
-
-    #[test]
-    fn own_writes_clear_the_cache() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = CachedStore::new(Arc::new(
-            SqliteStore::open(&dir.path().join("t.db")).unwrap(),
-        ));
-        let audit = AuditEntry::new(0, "t", "x", None, json!({}));
-        assert!(a.get_client("c").unwrap().is_none());
-        a.create_client(&client("c", false), &[0; 32], &audit)
-            .unwrap();
-        assert!(a.get_client("c").unwrap().is_some());
-    }
-
-    #[test]
-    fn cache_only_mode_answers_hits_and_refuses_misses_and_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = CachedStore::new(Arc::new(
-            SqliteStore::open(&dir.path().join("t.db")).unwrap(),
-        ));
-        let audit = AuditEntry::new(0, "t", "x", None, json!({}));
-        a.create_client(&client("c", false), &[0; 32], &audit)
-            .unwrap();
-        assert!(a.get_client("c").unwrap().is_some());
-        let _only = a.cache_only();
-        assert!(a.get_client("c").unwrap().is_some(), "a hit is answered");
         assert!(
-            matches!(a.get_client("d"), Err(StoreError::WouldBlock)),
-            "a miss would block"
+            a.is_token_revoked("j").await.unwrap(),
+            "no stale revocation"
         );
-        assert!(matches!(
-            a.create_client(&client("e", false), &[0; 32], &audit),
-            Err(StoreError::WouldBlock)
-        ));
     }
 
-    #[test]
-    fn changes_made_outside_tollgate_are_caught_by_the_external_poll() {
+    #[tokio::test]
+    async fn known_and_unknown_clients_cost_the_same_queries() {
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let count = |found: bool| {
+            calls.store(0, Ordering::SeqCst);
+            let calls = &calls;
+            async move {
+                super::super::load_entry(
+                    async {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        Ok(found.then(|| client("c", false)))
+                    },
+                    async {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        Ok(Vec::new())
+                    },
+                )
+                .await
+                .unwrap();
+                calls.load(Ordering::SeqCst)
+            }
+        };
+        assert_eq!(count(true).await, 2);
+        assert_eq!(count(false).await, 2);
+    }
+
+    #[tokio::test]
+    async fn own_writes_forget_what_they_changed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = cached(&dir.path().join("t.db")).await;
+        assert!(a.get_client("c").await.unwrap().is_none());
+        a.create_client(&client("c", false), Some(&[0; 32]), &audit())
+            .await
+            .unwrap();
+        a.create_client(&client("d", false), Some(&[0; 32]), &audit())
+            .await
+            .unwrap();
+        assert!(a.get_client("c").await.unwrap().is_some());
+        assert!(a.get_client("d").await.unwrap().is_some());
+        assert!(!a.is_token_revoked("j").await.unwrap());
+        let keys = a.keys_generation();
+
+        a.revoke_token("j", "c", i64::MAX, 0, &audit())
+            .await
+            .unwrap();
+        assert!(a.is_token_revoked("j").await.unwrap());
+        assert!(
+            holds_client(&a, "c") && holds_client(&a, "d"),
+            "clients kept"
+        );
+        assert_eq!(a.keys_generation(), keys, "no key reload for a revocation");
+
+        a.update_client(&client("c", true), &audit()).await.unwrap();
+        assert!(!holds_client(&a, "c"), "the changed client is forgotten");
+        assert!(holds_client(&a, "d"), "the other client is kept");
+        assert!(a.get_client("c").await.unwrap().unwrap().disabled);
+
+        let key = crate::domain::SigningKeyRecord {
+            kid: "k".into(),
+            alg: "ES256".into(),
+            created_at: 0,
+            activates_at: 0,
+            retired_at: None,
+            compromised_at: None,
+        };
+        a.insert_signing_key(&key, None).await.unwrap();
+        assert_ne!(
+            a.keys_generation(),
+            keys,
+            "a key change moves the generation"
+        );
+        assert!(holds_client(&a, "d"), "and keeps the clients");
+    }
+
+    #[tokio::test]
+    async fn a_deleted_client_takes_its_cached_keys_along() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = cached(&dir.path().join("t.db")).await;
+        a.create_client(&client("c", false), Some(&[0; 32]), &audit())
+            .await
+            .unwrap();
+        let key = ApiKeyRecord {
+            id: "k1".into(),
+            client_id: "c".into(),
+            name: None,
+            digest: vec![7; 32],
+            prefix: "tg_live_".into(),
+            last4: "abcd".into(),
+            created_at: 0,
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        a.create_api_key(&key, 5, 0, &audit()).await.unwrap();
+        assert!(a.find_api_key(&[7; 32]).await.unwrap().is_some());
+        assert!(a.get_api_key("k1").await.unwrap().is_some());
+        a.delete_client("c", &audit()).await.unwrap();
+        assert!(a.find_api_key(&[7; 32]).await.unwrap().is_none());
+        assert!(a.get_api_key("k1").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn another_process_writing_makes_the_cache_forget_everything() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let a = CachedStore::new(Arc::new(SqliteStore::open(&path).unwrap()));
-        let audit = AuditEntry::new(0, "t", "x", None, json!({}));
-        a.create_client(&client("c", false), &[0; 32], &audit)
+        let a = cached(&path).await;
+        a.create_client(&client("c", false), Some(&[0; 32]), &audit())
+            .await
             .unwrap();
-        assert!(!a.get_client("c").unwrap().unwrap().disabled);
+        a.get_client("c").await.unwrap();
+        assert!(holds_client(&a, "c"));
+        let other = SqliteStore::open(&path).await.unwrap();
+        other
+            .revoke_token("j", "c", i64::MAX, 0, &audit())
+            .await
+            .unwrap();
+        assert!(a.refresh());
+        assert!(!holds_client(&a, "c"), "its log cannot tell what changed");
+    }
+
+    #[tokio::test]
+    async fn changes_made_outside_tollgate_are_caught_by_the_external_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let a = cached(&path).await;
+        a.create_client(&client("c", false), Some(&[0; 32]), &audit())
+            .await
+            .unwrap();
+        assert!(!a.get_client("c").await.unwrap().unwrap().disabled);
+        assert!(
+            !a.poll_external_changes().await.unwrap(),
+            "its own writes are not external"
+        );
         // An sqlite3 shell, say: no change counter bump.
         let raw = rusqlite::Connection::open(&path).unwrap();
         raw.execute("UPDATE clients SET disabled = 1 WHERE id = 'c'", [])
             .unwrap();
-        assert!(a.poll_external_changes().unwrap());
-        assert!(a.get_client("c").unwrap().unwrap().disabled);
+        assert!(a.poll_external_changes().await.unwrap());
+        assert!(a.get_client("c").await.unwrap().unwrap().disabled);
     }
 }

@@ -2,11 +2,15 @@
 //! read from a row and written as column values. A backend supplies typed
 //! column access ([`Columns`]); the mapping of columns to fields is here once.
 
-use super::{ApiKeyRecord, AuditEntry, Client, Result, SigningKeyRecord, StoreError};
+use super::{
+    ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Result, RevocationRecord, SecretRow,
+    SigningKeyRecord, StoreError,
+};
 
 /// The `clients` columns every query selects, in [`client`]'s order.
 pub const CLIENT_COLUMNS: &str = "id, name, owner, scopes, audiences, token_ttl, disabled, \
-     tokens_revoked_before, created_at, updated_at, token_quota, quota_window, quota_ban";
+     tokens_revoked_before, created_at, updated_at, token_quota, quota_window, quota_ban, \
+     token_endpoint_auth_method, jwks, jwks_uri";
 
 /// The `api_keys` columns every query selects, in [`api_key`]'s order.
 pub const KEY_COLUMNS: &str =
@@ -44,6 +48,11 @@ pub fn audiences_json(c: &Client) -> String {
     serde_json::to_string(&c.audiences).unwrap_or_else(|_| "[]".into())
 }
 
+/// The inline key set as stored: JSON text.
+pub fn jwks_text(c: &Client) -> Option<String> {
+    c.jwks.as_ref().map(|j| j.to_string())
+}
+
 /// A client from a row of [`CLIENT_COLUMNS`].
 pub fn client(r: &impl Columns) -> Result<Client> {
     let audiences = r.text(4)?;
@@ -67,6 +76,17 @@ pub fn client(r: &impl Columns) -> Result<Client> {
         token_quota: r.int_opt(10)?.map(|q| q.max(0) as u64),
         quota_window: r.int_opt(11)?,
         quota_ban: r.int_opt(12)?,
+        token_endpoint_auth_method: {
+            let m = r.text(13)?;
+            crate::domain::ClientAuthMethod::parse(&m)
+                .ok_or_else(|| StoreError::Corrupt(format!("auth method {m:?}")))?
+        },
+        jwks: r
+            .text_opt(14)?
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("jwks: {e}")))?,
+        jwks_uri: r.text_opt(15)?,
     })
 }
 
@@ -107,5 +127,35 @@ pub fn audit(r: &impl Columns) -> Result<AuditEntry> {
         action: r.text(3)?,
         target: r.text_opt(4)?,
         detail: r.json(5)?,
+    })
+}
+
+/// A live secret from a row of `id, digest, created_at, expires_at`.
+pub fn client_secret(r: &impl Columns) -> Result<ClientSecretRecord> {
+    Ok(ClientSecretRecord {
+        id: r.int(0)?,
+        digest: r.bytes(1)?,
+        created_at: r.int(2)?,
+        expires_at: r.int_opt(3)?,
+    })
+}
+
+/// A secret of a dump from a row of `client_id, digest, created_at, expires_at`.
+pub fn secret_row(r: &impl Columns) -> Result<SecretRow> {
+    Ok(SecretRow {
+        client_id: r.text(0)?,
+        digest: r.bytes(1)?,
+        created_at: r.int(2)?,
+        expires_at: r.int_opt(3)?,
+    })
+}
+
+/// A revocation from a row of `jti, client_id, expires_at, revoked_at`.
+pub fn revocation(r: &impl Columns) -> Result<RevocationRecord> {
+    Ok(RevocationRecord {
+        jti: r.text(0)?,
+        client_id: r.text(1)?,
+        expires_at: r.int(2)?,
+        revoked_at: r.int(3)?,
     })
 }

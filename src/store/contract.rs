@@ -48,18 +48,29 @@ enum Held {
 impl Drop for Held {
     fn drop(&mut self) {
         if let Held::Postgres { url, schema } = self {
-            let _ = pg_exec(url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+            // On a thread of its own, with this worker handed off meanwhile:
+            // the store's connections run on the test's runtime, and one may
+            // still have to send the ROLLBACK of a dropped transaction
+            // before the schema can go.
+            let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+            let url = url.clone();
+            let drop_schema =
+                move || std::thread::spawn(move || postgres::execute_once(&url, &sql)).join();
+            let _ = match tokio::runtime::Handle::try_current() {
+                Ok(_) => tokio::task::block_in_place(drop_schema),
+                Err(_) => drop_schema(),
+            };
         }
     }
 }
 
-fn pg_exec(url: &str, sql: &str) -> Result<Option<String>> {
-    postgres::execute_once(url, sql)
+async fn pg_exec(url: &str, sql: &str) -> Result<Option<String>> {
+    postgres::execute(url, sql).await
 }
 
-fn sqlite() -> (Held, Box<dyn Store>) {
+async fn sqlite() -> (Held, Box<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+    let s = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
     (Held::Sqlite(dir), Box::new(s))
 }
 
@@ -77,7 +88,7 @@ pub(super) fn test_pg_url(test: &str) -> Option<String> {
 }
 
 /// A PostgreSQL store in a fresh schema, and its URL (for a second handle).
-fn postgres(test: &str) -> Option<(Held, Box<dyn Store>, String)> {
+async fn postgres(test: &str) -> Option<(Held, Box<dyn Store>, String)> {
     let url = test_pg_url(test)?;
     let schema = format!(
         "tgunit_{}_{}",
@@ -88,155 +99,232 @@ fn postgres(test: &str) -> Option<(Held, Box<dyn Store>, String)> {
         &url,
         &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
     )
+    .await
     .expect("TOLLGATE_TEST_PG_URL answers");
     let sep = if url.contains('?') { '&' } else { '?' };
     let db = format!("{url}{sep}options=-csearch_path%3D{schema}");
-    let store = PostgresStore::open(&db, 4).expect("open PostgreSQL store");
+    let store = PostgresStore::open(&db, 4)
+        .await
+        .expect("open PostgreSQL store");
     Some((Held::Postgres { url, schema }, Box::new(store), db))
 }
 
 /// Runs `check` on SQLite and, when it is configured, PostgreSQL.
-fn on_each(test: &str, check: impl Fn(&dyn Store)) {
-    let (_held, s) = sqlite();
-    check(s.as_ref());
-    if let Some((_held, s, _)) = postgres(test) {
-        check(s.as_ref());
+async fn on_each(test: &str, check: impl AsyncFn(&dyn Store)) {
+    let (_held, s) = sqlite().await;
+    check(s.as_ref()).await;
+    if let Some((_held, s, _)) = postgres(test).await {
+        check(s.as_ref()).await;
     }
 }
 
-#[test]
-fn clients_round_trip_and_update_and_delete_with_their_audit() {
-    on_each("clients", |s| {
-        s.create_client(&client("c1"), &[1; 32], &audit("create"))
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_round_trip_and_update_and_delete_with_their_audit() {
+    on_each("clients", async |s| {
+        s.create_client(&client("c1"), Some(&[1; 32]), &audit("create"))
+            .await
             .unwrap();
-        assert_eq!(s.get_client("c1").unwrap().unwrap(), client("c1"));
-        assert!(s.get_client("nobody").unwrap().is_none());
+        assert_eq!(s.get_client("c1").await.unwrap().unwrap(), client("c1"));
+        assert!(s.get_client("nobody").await.unwrap().is_none());
         let mut c = client("c1");
         c.disabled = true;
         c.scopes = vec!["z".into()];
         c.token_quota = None;
-        assert!(s.update_client(&c, &audit("update")).unwrap());
-        assert_eq!(s.get_client("c1").unwrap().unwrap(), c);
-        assert!(!s.update_client(&client("c9"), &audit("update")).unwrap());
-        s.create_client(&client("c0"), &[2; 32], &audit("create"))
+        assert!(s.update_client(&c, &audit("update")).await.unwrap());
+        assert_eq!(s.get_client("c1").await.unwrap().unwrap(), c);
+        assert!(!s
+            .update_client(&client("c9"), &audit("update"))
+            .await
+            .unwrap());
+        s.create_client(&client("c0"), Some(&[2; 32]), &audit("create"))
+            .await
             .unwrap();
         let ids: Vec<String> = s
             .list_clients(None, 10)
+            .await
             .unwrap()
             .into_iter()
             .map(|c| c.id)
             .collect();
         assert_eq!(ids, ["c0", "c1"]);
-        assert_eq!(s.list_clients(Some("c0"), 10).unwrap().len(), 1);
-        assert!(s.delete_client("c1", &audit("delete")).unwrap());
-        assert!(!s.delete_client("c1", &audit("delete")).unwrap());
+        assert_eq!(s.list_clients(Some("c0"), 10).await.unwrap().len(), 1);
+        assert!(s.delete_client("c1", &audit("delete")).await.unwrap());
+        assert!(!s.delete_client("c1", &audit("delete")).await.unwrap());
         let actions: Vec<String> = s
             .list_audit(0, 100)
+            .await
             .unwrap()
             .into_iter()
             .map(|e| e.action)
             .collect();
         assert_eq!(actions, ["create", "update", "create", "delete"]);
-    });
+    })
+    .await;
 }
 
-#[test]
-fn a_failed_write_leaves_no_audit_entry() {
-    on_each("atomic audit", |s| {
-        s.create_client(&client("c"), &[0; 32], &audit("create"))
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_leaves_no_audit_entry() {
+    on_each("atomic audit", async |s| {
+        s.create_client(&client("c"), Some(&[0; 32]), &audit("create"))
+            .await
             .unwrap();
         assert!(s
-            .create_client(&client("c"), &[0; 32], &audit("create"))
+            .create_client(&client("c"), Some(&[0; 32]), &audit("create"))
+            .await
             .is_err());
-        assert_eq!(s.list_audit(0, 10).unwrap().len(), 1);
-    });
+        assert_eq!(s.list_audit(0, 10).await.unwrap().len(), 1);
+    })
+    .await;
 }
 
-#[test]
-fn rotation_keeps_at_most_max_live_secrets() {
-    on_each("rotation", |s| {
-        s.create_client(&client("c"), &[0; 32], &audit("create"))
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_keeps_at_most_max_live_secrets() {
+    on_each("rotation", async |s| {
+        s.create_client(&client("c"), Some(&[0; 32]), &audit("create"))
+            .await
             .unwrap();
         for i in 1..=7u8 {
             assert!(s
                 .rotate_secret("c", &[i; 32], 10, 10_000, 5, &audit("rotate"))
+                .await
                 .unwrap());
         }
-        let live = s.live_secrets("c", 10).unwrap();
+        let live = s.live_secrets("c", 10).await.unwrap();
         assert_eq!(live.len(), 5);
         assert_eq!(live.last().unwrap().digest, vec![7u8; 32]);
         assert!(!s
             .rotate_secret("nobody", &[1; 32], 10, 10, 5, &audit("rotate"))
+            .await
             .unwrap());
-    });
+    })
+    .await;
 }
 
-#[test]
-fn api_keys_are_limited_revocable_and_found_by_digest() {
-    on_each("api keys", |s| {
-        s.create_client(&client("c"), &[0; 32], &audit("create"))
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_are_limited_revocable_and_found_by_digest() {
+    on_each("api keys", async |s| {
+        s.create_client(&client("c"), Some(&[0; 32]), &audit("create"))
+            .await
             .unwrap();
         for i in 0..3u8 {
             assert_eq!(
                 s.create_api_key(&key(&format!("k{i}"), "c", i), 3, 10, &audit("key"))
+                    .await
                     .unwrap(),
                 ApiKeyCreate::Created
             );
         }
         assert_eq!(
             s.create_api_key(&key("k9", "c", 9), 3, 10, &audit("key"))
+                .await
                 .unwrap(),
             ApiKeyCreate::LimitReached(3)
         );
         assert_eq!(
             s.create_api_key(&key("kx", "nobody", 8), 3, 10, &audit("key"))
+                .await
                 .unwrap(),
             ApiKeyCreate::NoSuchClient
         );
-        assert_eq!(s.find_api_key(&[1; 32]).unwrap().unwrap().id, "k1");
-        assert!(s.revoke_api_key("k1", 20, &audit("revoke")).unwrap());
-        assert!(!s.revoke_api_key("k1", 21, &audit("revoke")).unwrap());
-        assert_eq!(s.get_api_key("k1").unwrap().unwrap().revoked_at, Some(20));
+        assert_eq!(s.find_api_key(&[1; 32]).await.unwrap().unwrap().id, "k1");
+        assert!(s.revoke_api_key("k1", 20, &audit("revoke")).await.unwrap());
+        assert!(!s.revoke_api_key("k1", 21, &audit("revoke")).await.unwrap());
+        assert_eq!(
+            s.get_api_key("k1").await.unwrap().unwrap().revoked_at,
+            Some(20)
+        );
         // A revoked key frees a slot.
         assert_eq!(
             s.create_api_key(&key("k9", "c", 9), 3, 30, &audit("key"))
+                .await
                 .unwrap(),
             ApiKeyCreate::Created
         );
         s.touch_api_keys(&[("k0".into(), 100), ("k2".into(), 50)])
+            .await
             .unwrap();
-        s.touch_api_keys(&[("k0".into(), 90)]).unwrap();
+        s.touch_api_keys(&[("k0".into(), 90)]).await.unwrap();
         assert_eq!(
-            s.get_api_key("k0").unwrap().unwrap().last_used_at,
+            s.get_api_key("k0").await.unwrap().unwrap().last_used_at,
             Some(100)
         );
-        assert_eq!(s.list_api_keys("c").unwrap().len(), 4);
-    });
+        assert_eq!(s.list_api_keys("c").await.unwrap().len(), 4);
+    })
+    .await;
 }
 
-#[test]
-fn revocations_are_idempotent_and_pruned_only_after_expiry() {
-    on_each("revocations", |s| {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assertion_is_used_once_until_it_expires_and_then_pruned() {
+    on_each("assertions", async |s| {
+        assert!(s.use_assertion("c", "j1", 100, 10).await.unwrap());
+        assert!(
+            !s.use_assertion("c", "j1", 100, 50).await.unwrap(),
+            "a replay"
+        );
+        assert!(
+            s.use_assertion("other", "j1", 100, 50).await.unwrap(),
+            "per client"
+        );
+        // Once expired, the jti may be seen again (its assertion cannot be).
+        assert!(s.use_assertion("c", "j1", 300, 150).await.unwrap());
+        assert!(!s.use_assertion("c", "j1", 300, 160).await.unwrap());
+        s.prune_revocations(1_000).await.unwrap();
+        assert!(s.use_assertion("c", "j1", 2_000, 1_000).await.unwrap());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_client_round_trips_without_a_secret() {
+    on_each("key clients", async |s| {
+        let c = Client {
+            token_endpoint_auth_method: crate::domain::ClientAuthMethod::PrivateKeyJwt,
+            jwks: Some(
+                serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]}),
+            ),
+            ..client("k1")
+        };
+        s.create_client(&c, None, &audit("create")).await.unwrap();
+        assert_eq!(s.get_client("k1").await.unwrap().unwrap(), c);
+        assert!(s.live_secrets("k1", 0).await.unwrap().is_empty());
+        let moved = Client {
+            jwks: None,
+            jwks_uri: Some("https://keys.example.com/jwks".into()),
+            ..c.clone()
+        };
+        assert!(s.update_client(&moved, &audit("update")).await.unwrap());
+        assert_eq!(s.get_client("k1").await.unwrap().unwrap(), moved);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_are_idempotent_and_pruned_only_after_expiry() {
+    on_each("revocations", async |s| {
         s.revoke_token("old", "c", 100, 50, &audit("revoke"))
+            .await
             .unwrap();
         s.revoke_token("old", "c", 100, 51, &audit("revoke"))
+            .await
             .unwrap();
         s.revoke_token("live", "c", 1000, 50, &audit("revoke"))
+            .await
             .unwrap();
-        assert_eq!(s.prune_revocations(500).unwrap(), 1);
-        assert!(!s.is_token_revoked("old").unwrap());
-        assert!(s.is_token_revoked("live").unwrap());
+        assert_eq!(s.prune_revocations(500).await.unwrap(), 1);
+        assert!(!s.is_token_revoked("old").await.unwrap());
+        assert!(s.is_token_revoked("live").await.unwrap());
         assert_eq!(
-            s.list_audit(0, 10).unwrap().len(),
+            s.list_audit(0, 10).await.unwrap().len(),
             2,
             "one entry per new revocation"
         );
-    });
+    })
+    .await;
 }
 
-#[test]
-fn signing_keys_are_recorded_once_and_retired_once() {
-    on_each("signing keys", |s| {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_keys_are_recorded_once_and_retired_once() {
+    on_each("signing keys", async |s| {
         let k = SigningKeyRecord {
             kid: "kid1".into(),
             alg: "ES256".into(),
@@ -245,18 +333,27 @@ fn signing_keys_are_recorded_once_and_retired_once() {
             retired_at: None,
             compromised_at: None,
         };
-        s.insert_signing_key(&k, None).unwrap();
-        s.insert_signing_key(&k, Some(&audit("again"))).unwrap();
-        assert_eq!(s.signing_keys().unwrap(), vec![k]);
-        assert!(s.retire_signing_key("kid1", 9, &audit("retire")).unwrap());
-        assert!(!s.retire_signing_key("kid1", 10, &audit("retire")).unwrap());
-        assert_eq!(s.signing_keys().unwrap()[0].retired_at, Some(9));
-    });
+        s.insert_signing_key(&k, None).await.unwrap();
+        s.insert_signing_key(&k, Some(&audit("again")))
+            .await
+            .unwrap();
+        assert_eq!(s.signing_keys().await.unwrap(), vec![k]);
+        assert!(s
+            .retire_signing_key("kid1", 9, &audit("retire"))
+            .await
+            .unwrap());
+        assert!(!s
+            .retire_signing_key("kid1", 10, &audit("retire"))
+            .await
+            .unwrap());
+        assert_eq!(s.signing_keys().await.unwrap()[0].retired_at, Some(9));
+    })
+    .await;
 }
 
-#[test]
-fn a_compromised_key_is_marked_once_and_retired_by_then_at_the_latest() {
-    on_each("signing key compromise", |s| {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compromised_key_is_marked_once_and_retired_by_then_at_the_latest() {
+    on_each("signing key compromise", async |s| {
         let rec = |kid: &str, retired_at| SigningKeyRecord {
             kid: kid.into(),
             alg: "ES256".into(),
@@ -265,23 +362,30 @@ fn a_compromised_key_is_marked_once_and_retired_by_then_at_the_latest() {
             retired_at,
             compromised_at: None,
         };
-        s.insert_signing_key(&rec("live", None), None).unwrap();
+        s.insert_signing_key(&rec("live", None), None)
+            .await
+            .unwrap();
         s.insert_signing_key(&rec("later", Some(500)), None)
+            .await
             .unwrap();
         s.insert_signing_key(&rec("earlier", Some(50)), None)
+            .await
             .unwrap();
         for kid in ["live", "later", "earlier"] {
             assert!(s
                 .compromise_signing_key(kid, 100, &audit("compromise"))
+                .await
                 .unwrap());
             assert!(!s
                 .compromise_signing_key(kid, 200, &audit("compromise"))
+                .await
                 .unwrap());
         }
         assert!(!s
             .compromise_signing_key("unknown", 100, &audit("compromise"))
+            .await
             .unwrap());
-        let keys = s.signing_keys().unwrap();
+        let keys = s.signing_keys().await.unwrap();
         let get = |kid: &str| keys.iter().find(|k| k.kid == kid).unwrap().clone();
         assert_eq!(
             (get("live").retired_at, get("live").compromised_at),
@@ -294,33 +398,105 @@ fn a_compromised_key_is_marked_once_and_retired_by_then_at_the_latest() {
         );
         assert_eq!(get("earlier").retired_at, Some(50), "an earlier one stays");
         assert_eq!(
-            s.list_audit(0, 10).unwrap().len(),
+            s.list_audit(0, 10).await.unwrap().len(),
             3,
             "one entry per compromise"
         );
-    });
+    })
+    .await;
 }
 
-#[test]
-fn a_sqlite_database_written_by_release_0_1_opens_upgrades_and_keeps_its_data() {
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/db-v1");
+/// A copy of the SQLite database in `tests/fixtures/{name}` (in a temporary
+/// directory that lives as long as the first value), and its manifest.
+fn sqlite_fixture(name: &str) -> (tempfile::TempDir, std::path::PathBuf, serde_json::Value) {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("tollgate.db");
     std::fs::copy(fixture.join("tollgate.db"), &db).unwrap();
-    let manifest: serde_json::Value =
+    let manifest =
         serde_json::from_str(&std::fs::read_to_string(fixture.join("manifest.json")).unwrap())
             .unwrap();
-    let version = |db: &std::path::Path| -> i64 {
-        rusqlite::Connection::open(db)
-            .unwrap()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap()
-    };
-    assert_eq!(version(&db), 1, "the fixture is a version-1 database");
-    let s = SqliteStore::open(&db).unwrap();
+    (dir, db, manifest)
+}
+
+/// A SQLite file's `PRAGMA user_version`.
+fn user_version(db: &std::path::Path) -> i64 {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// A SQLite database written by the code before private_key_jwt (schema 2,
+/// `tests/fixtures/db-v2`) opens, upgrades to schema 3 and keeps its data:
+/// its clients become `client_secret_basic` clients whose secrets still
+/// match, and the compromised key stays compromised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_database_at_schema_2_opens_upgrades_and_keeps_its_data() {
+    let (_dir, db, manifest) = sqlite_fixture("db-v2");
+    let version = user_version;
+    assert_eq!(version(&db), 2, "the fixture is a version-2 database");
+    let s = SqliteStore::open(&db).await.unwrap();
     assert_eq!(version(&db), super::sqlite::SCHEMA_VERSION);
     let billing = manifest["billing"]["client_id"].as_str().unwrap();
-    let c = s.get_client(billing).unwrap().expect("client kept");
+    let c = s.get_client(billing).await.unwrap().expect("client kept");
+    assert_eq!(c.scopes, ["invoices:read", "invoices:write"]);
+    assert_eq!(
+        c.token_endpoint_auth_method,
+        crate::domain::ClientAuthMethod::ClientSecretBasic
+    );
+    assert!(c.jwks.is_none() && c.jwks_uri.is_none());
+    let secret = crate::secret::SecretString::new(
+        manifest["billing"]["client_secret"]
+            .as_str()
+            .unwrap()
+            .into(),
+    );
+    let live = s.live_secrets(billing, crate::domain::now()).await.unwrap();
+    assert!(live.iter().any(|r| r.digest == secret.digest()));
+    let admin = manifest["disabled_admin"]["client_id"].as_str().unwrap();
+    assert!(s.get_client(admin).await.unwrap().unwrap().disabled);
+    let key = crate::secret::SecretString::new(
+        manifest["api_key"]["secret_key"].as_str().unwrap().into(),
+    );
+    assert!(s.find_api_key(&key.digest()).await.unwrap().is_some());
+    let revoked = manifest["revoked_api_key"]["id"].as_str().unwrap();
+    assert!(s
+        .get_api_key(revoked)
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_some());
+    let keys = s.signing_keys().await.unwrap();
+    assert_eq!(
+        keys.len() as u64,
+        manifest["signing_keys"].as_u64().unwrap()
+    );
+    let compromised = manifest["compromised_kid"].as_str().unwrap();
+    assert!(keys
+        .iter()
+        .any(|k| k.kid == compromised && k.compromised_at.is_some()));
+    assert_eq!(
+        s.list_audit(0, 100).await.unwrap().len() as u64,
+        manifest["audit_entries"].as_u64().unwrap()
+    );
+    // The new table works.
+    assert!(s.use_assertion(billing, "j", i64::MAX, 0).await.unwrap());
+    assert!(!s.use_assertion(billing, "j", i64::MAX, 0).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_database_written_by_release_0_1_opens_upgrades_and_keeps_its_data() {
+    let (_dir, db, manifest) = sqlite_fixture("db-v1");
+    let version = user_version;
+    assert_eq!(version(&db), 1, "the fixture is a version-1 database");
+    let s = SqliteStore::open(&db).await.unwrap();
+    assert_eq!(version(&db), super::sqlite::SCHEMA_VERSION);
+    let billing = manifest["billing"]["client_id"].as_str().unwrap();
+    let c = s.get_client(billing).await.unwrap().expect("client kept");
     assert_eq!(c.scopes, ["invoices:read", "invoices:write"]);
     let secret = crate::secret::SecretString::new(
         manifest["billing"]["client_secret"]
@@ -328,7 +504,7 @@ fn a_sqlite_database_written_by_release_0_1_opens_upgrades_and_keeps_its_data() 
             .unwrap()
             .into(),
     );
-    let live = s.live_secrets(billing, crate::domain::now()).unwrap();
+    let live = s.live_secrets(billing, crate::domain::now()).await.unwrap();
     assert!(
         live.iter().any(|r| r.digest == secret.digest()),
         "secret digest kept"
@@ -338,32 +514,35 @@ fn a_sqlite_database_written_by_release_0_1_opens_upgrades_and_keeps_its_data() 
     );
     let found = s
         .find_api_key(&key.digest())
+        .await
         .unwrap()
         .expect("API key kept");
     assert_eq!(found.id, manifest["api_key"]["id"].as_str().unwrap());
     assert!(found.revoked_at.is_none());
     let revoked = s
         .get_api_key(manifest["revoked_api_key"]["id"].as_str().unwrap())
+        .await
         .unwrap()
         .unwrap();
     assert!(revoked.revoked_at.is_some());
-    let keys = s.signing_keys().unwrap();
+    let keys = s.signing_keys().await.unwrap();
     assert_eq!(keys.len(), 2);
     assert!(keys.iter().all(|k| k.compromised_at.is_none()));
     assert_eq!(keys.iter().filter(|k| k.retired_at.is_some()).count(), 1);
-    assert_eq!(s.list_audit(0, 100).unwrap().len(), 8);
+    assert_eq!(s.list_audit(0, 100).await.unwrap().len(), 8);
     // The new column works, and a second open is a no-op.
     assert!(s
         .compromise_signing_key(&keys[0].kid, 10, &audit("compromise"))
+        .await
         .unwrap());
     drop(s);
-    let s = SqliteStore::open(&db).unwrap();
-    assert_eq!(s.signing_keys().unwrap()[0].compromised_at, Some(10));
+    let s = SqliteStore::open(&db).await.unwrap();
+    assert_eq!(s.signing_keys().await.unwrap()[0].compromised_at, Some(10));
 }
 
-#[test]
-fn a_postgres_database_at_schema_1_upgrades_and_keeps_its_data() {
-    let Some((held, first, url)) = postgres("upgrade from schema 1") else {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_database_at_schema_1_upgrades_and_keeps_its_data() {
+    let Some((held, first, url)) = postgres("upgrade from schema 1").await else {
         return;
     };
     drop(first);
@@ -385,33 +564,40 @@ fn a_postgres_database_at_schema_1_upgrades_and_keeps_its_data() {
              VALUES ('tgc_kept', 'kept', 'read', '[]', 1, 1);"
         ),
     )
+    .await
     .unwrap();
-    let s = PostgresStore::open(&url, 2).unwrap();
-    assert!(s.get_client("tgc_kept").unwrap().is_some(), "client kept");
-    let keys = s.signing_keys().unwrap();
+    let s = PostgresStore::open(&url, 2).await.unwrap();
+    assert!(
+        s.get_client("tgc_kept").await.unwrap().is_some(),
+        "client kept"
+    );
+    let keys = s.signing_keys().await.unwrap();
     assert_eq!(keys.len(), 2);
     assert_eq!(keys[0].retired_at, Some(5));
     assert!(keys.iter().all(|k| k.compromised_at.is_none()));
     assert!(s
         .compromise_signing_key("new", 9, &audit("compromise"))
+        .await
         .unwrap());
     let version = pg_exec(
         &url,
         &format!("SELECT max(version)::text FROM {schema}.tollgate_migrations"),
     )
+    .await
     .unwrap();
-    assert_eq!(version.as_deref(), Some("2"));
+    let want = super::postgres::SCHEMA_VERSION.to_string();
+    assert_eq!(version.as_deref(), Some(want.as_str()));
 }
 
-#[test]
-fn postgres_quotas_follow_the_in_memory_rule_exactly() {
-    let (_held, s) = sqlite();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_quotas_follow_the_in_memory_rule_exactly() {
+    let (_held, s) = sqlite().await;
     assert_eq!(
-        s.hit_quota("c", 3, 60, 30, 0).unwrap(),
+        s.hit_quota("c", 3, 60, 30, 0).await.unwrap(),
         None,
         "SQLite: in memory"
     );
-    let Some((_held, pg, _)) = postgres("quota rule") else {
+    let Some((_held, pg, _)) = postgres("quota rule").await else {
         return;
     };
     assert!(pg.shared_quotas() && !s.shared_quotas());
@@ -434,28 +620,40 @@ fn postgres_quotas_follow_the_in_memory_rule_exactly() {
     ];
     for &(id, limit, window, ban, now) in script {
         let want = mem.hit(&id.to_string(), limit, window, ban, now);
-        let got = pg.hit_quota(id, limit, window, ban, now).unwrap().unwrap();
+        let got = pg
+            .hit_quota(id, limit, window, ban, now)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(got, want, "{id} at {now}");
     }
     // Pruning forgets finished windows only.
-    pg.prune_revocations(1_000).unwrap();
-    let fresh = pg.hit_quota("a", 3, 60, 30, 1_000).unwrap().unwrap();
+    pg.prune_revocations(1_000).await.unwrap();
+    let fresh = pg.hit_quota("a", 3, 60, 30, 1_000).await.unwrap().unwrap();
     assert_eq!(fresh.remaining, 2);
 }
 
-fn populate(s: &dyn Store) {
-    s.create_client(&client("c1"), &[1; 32], &audit("client.create"))
+async fn populate(s: &dyn Store) {
+    s.create_client(&client("c1"), Some(&[1; 32]), &audit("client.create"))
+        .await
         .unwrap();
-    s.create_client(&client("c2"), &[2; 32], &audit("client.create"))
+    s.create_client(&client("c2"), Some(&[2; 32]), &audit("client.create"))
+        .await
         .unwrap();
     s.rotate_secret("c1", &[3; 32], 10, 5_000, 5, &audit("rotate"))
+        .await
         .unwrap();
     s.create_api_key(&key("k1", "c1", 7), 5, 10, &audit("key"))
+        .await
         .unwrap();
     s.create_api_key(&key("k2", "c2", 8), 5, 10, &audit("key"))
+        .await
         .unwrap();
-    s.revoke_api_key("k2", 20, &audit("key.revoke")).unwrap();
+    s.revoke_api_key("k2", 20, &audit("key.revoke"))
+        .await
+        .unwrap();
     s.revoke_token("jti1", "c1", 9_999_999_999, 30, &audit("token.revoke"))
+        .await
         .unwrap();
     s.insert_signing_key(
         &SigningKeyRecord {
@@ -468,6 +666,7 @@ fn populate(s: &dyn Store) {
         },
         None,
     )
+    .await
     .unwrap();
 }
 
@@ -486,147 +685,201 @@ fn assert_same(a: &Dump, b: &Dump) {
     assert_eq!(a.audit, b.audit[..a.audit.len()].to_vec());
 }
 
-#[test]
-fn migration_copies_everything_both_ways_and_refuses_a_used_database() {
-    let (_h1, src) = sqlite();
-    populate(src.as_ref());
-    let original = src.export().unwrap();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_copies_everything_both_ways_and_refuses_a_used_database() {
+    let (_h1, src) = sqlite().await;
+    populate(src.as_ref()).await;
+    let original = src.export().await.unwrap();
     assert_eq!(original.counts().secrets, 3);
     // SQLite to SQLite always; SQLite to PostgreSQL and back when configured.
-    let (_h2, dest) = sqlite();
+    let (_h2, dest) = sqlite().await;
     let n = copy(src.as_ref(), dest.as_ref(), &audit("store.migrate"))
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(n, original.counts());
-    assert_same(&original, &dest.export().unwrap());
+    assert_same(&original, &dest.export().await.unwrap());
     assert_eq!(
-        copy(src.as_ref(), dest.as_ref(), &audit("store.migrate")).unwrap(),
+        copy(src.as_ref(), dest.as_ref(), &audit("store.migrate"))
+            .await
+            .unwrap(),
         None,
         "a used database is refused"
     );
-    if let Some((_h3, pg, _)) = postgres("migration") {
+    if let Some((_h3, pg, _)) = postgres("migration").await {
         copy(src.as_ref(), pg.as_ref(), &audit("store.migrate"))
+            .await
             .unwrap()
             .unwrap();
-        let on_pg = pg.export().unwrap();
+        let on_pg = pg.export().await.unwrap();
         assert_same(&original, &on_pg);
         assert_eq!(on_pg.audit.last().unwrap().action, "store.migrate");
-        let (_h4, back) = sqlite();
+        let (_h4, back) = sqlite().await;
         copy(pg.as_ref(), back.as_ref(), &audit("store.migrate"))
+            .await
             .unwrap()
             .unwrap();
-        assert_same(&original, &back.export().unwrap());
+        assert_same(&original, &back.export().await.unwrap());
         // New audit entries continue after the copied ones.
-        pg.append_audit(&audit("after")).unwrap();
-        let all = pg.list_audit(0, 100).unwrap();
+        pg.append_audit(&audit("after")).await.unwrap();
+        let all = pg.list_audit(0, 100).await.unwrap();
         assert!(all.windows(2).all(|w| w[0].id < w[1].id));
         assert_eq!(all.last().unwrap().action, "after");
     }
 }
 
-#[test]
-fn bulk_loads_are_one_statement_per_table_on_postgres() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_loads_are_one_statement_per_table_on_postgres() {
     // Row by row, each insert fired the change trigger, and a hundred
     // thousand updates of one row in one transaction took minutes.
     let n = 3_000;
     let batch: Vec<(Client, Vec<u8>)> = (0..n)
         .map(|i| (client(&format!("c{i:05}")), vec![(i % 251) as u8; 32]))
         .collect();
-    let (_h, src) = sqlite();
-    src.import_clients(&batch, &audit("client.seed")).unwrap();
+    let (_h, src) = sqlite().await;
+    src.import_clients(&batch, &audit("client.seed"))
+        .await
+        .unwrap();
     src.create_api_key(&key("k1", "c00001", 7), 5, 10, &audit("key"))
+        .await
         .unwrap();
     src.revoke_token("jti1", "c00002", 9_999_999_999, 30, &audit("revoke"))
+        .await
         .unwrap();
-    let Some((_held, pg, _)) = postgres("bulk loads") else {
+    let Some((_held, pg, _)) = postgres("bulk loads").await else {
         return;
     };
-    let before = pg.external_change_marker().unwrap();
-    pg.import_clients(&batch, &audit("client.seed")).unwrap();
-    let seeded = pg.external_change_marker().unwrap();
+    let before = pg.external_change_marker().await.unwrap();
+    pg.import_clients(&batch, &audit("client.seed"))
+        .await
+        .unwrap();
+    let seeded = pg.external_change_marker().await.unwrap();
     assert!(
         seeded - before <= 3,
         "seeding {n} clients moved the change version by {}",
         seeded - before
     );
-    assert_eq!(pg.export().unwrap().clients, src.export().unwrap().clients);
+    assert_eq!(
+        pg.export().await.unwrap().clients,
+        src.export().await.unwrap().clients
+    );
 
-    let (_h2, dest, _) = postgres("bulk loads").unwrap();
-    let before = dest.external_change_marker().unwrap();
+    let (_h2, dest, _) = postgres("bulk loads").await.unwrap();
+    let before = dest.external_change_marker().await.unwrap();
     let counts = copy(src.as_ref(), dest.as_ref(), &audit("store.migrate"))
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(counts.clients, n);
     assert!(
-        dest.external_change_marker().unwrap() - before <= 10,
+        dest.external_change_marker().await.unwrap() - before <= 10,
         "a migration is a few statements, not one per row"
     );
 }
 
-#[test]
-fn a_commit_through_another_handle_moves_the_change_marker() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_through_another_handle_moves_the_change_marker() {
     let dir = tempfile::tempdir().unwrap();
-    let a = SqliteStore::open(&dir.path().join("t.db")).unwrap();
-    let b = SqliteStore::open(&dir.path().join("t.db")).unwrap();
-    let before = a.change_marker().unwrap();
-    b.create_client(&client("c"), &[0; 32], &audit("create"))
+    let a = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+    let b = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+    let before = a.change_marker();
+    b.create_client(&client("c"), Some(&[0; 32]), &audit("create"))
+        .await
         .unwrap();
-    assert_ne!(a.change_marker().unwrap(), before, "SQLite: at once");
-    let Some((_held, pg, url)) = postgres("change marker") else {
+    assert_ne!(a.change_marker(), before, "SQLite: at once");
+    let Some((_held, pg, url)) = postgres("change marker").await else {
         return;
     };
-    let other = PostgresStore::open(&url, 2).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(200)); // listener up
-    let before = pg.change_marker().unwrap();
-    let external = pg.external_change_marker().unwrap();
+    let other = PostgresStore::open(&url, 2).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await; // listener up
+                                                                     // Waits for the next notifications to arrive; what they said changed.
+    let next = async |from: i64| -> (i64, Vec<Change>) {
+        let start = std::time::Instant::now();
+        while pg.change_marker() == from {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(1),
+                "NOTIFY reached the other handle within a second"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let to = pg.change_marker();
+        (to, pg.changes(from, to).expect("logged"))
+    };
+    let lost = pg.external_change_marker().await.unwrap();
+    let at = pg.change_marker();
     other
-        .create_client(&client("c"), &[0; 32], &audit("create"))
+        .create_client(&client("c"), Some(&[0; 32]), &audit("create"))
+        .await
         .unwrap();
-    let start = std::time::Instant::now();
-    while pg.change_marker().unwrap() == before {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(1),
-            "NOTIFY reached the other handle within a second"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    assert_ne!(
-        pg.external_change_marker().unwrap(),
-        external,
-        "the poll sees it too"
+    let (at, changes) = next(at).await;
+    assert!(!changes.is_empty());
+    assert!(
+        changes.iter().all(|c| *c == Change::Client("c".into())),
+        "the notification names the client: {changes:?}"
     );
-    // Recording a key's last use is not a change a cache must see.
-    let quiet = pg.external_change_marker().unwrap();
     other
         .create_api_key(&key("k", "c", 1), 5, 1, &audit("key"))
+        .await
         .unwrap();
-    let after_key = pg.external_change_marker().unwrap();
-    assert_ne!(after_key, quiet);
-    other.touch_api_keys(&[("k".into(), 99)]).unwrap();
-    assert_eq!(pg.external_change_marker().unwrap(), after_key);
+    let (at, changes) = next(at).await;
+    assert!(
+        changes
+            .iter()
+            .all(|c| matches!(c, Change::ApiKey { id, .. } if id == "k")),
+        "{changes:?}"
+    );
+    other
+        .revoke_token("j1", "c", 9_999_999_999, 1, &audit("revoke"))
+        .await
+        .unwrap();
+    let (at, changes) = next(at).await;
+    assert_eq!(changes, [Change::Revocation("j1".into())]);
+    // Recording a key's last use is not a change a cache must see.
+    other.touch_api_keys(&[("k".into(), 99)]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        pg.change_marker(),
+        at,
+        "no notification for a key's last use"
+    );
+    // A change made with psql names nothing: caches forget everything.
+    pg_exec(&url, "UPDATE clients SET disabled = true WHERE id = 'c'")
+        .await
+        .unwrap();
+    let (_, changes) = next(at).await;
+    assert!(changes.contains(&Change::Everything), "{changes:?}");
+    // Every notification arrived: the poll reports nothing lost, twice.
+    pg.external_change_marker().await.unwrap();
+    assert_eq!(pg.external_change_marker().await.unwrap(), lost);
 }
 
-#[test]
-fn postgres_instances_starting_together_migrate_once_and_a_newer_schema_is_refused() {
-    let Some((_held, first, url)) = postgres("migrations") else {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instances_starting_together_migrate_once_and_a_newer_schema_is_refused() {
+    let Some((_held, first, url)) = postgres("migrations").await else {
         return;
     };
     drop(first);
     // Start again, three at once, on the same schema: all open, none re-applies.
-    let opened: Vec<bool> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..3)
-            .map(|_| scope.spawn(|| PostgresStore::open(&url, 1).is_ok()))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PostgresStore::open(&url, 1).await.is_ok() })
+        })
+        .collect();
+    let mut opened = Vec::new();
+    for h in handles {
+        opened.push(h.await.unwrap());
+    }
     assert_eq!(opened, [true, true, true]);
-    let s = PostgresStore::open(&url, 1).unwrap();
-    s.create_client(&client("kept"), &[0; 32], &audit("create"))
+    let s = PostgresStore::open(&url, 1).await.unwrap();
+    s.create_client(&client("kept"), Some(&[0; 32]), &audit("create"))
+        .await
         .unwrap();
     drop(s);
-    let s = PostgresStore::open(&url, 1).unwrap();
+    let s = PostgresStore::open(&url, 1).await.unwrap();
     assert!(
-        s.get_client("kept").unwrap().is_some(),
+        s.get_client("kept").await.unwrap().is_some(),
         "reopening keeps data"
     );
     // A database migrated by a newer Tollgate stops this one at start-up.
@@ -634,8 +887,9 @@ fn postgres_instances_starting_together_migrate_once_and_a_newer_schema_is_refus
         &url,
         "INSERT INTO tollgate_migrations (version, name) VALUES (99, 'future')",
     )
+    .await
     .unwrap();
-    match PostgresStore::open(&url, 1) {
+    match PostgresStore::open(&url, 1).await {
         Err(StoreError::TooNew { found: 99, .. }) => {}
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("a newer schema was accepted"),

@@ -2,6 +2,7 @@
 //! metadata and the audit log. The only module with SQL lives below it.
 
 pub mod cached;
+pub mod changes;
 pub mod codec;
 #[cfg(test)]
 mod contract;
@@ -14,6 +15,7 @@ pub use crate::domain::{
     ApiKeyRecord, ApiKeyState, AuditEntry, Client, ClientSecretRecord, SigningKeyRecord,
 };
 pub use cached::CachedStore;
+pub use changes::Change;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -43,9 +45,10 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("corrupt row: {0}")]
     Corrupt(String),
-    /// A cache-only read missed: the caller retries on the blocking pool.
-    #[error("would block")]
-    WouldBlock,
+    /// A blocking database call could not be run (the runtime is shutting
+    /// down).
+    #[error("blocking task: {0}")]
+    Task(String),
     /// The database file was written by a newer Tollgate.
     #[error("database schema version {found} is newer than this build supports ({supported})")]
     TooNew {
@@ -89,13 +92,16 @@ impl StoreError {
 /// Opens the store a `TOLLGATE_DB` value names: a `postgres://` (or
 /// `postgresql://`) URL selects PostgreSQL with at most `pool_size`
 /// connections; anything else is a SQLite file path.
-pub fn open(db: &str, pool_size: usize) -> Result<std::sync::Arc<dyn Store>> {
+/// Must run inside a tokio runtime: PostgreSQL connections and SQLite's
+/// blocking calls are driven by it.
+pub async fn open(db: &str, pool_size: usize) -> Result<std::sync::Arc<dyn Store>> {
     if postgres::is_postgres_url(db) {
-        Ok(std::sync::Arc::new(PostgresStore::open(db, pool_size)?))
+        Ok(std::sync::Arc::new(
+            PostgresStore::open(db, pool_size).await?,
+        ))
     } else {
-        Ok(std::sync::Arc::new(SqliteStore::open(
-            std::path::Path::new(db),
-        )?))
+        let path = std::path::PathBuf::from(db);
+        Ok(std::sync::Arc::new(SqliteStore::open(&path).await?))
     }
 }
 
@@ -133,12 +139,12 @@ impl Dump {
 /// Copies everything in `from` into the unused store `to` in one transaction,
 /// then reads `to` back and checks that every client, secret digest, API key
 /// and revocation arrived unchanged. `None` if `to` already holds data.
-pub fn copy(from: &dyn Store, to: &dyn Store, audit: &AuditEntry) -> Result<Option<Copied>> {
-    let dump = from.export()?;
-    if !to.import(&dump, audit)? {
+pub async fn copy(from: &dyn Store, to: &dyn Store, audit: &AuditEntry) -> Result<Option<Copied>> {
+    let dump = from.export().await?;
+    if !to.import(&dump, audit).await? {
         return Ok(None);
     }
-    let back = to.export()?;
+    let back = to.export().await?;
     let same_keys = |a: &[ApiKeyRecord], b: &[ApiKeyRecord]| {
         a.len() == b.len()
             && a.iter().zip(b).all(|(x, y)| {
@@ -161,6 +167,26 @@ pub fn copy(from: &dyn Store, to: &dyn Store, audit: &AuditEntry) -> Result<Opti
         ));
     }
     Ok(Some(dump.counts()))
+}
+
+/// A client and its secrets from two queries that both run whether the
+/// client exists or not (see [`Store::load_client`]).
+pub(crate) async fn load_entry(
+    client: impl std::future::Future<Output = Result<Option<Client>>>,
+    secrets: impl std::future::Future<Output = Result<Vec<ClientSecretRecord>>>,
+) -> Result<(Option<Client>, Vec<ClientSecretRecord>)> {
+    Ok(client_entry(client.await?, secrets.await?))
+}
+
+/// A client with the secrets read for its id: none when there is no client.
+pub(crate) fn client_entry(
+    client: Option<Client>,
+    mut secrets: Vec<ClientSecretRecord>,
+) -> (Option<Client>, Vec<ClientSecretRecord>) {
+    if client.is_none() {
+        secrets.clear();
+    }
+    (client, secrets)
 }
 
 /// Result of storage calls.
@@ -221,32 +247,49 @@ pub enum ApiKeyCreate {
     NoSuchClient,
 }
 
-/// The storage interface the rest of Tollgate uses. Every call is blocking:
-/// async code runs it on the blocking thread pool.
+/// The storage interface the rest of Tollgate uses. Database calls are
+/// async: SQLite runs them on the runtime's blocking pool, PostgreSQL on its
+/// async driver. The change marker and the change log are read without
+/// waiting, so a cache can check its freshness on every read.
+#[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Stores a new client with its first secret.
-    fn create_client(
+    /// Stores a new client with its first secret (none for a client that
+    /// authenticates with its keys).
+    async fn create_client(
         &self,
         client: &Client,
-        secret_digest: &[u8],
+        secret_digest: Option<&[u8]>,
         audit: &AuditEntry,
     ) -> Result<()>;
     /// Stores many clients, each with one secret digest, in one transaction,
     /// with one audit entry for the whole import (seeding and migration).
-    fn import_clients(&self, clients: &[(Client, Vec<u8>)], audit: &AuditEntry) -> Result<()>;
+    async fn import_clients(&self, clients: &[(Client, Vec<u8>)], audit: &AuditEntry)
+        -> Result<()>;
     /// One client.
-    fn get_client(&self, id: &str) -> Result<Option<Client>>;
+    async fn get_client(&self, id: &str) -> Result<Option<Client>>;
+    /// A client and its secrets live at `now`, with the same two queries
+    /// whether the client exists or not, so that the first lookup of an
+    /// unknown id costs what the first lookup of a known one does (RFC 6749
+    /// §5.2 answers both with `invalid_client`; their cost must not tell
+    /// them apart either). A backend may run both in one call.
+    async fn load_client(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<(Option<Client>, Vec<ClientSecretRecord>)> {
+        load_entry(self.get_client(id), self.live_secrets(id, now)).await
+    }
     /// Clients ordered by id, after `after`, at most `limit`.
-    fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>>;
+    async fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>>;
     /// Overwrites the mutable fields of an existing client; false if it does not exist.
-    fn update_client(&self, client: &Client, audit: &AuditEntry) -> Result<bool>;
+    async fn update_client(&self, client: &Client, audit: &AuditEntry) -> Result<bool>;
     /// Deletes a client with its secrets and keys; false if it did not exist.
-    fn delete_client(&self, id: &str, audit: &AuditEntry) -> Result<bool>;
+    async fn delete_client(&self, id: &str, audit: &AuditEntry) -> Result<bool>;
     /// Secrets of a client still valid at `now`.
-    fn live_secrets(&self, client_id: &str, now: i64) -> Result<Vec<ClientSecretRecord>>;
+    async fn live_secrets(&self, client_id: &str, now: i64) -> Result<Vec<ClientSecretRecord>>;
     /// Adds a secret; every older live secret expires at `old_expire_at` at the
     /// latest, and at most `max_live` secrets stay live. False if no such client.
-    fn rotate_secret(
+    async fn rotate_secret(
         &self,
         client_id: &str,
         digest: &[u8],
@@ -256,7 +299,7 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditEntry,
     ) -> Result<bool>;
     /// Stores an API key unless the client holds `max_active` active keys already.
-    fn create_api_key(
+    async fn create_api_key(
         &self,
         key: &ApiKeyRecord,
         max_active: u32,
@@ -264,17 +307,17 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditEntry,
     ) -> Result<ApiKeyCreate>;
     /// The key with this digest.
-    fn find_api_key(&self, digest: &[u8]) -> Result<Option<ApiKeyRecord>>;
+    async fn find_api_key(&self, digest: &[u8]) -> Result<Option<ApiKeyRecord>>;
     /// The key with this id.
-    fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>>;
+    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>>;
     /// Keys of a client, newest first.
-    fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>>;
+    async fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>>;
     /// Revokes a key; false if it does not exist or is already revoked.
-    fn revoke_api_key(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<bool>;
+    async fn revoke_api_key(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<bool>;
     /// Records the last use of keys, in one transaction.
-    fn touch_api_keys(&self, uses: &[(String, i64)]) -> Result<()>;
+    async fn touch_api_keys(&self, uses: &[(String, i64)]) -> Result<()>;
     /// Remembers a revoked access token until it expires.
-    fn revoke_token(
+    async fn revoke_token(
         &self,
         jti: &str,
         client_id: &str,
@@ -283,38 +326,61 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditEntry,
     ) -> Result<()>;
     /// Whether the token with this `jti` is revoked.
-    fn is_token_revoked(&self, jti: &str) -> Result<bool>;
-    /// Forgets revocations of tokens expired before `now`; returns how many.
-    fn prune_revocations(&self, now: i64) -> Result<usize>;
+    async fn is_token_revoked(&self, jti: &str) -> Result<bool>;
+    /// Records a client assertion's `jti` until `expires_at`; false when the
+    /// same client already used it and it has not expired by `now` (a
+    /// replay, RFC 7523 §3 item 7). Shared by every process on the database.
+    async fn use_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool>;
+    /// Forgets revocations of tokens expired before `now`, and used client
+    /// assertions expired by then; returns how many revocations.
+    async fn prune_revocations(&self, now: i64) -> Result<usize>;
     /// Every signing key's metadata.
-    fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
     /// Records a new signing key.
-    fn insert_signing_key(&self, key: &SigningKeyRecord, audit: Option<&AuditEntry>) -> Result<()>;
+    async fn insert_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<()>;
     /// Retires a signing key at `at`; false if unknown or already retired.
-    fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool>;
+    async fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool>;
     /// Marks a signing key compromised at `at`, retiring it then at the
     /// latest; false if unknown or already compromised.
-    fn compromise_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool>;
+    async fn compromise_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool>;
     /// Appends an audit entry on its own.
-    fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
     /// Audit entries with id above `after`, oldest first, at most `limit`.
-    fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>>;
+    async fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>>;
     /// Whether the database answers.
-    fn ping(&self) -> Result<()>;
+    async fn ping(&self) -> Result<()>;
     /// Whether the database takes a write: one small committed write to a
     /// table of its own that signals no change to caches.
-    fn probe_write(&self, now: i64) -> Result<()>;
-    /// A value that changes after every write made through any Tollgate
-    /// process; cheap enough to read on every request, and never blocks.
-    fn change_marker(&self) -> Result<i64>;
-    /// A value that changes whenever anything, Tollgate or not, commits to
-    /// the database; may block, so it is polled in the background.
-    fn external_change_marker(&self) -> Result<i64>;
+    async fn probe_write(&self, now: i64) -> Result<()>;
+    /// A value that moves by one with every write made through any Tollgate
+    /// process (on PostgreSQL, with every notification of one); cheap enough
+    /// to read on every request, and never blocks.
+    fn change_marker(&self) -> i64;
+    /// What the writes numbered `after + 1 ..= upto` by the change marker
+    /// changed, or `None` when this process cannot tell (another process
+    /// wrote): then anything may have changed. Never blocks.
+    fn changes(&self, _after: i64, _upto: i64) -> Option<Vec<Change>> {
+        None
+    }
+    /// A value that changes when something the change marker did not report
+    /// was committed (a write outside Tollgate, a lost notification); polled
+    /// in the background.
+    async fn external_change_marker(&self) -> Result<i64>;
     /// Counts a token against a fleet-wide quota kept in the database and
     /// decides it, with the same rule as [`crate::limits::Limiter::hit`].
     /// `None` when this backend keeps no shared quotas (SQLite: one machine,
     /// the in-memory limiter decides).
-    fn hit_quota(
+    async fn hit_quota(
         &self,
         _client_id: &str,
         _limit: u64,
@@ -329,9 +395,9 @@ pub trait Store: Send + Sync + 'static {
         false
     }
     /// Everything stored, for `tollgate migrate`.
-    fn export(&self) -> Result<Dump>;
+    async fn export(&self) -> Result<Dump>;
     /// Loads a [`Dump`] into an unused database in one transaction, with
     /// `audit` recording the migration; false (and nothing written) if the
     /// database already holds clients, keys or revocations.
-    fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool>;
+    async fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool>;
 }

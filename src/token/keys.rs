@@ -477,12 +477,13 @@ impl KeyRing {
         *guard = Arc::new(set);
     }
 
-    /// The change marker the set was last checked against.
+    /// The signing-key generation (see `CachedStore::keys_generation`) the
+    /// set was last checked against.
     pub fn marker(&self) -> i64 {
         self.marker.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Records that the set matches the records as of `marker`.
+    /// Records that the set matches the records as of generation `marker`.
     pub fn checked_at(&self, marker: i64) {
         self.marker
             .store(marker, std::sync::atomic::Ordering::SeqCst);

@@ -239,10 +239,7 @@ impl VerifiedCache {
             return None;
         }
         let digest = crate::secret::digest(token.as_bytes());
-        let lock = || match self.map.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let lock = || crate::sync::lock(&self.map);
         let hit = lock().get(&digest).cloned();
         if let Some((c, kid)) = hit {
             return (c.exp > now && keys.admits(&kid, c.iat, c.exp, now)).then_some(c);

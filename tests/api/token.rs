@@ -386,7 +386,11 @@ async fn jwks_metadata_and_health_are_served() {
         .contains(&json!("client_credentials")));
     assert_eq!(
         m["token_endpoint_auth_methods_supported"],
-        json!(["client_secret_basic", "client_secret_post"])
+        json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt"
+        ])
     );
     let (status, h) = json(app.http.get(app.url("/healthz")).send().await.unwrap()).await;
     assert_eq!((status, h["status"].as_str()), (200, Some("ok")));

@@ -17,10 +17,20 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "signing key compromise, write probe",
         include_str!("../../../schema-postgres/0002_compromise_and_write_probe.sql"),
     ),
+    (
+        3,
+        "change notifications name what changed",
+        include_str!("../../../schema-postgres/0003_precise_change_notifications.sql"),
+    ),
+    (
+        4,
+        "client authentication methods and keys, used assertions",
+        include_str!("../../../schema-postgres/0004_private_key_jwt.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// The advisory lock that serialises migrations of instances starting together.
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"

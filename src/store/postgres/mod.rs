@@ -3,10 +3,11 @@
 //! start-up, a LISTEN connection that turns other instances' commits into a
 //! change marker, and fleet-wide token quotas counted in the database.
 //!
-//! The [`Store`] trait is blocking (SQLite is), so this store owns a small
-//! tokio runtime that drives its connections; each call enters it and waits
-//! for its future. Callers already run store calls off the async workers
-//! (cache-only first, then the blocking pool), so nothing async waits on it.
+//! Every call is native async on the caller's runtime (actix's workers in
+//! the server): connections are driven by the runtime that opened them, and
+//! no call ever blocks a thread. Each write names what it changed in a
+//! transaction-local setting, `tollgate.change`, which the change trigger
+//! sends with its notification, so every instance's cache forgets just that.
 
 mod listen;
 mod migrate;
@@ -29,10 +30,11 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
+use super::changes::{Change, ChangeLog};
 use super::codec::{self, CLIENT_COLUMNS, KEY_COLUMNS, SIGNING_KEY_COLUMNS};
 use super::{
     ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Dump, Result,
-    RevocationRecord, SecretRow, SigningKeyRecord, Store, StoreError,
+    SigningKeyRecord, Store, StoreError,
 };
 use crate::limits::Decision;
 
@@ -43,25 +45,28 @@ const WAIT: Duration = Duration::from_secs(2);
 pub use target::{is_postgres_url, redact_url, target};
 
 /// Runs SQL once on its own connection (schema set-up in tests and the
-/// benchmark); the first column of the first row, if any. Blocking: do not
-/// call it from async code.
+/// benchmark); the first column of the first row, if any.
+pub async fn execute(url: &str, sql: &str) -> Result<Option<String>> {
+    let t = target(url).map_err(StoreError::Postgres)?;
+    let (client, conn) = t.config.connect(t.tls).await?;
+    let task = tokio::spawn(conn);
+    let messages = client.simple_query(sql).await;
+    drop(client);
+    let _ = task.await;
+    Ok(messages?.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    }))
+}
+
+/// [`execute`] for code that is not async: on a runtime of its own, so it
+/// must not be called from inside one.
 pub fn execute_once(url: &str, sql: &str) -> Result<Option<String>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| StoreError::Unavailable(format!("runtime: {e}")))?;
-    rt.block_on(async {
-        let t = target(url).map_err(StoreError::Postgres)?;
-        let (client, conn) = t.config.connect(t.tls).await?;
-        let task = tokio::spawn(conn);
-        let messages = client.simple_query(sql).await;
-        drop(client);
-        let _ = task.await;
-        Ok(messages?.iter().find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        }))
-    })
+        .map_err(|e| StoreError::Unavailable(format!("runtime: {e}")))?
+        .block_on(execute(url, sql))
 }
 
 /// An error with its causes ("error performing TLS handshake: invalid peer
@@ -111,11 +116,18 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 
 /// A PostgreSQL database shared by a fleet.
 pub struct PostgresStore {
-    runtime: Option<tokio::runtime::Runtime>,
     pool: Pool,
     /// Bumped by every notification on `tollgate_changes` and on every
     /// (re)connection of the listener, when notifications may have been missed.
     changes: Arc<AtomicI64>,
+    /// What each bump of `changes` reported.
+    log: Arc<ChangeLog>,
+    /// The highest `tollgate_changes.version` notified (or read at LISTEN).
+    notified: Arc<AtomicI64>,
+    /// The version the last background poll read, and how many polls found
+    /// a version that was never notified (a lost notification).
+    polled: AtomicI64,
+    lost: AtomicI64,
     /// When the database was last found unreachable (ms since the epoch), 0
     /// when the last call succeeded or the listener reconnected.
     down_at: Arc<AtomicI64>,
@@ -132,35 +144,30 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-impl Drop for PostgresStore {
-    fn drop(&mut self) {
-        // Dropping a runtime may happen on an async thread; this never blocks.
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
+/// Names what the transaction `tx` changes: the change triggers send it
+/// with their notification at commit. [`Change::Everything`] sends nothing,
+/// which a bare notification already means.
+async fn tag(tx: &deadpool_postgres::Transaction<'_>, change: &Change) -> Result<()> {
+    if let Some(text) = change.to_text() {
+        let stmt = tx
+            .prepare_cached("SELECT set_config('tollgate.change', $1, true)")
+            .await?;
+        tx.execute(&stmt, &[&text]).await?;
     }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("tollgate-pg")
-        .enable_all()
-        .build()
-        .map_err(|e| StoreError::Unavailable(format!("runtime: {e}")))
+    Ok(())
 }
 
 impl PostgresStore {
     /// Connects to `url`, applies the pending migrations and starts listening
-    /// for changes. `pool_size` bounds this process's connections.
-    pub fn open(url: &str, pool_size: usize) -> Result<PostgresStore> {
+    /// for changes on the current runtime. `pool_size` bounds this process's
+    /// connections.
+    pub async fn open(url: &str, pool_size: usize) -> Result<PostgresStore> {
         let target = target(url).map_err(StoreError::Postgres)?;
         let mut pg = target.config;
         pg.connect_timeout(WAIT);
         if pg.get_application_name().is_none() {
             pg.application_name("tollgate");
         }
-        let runtime = runtime()?;
         let manager = Manager::from_config(
             pg.clone(),
             target.tls.clone(),
@@ -168,45 +175,38 @@ impl PostgresStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = {
-            let _enter = runtime.enter();
-            Pool::builder(manager)
-                .max_size(pool_size.max(1))
-                .wait_timeout(Some(WAIT))
-                .create_timeout(Some(WAIT))
-                .recycle_timeout(Some(WAIT))
-                .runtime(Runtime::Tokio1)
-                .build()
-                .map_err(|e| StoreError::Postgres(e.to_string()))?
-        };
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .wait_timeout(Some(WAIT))
+            .create_timeout(Some(WAIT))
+            .recycle_timeout(Some(WAIT))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Postgres(e.to_string()))?;
         let store = PostgresStore {
-            runtime: Some(runtime),
             pool,
             changes: Arc::new(AtomicI64::new(0)),
+            log: Arc::new(ChangeLog::default()),
+            notified: Arc::new(AtomicI64::new(0)),
+            polled: AtomicI64::new(0),
+            lost: AtomicI64::new(0),
             down_at: Arc::new(AtomicI64::new(0)),
         };
-        store.block(store.migrate())?;
+        store.migrate().await?;
         store.spawn_listener(pg, target.tls);
         Ok(store)
     }
 
-    /// Runs `f` to completion on this store's runtime and waits for it. Safe
-    /// from any thread: it never starts a runtime inside another.
-    fn block<F: Future>(&self, f: F) -> F::Output {
-        let _enter = self.runtime.as_ref().map(|rt| rt.enter());
-        futures_executor::block_on(f)
-    }
-
     /// Runs a store call, failing at once while the database is known to be
     /// unreachable (see [`FAIL_FAST_MS`]), and records whether it was.
-    fn call<T>(&self, f: impl Future<Output = Result<T>>) -> Result<T> {
+    async fn call<T>(&self, f: impl Future<Output = Result<T>>) -> Result<T> {
         let down = self.down_at.load(Ordering::SeqCst);
         if down != 0 && now_ms() - down < FAIL_FAST_MS {
             return Err(StoreError::Unavailable(
                 "unreachable moments ago; not waiting again yet".into(),
             ));
         }
-        let out = self.block(f);
+        let out = f.await;
         match &out {
             Err(StoreError::Unavailable(_)) => self.down_at.store(now_ms(), Ordering::SeqCst),
             Ok(_) if down != 0 => self.down_at.store(0, Ordering::SeqCst),
@@ -223,12 +223,14 @@ impl PostgresStore {
     /// row, writes `audit` in the same transaction; returns whether it did.
     async fn write_one(
         &self,
+        change: Change,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
         audit: &AuditEntry,
     ) -> Result<bool> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
+        tag(&tx, &change).await?;
         let stmt = tx.prepare_cached(sql).await?;
         let n = tx.execute(&stmt, params).await?;
         if n == 1 {
@@ -251,19 +253,31 @@ impl PostgresStore {
     }
 }
 
+#[async_trait::async_trait]
 impl Store for PostgresStore {
-    fn create_client(&self, c: &Client, secret_digest: &[u8], audit: &AuditEntry) -> Result<()> {
+    async fn create_client(
+        &self,
+        c: &Client,
+        secret_digest: Option<&[u8]>,
+        audit: &AuditEntry,
+    ) -> Result<()> {
         self.call(async {
             let mut conn = self.conn().await?;
             let tx = conn.transaction().await?;
+            tag(&tx, &Change::Client(c.id.clone())).await?;
             insert_client(&tx, c, secret_digest).await?;
             insert_audit(&tx, audit).await?;
             tx.commit().await?;
             Ok(())
         })
+        .await
     }
 
-    fn import_clients(&self, clients: &[(Client, Vec<u8>)], audit: &AuditEntry) -> Result<()> {
+    async fn import_clients(
+        &self,
+        clients: &[(Client, Vec<u8>)],
+        audit: &AuditEntry,
+    ) -> Result<()> {
         self.call(async {
             let mut conn = self.conn().await?;
             let tx = conn.transaction().await?;
@@ -272,7 +286,7 @@ impl Store for PostgresStore {
                 "clients",
                 CLIENT_COLUMNS,
                 CLIENT_TYPES,
-                clients.iter().map(|(c, _)| client_params(c)),
+                clients.iter().map(client_of),
             )
             .await?;
             copy_in(
@@ -280,18 +294,17 @@ impl Store for PostgresStore {
                 "client_secrets",
                 SECRET_COLUMNS,
                 SECRET_TYPES,
-                clients
-                    .iter()
-                    .map(|(c, digest)| secret_params(&c.id, digest, c.created_at, None)),
+                clients.iter().map(first_secret_of),
             )
             .await?;
             insert_audit(&tx, audit).await?;
             tx.commit().await?;
             Ok(())
         })
+        .await
     }
 
-    fn get_client(&self, id: &str) -> Result<Option<Client>> {
+    async fn get_client(&self, id: &str) -> Result<Option<Client>> {
         self.call(async {
             let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1");
             self.query_opt(&sql, &[&id])
@@ -299,9 +312,10 @@ impl Store for PostgresStore {
                 .map(|r| client_from_row(&r))
                 .transpose()
         })
+        .await
     }
 
-    fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>> {
+    async fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>> {
         self.call(async {
             let sql = format!(
                 "SELECT {CLIENT_COLUMNS} FROM clients WHERE id > $1 ORDER BY id COLLATE \"C\" LIMIT $2"
@@ -309,37 +323,37 @@ impl Store for PostgresStore {
             let after = after.unwrap_or("");
             let rows = self.query(&sql, &[&after, &i64::from(limit)]).await?;
             rows.iter().map(client_from_row).collect()
-        })
+        }).await
     }
 
-    fn update_client(&self, c: &Client, audit: &AuditEntry) -> Result<bool> {
+    async fn update_client(&self, c: &Client, audit: &AuditEntry) -> Result<bool> {
+        // Every column from the same list as the insert and the bulk loads
+        // (the id and the creation time are written back unchanged).
+        let values = client_params(c);
+        let refs: Vec<&(dyn ToSql + Sync)> = values
+            .iter()
+            .map(|v| v.as_ref() as &(dyn ToSql + Sync))
+            .collect();
         self.call(self.write_one(
-            "UPDATE clients SET name = $2, owner = $3, scopes = $4, audiences = $5, \
-             token_ttl = $6, disabled = $7, tokens_revoked_before = $8, updated_at = $9, \
-             token_quota = $10, quota_window = $11, quota_ban = $12 WHERE id = $1",
-            &[
-                &c.id,
-                &c.name,
-                &c.owner,
-                &codec::scopes_text(c),
-                &codec::audiences_json(c),
-                &c.token_ttl,
-                &c.disabled,
-                &c.tokens_revoked_before,
-                &c.updated_at,
-                &quota_i64(c.token_quota),
-                &c.quota_window,
-                &c.quota_ban,
-            ],
+            Change::Client(c.id.clone()),
+            &format!("UPDATE clients SET ({CLIENT_COLUMNS}) = ({CLIENT_VALUES}) WHERE id = $1"),
+            &refs,
             audit,
         ))
+        .await
     }
 
-    fn delete_client(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
-        self.call(self.write_one("DELETE FROM clients WHERE id = $1", &[&id], audit))
+    async fn delete_client(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
+        self.call(self.write_one(
+            Change::Client(id.to_string()),
+            "DELETE FROM clients WHERE id = $1",
+            &[&id],
+            audit,
+        ))
+        .await
     }
 
-    fn live_secrets(&self, client_id: &str, now: i64) -> Result<Vec<ClientSecretRecord>> {
+    async fn live_secrets(&self, client_id: &str, now: i64) -> Result<Vec<ClientSecretRecord>> {
         self.call(async {
             let rows = self
                 .query(
@@ -348,20 +362,12 @@ impl Store for PostgresStore {
                     &[&client_id, &now],
                 )
                 .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(ClientSecretRecord {
-                        id: r.try_get(0)?,
-                        digest: r.try_get(1)?,
-                        created_at: r.try_get(2)?,
-                        expires_at: r.try_get(3)?,
-                    })
-                })
-                .collect()
+            rows.iter().map(codec::client_secret).collect()
         })
+        .await
     }
 
-    fn rotate_secret(
+    async fn rotate_secret(
         &self,
         client_id: &str,
         digest: &[u8],
@@ -373,6 +379,7 @@ impl Store for PostgresStore {
         self.call(async {
             let mut conn = self.conn().await?;
             let tx = conn.transaction().await?;
+            tag(&tx, &Change::Client(client_id.to_string())).await?;
             // Locks the client row: rotations of one client run one at a time.
             let exists = tx
                 .query_opt(
@@ -412,9 +419,10 @@ impl Store for PostgresStore {
             tx.commit().await?;
             Ok(true)
         })
+        .await
     }
 
-    fn create_api_key(
+    async fn create_api_key(
         &self,
         k: &ApiKeyRecord,
         max_active: u32,
@@ -424,6 +432,11 @@ impl Store for PostgresStore {
         self.call(async {
             let mut conn = self.conn().await?;
             let tx = conn.transaction().await?;
+            let change = Change::ApiKey {
+                id: k.id.clone(),
+                digest: Some(k.digest.clone()),
+            };
+            tag(&tx, &change).await?;
             // Locks the client row, so two instances cannot both add the fifth key.
             let exists = tx
                 .query_opt(
@@ -450,9 +463,10 @@ impl Store for PostgresStore {
             tx.commit().await?;
             Ok(ApiKeyCreate::Created)
         })
+        .await
     }
 
-    fn find_api_key(&self, digest: &[u8]) -> Result<Option<ApiKeyRecord>> {
+    async fn find_api_key(&self, digest: &[u8]) -> Result<Option<ApiKeyRecord>> {
         self.call(async {
             let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE digest = $1");
             self.query_opt(&sql, &[&digest])
@@ -460,9 +474,10 @@ impl Store for PostgresStore {
                 .map(|r| key_from_row(&r))
                 .transpose()
         })
+        .await
     }
 
-    fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
         self.call(async {
             let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1");
             self.query_opt(&sql, &[&id])
@@ -470,9 +485,10 @@ impl Store for PostgresStore {
                 .map(|r| key_from_row(&r))
                 .transpose()
         })
+        .await
     }
 
-    fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>> {
+    async fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>> {
         self.call(async {
             let sql = format!(
                 "SELECT {KEY_COLUMNS} FROM api_keys WHERE client_id = $1 \
@@ -481,17 +497,23 @@ impl Store for PostgresStore {
             let rows = self.query(&sql, &[&client_id]).await?;
             rows.iter().map(key_from_row).collect()
         })
+        .await
     }
 
-    fn revoke_api_key(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<bool> {
+    async fn revoke_api_key(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<bool> {
         self.call(self.write_one(
+            Change::ApiKey {
+                id: id.to_string(),
+                digest: None,
+            },
             "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
             &[&id, &now],
             audit,
         ))
+        .await
     }
 
-    fn touch_api_keys(&self, uses: &[(String, i64)]) -> Result<()> {
+    async fn touch_api_keys(&self, uses: &[(String, i64)]) -> Result<()> {
         self.call(async {
             let (ids, ats): (Vec<&str>, Vec<i64>) =
                 uses.iter().map(|(id, at)| (id.as_str(), *at)).unzip();
@@ -505,9 +527,10 @@ impl Store for PostgresStore {
             .await?;
             Ok(())
         })
+        .await
     }
 
-    fn revoke_token(
+    async fn revoke_token(
         &self,
         jti: &str,
         client_id: &str,
@@ -516,24 +539,27 @@ impl Store for PostgresStore {
         audit: &AuditEntry,
     ) -> Result<()> {
         self.call(self.write_one(
+            Change::Revocation(jti.to_string()),
             "INSERT INTO revoked_tokens (jti, client_id, expires_at, revoked_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
             &[&jti, &client_id, &expires_at, &now],
             audit,
         ))
+        .await
         .map(|_| ())
     }
 
-    fn is_token_revoked(&self, jti: &str) -> Result<bool> {
+    async fn is_token_revoked(&self, jti: &str) -> Result<bool> {
         self.call(async {
             Ok(self
                 .query_opt("SELECT 1 FROM revoked_tokens WHERE jti = $1", &[&jti])
                 .await?
                 .is_some())
         })
+        .await
     }
 
-    fn prune_revocations(&self, now: i64) -> Result<usize> {
+    async fn prune_revocations(&self, now: i64) -> Result<usize> {
         self.call(async {
             let conn = self.conn().await?;
             let n = conn
@@ -541,11 +567,38 @@ impl Store for PostgresStore {
                 .await?;
             conn.execute("DELETE FROM quota_usage WHERE expires_at < $1", &[&now])
                 .await?;
+            conn.execute("DELETE FROM assertion_jtis WHERE expires_at < $1", &[&now])
+                .await?;
             Ok(n as usize)
         })
+        .await
     }
 
-    fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+    async fn use_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool> {
+        self.call(async {
+            let conn = self.conn().await?;
+            let stmt = conn
+                .prepare_cached(
+                    "INSERT INTO assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (client_id, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at \
+                     WHERE assertion_jtis.expires_at < $4",
+                )
+                .await?;
+            Ok(conn
+                .execute(&stmt, &[&client_id, &jti, &expires_at, &now])
+                .await?
+                == 1)
+        })
+        .await
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
         self.call(async {
             let rows = self
                 .query(
@@ -558,12 +611,18 @@ impl Store for PostgresStore {
                 .await?;
             rows.iter().map(signing_key_from_row).collect()
         })
+        .await
     }
 
-    fn insert_signing_key(&self, k: &SigningKeyRecord, audit: Option<&AuditEntry>) -> Result<()> {
+    async fn insert_signing_key(
+        &self,
+        k: &SigningKeyRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<()> {
         self.call(async {
             let mut conn = self.conn().await?;
             let tx = conn.transaction().await?;
+            tag(&tx, &Change::SigningKeys).await?;
             insert_signing_key(&tx, k).await?;
             if let Some(a) = audit {
                 insert_audit(&tx, a).await?;
@@ -571,27 +630,32 @@ impl Store for PostgresStore {
             tx.commit().await?;
             Ok(())
         })
+        .await
     }
 
-    fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
+    async fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
         self.call(self.write_one(
+            Change::SigningKeys,
             "UPDATE signing_keys SET retired_at = $2 WHERE kid = $1 AND retired_at IS NULL",
             &[&kid, &at],
             audit,
         ))
+        .await
     }
 
-    fn compromise_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
+    async fn compromise_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
         self.call(self.write_one(
+            Change::SigningKeys,
             "UPDATE signing_keys SET compromised_at = $2, \
              retired_at = LEAST(COALESCE(retired_at, $2), $2) \
              WHERE kid = $1 AND compromised_at IS NULL",
             &[&kid, &at],
             audit,
         ))
+        .await
     }
 
-    fn probe_write(&self, now: i64) -> Result<()> {
+    async fn probe_write(&self, now: i64) -> Result<()> {
         self.call(async {
             self.conn()
                 .await?
@@ -603,9 +667,10 @@ impl Store for PostgresStore {
                 .await?;
             Ok(())
         })
+        .await
     }
 
-    fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
         self.call(async {
             let mut conn = self.conn().await?;
             let tx = conn.transaction().await?;
@@ -613,9 +678,10 @@ impl Store for PostgresStore {
             tx.commit().await?;
             Ok(())
         })
+        .await
     }
 
-    fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
+    async fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
         self.call(async {
             let rows = self
                 .query(
@@ -626,29 +692,44 @@ impl Store for PostgresStore {
                 .await?;
             rows.iter().map(audit_from_row).collect()
         })
+        .await
     }
 
-    fn ping(&self) -> Result<()> {
+    async fn ping(&self) -> Result<()> {
         self.call(async {
             self.query("SELECT 1", &[]).await?;
             Ok(())
         })
+        .await
     }
 
-    fn change_marker(&self) -> Result<i64> {
-        Ok(self.changes.load(Ordering::SeqCst))
+    fn change_marker(&self) -> i64 {
+        self.changes.load(Ordering::SeqCst)
     }
 
-    fn external_change_marker(&self) -> Result<i64> {
+    fn changes(&self, after: i64, upto: i64) -> Option<Vec<Change>> {
+        self.log.between(after, upto)
+    }
+
+    /// Counts lost notifications: a version that the previous poll read and
+    /// that no notification has reported since (a poll's grace for the
+    /// notification to arrive). Our own writes are notified like anyone's.
+    async fn external_change_marker(&self) -> Result<i64> {
         self.call(async {
             let row = self
                 .query_opt("SELECT version FROM tollgate_changes WHERE id = 1", &[])
                 .await?;
-            Ok(row.map(|r| r.get(0)).unwrap_or(0))
+            let version: i64 = row.map(|r| r.get(0)).unwrap_or(0);
+            let before = self.polled.swap(version, Ordering::SeqCst);
+            if self.notified.load(Ordering::SeqCst) < before {
+                self.lost.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(self.lost.load(Ordering::SeqCst))
         })
+        .await
     }
 
-    fn hit_quota(
+    async fn hit_quota(
         &self,
         client_id: &str,
         limit: u64,
@@ -675,13 +756,14 @@ impl Store for PostgresStore {
                 refusals: n(3)?,
             }))
         })
+        .await
     }
 
     fn shared_quotas(&self) -> bool {
         true
     }
 
-    fn export(&self) -> Result<Dump> {
+    async fn export(&self) -> Result<Dump> {
         self.call(async {
             let mut conn = self.conn().await?;
             // One snapshot for every table, even while instances write.
@@ -701,14 +783,7 @@ impl Store for PostgresStore {
                 secrets: all(
                     &tx,
                     "SELECT client_id, digest, created_at, expires_at FROM client_secrets ORDER BY id",
-                    |r| {
-                        Ok(SecretRow {
-                            client_id: r.try_get(0)?,
-                            digest: r.try_get(1)?,
-                            created_at: r.try_get(2)?,
-                            expires_at: r.try_get(3)?,
-                        })
-                    },
+                    codec::secret_row,
                 )
                 .await?,
                 api_keys: all(
@@ -721,14 +796,7 @@ impl Store for PostgresStore {
                     &tx,
                     "SELECT jti, client_id, expires_at, revoked_at FROM revoked_tokens \
                      ORDER BY jti COLLATE \"C\"",
-                    |r| {
-                        Ok(RevocationRecord {
-                            jti: r.try_get(0)?,
-                            client_id: r.try_get(1)?,
-                            expires_at: r.try_get(2)?,
-                            revoked_at: r.try_get(3)?,
-                        })
-                    },
+                    codec::revocation,
                 )
                 .await?,
                 signing_keys: all(
@@ -748,10 +816,10 @@ impl Store for PostgresStore {
             };
             tx.commit().await?;
             Ok(dump)
-        })
+        }).await
     }
 
-    fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool> {
+    async fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool> {
         self.call(async {
             let mut conn = self.conn().await?;
             let tx = conn.transaction().await?;
@@ -779,9 +847,7 @@ impl Store for PostgresStore {
                 "client_secrets",
                 SECRET_COLUMNS,
                 SECRET_TYPES,
-                dump.secrets
-                    .iter()
-                    .map(|s| secret_params(&s.client_id, &s.digest, s.created_at, s.expires_at)),
+                dump.secrets.iter().map(secret_row_params),
             )
             .await?;
             copy_in(
@@ -797,14 +863,7 @@ impl Store for PostgresStore {
                 "revoked_tokens",
                 "jti, client_id, expires_at, revoked_at",
                 &[Type::TEXT, Type::TEXT, Type::INT8, Type::INT8],
-                dump.revocations.iter().map(|r| -> Params {
-                    vec![
-                        Box::new(r.jti.clone()),
-                        Box::new(r.client_id.clone()),
-                        Box::new(r.expires_at),
-                        Box::new(r.revoked_at),
-                    ]
-                }),
+                dump.revocations.iter().map(revocation_params),
             )
             .await?;
             for k in &dump.signing_keys {
@@ -829,16 +888,7 @@ impl Store for PostgresStore {
                     Type::TEXT,
                     Type::JSONB,
                 ],
-                dump.audit.iter().map(|e| -> Params {
-                    vec![
-                        Box::new(e.id),
-                        Box::new(e.at),
-                        Box::new(e.actor.clone()),
-                        Box::new(e.action.clone()),
-                        Box::new(e.target.clone()),
-                        Box::new(e.detail.clone()),
-                    ]
-                }),
+                dump.audit.iter().map(audit_params),
             )
             .await?;
             tx.execute(
@@ -851,5 +901,6 @@ impl Store for PostgresStore {
             tx.commit().await?;
             Ok(true)
         })
+        .await
     }
 }

@@ -6,7 +6,9 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
 use super::super::codec::{self, CLIENT_COLUMNS, KEY_COLUMNS};
-use super::super::{ApiKeyRecord, AuditEntry, Client, Result, SigningKeyRecord};
+use super::super::{
+    ApiKeyRecord, AuditEntry, Client, Result, RevocationRecord, SecretRow, SigningKeyRecord,
+};
 
 pub(super) async fn insert_audit(
     tx: &deadpool_postgres::Transaction<'_>,
@@ -70,6 +72,10 @@ pub(super) fn quota_i64(q: Option<u64>) -> Option<i64> {
 /// One row's values, in column order, owned so that bulk loads can stream them.
 pub(super) type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 
+/// Placeholders for the values of [`CLIENT_COLUMNS`], `$1` being the id.
+pub(super) const CLIENT_VALUES: &str =
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16";
+
 /// The values of [`CLIENT_COLUMNS`], and their types for a binary COPY.
 pub(super) fn client_params(c: &Client) -> Params {
     vec![
@@ -86,6 +92,9 @@ pub(super) fn client_params(c: &Client) -> Params {
         Box::new(quota_i64(c.token_quota)),
         Box::new(c.quota_window),
         Box::new(c.quota_ban),
+        Box::new(c.token_endpoint_auth_method.as_str().to_string()),
+        Box::new(codec::jwks_text(c)),
+        Box::new(c.jwks_uri.clone()),
     ]
 }
 pub(super) const CLIENT_TYPES: &[Type] = &[
@@ -102,6 +111,9 @@ pub(super) const CLIENT_TYPES: &[Type] = &[
     Type::INT8,
     Type::INT8,
     Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
 ];
 
 /// The values of [`KEY_COLUMNS`], and their types for a binary COPY.
@@ -150,18 +162,61 @@ pub(super) fn secret_params(
     ]
 }
 
+// Named functions rather than closures for the bulk writers: a store
+// future must be `Send`, and closures over borrowed rows are not general
+// enough over their lifetimes for that.
+
+/// A client of an import batch.
+pub(super) fn client_of(row: &(Client, Vec<u8>)) -> Params {
+    client_params(&row.0)
+}
+
+/// The one secret of a client in an import batch.
+pub(super) fn first_secret_of(row: &(Client, Vec<u8>)) -> Params {
+    secret_params(&row.0.id, &row.1, row.0.created_at, None)
+}
+
+/// A secret of a migration dump.
+pub(super) fn secret_row_params(s: &SecretRow) -> Params {
+    secret_params(&s.client_id, &s.digest, s.created_at, s.expires_at)
+}
+
+/// A revocation of a migration dump.
+pub(super) fn revocation_params(r: &RevocationRecord) -> Params {
+    vec![
+        Box::new(r.jti.clone()),
+        Box::new(r.client_id.clone()),
+        Box::new(r.expires_at),
+        Box::new(r.revoked_at),
+    ]
+}
+
+/// An audit entry of a migration dump, with its number.
+pub(super) fn audit_params(e: &AuditEntry) -> Params {
+    vec![
+        Box::new(e.id),
+        Box::new(e.at),
+        Box::new(e.actor.clone()),
+        Box::new(e.action.clone()),
+        Box::new(e.target.clone()),
+        Box::new(e.detail.clone()),
+    ]
+}
+
 pub(super) async fn insert_client(
     tx: &deadpool_postgres::Transaction<'_>,
     c: &Client,
-    secret_digest: &[u8],
+    secret_digest: Option<&[u8]>,
 ) -> Result<()> {
     let stmt = tx
         .prepare_cached(&format!(
-            "INSERT INTO clients ({CLIENT_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ({CLIENT_VALUES})"
         ))
         .await?;
     tx.execute_raw(&stmt, client_params(c)).await?;
+    let Some(secret_digest) = secret_digest else {
+        return Ok(());
+    };
     let stmt = tx
         .prepare_cached(&format!(
             "INSERT INTO client_secrets ({SECRET_COLUMNS}) VALUES ($1, $2, $3, $4)"

@@ -228,16 +228,20 @@ fn each_sslmode_checks_what_libpq_checks() {
         &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
     )
     .unwrap();
-    let store = PostgresStore::open(
-        &at(
-            "localhost",
-            &format!("sslmode=verify-full&sslrootcert={ca}&options=-csearch_path%3D{schema}"),
-        ),
-        2,
-    )
-    .expect("store over TLS");
-    assert!(store.get_client("nobody").unwrap().is_none());
-    drop(store);
+    let store_url = at(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={ca}&options=-csearch_path%3D{schema}"),
+    );
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let store = PostgresStore::open(&store_url, 2)
+                .await
+                .expect("store over TLS");
+            assert!(store.get_client("nobody").await.unwrap().is_none());
+        });
     execute_once(&url, &format!("DROP SCHEMA {schema} CASCADE")).unwrap();
     assert_eq!(proxy.count(|s| &s.plain), 0);
     assert_eq!(proxy.count(|s| &s.refused), 0);

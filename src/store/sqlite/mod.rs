@@ -3,34 +3,53 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
+use super::changes::{Change, ChangeLog};
 use super::codec::{self, CLIENT_COLUMNS, KEY_COLUMNS, SIGNING_KEY_COLUMNS};
 use super::{
     ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Dump, Result,
-    RevocationRecord, SecretRow, SigningKeyRecord, Store, StoreError,
+    SigningKeyRecord, Store, StoreError,
 };
 
 /// The schema, applied at start-up.
 const SCHEMA: &str = include_str!("../../../schema.sql");
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The steps from each older version, in order: `(from, sql)` brings a
 /// database at version `from` to `from + 1`. A new database gets [`SCHEMA`]
 /// whole. Never edit a released step: add the next one.
-const UPGRADES: &[(i64, &str)] = &[(
-    1,
-    // Version 2: signing keys can be marked compromised; a row that
-    // readiness checks write to.
-    "ALTER TABLE signing_keys ADD COLUMN compromised_at INTEGER;
-     CREATE TABLE IF NOT EXISTS write_probe (id INTEGER PRIMARY KEY, at INTEGER NOT NULL);",
-)];
+const UPGRADES: &[(i64, &str)] = &[
+    (
+        1,
+        // Version 2: signing keys can be marked compromised; a row that
+        // readiness checks write to.
+        "ALTER TABLE signing_keys ADD COLUMN compromised_at INTEGER;
+         CREATE TABLE IF NOT EXISTS write_probe (id INTEGER PRIMARY KEY, at INTEGER NOT NULL);",
+    ),
+    (
+        2,
+        // Version 3: client authentication methods and keys (private_key_jwt),
+        // and the used client assertions.
+        "ALTER TABLE clients ADD COLUMN token_endpoint_auth_method TEXT NOT NULL
+             DEFAULT 'client_secret_basic';
+         ALTER TABLE clients ADD COLUMN jwks TEXT;
+         ALTER TABLE clients ADD COLUMN jwks_uri TEXT;
+         CREATE TABLE IF NOT EXISTS assertion_jtis (
+             client_id  TEXT NOT NULL,
+             jti        TEXT NOT NULL,
+             expires_at INTEGER NOT NULL,
+             PRIMARY KEY (client_id, jti)
+         );",
+    ),
+];
 
 /// A counter shared by every process that uses the database, in a small
 /// memory-mapped file beside it (`<db>-changes`). Every committed write bumps
@@ -70,8 +89,9 @@ impl ChangeCounter {
         unsafe { &*(self.map.as_ptr() as *const AtomicU64) }
     }
 
-    fn bump(&self) {
-        self.counter().fetch_add(1, Ordering::SeqCst);
+    /// Moves the counter on; its new value.
+    fn bump(&self) -> i64 {
+        self.counter().fetch_add(1, Ordering::SeqCst) as i64 + 1
     }
 
     fn get(&self) -> i64 {
@@ -116,14 +136,45 @@ fn make_private(db: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A SQLite database file behind a connection pool.
+/// A SQLite database file: every call runs on the runtime's blocking pool
+/// (SQLite's API blocks), reads on pooled connections, writes on one writer
+/// connection.
 pub struct SqliteStore {
+    db: Arc<Db>,
+}
+
+/// The blocking side of [`SqliteStore`].
+struct Db {
     /// Bumped after every commit, by every process.
     changes: ChangeCounter,
+    /// What this process's writes changed, by counter value.
+    log: ChangeLog,
+    /// Readers.
     pool: Pool<SqliteConnectionManager>,
-    /// A connection that never writes: its `PRAGMA data_version` changes
-    /// whenever any other connection commits.
-    watcher: std::sync::Mutex<Connection>,
+    /// The one connection this process writes with (SQLite takes one writer
+    /// at a time anyway). Its `PRAGMA data_version` changes only when
+    /// another connection, in another process, commits.
+    writer: Mutex<Connection>,
+    /// Client-assertion `jti`s waiting to be recorded together.
+    assertions: Mutex<AssertionBatch>,
+    /// Wakes the callers whose `jti`s a commit recorded.
+    assertions_done: std::sync::Condvar,
+}
+
+/// One `jti` to record: (client, jti, expires_at, now).
+type AssertionUse = (String, String, i64, i64);
+
+/// Group commit of client-assertion `jti`s: each is a durable write before
+/// a token is issued, and one `fsync` per request would bound
+/// `private_key_jwt` issuance by the disk. Callers queue their `jti`; one
+/// of them commits everything queued in one transaction while the others
+/// wait, and each learns its own answer.
+#[derive(Default)]
+struct AssertionBatch {
+    next: u64,
+    pending: Vec<(u64, AssertionUse)>,
+    done: std::collections::HashMap<u64, std::result::Result<bool, String>>,
+    committing: bool,
 }
 
 fn init_connection(c: &mut Connection) -> rusqlite::Result<()> {
@@ -139,9 +190,9 @@ fn init_connection(c: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-impl SqliteStore {
+impl Db {
     /// Opens (creating if needed) the database at `path` and applies the schema.
-    pub fn open(path: &Path) -> Result<SqliteStore> {
+    fn open(path: &Path) -> Result<Db> {
         make_private(path).map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))?;
         let manager = SqliteConnectionManager::file(path).with_init(init_connection);
         let pool = Pool::builder()
@@ -149,14 +200,17 @@ impl SqliteStore {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
-        let mut watcher = Connection::open(path)?;
-        init_connection(&mut watcher)?;
+        let mut writer = Connection::open(path)?;
+        init_connection(&mut writer)?;
         let changes = ChangeCounter::open(path)
             .map_err(|e| StoreError::Corrupt(format!("change counter: {e}")))?;
-        let store = SqliteStore {
+        let store = Db {
             changes,
+            log: ChangeLog::default(),
             pool,
-            watcher: std::sync::Mutex::new(watcher),
+            writer: Mutex::new(writer),
+            assertions: Mutex::default(),
+            assertions_done: std::sync::Condvar::new(),
         };
         store.migrate()?;
         Ok(store)
@@ -199,11 +253,12 @@ impl SqliteStore {
     /// one row, writes `audit` in the same transaction; returns whether it did.
     fn write_one(
         &self,
+        change: Change,
         sql: &str,
         params: impl rusqlite::Params,
         audit: &AuditEntry,
     ) -> Result<bool> {
-        self.write(|tx| {
+        self.write(Some(change), |tx| {
             let n = tx.prepare_cached(sql)?.execute(params)?;
             if n == 1 {
                 insert_audit(tx, audit)?;
@@ -212,13 +267,21 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `f` in an immediate (write-locking) transaction and commits it.
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn()?;
+    /// Runs `f` in an immediate (write-locking) transaction on the writer
+    /// and commits it; then, for a write that changed cached state, bumps
+    /// the change counter and logs `change` under its new value.
+    fn write<T>(
+        &self,
+        change: Option<Change>,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = crate::sync::lock(&self.writer);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
-        self.changes.bump();
+        if let Some(change) = change {
+            self.log.record(|| self.changes.bump(), change);
+        }
         Ok(out)
     }
 }
@@ -292,25 +355,36 @@ fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
 }
 
 /// Inserts a client row and, when given, its first secret.
+/// Placeholders for the values of [`CLIENT_COLUMNS`], `?1` being the id.
+const CLIENT_VALUES: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16";
+
+/// The values of [`CLIENT_COLUMNS`], in order: one list for insert and update.
+fn client_values(c: &Client) -> Vec<Box<dyn rusqlite::ToSql>> {
+    vec![
+        Box::new(c.id.clone()),
+        Box::new(c.name.clone()),
+        Box::new(c.owner.clone()),
+        Box::new(codec::scopes_text(c)),
+        Box::new(codec::audiences_json(c)),
+        Box::new(c.token_ttl),
+        Box::new(c.disabled),
+        Box::new(c.tokens_revoked_before),
+        Box::new(c.created_at),
+        Box::new(c.updated_at),
+        Box::new(c.token_quota.map(|q| q.min(i64::MAX as u64) as i64)),
+        Box::new(c.quota_window),
+        Box::new(c.quota_ban),
+        Box::new(c.token_endpoint_auth_method.as_str()),
+        Box::new(codec::jwks_text(c)),
+        Box::new(c.jwks_uri.clone()),
+    ]
+}
+
 fn insert_client(tx: &Connection, c: &Client, secret_digest: Option<&[u8]>) -> Result<()> {
     tx.prepare_cached(&format!(
-        "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ({CLIENT_VALUES})"
     ))?
-    .execute(params![
-        c.id,
-        c.name,
-        c.owner,
-        codec::scopes_text(c),
-        codec::audiences_json(c),
-        c.token_ttl,
-        c.disabled,
-        c.tokens_revoked_before,
-        c.created_at,
-        c.updated_at,
-        c.token_quota.map(|q| q.min(i64::MAX as u64) as i64),
-        c.quota_window,
-        c.quota_ban
-    ])?;
+    .execute(rusqlite::params_from_iter(client_values(c)))?;
     if let Some(digest) = secret_digest {
         tx.prepare_cached(
             "INSERT INTO client_secrets (client_id, digest, created_at) VALUES (?1, ?2, ?3)",
@@ -320,16 +394,21 @@ fn insert_client(tx: &Connection, c: &Client, secret_digest: Option<&[u8]>) -> R
     Ok(())
 }
 
-impl Store for SqliteStore {
-    fn create_client(&self, c: &Client, secret_digest: &[u8], audit: &AuditEntry) -> Result<()> {
-        self.write(|tx| {
-            insert_client(tx, c, Some(secret_digest))?;
+impl Db {
+    fn create_client(
+        &self,
+        c: &Client,
+        secret_digest: Option<&[u8]>,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        self.write(Some(Change::Client(c.id.clone())), |tx| {
+            insert_client(tx, c, secret_digest)?;
             insert_audit(tx, audit)
         })
     }
 
     fn import_clients(&self, clients: &[(Client, Vec<u8>)], audit: &AuditEntry) -> Result<()> {
-        self.write(|tx| {
+        self.write(Some(Change::Everything), |tx| {
             for (c, digest) in clients {
                 insert_client(tx, c, Some(digest))?;
             }
@@ -355,30 +434,23 @@ impl Store for SqliteStore {
     }
 
     fn update_client(&self, c: &Client, audit: &AuditEntry) -> Result<bool> {
+        // Every column from the same list as the insert (the id and the
+        // creation time are written back unchanged).
         self.write_one(
-            "UPDATE clients SET name = ?2, owner = ?3, scopes = ?4, audiences = ?5, \
-                     token_ttl = ?6, disabled = ?7, tokens_revoked_before = ?8, updated_at = ?9, \
-                     token_quota = ?10, quota_window = ?11, quota_ban = ?12 WHERE id = ?1",
-            params![
-                c.id,
-                c.name,
-                c.owner,
-                codec::scopes_text(c),
-                codec::audiences_json(c),
-                c.token_ttl,
-                c.disabled,
-                c.tokens_revoked_before,
-                c.updated_at,
-                c.token_quota.map(|q| q.min(i64::MAX as u64) as i64),
-                c.quota_window,
-                c.quota_ban
-            ],
+            Change::Client(c.id.clone()),
+            &format!("UPDATE clients SET ({CLIENT_COLUMNS}) = ({CLIENT_VALUES}) WHERE id = ?1"),
+            rusqlite::params_from_iter(client_values(c)),
             audit,
         )
     }
 
     fn delete_client(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
-        self.write_one("DELETE FROM clients WHERE id = ?1", [id], audit)
+        self.write_one(
+            Change::Client(id.to_string()),
+            "DELETE FROM clients WHERE id = ?1",
+            [id],
+            audit,
+        )
     }
 
     fn live_secrets(&self, client_id: &str, now: i64) -> Result<Vec<ClientSecretRecord>> {
@@ -387,14 +459,7 @@ impl Store for SqliteStore {
             "SELECT id, digest, created_at, expires_at FROM client_secrets \
              WHERE client_id = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY id",
         )?;
-        let rows = stmt.query_map(params![client_id, now], |r| {
-            Ok(ClientSecretRecord {
-                id: r.get(0)?,
-                digest: r.get(1)?,
-                created_at: r.get(2)?,
-                expires_at: r.get(3)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![client_id, now], |r| mapped(codec::client_secret(r)))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -407,7 +472,7 @@ impl Store for SqliteStore {
         max_live: usize,
         audit: &AuditEntry,
     ) -> Result<bool> {
-        self.write(|tx| {
+        self.write(Some(Change::Client(client_id.to_string())), |tx| {
             let exists: Option<i64> = tx
                 .prepare_cached("SELECT 1 FROM clients WHERE id = ?1")?
                 .query_row([client_id], |r| r.get(0))
@@ -448,7 +513,11 @@ impl Store for SqliteStore {
         now: i64,
         audit: &AuditEntry,
     ) -> Result<ApiKeyCreate> {
-        self.write(|tx| {
+        let change = Change::ApiKey {
+            id: k.id.clone(),
+            digest: Some(k.digest.clone()),
+        };
+        self.write(Some(change), |tx| {
             let exists: Option<i64> = tx
                 .prepare_cached("SELECT 1 FROM clients WHERE id = ?1")?
                 .query_row([&k.client_id], |r| r.get(0))
@@ -497,6 +566,10 @@ impl Store for SqliteStore {
 
     fn revoke_api_key(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<bool> {
         self.write_one(
+            Change::ApiKey {
+                id: id.to_string(),
+                digest: None,
+            },
             "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
             params![id, now],
             audit,
@@ -504,7 +577,8 @@ impl Store for SqliteStore {
     }
 
     fn touch_api_keys(&self, uses: &[(String, i64)]) -> Result<()> {
-        self.write(|tx| {
+        // The last use of a key is not cached state: no change to report.
+        self.write(None, |tx| {
             let mut stmt = tx.prepare_cached(
                 "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1 \
                  AND (last_used_at IS NULL OR last_used_at < ?2)",
@@ -525,6 +599,7 @@ impl Store for SqliteStore {
         audit: &AuditEntry,
     ) -> Result<()> {
         self.write_one(
+            Change::Revocation(jti.to_string()),
             "INSERT OR IGNORE INTO revoked_tokens (jti, client_id, expires_at, revoked_at) \
                      VALUES (?1, ?2, ?3, ?4)",
             params![jti, client_id, expires_at, now],
@@ -543,11 +618,76 @@ impl Store for SqliteStore {
     }
 
     fn prune_revocations(&self, now: i64) -> Result<usize> {
-        self.write(|tx| {
+        // Only revocations of expired tokens go: no cached answer changes.
+        self.write(None, |tx| {
+            tx.prepare_cached("DELETE FROM assertion_jtis WHERE expires_at < ?1")?
+                .execute([now])?;
             Ok(tx
                 .prepare_cached("DELETE FROM revoked_tokens WHERE expires_at < ?1")?
                 .execute([now])?)
         })
+    }
+
+    /// Records a `jti` with the others queued meanwhile, in one commit (see
+    /// [`AssertionBatch`]); true when it was not in use.
+    fn use_assertion(&self, client_id: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool> {
+        let lock = || crate::sync::lock(&self.assertions);
+        let mut batch = lock();
+        let id = batch.next;
+        batch.next += 1;
+        let item = (client_id.to_string(), jti.to_string(), expires_at, now);
+        batch.pending.push((id, item));
+        loop {
+            if let Some(answer) = batch.done.remove(&id) {
+                return answer.map_err(StoreError::NotWritable);
+            }
+            if !batch.committing {
+                batch.committing = true;
+                let queued = std::mem::take(&mut batch.pending);
+                drop(batch);
+                let answers = self.record_assertions(&queued);
+                batch = lock();
+                batch.committing = false;
+                for ((qid, _), answer) in queued.iter().zip(answers) {
+                    batch.done.insert(*qid, answer);
+                }
+                self.assertions_done.notify_all();
+                continue;
+            }
+            batch = match self.assertions_done.wait(batch) {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+        }
+    }
+
+    /// One transaction for every queued `jti`: each answer in order, or the
+    /// failure for all of them (a refused commit records none).
+    fn record_assertions(
+        &self,
+        queued: &[(u64, AssertionUse)],
+    ) -> Vec<std::result::Result<bool, String>> {
+        // Not cached state: no change to report.
+        let written = self.write(None, |tx| {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO assertion_jtis (client_id, jti, expires_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (client_id, jti) DO UPDATE SET expires_at = excluded.expires_at \
+                 WHERE assertion_jtis.expires_at < ?4",
+            )?;
+            queued
+                .iter()
+                .map(|(_, (client, jti, exp, now))| {
+                    Ok(stmt.execute(params![client, jti, exp, now])? == 1)
+                })
+                .collect::<Result<Vec<bool>>>()
+        });
+        match written {
+            Ok(v) => v.into_iter().map(Ok).collect(),
+            Err(e) => {
+                let text = e.to_string();
+                queued.iter().map(|_| Err(text.clone())).collect()
+            }
+        }
     }
 
     fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
@@ -560,7 +700,7 @@ impl Store for SqliteStore {
     }
 
     fn insert_signing_key(&self, k: &SigningKeyRecord, audit: Option<&AuditEntry>) -> Result<()> {
-        self.write(|tx| {
+        self.write(Some(Change::SigningKeys), |tx| {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO signing_keys \
                  (kid, alg, created_at, activates_at, retired_at, compromised_at) \
@@ -583,6 +723,7 @@ impl Store for SqliteStore {
 
     fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
         self.write_one(
+            Change::SigningKeys,
             "UPDATE signing_keys SET retired_at = ?2 WHERE kid = ?1 AND retired_at IS NULL",
             params![kid, at],
             audit,
@@ -591,6 +732,7 @@ impl Store for SqliteStore {
 
     fn compromise_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
         self.write_one(
+            Change::SigningKeys,
             "UPDATE signing_keys SET compromised_at = ?2, \
              retired_at = min(coalesce(retired_at, ?2), ?2) \
              WHERE kid = ?1 AND compromised_at IS NULL",
@@ -600,19 +742,18 @@ impl Store for SqliteStore {
     }
 
     fn probe_write(&self, now: i64) -> Result<()> {
-        // Not through `write`: a probe is no change for the caches.
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT OR REPLACE INTO write_probe (id, at) VALUES (1, ?1)",
-            params![now],
-        )?;
-        tx.commit()?;
-        Ok(())
+        // A probe is no change for the caches.
+        self.write(None, |tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO write_probe (id, at) VALUES (1, ?1)",
+                params![now],
+            )?;
+            Ok(())
+        })
     }
 
     fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
-        self.write(|tx| insert_audit(tx, entry))
+        self.write(None, |tx| insert_audit(tx, entry))
     }
 
     fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
@@ -630,16 +771,11 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn change_marker(&self) -> Result<i64> {
-        Ok(self.changes.get())
-    }
-
+    /// `PRAGMA data_version` on the writer: it moves only when another
+    /// connection commits, which is another process (the command line,
+    /// another server on the file, an `sqlite3` shell).
     fn external_change_marker(&self) -> Result<i64> {
-        let conn = match self.watcher.lock() {
-            Ok(c) => c,
-            Err(p) => p.into_inner(),
-        };
-        Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+        Ok(crate::sync::lock(&self.writer).query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 
     fn export(&self) -> Result<Dump> {
@@ -655,14 +791,7 @@ impl Store for SqliteStore {
             secrets: all(
                 &tx,
                 "SELECT client_id, digest, created_at, expires_at FROM client_secrets ORDER BY id",
-                |r| {
-                    Ok(SecretRow {
-                        client_id: r.get(0)?,
-                        digest: r.get(1)?,
-                        created_at: r.get(2)?,
-                        expires_at: r.get(3)?,
-                    })
-                },
+                |r| mapped(codec::secret_row(r)),
             )?,
             api_keys: all(
                 &tx,
@@ -672,14 +801,7 @@ impl Store for SqliteStore {
             revocations: all(
                 &tx,
                 "SELECT jti, client_id, expires_at, revoked_at FROM revoked_tokens ORDER BY jti",
-                |r| {
-                    Ok(RevocationRecord {
-                        jti: r.get(0)?,
-                        client_id: r.get(1)?,
-                        expires_at: r.get(2)?,
-                        revoked_at: r.get(3)?,
-                    })
-                },
+                |r| mapped(codec::revocation(r)),
             )?,
             signing_keys: all(
                 &tx,
@@ -697,7 +819,7 @@ impl Store for SqliteStore {
     }
 
     fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool> {
-        self.write(|tx| {
+        self.write(Some(Change::Everything), |tx| {
             let used: bool = tx.query_row(
                 "SELECT EXISTS (SELECT 1 FROM clients) OR EXISTS (SELECT 1 FROM api_keys) \
                  OR EXISTS (SELECT 1 FROM revoked_tokens)",
@@ -756,6 +878,210 @@ impl Store for SqliteStore {
     }
 }
 
+/// Runs one blocking call on the runtime's blocking pool with its own
+/// handle on the database; the arguments are moved in owned.
+macro_rules! blocking {
+    ($self:ident, |$db:ident| $body:expr) => {{
+        let $db = $self.db.clone();
+        tokio::task::spawn_blocking(move || $body)
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }};
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies the
+    /// schema, on the blocking pool.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        let path = path.to_path_buf();
+        let db = tokio::task::spawn_blocking(move || Db::open(&path))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??;
+        Ok(SqliteStore { db: Arc::new(db) })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn create_client(
+        &self,
+        c: &Client,
+        digest: Option<&[u8]>,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        let (c, digest, audit) = (c.clone(), digest.map(<[u8]>::to_vec), audit.clone());
+        blocking!(self, |db| db.create_client(&c, digest.as_deref(), &audit))
+    }
+    async fn import_clients(
+        &self,
+        clients: &[(Client, Vec<u8>)],
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        let (clients, audit) = (clients.to_vec(), audit.clone());
+        blocking!(self, |db| db.import_clients(&clients, &audit))
+    }
+    async fn get_client(&self, id: &str) -> Result<Option<Client>> {
+        let id = id.to_string();
+        blocking!(self, |db| db.get_client(&id))
+    }
+    /// Both queries in one trip to the blocking pool (a cache miss on the
+    /// token path costs one hop, not two).
+    async fn load_client(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<(Option<Client>, Vec<ClientSecretRecord>)> {
+        let id = id.to_string();
+        blocking!(self, |db| {
+            let client = db.get_client(&id)?;
+            Ok(super::client_entry(client, db.live_secrets(&id, now)?))
+        })
+    }
+    async fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>> {
+        let after = after.map(str::to_string);
+        blocking!(self, |db| db.list_clients(after.as_deref(), limit))
+    }
+    async fn update_client(&self, c: &Client, audit: &AuditEntry) -> Result<bool> {
+        let (c, audit) = (c.clone(), audit.clone());
+        blocking!(self, |db| db.update_client(&c, &audit))
+    }
+    async fn delete_client(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
+        let (id, audit) = (id.to_string(), audit.clone());
+        blocking!(self, |db| db.delete_client(&id, &audit))
+    }
+    async fn live_secrets(&self, client_id: &str, now: i64) -> Result<Vec<ClientSecretRecord>> {
+        let client_id = client_id.to_string();
+        blocking!(self, |db| db.live_secrets(&client_id, now))
+    }
+    async fn rotate_secret(
+        &self,
+        client_id: &str,
+        digest: &[u8],
+        now: i64,
+        old_expire_at: i64,
+        max_live: usize,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        let (client_id, digest, audit) = (client_id.to_string(), digest.to_vec(), audit.clone());
+        blocking!(self, |db| db.rotate_secret(
+            &client_id,
+            &digest,
+            now,
+            old_expire_at,
+            max_live,
+            &audit
+        ))
+    }
+    async fn create_api_key(
+        &self,
+        key: &ApiKeyRecord,
+        max_active: u32,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<ApiKeyCreate> {
+        let (key, audit) = (key.clone(), audit.clone());
+        blocking!(self, |db| db.create_api_key(&key, max_active, now, &audit))
+    }
+    async fn find_api_key(&self, digest: &[u8]) -> Result<Option<ApiKeyRecord>> {
+        let digest = digest.to_vec();
+        blocking!(self, |db| db.find_api_key(&digest))
+    }
+    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        let id = id.to_string();
+        blocking!(self, |db| db.get_api_key(&id))
+    }
+    async fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>> {
+        let client_id = client_id.to_string();
+        blocking!(self, |db| db.list_api_keys(&client_id))
+    }
+    async fn revoke_api_key(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<bool> {
+        let (id, audit) = (id.to_string(), audit.clone());
+        blocking!(self, |db| db.revoke_api_key(&id, now, &audit))
+    }
+    async fn touch_api_keys(&self, uses: &[(String, i64)]) -> Result<()> {
+        let uses = uses.to_vec();
+        blocking!(self, |db| db.touch_api_keys(&uses))
+    }
+    async fn revoke_token(
+        &self,
+        jti: &str,
+        client_id: &str,
+        expires_at: i64,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        let (jti, client_id, audit) = (jti.to_string(), client_id.to_string(), audit.clone());
+        blocking!(self, |db| db
+            .revoke_token(&jti, &client_id, expires_at, now, &audit))
+    }
+    async fn is_token_revoked(&self, jti: &str) -> Result<bool> {
+        let jti = jti.to_string();
+        blocking!(self, |db| db.is_token_revoked(&jti))
+    }
+    async fn prune_revocations(&self, now: i64) -> Result<usize> {
+        blocking!(self, |db| db.prune_revocations(now))
+    }
+    async fn use_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let (client_id, jti) = (client_id.to_string(), jti.to_string());
+        blocking!(self, |db| db
+            .use_assertion(&client_id, &jti, expires_at, now))
+    }
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        blocking!(self, |db| db.signing_keys())
+    }
+    async fn insert_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<()> {
+        let (key, audit) = (key.clone(), audit.cloned());
+        blocking!(self, |db| db.insert_signing_key(&key, audit.as_ref()))
+    }
+    async fn retire_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
+        let (kid, audit) = (kid.to_string(), audit.clone());
+        blocking!(self, |db| db.retire_signing_key(&kid, at, &audit))
+    }
+    async fn compromise_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
+        let (kid, audit) = (kid.to_string(), audit.clone());
+        blocking!(self, |db| db.compromise_signing_key(&kid, at, &audit))
+    }
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
+        let entry = entry.clone();
+        blocking!(self, |db| db.append_audit(&entry))
+    }
+    async fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
+        blocking!(self, |db| db.list_audit(after, limit))
+    }
+    async fn ping(&self) -> Result<()> {
+        blocking!(self, |db| db.ping())
+    }
+    async fn probe_write(&self, now: i64) -> Result<()> {
+        blocking!(self, |db| db.probe_write(now))
+    }
+    fn change_marker(&self) -> i64 {
+        self.db.changes.get()
+    }
+    fn changes(&self, after: i64, upto: i64) -> Option<Vec<Change>> {
+        self.db.log.between(after, upto)
+    }
+    async fn external_change_marker(&self) -> Result<i64> {
+        blocking!(self, |db| db.external_change_marker())
+    }
+    async fn export(&self) -> Result<Dump> {
+        blocking!(self, |db| db.export())
+    }
+    async fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool> {
+        let (dump, audit) = (dump.clone(), audit.clone());
+        blocking!(self, |db| db.import(&dump, &audit))
+    }
+}
+
 fn insert_api_key(tx: &Connection, k: &ApiKeyRecord) -> Result<()> {
     tx.prepare_cached(&format!(
         "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
@@ -804,14 +1130,38 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_assertions_share_commits_and_each_jti_is_used_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = std::sync::Arc::new(Db::open(&dir.path().join("t.db")).unwrap());
+        let run = |jti: fn(usize) -> String| -> Vec<bool> {
+            let handles: Vec<_> = (0..32)
+                .map(|i| {
+                    let db = db.clone();
+                    std::thread::spawn(move || db.use_assertion("c", &jti(i), 100, 10).unwrap())
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        };
+        let distinct = run(|i| format!("j{i}"));
+        assert!(
+            distinct.iter().all(|ok| *ok),
+            "32 distinct jtis are all new"
+        );
+        let same = run(|_| "same".to_string());
+        assert_eq!(same.iter().filter(|ok| **ok).count(), 1, "one jti, one use");
+        assert!(!db.use_assertion("c", "j7", 100, 20).unwrap(), "a replay");
+    }
+
+    #[test]
     fn schema_version_is_recorded_and_reopening_keeps_data() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         {
-            let s = SqliteStore::open(&path).unwrap();
-            s.create_client(&client("c1"), &[1; 32], &audit()).unwrap();
+            let s = Db::open(&path).unwrap();
+            s.create_client(&client("c1"), Some(&[1; 32]), &audit())
+                .unwrap();
         }
-        let s = SqliteStore::open(&path).unwrap();
+        let s = Db::open(&path).unwrap();
         let v: i64 = s
             .conn()
             .unwrap()

@@ -1,0 +1,13 @@
+//! Locking that survives a panic elsewhere: a poisoned mutex still guards
+//! consistent data in Tollgate (every critical section leaves its map or
+//! queue whole), so callers take the guard rather than fail.
+
+use std::sync::{Mutex, MutexGuard};
+
+/// Locks `m`, taking the guard of a poisoned mutex too.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
