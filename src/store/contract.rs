@@ -488,6 +488,73 @@ async fn a_sqlite_database_at_schema_2_opens_upgrades_and_keeps_its_data() {
     assert!(!s.use_assertion(billing, "j", i64::MAX, 0).await.unwrap());
 }
 
+/// A SQLite database written by today's schema (3, `tests/fixtures/db-v3`:
+/// a secret client, an inline-key and a `jwks_uri` private_key_jwt client, an
+/// API key) opens and keeps its data; the next schema change upgrades it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_database_at_schema_3_opens_and_keeps_its_data() {
+    use crate::domain::ClientAuthMethod;
+    let (_dir, db, manifest) = sqlite_fixture("db-v3");
+    assert_eq!(user_version(&db), 3, "the fixture is a version-3 database");
+    let s = SqliteStore::open(&db).await.unwrap();
+    assert_eq!(user_version(&db), super::sqlite::SCHEMA_VERSION);
+    let billing = manifest["billing"]["client_id"].as_str().unwrap();
+    let c = s.get_client(billing).await.unwrap().expect("client kept");
+    assert_eq!(
+        c.token_endpoint_auth_method,
+        ClientAuthMethod::ClientSecretBasic
+    );
+    let secret = crate::secret::SecretString::new(
+        manifest["billing"]["client_secret"]
+            .as_str()
+            .unwrap()
+            .into(),
+    );
+    let live = s.live_secrets(billing, crate::domain::now()).await.unwrap();
+    assert!(live.iter().any(|r| r.digest == secret.digest()));
+    let signer = manifest["signer"]["client_id"].as_str().unwrap();
+    let c = s
+        .get_client(signer)
+        .await
+        .unwrap()
+        .expect("key client kept");
+    assert_eq!(
+        c.token_endpoint_auth_method,
+        ClientAuthMethod::PrivateKeyJwt
+    );
+    assert_eq!(c.jwks.as_ref(), Some(&manifest["signer"]["jwks"]));
+    assert!(s
+        .live_secrets(signer, crate::domain::now())
+        .await
+        .unwrap()
+        .is_empty());
+    let fetcher = manifest["fetcher"]["client_id"].as_str().unwrap();
+    let c = s
+        .get_client(fetcher)
+        .await
+        .unwrap()
+        .expect("uri client kept");
+    assert_eq!(
+        c.jwks_uri.as_deref(),
+        manifest["fetcher"]["jwks_uri"].as_str()
+    );
+    assert!(c.jwks.is_none());
+    let key = crate::secret::SecretString::new(
+        manifest["api_key"]["secret_key"].as_str().unwrap().into(),
+    );
+    assert!(s.find_api_key(&key.digest()).await.unwrap().is_some());
+    assert_eq!(
+        s.signing_keys().await.unwrap().len() as u64,
+        manifest["signing_keys"].as_u64().unwrap()
+    );
+    assert_eq!(
+        s.list_audit(0, 100).await.unwrap().len() as u64,
+        manifest["audit_entries"].as_u64().unwrap()
+    );
+    assert!(s.use_assertion(signer, "j", i64::MAX, 0).await.unwrap());
+    assert!(!s.use_assertion(signer, "j", i64::MAX, 0).await.unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_database_written_by_release_0_1_opens_upgrades_and_keeps_its_data() {
     let (_dir, db, manifest) = sqlite_fixture("db-v1");
