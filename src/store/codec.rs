@@ -48,6 +48,11 @@ pub fn audiences_json(c: &Client) -> String {
     serde_json::to_string(&c.audiences).unwrap_or_else(|_| "[]".into())
 }
 
+/// The token quota as stored: a signed integer, saturating.
+pub fn quota_value(c: &Client) -> Option<i64> {
+    c.token_quota.map(|q| q.min(i64::MAX as u64) as i64)
+}
+
 /// The inline key set as stored: JSON text.
 pub fn jwks_text(c: &Client) -> Option<String> {
     c.jwks.as_ref().map(|j| j.to_string())

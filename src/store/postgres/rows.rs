@@ -65,10 +65,6 @@ pub(super) fn signing_key_from_row(r: &Row) -> Result<SigningKeyRecord> {
     codec::signing_key(r)
 }
 
-pub(super) fn quota_i64(q: Option<u64>) -> Option<i64> {
-    q.map(|q| q.min(i64::MAX as u64) as i64)
-}
-
 /// One row's values, in column order, owned so that bulk loads can stream them.
 pub(super) type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 
@@ -89,7 +85,7 @@ pub(super) fn client_params(c: &Client) -> Params {
         Box::new(c.tokens_revoked_before),
         Box::new(c.created_at),
         Box::new(c.updated_at),
-        Box::new(quota_i64(c.token_quota)),
+        Box::new(codec::quota_value(c)),
         Box::new(c.quota_window),
         Box::new(c.quota_ban),
         Box::new(c.token_endpoint_auth_method.as_str().to_string()),

@@ -371,7 +371,7 @@ fn client_values(c: &Client) -> Vec<Box<dyn rusqlite::ToSql>> {
         Box::new(c.tokens_revoked_before),
         Box::new(c.created_at),
         Box::new(c.updated_at),
-        Box::new(c.token_quota.map(|q| q.min(i64::MAX as u64) as i64)),
+        Box::new(codec::quota_value(c)),
         Box::new(c.quota_window),
         Box::new(c.quota_ban),
         Box::new(c.token_endpoint_auth_method.as_str()),
