@@ -89,3 +89,27 @@ CREATE TABLE IF NOT EXISTS write_probe (
     id INTEGER PRIMARY KEY,
     at INTEGER NOT NULL
 );
+
+-- Workload identity federation: issuers whose JWTs are trusted (keys inline,
+-- at jwks_uri, or found by discovery when both are NULL), and the rules that
+-- map their tokens to clients. claims is a JSON object of name -> pattern;
+-- scopes is space-separated, NULL for the client's own.
+CREATE TABLE IF NOT EXISTS federation_issuers (
+    id         TEXT PRIMARY KEY,
+    issuer     TEXT NOT NULL UNIQUE,
+    jwks_uri   TEXT,
+    jwks       TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS federation_rules (
+    id         TEXT PRIMARY KEY,
+    issuer     TEXT NOT NULL REFERENCES federation_issuers(issuer) ON DELETE CASCADE,
+    audience   TEXT NOT NULL,
+    subject    TEXT,
+    claims     TEXT NOT NULL DEFAULT '{}',
+    client_id  TEXT NOT NULL REFERENCES clients(id) ON DELETE CASCADE,
+    scopes     TEXT,
+    single_use INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS federation_rules_by_client ON federation_rules(client_id);

@@ -293,3 +293,58 @@ mod tests {
         assert_eq!(serde_json::json!(k.state(9)), "revoked");
     }
 }
+
+/// An external token issuer whose JWTs Tollgate accepts in exchange for its
+/// own tokens (workload identity federation): a Kubernetes cluster, GitHub
+/// Actions, a SPIFFE trust domain. Its keys are `jwks` (inline), or at
+/// `jwks_uri`, or found by discovery at the issuer when neither is set.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FederationIssuer {
+    /// Identifier (`fi_…`).
+    pub id: String,
+    /// The issuer identifier, the exact `iss` of its tokens.
+    pub issuer: String,
+    /// Where its keys are published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// Its keys, inline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A federation rule: which external identities act as which client.
+/// `subject` and every `claims` value are exact strings or globs with `*`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FederationRule {
+    /// Identifier (`fr_…`).
+    pub id: String,
+    /// The trusted issuer whose tokens it matches.
+    pub issuer: String,
+    /// The `aud` the external token must carry.
+    pub audience: String,
+    /// The `sub` pattern; `None` matches any subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Further claims and their patterns, all of which must match.
+    pub claims: std::collections::BTreeMap<String, String>,
+    /// The Tollgate client the identity acts as.
+    pub client_id: String,
+    /// Scopes it may get, a subset of the client's; `None` is the client's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// Whether each external token (`jti`) may be exchanged once only.
+    pub single_use: bool,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// Every trusted issuer and rule (a small set, read whole and cached).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Federation {
+    /// Trusted issuers.
+    pub issuers: Vec<FederationIssuer>,
+    /// Rules, oldest first (the order in which they are tried).
+    pub rules: Vec<FederationRule>,
+}

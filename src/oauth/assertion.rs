@@ -192,7 +192,7 @@ struct AssertionClaims {
 }
 
 /// A whole-second NumericDate (RFC 7519 §2): integers or fractions.
-fn seconds(v: &Option<serde_json::Value>) -> Result<Option<i64>, AssertionError> {
+pub fn seconds(v: &Option<serde_json::Value>) -> Result<Option<i64>, AssertionError> {
     match v {
         None => Ok(None),
         Some(v) => v
@@ -227,6 +227,20 @@ pub fn verify(
     keys: &JwkSet,
     expected: &Expected<'_>,
 ) -> Result<Verified, AssertionError> {
+    let claims: AssertionClaims = verify_signature(assertion, keys, true)?;
+    check_claims(&claims, expected)
+}
+
+/// Verifies a JWS with one of `keys` and returns its payload: `alg` one of
+/// [`SIGNING_ALGS`], the key with the header's `kid` (or any fitting key
+/// when there is none), a key's own `alg` and type fitting the header's.
+/// With `check_typ`, `typ` (when present) must be `JWT` or
+/// `client-authentication+jwt` (RFC 7523bis). Claims are the caller's.
+pub fn verify_signature<T: serde::de::DeserializeOwned>(
+    assertion: &str,
+    keys: &JwkSet,
+    check_typ: bool,
+) -> Result<T, AssertionError> {
     if assertion.len() > MAX_ASSERTION_LEN {
         return Err(AssertionError::Malformed);
     }
@@ -235,7 +249,7 @@ pub fn verify(
         Algorithm::ES256 | Algorithm::EdDSA | Algorithm::RS256 | Algorithm::PS256 => header.alg,
         _ => return Err(AssertionError::Algorithm),
     };
-    if let Some(typ) = header.typ.as_deref() {
+    if let (true, Some(typ)) = (check_typ, header.typ.as_deref()) {
         let typ = typ.to_ascii_lowercase();
         let typ = typ.strip_prefix("application/").unwrap_or(&typ);
         if typ != "jwt" && typ != "client-authentication+jwt" {
@@ -265,23 +279,26 @@ pub fn verify(
         });
     }
     let mut validation = Validation::new(alg);
-    // Claims are checked below, each with its own message.
+    // Claims are the caller's, each checked with its own message.
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
     validation.required_spec_claims.clear();
-    let mut claims = None;
     for k in fitting {
         let Ok(key) = DecodingKey::from_jwk(k) else {
             continue;
         };
-        if let Ok(data) = jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &validation) {
-            claims = Some(data.claims);
-            break;
+        match jsonwebtoken::decode::<T>(assertion, &key, &validation) {
+            Ok(data) => return Ok(data.claims),
+            Err(e) => {
+                if let jsonwebtoken::errors::ErrorKind::Json(_) = e.kind() {
+                    // Signed by this key, but the payload is not claims.
+                    return Err(AssertionError::Malformed);
+                }
+            }
         }
     }
-    let claims = claims.ok_or(AssertionError::Signature)?;
-    check_claims(&claims, expected)
+    Err(AssertionError::Signature)
 }
 
 /// Whether `k` can verify `alg`: its type, curve and `alg` (when given) fit.

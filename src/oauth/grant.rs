@@ -42,14 +42,37 @@ impl TokenRequest {
     }
 }
 
-/// Checks `grant_type` for the token endpoint (RFC 6749 §4.4.2, §5.2).
-pub fn check_grant_type(params: &Params) -> Result<(), OAuthError> {
+/// `grant_type` of the JWT bearer grant (RFC 7523 §2.1).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// The grant types the token endpoint serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    /// RFC 6749 §4.4.
+    ClientCredentials,
+    /// RFC 7523 §2.1: an external JWT exchanged under a federation rule.
+    JwtBearer,
+}
+
+impl GrantType {
+    /// Its `grant_type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::JwtBearer => JWT_BEARER,
+        }
+    }
+}
+
+/// Reads `grant_type` for the token endpoint (RFC 6749 §4.4.2, §5.2).
+pub fn check_grant_type(params: &Params) -> Result<GrantType, OAuthError> {
     match params.single("grant_type")? {
         None => Err(OAuthError::invalid_request("grant_type is required")),
-        Some("client_credentials") => Ok(()),
+        Some("client_credentials") => Ok(GrantType::ClientCredentials),
+        Some(JWT_BEARER) => Ok(GrantType::JwtBearer),
         Some(_) => Err(OAuthError::new(
             OAuthCode::UnsupportedGrantType,
-            "only grant_type=client_credentials is supported",
+            "grant_type must be client_credentials or urn:ietf:params:oauth:grant-type:jwt-bearer",
         )),
     }
 }
@@ -312,8 +335,13 @@ mod tests {
             check_grant_type(&p).unwrap_err().code,
             OAuthCode::UnsupportedGrantType
         );
-        assert!(
-            check_grant_type(&Params::from_pairs([("grant_type", "client_credentials")])).is_ok()
+        assert_eq!(
+            check_grant_type(&Params::from_pairs([("grant_type", "client_credentials")])),
+            Ok(GrantType::ClientCredentials)
+        );
+        assert_eq!(
+            check_grant_type(&Params::from_pairs([("grant_type", JWT_BEARER)])),
+            Ok(GrantType::JwtBearer)
         );
     }
 

@@ -4,6 +4,7 @@
 pub mod assertion;
 pub mod credentials;
 pub mod error;
+pub mod federation;
 pub mod grant;
 pub mod params;
 #[cfg(test)]

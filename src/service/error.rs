@@ -22,6 +22,9 @@ pub enum ErrorCode {
     InvalidClient,
     /// RFC 6749 §5.2: the client is not authorized to use this grant type.
     UnauthorizedClient,
+    /// RFC 6749 §5.2, RFC 7523 §3.1: the authorization grant (a JWT bearer
+    /// assertion) is invalid, expired, replayed or matches no rule.
+    InvalidGrant,
     /// RFC 6749 §5.2: the grant type is not supported by the authorization server.
     UnsupportedGrantType,
     /// RFC 6749 §5.2: the requested scope is invalid, unknown, malformed, or
@@ -65,6 +68,7 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidClient => "invalid_client",
             ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
             ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
             ErrorCode::InvalidScope => "invalid_scope",
             ErrorCode::InvalidTarget => "invalid_target",
@@ -214,6 +218,7 @@ impl From<crate::oauth::OAuthError> for ServiceError {
             O::InvalidRequest => ErrorCode::InvalidRequest,
             O::InvalidClient => ErrorCode::InvalidClient,
             O::UnsupportedGrantType => ErrorCode::UnsupportedGrantType,
+            O::InvalidGrant => ErrorCode::InvalidGrant,
             O::InvalidScope => ErrorCode::InvalidScope,
             O::InvalidTarget => ErrorCode::InvalidTarget,
             O::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 
 use super::changes::Change;
 use super::{
-    ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Dump, Result,
-    SigningKeyRecord, Store,
+    ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Dump, Federation,
+    FederationIssuer, FederationRule, Result, SigningKeyRecord, Store,
 };
 use crate::limits::Decision;
 
@@ -103,6 +103,10 @@ pub struct CachedStore {
     external: AtomicI64,
     /// Moves whenever the signing keys may have changed.
     keys_generation: AtomicU64,
+    /// Every trusted issuer and rule, with the generation it was read in.
+    federation: Mutex<Option<(u64, Arc<Federation>)>>,
+    /// Moves whenever the federation rules may have changed.
+    federation_generation: AtomicU64,
     /// Whether the last write (or write probe) went through.
     writable: std::sync::atomic::AtomicBool,
     /// Told the reason of every write the database refused.
@@ -126,6 +130,8 @@ impl CachedStore {
             marker: AtomicI64::new(marker),
             external: AtomicI64::new(external),
             keys_generation: AtomicU64::new(0),
+            federation: Mutex::new(None),
+            federation_generation: AtomicU64::new(0),
             writable: std::sync::atomic::AtomicBool::new(true),
             on_write_failure: std::sync::OnceLock::new(),
         }
@@ -138,6 +144,7 @@ impl CachedStore {
         self.keys_by_id.clear();
         self.revoked.clear();
         self.keys_generation.fetch_add(1, Ordering::SeqCst);
+        self.federation_generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Forgets what `change` made stale.
@@ -150,6 +157,8 @@ impl CachedStore {
                     |k: &Option<ApiKeyRecord>| k.as_ref().is_some_and(|k| k.client_id == *id);
                 self.keys_by_digest.forget(|_, k| of_client(k));
                 self.keys_by_id.forget(|_, k| of_client(k));
+                // A deleted client takes its federation rules with it.
+                self.federation_generation.fetch_add(1, Ordering::SeqCst);
             }
             Change::ApiKey { id, digest } => {
                 self.keys_by_id.remove(id);
@@ -163,6 +172,9 @@ impl CachedStore {
             Change::Revocation(jti) => self.revoked.remove(jti),
             Change::SigningKeys => {
                 self.keys_generation.fetch_add(1, Ordering::SeqCst);
+            }
+            Change::Federation => {
+                self.federation_generation.fetch_add(1, Ordering::SeqCst);
             }
             Change::Everything => self.invalidate(),
         }
@@ -190,6 +202,25 @@ impl CachedStore {
     pub fn keys_generation(&self) -> u64 {
         self.refresh();
         self.keys_generation.load(Ordering::SeqCst)
+    }
+
+    /// Every trusted issuer and rule, from memory until a write (by any
+    /// instance) changes them.
+    pub async fn federation_cached(&self) -> Result<Arc<Federation>> {
+        self.refresh();
+        let generation = self.federation_generation.load(Ordering::SeqCst);
+        if let Some((g, f)) = crate::sync::lock(&self.federation).as_ref() {
+            if *g == generation {
+                return Ok(f.clone());
+            }
+        }
+        let f = Arc::new(self.inner.federation().await?);
+        let mut slot = crate::sync::lock(&self.federation);
+        // Read before a change was applied: kept only if none was.
+        if self.federation_generation.load(Ordering::SeqCst) == generation {
+            *slot = Some((generation, f.clone()));
+        }
+        Ok(f)
     }
 
     /// Clears the cache if something the change marker did not report (an
@@ -449,6 +480,29 @@ impl Store for CachedStore {
     async fn compromise_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
         let r = self.inner.compromise_signing_key(kid, at, audit).await;
         self.after_write(Change::SigningKeys, r)
+    }
+    async fn federation(&self) -> Result<Federation> {
+        self.inner.federation().await
+    }
+    async fn add_federation_issuer(
+        &self,
+        i: &FederationIssuer,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        let r = self.inner.add_federation_issuer(i, audit).await;
+        self.after_write(Change::Federation, r)
+    }
+    async fn remove_federation_issuer(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
+        let r = self.inner.remove_federation_issuer(id, audit).await;
+        self.after_write(Change::Federation, r)
+    }
+    async fn add_federation_rule(&self, r: &FederationRule, audit: &AuditEntry) -> Result<bool> {
+        let r = self.inner.add_federation_rule(r, audit).await;
+        self.after_write(Change::Federation, r)
+    }
+    async fn remove_federation_rule(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
+        let r = self.inner.remove_federation_rule(id, audit).await;
+        self.after_write(Change::Federation, r)
     }
     async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
         let r = self.inner.append_audit(entry).await;

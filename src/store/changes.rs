@@ -1,5 +1,6 @@
 //! What a committed write changed, as the caches need to know it: one client,
-//! one API key, one revoked token, the signing keys, or anything at all. A
+//! one API key, one revoked token, the signing keys, the federation rules,
+//! or anything at all. A
 //! store numbers its writes with its change marker and keeps the recent ones
 //! in a [`ChangeLog`], so a cache forgets exactly what a write touched
 //! instead of everything it holds.
@@ -24,6 +25,8 @@ pub enum Change {
     Revocation(String),
     /// A signing key was added, retired or marked compromised.
     SigningKeys,
+    /// A trusted issuer or federation rule was added or removed.
+    Federation,
     /// Unknown: a bulk import, a write outside Tollgate, missed notifications.
     Everything,
 }
@@ -46,6 +49,7 @@ impl Change {
             } => format!("k:{id}:{}", hex(d)),
             Change::Revocation(jti) => format!("r:{jti}"),
             Change::SigningKeys => "s".to_string(),
+            Change::Federation => "f".to_string(),
             Change::Everything => return None,
         };
         (text.len() <= MAX_TEXT).then_some(text)
@@ -70,6 +74,7 @@ impl Change {
                 },
             },
             None if text == "s" => Change::SigningKeys,
+            None if text == "f" => Change::Federation,
             _ => Change::Everything,
         }
     }
@@ -157,6 +162,7 @@ mod tests {
             },
             Change::Revocation("j t i".into()),
             Change::SigningKeys,
+            Change::Federation,
         ] {
             assert_eq!(Change::from_text(&c.to_text().unwrap()), c);
         }

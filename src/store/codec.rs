@@ -20,6 +20,13 @@ pub const KEY_COLUMNS: &str =
 pub const SIGNING_KEY_COLUMNS: &str =
     "kid, alg, created_at, activates_at, retired_at, compromised_at";
 
+/// The `federation_issuers` columns, in [`federation_issuer`]'s order.
+pub const FEDERATION_ISSUER_COLUMNS: &str = "id, issuer, jwks_uri, jwks, created_at";
+
+/// The `federation_rules` columns, in [`federation_rule`]'s order.
+pub const FEDERATION_RULE_COLUMNS: &str =
+    "id, issuer, audience, subject, claims, client_id, scopes, single_use, created_at";
+
 /// Typed access to the columns of one row, by position.
 pub trait Columns {
     /// A text column.
@@ -163,4 +170,52 @@ pub fn revocation(r: &impl Columns) -> Result<RevocationRecord> {
         expires_at: r.int(2)?,
         revoked_at: r.int(3)?,
     })
+}
+
+/// A trusted issuer from a row of [`FEDERATION_ISSUER_COLUMNS`].
+pub fn federation_issuer(r: &impl Columns) -> Result<crate::domain::FederationIssuer> {
+    Ok(crate::domain::FederationIssuer {
+        id: r.text(0)?,
+        issuer: r.text(1)?,
+        jwks_uri: r.text_opt(2)?,
+        jwks: r
+            .text_opt(3)?
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("federation jwks: {e}")))?,
+        created_at: r.int(4)?,
+    })
+}
+
+/// A federation rule from a row of [`FEDERATION_RULE_COLUMNS`].
+pub fn federation_rule(r: &impl Columns) -> Result<crate::domain::FederationRule> {
+    Ok(crate::domain::FederationRule {
+        id: r.text(0)?,
+        issuer: r.text(1)?,
+        audience: r.text(2)?,
+        subject: r.text_opt(3)?,
+        claims: serde_json::from_str(&r.text(4)?)
+            .map_err(|e| StoreError::Corrupt(format!("federation claims: {e}")))?,
+        client_id: r.text(5)?,
+        scopes: r
+            .text_opt(6)?
+            .map(|s| s.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect()),
+        single_use: r.flag(7)?,
+        created_at: r.int(8)?,
+    })
+}
+
+/// A rule's claim conditions as stored: a JSON object.
+pub fn rule_claims_text(r: &crate::domain::FederationRule) -> String {
+    serde_json::to_string(&r.claims).unwrap_or_else(|_| "{}".into())
+}
+
+/// A rule's scopes as stored: space-separated, `None` for the client's.
+pub fn rule_scopes_text(r: &crate::domain::FederationRule) -> Option<String> {
+    r.scopes.as_ref().map(|s| s.join(" "))
+}
+
+/// An issuer's inline keys as stored: JSON text.
+pub fn issuer_jwks_text(i: &crate::domain::FederationIssuer) -> Option<String> {
+    i.jwks.as_ref().map(|j| j.to_string())
 }

@@ -12,7 +12,8 @@ pub mod sqlite;
 use serde::Serialize;
 
 pub use crate::domain::{
-    ApiKeyRecord, ApiKeyState, AuditEntry, Client, ClientSecretRecord, SigningKeyRecord,
+    ApiKeyRecord, ApiKeyState, AuditEntry, Client, ClientSecretRecord, Federation,
+    FederationIssuer, FederationRule, SigningKeyRecord,
 };
 pub use cached::CachedStore;
 pub use changes::Change;
@@ -120,6 +121,10 @@ pub struct Copied {
     pub signing_keys: usize,
     /// Audit-log entries (the migration's own entry not counted).
     pub audit_entries: usize,
+    /// Trusted issuers.
+    pub federation_issuers: usize,
+    /// Federation rules.
+    pub federation_rules: usize,
 }
 
 impl Dump {
@@ -132,6 +137,8 @@ impl Dump {
             revocations: self.revocations.len(),
             signing_keys: self.signing_keys.len(),
             audit_entries: self.audit.len(),
+            federation_issuers: self.federation.issuers.len(),
+            federation_rules: self.federation.rules.len(),
         }
     }
 }
@@ -161,6 +168,7 @@ pub async fn copy(from: &dyn Store, to: &dyn Store, audit: &AuditEntry) -> Resul
         || !same_keys(&back.api_keys, &dump.api_keys)
         || back.revocations != dump.revocations
         || back.audit.len() < dump.audit.len()
+        || back.federation != dump.federation
     {
         return Err(StoreError::Corrupt(
             "the copy read back differs from the source".into(),
@@ -234,6 +242,8 @@ pub struct Dump {
     pub signing_keys: Vec<SigningKeyRecord>,
     /// The audit log, with its numbers.
     pub audit: Vec<AuditEntry>,
+    /// Trusted issuers and federation rules.
+    pub federation: Federation,
 }
 
 /// What creating an API key can run into.
@@ -353,6 +363,17 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a signing key compromised at `at`, retiring it then at the
     /// latest; false if unknown or already compromised.
     async fn compromise_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool>;
+    /// Every trusted issuer and federation rule, rules oldest first.
+    async fn federation(&self) -> Result<Federation>;
+    /// Adds a trusted issuer; false when its issuer identifier is taken.
+    async fn add_federation_issuer(&self, i: &FederationIssuer, audit: &AuditEntry)
+        -> Result<bool>;
+    /// Removes a trusted issuer with its rules; false when there is none.
+    async fn remove_federation_issuer(&self, id: &str, audit: &AuditEntry) -> Result<bool>;
+    /// Adds a rule; false when its issuer or its client does not exist.
+    async fn add_federation_rule(&self, r: &FederationRule, audit: &AuditEntry) -> Result<bool>;
+    /// Removes a rule; false when there is none.
+    async fn remove_federation_rule(&self, id: &str, audit: &AuditEntry) -> Result<bool>;
     /// Appends an audit entry on its own.
     async fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
     /// Audit entries with id above `after`, oldest first, at most `limit`.

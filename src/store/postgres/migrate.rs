@@ -27,10 +27,15 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "client authentication methods and keys, used assertions",
         include_str!("../../../schema-postgres/0004_private_key_jwt.sql"),
     ),
+    (
+        5,
+        "workload identity federation: trusted issuers and rules",
+        include_str!("../../../schema-postgres/0005_federation.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// The advisory lock that serialises migrations of instances starting together.
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"

@@ -33,8 +33,8 @@ use tokio_postgres::Row;
 use super::changes::{Change, ChangeLog};
 use super::codec::{self, CLIENT_COLUMNS, KEY_COLUMNS, SIGNING_KEY_COLUMNS};
 use super::{
-    ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Dump, Result,
-    SigningKeyRecord, Store, StoreError,
+    ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Dump, Federation,
+    FederationIssuer, FederationRule, Result, SigningKeyRecord, Store, StoreError,
 };
 use crate::limits::Decision;
 
@@ -559,6 +559,90 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn federation(&self) -> Result<Federation> {
+        self.call(async {
+            let mut conn = self.conn().await?;
+            let tx = conn
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let f = read_federation(&tx).await?;
+            tx.commit().await?;
+            Ok(f)
+        })
+        .await
+    }
+
+    async fn add_federation_issuer(
+        &self,
+        i: &FederationIssuer,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        self.call(async {
+            let mut conn = self.conn().await?;
+            let tx = conn.transaction().await?;
+            tag(&tx, &Change::Federation).await?;
+            if insert_federation_issuer(&tx, i).await? != 1 {
+                return Ok(false);
+            }
+            insert_audit(&tx, audit).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn remove_federation_issuer(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
+        self.call(self.write_one(
+            Change::Federation,
+            "DELETE FROM federation_issuers WHERE id = $1",
+            &[&id],
+            audit,
+        ))
+        .await
+    }
+
+    async fn add_federation_rule(&self, r: &FederationRule, audit: &AuditEntry) -> Result<bool> {
+        self.call(async {
+            let mut conn = self.conn().await?;
+            let tx = conn.transaction().await?;
+            tag(&tx, &Change::Federation).await?;
+            // Locks both rows, so neither can be deleted under the new rule.
+            let client = tx
+                .query_opt(
+                    "SELECT 1 FROM clients WHERE id = $1 FOR SHARE",
+                    &[&r.client_id],
+                )
+                .await?;
+            let issuer = tx
+                .query_opt(
+                    "SELECT 1 FROM federation_issuers WHERE issuer = $1 FOR SHARE",
+                    &[&r.issuer],
+                )
+                .await?;
+            if client.is_none() || issuer.is_none() {
+                return Ok(false);
+            }
+            insert_federation_rule(&tx, r).await?;
+            insert_audit(&tx, audit).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn remove_federation_rule(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
+        self.call(self.write_one(
+            Change::Federation,
+            "DELETE FROM federation_rules WHERE id = $1",
+            &[&id],
+            audit,
+        ))
+        .await
+    }
+
     async fn prune_revocations(&self, now: i64) -> Result<usize> {
         self.call(async {
             let conn = self.conn().await?;
@@ -813,6 +897,7 @@ impl Store for PostgresStore {
                     audit_from_row,
                 )
                 .await?,
+                federation: read_federation(&tx).await?,
             };
             tx.commit().await?;
             Ok(dump)
@@ -897,6 +982,12 @@ impl Store for PostgresStore {
                 &[],
             )
             .await?;
+            for i in &dump.federation.issuers {
+                insert_federation_issuer(&tx, i).await?;
+            }
+            for r in &dump.federation.rules {
+                insert_federation_rule(&tx, r).await?;
+            }
             insert_audit(&tx, audit).await?;
             tx.commit().await?;
             Ok(true)

@@ -297,3 +297,85 @@ pub(super) async fn insert_signing_key(
     .await?;
     Ok(())
 }
+
+/// Every trusted issuer and rule, in one transaction's snapshot.
+pub(super) async fn read_federation(
+    tx: &deadpool_postgres::Transaction<'_>,
+) -> Result<crate::domain::Federation> {
+    use super::codec::{FEDERATION_ISSUER_COLUMNS, FEDERATION_RULE_COLUMNS};
+    Ok(crate::domain::Federation {
+        issuers: all(
+            tx,
+            &format!(
+                "SELECT {FEDERATION_ISSUER_COLUMNS} FROM federation_issuers \
+                 ORDER BY issuer COLLATE \"C\""
+            ),
+            codec::federation_issuer,
+        )
+        .await?,
+        rules: all(
+            tx,
+            &format!(
+                "SELECT {FEDERATION_RULE_COLUMNS} FROM federation_rules \
+                 ORDER BY created_at, id COLLATE \"C\""
+            ),
+            codec::federation_rule,
+        )
+        .await?,
+    })
+}
+
+/// Inserts a trusted issuer unless its issuer identifier is taken; the rows
+/// written.
+pub(super) async fn insert_federation_issuer(
+    tx: &deadpool_postgres::Transaction<'_>,
+    i: &crate::domain::FederationIssuer,
+) -> Result<u64> {
+    let stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO federation_issuers ({}) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT DO NOTHING",
+            codec::FEDERATION_ISSUER_COLUMNS
+        ))
+        .await?;
+    Ok(tx
+        .execute(
+            &stmt,
+            &[
+                &i.id,
+                &i.issuer,
+                &i.jwks_uri,
+                &codec::issuer_jwks_text(i),
+                &i.created_at,
+            ],
+        )
+        .await?)
+}
+
+pub(super) async fn insert_federation_rule(
+    tx: &deadpool_postgres::Transaction<'_>,
+    r: &crate::domain::FederationRule,
+) -> Result<()> {
+    let stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO federation_rules ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            codec::FEDERATION_RULE_COLUMNS
+        ))
+        .await?;
+    tx.execute(
+        &stmt,
+        &[
+            &r.id,
+            &r.issuer,
+            &r.audience,
+            &r.subject,
+            &codec::rule_claims_text(r),
+            &r.client_id,
+            &codec::rule_scopes_text(r),
+            &r.single_use,
+            &r.created_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}

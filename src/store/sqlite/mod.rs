@@ -11,17 +11,20 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use super::changes::{Change, ChangeLog};
-use super::codec::{self, CLIENT_COLUMNS, KEY_COLUMNS, SIGNING_KEY_COLUMNS};
+use super::codec::{
+    self, CLIENT_COLUMNS, FEDERATION_ISSUER_COLUMNS, FEDERATION_RULE_COLUMNS, KEY_COLUMNS,
+    SIGNING_KEY_COLUMNS,
+};
 use super::{
-    ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Dump, Result,
-    SigningKeyRecord, Store, StoreError,
+    ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Dump, Federation,
+    FederationIssuer, FederationRule, Result, SigningKeyRecord, Store, StoreError,
 };
 
 /// The schema, applied at start-up.
 const SCHEMA: &str = include_str!("../../../schema.sql");
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The steps from each older version, in order: `(from, sql)` brings a
 /// database at version `from` to `from + 1`. A new database gets [`SCHEMA`]
@@ -48,6 +51,30 @@ const UPGRADES: &[(i64, &str)] = &[
              expires_at INTEGER NOT NULL,
              PRIMARY KEY (client_id, jti)
          );",
+    ),
+    (
+        3,
+        // Version 4: trusted issuers and the rules that map their tokens to
+        // clients (workload identity federation).
+        "CREATE TABLE IF NOT EXISTS federation_issuers (
+             id         TEXT PRIMARY KEY,
+             issuer     TEXT NOT NULL UNIQUE,
+             jwks_uri   TEXT,
+             jwks       TEXT,
+             created_at INTEGER NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS federation_rules (
+             id         TEXT PRIMARY KEY,
+             issuer     TEXT NOT NULL REFERENCES federation_issuers(issuer) ON DELETE CASCADE,
+             audience   TEXT NOT NULL,
+             subject    TEXT,
+             claims     TEXT NOT NULL DEFAULT '{}',
+             client_id  TEXT NOT NULL REFERENCES clients(id) ON DELETE CASCADE,
+             scopes     TEXT,
+             single_use INTEGER NOT NULL DEFAULT 0,
+             created_at INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS federation_rules_by_client ON federation_rules(client_id);",
     ),
 ];
 
@@ -813,6 +840,7 @@ impl Db {
                 "SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY id",
                 audit_from_row,
             )?,
+            federation: read_federation(&tx)?,
         };
         tx.finish()?;
         Ok(dump)
@@ -872,10 +900,101 @@ impl Db {
                     e.detail.to_string()
                 ])?;
             }
+            for i in &dump.federation.issuers {
+                insert_federation_issuer(tx, i)?;
+            }
+            for r in &dump.federation.rules {
+                insert_federation_rule(tx, r)?;
+            }
             insert_audit(tx, audit)?;
             Ok(true)
         })
     }
+
+    fn federation(&self) -> Result<Federation> {
+        let conn = self.conn()?;
+        read_federation(&conn)
+    }
+
+    fn add_federation_issuer(&self, i: &FederationIssuer, audit: &AuditEntry) -> Result<bool> {
+        self.write(Some(Change::Federation), |tx| {
+            let n = insert_federation_issuer(tx, i)?;
+            if n == 1 {
+                insert_audit(tx, audit)?;
+            }
+            Ok(n == 1)
+        })
+    }
+
+    fn add_federation_rule(&self, r: &FederationRule, audit: &AuditEntry) -> Result<bool> {
+        self.write(Some(Change::Federation), |tx| {
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM clients WHERE id = ?1) \
+                 AND EXISTS (SELECT 1 FROM federation_issuers WHERE issuer = ?2)",
+                params![r.client_id, r.issuer],
+                |row| row.get(0),
+            )?;
+            if !exists {
+                return Ok(false);
+            }
+            insert_federation_rule(tx, r)?;
+            insert_audit(tx, audit)?;
+            Ok(true)
+        })
+    }
+}
+
+fn read_federation(c: &Connection) -> Result<Federation> {
+    Ok(Federation {
+        issuers: all(
+            c,
+            &format!("SELECT {FEDERATION_ISSUER_COLUMNS} FROM federation_issuers ORDER BY issuer"),
+            |r| mapped(codec::federation_issuer(r)),
+        )?,
+        rules: all(
+            c,
+            &format!(
+                "SELECT {FEDERATION_RULE_COLUMNS} FROM federation_rules ORDER BY created_at, id"
+            ),
+            |r| mapped(codec::federation_rule(r)),
+        )?,
+    })
+}
+
+/// Inserts a trusted issuer unless its issuer identifier is taken; the rows
+/// written.
+fn insert_federation_issuer(tx: &Connection, i: &FederationIssuer) -> Result<usize> {
+    Ok(tx
+        .prepare_cached(&format!(
+            "INSERT OR IGNORE INTO federation_issuers ({FEDERATION_ISSUER_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5)"
+        ))?
+        .execute(params![
+            i.id,
+            i.issuer,
+            i.jwks_uri,
+            codec::issuer_jwks_text(i),
+            i.created_at
+        ])?)
+}
+
+fn insert_federation_rule(tx: &Connection, r: &FederationRule) -> Result<()> {
+    tx.prepare_cached(&format!(
+        "INSERT INTO federation_rules ({FEDERATION_RULE_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    ))?
+    .execute(params![
+        r.id,
+        r.issuer,
+        r.audience,
+        r.subject,
+        codec::rule_claims_text(r),
+        r.client_id,
+        codec::rule_scopes_text(r),
+        r.single_use,
+        r.created_at
+    ])?;
+    Ok(())
 }
 
 /// Runs one blocking call on the runtime's blocking pool with its own
@@ -1050,6 +1169,39 @@ impl Store for SqliteStore {
     async fn compromise_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool> {
         let (kid, audit) = (kid.to_string(), audit.clone());
         blocking!(self, |db| db.compromise_signing_key(&kid, at, &audit))
+    }
+    async fn federation(&self) -> Result<Federation> {
+        blocking!(self, |db| db.federation())
+    }
+    async fn add_federation_issuer(
+        &self,
+        i: &FederationIssuer,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        let (i, audit) = (i.clone(), audit.clone());
+        blocking!(self, |db| db.add_federation_issuer(&i, &audit))
+    }
+    async fn remove_federation_issuer(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
+        let (id, audit) = (id.to_string(), audit.clone());
+        blocking!(self, |db| db.write_one(
+            Change::Federation,
+            "DELETE FROM federation_issuers WHERE id = ?1",
+            params![id],
+            &audit
+        ))
+    }
+    async fn add_federation_rule(&self, r: &FederationRule, audit: &AuditEntry) -> Result<bool> {
+        let (r, audit) = (r.clone(), audit.clone());
+        blocking!(self, |db| db.add_federation_rule(&r, &audit))
+    }
+    async fn remove_federation_rule(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
+        let (id, audit) = (id.to_string(), audit.clone());
+        blocking!(self, |db| db.write_one(
+            Change::Federation,
+            "DELETE FROM federation_rules WHERE id = ?1",
+            params![id],
+            &audit
+        ))
     }
     async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
         let entry = entry.clone();
