@@ -1,5 +1,6 @@
 //! Prometheus metrics: tokens issued, authentication failures,
-//! introspections, revocations, rate-limit refusals and request latency,
+//! introspections, revocations, rate-limit refusals, federation exchanges
+//! and request latency,
 //! in a registry owned by the app (no global state).
 
 use prometheus::{
@@ -25,6 +26,10 @@ pub struct Metrics {
     /// refused (`not_writable`: disk full, read-only, locked, I/O error;
     /// `unavailable`: unreachable).
     pub write_failures: IntCounterVec,
+    /// `tollgate_federation_exchanges_total{rule, result}`: external tokens
+    /// exchanged (`issued`) or refused (the reason) per federation rule
+    /// (`none` when no rule matched).
+    pub federation: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -95,6 +100,12 @@ impl Metrics {
                 "tollgate_rate_limit_refusals_total",
                 "429 refusals by limit (quota, ip, auth_failures).",
                 &["limit"],
+            )?,
+            federation: counter(
+                &registry,
+                "tollgate_federation_exchanges_total",
+                "Workload identity federation exchanges by rule (none: no rule matched) and result (issued, or why refused).",
+                &["rule", "result"],
             )?,
             latency,
             registry,

@@ -36,6 +36,10 @@ pub(super) enum Command {
     /// Read the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Workload identity federation: trusted issuers and the rules that map
+    /// their tokens to clients.
+    #[command(subcommand)]
+    Federation(FederationCmd),
     /// Copy a deployment into a new, empty database: clients, hashed secrets,
     /// API keys, revocations, signing-key records and the audit log.
     Migrate {
@@ -282,6 +286,97 @@ pub(super) enum AuditCmd {
         limit: u32,
         #[command(flatten)]
         out: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum FederationCmd {
+    /// Trusted issuers.
+    #[command(subcommand)]
+    Issuer(IssuerCmd),
+    /// Rules mapping external identities to clients.
+    #[command(subcommand)]
+    Rule(RuleCmd),
+    /// Say which rule an external token (a JWT in FILE, `-` for standard
+    /// input) matches, or why each does not; nothing is issued.
+    Test {
+        /// The file holding the JWT.
+        file: PathBuf,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum IssuerCmd {
+    /// Trust an issuer. Without --jwks-file or --jwks-uri its keys are found
+    /// by discovery (OpenID Connect, RFC 8414) at the issuer.
+    Add {
+        /// The issuer identifier, exactly as its tokens' `iss`.
+        #[arg(long)]
+        issuer: String,
+        /// A file holding its public keys (a JWK Set), for issuers that cannot
+        /// be reached (`kubectl get --raw /openid/v1/jwks`).
+        #[arg(long, value_name = "FILE", conflicts_with = "jwks_uri")]
+        jwks_file: Option<PathBuf>,
+        /// Where its public keys are published.
+        #[arg(long, value_name = "URL")]
+        jwks_uri: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// List trusted issuers.
+    List {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Stop trusting an issuer (refused while rules use it).
+    Remove {
+        /// Its id (`fi_…`).
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum RuleCmd {
+    /// Add a rule: tokens of ISSUER for AUDIENCE whose subject and claims
+    /// match act as CLIENT_ID.
+    Add {
+        /// The trusted issuer.
+        #[arg(long)]
+        issuer: String,
+        /// The `aud` the external token must carry.
+        #[arg(long)]
+        audience: String,
+        /// The `sub` pattern (exact, or a glob with `*`).
+        #[arg(long)]
+        subject: Option<String>,
+        /// A claim condition NAME=PATTERN (repeatable), e.g.
+        /// `repository_id=123456`.
+        #[arg(long = "claim", value_name = "NAME=PATTERN")]
+        claims: Vec<String>,
+        /// The client the identity acts as.
+        #[arg(long)]
+        client_id: String,
+        /// Scopes it may get (space-separated), a subset of the client's;
+        /// default: the client's.
+        #[arg(long)]
+        scopes: Option<String>,
+        /// Each external token (`jti`) may be exchanged once only.
+        #[arg(long)]
+        single_use: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// List rules, in the order they are tried.
+    List {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Remove a rule.
+    Remove {
+        /// Its id (`fr_…`).
+        id: String,
     },
 }
 

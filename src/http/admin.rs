@@ -10,6 +10,7 @@ use serde_json::json;
 use super::{authorization, no_store_json, read_body};
 use crate::service::admin::{api_key_view, ClientPatch, NewClient};
 use crate::service::error::ServiceError;
+use crate::service::federation::{NewIssuer, NewRule};
 use crate::service::introspect::ADMIN_SCOPE;
 use crate::service::{now, App};
 use crate::token::Alg;
@@ -51,7 +52,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/signing-keys/{kid}/retire",
         retire_signing_key,
     ))
-    .service(super::get("/audit", list_audit));
+    .service(super::get("/audit", list_audit))
+    .service(
+        web::resource("/federation/issuers")
+            .route(super::get_or_head().to(list_federation_issuers))
+            .route(web::post().to(add_federation_issuer))
+            .default_service(super::not_allowed("GET, HEAD, POST")),
+    )
+    .service(
+        web::resource("/federation/issuers/{id}")
+            .route(web::delete().to(remove_federation_issuer))
+            .default_service(super::not_allowed("DELETE")),
+    )
+    .service(
+        web::resource("/federation/rules")
+            .route(super::get_or_head().to(list_federation_rules))
+            .route(web::post().to(add_federation_rule))
+            .default_service(super::not_allowed("GET, HEAD, POST")),
+    )
+    .service(
+        web::resource("/federation/rules/{id}")
+            .route(web::delete().to(remove_federation_rule))
+            .default_service(super::not_allowed("DELETE")),
+    )
+    .service(super::post("/federation/test", test_federation));
 }
 
 /// Authorizes the admin caller and returns its client id, the audit actor.
@@ -395,4 +419,87 @@ async fn list_audit(
     Ok(no_store_json(
         json!({"data": entries, "meta": {"limit": limit, "count": entries.len(), "next_cursor": next}}),
     ))
+}
+
+async fn list_federation_issuers(
+    app: web::Data<App>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ServiceError> {
+    admin_caller(&app, &req).await?;
+    let f = app.federation().await?;
+    Ok(no_store_json(
+        json!({"data": f.issuers, "meta": {"count": f.issuers.len()}}),
+    ))
+}
+
+async fn add_federation_issuer(
+    app: web::Data<App>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ServiceError> {
+    let actor = admin_caller(&app, &req).await?;
+    let input: NewIssuer = json_body(&app, &req, payload).await?;
+    let issuer = app.add_federation_issuer(&actor, input, now()).await?;
+    Ok(created(json!(issuer)))
+}
+
+async fn remove_federation_issuer(
+    app: web::Data<App>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ServiceError> {
+    let actor = admin_caller(&app, &req).await?;
+    app.remove_federation_issuer(&actor, &id.into_inner(), now())
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn list_federation_rules(
+    app: web::Data<App>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ServiceError> {
+    admin_caller(&app, &req).await?;
+    let f = app.federation().await?;
+    Ok(no_store_json(
+        json!({"data": f.rules, "meta": {"count": f.rules.len()}}),
+    ))
+}
+
+async fn add_federation_rule(
+    app: web::Data<App>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ServiceError> {
+    let actor = admin_caller(&app, &req).await?;
+    let input: NewRule = json_body(&app, &req, payload).await?;
+    let rule = app.add_federation_rule(&actor, input, now()).await?;
+    Ok(created(json!(rule)))
+}
+
+async fn remove_federation_rule(
+    app: web::Data<App>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ServiceError> {
+    let actor = admin_caller(&app, &req).await?;
+    app.remove_federation_rule(&actor, &id.into_inner(), now())
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FederationTest {
+    assertion: String,
+}
+
+async fn test_federation(
+    app: web::Data<App>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ServiceError> {
+    admin_caller(&app, &req).await?;
+    let input: FederationTest = json_body(&app, &req, payload).await?;
+    let report = app.test_federation(&input.assertion, now()).await?;
+    Ok(no_store_json(report))
 }

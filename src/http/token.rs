@@ -4,8 +4,9 @@ use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 
-use super::{client_ip, no_store_json, read_client_request, read_params};
-use crate::oauth::grant::{check_grant_type, TokenRequest};
+use super::{authorization, client_ip, no_store_json, read_params};
+use crate::oauth::credentials;
+use crate::oauth::grant::{check_grant_type, GrantType, TokenRequest};
 use crate::secret::SecretString;
 use crate::service::error::ServiceError;
 use crate::service::{now, App, IssuedToken};
@@ -28,22 +29,47 @@ fn respond(t: &IssuedToken) -> HttpResponse {
     })
 }
 
-/// Client-credentials grant, form or JSON body, Basic or body credentials.
+/// The token endpoint, form or JSON body: the client-credentials grant
+/// (Basic, body credentials or a client assertion) and the JWT bearer grant
+/// (RFC 7523 §2.1: `assertion`, client authentication optional).
 pub async fn token(
     app: web::Data<App>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ServiceError> {
-    let (params, creds) = read_client_request(&app, &req, payload).await?;
-    check_grant_type(&params)?;
-    let request = TokenRequest::from_params(&params)?;
+    let params = read_params(&app, &req, payload).await?;
+    let grant = check_grant_type(&params)?;
     let ip = client_ip(&req, &app);
     let metrics = app.metrics_handle();
-    let issued = app
-        .issue_for_client(creds.as_ref(), Some(ip), &request, now())
-        .await;
+    let issued = match grant {
+        GrantType::ClientCredentials => {
+            let creds = credentials::extract(authorization(&req), &params)?;
+            let request = TokenRequest::from_params(&params)?;
+            app.issue_for_client(creds.as_ref(), Some(ip), &request, now())
+                .await
+        }
+        GrantType::JwtBearer => {
+            let (creds, named) = credentials::extract_optional(authorization(&req), &params)?;
+            let assertion = params
+                .single("assertion")?
+                .ok_or_else(|| ServiceError::invalid_request("assertion is required"))?;
+            let assertion = SecretString::new(assertion.to_string());
+            let request = TokenRequest::from_params(&params)?;
+            let now = now();
+            let client = match creds {
+                Some(c) => Some(app.authenticate_client(Some(&c), Some(ip), now).await?.id),
+                None => named,
+            };
+            app.issue_for_jwt_bearer(&assertion, client.as_deref(), Some(ip), &request, now)
+                .await
+        }
+    };
+    let label = match grant {
+        GrantType::ClientCredentials => "client_credentials",
+        GrantType::JwtBearer => "jwt_bearer",
+    };
     metrics.token(
-        "client_credentials",
+        label,
         issued.as_ref().map(|_| ()).map_err(|e| e.code.as_str()),
     );
     let issued = issued?;

@@ -52,7 +52,7 @@ pub async fn metadata(app: web::Data<App>) -> HttpResponse {
             "jwks_uri": format!("{iss}/.well-known/jwks.json"),
             "introspection_endpoint": format!("{iss}/oauth/introspect"),
             "revocation_endpoint": format!("{iss}/oauth/revoke"),
-            "grant_types_supported": ["client_credentials"],
+            "grant_types_supported": ["client_credentials", crate::oauth::grant::JWT_BEARER],
             // RFC 8414 §2 requires the member; there is no authorization
             // endpoint, so no response type is supported.
             "response_types_supported": [],

@@ -147,6 +147,26 @@ pub fn extract(
     }
 }
 
+/// For the JWT bearer grant (RFC 7523 §2.1, where client authentication is
+/// optional): the client's credentials when it sent any, else the bare
+/// `client_id` it named (which only restricts the rules considered).
+pub fn extract_optional(
+    authorization: Option<&[u8]>,
+    params: &Params,
+) -> Result<(Option<ClientCredentials>, Option<String>), OAuthError> {
+    let basic = match authorization {
+        Some(h) => parse_basic(h)?.is_some(),
+        None => false,
+    };
+    let other = params.single("client_secret")?.is_some()
+        || params.single("client_assertion")?.is_some()
+        || params.single("client_assertion_type")?.is_some();
+    if !basic && !other {
+        return Ok((None, params.single("client_id")?.map(str::to_string)));
+    }
+    Ok((extract(authorization, params)?, None))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +248,21 @@ mod tests {
         let jwt = format!("e30.{payload}.sig");
         let p = Params::from_pairs([("client_assertion_type", t), ("client_assertion", &jwt)]);
         assert_eq!(extract(None, &p).unwrap().unwrap().client_id, "c2");
+    }
+
+    #[test]
+    fn the_bearer_grant_takes_a_bare_client_id_or_credentials() {
+        let p = Params::from_pairs([("client_id", "a")]);
+        let (c, id) = extract_optional(None, &p).unwrap();
+        assert!(c.is_none());
+        assert_eq!(id.as_deref(), Some("a"));
+        let p = Params::from_pairs([("client_id", "a"), ("client_secret", "s")]);
+        let (c, id) = extract_optional(None, &p).unwrap();
+        assert_eq!(c.unwrap().method, AuthMethod::Post);
+        assert!(id.is_none());
+        let (c, _) = extract_optional(Some(&basic("a", "b")), &Params::default()).unwrap();
+        assert_eq!(c.unwrap().method, AuthMethod::Basic);
+        assert_eq!(extract_optional(None, &Params::default()).unwrap().1, None);
     }
 
     #[test]

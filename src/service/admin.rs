@@ -138,7 +138,7 @@ fn check_owner(owner: &Option<String>) -> Result<(), ServiceError> {
 /// oxide-auth's `Scope` parser (the grant uses it too) decides what a valid
 /// token is; Tollgate adds its limits (128 bytes a token, 64 tokens) and
 /// keeps the client's order without duplicates.
-fn normalize_scopes(scopes: &[String]) -> Result<Vec<String>, ServiceError> {
+pub(super) fn normalize_scopes(scopes: &[String]) -> Result<Vec<String>, ServiceError> {
     let bad =
         || invalid("each scope must be 1 to 128 characters of the RFC 6749 §3.3 scope-token set");
     let mut out: Vec<String> = Vec::new();

@@ -1,6 +1,7 @@
 //! `private_key_jwt` client authentication (RFC 7523 §2.2, §3): the client's
-//! keys (inline, or fetched from its `jwks_uri` and cached), the assertion
-//! checks of `oauth::assertion`, and the replay check against the store.
+//! keys (inline, or fetched from its `jwks_uri` and cached; the same cache
+//! serves federation issuers' keys), the assertion checks of
+//! `oauth::assertion`, and the replay check against the store.
 
 use crate::store::Store;
 use std::collections::HashMap;
@@ -10,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use jsonwebtoken::jwk::JwkSet;
 
 use super::error::{ErrorCode, ServiceError};
+use super::issue::Authenticated;
 use super::{truncate, App};
 use crate::oauth::assertion::{self, AssertionError, Expected};
 use crate::oauth::ClientCredentials;
@@ -37,7 +39,7 @@ struct Fetched {
     inline: Option<serde_json::Value>,
 }
 
-/// Key sets fetched from clients' `jwks_uri`s, by client id.
+/// Key sets, inline and fetched, by owner (client id or issuer).
 #[derive(Default)]
 pub struct RemoteKeys {
     by_client: Mutex<HashMap<String, Fetched>>,
@@ -67,6 +69,17 @@ impl RemoteKeys {
     }
 }
 
+/// Where a key set comes from.
+#[derive(Clone, Copy)]
+pub(super) enum KeySource<'a> {
+    /// Registered inline.
+    Inline(&'a serde_json::Value),
+    /// Published at a URI.
+    Uri(&'a str),
+    /// Published at the `jwks_uri` of the issuer's metadata.
+    Discover(&'a str),
+}
+
 fn refused(why: impl std::fmt::Display) -> ServiceError {
     ServiceError::new(ErrorCode::InvalidClient, why.to_string())
 }
@@ -79,41 +92,65 @@ impl App {
         vec![self.config.issuer.clone(), format!("{issuer}/oauth/token")]
     }
 
-    /// The client's key set: inline, or from its `jwks_uri` (cached for
-    /// [`JWKS_TTL`]; `refresh` refetches unless the last try was less than
-    /// [`REFETCH_INTERVAL`] ago). A fetch failure is an authentication
-    /// failure, never a server error.
+    /// The client's key set (see [`App::key_set`]). A fetch failure is an
+    /// authentication failure, never a server error.
     async fn client_keys(
         &self,
         client: &Client,
         refresh: bool,
         now: i64,
     ) -> Result<Arc<JwkSet>, ServiceError> {
-        if let Some(jwks) = &client.jwks {
-            // Parsed once per registered set, not per request.
-            if let Some(keys) = self.remote_keys.inline(&client.id, jwks) {
+        let source = match (&client.jwks, &client.jwks_uri) {
+            (Some(jwks), _) => KeySource::Inline(jwks),
+            (None, Some(uri)) => KeySource::Uri(uri),
+            (None, None) => return Err(refused("the client has no registered keys")),
+        };
+        self.key_set(&self.remote_keys, &client.id, source, refresh, now)
+            .await
+            .map_err(|e| match source {
+                KeySource::Inline(_) => refused(format!("the client's registered keys: {e}")),
+                _ => refused("the client's jwks_uri could not be fetched"),
+            })
+    }
+
+    /// A key set, by its owner (a client id, an issuer) in `cache`: inline
+    /// (parsed once per registered set), or fetched from a URI or through
+    /// discovery and cached for [`JWKS_TTL`]; `refresh` refetches unless the
+    /// last try was less than [`REFETCH_INTERVAL`] ago. While a URI fails,
+    /// the set fetched before keeps answering. Errors are safe to show.
+    pub(super) async fn key_set(
+        &self,
+        cache: &RemoteKeys,
+        owner: &str,
+        source: KeySource<'_>,
+        refresh: bool,
+        now: i64,
+    ) -> Result<Arc<JwkSet>, String> {
+        let uri = match source {
+            KeySource::Inline(jwks) => {
+                if let Some(keys) = cache.inline(owner, jwks) {
+                    return Ok(keys);
+                }
+                let keys = assertion::check_public_jwks(jwks)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())?;
+                cache.put(
+                    owner,
+                    Fetched {
+                        uri: String::new(),
+                        keys: Some(keys.clone()),
+                        fetched_at: now,
+                        tried_at: now,
+                        refetched_at: 0,
+                        inline: Some(jwks.clone()),
+                    },
+                );
                 return Ok(keys);
             }
-            let keys = assertion::check_public_jwks(jwks)
-                .map(Arc::new)
-                .map_err(|e| refused(format!("the client's registered keys: {e}")))?;
-            self.remote_keys.put(
-                &client.id,
-                Fetched {
-                    uri: String::new(),
-                    keys: Some(keys.clone()),
-                    fetched_at: now,
-                    tried_at: now,
-                    refetched_at: 0,
-                    inline: Some(jwks.clone()),
-                },
-            );
-            return Ok(keys);
-        }
-        let Some(uri) = &client.jwks_uri else {
-            return Err(refused("the client has no registered keys"));
+            KeySource::Uri(uri) => uri.to_string(),
+            KeySource::Discover(issuer) => format!("discover:{issuer}"),
         };
-        let cached = self.remote_keys.get(&client.id).filter(|f| &f.uri == uri);
+        let cached = cache.get(owner).filter(|f| f.uri == uri);
         let mut refetched_at = cached.as_ref().map_or(0, |f| f.refetched_at);
         if let Some(f) = &cached {
             let fresh = now - f.fetched_at < JWKS_TTL;
@@ -125,28 +162,29 @@ impl App {
                 Some(keys) if fresh && !refresh => return Ok(keys.clone()),
                 Some(keys) if refresh && !may_refetch => return Ok(keys.clone()),
                 Some(keys) if !refresh && !may_retry => return Ok(keys.clone()),
-                None if !may_retry => {
-                    return Err(refused("the client's jwks_uri could not be fetched"))
-                }
+                None if !may_retry => return Err("the key set could not be fetched".into()),
                 _ => {}
             }
             if refresh {
                 refetched_at = now;
             }
         }
-        let fetched = self
-            .fetcher
-            .json(uri)
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|v| assertion::check_public_jwks(&v).map_err(|e| e.to_string()));
+        let fetched = match source {
+            KeySource::Discover(issuer) => self.discover_jwks_uri(issuer).await,
+            _ => Ok(uri.clone()),
+        };
+        let fetched = match fetched {
+            Ok(jwks_uri) => self.fetcher.json(&jwks_uri).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        }
+        .and_then(|v| assertion::check_public_jwks(&v).map_err(|e| e.to_string()));
         match fetched {
             Ok(set) => {
                 let keys = Arc::new(set);
-                self.remote_keys.put(
-                    &client.id,
+                cache.put(
+                    owner,
                     Fetched {
-                        uri: uri.clone(),
+                        uri,
                         keys: Some(keys.clone()),
                         fetched_at: now,
                         tried_at: now,
@@ -157,15 +195,12 @@ impl App {
                 Ok(keys)
             }
             Err(e) => {
-                log::warn!(
-                    "jwks_uri of client {} not usable: {e}",
-                    truncate(&client.id)
-                );
+                log::warn!("keys of {} not usable: {e}", truncate(owner));
                 let previous = cached.as_ref().and_then(|f| f.keys.clone());
-                self.remote_keys.put(
-                    &client.id,
+                cache.put(
+                    owner,
                     Fetched {
-                        uri: uri.clone(),
+                        uri,
                         keys: previous.clone(),
                         fetched_at: cached.map_or(0, |f| f.fetched_at),
                         tried_at: now,
@@ -173,21 +208,58 @@ impl App {
                         inline: None,
                     },
                 );
-                // The set fetched before keeps answering while the URI fails.
-                previous.ok_or_else(|| refused("the client's jwks_uri could not be fetched"))
+                previous.ok_or_else(|| format!("the key set could not be fetched: {e}"))
             }
         }
+    }
+
+    /// The `jwks_uri` an issuer publishes in its metadata: OpenID Connect
+    /// Discovery 1.0 §4 (`<issuer>/.well-known/openid-configuration`), then
+    /// RFC 8414 §3.1 (`/.well-known/oauth-authorization-server` inserted
+    /// before the issuer's path). The document's `issuer` must be the issuer
+    /// (OIDC Discovery §4.3, RFC 8414 §3.3).
+    async fn discover_jwks_uri(&self, issuer: &str) -> Result<String, String> {
+        let base = issuer.trim_end_matches('/');
+        let mut urls = vec![format!("{base}/.well-known/openid-configuration")];
+        if let Ok(u) = reqwest::Url::parse(issuer) {
+            let path = u.path().trim_end_matches('/');
+            let origin = u.origin().ascii_serialization();
+            urls.push(format!(
+                "{origin}/.well-known/oauth-authorization-server{path}"
+            ));
+        }
+        let mut last = String::from("no metadata");
+        for url in urls {
+            match self.fetcher.json(&url).await {
+                Ok(doc) => {
+                    if doc.get("issuer").and_then(|v| v.as_str()) != Some(issuer) {
+                        last = format!("the metadata at {url} names another issuer");
+                        continue;
+                    }
+                    return match doc.get("jwks_uri").and_then(|v| v.as_str()) {
+                        Some(j) => Ok(j.to_string()),
+                        None => Err(format!("the metadata at {url} has no jwks_uri")),
+                    };
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(format!("discovery at the issuer failed: {last}"))
     }
 
     /// Authenticates a client by a JWT assertion signed with one of its keys
     /// (`private_key_jwt`). Every failure is `401 invalid_client` naming the
     /// check, and counts against the failure throttles.
+    ///
+    /// An assertion whose `iss` is a trusted federation issuer is a
+    /// workload's token (the Entra/Keycloak form): it is checked against the
+    /// federation rules of the named client instead.
     pub(super) async fn authenticate_with_assertion(
         &self,
         creds: &ClientCredentials,
         ip: IpAddr,
         now: i64,
-    ) -> Result<Client, ServiceError> {
+    ) -> Result<Authenticated, ServiceError> {
         let fail = |e: ServiceError| {
             log::info!(
                 "client assertion refused for client_id {:?} from {ip}: {}",
@@ -203,6 +275,18 @@ impl App {
             return Err(fail(refused("the client assertion is too long")));
         }
         self.check_failures(Some(&creds.client_id), ip, now)?;
+        let jwt = creds.secret.expose();
+        if self.is_trusted_issuer(jwt).await? {
+            let outcome = self.federate(jwt, Some(&creds.client_id), now).await?;
+            self.note_exchange(&outcome, ip);
+            return match outcome {
+                Ok(f) => Ok(Authenticated {
+                    not_after: Some(f.token.exp),
+                    client: f.client,
+                }),
+                Err(r) => Err(fail(refused(r.description))),
+            };
+        }
         let client = match self.store.get_client(&creds.client_id).await? {
             Some(c) if !c.disabled => c,
             _ => return Err(fail(ServiceError::invalid_client())),
@@ -219,7 +303,6 @@ impl App {
             now,
             max_lifetime: self.config.assertion_max_lifetime,
         };
-        let jwt = creds.secret.expose();
         let keys = self.client_keys(&client, false, now).await.map_err(fail)?;
         let verified = match assertion::verify(jwt, &keys, &expected) {
             // A key rotated at the client: refetch its set once (rate-limited).
@@ -238,6 +321,9 @@ impl App {
         {
             return Err(fail(refused("the client assertion's jti was used before")));
         }
-        Ok(client)
+        Ok(Authenticated {
+            client,
+            not_after: None,
+        })
     }
 }

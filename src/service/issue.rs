@@ -91,6 +91,26 @@ impl App {
                 .hit(&id.to_string(), u64::MAX, FAIL_WINDOW, 0, now);
         }
     }
+    /// Authenticates a client by whatever it presented: a secret, its own
+    /// signed assertion, or a federated workload's token (whose client comes
+    /// with the rule's scopes and the external token's expiry).
+    pub(super) async fn authenticate(
+        &self,
+        creds: Option<&ClientCredentials>,
+        ip: Option<IpAddr>,
+        now: i64,
+    ) -> Result<Authenticated, ServiceError> {
+        match creds {
+            Some(c) if c.method == crate::oauth::AuthMethod::PrivateKeyJwt => {
+                let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                self.authenticate_with_assertion(c, ip, now).await
+            }
+            _ => Ok(Authenticated {
+                client: self.authenticate_client(creds, ip, now).await?,
+                not_after: None,
+            }),
+        }
+    }
     /// Authenticates a client by its secret (RFC 6749 §2.3.1). Unknown, wrong
     /// and disabled all answer the same `invalid_client`.
     pub async fn authenticate_client(
@@ -104,7 +124,7 @@ impl App {
             return Err(ServiceError::invalid_client());
         };
         if creds.method == crate::oauth::AuthMethod::PrivateKeyJwt {
-            return self.authenticate_with_assertion(creds, ip, now).await;
+            return Ok(self.authenticate_with_assertion(creds, ip, now).await?.client);
         }
         if creds.client_id.len() > 256 || creds.secret.expose().len() > 512 {
             self.check_failures(None, ip, now)?;
@@ -170,10 +190,25 @@ impl App {
         req: &TokenRequest,
         now: i64,
     ) -> Result<IssuedToken, ServiceError> {
-        let client = self.authenticate_client(creds, ip, now).await?;
-        let grant = grant::decide(&client, req, &self.policy())?;
-        let unsigned = self.prepare(&client, &grant, now, None).await?;
-        self.spend_quota(&client, now).await?;
+        let auth = self.authenticate(creds, ip, now).await?;
+        if let Some(not_after) = auth.not_after {
+            return self
+                .issue_federated(&auth.client, req, not_after, now)
+                .await;
+        }
+        let grant = grant::decide(&auth.client, req, &self.policy())?;
+        self.issue_grant(&auth.client, &grant, now, None).await
+    }
+    /// Builds, counts against the quota and signs the token of a grant.
+    pub(super) async fn issue_grant(
+        &self,
+        client: &Client,
+        grant: &Grant,
+        now: i64,
+        api_key_id: Option<String>,
+    ) -> Result<IssuedToken, ServiceError> {
+        let unsigned = self.prepare(client, grant, now, api_key_id).await?;
+        self.spend_quota(client, now).await?;
         self.sign(unsigned)
     }
     /// Finds the active API key for a presented key, or `None`.
@@ -288,6 +323,15 @@ impl App {
             scope: unsigned.scope,
         })
     }
+}
+
+/// An authenticated client; a federated one with the time its token must
+/// end by (the external token's `exp`).
+pub(super) struct Authenticated {
+    /// The client (a federated one with the rule's scopes).
+    pub client: Client,
+    /// For a federated client: the external token's expiry.
+    pub not_after: Option<i64>,
 }
 
 /// Claims ready to sign, with the key that will sign them.

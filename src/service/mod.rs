@@ -6,6 +6,7 @@
 pub mod admin;
 mod assertion;
 pub mod error;
+pub mod federation;
 pub mod introspect;
 mod issue;
 mod maintenance;
@@ -99,6 +100,8 @@ pub struct App {
     fetcher: crate::fetch::Fetcher,
     /// Key sets fetched from clients' `jwks_uri`s.
     remote_keys: Arc<assertion::RemoteKeys>,
+    /// Key sets of trusted federation issuers.
+    issuer_keys: Arc<assertion::RemoteKeys>,
 }
 
 impl App {
@@ -204,6 +207,7 @@ impl App {
             verified: Arc::new(token::VerifiedCache::default()),
             key_uses: Arc::default(),
             remote_keys: Arc::default(),
+            issuer_keys: Arc::default(),
             metrics,
         };
         app.ensure_signing_key().await?;
