@@ -27,8 +27,9 @@ pub struct Metrics {
     /// `unavailable`: unreachable).
     pub write_failures: IntCounterVec,
     /// `tollgate_federation_exchanges_total{rule, result}`: external tokens
-    /// exchanged (`issued`) or refused (the reason) per federation rule
-    /// (`none` when no rule matched).
+    /// per federation rule (`none` when no rule matched): `issued` (JWT
+    /// bearer grant), `authenticated` (client assertion), the error code of
+    /// a grant refused after its rule matched, or the reason of a refusal.
     pub federation: IntCounterVec,
 }
 
@@ -104,7 +105,7 @@ impl Metrics {
             federation: counter(
                 &registry,
                 "tollgate_federation_exchanges_total",
-                "Workload identity federation exchanges by rule (none: no rule matched) and result (issued, or why refused).",
+                "Workload identity federation exchanges by rule (none: no rule matched) and result (issued, authenticated, or why refused).",
                 &["rule", "result"],
             )?,
             latency,

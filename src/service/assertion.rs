@@ -278,7 +278,7 @@ impl App {
         let jwt = creds.secret.expose();
         if self.is_trusted_issuer(jwt).await? {
             let outcome = self.federate(jwt, Some(&creds.client_id), now).await?;
-            self.note_exchange(&outcome, ip);
+            self.note_exchange(&outcome, "authenticated", ip);
             return match outcome {
                 Ok(f) => Ok(Authenticated {
                     not_after: Some(f.token.exp),

@@ -416,12 +416,15 @@ impl App {
         }
     }
 
-    /// Counts and logs an exchange's outcome.
-    pub(super) fn note_exchange(&self, outcome: &Result<Federated, Refusal>, ip: IpAddr) {
+    /// Counts and logs an exchange's outcome: `result` is `issued` (a JWT
+    /// bearer grant that got its token), `authenticated` (a client
+    /// assertion), the error code when the grant failed after the rule
+    /// matched, or the reason of a refusal.
+    pub(super) fn note_exchange(&self, outcome: &Result<Federated, Refusal>, result: &str, ip: IpAddr) {
         match outcome {
             Ok(f) => {
                 log::info!(
-                    "federation: iss={:?} sub={:?} exchanged under rule {} as client {}",
+                    "federation: iss={:?} sub={:?} matched rule {} as client {} ({result})",
                     f.token.iss,
                     f.token.sub,
                     f.rule.id,
@@ -429,7 +432,7 @@ impl App {
                 );
                 self.metrics
                     .federation
-                    .with_label_values(&[&f.rule.id, "issued"])
+                    .with_label_values(&[&f.rule.id, result])
                     .inc();
             }
             Err(r) => {
@@ -458,15 +461,26 @@ impl App {
         let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         self.check_failures(None, ip, now)?;
         let outcome = self.federate(assertion.expose(), client, now).await?;
-        self.note_exchange(&outcome, ip);
-        let f = match outcome {
+        let f = match &outcome {
             Ok(f) => f,
             Err(r) => {
+                self.note_exchange(&outcome, "", ip);
                 self.record_failure("jwt_bearer", None, ip, now);
-                return Err(ServiceError::new(ErrorCode::InvalidGrant, r.description));
+                return Err(ServiceError::new(
+                    ErrorCode::InvalidGrant,
+                    r.description.clone(),
+                ));
             }
         };
-        self.issue_federated(&f.client, req, f.token.exp, now).await
+        let issued = self
+            .issue_federated(&f.client, req, f.token.exp, now)
+            .await;
+        let result = match &issued {
+            Ok(_) => "issued",
+            Err(e) => e.code.as_str(),
+        };
+        self.note_exchange(&outcome, result, ip);
+        issued
     }
 
     /// Decides, counts and signs a token for a federated client: its

@@ -7,6 +7,7 @@ mod fleet;
 mod hardening;
 mod helpers;
 mod introspection;
+mod federation;
 mod private_key_jwt;
 mod robustness;
 mod token;

@@ -11,13 +11,13 @@ use crate::helpers::{json, s, TestApp};
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// A key pair made in the test: what signs, and its public JWK.
-struct Key {
-    kid: String,
-    enc: jsonwebtoken::EncodingKey,
-    jwk: Value,
+pub(crate) struct Key {
+    pub(crate) kid: String,
+    pub(crate) enc: jsonwebtoken::EncodingKey,
+    pub(crate) jwk: Value,
 }
 
-fn es256(kid: &str) -> Key {
+pub(crate) fn es256(kid: &str) -> Key {
     let sk = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
     let der = sk.to_pkcs8_der().expect("pkcs8");
     let public = p256::PublicKey::from(sk.verifying_key());
@@ -32,14 +32,14 @@ fn es256(kid: &str) -> Key {
     }
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
 }
 
-fn jti() -> String {
+pub(crate) fn jti() -> String {
     format!(
         "{:x}{:x}",
         rand_core::RngCore::next_u64(&mut rand_core::OsRng),
@@ -59,13 +59,13 @@ fn claims(app: &TestApp, client_id: &str) -> Value {
     })
 }
 
-fn sign(key: &Key, claims: &Value) -> String {
+pub(crate) fn sign(key: &Key, claims: &Value) -> String {
     let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
     h.kid = Some(key.kid.clone());
     jsonwebtoken::encode(&h, claims, &key.enc).expect("sign")
 }
 
-async fn admin_post(app: &TestApp, admin: &str, path: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn admin_post(app: &TestApp, admin: &str, path: &str, body: Value) -> (u16, Value) {
     json(
         app.http
             .post(app.url(path))
@@ -481,32 +481,47 @@ async fn the_metadata_advertises_private_key_jwt() {
     }
 }
 
-/// A JWKS server on loopback whose key set the test replaces.
-struct JwksServer {
-    url: String,
-    keys: std::sync::Arc<std::sync::Mutex<Value>>,
-    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+/// A JWKS server on loopback whose key set the test replaces. It is also an
+/// issuer: `/.well-known/openid-configuration` names `issuer` and the set's
+/// URL. `hits` counts fetches of the set.
+pub(crate) struct JwksServer {
+    pub(crate) url: String,
+    pub(crate) issuer: String,
+    pub(crate) keys: std::sync::Arc<std::sync::Mutex<Value>>,
+    pub(crate) hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
-async fn jwks_server(initial: Value) -> JwksServer {
+pub(crate) async fn jwks_server(initial: Value) -> JwksServer {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let issuer = format!("http://{addr}");
+    let url = format!("{issuer}/jwks.json");
     let keys = std::sync::Arc::new(std::sync::Mutex::new(initial));
     let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (k, h) = (keys.clone(), hits.clone());
+    let metadata = json!({"issuer": issuer, "jwks_uri": url}).to_string();
     tokio::spawn(async move {
         loop {
             let Ok((mut sock, _)) = listener.accept().await else {
                 return;
             };
-            let body = k.lock().unwrap().to_string();
-            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (k, h, metadata) = (k.clone(), h.clone(), metadata.clone());
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
-                let _ = sock.read(&mut buf).await;
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]);
+                let path = request.split(' ').nth(1).unwrap_or("");
+                let (status, body) = if path == "/.well-known/openid-configuration" {
+                    ("200 OK", metadata)
+                } else if path == "/jwks.json" {
+                    h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    ("200 OK", k.lock().unwrap().to_string())
+                } else {
+                    ("404 Not Found", "{}".to_string())
+                };
                 let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = sock.write_all(resp.as_bytes()).await;
@@ -514,7 +529,8 @@ async fn jwks_server(initial: Value) -> JwksServer {
         }
     });
     JwksServer {
-        url: format!("http://{addr}/jwks.json"),
+        url,
+        issuer,
         keys,
         hits,
     }
