@@ -358,10 +358,10 @@ pub(super) enum RuleCmd {
         /// The client the identity acts as.
         #[arg(long)]
         client_id: String,
-        /// Scopes it may get (space-separated), a subset of the client's;
-        /// default: the client's.
+        /// Scopes it may get, space-separated, may repeat: a subset of the
+        /// client's (default: the client's).
         #[arg(long)]
-        scopes: Option<String>,
+        scope: Vec<String>,
         /// Each external token (`jti`) may be exchanged once only.
         #[arg(long)]
         single_use: bool,

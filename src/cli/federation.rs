@@ -114,7 +114,7 @@ pub(super) async fn run(app: &App, cmd: FederationCmd) -> Result<(), ServiceErro
             subject,
             claims,
             client_id,
-            scopes,
+            scope,
             single_use,
             out,
         }) => {
@@ -133,7 +133,7 @@ pub(super) async fn run(app: &App, cmd: FederationCmd) -> Result<(), ServiceErro
                 subject,
                 claims: Some(conditions),
                 client_id,
-                scopes: scopes.map(|s| vec![s]),
+                scopes: (!scope.is_empty()).then_some(scope),
                 single_use: Some(single_use),
             };
             let r = app.add_federation_rule(CLI_ACTOR, input, now()).await?;

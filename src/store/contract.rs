@@ -274,6 +274,82 @@ async fn an_assertion_is_used_once_until_it_expires_and_then_pruned() {
     .await;
 }
 
+fn issuer(id: &str, issuer: &str) -> FederationIssuer {
+    FederationIssuer {
+        id: id.into(),
+        issuer: issuer.into(),
+        jwks_uri: None,
+        jwks: Some(serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]})),
+        created_at: 3,
+    }
+}
+
+fn rule(id: &str, issuer: &str, client_id: &str, created_at: i64) -> FederationRule {
+    FederationRule {
+        id: id.into(),
+        issuer: issuer.into(),
+        audience: "tollgate".into(),
+        subject: Some("system:serviceaccount:ns:*".into()),
+        claims: [("repository_id".to_string(), "12*".to_string())].into(),
+        client_id: client_id.into(),
+        scopes: Some(vec!["a".into()]),
+        single_use: true,
+        created_at,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn federation_issuers_and_rules_round_trip_and_go_with_their_client() {
+    on_each("federation", async |s| {
+        s.create_client(&client("c1"), None, &audit("create"))
+            .await
+            .unwrap();
+        let i = issuer("fi_1", "https://k8s");
+        assert!(s.add_federation_issuer(&i, &audit("fi")).await.unwrap());
+        let taken = FederationIssuer {
+            id: "fi_2".into(),
+            ..i.clone()
+        };
+        assert!(!s.add_federation_issuer(&taken, &audit("fi")).await.unwrap());
+        let (late, early) = (rule("fr_b", "https://k8s", "c1", 9), rule("fr_a", "https://k8s", "c1", 8));
+        assert!(s.add_federation_rule(&late, &audit("fr")).await.unwrap());
+        assert!(s.add_federation_rule(&early, &audit("fr")).await.unwrap());
+        assert!(
+            !s.add_federation_rule(&rule("fr_c", "https://other", "c1", 1), &audit("fr"))
+                .await
+                .unwrap(),
+            "untrusted issuer"
+        );
+        assert!(
+            !s.add_federation_rule(&rule("fr_c", "https://k8s", "nobody", 1), &audit("fr"))
+                .await
+                .unwrap(),
+            "no client"
+        );
+        let f = s.federation().await.unwrap();
+        assert_eq!(f.issuers, vec![i.clone()]);
+        assert_eq!(f.rules, vec![early.clone(), late.clone()], "oldest first");
+        assert!(s.remove_federation_rule("fr_a", &audit("fr.rm")).await.unwrap());
+        assert!(!s.remove_federation_rule("fr_a", &audit("fr.rm")).await.unwrap());
+        // A deleted client takes its rules along; then the issuer goes.
+        assert!(s.delete_client("c1", &audit("delete")).await.unwrap());
+        assert!(s.federation().await.unwrap().rules.is_empty());
+        assert!(s.remove_federation_issuer("fi_1", &audit("fi.rm")).await.unwrap());
+        assert_eq!(s.federation().await.unwrap(), Federation::default());
+        let actions: Vec<String> = s
+            .list_audit(0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(actions.iter().filter(|a| *a == "fi").count(), 1, "{actions:?}");
+        assert_eq!(actions.iter().filter(|a| *a == "fr").count(), 2, "{actions:?}");
+        assert_eq!(actions.iter().filter(|a| *a == "fr.rm").count(), 1, "{actions:?}");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_client_round_trips_without_a_secret() {
     on_each("key clients", async |s| {
@@ -492,7 +568,7 @@ async fn a_sqlite_database_at_schema_2_opens_upgrades_and_keeps_its_data() {
 /// a secret client, an inline-key and a `jwks_uri` private_key_jwt client, an
 /// API key) opens and keeps its data; the next schema change upgrades it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sqlite_database_at_schema_3_opens_and_keeps_its_data() {
+async fn a_sqlite_database_at_schema_3_opens_upgrades_and_keeps_its_data() {
     use crate::domain::ClientAuthMethod;
     let (_dir, db, manifest) = sqlite_fixture("db-v3");
     assert_eq!(user_version(&db), 3, "the fixture is a version-3 database");
@@ -553,6 +629,43 @@ async fn a_sqlite_database_at_schema_3_opens_and_keeps_its_data() {
     );
     assert!(s.use_assertion(signer, "j", i64::MAX, 0).await.unwrap());
     assert!(!s.use_assertion(signer, "j", i64::MAX, 0).await.unwrap());
+    // Version 4: federation, empty, ready for the kept clients.
+    assert_eq!(s.federation().await.unwrap(), Federation::default());
+    let i = issuer("fi_1", "https://k8s");
+    assert!(s.add_federation_issuer(&i, &audit("fi")).await.unwrap());
+    let r = rule("fr_1", "https://k8s", billing, 1);
+    assert!(s.add_federation_rule(&r, &audit("fr")).await.unwrap());
+    assert_eq!(s.federation().await.unwrap().rules, vec![r]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_database_at_schema_4_opens_and_keeps_its_federation() {
+    let (_dir, db, manifest) = sqlite_fixture("db-v4");
+    assert_eq!(user_version(&db), 4, "the fixture is a version-4 database");
+    let s = SqliteStore::open(&db).await.unwrap();
+    assert_eq!(user_version(&db), super::sqlite::SCHEMA_VERSION);
+    let id = manifest["client"]["client_id"].as_str().unwrap();
+    let secret = crate::secret::SecretString::new(
+        manifest["client"]["client_secret"].as_str().unwrap().into(),
+    );
+    assert!(s
+        .live_secrets(id, crate::domain::now())
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.digest == secret.digest()));
+    let f = s.federation().await.unwrap();
+    assert_eq!(serde_json::json!(f.issuers), manifest["issuers"]);
+    let mut rules = manifest["rules"].as_array().unwrap().clone();
+    rules.sort_by_key(|r| (r["created_at"].as_i64(), r["id"].as_str().map(String::from)));
+    assert_eq!(serde_json::json!(f.rules), serde_json::json!(rules));
+    assert_eq!(
+        s.list_audit(0, 100).await.unwrap().len() as u64,
+        manifest["audit_entries"].as_u64().unwrap()
+    );
+    // The rules still go with their client.
+    assert!(s.delete_client(id, &audit("delete")).await.unwrap());
+    assert!(s.federation().await.unwrap().rules.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -657,6 +770,57 @@ async fn a_postgres_database_at_schema_1_upgrades_and_keeps_its_data() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_database_at_schema_4_upgrades_and_keeps_its_data() {
+    let Some((held, first, url)) = postgres("upgrade from schema 4").await else {
+        return;
+    };
+    drop(first);
+    let Held::Postgres { schema, .. } = &held else {
+        unreachable!()
+    };
+    // What the previous release left: migrations 1 to 4, with a secret
+    // client, a private_key_jwt client and a used assertion.
+    let mut sql = format!(
+        "DROP SCHEMA {schema} CASCADE; CREATE SCHEMA {schema}; SET search_path = {schema}; \
+         CREATE TABLE tollgate_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+         applied_at TIMESTAMPTZ NOT NULL DEFAULT now());"
+    );
+    for (version, name, migration) in &super::postgres::MIGRATIONS[..4] {
+        sql.push_str(migration);
+        sql.push_str(&format!(
+            "; INSERT INTO tollgate_migrations (version, name) VALUES ({version}, '{name}');"
+        ));
+    }
+    sql.push_str(
+        "INSERT INTO clients (id, name, scopes, audiences, created_at, updated_at) \
+         VALUES ('tgc_kept', 'kept', 'a b', '[]', 1, 1); \
+         INSERT INTO clients (id, name, scopes, audiences, created_at, updated_at, \
+         token_endpoint_auth_method, jwks_uri) VALUES ('tgc_keys', 'keys', 'a', '[]', 1, 1, \
+         'private_key_jwt', 'https://keys.example.com/jwks'); \
+         INSERT INTO assertion_jtis (client_id, jti, expires_at) VALUES ('tgc_keys', 'j1', 9999999999);",
+    );
+    pg_exec(&url, &sql).await.unwrap();
+    let s = PostgresStore::open(&url, 2).await.unwrap();
+    assert!(s.get_client("tgc_kept").await.unwrap().is_some());
+    let keys = s.get_client("tgc_keys").await.unwrap().expect("key client kept");
+    assert_eq!(keys.jwks_uri.as_deref(), Some("https://keys.example.com/jwks"));
+    assert!(!s.use_assertion("tgc_keys", "j1", 9_999_999_999, 0).await.unwrap(), "replay kept");
+    assert_eq!(s.federation().await.unwrap(), Federation::default());
+    assert!(s.add_federation_issuer(&issuer("fi_1", "https://k8s"), &audit("fi")).await.unwrap());
+    assert!(s
+        .add_federation_rule(&rule("fr_1", "https://k8s", "tgc_kept", 1), &audit("fr"))
+        .await
+        .unwrap());
+    let version = pg_exec(
+        &url,
+        &format!("SELECT max(version)::text FROM {schema}.tollgate_migrations"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(version.as_deref(), Some("5"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_quotas_follow_the_in_memory_rule_exactly() {
     let (_held, s) = sqlite().await;
     assert_eq!(
@@ -735,6 +899,12 @@ async fn populate(s: &dyn Store) {
     )
     .await
     .unwrap();
+    s.add_federation_issuer(&issuer("fi_1", "https://k8s"), &audit("fi"))
+        .await
+        .unwrap();
+    s.add_federation_rule(&rule("fr_1", "https://k8s", "c1", 4), &audit("fr"))
+        .await
+        .unwrap();
 }
 
 fn assert_same(a: &Dump, b: &Dump) {
@@ -749,6 +919,7 @@ fn assert_same(a: &Dump, b: &Dump) {
     assert_eq!(keys(a), keys(b));
     assert_eq!(a.revocations, b.revocations);
     assert_eq!(a.signing_keys, b.signing_keys);
+    assert_eq!(a.federation, b.federation);
     assert_eq!(a.audit, b.audit[..a.audit.len()].to_vec());
 }
 

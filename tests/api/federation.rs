@@ -397,7 +397,7 @@ async fn issuers_and_rules_are_administered_audited_kept_and_tested() {
     let rule = app.cli(&[
         "federation", "rule", "add", "--issuer", K8S, "--audience", "tollgate",
         "--subject", "system:serviceaccount:payments:*", "--claim", "team=pay*",
-        "--client-id", &id, "--scopes", "read",
+        "--client-id", &id, "--scope", "read",
     ]);
     let rule_id = s(&rule[0]["id"]);
     assert_eq!(rule[0]["claims"]["team"], "pay*");
