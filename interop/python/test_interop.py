@@ -152,3 +152,56 @@ def test_authlib_authenticates_with_private_key_jwt(server):
     assert claims["client_id"] == cid and claims["scope"] == "read"
     # Each request carries a fresh jti; a second fetch works too.
     assert session.fetch_token(server.base + "/oauth/token", grant_type="client_credentials")["access_token"]
+
+
+def test_authlib_exchanges_a_workload_token_through_the_jwt_bearer_grant(server):
+    """RFC 7523 §2.1 through authlib's AssertionSession: a CI workload signs
+    its own token (as a platform would); Tollgate trusts the issuer's public
+    key and maps the identity to a client by a federation rule."""
+    from authlib.integrations.requests_client import AssertionSession
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from joserfc.jwk import ECKey
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = ECKey.import_key(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    public = private.as_dict(private=False)
+    public["kid"] = "ci-1"
+    jwks_file = os.path.join(server.dir.name, "issuer.jwks.json")
+    with open(jwks_file, "w") as f:
+        json.dump({"keys": [public]}, f)
+    ci = "https://ci.interop"
+    cid, _ = server.client(scope="read deploy")
+
+    def cli(*args):
+        return json.loads(subprocess.run([BIN, *args, "--json"], env=server.env, check=True,
+                                         capture_output=True, text=True).stdout)
+
+    cli("federation", "issuer", "add", "--issuer", ci, "--jwks-file", jwks_file)
+    rule = cli("federation", "rule", "add", "--issuer", ci, "--audience", "tollgate",
+               "--subject", "repo:acme/app:*", "--claim", "repository_id=123456",
+               "--client-id", cid, "--scope", "deploy")[0]
+
+    def session(repository_id):
+        return AssertionSession(
+            token_endpoint=server.base + "/oauth/token",
+            issuer=ci,
+            subject="repo:acme/app:ref:refs/heads/main",
+            audience="tollgate",
+            grant_type=AssertionSession.JWT_BEARER_GRANT_TYPE,
+            claims={"repository_id": repository_id},
+            key=private,
+            header={"alg": "ES256", "kid": "ci-1"},
+        )
+
+    token = session("123456").refresh_token()
+    claims = jwt.decode(token["access_token"], options={"verify_signature": False})
+    assert claims["client_id"] == cid and claims["scope"] == "deploy"
+    assert token["token_type"] == "Bearer" and token["expires_in"] <= 3600
+    # Another repository of the same name: no rule matches.
+    from authlib.oauth2 import OAuth2Error
+    with pytest.raises(OAuth2Error) as refused:
+        session("999").refresh_token()
+    assert refused.value.error == "invalid_grant"
+    assert rule["id"].startswith("fr_")

@@ -175,6 +175,13 @@ async fn openapi_document_is_served_and_describes_every_route() {
         ("/admin/signing-keys/rotate", "post"),
         ("/admin/signing-keys/{kid}/retire", "post"),
         ("/admin/audit", "get"),
+        ("/admin/federation/issuers", "get"),
+        ("/admin/federation/issuers", "post"),
+        ("/admin/federation/issuers/{id}", "delete"),
+        ("/admin/federation/rules", "get"),
+        ("/admin/federation/rules", "post"),
+        ("/admin/federation/rules/{id}", "delete"),
+        ("/admin/federation/test", "post"),
     ];
     for (path, method) in routes {
         let op = &doc["paths"][path][method];
