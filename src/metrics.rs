@@ -75,13 +75,13 @@ impl Metrics {
             tokens: counter(
                 &registry,
                 "tollgate_tokens_issued_total",
-                "Token requests by grant (client_credentials, api_key) and result (issued or the error code).",
+                "Token requests by grant (client_credentials, api_key, jwt_bearer) and result (issued or the error code).",
                 &["grant", "result"],
             )?,
             auth_failures: counter(
                 &registry,
                 "tollgate_client_auth_failures_total",
-                "Failed client authentications by kind (client_secret, api_key).",
+                "Failed client authentications by kind (client_secret, private_key_jwt, api_key, jwt_bearer).",
                 &["kind"],
             )?,
             introspections: counter(

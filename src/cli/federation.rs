@@ -121,9 +121,7 @@ pub(super) async fn run(app: &App, cmd: FederationCmd) -> Result<(), ServiceErro
             let mut conditions = BTreeMap::new();
             for c in claims {
                 let Some((name, pattern)) = c.split_once('=') else {
-                    return Err(ServiceError::invalid_request(
-                        "--claim takes NAME=PATTERN",
-                    ));
+                    return Err(ServiceError::invalid_request("--claim takes NAME=PATTERN"));
                 };
                 conditions.insert(name.to_string(), pattern.to_string());
             }

@@ -126,7 +126,12 @@ pub fn verify(
 ) -> Result<ExternalToken, ExternalError> {
     let raw: RawClaims = assertion::verify_signature(jwt, keys, false)?;
     let claims = raw.all;
-    let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_string);
+    let text = |name: &str| {
+        claims
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
     if text("iss").as_deref() != Some(issuer) {
         return Err(ExternalError::UntrustedIssuer);
     }
@@ -223,7 +228,7 @@ pub fn mismatch(rule: &FederationRule, token: &ExternalToken) -> Option<String> 
     if rule.issuer != token.iss {
         return Some("the rule is for another issuer".into());
     }
-    if !token.aud.iter().any(|a| *a == rule.audience) {
+    if !token.aud.contains(&rule.audience) {
         return Some(format!("aud does not hold {:?}", rule.audience));
     }
     if let Some(p) = &rule.subject {
@@ -346,8 +351,16 @@ mod tests {
             ("*", "", true),
             ("", "", true),
             ("", "x", false),
-            ("repo:org/*:ref:refs/heads/main", "repo:org/x:ref:refs/heads/main", true),
-            ("repo:org/*:ref:refs/heads/main", "repo:org/x:ref:refs/heads/dev", false),
+            (
+                "repo:org/*:ref:refs/heads/main",
+                "repo:org/x:ref:refs/heads/main",
+                true,
+            ),
+            (
+                "repo:org/*:ref:refs/heads/main",
+                "repo:org/x:ref:refs/heads/dev",
+                false,
+            ),
             ("a?c", "abc", false),
             ("a.c", "abc", false),
             ("*b*b*", "abab", true),
@@ -372,20 +385,49 @@ mod tests {
         let refused = |change: &dyn Fn(&mut serde_json::Value), want: ExternalError| {
             let mut c = claims();
             change(&mut c);
-            assert_eq!(verify(&jwt(&k, &c), ISS, &set, NOW), Err(want.clone()), "{want}");
+            assert_eq!(
+                verify(&jwt(&k, &c), ISS, &set, NOW),
+                Err(want.clone()),
+                "{want}"
+            );
         };
-        refused(&|c| c["iss"] = json!("https://other"), ExternalError::UntrustedIssuer);
+        refused(
+            &|c| c["iss"] = json!("https://other"),
+            ExternalError::UntrustedIssuer,
+        );
         refused(&|c| c["sub"] = json!(""), ExternalError::Subject);
         refused(&|c| c["aud"] = json!([]), ExternalError::Audience);
-        refused(&|c| { c.as_object_mut().unwrap().remove("exp"); }, ExternalError::Expired);
-        refused(&|c| c["exp"] = json!(NOW - SKEW - 1), ExternalError::Expired);
-        refused(&|c| c["iat"] = json!(NOW + SKEW + 1), ExternalError::NotYetValid);
-        refused(&|c| c["nbf"] = json!(NOW + SKEW + 1), ExternalError::NotYetValid);
+        refused(
+            &|c| {
+                c.as_object_mut().unwrap().remove("exp");
+            },
+            ExternalError::Expired,
+        );
+        refused(
+            &|c| c["exp"] = json!(NOW - SKEW - 1),
+            ExternalError::Expired,
+        );
+        refused(
+            &|c| c["iat"] = json!(NOW + SKEW + 1),
+            ExternalError::NotYetValid,
+        );
+        refused(
+            &|c| c["nbf"] = json!(NOW + SKEW + 1),
+            ExternalError::NotYetValid,
+        );
         // Another key signed it.
         let (other, _) = key();
-        assert_eq!(verify(&jwt(&other, &claims()), ISS, &set, NOW), Err(ExternalError::Signature));
+        assert_eq!(
+            verify(&jwt(&other, &claims()), ISS, &set, NOW),
+            Err(ExternalError::Signature)
+        );
         // HS256 is never accepted.
-        let hs = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims(), &EncodingKey::from_secret(b"k")).unwrap();
+        let hs = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims(),
+            &EncodingKey::from_secret(b"k"),
+        )
+        .unwrap();
         assert_eq!(verify(&hs, ISS, &set, NOW), Err(ExternalError::Algorithm));
         assert_eq!(unverified_issuer(&jwt(&k, &claims())).as_deref(), Some(ISS));
         assert_eq!(unverified_issuer("x.y.z"), None);
@@ -410,7 +452,10 @@ mod tests {
         assert!(mismatch(&r, &t).unwrap().contains("repository_id"));
         let mut r = rule();
         r.claims.insert("kubernetes.io".into(), "*".into());
-        assert!(mismatch(&r, &t).unwrap().contains("missing"), "objects match nothing");
+        assert!(
+            mismatch(&r, &t).unwrap().contains("missing"),
+            "objects match nothing"
+        );
         // Default deny, first match wins, a named client narrows.
         assert!(find_rule(&[], &t, None).unwrap_err().is_empty());
         let mut second = rule();
@@ -428,7 +473,9 @@ mod tests {
         let mut c = BTreeMap::new();
         c.insert("aud".to_string(), "x".to_string());
         assert!(check_claims(&c).is_err());
-        let many: BTreeMap<_, _> = (0..17).map(|i| (format!("c{i}"), "x".to_string())).collect();
+        let many: BTreeMap<_, _> = (0..17)
+            .map(|i| (format!("c{i}"), "x".to_string()))
+            .collect();
         assert!(check_claims(&many).is_err());
         assert!(check_pattern("subject", "").is_err());
         assert!(check_pattern("subject", &"a".repeat(257)).is_err());

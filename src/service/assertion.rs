@@ -174,7 +174,11 @@ impl App {
             _ => Ok(uri.clone()),
         };
         let fetched = match fetched {
-            Ok(jwks_uri) => self.fetcher.json(&jwks_uri).await.map_err(|e| e.to_string()),
+            Ok(jwks_uri) => self
+                .fetcher
+                .json(&jwks_uri)
+                .await
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         }
         .and_then(|v| assertion::check_public_jwks(&v).map_err(|e| e.to_string()));

@@ -180,7 +180,11 @@ impl App {
         let Some(issuer) = fed.issuers.iter().find(|i| i.id == id) else {
             return Err(ServiceError::not_found("no such trusted issuer"));
         };
-        let used = fed.rules.iter().filter(|r| r.issuer == issuer.issuer).count();
+        let used = fed
+            .rules
+            .iter()
+            .filter(|r| r.issuer == issuer.issuer)
+            .count();
         if used > 0 {
             return Err(ServiceError::new(
                 ErrorCode::Conflict,
@@ -420,7 +424,12 @@ impl App {
     /// bearer grant that got its token), `authenticated` (a client
     /// assertion), the error code when the grant failed after the rule
     /// matched, or the reason of a refusal.
-    pub(super) fn note_exchange(&self, outcome: &Result<Federated, Refusal>, result: &str, ip: IpAddr) {
+    pub(super) fn note_exchange(
+        &self,
+        outcome: &Result<Federated, Refusal>,
+        result: &str,
+        ip: IpAddr,
+    ) {
         match outcome {
             Ok(f) => {
                 log::info!(
@@ -472,9 +481,7 @@ impl App {
                 ));
             }
         };
-        let issued = self
-            .issue_federated(&f.client, req, f.token.exp, now)
-            .await;
+        let issued = self.issue_federated(&f.client, req, f.token.exp, now).await;
         let result = match &issued {
             Ok(_) => "issued",
             Err(e) => e.code.as_str(),

@@ -124,7 +124,10 @@ impl App {
             return Err(ServiceError::invalid_client());
         };
         if creds.method == crate::oauth::AuthMethod::PrivateKeyJwt {
-            return Ok(self.authenticate_with_assertion(creds, ip, now).await?.client);
+            return Ok(self
+                .authenticate_with_assertion(creds, ip, now)
+                .await?
+                .client);
         }
         if creds.client_id.len() > 256 || creds.secret.expose().len() > 512 {
             self.check_failures(None, ip, now)?;

@@ -1,9 +1,8 @@
 //! What a committed write changed, as the caches need to know it: one client,
 //! one API key, one revoked token, the signing keys, the federation rules,
-//! or anything at all. A
-//! store numbers its writes with its change marker and keeps the recent ones
-//! in a [`ChangeLog`], so a cache forgets exactly what a write touched
-//! instead of everything it holds.
+//! or anything at all. A store numbers its writes with its change marker and
+//! keeps the recent ones in a [`ChangeLog`], so a cache forgets exactly what
+//! a write touched instead of everything it holds.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -37,7 +36,7 @@ const MAX_TEXT: usize = 1024;
 
 impl Change {
     /// The text sent with a PostgreSQL notification (`c:<id>`, `k:<id>` or
-    /// `k:<id>:<hex digest>`, `r:<jti>`, `s`), or `None` for
+    /// `k:<id>:<hex digest>`, `r:<jti>`, `s`, `f`), or `None` for
     /// [`Change::Everything`], which a bare notification already means.
     pub fn to_text(&self) -> Option<String> {
         let text = match self {

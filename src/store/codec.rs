@@ -197,9 +197,12 @@ pub fn federation_rule(r: &impl Columns) -> Result<crate::domain::FederationRule
         claims: serde_json::from_str(&r.text(4)?)
             .map_err(|e| StoreError::Corrupt(format!("federation claims: {e}")))?,
         client_id: r.text(5)?,
-        scopes: r
-            .text_opt(6)?
-            .map(|s| s.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect()),
+        scopes: r.text_opt(6)?.map(|s| {
+            s.split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        }),
         single_use: r.flag(7)?,
         created_at: r.int(8)?,
     })

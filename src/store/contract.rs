@@ -279,7 +279,9 @@ fn issuer(id: &str, issuer: &str) -> FederationIssuer {
         id: id.into(),
         issuer: issuer.into(),
         jwks_uri: None,
-        jwks: Some(serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]})),
+        jwks: Some(
+            serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]}),
+        ),
         created_at: 3,
     }
 }
@@ -311,7 +313,10 @@ async fn federation_issuers_and_rules_round_trip_and_go_with_their_client() {
             ..i.clone()
         };
         assert!(!s.add_federation_issuer(&taken, &audit("fi")).await.unwrap());
-        let (late, early) = (rule("fr_b", "https://k8s", "c1", 9), rule("fr_a", "https://k8s", "c1", 8));
+        let (late, early) = (
+            rule("fr_b", "https://k8s", "c1", 9),
+            rule("fr_a", "https://k8s", "c1", 8),
+        );
         assert!(s.add_federation_rule(&late, &audit("fr")).await.unwrap());
         assert!(s.add_federation_rule(&early, &audit("fr")).await.unwrap());
         assert!(
@@ -329,12 +334,21 @@ async fn federation_issuers_and_rules_round_trip_and_go_with_their_client() {
         let f = s.federation().await.unwrap();
         assert_eq!(f.issuers, vec![i.clone()]);
         assert_eq!(f.rules, vec![early.clone(), late.clone()], "oldest first");
-        assert!(s.remove_federation_rule("fr_a", &audit("fr.rm")).await.unwrap());
-        assert!(!s.remove_federation_rule("fr_a", &audit("fr.rm")).await.unwrap());
+        assert!(s
+            .remove_federation_rule("fr_a", &audit("fr.rm"))
+            .await
+            .unwrap());
+        assert!(!s
+            .remove_federation_rule("fr_a", &audit("fr.rm"))
+            .await
+            .unwrap());
         // A deleted client takes its rules along; then the issuer goes.
         assert!(s.delete_client("c1", &audit("delete")).await.unwrap());
         assert!(s.federation().await.unwrap().rules.is_empty());
-        assert!(s.remove_federation_issuer("fi_1", &audit("fi.rm")).await.unwrap());
+        assert!(s
+            .remove_federation_issuer("fi_1", &audit("fi.rm"))
+            .await
+            .unwrap());
         assert_eq!(s.federation().await.unwrap(), Federation::default());
         let actions: Vec<String> = s
             .list_audit(0, 100)
@@ -343,9 +357,21 @@ async fn federation_issuers_and_rules_round_trip_and_go_with_their_client() {
             .into_iter()
             .map(|e| e.action)
             .collect();
-        assert_eq!(actions.iter().filter(|a| *a == "fi").count(), 1, "{actions:?}");
-        assert_eq!(actions.iter().filter(|a| *a == "fr").count(), 2, "{actions:?}");
-        assert_eq!(actions.iter().filter(|a| *a == "fr.rm").count(), 1, "{actions:?}");
+        assert_eq!(
+            actions.iter().filter(|a| *a == "fi").count(),
+            1,
+            "{actions:?}"
+        );
+        assert_eq!(
+            actions.iter().filter(|a| *a == "fr").count(),
+            2,
+            "{actions:?}"
+        );
+        assert_eq!(
+            actions.iter().filter(|a| *a == "fr.rm").count(),
+            1,
+            "{actions:?}"
+        );
     })
     .await;
 }
@@ -802,11 +828,26 @@ async fn a_postgres_database_at_schema_4_upgrades_and_keeps_its_data() {
     pg_exec(&url, &sql).await.unwrap();
     let s = PostgresStore::open(&url, 2).await.unwrap();
     assert!(s.get_client("tgc_kept").await.unwrap().is_some());
-    let keys = s.get_client("tgc_keys").await.unwrap().expect("key client kept");
-    assert_eq!(keys.jwks_uri.as_deref(), Some("https://keys.example.com/jwks"));
-    assert!(!s.use_assertion("tgc_keys", "j1", 9_999_999_999, 0).await.unwrap(), "replay kept");
+    let keys = s
+        .get_client("tgc_keys")
+        .await
+        .unwrap()
+        .expect("key client kept");
+    assert_eq!(
+        keys.jwks_uri.as_deref(),
+        Some("https://keys.example.com/jwks")
+    );
+    assert!(
+        !s.use_assertion("tgc_keys", "j1", 9_999_999_999, 0)
+            .await
+            .unwrap(),
+        "replay kept"
+    );
     assert_eq!(s.federation().await.unwrap(), Federation::default());
-    assert!(s.add_federation_issuer(&issuer("fi_1", "https://k8s"), &audit("fi")).await.unwrap());
+    assert!(s
+        .add_federation_issuer(&issuer("fi_1", "https://k8s"), &audit("fi"))
+        .await
+        .unwrap());
     assert!(s
         .add_federation_rule(&rule("fr_1", "https://k8s", "tgc_kept", 1), &audit("fr"))
         .await

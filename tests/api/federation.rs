@@ -168,7 +168,12 @@ async fn a_service_account_token_is_exchanged_under_its_rule_and_every_check_ref
     let cases = [
         (
             refused("another key", "signature"),
-            sa_token(&other_key, "system:serviceaccount:payments:api", "tollgate", 60),
+            sa_token(
+                &other_key,
+                "system:serviceaccount:payments:api",
+                "tollgate",
+                60,
+            ),
         ),
         (refused("untrusted issuer", "trusted issuer"), untrusted),
         (
@@ -189,16 +194,21 @@ async fn a_service_account_token_is_exchanged_under_its_rule_and_every_check_ref
         let (status, v) = bearer_grant(&app, &assertion, &[]).await;
         assert_eq!(status, 400, "{what}: {v}");
         assert_eq!(v["error"], "invalid_grant", "{what}: {v}");
-        assert!(
-            s(&v["error_description"]).contains(says),
-            "{what}: {v}"
-        );
+        assert!(s(&v["error_description"]).contains(says), "{what}: {v}");
     }
     // Scopes beyond the rule's, a client the rule is not for, no assertion.
     let (status, v) = bearer_grant(&app, &external, &[("scope", "write")]).await;
-    assert_eq!((status, s(&v["error"])), (400, "invalid_scope".into()), "{v}");
+    assert_eq!(
+        (status, s(&v["error"])),
+        (400, "invalid_scope".into()),
+        "{v}"
+    );
     let (status, v) = bearer_grant(&app, &external, &[("client_id", "tgc_other")]).await;
-    assert_eq!((status, s(&v["error"])), (400, "invalid_grant".into()), "{v}");
+    assert_eq!(
+        (status, s(&v["error"])),
+        (400, "invalid_grant".into()),
+        "{v}"
+    );
     let (status, v) = json(
         app.http
             .post(app.url("/oauth/token"))
@@ -208,10 +218,20 @@ async fn a_service_account_token_is_exchanged_under_its_rule_and_every_check_ref
             .unwrap(),
     )
     .await;
-    assert_eq!((status, s(&v["error"])), (400, "invalid_request".into()), "{v}");
+    assert_eq!(
+        (status, s(&v["error"])),
+        (400, "invalid_request".into()),
+        "{v}"
+    );
 
     // A disabled client gets nothing through its rule.
-    let (status, _) = admin_post(&app, &admin, &format!("/admin/clients/{id}/disable"), json!({})).await;
+    let (status, _) = admin_post(
+        &app,
+        &admin,
+        &format!("/admin/clients/{id}/disable"),
+        json!({}),
+    )
+    .await;
     assert_eq!(status, 200);
     let (status, v) = bearer_grant(&app, &external, &[]).await;
     assert_eq!(status, 400, "{v}");
@@ -233,12 +253,19 @@ async fn a_service_account_token_is_exchanged_under_its_rule_and_every_check_ref
         )),
         "{metrics}"
     );
-    assert!(metrics.contains("result=\"no_rule\",rule=\"none\""), "{metrics}");
+    assert!(
+        metrics.contains("result=\"no_rule\",rule=\"none\""),
+        "{metrics}"
+    );
     assert!(metrics.contains(&format!("result=\"client_disabled\",rule=\"{rule}\"")));
-    assert!(metrics.contains("tollgate_tokens_issued_total{grant=\"jwt_bearer\",result=\"issued\"} 3"));
+    assert!(
+        metrics.contains("tollgate_tokens_issued_total{grant=\"jwt_bearer\",result=\"issued\"} 3")
+    );
     let logs = app.logs();
     assert!(
-        logs.contains(&format!("iss=\"{K8S}\" sub=\"system:serviceaccount:payments:api\"")),
+        logs.contains(&format!(
+            "iss=\"{K8S}\" sub=\"system:serviceaccount:payments:api\""
+        )),
         "{logs}"
     );
 }
@@ -269,7 +296,10 @@ async fn a_single_use_rule_refuses_a_replayed_token_even_after_a_restart() {
     assert_eq!(bearer_grant(&app, &once, &[]).await.0, 200);
     let (status, v) = bearer_grant(&app, &once, &[]).await;
     assert_eq!(status, 400);
-    assert!(s(&v["error_description"]).contains("exchanged before"), "{v}");
+    assert!(
+        s(&v["error_description"]).contains("exchanged before"),
+        "{v}"
+    );
     app.restart();
     assert_eq!(bearer_grant(&app, &once, &[]).await.0, 400, "remembered");
     // No jti: a single-use rule cannot tell replays apart.
@@ -277,9 +307,24 @@ async fn a_single_use_rule_refuses_a_replayed_token_even_after_a_restart() {
     assert_eq!(status, 400);
     assert!(s(&v["error_description"]).contains("jti"), "{v}");
     // Claims: a re-registered repository with the same name has another id.
-    assert_eq!(bearer_grant(&app, &token("999", "refs/heads/main", true), &[]).await.0, 400);
-    assert_eq!(bearer_grant(&app, &token("123456", "refs/tags/v1", true), &[]).await.0, 400);
-    assert_eq!(bearer_grant(&app, &token("123456", "refs/heads/dev", true), &[]).await.0, 200);
+    assert_eq!(
+        bearer_grant(&app, &token("999", "refs/heads/main", true), &[])
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        bearer_grant(&app, &token("123456", "refs/tags/v1", true), &[])
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        bearer_grant(&app, &token("123456", "refs/heads/dev", true), &[])
+            .await
+            .0,
+        200
+    );
 }
 
 #[tokio::test]
@@ -339,7 +384,10 @@ async fn discovery_finds_the_issuers_keys_and_a_client_assertion_form_authentica
     // The same token naming another client, or another subject: 401.
     for (assertion, client_id) in [
         (good.clone(), "tgc_nobody".to_string()),
-        (svid(&key, "spiffe://example.org/ns/billing/sa/api"), id.clone()),
+        (
+            svid(&key, "spiffe://example.org/ns/billing/sa/api"),
+            id.clone(),
+        ),
     ] {
         let (status, v) = json(
             app.http
@@ -357,7 +405,12 @@ async fn discovery_finds_the_issuers_keys_and_a_client_assertion_form_authentica
     assert_eq!(bearer_grant(&app, &good, &[]).await.0, 200);
     let rotated = es256("spiffe-2");
     *server.keys.lock().unwrap() = json!({"keys": [rotated.jwk.clone()]});
-    let (status, v) = bearer_grant(&app, &svid(&rotated, "spiffe://example.org/ns/payments/sa/api"), &[]).await;
+    let (status, v) = bearer_grant(
+        &app,
+        &svid(&rotated, "spiffe://example.org/ns/payments/sa/api"),
+        &[],
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(server.hits.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
@@ -371,48 +424,129 @@ async fn issuers_and_rules_are_administered_audited_kept_and_tested() {
     let jwks = json!({"keys": [key.jwk.clone()]});
     for (what, body) in [
         ("http issuer", json!({"issuer": "http://k8s.example"})),
-        ("both key sources", json!({"issuer": K8S, "jwks": jwks, "jwks_uri": "https://k8s.example/jwks"})),
-        ("private key", json!({"issuer": K8S, "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b", "d": "c"}]}})),
+        (
+            "both key sources",
+            json!({"issuer": K8S, "jwks": jwks, "jwks_uri": "https://k8s.example/jwks"}),
+        ),
+        (
+            "private key",
+            json!({"issuer": K8S, "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b", "d": "c"}]}}),
+        ),
         ("unknown member", json!({"issuer": K8S, "keys": jwks})),
     ] {
         let (status, v) = admin_post(&app, &admin, "/admin/federation/issuers", body).await;
         assert_eq!(status, 400, "{what}: {v}");
     }
-    let (status, v) = admin_post(&app, &admin, "/admin/federation/issuers", json!({"issuer": K8S, "jwks": jwks})).await;
+    let (status, v) = admin_post(
+        &app,
+        &admin,
+        "/admin/federation/issuers",
+        json!({"issuer": K8S, "jwks": jwks}),
+    )
+    .await;
     assert_eq!(status, 201, "{v}");
     let issuer_id = s(&v["id"]);
-    let (status, _) = admin_post(&app, &admin, "/admin/federation/issuers", json!({"issuer": K8S})).await;
+    let (status, _) = admin_post(
+        &app,
+        &admin,
+        "/admin/federation/issuers",
+        json!({"issuer": K8S}),
+    )
+    .await;
     assert_eq!(status, 409, "the issuer is trusted already");
     for (what, body, code) in [
-        ("untrusted issuer", json!({"issuer": "https://other", "audience": "a", "client_id": id}), "invalid_request"),
-        ("unknown client", json!({"issuer": K8S, "audience": "a", "client_id": "tgc_none"}), "invalid_request"),
-        ("wider scopes", json!({"issuer": K8S, "audience": "a", "client_id": id, "scopes": ["admin"]}), "invalid_scope"),
-        ("empty subject", json!({"issuer": K8S, "audience": "a", "client_id": id, "subject": ""}), "invalid_request"),
-        ("registered claim", json!({"issuer": K8S, "audience": "a", "client_id": id, "claims": {"aud": "x"}}), "invalid_request"),
+        (
+            "untrusted issuer",
+            json!({"issuer": "https://other", "audience": "a", "client_id": id}),
+            "invalid_request",
+        ),
+        (
+            "unknown client",
+            json!({"issuer": K8S, "audience": "a", "client_id": "tgc_none"}),
+            "invalid_request",
+        ),
+        (
+            "wider scopes",
+            json!({"issuer": K8S, "audience": "a", "client_id": id, "scopes": ["admin"]}),
+            "invalid_scope",
+        ),
+        (
+            "empty subject",
+            json!({"issuer": K8S, "audience": "a", "client_id": id, "subject": ""}),
+            "invalid_request",
+        ),
+        (
+            "registered claim",
+            json!({"issuer": K8S, "audience": "a", "client_id": id, "claims": {"aud": "x"}}),
+            "invalid_request",
+        ),
     ] {
         let (status, v) = admin_post(&app, &admin, "/admin/federation/rules", body).await;
-        assert_eq!((status, s(&v["error"])), (400, code.to_string()), "{what}: {v}");
+        assert_eq!(
+            (status, s(&v["error"])),
+            (400, code.to_string()),
+            "{what}: {v}"
+        );
     }
     // The command line adds a rule through the same use case.
     let rule = app.cli(&[
-        "federation", "rule", "add", "--issuer", K8S, "--audience", "tollgate",
-        "--subject", "system:serviceaccount:payments:*", "--claim", "team=pay*",
-        "--client-id", &id, "--scope", "read",
+        "federation",
+        "rule",
+        "add",
+        "--issuer",
+        K8S,
+        "--audience",
+        "tollgate",
+        "--subject",
+        "system:serviceaccount:payments:*",
+        "--claim",
+        "team=pay*",
+        "--client-id",
+        &id,
+        "--scope",
+        "read",
     ]);
     let rule_id = s(&rule[0]["id"]);
     assert_eq!(rule[0]["claims"]["team"], "pay*");
     // Removing an issuer in use is refused.
     assert_eq!(
-        admin_delete(&app, &admin, &format!("/admin/federation/issuers/{issuer_id}")).await,
+        admin_delete(
+            &app,
+            &admin,
+            &format!("/admin/federation/issuers/{issuer_id}")
+        )
+        .await,
         409
     );
     // The dry run says which rule matches, or why not.
-    let matching = sign(&key, &json!({"iss": K8S, "sub": "system:serviceaccount:payments:api", "aud": "tollgate", "exp": now() + 60, "team": "payments"}));
-    let (status, v) = admin_post(&app, &admin, "/admin/federation/test", json!({"assertion": matching})).await;
+    let matching = sign(
+        &key,
+        &json!({"iss": K8S, "sub": "system:serviceaccount:payments:api", "aud": "tollgate", "exp": now() + 60, "team": "payments"}),
+    );
+    let (status, v) = admin_post(
+        &app,
+        &admin,
+        "/admin/federation/test",
+        json!({"assertion": matching}),
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
-    assert_eq!((v["matched"].clone(), s(&v["rule"])), (json!(true), rule_id.clone()), "{v}");
-    let other_team = sign(&key, &json!({"iss": K8S, "sub": "system:serviceaccount:payments:api", "aud": "tollgate", "exp": now() + 60, "team": "ops"}));
-    let (_, v) = admin_post(&app, &admin, "/admin/federation/test", json!({"assertion": other_team})).await;
+    assert_eq!(
+        (v["matched"].clone(), s(&v["rule"])),
+        (json!(true), rule_id.clone()),
+        "{v}"
+    );
+    let other_team = sign(
+        &key,
+        &json!({"iss": K8S, "sub": "system:serviceaccount:payments:api", "aud": "tollgate", "exp": now() + 60, "team": "ops"}),
+    );
+    let (_, v) = admin_post(
+        &app,
+        &admin,
+        "/admin/federation/test",
+        json!({"assertion": other_team}),
+    )
+    .await;
     assert_eq!(v["matched"], false, "{v}");
     assert!(s(&v["rules"][0]["reason"]).contains("team"), "{v}");
     // The CLI dry run, from a file; it fails when nothing matches.
@@ -422,9 +556,20 @@ async fn issuers_and_rules_are_administered_audited_kept_and_tested() {
     let report = app.cli(&["federation", "test", file.to_str().unwrap()]);
     assert_eq!(s(&report["rule"]), rule_id);
     std::fs::write(&file, &other_team).unwrap();
-    assert!(!app.cli_raw(&["federation", "test", file.to_str().unwrap()], false).status.success());
+    assert!(!app
+        .cli_raw(&["federation", "test", file.to_str().unwrap()], false)
+        .status
+        .success());
     // Nothing was issued by the dry runs.
-    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(!metrics.contains("grant=\"jwt_bearer\""), "{metrics}");
 
     // Kept across a restart; listed by both the API and the CLI.
@@ -439,22 +584,59 @@ async fn issuers_and_rules_are_administered_audited_kept_and_tested() {
     assert_eq!(rules[0]["scopes"], json!(["read"]));
     // Every change is in the audit log.
     let audit = admin_get(&app, &admin, "/admin/audit?limit=1000").await;
-    let actions: Vec<String> = audit["data"].as_array().unwrap().iter().map(|e| s(&e["action"])).collect();
+    let actions: Vec<String> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| s(&e["action"]))
+        .collect();
     for a in ["federation.issuer.add", "federation.rule.add"] {
         assert!(actions.iter().any(|x| x == a), "{a}: {actions:?}");
     }
     // Remove the rule (CLI), then the issuer (API); a deleted client takes
     // its rules along.
     let out = app.cli_raw(&["federation", "rule", "remove", &rule_id], false);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(admin_delete(&app, &admin, &format!("/admin/federation/rules/{rule_id}")).await, 404);
-    let (status, _) = admin_post(&app, &admin, "/admin/federation/rules", json!({"issuer": K8S, "audience": "a", "client_id": id})).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        admin_delete(&app, &admin, &format!("/admin/federation/rules/{rule_id}")).await,
+        404
+    );
+    let (status, _) = admin_post(
+        &app,
+        &admin,
+        "/admin/federation/rules",
+        json!({"issuer": K8S, "audience": "a", "client_id": id}),
+    )
+    .await;
     assert_eq!(status, 201);
-    assert_eq!(admin_delete(&app, &admin, &format!("/admin/clients/{id}")).await, 204);
-    assert_eq!(admin_get(&app, &admin, "/admin/federation/rules").await["meta"]["count"], 0);
-    assert_eq!(admin_delete(&app, &admin, &format!("/admin/federation/issuers/{issuer_id}")).await, 204);
+    assert_eq!(
+        admin_delete(&app, &admin, &format!("/admin/clients/{id}")).await,
+        204
+    );
+    assert_eq!(
+        admin_get(&app, &admin, "/admin/federation/rules").await["meta"]["count"],
+        0
+    );
+    assert_eq!(
+        admin_delete(
+            &app,
+            &admin,
+            &format!("/admin/federation/issuers/{issuer_id}")
+        )
+        .await,
+        204
+    );
     let audit = admin_get(&app, &admin, "/admin/audit?limit=1000").await;
-    let actions: Vec<String> = audit["data"].as_array().unwrap().iter().map(|e| s(&e["action"])).collect();
+    let actions: Vec<String> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| s(&e["action"]))
+        .collect();
     for a in ["federation.rule.remove", "federation.issuer.remove"] {
         assert!(actions.iter().any(|x| x == a), "{a}: {actions:?}");
     }

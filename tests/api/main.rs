@@ -3,11 +3,11 @@
 mod admin;
 mod docs;
 mod examples;
+mod federation;
 mod fleet;
 mod hardening;
 mod helpers;
 mod introspection;
-mod federation;
 mod private_key_jwt;
 mod robustness;
 mod token;

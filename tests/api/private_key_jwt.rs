@@ -65,7 +65,12 @@ pub(crate) fn sign(key: &Key, claims: &Value) -> String {
     jsonwebtoken::encode(&h, claims, &key.enc).expect("sign")
 }
 
-pub(crate) async fn admin_post(app: &TestApp, admin: &str, path: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn admin_post(
+    app: &TestApp,
+    admin: &str,
+    path: &str,
+    body: Value,
+) -> (u16, Value) {
     json(
         app.http
             .post(app.url(path))
