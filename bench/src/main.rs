@@ -18,6 +18,7 @@ use serde_json::Value;
 use tollgate::config::Config;
 use tollgate::secret::SecretString;
 use tollgate::service::admin::NewClient;
+use tollgate::service::federation::{NewIssuer, NewRule};
 use tollgate::service::{now, App};
 
 /// Runs Tollgate's fixed benchmark workloads.
@@ -179,52 +180,138 @@ fn basic(id: &str, secret: &SecretString) -> String {
 /// the rates this machine reaches, split between wrk's two threads.
 const W8_ASSERTIONS: usize = 200_000;
 
+/// A fresh ES256 key pair and its public JWK (with `kid`).
+struct Es256 {
+    pair: ring::signature::EcdsaKeyPair,
+    rng: ring::rand::SystemRandom,
+    jwk: Value,
+    header: String,
+}
+
+impl Es256 {
+    fn new(kid: &str) -> Es256 {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING as ALG};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ALG, &rng).unwrap_or_else(|e| fail(&e.to_string()));
+        let pair = EcdsaKeyPair::from_pkcs8(&ALG, pkcs8.as_ref(), &rng)
+            .unwrap_or_else(|e| fail(&e.to_string()));
+        let public = pair.public_key().as_ref();
+        let jwk = serde_json::json!({
+            "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256",
+            "x": B64.encode(&public[1..33]), "y": B64.encode(&public[33..65]),
+        });
+        let header = B64.encode(format!(r#"{{"alg":"ES256","kid":"{kid}"}}"#));
+        Es256 {
+            pair,
+            rng,
+            jwk,
+            header,
+        }
+    }
+
+    /// A compact JWS of `claims`.
+    fn sign(&self, claims: &Value) -> String {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        let input = format!("{}.{}", self.header, B64.encode(claims.to_string()));
+        let sig = self
+            .pair
+            .sign(&self.rng, input.as_bytes())
+            .unwrap_or_else(|e| fail(&e.to_string()));
+        format!("{input}.{}", B64.encode(sig.as_ref()))
+    }
+}
+
 /// Registers a `private_key_jwt` client with a fresh ES256 key and writes
 /// `n` token-request bodies, each with an assertion of its own `jti`, one per
 /// line; returns the client id.
 fn w8_bodies(app: &App, file: &Path, n: usize, t0: i64) -> String {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING as ALG};
-    let rng = ring::rand::SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ALG, &rng).unwrap_or_else(|e| fail(&e.to_string()));
-    let pair = EcdsaKeyPair::from_pkcs8(&ALG, pkcs8.as_ref(), &rng)
-        .unwrap_or_else(|e| fail(&e.to_string()));
-    let public = pair.public_key().as_ref();
-    let jwk = serde_json::json!({
-        "kty": "EC", "crv": "P-256", "kid": "w8", "alg": "ES256",
-        "x": B64.encode(&public[1..33]), "y": B64.encode(&public[33..65]),
-    });
+    let key = Es256::new("w8");
     let (client, _) = block(app.create_client(
         "bench",
         NewClient {
             name: "w8".into(),
             scopes: vec!["read".into()],
             token_endpoint_auth_method: Some(tollgate::domain::ClientAuthMethod::PrivateKeyJwt),
-            jwks: Some(serde_json::json!({"keys": [jwk]})),
+            jwks: Some(serde_json::json!({"keys": [key.jwk]})),
             ..NewClient::default()
         },
         t0,
     ))
     .unwrap_or_else(|e| fail(&e.to_string()));
-    let header = B64.encode(r#"{"alg":"ES256","kid":"w8"}"#);
     let mut out = String::with_capacity(n * 600);
     for i in 0..n {
         let claims = serde_json::json!({
             "iss": client.id, "sub": client.id, "aud": "https://tollgate.bench",
             "iat": t0, "exp": t0 + 3000, "jti": format!("w8-{i}"),
         });
-        let input = format!("{header}.{}", B64.encode(claims.to_string()));
-        let sig = pair
-            .sign(&rng, input.as_bytes())
-            .unwrap_or_else(|e| fail(&e.to_string()));
         let _ = writeln!(
             out,
-            "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={input}.{}",
-            B64.encode(sig.as_ref())
+            "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={}",
+            key.sign(&claims)
         );
     }
     std::fs::write(file, out).unwrap_or_else(|e| fail(&e.to_string()));
     client.id
+}
+
+/// Workload tokens W9 cycles through (reused, as Kubernetes tokens are).
+const W9_TOKENS: usize = 1_000;
+
+/// Trusts a cluster with a fresh ES256 key inline, adds a rule mapping its
+/// `payments` service accounts to a new client, and writes `n` JWT bearer
+/// grant bodies, each with a service-account token of its own `sub`.
+fn w9_bodies(app: &App, file: &Path, n: usize, t0: i64) {
+    let key = Es256::new("sa");
+    let cluster = "https://kubernetes.bench";
+    let (client, _) = block(app.create_client(
+        "bench",
+        NewClient {
+            name: "w9".into(),
+            scopes: vec!["read".into(), "write".into()],
+            ..NewClient::default()
+        },
+        t0,
+    ))
+    .unwrap_or_else(|e| fail(&e.to_string()));
+    block(app.add_federation_issuer(
+        "bench",
+        NewIssuer {
+            issuer: cluster.into(),
+            jwks_uri: None,
+            jwks: Some(serde_json::json!({"keys": [key.jwk]})),
+        },
+        t0,
+    ))
+    .unwrap_or_else(|e| fail(&e.to_string()));
+    block(app.add_federation_rule(
+        "bench",
+        NewRule {
+            issuer: cluster.into(),
+            audience: "tollgate".into(),
+            subject: Some("system:serviceaccount:payments:*".into()),
+            claims: None,
+            client_id: client.id.clone(),
+            scopes: Some(vec!["read".into()]),
+            single_use: None,
+        },
+        t0,
+    ))
+    .unwrap_or_else(|e| fail(&e.to_string()));
+    let mut out = String::with_capacity(n * 600);
+    for i in 0..n {
+        let claims = serde_json::json!({
+            "iss": cluster, "sub": format!("system:serviceaccount:payments:sa-{i}"),
+            "aud": ["tollgate"], "iat": t0, "exp": t0 + 3000, "jti": format!("w9-{i}"),
+        });
+        let _ = writeln!(
+            out,
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={}",
+            key.sign(&claims)
+        );
+    }
+    std::fs::write(file, out).unwrap_or_else(|e| fail(&e.to_string()));
 }
 
 fn lua_list(items: &[String]) -> String {
@@ -521,6 +608,10 @@ fn main() {
         println!("signing {W8_ASSERTIONS} client assertions for W8…");
         w8_bodies(&app, &w8_file, W8_ASSERTIONS, t0);
     }
+    let w9_file = dir.path().join("w9.bodies");
+    if wants("W9") {
+        w9_bodies(&app, &w9_file, W9_TOKENS, t0);
+    }
     let mut keys = Vec::new();
     for (id, _) in &clients {
         let (_, key) = block(app.create_api_key("bench", id, None, None, t0))
@@ -752,6 +843,38 @@ end
             &server,
             "W8 private_key_jwt issuance, a fresh jti each time",
             &w8,
+            args.duration,
+        );
+        if let Some(w1) = results.iter().find(|r| r.name.starts_with("W1")) {
+            f.note = format!("{:.0} % of W1", 100.0 * f.rps / w1.rps);
+        }
+        results.push(f);
+    }
+    if wants("W9") {
+        // Federation: the JWT bearer grant with reused service-account
+        // tokens of 1,000 subjects, the issuer's keys inline (cached).
+        let w9 = scripts.join("w9.lua");
+        std::fs::write(
+            &w9,
+            format!(
+                r#"local bodies = {{}}
+for line in io.lines("{}") do bodies[#bodies + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  local h = {{ ["Content-Type"] = "application/x-www-form-urlencoded" }}
+  return wrk.format("POST", "/oauth/token", h, bodies[(i % #bodies) + 1])
+end
+"#,
+                w9_file.display()
+            ),
+        )
+        .unwrap_or_else(|e| fail(&e.to_string()));
+        let mut f = wrk(
+            &args,
+            &server,
+            "W9 federation exchange (JWT bearer grant), keys cached",
+            &w9,
             args.duration,
         );
         if let Some(w1) = results.iter().find(|r| r.name.starts_with("W1")) {

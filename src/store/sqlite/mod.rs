@@ -184,8 +184,6 @@ struct Db {
     writer: Mutex<Connection>,
     /// Client-assertion `jti`s waiting to be recorded together.
     assertions: Mutex<AssertionBatch>,
-    /// Wakes the callers whose `jti`s a commit recorded.
-    assertions_done: std::sync::Condvar,
 }
 
 /// One `jti` to record: (client, jti, expires_at, now).
@@ -193,16 +191,20 @@ type AssertionUse = (String, String, i64, i64);
 
 /// Group commit of client-assertion `jti`s: each is a durable write before
 /// a token is issued, and one `fsync` per request would bound
-/// `private_key_jwt` issuance by the disk. Callers queue their `jti`; one
-/// of them commits everything queued in one transaction while the others
-/// wait, and each learns its own answer.
+/// `private_key_jwt` issuance by the disk. Callers queue their `jti` with a
+/// channel for the answer and wait on it without holding a thread; one
+/// committer on the blocking pool commits everything queued in one
+/// transaction, answers each, and goes on while more are queued. So a batch
+/// holds every request that arrived during the previous commit, not only as
+/// many as there are blocking threads.
 #[derive(Default)]
 struct AssertionBatch {
-    next: u64,
-    pending: Vec<(u64, AssertionUse)>,
-    done: std::collections::HashMap<u64, std::result::Result<bool, String>>,
+    pending: Vec<(AssertionUse, tokio::sync::oneshot::Sender<AssertionAnswer>)>,
     committing: bool,
 }
+
+/// Whether a `jti` was new, or why the commit failed.
+type AssertionAnswer = std::result::Result<bool, String>;
 
 fn init_connection(c: &mut Connection) -> rusqlite::Result<()> {
     c.busy_timeout(Duration::from_secs(5))?;
@@ -237,7 +239,6 @@ impl Db {
             pool,
             writer: Mutex::new(writer),
             assertions: Mutex::default(),
-            assertions_done: std::sync::Condvar::new(),
         };
         store.migrate()?;
         Ok(store)
@@ -655,45 +656,38 @@ impl Db {
         })
     }
 
-    /// Records a `jti` with the others queued meanwhile, in one commit (see
-    /// [`AssertionBatch`]); true when it was not in use.
-    fn use_assertion(&self, client_id: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool> {
-        let lock = || crate::sync::lock(&self.assertions);
-        let mut batch = lock();
-        let id = batch.next;
-        batch.next += 1;
-        let item = (client_id.to_string(), jti.to_string(), expires_at, now);
-        batch.pending.push((id, item));
-        loop {
-            if let Some(answer) = batch.done.remove(&id) {
-                return answer.map_err(StoreError::NotWritable);
-            }
-            if !batch.committing {
-                batch.committing = true;
-                let queued = std::mem::take(&mut batch.pending);
-                drop(batch);
-                let answers = self.record_assertions(&queued);
-                batch = lock();
-                batch.committing = false;
-                for ((qid, _), answer) in queued.iter().zip(answers) {
-                    batch.done.insert(*qid, answer);
+    /// Commits every queued `jti`, batch after batch, until none is left
+    /// (see [`AssertionBatch`]); runs on the blocking pool.
+    fn commit_assertions(&self) {
+        /// Lets the next caller start a committer if this one panics.
+        struct Reset<'a>(&'a Mutex<AssertionBatch>);
+        impl Drop for Reset<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    crate::sync::lock(self.0).committing = false;
                 }
-                self.assertions_done.notify_all();
-                continue;
             }
-            batch = match self.assertions_done.wait(batch) {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
+        }
+        let _reset = Reset(&self.assertions);
+        loop {
+            let queued = {
+                let mut batch = crate::sync::lock(&self.assertions);
+                if batch.pending.is_empty() {
+                    batch.committing = false;
+                    return;
+                }
+                std::mem::take(&mut batch.pending)
             };
+            let (items, senders): (Vec<_>, Vec<_>) = queued.into_iter().unzip();
+            for (answer, tx) in self.record_assertions(&items).into_iter().zip(senders) {
+                let _ = tx.send(answer);
+            }
         }
     }
 
     /// One transaction for every queued `jti`: each answer in order, or the
     /// failure for all of them (a refused commit records none).
-    fn record_assertions(
-        &self,
-        queued: &[(u64, AssertionUse)],
-    ) -> Vec<std::result::Result<bool, String>> {
+    fn record_assertions(&self, queued: &[AssertionUse]) -> Vec<AssertionAnswer> {
         // Not cached state: no change to report.
         let written = self.write(None, |tx| {
             let mut stmt = tx.prepare_cached(
@@ -703,7 +697,7 @@ impl Db {
             )?;
             queued
                 .iter()
-                .map(|(_, (client, jti, exp, now))| {
+                .map(|(client, jti, exp, now)| {
                     Ok(stmt.execute(params![client, jti, exp, now])? == 1)
                 })
                 .collect::<Result<Vec<bool>>>()
@@ -1147,9 +1141,20 @@ impl Store for SqliteStore {
         expires_at: i64,
         now: i64,
     ) -> Result<bool> {
-        let (client_id, jti) = (client_id.to_string(), jti.to_string());
-        blocking!(self, |db| db
-            .use_assertion(&client_id, &jti, expires_at, now))
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let item = (client_id.to_string(), jti.to_string(), expires_at, now);
+        let start = {
+            let mut batch = crate::sync::lock(&self.db.assertions);
+            batch.pending.push((item, tx));
+            !std::mem::replace(&mut batch.committing, true)
+        };
+        if start {
+            let db = self.db.clone();
+            tokio::task::spawn_blocking(move || db.commit_assertions());
+        }
+        rx.await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+            .map_err(StoreError::NotWritable)
     }
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
         blocking!(self, |db| db.signing_keys())
@@ -1281,27 +1286,44 @@ mod tests {
         }
     }
 
-    #[test]
-    fn concurrent_assertions_share_commits_and_each_jti_is_used_once() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_assertions_share_commits_and_each_jti_is_used_once() {
         let dir = tempfile::tempdir().unwrap();
-        let db = std::sync::Arc::new(Db::open(&dir.path().join("t.db")).unwrap());
-        let run = |jti: fn(usize) -> String| -> Vec<bool> {
-            let handles: Vec<_> = (0..32)
-                .map(|i| {
-                    let db = db.clone();
-                    std::thread::spawn(move || db.use_assertion("c", &jti(i), 100, 10).unwrap())
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let store = std::sync::Arc::new(store);
+        let run = |jti: fn(usize) -> String| {
+            let store = store.clone();
+            async move {
+                let calls: Vec<_> = (0..64)
+                    .map(|i| {
+                        let store = store.clone();
+                        tokio::spawn(async move {
+                            store.use_assertion("c", &jti(i), 100, 10).await.unwrap()
+                        })
+                    })
+                    .collect();
+                let mut answers = Vec::new();
+                for c in calls {
+                    answers.push(c.await.unwrap());
+                }
+                answers
+            }
         };
-        let distinct = run(|i| format!("j{i}"));
+        let distinct = run(|i| format!("j{i}")).await;
         assert!(
             distinct.iter().all(|ok| *ok),
-            "32 distinct jtis are all new"
+            "64 distinct jtis are all new"
         );
-        let same = run(|_| "same".to_string());
+        let same = run(|_| "same".to_string()).await;
         assert_eq!(same.iter().filter(|ok| **ok).count(), 1, "one jti, one use");
-        assert!(!db.use_assertion("c", "j7", 100, 20).unwrap(), "a replay");
+        assert!(
+            !store.use_assertion("c", "j7", 100, 20).await.unwrap(),
+            "a replay"
+        );
+        assert!(
+            !crate::sync::lock(&store.db.assertions).committing,
+            "the committer stops when the queue is empty"
+        );
     }
 
     #[test]
