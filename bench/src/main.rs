@@ -314,6 +314,37 @@ fn w9_bodies(app: &App, file: &Path, n: usize, t0: i64) {
     std::fs::write(file, out).unwrap_or_else(|e| fail(&e.to_string()));
 }
 
+/// A wrk script posting the token-request bodies of `file` (one per line)
+/// to the token endpoint, each wrk thread starting at its own half, so that
+/// no body is sent twice in a run shorter than the list.
+fn bodies_script(scripts: &Path, name: &str, file: &Path) -> PathBuf {
+    let path = scripts.join(format!("{name}.lua"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"local n = 0
+function setup(thread)
+  thread:set("tid", n)
+  n = n + 1
+end
+local bodies = {{}}
+for line in io.lines("{}") do bodies[#bodies + 1] = line end
+function init(args)
+  i = (tid or 0) * math.floor(#bodies / 2)
+end
+request = function()
+  i = i + 1
+  local h = {{ ["Content-Type"] = "application/x-www-form-urlencoded" }}
+  return wrk.format("POST", "/oauth/token", h, bodies[(i % #bodies) + 1])
+end
+"#,
+            file.display()
+        ),
+    )
+    .unwrap_or_else(|e| fail(&e.to_string()));
+    path
+}
+
 fn lua_list(items: &[String]) -> String {
     items
         .iter()
@@ -814,30 +845,7 @@ fn main() {
         // private_key_jwt: every request carries an assertion never seen
         // before, so each one verifies an ES256 signature and writes its jti
         // (the replay cache is durable). Each wrk thread takes its own half.
-        let w8 = scripts.join("w8.lua");
-        std::fs::write(
-            &w8,
-            format!(
-                r#"local n = 0
-function setup(thread)
-  thread:set("tid", n)
-  n = n + 1
-end
-local bodies = {{}}
-for line in io.lines("{}") do bodies[#bodies + 1] = line end
-function init(args)
-  i = (tid or 0) * math.floor(#bodies / 2)
-end
-request = function()
-  i = i + 1
-  local h = {{ ["Content-Type"] = "application/x-www-form-urlencoded" }}
-  return wrk.format("POST", "/oauth/token", h, bodies[(i % #bodies) + 1])
-end
-"#,
-                w8_file.display()
-            ),
-        )
-        .unwrap_or_else(|e| fail(&e.to_string()));
+        let w8 = bodies_script(&scripts, "w8", &w8_file);
         let mut f = wrk(
             &args,
             &server,
@@ -853,23 +861,7 @@ end
     if wants("W9") {
         // Federation: the JWT bearer grant with reused service-account
         // tokens of 1,000 subjects, the issuer's keys inline (cached).
-        let w9 = scripts.join("w9.lua");
-        std::fs::write(
-            &w9,
-            format!(
-                r#"local bodies = {{}}
-for line in io.lines("{}") do bodies[#bodies + 1] = line end
-local i = 0
-request = function()
-  i = i + 1
-  local h = {{ ["Content-Type"] = "application/x-www-form-urlencoded" }}
-  return wrk.format("POST", "/oauth/token", h, bodies[(i % #bodies) + 1])
-end
-"#,
-                w9_file.display()
-            ),
-        )
-        .unwrap_or_else(|e| fail(&e.to_string()));
+        let w9 = bodies_script(&scripts, "w9", &w9_file);
         let mut f = wrk(
             &args,
             &server,
@@ -1131,6 +1123,10 @@ fn run_pg(args: &Args, bin: &Path, url: &str, template: &NewClient) -> (Vec<Figu
         tokens,
         quota_client,
     } = seed(&app, args.clients, template, t0);
+    let (w8_file, w9_file) = (dir.path().join("w8.bodies"), dir.path().join("w9.bodies"));
+    println!("signing {W8_ASSERTIONS} client assertions for PG W8…");
+    w8_bodies(&app, &w8_file, W8_ASSERTIONS, t0);
+    w9_bodies(&app, &w9_file, W9_TOKENS, t0);
     drop(app);
 
     let form = "application/x-www-form-urlencoded";
@@ -1179,6 +1175,24 @@ fn run_pg(args: &Args, bin: &Path, url: &str, template: &NewClient) -> (Vec<Figu
         );
         f.note = "revocation answered from cache".into();
         out.push(f);
+        let w8 = bodies_script(&scripts, "pg_w8", &w8_file);
+        let mut f = wrk(
+            args,
+            &one,
+            "PG W8 private_key_jwt issuance, a fresh jti each time, 1 instance",
+            &w8,
+            args.duration,
+        );
+        f.note = "one INSERT per jti, the fleet's replay cache".into();
+        out.push(f);
+        let w9 = bodies_script(&scripts, "pg_w9", &w9_file);
+        out.push(wrk(
+            args,
+            &one,
+            "PG W9 federation exchange, 1 instance",
+            &w9,
+            args.duration,
+        ));
     }
     let fleet = vec![start(), start()];
     let mut f = wrk_fleet(

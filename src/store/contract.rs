@@ -270,6 +270,13 @@ async fn an_assertion_is_used_once_until_it_expires_and_then_pruned() {
         assert!(!s.use_assertion("c", "j1", 300, 160).await.unwrap());
         s.prune_revocations(1_000).await.unwrap();
         assert!(s.use_assertion("c", "j1", 2_000, 1_000).await.unwrap());
+        // Concurrent uses share commits: each distinct jti is new once, a
+        // jti sent many times at once is new once.
+        let uses: Vec<_> = (0..40)
+            .map(|i| s.use_assertion("c", if i % 2 == 0 { "same" } else { "odd" }, 3_000, 1_000))
+            .collect();
+        let answers = futures_util::future::join_all(uses).await;
+        assert_eq!(answers.iter().filter(|a| *a.as_ref().unwrap()).count(), 2);
     })
     .await;
 }

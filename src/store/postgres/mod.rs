@@ -131,6 +131,105 @@ pub struct PostgresStore {
     /// When the database was last found unreachable (ms since the epoch), 0
     /// when the last call succeeded or the listener reconnected.
     down_at: Arc<AtomicI64>,
+    /// Client-assertion `jti`s waiting to be recorded by one statement.
+    jtis: Arc<std::sync::Mutex<JtiQueue>>,
+}
+
+/// One `jti` to record: (client, jti, expires_at, now).
+type AssertionUse = (String, String, i64, i64);
+
+/// `jti`s queued for the replay cache. Each caller waits on its channel;
+/// one committer task records everything queued in one `INSERT … SELECT
+/// FROM unnest(…)` (one round trip and one commit for the batch), answers
+/// each, and goes on while more are queued. Each `jti` is still durable
+/// before its token is issued.
+#[derive(Default)]
+struct JtiQueue {
+    pending: Vec<(AssertionUse, tokio::sync::oneshot::Sender<Result<bool>>)>,
+    committing: bool,
+}
+
+/// A copy of a batch's error for each of its callers.
+fn copy_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::NotWritable(m) => StoreError::NotWritable(m.clone()),
+        other => StoreError::Postgres(other.to_string()),
+    }
+}
+
+/// Commits queued `jti`s batch after batch until none is left.
+async fn commit_jtis(pool: Pool, queue: Arc<std::sync::Mutex<JtiQueue>>) {
+    /// Lets the next caller start a committer if this one panics.
+    struct Reset(Arc<std::sync::Mutex<JtiQueue>>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                crate::sync::lock(&self.0).committing = false;
+            }
+        }
+    }
+    let _reset = Reset(queue.clone());
+    loop {
+        let queued = {
+            let mut q = crate::sync::lock(&queue);
+            if q.pending.is_empty() {
+                q.committing = false;
+                return;
+            }
+            std::mem::take(&mut q.pending)
+        };
+        let (items, senders): (Vec<_>, Vec<_>) = queued.into_iter().unzip();
+        match record_jtis(&pool, &items).await {
+            Ok(answers) => {
+                for (answer, tx) in answers.into_iter().zip(senders) {
+                    let _ = tx.send(Ok(answer));
+                }
+            }
+            Err(e) => {
+                for tx in senders {
+                    let _ = tx.send(Err(copy_error(&e)));
+                }
+            }
+        }
+    }
+}
+
+/// Records `items` in one statement: for each, whether its `jti` was new
+/// (or its earlier use expired). A `jti` twice in the batch is new once.
+async fn record_jtis(pool: &Pool, items: &[AssertionUse]) -> Result<Vec<bool>> {
+    let mut seen = std::collections::HashSet::new();
+    let first: Vec<bool> = items
+        .iter()
+        .map(|(c, j, _, _)| seen.insert((c.as_str(), j.as_str())))
+        .collect();
+    let unique: Vec<&AssertionUse> = items.iter().zip(&first).filter(|(_, f)| **f).map(|(i, _)| i).collect();
+    let clients: Vec<&str> = unique.iter().map(|i| i.0.as_str()).collect();
+    let jtis: Vec<&str> = unique.iter().map(|i| i.1.as_str()).collect();
+    let exps: Vec<i64> = unique.iter().map(|i| i.2).collect();
+    // Seconds apart at most: the earliest `now` decides whether a recorded
+    // use has expired (the stricter answer).
+    let now = unique.iter().map(|i| i.3).min().unwrap_or(0);
+    let conn = pool.get().await?;
+    let stmt = conn
+        .prepare_cached(
+            "INSERT INTO assertion_jtis (client_id, jti, expires_at) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) \
+             ON CONFLICT (client_id, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at \
+             WHERE assertion_jtis.expires_at < $4 \
+             RETURNING client_id, jti",
+        )
+        .await?;
+    let rows = conn.query(&stmt, &[&clients, &jtis, &exps, &now]).await?;
+    let new: std::collections::HashSet<(String, String)> = rows
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect();
+    Ok(items
+        .iter()
+        .zip(first)
+        .map(|((c, j, _, _), first)| first && new.contains(&(c.clone(), j.clone())))
+        .collect())
 }
 
 /// After a call finds the database unreachable, other calls fail at once for
@@ -191,6 +290,7 @@ impl PostgresStore {
             polled: AtomicI64::new(0),
             lost: AtomicI64::new(0),
             down_at: Arc::new(AtomicI64::new(0)),
+            jtis: Arc::default(),
         };
         store.migrate().await?;
         store.spawn_listener(pg, target.tls);
@@ -665,21 +765,18 @@ impl Store for PostgresStore {
         expires_at: i64,
         now: i64,
     ) -> Result<bool> {
-        self.call(async {
-            let conn = self.conn().await?;
-            let stmt = conn
-                .prepare_cached(
-                    "INSERT INTO assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (client_id, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at \
-                     WHERE assertion_jtis.expires_at < $4",
-                )
-                .await?;
-            Ok(conn
-                .execute(&stmt, &[&client_id, &jti, &expires_at, &now])
-                .await?
-                == 1)
-        })
-        .await
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let item = (client_id.to_string(), jti.to_string(), expires_at, now);
+        let start = {
+            let mut q = crate::sync::lock(&self.jtis);
+            q.pending.push((item, tx));
+            !std::mem::replace(&mut q.committing, true)
+        };
+        if start {
+            tokio::spawn(commit_jtis(self.pool.clone(), self.jtis.clone()));
+        }
+        self.call(async { rx.await.map_err(|e| StoreError::Task(e.to_string()))? })
+            .await
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {

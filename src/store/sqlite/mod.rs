@@ -1320,10 +1320,16 @@ mod tests {
             !store.use_assertion("c", "j7", 100, 20).await.unwrap(),
             "a replay"
         );
-        assert!(
-            !crate::sync::lock(&store.db.assertions).committing,
-            "the committer stops when the queue is empty"
-        );
+        // The committer answers, then finds the queue empty and stops.
+        let mut stopped = false;
+        for _ in 0..200 {
+            if !crate::sync::lock(&store.db.assertions).committing {
+                stopped = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(stopped, "the committer stops when the queue is empty");
     }
 
     #[test]
