@@ -203,7 +203,12 @@ async fn record_jtis(pool: &Pool, items: &[AssertionUse]) -> Result<Vec<bool>> {
         .iter()
         .map(|(c, j, _, _)| seen.insert((c.as_str(), j.as_str())))
         .collect();
-    let unique: Vec<&AssertionUse> = items.iter().zip(&first).filter(|(_, f)| **f).map(|(i, _)| i).collect();
+    let unique: Vec<&AssertionUse> = items
+        .iter()
+        .zip(&first)
+        .filter(|(_, f)| **f)
+        .map(|(i, _)| i)
+        .collect();
     let clients: Vec<&str> = unique.iter().map(|i| i.0.as_str()).collect();
     let jtis: Vec<&str> = unique.iter().map(|i| i.1.as_str()).collect();
     let exps: Vec<i64> = unique.iter().map(|i| i.2).collect();
