@@ -16,6 +16,7 @@ CREATE TABLE IF NOT EXISTS clients (
     token_endpoint_auth_method TEXT NOT NULL DEFAULT 'client_secret_basic', -- RFC 7591
     jwks                  TEXT,                   -- JSON JWK Set (public keys), private_key_jwt
     jwks_uri              TEXT,                   -- where the client publishes its keys
+    dpop_bound_access_tokens INTEGER NOT NULL DEFAULT 0, -- RFC 9449 §5.2
     created_at            INTEGER NOT NULL,
     updated_at            INTEGER NOT NULL
 );

@@ -75,6 +75,12 @@ pub struct Config {
     pub assertion_max_lifetime: i64,
     /// The [`FETCH_ALLOW_LOCAL`] setting.
     pub fetch_allow_local: bool,
+    /// The [`DPOP_IAT_WINDOW`] setting.
+    pub dpop_iat_window: i64,
+    /// The [`DPOP_NONCE`] setting.
+    pub dpop_nonce: bool,
+    /// The [`DPOP_NONCE_LIFETIME`] setting.
+    pub dpop_nonce_lifetime: i64,
 }
 
 /// A configuration error: one line naming the setting.
@@ -212,6 +218,12 @@ settings! {
         "How far ahead a private_key_jwt client assertion's exp may lie, in seconds.";
     FETCH_ALLOW_LOCAL = "fetch_allow_local", "TOLLGATE_FETCH_ALLOW_LOCAL", Some("false"), "`false`", Kind::Text,
         "`true` lets jwks_uri fetches reach loopback, private and link-local addresses, over http too (tests, labs).";
+    DPOP_IAT_WINDOW = "dpop_iat_window", "TOLLGATE_DPOP_IAT_WINDOW", Some("60"), "`60`", int(5, 3600),
+        "How far a DPoP proof's iat may lie from now, either way, in seconds; its jti is remembered that long.";
+    DPOP_NONCE = "dpop_nonce", "TOLLGATE_DPOP_NONCE", Some("false"), "`false`", Kind::Text,
+        "`true` requires the server's DPoP nonce in every proof (RFC 9449 §8).";
+    DPOP_NONCE_LIFETIME = "dpop_nonce_lifetime", "TOLLGATE_DPOP_NONCE_LIFETIME", Some("300"), "`300`", int(10, DAY),
+        "Seconds between DPoP nonce rotations; a nonce is accepted for up to two of them.";
 }
 
 /// Every environment variable Tollgate reads, with its TOML key.
@@ -414,16 +426,13 @@ impl Config {
                 )
             })?);
         }
-        let fetch_allow_local = match text(&FETCH_ALLOW_LOCAL)?.as_deref() {
-            Some("true") => true,
-            Some("false") | None => false,
-            Some(other) => {
-                return Err(bad(
-                    FETCH_ALLOW_LOCAL.env,
-                    format!("expected true or false, got {other:?}"),
-                ))
-            }
+        let flag = |s: &Setting| match text(s)?.as_deref() {
+            Some("true") => Ok(true),
+            Some("false") | None => Ok(false),
+            Some(other) => Err(bad(s.env, format!("expected true or false, got {other:?}"))),
         };
+        let fetch_allow_local = flag(&FETCH_ALLOW_LOCAL)?;
+        let dpop_nonce = flag(&DPOP_NONCE)?;
         let cors_origins = src.list(&CORS_ORIGINS)?;
         for o in &cors_origins {
             if !(o.starts_with("https://") || o.starts_with("http://")) || o.ends_with('/') {
@@ -465,6 +474,9 @@ impl Config {
             metrics_bind,
             assertion_max_lifetime: src.int(&ASSERTION_MAX_LIFETIME)?,
             fetch_allow_local,
+            dpop_iat_window: src.int(&DPOP_IAT_WINDOW)?,
+            dpop_nonce,
+            dpop_nonce_lifetime: src.int(&DPOP_NONCE_LIFETIME)?,
         })
     }
 }

@@ -48,6 +48,8 @@ pub struct Client {
     /// Where its public keys are published (RFC 7591 §2 `jwks_uri`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
+    /// RFC 9449 §5.2: every token request must carry a DPoP proof.
+    pub dpop_bound_access_tokens: bool,
 }
 
 /// A client authentication method (RFC 7591 §2, names from the IANA "OAuth
@@ -256,6 +258,7 @@ pub(crate) mod fixtures {
                 token_endpoint_auth_method: ClientAuthMethod::ClientSecretBasic,
                 jwks: None,
                 jwks_uri: None,
+                dpop_bound_access_tokens: false,
             }
         }
     }

@@ -418,4 +418,8 @@ pub struct KeyArgs {
     /// The https URL where the client publishes its JWK Set (private_key_jwt).
     #[arg(long, value_name = "URL")]
     pub jwks_uri: Option<String>,
+    /// Whether every token request of the client must carry a DPoP proof
+    /// (RFC 9449 §5.2 dpop_bound_access_tokens).
+    #[arg(long, value_name = "true|false")]
+    pub dpop_bound: Option<bool>,
 }

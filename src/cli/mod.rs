@@ -212,6 +212,7 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
             keys,
             out,
         } => {
+            let dpop = keys.dpop_bound;
             let (method, jwks, jwks_uri) = key_args(keys)?;
             let (c, secret) = app
                 .create_client(
@@ -228,6 +229,7 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
                         token_endpoint_auth_method: method,
                         jwks,
                         jwks_uri,
+                        dpop_bound_access_tokens: dpop.unwrap_or(false),
                     },
                     now(),
                 )
@@ -272,6 +274,7 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
             keys,
             out,
         } => {
+            let dpop = keys.dpop_bound;
             let (method, jwks, jwks_uri) = key_args(keys)?;
             let patch = ClientPatch {
                 name,
@@ -285,6 +288,7 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
                 token_endpoint_auth_method: method,
                 jwks: jwks.map(Some),
                 jwks_uri: jwks_uri.map(Some),
+                dpop_bound_access_tokens: dpop,
             };
             show_client(
                 &app.update_client(CLI_ACTOR, &id, patch, now()).await?,

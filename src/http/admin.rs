@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{authorization, no_store_json, read_body};
+use super::{no_store_json, read_body};
 use crate::service::admin::{api_key_view, ClientPatch, NewClient};
 use crate::service::error::ServiceError;
 use crate::service::federation::{NewIssuer, NewRule};
@@ -83,7 +83,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// caller's body is never parsed.
 async fn admin_caller(app: &App, req: &HttpRequest) -> Result<String, ServiceError> {
     let caller = app
-        .authorize_bearer(authorization(req), ADMIN_SCOPE, now())
+        .authorize_bearer(&super::presented(req), ADMIN_SCOPE, now())
         .await?;
     Ok(caller.client_id)
 }

@@ -35,6 +35,11 @@ struct ErrorBody<'a> {
 
 impl ResponseError for ServiceError {
     fn status_code(&self) -> StatusCode {
+        // At a protected resource, a DPoP failure is a 401 with a DPoP
+        // challenge (RFC 9449 §7.1); at the token endpoint it is a 400.
+        if self.challenge == Some(Challenge::Dpop) {
+            return StatusCode::UNAUTHORIZED;
+        }
         status(self.code)
     }
 
@@ -43,7 +48,7 @@ impl ResponseError for ServiceError {
         builder
             .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
             .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
-        if status(self.code) == StatusCode::UNAUTHORIZED
+        if self.status_code() == StatusCode::UNAUTHORIZED
             || self.code == ErrorCode::InsufficientScope
         {
             let value = match self.challenge.unwrap_or(Challenge::Bearer) {
@@ -51,10 +56,18 @@ impl ResponseError for ServiceError {
                 Challenge::Bearer => {
                     format!(r#"Bearer realm="tollgate", error="{}""#, self.code.as_str())
                 }
+                Challenge::Dpop => format!(
+                    r#"DPoP realm="tollgate", error="{}", algs="{}""#,
+                    self.code.as_str(),
+                    crate::oauth::dpop::SIGNING_ALGS.join(" ")
+                ),
             };
             if let Ok(value) = HeaderValue::from_str(&value) {
                 builder.insert_header((header::WWW_AUTHENTICATE, value));
             }
+        }
+        if let Some(nonce) = &self.dpop_nonce {
+            builder.insert_header(("DPoP-Nonce", nonce.as_str()));
         }
         if let Some(secs) = self.retry_after {
             builder.insert_header((header::RETRY_AFTER, secs.to_string()));

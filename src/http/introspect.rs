@@ -3,7 +3,7 @@
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 
-use super::{authorization, client_ip, no_store_json, read_client_request};
+use super::{client_ip, no_store_json, read_client_request};
 use crate::oauth::Params;
 use crate::service::error::ServiceError;
 use crate::service::{now, App};
@@ -25,13 +25,12 @@ pub async fn introspect(
     payload: web::Payload,
 ) -> Result<HttpResponse, ServiceError> {
     let (params, creds) = read_client_request(&app, &req, payload).await?;
-    let auth_header = authorization(&req).map(<[u8]>::to_vec);
     let token = token_param(&params);
     let ip = client_ip(&req, &app);
     let metrics = app.metrics_handle();
     let answer = async {
         let now = now();
-        app.authorize_introspection(creds.as_ref(), auth_header.as_deref(), Some(ip), now)
+        app.authorize_introspection(creds.as_ref(), &super::presented(&req), Some(ip), now)
             .await?;
         app.introspect(token.as_deref().map_err(Clone::clone)?, now)
             .await

@@ -152,6 +152,21 @@ pub async fn read_client_request(
     Ok((params, creds))
 }
 
+/// What a request presented to a protected endpoint: its `Authorization`
+/// and `DPoP` headers, method and path.
+pub fn presented(req: &HttpRequest) -> crate::service::introspect::Presented<'_> {
+    crate::service::introspect::Presented {
+        authorization: authorization(req),
+        dpop: req
+            .headers()
+            .get_all("dpop")
+            .map(|v| v.as_bytes())
+            .collect(),
+        method: req.method().as_str(),
+        path: req.path(),
+    }
+}
+
 /// The raw Authorization header.
 pub fn authorization(req: &HttpRequest) -> Option<&[u8]> {
     req.headers()

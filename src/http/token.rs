@@ -20,13 +20,38 @@ struct TokenResponse<'a> {
     scope: &'a str,
 }
 
-fn respond(t: &IssuedToken) -> HttpResponse {
-    no_store_json(TokenResponse {
+fn respond(app: &App, t: &IssuedToken) -> HttpResponse {
+    let mut response = no_store_json(TokenResponse {
         access_token: t.access_token.expose(),
-        token_type: "Bearer",
+        token_type: t.token_type,
         expires_in: t.expires_in,
         scope: &t.scope,
-    })
+    });
+    // RFC 9449 §8.2: the nonce for the client's next proof.
+    if let Some(nonce) = app.dpop_nonce(now()) {
+        if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&nonce) {
+            response.headers_mut().insert(
+                actix_web::http::header::HeaderName::from_static("dpop-nonce"),
+                v,
+            );
+        }
+    }
+    response
+}
+
+/// The checked DPoP proof of a request to `path`, if it sent one.
+pub(super) fn dpop_proof(
+    app: &App,
+    req: &HttpRequest,
+    path: &str,
+    access_token: Option<&str>,
+) -> Result<Option<crate::oauth::dpop::Proof>, ServiceError> {
+    let headers: Vec<&[u8]> = req
+        .headers()
+        .get_all("dpop")
+        .map(|v| v.as_bytes())
+        .collect();
+    app.check_dpop(&headers, req.method().as_str(), path, access_token, now())
 }
 
 /// The token endpoint, form or JSON body: the client-credentials grant
@@ -44,7 +69,8 @@ pub async fn token(
     let issued = match grant {
         GrantType::ClientCredentials => {
             let creds = credentials::extract(authorization(&req), &params)?;
-            let request = TokenRequest::from_params(&params)?;
+            let mut request = TokenRequest::from_params(&params)?;
+            request.dpop = dpop_proof(&app, &req, "/oauth/token", None)?;
             app.issue_for_client(creds.as_ref(), Some(ip), &request, now())
                 .await
         }
@@ -54,7 +80,8 @@ pub async fn token(
                 .single("assertion")?
                 .ok_or_else(|| ServiceError::invalid_request("assertion is required"))?;
             let assertion = SecretString::new(assertion.to_string());
-            let request = TokenRequest::from_params(&params)?;
+            let mut request = TokenRequest::from_params(&params)?;
+            request.dpop = dpop_proof(&app, &req, "/oauth/token", None)?;
             let now = now();
             let client = match creds {
                 Some(c) => Some(app.authenticate_client(Some(&c), Some(ip), now).await?.id),
@@ -73,7 +100,7 @@ pub async fn token(
         issued.as_ref().map(|_| ()).map_err(|e| e.code.as_str()),
     );
     let issued = issued?;
-    Ok(respond(&issued))
+    Ok(respond(&app, &issued))
 }
 
 /// API-key exchange: the key comes as `secret_key` in a JSON or form body, or
@@ -104,7 +131,8 @@ pub async fn api_key_token(
         (None, None) => return Err(ServiceError::invalid_request("secret_key is required")),
     };
     let key = SecretString::new(key);
-    let request = TokenRequest::from_params(&params)?;
+    let mut request = TokenRequest::from_params(&params)?;
+    request.dpop = dpop_proof(&app, &req, "/authentication/token", None)?;
     let ip = client_ip(&req, &app);
     let metrics = app.metrics_handle();
     let issued = app.issue_for_api_key(&key, Some(ip), &request, now()).await;
@@ -113,5 +141,5 @@ pub async fn api_key_token(
         issued.as_ref().map(|_| ()).map_err(|e| e.code.as_str()),
     );
     let issued = issued?;
-    Ok(respond(&issued))
+    Ok(respond(&app, &issued))
 }

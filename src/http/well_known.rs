@@ -64,6 +64,8 @@ pub async fn metadata(app: web::Data<App>) -> HttpResponse {
             "revocation_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
             "scopes_supported": ["tollgate:admin", "tollgate:introspect"],
             "access_token_signing_alg_values_supported": algs,
+            // RFC 9449 §5.1.
+            "dpop_signing_alg_values_supported": crate::oauth::dpop::SIGNING_ALGS,
         }))
 }
 

@@ -16,6 +16,9 @@ pub struct TokenRequest {
     pub scope: Option<String>,
     /// `audience` and every `resource` (RFC 8707 §2).
     pub audiences: Vec<String>,
+    /// A checked DPoP proof sent with the request (RFC 9449 §5): the token
+    /// is bound to its key.
+    pub dpop: Option<super::dpop::Proof>,
 }
 
 impl TokenRequest {
@@ -38,7 +41,11 @@ impl TokenRequest {
                 audiences.push(r.to_string());
             }
         }
-        Ok(TokenRequest { scope, audiences })
+        Ok(TokenRequest {
+            scope,
+            audiences,
+            dpop: None,
+        })
     }
 }
 
@@ -227,6 +234,7 @@ pub fn claims(
         client_id: client_id.to_string(),
         scope: grant.scope.join(" "),
         api_key_id,
+        cnf: None,
     }
 }
 
@@ -255,6 +263,7 @@ mod tests {
         TokenRequest {
             scope: scope.map(str::to_string),
             audiences: aud.iter().map(|s| s.to_string()).collect(),
+            dpop: None,
         }
     }
 

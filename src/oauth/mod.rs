@@ -3,6 +3,7 @@
 
 pub mod assertion;
 pub mod credentials;
+pub mod dpop;
 pub mod error;
 pub mod federation;
 pub mod grant;

@@ -50,6 +50,9 @@ pub struct NewClient {
     /// Where its public keys are published (RFC 7591 §2 `jwks_uri`).
     #[serde(default)]
     pub jwks_uri: Option<String>,
+    /// RFC 9449 §5.2: its token requests must carry a DPoP proof.
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
 }
 
 /// Changes to a client; absent fields stay as they are.
@@ -86,6 +89,8 @@ pub struct ClientPatch {
     /// New key location (`null` removes it).
     #[serde(default, with = "serde_with_double_option")]
     pub jwks_uri: Option<Option<String>>,
+    /// Whether its token requests must carry a DPoP proof.
+    pub dpop_bound_access_tokens: Option<bool>,
 }
 
 /// Tells a JSON `null` (clear) from an absent member (keep).
@@ -258,6 +263,7 @@ impl App {
             token_endpoint_auth_method: input.token_endpoint_auth_method.unwrap_or_default(),
             jwks: input.jwks.clone(),
             jwks_uri: input.jwks_uri.clone(),
+            dpop_bound_access_tokens: input.dpop_bound_access_tokens,
         })
     }
 
@@ -419,6 +425,10 @@ impl App {
         if let Some(uri) = patch.jwks_uri {
             c.jwks_uri = uri;
             changed.push("jwks_uri");
+        }
+        if let Some(dpop) = patch.dpop_bound_access_tokens {
+            c.dpop_bound_access_tokens = dpop;
+            changed.push("dpop_bound_access_tokens");
         }
         // Switching to a secret method drops keys not resent as null.
         if c.token_endpoint_auth_method.uses_secret() {

@@ -22,6 +22,12 @@ pub enum ErrorCode {
     InvalidClient,
     /// RFC 6749 §5.2: the client is not authorized to use this grant type.
     UnauthorizedClient,
+    /// RFC 9449 §5, §7.1: the DPoP proof is missing where required or
+    /// invalid.
+    InvalidDpopProof,
+    /// RFC 9449 §8: the proof must carry the server's nonce, sent in the
+    /// `DPoP-Nonce` header.
+    UseDpopNonce,
     /// RFC 6749 §5.2, RFC 7523 §3.1: the authorization grant (a JWT bearer
     /// assertion) is invalid, expired, replayed or matches no rule.
     InvalidGrant,
@@ -68,6 +74,8 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidClient => "invalid_client",
             ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
             ErrorCode::InvalidGrant => "invalid_grant",
             ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
             ErrorCode::InvalidScope => "invalid_scope",
@@ -95,6 +103,9 @@ pub enum Challenge {
     Basic,
     /// `WWW-Authenticate: Bearer` — a protected resource (RFC 6750 §3).
     Bearer,
+    /// `WWW-Authenticate: DPoP` — a protected resource that takes
+    /// DPoP-bound tokens (RFC 9449 §7.1), with the error and the algorithms.
+    Dpop,
 }
 
 /// An error answered to the caller. Its description is always safe to show:
@@ -112,6 +123,8 @@ pub struct ServiceError {
     pub retry_after: Option<u64>,
     /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` of a refusal.
     pub rate_limit: Option<crate::limits::Decision>,
+    /// A fresh server nonce for the `DPoP-Nonce` header (RFC 9449 §8).
+    pub dpop_nonce: Option<String>,
 }
 
 impl ServiceError {
@@ -128,6 +141,7 @@ impl ServiceError {
             challenge,
             retry_after: None,
             rate_limit: None,
+            dpop_nonce: None,
         }
     }
 

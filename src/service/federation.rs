@@ -507,7 +507,7 @@ impl App {
                 "the assertion expires now; no token can outlive it",
             ));
         }
-        self.issue_grant(client, &grant, now, None).await
+        self.issue_grant(client, &grant, req, now, None).await
     }
 
     /// What `POST /admin/federation/test` reports: the issuer, the checks,

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::oauth::credentials::ClientCredentials;
 use crate::secret::SecretString;
-use crate::service::error::{ErrorCode, ServiceError};
+use crate::service::error::{Challenge, ErrorCode, ServiceError};
 use crate::service::App;
 use crate::store::AuditEntry;
 use crate::token::Claims;
@@ -97,17 +97,62 @@ impl App {
     /// rights are the token's scopes that its client still holds now: a
     /// scope removed from the client stops working at once, with the same
     /// freshness as disabling it.
+    ///
+    /// A DPoP-bound token (`cnf.jkt`) is accepted only as `Authorization:
+    /// DPoP <token>` with a proof of its key for this request, whose `ath`
+    /// is the token's hash (RFC 9449 §7); as a bearer token it is refused,
+    /// and an unbound token sent as DPoP is refused too.
     pub async fn authorize_bearer(
         &self,
-        authorization: Option<&[u8]>,
+        presented: &Presented<'_>,
         scope: &str,
         now: i64,
     ) -> Result<Caller, ServiceError> {
-        let token_text = bearer_token(authorization)
-            .ok_or_else(|| ServiceError::invalid_token("a bearer access token is required"))?;
+        let dpop = |e: ServiceError| e.with_challenge(Challenge::Dpop);
+        let (scheme, token_text) = access_token(presented.authorization).ok_or_else(|| {
+            ServiceError::invalid_token("a bearer or DPoP access token is required")
+        })?;
         let (claims, client) = self.active_token(token_text, now).await?.ok_or_else(|| {
             ServiceError::invalid_token("the access token is invalid, expired or revoked")
         })?;
+        let bound = claims.cnf.as_ref().and_then(|c| c.jkt.as_deref());
+        match (scheme, bound) {
+            (Scheme::Bearer, None) => {}
+            (Scheme::Bearer, Some(_)) => {
+                return Err(dpop(ServiceError::invalid_token(
+                    "the access token is DPoP-bound: send it as Authorization: DPoP with a DPoP proof",
+                )))
+            }
+            (Scheme::Dpop, None) => {
+                return Err(ServiceError::invalid_token(
+                    "the access token is not DPoP-bound: send it as a Bearer token",
+                ))
+            }
+            (Scheme::Dpop, Some(jkt)) => {
+                let proof = self
+                    .check_dpop(
+                        &presented.dpop,
+                        presented.method,
+                        presented.path,
+                        Some(token_text),
+                        now,
+                    )
+                    .map_err(dpop)?
+                    .ok_or_else(|| {
+                        dpop(ServiceError::new(
+                            ErrorCode::InvalidDpopProof,
+                            "a DPoP-bound token needs a DPoP proof",
+                        ))
+                    })?;
+                if proof.jkt != jkt {
+                    return Err(dpop(ServiceError::new(
+                        ErrorCode::InvalidDpopProof,
+                        "the DPoP proof's key is not the key the token is bound to",
+                    )));
+                }
+                self.record_dpop(&proof, now).await.map_err(dpop)?;
+            }
+        }
         if claims.aud.to_list() != [self.config.issuer.as_str()] {
             return Err(ServiceError::invalid_token(
                 "the access token's audience is not this server; request a token with \
@@ -137,13 +182,13 @@ impl App {
     pub async fn authorize_introspection(
         &self,
         creds: Option<&ClientCredentials>,
-        authorization: Option<&[u8]>,
+        presented: &Presented<'_>,
         ip: Option<std::net::IpAddr>,
         now: i64,
     ) -> Result<Caller, ServiceError> {
-        if creds.is_none() && bearer_token(authorization).is_some() {
+        if creds.is_none() && access_token(presented.authorization).is_some() {
             return self
-                .authorize_bearer(authorization, INTROSPECT_SCOPE, now)
+                .authorize_bearer(presented, INTROSPECT_SCOPE, now)
                 .await;
         }
         let client = self.authenticate_client(creds, ip, now).await?;
@@ -166,7 +211,7 @@ impl App {
         };
         let mut body = json!({
             "active": true,
-            "token_type": "Bearer",
+            "token_type": if c.cnf.as_ref().is_some_and(|x| x.jkt.is_some()) { "DPoP" } else { "Bearer" },
             "client_id": c.client_id,
             "sub": c.sub,
             "scope": c.scope,
@@ -178,6 +223,10 @@ impl App {
         });
         if let Some(k) = c.api_key_id {
             body["api_key_id"] = json!(k);
+        }
+        // RFC 9449 §6.2, RFC 7800 §3.1: the key the token is bound to.
+        if let Some(cnf) = c.cnf {
+            body["cnf"] = json!(cnf);
         }
         Ok(body)
     }
@@ -266,11 +315,46 @@ impl App {
 
 /// The token of an `Authorization: Bearer …` header (RFC 6750 §2.1).
 pub fn bearer_token(authorization: Option<&[u8]>) -> Option<&str> {
+    match access_token(authorization)? {
+        (Scheme::Bearer, t) => Some(t),
+        _ => None,
+    }
+}
+
+/// How an access token was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Authorization: Bearer` (RFC 6750 §2.1).
+    Bearer,
+    /// `Authorization: DPoP` (RFC 9449 §7.1).
+    Dpop,
+}
+
+/// The access token of an `Authorization: Bearer` or `DPoP` header.
+pub fn access_token(authorization: Option<&[u8]>) -> Option<(Scheme, &str)> {
     let text = std::str::from_utf8(authorization?).ok()?.trim();
     let (scheme, rest) = text.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
         return None;
-    }
+    };
     let t = rest.trim();
-    (!t.is_empty() && t.len() <= crate::token::MAX_TOKEN_LEN).then_some(t)
+    (!t.is_empty() && t.len() <= crate::token::MAX_TOKEN_LEN).then_some((scheme, t))
+}
+
+/// What a request to one of Tollgate's protected endpoints presented: its
+/// `Authorization` header, its `DPoP` headers, its method and path.
+#[derive(Debug, Clone, Default)]
+pub struct Presented<'a> {
+    /// The raw `Authorization` header.
+    pub authorization: Option<&'a [u8]>,
+    /// Every `DPoP` header.
+    pub dpop: Vec<&'a [u8]>,
+    /// The request's method.
+    pub method: &'a str,
+    /// The request's path.
+    pub path: &'a str,
 }

@@ -200,17 +200,21 @@ impl App {
                 .await;
         }
         let grant = grant::decide(&auth.client, req, &self.policy())?;
-        self.issue_grant(&auth.client, &grant, now, None).await
+        self.issue_grant(&auth.client, &grant, req, now, None).await
     }
     /// Builds, counts against the quota and signs the token of a grant.
+    /// A token bound to the request's DPoP key when it sent a proof (whose
+    /// `jti` is recorded here, RFC 9449 §11.1).
     pub(super) async fn issue_grant(
         &self,
         client: &Client,
         grant: &Grant,
+        req: &TokenRequest,
         now: i64,
         api_key_id: Option<String>,
     ) -> Result<IssuedToken, ServiceError> {
-        let unsigned = self.prepare(client, grant, now, api_key_id).await?;
+        let cnf = self.bind_dpop(client, req.dpop.as_ref(), now).await?;
+        let unsigned = self.prepare(client, grant, now, api_key_id, cnf).await?;
         self.spend_quota(client, now).await?;
         self.sign(unsigned)
     }
@@ -257,12 +261,11 @@ impl App {
             .with_challenge(crate::service::error::Challenge::Bearer));
         };
         let grant = grant::decide(&client, req, &self.policy())?;
-        let unsigned = self
-            .prepare(&client, &grant, now, Some(record.id.clone()))
+        let issued = self
+            .issue_grant(&client, &grant, req, now, Some(record.id.clone()))
             .await?;
-        self.spend_quota(&client, now).await?;
         self.touch_api_key(&record, now);
-        self.sign(unsigned)
+        Ok(issued)
     }
     /// Notes a use of an API key. Uses are written in the background by
     /// [`App::flush_key_uses`], at most once a minute per key, so that the
@@ -286,8 +289,9 @@ impl App {
         grant: &Grant,
         now: i64,
         api_key_id: Option<String>,
+        cnf: Option<token::Confirmation>,
     ) -> Result<Unsigned, ServiceError> {
-        let claims: Claims = grant::claims(
+        let mut claims: Claims = grant::claims(
             &client.id,
             grant,
             &self.config.issuer,
@@ -295,6 +299,7 @@ impl App {
             secret::random_b64(16),
             api_key_id,
         );
+        claims.cnf = cnf;
         let key = self
             .current_keys()
             .await?
@@ -314,6 +319,11 @@ impl App {
             payload,
             key,
             expires_in: grant.ttl,
+            token_type: if claims.cnf.as_ref().is_some_and(|c| c.jkt.is_some()) {
+                "DPoP"
+            } else {
+                "Bearer"
+            },
             scope: claims.scope,
         })
     }
@@ -323,6 +333,7 @@ impl App {
         Ok(IssuedToken {
             access_token: SecretString::new(jwt),
             expires_in: unsigned.expires_in,
+            token_type: unsigned.token_type,
             scope: unsigned.scope,
         })
     }
@@ -342,5 +353,6 @@ struct Unsigned {
     payload: Vec<u8>,
     key: Arc<token::SigningKey>,
     expires_in: i64,
+    token_type: &'static str,
     scope: String,
 }

@@ -5,6 +5,7 @@
 
 pub mod admin;
 mod assertion;
+mod dpop;
 pub mod error;
 pub mod federation;
 pub mod introspect;
@@ -72,6 +73,8 @@ pub struct IssuedToken {
     pub access_token: SecretString,
     /// Seconds until expiry.
     pub expires_in: i64,
+    /// `Bearer`, or `DPoP` for a token bound to a DPoP key (RFC 9449 §5).
+    pub token_type: &'static str,
     /// Granted scopes, space-separated.
     pub scope: String,
 }
@@ -102,6 +105,8 @@ pub struct App {
     remote_keys: Arc<assertion::RemoteKeys>,
     /// Key sets of trusted federation issuers.
     issuer_keys: Arc<assertion::RemoteKeys>,
+    /// The fleet's secret for DPoP nonces, when nonces are required.
+    dpop_secret: Option<Arc<Vec<u8>>>,
 }
 
 impl App {
@@ -198,7 +203,16 @@ impl App {
         cache.on_write_failure(Box::new(move |reason| {
             counted.write_failures.with_label_values(&[reason]).inc();
         }));
+        let dpop_secret = if config.dpop_nonce {
+            Some(Arc::new(crate::token::keys::shared_secret(
+                &config.keys_dir,
+                dpop::NONCE_SECRET_FILE,
+            )?))
+        } else {
+            None
+        };
         let app = App {
+            dpop_secret,
             fetcher: crate::fetch::Fetcher::new(config.fetch_allow_local),
             config: Arc::new(config),
             store: cache,

@@ -10,7 +10,7 @@ use super::{
 /// The `clients` columns every query selects, in [`client`]'s order.
 pub const CLIENT_COLUMNS: &str = "id, name, owner, scopes, audiences, token_ttl, disabled, \
      tokens_revoked_before, created_at, updated_at, token_quota, quota_window, quota_ban, \
-     token_endpoint_auth_method, jwks, jwks_uri";
+     token_endpoint_auth_method, jwks, jwks_uri, dpop_bound_access_tokens";
 
 /// The `api_keys` columns every query selects, in [`api_key`]'s order.
 pub const KEY_COLUMNS: &str =
@@ -99,6 +99,7 @@ pub fn client(r: &impl Columns) -> Result<Client> {
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("jwks: {e}")))?,
         jwks_uri: r.text_opt(15)?,
+        dpop_bound_access_tokens: r.flag(16)?,
     })
 }
 

@@ -283,6 +283,51 @@ pub fn secure_dir(dir: &Path) -> Result<(), KeyError> {
     Ok(())
 }
 
+/// A 32-byte secret shared by every instance that uses the keys directory
+/// (a fleet shares it): read from `dir/name`, or created there (0600,
+/// exclusively, so that instances starting together agree on one).
+pub fn shared_secret(dir: &Path, name: &str) -> Result<Vec<u8>, KeyError> {
+    let path = dir.join(name);
+    let io = |source| KeyError::Io {
+        path: path.clone(),
+        source,
+    };
+    for _ in 0..50 {
+        match std::fs::read(&path) {
+            Ok(bytes) if bytes.len() == 32 => return Ok(bytes),
+            // Another instance is writing it: read again shortly.
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut secret = vec![0u8; 32];
+                ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+                    .map_err(|_| io(std::io::Error::other("no randomness")))?;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .create(dir)
+                    .map_err(io)?;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    options.mode(0o600);
+                }
+                match options.open(&path) {
+                    Ok(mut file) => {
+                        file.write_all(&secret).map_err(io)?;
+                        file.sync_all().map_err(io)?;
+                        return Ok(secret);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io(e)),
+                }
+            }
+            Err(e) => return Err(io(e)),
+        }
+    }
+    Err(io(std::io::Error::other("the file does not hold a 32-byte secret")))
+}
+
 /// Generates a key for `alg` and writes it to the keys directory.
 pub fn create_key_file(dir: &Path, alg: Alg) -> Result<SigningKey, KeyError> {
     let text = generate_pem(alg)?;
@@ -506,6 +551,7 @@ mod tests {
             client_id: "c".into(),
             scope: "read".into(),
             api_key_id: None,
+            cnf: None,
         }
     }
 

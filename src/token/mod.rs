@@ -75,6 +75,18 @@ pub struct Claims {
     /// Set when the token was exchanged for an API key: the key's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_id: Option<String>,
+    /// The key the token is bound to (RFC 7800 §3.1): a DPoP key's
+    /// thumbprint (RFC 9449 §6.1) or a client certificate's (RFC 8705 §3.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// The `cnf` claim of a sender-constrained token.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Confirmation {
+    /// RFC 9449 §6.1: the RFC 7638 SHA-256 thumbprint of the DPoP key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
 }
 
 /// `aud` as a single string or an array (RFC 7519 §4.1.3).

@@ -32,10 +32,15 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "workload identity federation: trusted issuers and rules",
         include_str!("../../../schema-postgres/0005_federation.sql"),
     ),
+    (
+        6,
+        "DPoP-bound clients",
+        include_str!("../../../schema-postgres/0006_dpop.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// The advisory lock that serialises migrations of instances starting together.
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"

@@ -70,7 +70,7 @@ pub(super) type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 
 /// Placeholders for the values of [`CLIENT_COLUMNS`], `$1` being the id.
 pub(super) const CLIENT_VALUES: &str =
-    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16";
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17";
 
 /// The values of [`CLIENT_COLUMNS`], and their types for a binary COPY.
 pub(super) fn client_params(c: &Client) -> Params {
@@ -91,6 +91,7 @@ pub(super) fn client_params(c: &Client) -> Params {
         Box::new(c.token_endpoint_auth_method.as_str().to_string()),
         Box::new(codec::jwks_text(c)),
         Box::new(c.jwks_uri.clone()),
+        Box::new(c.dpop_bound_access_tokens),
     ]
 }
 pub(super) const CLIENT_TYPES: &[Type] = &[
@@ -110,6 +111,7 @@ pub(super) const CLIENT_TYPES: &[Type] = &[
     Type::TEXT,
     Type::TEXT,
     Type::TEXT,
+    Type::BOOL,
 ];
 
 /// The values of [`KEY_COLUMNS`], and their types for a binary COPY.

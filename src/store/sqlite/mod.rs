@@ -24,7 +24,7 @@ use super::{
 const SCHEMA: &str = include_str!("../../../schema.sql");
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The steps from each older version, in order: `(from, sql)` brings a
 /// database at version `from` to `from + 1`. A new database gets [`SCHEMA`]
@@ -75,6 +75,11 @@ const UPGRADES: &[(i64, &str)] = &[
              created_at INTEGER NOT NULL
          );
          CREATE INDEX IF NOT EXISTS federation_rules_by_client ON federation_rules(client_id);",
+    ),
+    (
+        4,
+        // Version 5: clients whose tokens must be DPoP-bound (RFC 9449 §5.2).
+        "ALTER TABLE clients ADD COLUMN dpop_bound_access_tokens INTEGER NOT NULL DEFAULT 0;",
     ),
 ];
 
@@ -384,7 +389,8 @@ fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
 
 /// Inserts a client row and, when given, its first secret.
 /// Placeholders for the values of [`CLIENT_COLUMNS`], `?1` being the id.
-const CLIENT_VALUES: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16";
+const CLIENT_VALUES: &str =
+    "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17";
 
 /// The values of [`CLIENT_COLUMNS`], in order: one list for insert and update.
 fn client_values(c: &Client) -> Vec<Box<dyn rusqlite::ToSql>> {
@@ -405,6 +411,7 @@ fn client_values(c: &Client) -> Vec<Box<dyn rusqlite::ToSql>> {
         Box::new(c.token_endpoint_auth_method.as_str()),
         Box::new(codec::jwks_text(c)),
         Box::new(c.jwks_uri.clone()),
+        Box::new(c.dpop_bound_access_tokens),
     ]
 }
 
