@@ -672,7 +672,7 @@ async fn a_sqlite_database_at_schema_3_opens_upgrades_and_keeps_its_data() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sqlite_database_at_schema_4_opens_and_keeps_its_federation() {
+async fn a_sqlite_database_at_schema_4_opens_upgrades_and_keeps_its_federation() {
     let (_dir, db, manifest) = sqlite_fixture("db-v4");
     assert_eq!(user_version(&db), 4, "the fixture is a version-4 database");
     let s = SqliteStore::open(&db).await.unwrap();
@@ -696,6 +696,12 @@ async fn a_sqlite_database_at_schema_4_opens_and_keeps_its_federation() {
         s.list_audit(0, 100).await.unwrap().len() as u64,
         manifest["audit_entries"].as_u64().unwrap()
     );
+    // Version 5: the kept client is not DPoP-bound, and can be made so.
+    let mut c = s.get_client(id).await.unwrap().expect("client kept");
+    assert!(!c.dpop_bound_access_tokens);
+    c.dpop_bound_access_tokens = true;
+    assert!(s.update_client(&c, &audit("update")).await.unwrap());
+    assert!(s.get_client(id).await.unwrap().unwrap().dpop_bound_access_tokens);
     // The rules still go with their client.
     assert!(s.delete_client(id, &audit("delete")).await.unwrap());
     assert!(s.federation().await.unwrap().rules.is_empty());
@@ -865,7 +871,10 @@ async fn a_postgres_database_at_schema_4_upgrades_and_keeps_its_data() {
     )
     .await
     .unwrap();
-    assert_eq!(version.as_deref(), Some("5"));
+    let want = super::postgres::SCHEMA_VERSION.to_string();
+    assert_eq!(version.as_deref(), Some(want.as_str()));
+    // Version 6: no client is DPoP-bound until told so.
+    assert!(!keys.dpop_bound_access_tokens);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -564,6 +564,7 @@ fn admin_claims(app_issuer: &str, client_id: &str, iat: i64, exp: i64) -> tollga
         client_id: client_id.to_string(),
         scope: "tollgate:admin".into(),
         api_key_id: None,
+        cnf: None,
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod admin;
 mod docs;
+mod dpop;
 mod examples;
 mod federation;
 mod fleet;
