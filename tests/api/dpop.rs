@@ -286,3 +286,36 @@ async fn dpop_bound_tokens_work_at_the_admin_api_only_with_a_proof_of_their_key(
     .await;
     assert_eq!((status, v["active"].clone()), (200, json!(true)), "{v}");
 }
+
+#[tokio::test]
+async fn a_fleet_shares_nonces_and_the_replay_cache() {
+    let Some(url) = crate::helpers::pg_or_skip("DPoP fleet") else {
+        return;
+    };
+    let fleet = TestApp::fleet(&url, 2, &[("TOLLGATE_DPOP_NONCE", "true")]).await;
+    let (a, b) = (&fleet[0], &fleet[1]);
+    let (id, secret) = a.client("read", &[]);
+    let key = es256("k");
+    // Both instances share the issuer, so one proof fits either.
+    let issuer_url = format!(
+        "{}/oauth/token",
+        crate::helpers::segment(&a.token(&id, &secret).await, 1)["iss"]
+            .as_str()
+            .unwrap()
+    );
+    let (status, _, nonce) = token_with_proof(
+        a,
+        &id,
+        &secret,
+        &[&proof(&key, "POST", &issuer_url, json!({}))],
+    )
+    .await;
+    assert_eq!(status, 400);
+    let nonce = nonce.expect("a nonce from A");
+    let p = proof(&key, "POST", &issuer_url, json!({"nonce": nonce}));
+    let (status, v, _) = token_with_proof(b, &id, &secret, &[&p]).await;
+    assert_eq!(status, 200, "B takes A's nonce: {v}");
+    let (status, v, _) = token_with_proof(a, &id, &secret, &[&p]).await;
+    assert_eq!(status, 400, "A knows B saw the proof: {v}");
+    assert!(s(&v["error_description"]).contains("jti"), "{v}");
+}
