@@ -1,11 +1,15 @@
 //! A resource server that validates Tollgate's access tokens locally with the
 //! JWKS (RFC 9068 §4): pinned algorithm per key, `typ`, `iss`, `aud`, `exp`,
 //! and a required scope. Refetches the JWKS once when it meets an unknown `kid`.
+//! A DPoP-bound token (`cnf.jkt`) is accepted only as `Authorization: DPoP`
+//! with a proof of its key for this request (RFC 9449 §7), checked with
+//! `tollgate::oauth::dpop::verify`; as a bearer token it is refused.
 //!
 //! ```sh
 //! AUTH_SERVER_URL=http://127.0.0.1:8080 AUDIENCE=https://api.example.com \
 //!     cargo run --example resource_server_jwks
 //! curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:9090/hello
+//! curl -H "Authorization: DPoP $TOKEN" -H "DPoP: $PROOF" http://127.0.0.1:9090/hello
 //! ```
 
 use std::sync::RwLock;
@@ -21,6 +25,8 @@ struct Config {
     audience: String,
     scope: String,
     jwks: RwLock<JwkSet>,
+    /// This server's own base URL, as clients see it (the `htu` of proofs).
+    base: std::sync::OnceLock<String>,
 }
 
 async fn fetch_jwks(url: &str) -> Result<JwkSet, String> {
@@ -69,23 +75,73 @@ async fn validate(cfg: &Config, token: &str) -> Result<Value, String> {
     Ok(claims)
 }
 
+/// A 401 with the challenge of the scheme the token needs.
+fn refuse(scheme: &str, error: &str, why: &str) -> HttpResponse {
+    HttpResponse::Unauthorized()
+        .insert_header((
+            "WWW-Authenticate",
+            format!(r#"{scheme} error="{error}", error_description="{why}""#),
+        ))
+        .json(json!({"error": error, "error_description": why}))
+}
+
+/// RFC 9449 §7: the proof must be one valid `DPoP` header for this method
+/// and URL, with `ath` the token's hash, made by the key in `cnf.jkt`.
+fn check_proof(cfg: &Config, req: &HttpRequest, token: &str, jkt: &str) -> Result<(), String> {
+    let mut proofs = req.headers().get_all("dpop");
+    let (Some(proof), None) = (proofs.next(), proofs.next()) else {
+        return Err("send exactly one DPoP proof".into());
+    };
+    let url = format!("{}{}", cfg.base.get().map_or("", String::as_str), req.path());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let expected = tollgate::oauth::dpop::Expected {
+        method: req.method().as_str(),
+        url: &url,
+        now,
+        window: 60,
+        nonces: None,
+        access_token: Some(token),
+    };
+    let proof = proof.to_str().map_err(|e| e.to_string())?;
+    let checked = tollgate::oauth::dpop::verify(proof, &expected).map_err(|e| e.to_string())?;
+    if checked.jkt != jkt {
+        return Err("the proof's key is not the token's".into());
+    }
+    // A real server also remembers each proof's jti for the window, and
+    // refuses it when seen again (RFC 9449 §11.1).
+    Ok(())
+}
+
 async fn hello(cfg: web::Data<Config>, req: HttpRequest) -> HttpResponse {
-    let token = req
+    let auth = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let Some(token) = token else {
-        return HttpResponse::Unauthorized()
-            .insert_header(("WWW-Authenticate", "Bearer"))
-            .json(json!({"error": "invalid_token", "error_description": "bearer token required"}));
+        .unwrap_or("");
+    let (scheme, token) = match auth.split_once(' ') {
+        Some(("Bearer", t)) => ("Bearer", t),
+        Some(("DPoP", t)) => ("DPoP", t),
+        _ => return refuse("Bearer", "invalid_token", "bearer token required"),
     };
-    match validate(&cfg, token).await {
-        Ok(claims) => HttpResponse::Ok().json(json!({"hello": claims["client_id"]})),
-        Err(why) => HttpResponse::Unauthorized()
-            .insert_header(("WWW-Authenticate", r#"Bearer error="invalid_token""#))
-            .json(json!({"error": "invalid_token", "error_description": why})),
+    let claims = match validate(&cfg, token).await {
+        Ok(claims) => claims,
+        Err(why) => return refuse(scheme, "invalid_token", &why),
+    };
+    match (scheme, claims["cnf"]["jkt"].as_str()) {
+        ("Bearer", None) => {}
+        ("Bearer", Some(_)) => {
+            return refuse("DPoP", "invalid_token", "a DPoP-bound token needs the DPoP scheme")
+        }
+        ("DPoP", Some(jkt)) => {
+            if let Err(why) = check_proof(&cfg, &req, token, jkt) {
+                return refuse("DPoP", "invalid_dpop_proof", &why);
+            }
+        }
+        _ => return refuse("Bearer", "invalid_token", "the token is not DPoP-bound"),
     }
+    HttpResponse::Ok().json(json!({"hello": claims["client_id"], "scheme": scheme}))
 }
 
 #[actix_web::main]
@@ -108,7 +164,9 @@ async fn main() -> std::io::Result<()> {
         jwks_url,
         audience: std::env::var("AUDIENCE").unwrap_or_else(|_| "https://api.example.com".into()),
         scope: std::env::var("SCOPE").unwrap_or_else(|_| "read".into()),
+        base: std::sync::OnceLock::new(),
     });
+    let shared = cfg.clone();
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:9090".into());
     let server = HttpServer::new(move || {
         App::new()
@@ -117,6 +175,8 @@ async fn main() -> std::io::Result<()> {
     })
     .workers(1)
     .bind(bind)?;
-    println!("resource server listening on http://{}", server.addrs()[0]);
+    let base = format!("http://{}", server.addrs()[0]);
+    let _ = shared.base.set(base.clone());
+    println!("resource server listening on {base}");
     server.run().await
 }

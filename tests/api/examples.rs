@@ -112,3 +112,73 @@ async fn introspection_example_sees_revocation_at_once_and_accepts_api_keys() {
     let (status, v) = hello(&app, &ex, Some(&key)).await;
     assert_eq!((status, s(&v["via"])), (200, "api_key".to_string()));
 }
+
+#[tokio::test]
+async fn jwks_example_takes_dpop_bound_tokens_only_with_a_proof_of_their_key() {
+    use crate::private_key_jwt::{es256, jti, now};
+    use base64::Engine;
+    use sha2::Digest;
+    let app = TestApp::spawn().await;
+    let (id, secret) = app.client("read", &["https://api.example.com"]);
+    let Some(ex) = start(
+        "resource_server_jwks",
+        &[
+            ("AUTH_SERVER_URL", &app.base),
+            ("AUDIENCE", "https://api.example.com"),
+        ],
+    ) else {
+        return;
+    };
+    let key = es256("client");
+    let proof = |method: &str, url: &str, ath: Option<&str>, k: &crate::private_key_jwt::Key| {
+        let mut claims = serde_json::json!({"htm": method, "htu": url, "iat": now(), "jti": jti()});
+        if let Some(a) = ath {
+            claims["ath"] = serde_json::json!(a);
+        }
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        h.typ = Some("dpop+jwt".into());
+        h.jwk = Some(serde_json::from_value(k.jwk.clone()).unwrap());
+        jsonwebtoken::encode(&h, &claims, &k.enc).unwrap()
+    };
+    let (status, v) = json(
+        app.http
+            .post(app.url("/oauth/token"))
+            .basic_auth(&id, Some(&secret))
+            .header("DPoP", proof("POST", &app.url("/oauth/token"), None, &key))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, s(&v["token_type"])), (200, "DPoP".into()), "{v}");
+    let token = s(&v["access_token"]);
+    let ath = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(token.as_bytes()));
+    let url = format!("{}/hello", ex.base);
+    let call = |scheme: &str, proof: Option<String>| {
+        let mut r = app
+            .http
+            .get(&url)
+            .header("Authorization", format!("{scheme} {token}"));
+        if let Some(p) = proof {
+            r = r.header("DPoP", p);
+        }
+        r.send()
+    };
+    let (status, v) = json(call("DPoP", Some(proof("GET", &url, Some(&ath), &key))).await.unwrap()).await;
+    assert_eq!((status, s(&v["scheme"])), (200, "DPoP".into()), "{v}");
+    assert_eq!(call("Bearer", None).await.unwrap().status(), 401, "as a bearer token");
+    assert_eq!(call("DPoP", None).await.unwrap().status(), 401, "no proof");
+    let other = es256("thief");
+    assert_eq!(
+        call("DPoP", Some(proof("GET", &url, Some(&ath), &other))).await.unwrap().status(),
+        401,
+        "another key"
+    );
+    assert_eq!(
+        call("DPoP", Some(proof("GET", &url, None, &key))).await.unwrap().status(),
+        401,
+        "no ath"
+    );
+}
