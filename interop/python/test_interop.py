@@ -205,3 +205,50 @@ def test_authlib_exchanges_a_workload_token_through_the_jwt_bearer_grant(server)
         session("999").refresh_token()
     assert refused.value.error == "invalid_grant"
     assert rule["id"].startswith("fr_")
+
+
+def test_pyjwt_dpop_proofs_bind_the_token_and_open_the_admin_api(server):
+    """RFC 9449 with proofs made by PyJWT (the issuer identifier names the
+    URLs, as behind a proxy): the token carries cnf.jkt, the thumbprint
+    joserfc computes for the key; it works at the admin API as
+    `Authorization: DPoP` with a proof carrying ath, and not as Bearer."""
+    import base64
+    import hashlib
+    import time
+    import uuid
+
+    import requests
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from joserfc.jwk import ECKey
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = ECKey.import_key(key.public_key()).as_dict(private=False)
+
+    def proof(method, url, token=None):
+        claims = {"htm": method, "htu": url, "iat": int(time.time()), "jti": str(uuid.uuid4())}
+        if token:
+            claims["ath"] = base64.urlsafe_b64encode(
+                hashlib.sha256(token.encode()).digest()).rstrip(b"=").decode()
+        return jwt.encode(claims, key, algorithm="ES256", headers={"typ": "dpop+jwt", "jwk": public})
+
+    created = json.loads(subprocess.run(
+        [BIN, "client", "create", "--name", "dpop-admin", "--scope", "tollgate:admin", "--json"],
+        env=server.env, check=True, capture_output=True, text=True).stdout)
+    cid, secret = created["client_id"], created["client_secret"]
+    r = requests.post(server.base + "/oauth/token", auth=(cid, secret),
+                      data={"grant_type": "client_credentials"},
+                      headers={"DPoP": proof("POST", ISSUER + "/oauth/token")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["token_type"] == "DPoP"
+    token = body["access_token"]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["cnf"]["jkt"] == ECKey.import_key(public).thumbprint()
+
+    admin = server.base + "/admin/clients"
+    ok = requests.get(admin, headers={"Authorization": "DPoP " + token,
+                                      "DPoP": proof("GET", ISSUER + "/admin/clients", token)})
+    assert ok.status_code == 200, ok.text
+    as_bearer = requests.get(admin, headers={"Authorization": "Bearer " + token})
+    assert as_bearer.status_code == 401
+    assert as_bearer.headers["WWW-Authenticate"].startswith("DPoP ")
