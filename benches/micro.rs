@@ -25,6 +25,7 @@ fn claims() -> Claims {
         client_id: "tgc_QkB-p0SYo_3cHyFWB_osqA".into(),
         scope: "read write".into(),
         api_key_id: None,
+        cnf: None,
     }
 }
 

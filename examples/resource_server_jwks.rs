@@ -92,7 +92,11 @@ fn check_proof(cfg: &Config, req: &HttpRequest, token: &str, jkt: &str) -> Resul
     let (Some(proof), None) = (proofs.next(), proofs.next()) else {
         return Err("send exactly one DPoP proof".into());
     };
-    let url = format!("{}{}", cfg.base.get().map_or("", String::as_str), req.path());
+    let url = format!(
+        "{}{}",
+        cfg.base.get().map_or("", String::as_str),
+        req.path()
+    );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -132,7 +136,11 @@ async fn hello(cfg: web::Data<Config>, req: HttpRequest) -> HttpResponse {
     match (scheme, claims["cnf"]["jkt"].as_str()) {
         ("Bearer", None) => {}
         ("Bearer", Some(_)) => {
-            return refuse("DPoP", "invalid_token", "a DPoP-bound token needs the DPoP scheme")
+            return refuse(
+                "DPoP",
+                "invalid_token",
+                "a DPoP-bound token needs the DPoP scheme",
+            )
         }
         ("DPoP", Some(jkt)) => {
             if let Err(why) = check_proof(&cfg, &req, token, jkt) {

@@ -256,6 +256,34 @@ fn w8_bodies(app: &App, file: &Path, n: usize, t0: i64) -> String {
     client.id
 }
 
+/// DPoP proofs W10 signs just before it runs (their `iat` must be within a
+/// minute of the server's clock), each with its own `jti`.
+const W10_PROOFS: usize = 150_000;
+
+/// Writes `n` DPoP proofs for `POST https://tollgate.bench/oauth/token`,
+/// one per line, all by one fresh ES256 key.
+fn w10_proofs(file: &Path, n: usize) {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    let key = Es256::new("dpop");
+    let mut jwk = key.jwk.clone();
+    if let Some(o) = jwk.as_object_mut() {
+        o.remove("kid");
+        o.remove("alg");
+    }
+    let header =
+        B64.encode(serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}).to_string());
+    let key = Es256 { header, ..key };
+    let t = now();
+    let mut out = String::with_capacity(n * 500);
+    for i in 0..n {
+        let claims = serde_json::json!({
+            "htm": "POST", "htu": "https://tollgate.bench/oauth/token", "iat": t, "jti": format!("w10-{i}"),
+        });
+        let _ = writeln!(out, "{}", key.sign(&claims));
+    }
+    std::fs::write(file, out).unwrap_or_else(|e| fail(&e.to_string()));
+}
+
 /// Workload tokens W9 cycles through (reused, as Kubernetes tokens are).
 const W9_TOKENS: usize = 1_000;
 
@@ -867,6 +895,52 @@ fn main() {
             &server,
             "W9 federation exchange (JWT bearer grant), keys cached",
             &w9,
+            args.duration,
+        );
+        if let Some(w1) = results.iter().find(|r| r.name.starts_with("W1")) {
+            f.note = format!("{:.0} % of W1", 100.0 * f.rps / w1.rps);
+        }
+        results.push(f);
+    }
+    if wants("W10") {
+        // DPoP-bound issuance: a client-credentials request with a fresh
+        // proof each time (signature check, jti recorded, cnf.jkt in the
+        // token). The proofs are signed now, so their iat is current.
+        let w10_file = dir.path().join("w10.proofs");
+        println!("signing {W10_PROOFS} DPoP proofs for W10…");
+        w10_proofs(&w10_file, W10_PROOFS);
+        let w10 = scripts.join("w10.lua");
+        std::fs::write(
+            &w10,
+            format!(
+                r#"local n = 0
+function setup(thread)
+  thread:set("tid", n)
+  n = n + 1
+end
+local proofs = {{}}
+for line in io.lines("{}") do proofs[#proofs + 1] = line end
+function init(args)
+  i = (tid or 0) * math.floor(#proofs / 2)
+end
+request = function()
+  i = i + 1
+  local h = {{ ["Content-Type"] = "application/x-www-form-urlencoded",
+              ["Authorization"] = "{}",
+              ["DPoP"] = proofs[(i % #proofs) + 1] }}
+  return wrk.format("POST", "/oauth/token", h, "grant_type=client_credentials")
+end
+"#,
+                w10_file.display(),
+                basic(&clients[0].0, &clients[0].1)
+            ),
+        )
+        .unwrap_or_else(|e| fail(&e.to_string()));
+        let mut f = wrk(
+            &args,
+            &server,
+            "W10 DPoP-bound issuance, a fresh proof each time",
+            &w10,
             args.duration,
         );
         if let Some(w1) = results.iter().find(|r| r.name.starts_with("W1")) {

@@ -124,12 +124,18 @@ pub fn thumbprint(jwk: &serde_json::Value) -> Option<String> {
         ),
         _ => return None,
     };
-    Some(B64.encode(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes())))
+    Some(B64.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        canonical.as_bytes(),
+    )))
 }
 
 /// `ath`: the base64url SHA-256 of an access token (§4.2).
 pub fn access_token_hash(token: &str) -> String {
-    B64.encode(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()))
+    B64.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        token.as_bytes(),
+    ))
 }
 
 /// The URL a proof's `htu` names, without query and fragment (§4.3 check
@@ -258,11 +264,17 @@ mod tests {
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
         let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-        let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": B64.encode(pair.public_key().as_ref())});
+        let jwk =
+            json!({"kty": "OKP", "crv": "Ed25519", "x": B64.encode(pair.public_key().as_ref())});
         (EncodingKey::from_ed_der(pkcs8.as_ref()), jwk)
     }
 
-    fn proof(k: &EncodingKey, jwk: &serde_json::Value, typ: &str, claims: serde_json::Value) -> String {
+    fn proof(
+        k: &EncodingKey,
+        jwk: &serde_json::Value,
+        typ: &str,
+        claims: serde_json::Value,
+    ) -> String {
         let mut h = Header::new(Algorithm::EdDSA);
         h.typ = Some(typ.into());
         h.jwk = Some(serde_json::from_value(jwk.clone()).unwrap());
@@ -309,19 +321,50 @@ mod tests {
         let refused = |typ: &str, change: &dyn Fn(&mut serde_json::Value), want: DpopError| {
             let mut c = claims();
             change(&mut c);
-            assert_eq!(verify(&proof(&k, &jwk, typ, c), &expected()), Err(want.clone()), "{want}");
+            assert_eq!(
+                verify(&proof(&k, &jwk, typ, c), &expected()),
+                Err(want.clone()),
+                "{want}"
+            );
         };
         refused("JWT", &|_| {}, DpopError::Type);
         refused("dpop+jwt", &|c| c["htm"] = json!("GET"), DpopError::Method);
-        refused("dpop+jwt", &|c| c["htu"] = json!("https://as.example/oauth/introspect"), DpopError::Url);
-        refused("dpop+jwt", &|c| c["iat"] = json!(NOW - 61), DpopError::Time(60));
-        refused("dpop+jwt", &|c| c["iat"] = json!(NOW + 61), DpopError::Time(60));
-        refused("dpop+jwt", &|c| { c.as_object_mut().unwrap().remove("iat"); }, DpopError::Time(60));
-        refused("dpop+jwt", &|c| { c.as_object_mut().unwrap().remove("jti"); }, DpopError::Jti);
+        refused(
+            "dpop+jwt",
+            &|c| c["htu"] = json!("https://as.example/oauth/introspect"),
+            DpopError::Url,
+        );
+        refused(
+            "dpop+jwt",
+            &|c| c["iat"] = json!(NOW - 61),
+            DpopError::Time(60),
+        );
+        refused(
+            "dpop+jwt",
+            &|c| c["iat"] = json!(NOW + 61),
+            DpopError::Time(60),
+        );
+        refused(
+            "dpop+jwt",
+            &|c| {
+                c.as_object_mut().unwrap().remove("iat");
+            },
+            DpopError::Time(60),
+        );
+        refused(
+            "dpop+jwt",
+            &|c| {
+                c.as_object_mut().unwrap().remove("jti");
+            },
+            DpopError::Jti,
+        );
 
         // The jwk is another key than the one that signed.
         let (_, other) = key();
-        assert_eq!(verify(&proof(&k, &other, "dpop+jwt", claims()), &expected()), Err(DpopError::Signature));
+        assert_eq!(
+            verify(&proof(&k, &other, "dpop+jwt", claims()), &expected()),
+            Err(DpopError::Signature)
+        );
         // A private member in the jwk.
         let mut private = jwk.clone();
         private["d"] = json!("AAAA");
@@ -329,7 +372,8 @@ mod tests {
         h.typ = Some("dpop+jwt".into());
         let unsigned = jsonwebtoken::encode(&h, &claims(), &k).unwrap();
         let mut parts: Vec<String> = unsigned.split('.').map(str::to_string).collect();
-        parts[0] = B64.encode(json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": private}).to_string());
+        parts[0] =
+            B64.encode(json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": private}).to_string());
         assert_eq!(verify(&parts.join("."), &expected()), Err(DpopError::Key));
         // No jwk at all; HS256.
         assert_eq!(verify(&unsigned, &expected()), Err(DpopError::Key));
@@ -345,19 +389,37 @@ mod tests {
         let (k, jwk) = key();
         let secret = b"fleet secret";
         let nonces = current_nonces(secret, NOW, 300);
-        let e = Expected { nonces: Some(&nonces), ..expected() };
-        assert_eq!(verify(&proof(&k, &jwk, "dpop+jwt", claims()), &e), Err(DpopError::Nonce));
+        let e = Expected {
+            nonces: Some(&nonces),
+            ..expected()
+        };
+        assert_eq!(
+            verify(&proof(&k, &jwk, "dpop+jwt", claims()), &e),
+            Err(DpopError::Nonce)
+        );
         let mut c = claims();
         c["nonce"] = json!(nonces[1]);
-        assert!(verify(&proof(&k, &jwk, "dpop+jwt", c), &e).is_ok(), "the previous step's");
+        assert!(
+            verify(&proof(&k, &jwk, "dpop+jwt", c), &e).is_ok(),
+            "the previous step's"
+        );
         let stale = nonce(secret, NOW / 300 - 2);
         let mut c = claims();
         c["nonce"] = json!(stale);
-        assert_eq!(verify(&proof(&k, &jwk, "dpop+jwt", c), &e), Err(DpopError::Nonce));
+        assert_eq!(
+            verify(&proof(&k, &jwk, "dpop+jwt", c), &e),
+            Err(DpopError::Nonce)
+        );
         assert_ne!(nonce(b"other", NOW / 300), nonces[0], "per secret");
 
-        let e = Expected { access_token: Some("tok"), ..expected() };
-        assert_eq!(verify(&proof(&k, &jwk, "dpop+jwt", claims()), &e), Err(DpopError::AccessTokenHash));
+        let e = Expected {
+            access_token: Some("tok"),
+            ..expected()
+        };
+        assert_eq!(
+            verify(&proof(&k, &jwk, "dpop+jwt", claims()), &e),
+            Err(DpopError::AccessTokenHash)
+        );
         let mut c = claims();
         c["ath"] = json!(access_token_hash("tok"));
         assert!(verify(&proof(&k, &jwk, "dpop+jwt", c), &e).is_ok());

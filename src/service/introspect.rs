@@ -118,11 +118,9 @@ impl App {
         let bound = claims.cnf.as_ref().and_then(|c| c.jkt.as_deref());
         match (scheme, bound) {
             (Scheme::Bearer, None) => {}
-            (Scheme::Bearer, Some(_)) => {
-                return Err(dpop(ServiceError::invalid_token(
-                    "the access token is DPoP-bound: send it as Authorization: DPoP with a DPoP proof",
-                )))
-            }
+            (Scheme::Bearer, Some(_)) => return Err(dpop(ServiceError::invalid_token(
+                "the access token is DPoP-bound: send it as Authorization: DPoP with a DPoP proof",
+            ))),
             (Scheme::Dpop, None) => {
                 return Err(ServiceError::invalid_token(
                     "the access token is not DPoP-bound: send it as a Bearer token",

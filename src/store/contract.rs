@@ -701,7 +701,13 @@ async fn a_sqlite_database_at_schema_4_opens_upgrades_and_keeps_its_federation()
     assert!(!c.dpop_bound_access_tokens);
     c.dpop_bound_access_tokens = true;
     assert!(s.update_client(&c, &audit("update")).await.unwrap());
-    assert!(s.get_client(id).await.unwrap().unwrap().dpop_bound_access_tokens);
+    assert!(
+        s.get_client(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .dpop_bound_access_tokens
+    );
     // The rules still go with their client.
     assert!(s.delete_client(id, &audit("delete")).await.unwrap());
     assert!(s.federation().await.unwrap().rules.is_empty());

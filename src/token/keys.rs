@@ -325,7 +325,9 @@ pub fn shared_secret(dir: &Path, name: &str) -> Result<Vec<u8>, KeyError> {
             Err(e) => return Err(io(e)),
         }
     }
-    Err(io(std::io::Error::other("the file does not hold a 32-byte secret")))
+    Err(io(std::io::Error::other(
+        "the file does not hold a 32-byte secret",
+    )))
 }
 
 /// Generates a key for `alg` and writes it to the keys directory.

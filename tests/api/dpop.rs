@@ -32,8 +32,9 @@ fn proof_with(key: &Key, typ: &str, jwk: &Value, claims: &Value) -> String {
         B64.encode(header.to_string()),
         B64.encode(claims.to_string())
     );
-    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key.enc, jsonwebtoken::Algorithm::ES256)
-        .unwrap();
+    let sig =
+        jsonwebtoken::crypto::sign(input.as_bytes(), &key.enc, jsonwebtoken::Algorithm::ES256)
+            .unwrap();
     format!("{input}.{sig}")
 }
 
@@ -105,16 +106,61 @@ async fn a_proof_binds_the_token_to_its_key_and_every_check_refuses() {
     };
     let other = es256("other");
     let cases: Vec<(&str, Vec<String>, &str)> = vec![
-        ("typ", vec![proof_with(&key, "JWT", &key.jwk, &claims())], "typ"),
-        ("private jwk", vec![proof_with(&key, "dpop+jwt", &private, &claims())], "public key"),
-        ("another key's jwk", vec![proof_with(&key, "dpop+jwt", &other.jwk, &claims())], "signature"),
+        (
+            "typ",
+            vec![proof_with(&key, "JWT", &key.jwk, &claims())],
+            "typ",
+        ),
+        (
+            "private jwk",
+            vec![proof_with(&key, "dpop+jwt", &private, &claims())],
+            "public key",
+        ),
+        (
+            "another key's jwk",
+            vec![proof_with(&key, "dpop+jwt", &other.jwk, &claims())],
+            "signature",
+        ),
         ("HS256", vec![hs], "alg"),
         ("htm", vec![proof(&key, "GET", &url, json!({}))], "htm"),
-        ("htu", vec![proof(&key, "POST", &app.url("/oauth/introspect"), json!({}))], "htu"),
-        ("old iat", vec![proof(&key, "POST", &url, json!({"iat": now() - 120}))], "iat"),
-        ("future iat", vec![proof(&key, "POST", &url, json!({"iat": now() + 120}))], "iat"),
-        ("no jti", vec![proof_with(&key, "dpop+jwt", &key.jwk, &json!({"htm": "POST", "htu": url, "iat": now()}))], "jti"),
-        ("two headers", vec![proof(&key, "POST", &url, json!({})), proof(&key, "POST", &url, json!({}))], "one DPoP header"),
+        (
+            "htu",
+            vec![proof(
+                &key,
+                "POST",
+                &app.url("/oauth/introspect"),
+                json!({}),
+            )],
+            "htu",
+        ),
+        (
+            "old iat",
+            vec![proof(&key, "POST", &url, json!({"iat": now() - 120}))],
+            "iat",
+        ),
+        (
+            "future iat",
+            vec![proof(&key, "POST", &url, json!({"iat": now() + 120}))],
+            "iat",
+        ),
+        (
+            "no jti",
+            vec![proof_with(
+                &key,
+                "dpop+jwt",
+                &key.jwk,
+                &json!({"htm": "POST", "htu": url, "iat": now()}),
+            )],
+            "jti",
+        ),
+        (
+            "two headers",
+            vec![
+                proof(&key, "POST", &url, json!({})),
+                proof(&key, "POST", &url, json!({})),
+            ],
+            "one DPoP header",
+        ),
         ("not a JWT", vec!["abc".into()], "signed JWT"),
     ];
     for (what, proofs, says) in cases {
@@ -126,16 +172,28 @@ async fn a_proof_binds_the_token_to_its_key_and_every_check_refuses() {
     }
     // A query on htu is ignored (§4.3 check 9).
     let with_query = proof(&key, "POST", &format!("{url}?x=1"), json!({}));
-    assert_eq!(token_with_proof(&app, &id, &secret, &[&with_query]).await.0, 200);
+    assert_eq!(
+        token_with_proof(&app, &id, &secret, &[&with_query]).await.0,
+        200
+    );
 
     // The API-key exchange binds too.
     let admin = app.admin_token().await;
-    let (status, created) = admin_post(&app, &admin, &format!("/admin/clients/{id}/api-keys"), json!({})).await;
+    let (status, created) = admin_post(
+        &app,
+        &admin,
+        &format!("/admin/clients/{id}/api-keys"),
+        json!({}),
+    )
+    .await;
     assert_eq!(status, 201, "{created}");
     let (status, v) = json(
         app.http
             .post(app.url("/authentication/token"))
-            .header("DPoP", proof(&key, "POST", &app.url("/authentication/token"), json!({})))
+            .header(
+                "DPoP",
+                proof(&key, "POST", &app.url("/authentication/token"), json!({})),
+            )
             .json(&json!({"secret_key": created["secret_key"]}))
             .send()
             .await
@@ -143,7 +201,10 @@ async fn a_proof_binds_the_token_to_its_key_and_every_check_refuses() {
     )
     .await;
     assert_eq!((status, s(&v["token_type"])), (200, "DPoP".into()), "{v}");
-    assert_eq!(segment(&s(&v["access_token"]), 1)["cnf"]["jkt"], jkt.as_str());
+    assert_eq!(
+        segment(&s(&v["access_token"]), 1)["cnf"]["jkt"],
+        jkt.as_str()
+    );
     // The metadata advertises the algorithms.
     let m: Value = app
         .http
@@ -154,7 +215,10 @@ async fn a_proof_binds_the_token_to_its_key_and_every_check_refuses() {
         .json()
         .await
         .unwrap();
-    assert_eq!(m["dpop_signing_alg_values_supported"], json!(["ES256", "EdDSA", "RS256", "PS256"]));
+    assert_eq!(
+        m["dpop_signing_alg_values_supported"],
+        json!(["ES256", "EdDSA", "RS256", "PS256"])
+    );
 }
 
 #[tokio::test]
@@ -172,7 +236,11 @@ async fn a_dpop_bound_client_gets_no_token_without_a_proof() {
     assert_eq!(v["dpop_bound_access_tokens"], true);
     let (id, secret) = (s(&v["client_id"]), s(&v["client_secret"]));
     let (status, v, _) = token_with_proof(&app, &id, &secret, &[]).await;
-    assert_eq!((status, s(&v["error"])), (400, "invalid_dpop_proof".into()), "{v}");
+    assert_eq!(
+        (status, s(&v["error"])),
+        (400, "invalid_dpop_proof".into()),
+        "{v}"
+    );
     let key = es256("k");
     let p = proof(&key, "POST", &app.url("/oauth/token"), json!({}));
     assert_eq!(token_with_proof(&app, &id, &secret, &[&p]).await.0, 200);
@@ -192,7 +260,11 @@ async fn nonces_are_required_when_enabled_and_survive_a_restart() {
     let url = app.url("/oauth/token");
     let (status, v, nonce) =
         token_with_proof(&app, &id, &secret, &[&proof(&key, "POST", &url, json!({}))]).await;
-    assert_eq!((status, s(&v["error"])), (400, "use_dpop_nonce".into()), "{v}");
+    assert_eq!(
+        (status, s(&v["error"])),
+        (400, "use_dpop_nonce".into()),
+        "{v}"
+    );
     let nonce = nonce.expect("a DPoP-Nonce header");
     let (status, v, next) = token_with_proof(
         &app,
@@ -249,20 +321,60 @@ async fn dpop_bound_tokens_work_at_the_admin_api_only_with_a_proof_of_their_key(
         r.send()
     };
     let ok = proof(&key, "GET", &clients, json!({"ath": ath}));
-    let r = get(format!("DPoP {token}"), vec![ok.clone()]).await.unwrap();
+    let r = get(format!("DPoP {token}"), vec![ok.clone()])
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let other = es256("other");
     for (what, auth, proofs, says) in [
-        ("as a bearer token", format!("Bearer {token}"), vec![], "DPoP-bound"),
-        ("without a proof", format!("DPoP {token}"), vec![], "needs a DPoP proof"),
-        ("replayed proof", format!("DPoP {token}"), vec![ok.clone()], "jti"),
-        ("no ath", format!("DPoP {token}"), vec![proof(&key, "GET", &clients, json!({}))], "ath"),
-        ("another key", format!("DPoP {token}"), vec![proof(&other, "GET", &clients, json!({"ath": ath}))], "not the key"),
-        ("another URL", format!("DPoP {token}"), vec![proof(&key, "GET", &app.url("/admin/audit"), json!({"ath": ath}))], "htu"),
+        (
+            "as a bearer token",
+            format!("Bearer {token}"),
+            vec![],
+            "DPoP-bound",
+        ),
+        (
+            "without a proof",
+            format!("DPoP {token}"),
+            vec![],
+            "needs a DPoP proof",
+        ),
+        (
+            "replayed proof",
+            format!("DPoP {token}"),
+            vec![ok.clone()],
+            "jti",
+        ),
+        (
+            "no ath",
+            format!("DPoP {token}"),
+            vec![proof(&key, "GET", &clients, json!({}))],
+            "ath",
+        ),
+        (
+            "another key",
+            format!("DPoP {token}"),
+            vec![proof(&other, "GET", &clients, json!({"ath": ath}))],
+            "not the key",
+        ),
+        (
+            "another URL",
+            format!("DPoP {token}"),
+            vec![proof(
+                &key,
+                "GET",
+                &app.url("/admin/audit"),
+                json!({"ath": ath}),
+            )],
+            "htu",
+        ),
     ] {
         let r = get(auth, proofs).await.unwrap();
         assert_eq!(r.status(), 401, "{what}");
-        let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_string();
+        let challenge = r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
         assert!(challenge.starts_with("DPoP "), "{what}: {challenge}");
         let v: Value = r.json().await.unwrap();
         assert!(s(&v["error_description"]).contains(says), "{what}: {v}");
@@ -277,7 +389,10 @@ async fn dpop_bound_tokens_work_at_the_admin_api_only_with_a_proof_of_their_key(
         app.http
             .post(&introspect)
             .header("Authorization", format!("DPoP {token}"))
-            .header("DPoP", proof(&key, "POST", &introspect, json!({"ath": ath})))
+            .header(
+                "DPoP",
+                proof(&key, "POST", &introspect, json!({"ath": ath})),
+            )
             .form(&[("token", plain.as_str())])
             .send()
             .await

@@ -166,18 +166,33 @@ async fn jwks_example_takes_dpop_bound_tokens_only_with_a_proof_of_their_key() {
         }
         r.send()
     };
-    let (status, v) = json(call("DPoP", Some(proof("GET", &url, Some(&ath), &key))).await.unwrap()).await;
+    let (status, v) = json(
+        call("DPoP", Some(proof("GET", &url, Some(&ath), &key)))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((status, s(&v["scheme"])), (200, "DPoP".into()), "{v}");
-    assert_eq!(call("Bearer", None).await.unwrap().status(), 401, "as a bearer token");
+    assert_eq!(
+        call("Bearer", None).await.unwrap().status(),
+        401,
+        "as a bearer token"
+    );
     assert_eq!(call("DPoP", None).await.unwrap().status(), 401, "no proof");
     let other = es256("thief");
     assert_eq!(
-        call("DPoP", Some(proof("GET", &url, Some(&ath), &other))).await.unwrap().status(),
+        call("DPoP", Some(proof("GET", &url, Some(&ath), &other)))
+            .await
+            .unwrap()
+            .status(),
         401,
         "another key"
     );
     assert_eq!(
-        call("DPoP", Some(proof("GET", &url, None, &key))).await.unwrap().status(),
+        call("DPoP", Some(proof("GET", &url, None, &key)))
+            .await
+            .unwrap()
+            .status(),
         401,
         "no ath"
     );
