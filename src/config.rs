@@ -75,6 +75,12 @@ pub struct Config {
     pub assertion_max_lifetime: i64,
     /// The [`FETCH_ALLOW_LOCAL`] setting.
     pub fetch_allow_local: bool,
+    /// The [`TLS_CERT`] setting.
+    pub tls_cert: Option<PathBuf>,
+    /// The [`TLS_KEY`] setting.
+    pub tls_key: Option<PathBuf>,
+    /// The [`TLS_CLIENT_CA`] setting.
+    pub tls_client_ca: Option<PathBuf>,
     /// The [`DPOP_IAT_WINDOW`] setting.
     pub dpop_iat_window: i64,
     /// The [`DPOP_NONCE`] setting.
@@ -218,6 +224,12 @@ settings! {
         "How far ahead a private_key_jwt client assertion's exp may lie, in seconds.";
     FETCH_ALLOW_LOCAL = "fetch_allow_local", "TOLLGATE_FETCH_ALLOW_LOCAL", Some("false"), "`false`", Kind::Text,
         "`true` lets jwks_uri fetches reach loopback, private and link-local addresses, over http too (tests, labs).";
+    TLS_CERT = "tls_cert", "TOLLGATE_TLS_CERT", None, "none (plain HTTP)", Kind::Text,
+        "PEM file of the server's certificate chain: Tollgate serves HTTPS itself (rustls); reloaded on SIGHUP.";
+    TLS_KEY = "tls_key", "TOLLGATE_TLS_KEY", None, "none", Kind::Text,
+        "PEM file of the certificate's private key (PKCS#8, PKCS#1 or SEC1); reloaded on SIGHUP.";
+    TLS_CLIENT_CA = "tls_client_ca", "TOLLGATE_TLS_CLIENT_CA", None, "none", Kind::Text,
+        "PEM file of the CA certificates client certificates chain to (tls_client_auth); enables optional client certificates.";
     DPOP_IAT_WINDOW = "dpop_iat_window", "TOLLGATE_DPOP_IAT_WINDOW", Some("60"), "`60`", int(5, 3600),
         "How far a DPoP proof's iat may lie from now, either way, in seconds; its jti is remembered that long.";
     DPOP_NONCE = "dpop_nonce", "TOLLGATE_DPOP_NONCE", Some("false"), "`false`", Kind::Text,
@@ -433,6 +445,21 @@ impl Config {
         };
         let fetch_allow_local = flag(&FETCH_ALLOW_LOCAL)?;
         let dpop_nonce = flag(&DPOP_NONCE)?;
+        let path = |s: &Setting| text(s).map(|t| t.map(PathBuf::from));
+        let (tls_cert, tls_key, tls_client_ca) =
+            (path(&TLS_CERT)?, path(&TLS_KEY)?, path(&TLS_CLIENT_CA)?);
+        if tls_cert.is_some() != tls_key.is_some() {
+            return Err(bad(
+                TLS_CERT.env,
+                format!("{} and {} go together", TLS_CERT.env, TLS_KEY.env),
+            ));
+        }
+        if tls_client_ca.is_some() && tls_cert.is_none() {
+            return Err(bad(
+                TLS_CLIENT_CA.env,
+                format!("client certificates need {}", TLS_CERT.env),
+            ));
+        }
         let cors_origins = src.list(&CORS_ORIGINS)?;
         for o in &cors_origins {
             if !(o.starts_with("https://") || o.starts_with("http://")) || o.ends_with('/') {
@@ -474,6 +501,9 @@ impl Config {
             metrics_bind,
             assertion_max_lifetime: src.int(&ASSERTION_MAX_LIFETIME)?,
             fetch_allow_local,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
             dpop_iat_window: src.int(&DPOP_IAT_WINDOW)?,
             dpop_nonce,
             dpop_nonce_lifetime: src.int(&DPOP_NONCE_LIFETIME)?,

@@ -7,6 +7,7 @@ pub mod health;
 pub mod introspect;
 pub mod middleware;
 pub mod server;
+pub mod tls;
 pub mod token;
 pub mod well_known;
 

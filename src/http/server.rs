@@ -31,8 +31,18 @@ fn extractor_config(cfg: &mut web::ServiceConfig) {
 pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAddr, App)> {
     let listener = TcpListener::bind(app.config().bind)?;
     let addr = listener.local_addr()?;
+    let tls = match (&app.config().tls_cert, &app.config().tls_key) {
+        (Some(cert), Some(key)) => {
+            let cert = super::tls::ReloadingCert::open(cert, key).map_err(std::io::Error::other)?;
+            let config = super::tls::server_config(cert.clone(), app.config().tls_client_ca.is_some())
+                .map_err(std::io::Error::other)?;
+            Some((cert, config))
+        }
+        _ => None,
+    };
     if !app.config().issuer_explicit {
-        app = app.with_issuer(format!("http://{addr}"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        app = app.with_issuer(format!("{scheme}://{addr}"));
     }
     let served = app.clone();
     let workers = app.config().workers;
@@ -66,7 +76,14 @@ pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAdd
     .client_request_timeout(Duration::from_secs(request_timeout))
     .client_disconnect_timeout(Duration::from_secs(2))
     .shutdown_timeout(15)
-    .listen(listener)?
+    .on_connect(super::tls::on_connect);
+    let server = match tls {
+        Some((cert, config)) => {
+            super::tls::reload_on_sighup(cert);
+            server.listen_rustls_0_23(listener, config)?
+        }
+        None => server.listen(listener)?,
+    }
     .run();
     Ok((server, addr, served))
 }
@@ -158,7 +175,12 @@ pub async fn run(app: App) -> std::io::Result<()> {
         actix_web::rt::spawn(metrics);
         handle
     });
-    println!("tollgate listening on http://{addr}");
+    let scheme = if app.config().tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("tollgate listening on {scheme}://{addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let result = server.await;

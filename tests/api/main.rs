@@ -11,5 +11,6 @@ mod helpers;
 mod introspection;
 mod private_key_jwt;
 mod robustness;
+mod tls;
 mod token;
 mod verify;
