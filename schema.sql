@@ -17,6 +17,12 @@ CREATE TABLE IF NOT EXISTS clients (
     jwks                  TEXT,                   -- JSON JWK Set (public keys), private_key_jwt
     jwks_uri              TEXT,                   -- where the client publishes its keys
     dpop_bound_access_tokens INTEGER NOT NULL DEFAULT 0, -- RFC 9449 §5.2
+    tls_client_auth_subject_dn TEXT,              -- RFC 8705 §2.1.2: one of these five
+    tls_client_auth_san_dns TEXT,
+    tls_client_auth_san_uri TEXT,
+    tls_client_auth_san_ip TEXT,
+    tls_client_auth_san_email TEXT,
+    tls_client_certificate_bound_access_tokens INTEGER NOT NULL DEFAULT 0, -- RFC 8705 §3.4
     created_at            INTEGER NOT NULL,
     updated_at            INTEGER NOT NULL
 );

@@ -50,6 +50,24 @@ pub struct Client {
     pub jwks_uri: Option<String>,
     /// RFC 9449 §5.2: every token request must carry a DPoP proof.
     pub dpop_bound_access_tokens: bool,
+    /// RFC 8705 §2.1.2: the certificate's subject DN (RFC 4514 string)
+    /// for `tls_client_auth`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_subject_dn: Option<String>,
+    /// RFC 8705 §2.1.2: a dNSName SAN the certificate must hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_san_dns: Option<String>,
+    /// RFC 8705 §2.1.2: a uniformResourceIdentifier SAN (a SPIFFE ID).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_san_uri: Option<String>,
+    /// RFC 8705 §2.1.2: an iPAddress SAN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_san_ip: Option<String>,
+    /// RFC 8705 §2.1.2: an rfc822Name SAN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_san_email: Option<String>,
+    /// RFC 8705 §3.4: its tokens are bound to its certificate.
+    pub tls_client_certificate_bound_access_tokens: bool,
 }
 
 /// A client authentication method (RFC 7591 §2, names from the IANA "OAuth
@@ -66,6 +84,12 @@ pub enum ClientAuthMethod {
     /// A JWT signed with the client's private key (RFC 7523 §2.2, OpenID
     /// Connect Core §9).
     PrivateKeyJwt,
+    /// A certificate chaining to the configured CA, with the registered
+    /// subject or SAN (RFC 8705 §2.1).
+    TlsClientAuth,
+    /// A self-signed certificate whose key is in the client's `jwks`
+    /// (RFC 8705 §2.2).
+    SelfSignedTlsClientAuth,
 }
 
 impl ClientAuthMethod {
@@ -75,6 +99,8 @@ impl ClientAuthMethod {
             ClientAuthMethod::ClientSecretBasic => "client_secret_basic",
             ClientAuthMethod::ClientSecretPost => "client_secret_post",
             ClientAuthMethod::PrivateKeyJwt => "private_key_jwt",
+            ClientAuthMethod::TlsClientAuth => "tls_client_auth",
+            ClientAuthMethod::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
         }
     }
 
@@ -84,6 +110,8 @@ impl ClientAuthMethod {
             ClientAuthMethod::ClientSecretBasic,
             ClientAuthMethod::ClientSecretPost,
             ClientAuthMethod::PrivateKeyJwt,
+            ClientAuthMethod::TlsClientAuth,
+            ClientAuthMethod::SelfSignedTlsClientAuth,
         ]
         .into_iter()
         .find(|m| m.as_str() == s)
@@ -91,7 +119,18 @@ impl ClientAuthMethod {
 
     /// Whether the client holds a secret.
     pub fn uses_secret(self) -> bool {
-        !matches!(self, ClientAuthMethod::PrivateKeyJwt)
+        matches!(
+            self,
+            ClientAuthMethod::ClientSecretBasic | ClientAuthMethod::ClientSecretPost
+        )
+    }
+
+    /// Whether the client authenticates with a TLS client certificate.
+    pub fn uses_certificate(self) -> bool {
+        matches!(
+            self,
+            ClientAuthMethod::TlsClientAuth | ClientAuthMethod::SelfSignedTlsClientAuth
+        )
     }
 }
 
@@ -259,6 +298,12 @@ pub(crate) mod fixtures {
                 jwks: None,
                 jwks_uri: None,
                 dpop_bound_access_tokens: false,
+                tls_client_auth_subject_dn: None,
+                tls_client_auth_san_dns: None,
+                tls_client_auth_san_uri: None,
+                tls_client_auth_san_ip: None,
+                tls_client_auth_san_email: None,
+                tls_client_certificate_bound_access_tokens: false,
             }
         }
     }

@@ -409,7 +409,8 @@ mod tests {
 /// How a client authenticates, and its public keys (RFC 7591 §2).
 #[derive(clap::Args, Debug, Default)]
 pub struct KeyArgs {
-    /// client_secret_basic, client_secret_post or private_key_jwt.
+    /// client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth or
+    /// self_signed_tls_client_auth.
     #[arg(long, value_name = "METHOD")]
     pub auth_method: Option<String>,
     /// A JSON file holding the client's public JWK Set (private_key_jwt).
@@ -422,4 +423,22 @@ pub struct KeyArgs {
     /// (RFC 9449 §5.2 dpop_bound_access_tokens).
     #[arg(long, value_name = "true|false")]
     pub dpop_bound: Option<bool>,
+    /// tls_client_auth: the certificate's subject DN (RFC 4514, e.g. CN=payments,O=Acme).
+    #[arg(long, value_name = "DN")]
+    pub tls_subject_dn: Option<String>,
+    /// tls_client_auth: a DNS name SAN of the certificate.
+    #[arg(long, value_name = "NAME")]
+    pub tls_san_dns: Option<String>,
+    /// tls_client_auth: a URI SAN of the certificate (a SPIFFE ID).
+    #[arg(long, value_name = "URI")]
+    pub tls_san_uri: Option<String>,
+    /// tls_client_auth: an IP address SAN of the certificate.
+    #[arg(long, value_name = "IP")]
+    pub tls_san_ip: Option<String>,
+    /// tls_client_auth: an email SAN of the certificate.
+    #[arg(long, value_name = "EMAIL")]
+    pub tls_san_email: Option<String>,
+    /// Whether the client's tokens are bound to its TLS certificate (RFC 8705 §3).
+    #[arg(long, value_name = "true|false")]
+    pub tls_bound: Option<bool>,
 }

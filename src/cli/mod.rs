@@ -177,12 +177,36 @@ type KeyChoice = (
     Option<String>,
 );
 
+/// The RFC 8705 flags of `client create` and `client update`.
+struct TlsNames {
+    subject_dn: Option<String>,
+    san_dns: Option<String>,
+    san_uri: Option<String>,
+    san_ip: Option<String>,
+    san_email: Option<String>,
+    bound: Option<bool>,
+}
+
+impl TlsNames {
+    fn of(k: &args::KeyArgs) -> TlsNames {
+        TlsNames {
+            subject_dn: k.tls_subject_dn.clone(),
+            san_dns: k.tls_san_dns.clone(),
+            san_uri: k.tls_san_uri.clone(),
+            san_ip: k.tls_san_ip.clone(),
+            san_email: k.tls_san_email.clone(),
+            bound: k.tls_bound,
+        }
+    }
+}
+
 fn key_args(k: args::KeyArgs) -> Result<KeyChoice, ServiceError> {
     let method = match k.auth_method.as_deref() {
         None => None,
         Some(m) => Some(crate::domain::ClientAuthMethod::parse(m).ok_or_else(|| {
             ServiceError::invalid_request(
-                "--auth-method must be client_secret_basic, client_secret_post or private_key_jwt",
+                "--auth-method must be client_secret_basic, client_secret_post, private_key_jwt, \
+                 tls_client_auth or self_signed_tls_client_auth",
             )
         })?),
     };
@@ -213,6 +237,7 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
             out,
         } => {
             let dpop = keys.dpop_bound;
+            let tls = TlsNames::of(&keys);
             let (method, jwks, jwks_uri) = key_args(keys)?;
             let (c, secret) = app
                 .create_client(
@@ -230,6 +255,12 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
                         jwks,
                         jwks_uri,
                         dpop_bound_access_tokens: dpop.unwrap_or(false),
+                        tls_client_auth_subject_dn: tls.subject_dn,
+                        tls_client_auth_san_dns: tls.san_dns,
+                        tls_client_auth_san_uri: tls.san_uri,
+                        tls_client_auth_san_ip: tls.san_ip,
+                        tls_client_auth_san_email: tls.san_email,
+                        tls_client_certificate_bound_access_tokens: tls.bound.unwrap_or(false),
                     },
                     now(),
                 )
@@ -275,6 +306,7 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
             out,
         } => {
             let dpop = keys.dpop_bound;
+            let tls = TlsNames::of(&keys);
             let (method, jwks, jwks_uri) = key_args(keys)?;
             let patch = ClientPatch {
                 name,
@@ -289,6 +321,12 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
                 jwks: jwks.map(Some),
                 jwks_uri: jwks_uri.map(Some),
                 dpop_bound_access_tokens: dpop,
+                tls_client_auth_subject_dn: tls.subject_dn.map(Some),
+                tls_client_auth_san_dns: tls.san_dns.map(Some),
+                tls_client_auth_san_uri: tls.san_uri.map(Some),
+                tls_client_auth_san_ip: tls.san_ip.map(Some),
+                tls_client_auth_san_email: tls.san_email.map(Some),
+                tls_client_certificate_bound_access_tokens: tls.bound,
             };
             show_client(
                 &app.update_client(CLI_ACTOR, &id, patch, now()).await?,

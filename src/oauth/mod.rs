@@ -7,6 +7,7 @@ pub mod dpop;
 pub mod error;
 pub mod federation;
 pub mod grant;
+pub mod mtls;
 pub mod params;
 #[cfg(test)]
 mod proptests;

@@ -53,6 +53,24 @@ pub struct NewClient {
     /// RFC 9449 §5.2: its token requests must carry a DPoP proof.
     #[serde(default)]
     pub dpop_bound_access_tokens: bool,
+    /// RFC 8705 §2.1.2, for `tls_client_auth`: the subject DN.
+    #[serde(default)]
+    pub tls_client_auth_subject_dn: Option<String>,
+    /// RFC 8705 §2.1.2: a dNSName SAN.
+    #[serde(default)]
+    pub tls_client_auth_san_dns: Option<String>,
+    /// RFC 8705 §2.1.2: a URI SAN (a SPIFFE ID).
+    #[serde(default)]
+    pub tls_client_auth_san_uri: Option<String>,
+    /// RFC 8705 §2.1.2: an IP address SAN.
+    #[serde(default)]
+    pub tls_client_auth_san_ip: Option<String>,
+    /// RFC 8705 §2.1.2: an email SAN.
+    #[serde(default)]
+    pub tls_client_auth_san_email: Option<String>,
+    /// RFC 8705 §3.4: its tokens are bound to its certificate.
+    #[serde(default)]
+    pub tls_client_certificate_bound_access_tokens: bool,
 }
 
 /// Changes to a client; absent fields stay as they are.
@@ -91,6 +109,23 @@ pub struct ClientPatch {
     pub jwks_uri: Option<Option<String>>,
     /// Whether its token requests must carry a DPoP proof.
     pub dpop_bound_access_tokens: Option<bool>,
+    /// New subject DN (`null` removes it).
+    #[serde(default, with = "serde_with_double_option")]
+    pub tls_client_auth_subject_dn: Option<Option<String>>,
+    /// New dNSName SAN (`null` removes it).
+    #[serde(default, with = "serde_with_double_option")]
+    pub tls_client_auth_san_dns: Option<Option<String>>,
+    /// New URI SAN (`null` removes it).
+    #[serde(default, with = "serde_with_double_option")]
+    pub tls_client_auth_san_uri: Option<Option<String>>,
+    /// New IP SAN (`null` removes it).
+    #[serde(default, with = "serde_with_double_option")]
+    pub tls_client_auth_san_ip: Option<Option<String>>,
+    /// New email SAN (`null` removes it).
+    #[serde(default, with = "serde_with_double_option")]
+    pub tls_client_auth_san_email: Option<Option<String>>,
+    /// Whether its tokens are bound to its certificate.
+    pub tls_client_certificate_bound_access_tokens: Option<bool>,
 }
 
 /// Tells a JSON `null` (clear) from an absent member (keep).
@@ -206,7 +241,31 @@ impl App {
     /// `private_key_jwt` client has exactly one of `jwks` (valid public
     /// keys) and `jwks_uri` (an https URL); a secret client has neither.
     fn check_auth(&self, c: &Client) -> Result<(), ServiceError> {
-        match (c.token_endpoint_auth_method, &c.jwks, &c.jwks_uri) {
+        let names = crate::oauth::mtls::registered_names(c);
+        if c.token_endpoint_auth_method == ClientAuthMethod::TlsClientAuth {
+            if names.len() != 1 {
+                return Err(invalid(
+                    "a tls_client_auth client needs exactly one of tls_client_auth_subject_dn, \
+                     tls_client_auth_san_dns, tls_client_auth_san_uri, tls_client_auth_san_ip, \
+                     tls_client_auth_san_email",
+                ));
+            }
+            crate::oauth::mtls::check_registered(&names[0]).map_err(invalid)?;
+            if c.jwks.is_some() || c.jwks_uri.is_some() {
+                return Err(invalid("a tls_client_auth client has no jwks or jwks_uri"));
+            }
+            return Ok(());
+        } else if !names.is_empty() {
+            return Err(invalid(
+                "tls_client_auth_* names are for token_endpoint_auth_method tls_client_auth",
+            ));
+        }
+        let method = match c.token_endpoint_auth_method {
+            // Its key is its jwks, as for private_key_jwt.
+            ClientAuthMethod::SelfSignedTlsClientAuth => ClientAuthMethod::PrivateKeyJwt,
+            m => m,
+        };
+        match (method, &c.jwks, &c.jwks_uri) {
             (ClientAuthMethod::PrivateKeyJwt, Some(_), Some(_)) => {
                 Err(invalid("give jwks or jwks_uri, not both"))
             }
@@ -264,6 +323,13 @@ impl App {
             jwks: input.jwks.clone(),
             jwks_uri: input.jwks_uri.clone(),
             dpop_bound_access_tokens: input.dpop_bound_access_tokens,
+            tls_client_auth_subject_dn: input.tls_client_auth_subject_dn.clone(),
+            tls_client_auth_san_dns: input.tls_client_auth_san_dns.clone(),
+            tls_client_auth_san_uri: input.tls_client_auth_san_uri.clone(),
+            tls_client_auth_san_ip: input.tls_client_auth_san_ip.clone(),
+            tls_client_auth_san_email: input.tls_client_auth_san_email.clone(),
+            tls_client_certificate_bound_access_tokens: input
+                .tls_client_certificate_bound_access_tokens,
         })
     }
 
@@ -430,10 +496,54 @@ impl App {
             c.dpop_bound_access_tokens = dpop;
             changed.push("dpop_bound_access_tokens");
         }
-        // Switching to a secret method drops keys not resent as null.
+        for (new, field, name) in [
+            (
+                patch.tls_client_auth_subject_dn,
+                &mut c.tls_client_auth_subject_dn,
+                "tls_client_auth_subject_dn",
+            ),
+            (
+                patch.tls_client_auth_san_dns,
+                &mut c.tls_client_auth_san_dns,
+                "tls_client_auth_san_dns",
+            ),
+            (
+                patch.tls_client_auth_san_uri,
+                &mut c.tls_client_auth_san_uri,
+                "tls_client_auth_san_uri",
+            ),
+            (
+                patch.tls_client_auth_san_ip,
+                &mut c.tls_client_auth_san_ip,
+                "tls_client_auth_san_ip",
+            ),
+            (
+                patch.tls_client_auth_san_email,
+                &mut c.tls_client_auth_san_email,
+                "tls_client_auth_san_email",
+            ),
+        ] {
+            if let Some(v) = new {
+                *field = v;
+                changed.push(name);
+            }
+        }
+        if let Some(bound) = patch.tls_client_certificate_bound_access_tokens {
+            c.tls_client_certificate_bound_access_tokens = bound;
+            changed.push("tls_client_certificate_bound_access_tokens");
+        }
+        // Switching to a secret method drops keys not resent as null, and
+        // leaving tls_client_auth drops the certificate's names.
         if c.token_endpoint_auth_method.uses_secret() {
             c.jwks = None;
             c.jwks_uri = None;
+        }
+        if c.token_endpoint_auth_method != ClientAuthMethod::TlsClientAuth {
+            c.tls_client_auth_subject_dn = None;
+            c.tls_client_auth_san_dns = None;
+            c.tls_client_auth_san_uri = None;
+            c.tls_client_auth_san_ip = None;
+            c.tls_client_auth_san_email = None;
         }
         self.check_auth(&c)?;
         check_quota_settings(c.token_quota, c.quota_window, c.quota_ban)?;

@@ -10,7 +10,9 @@ use super::{
 /// The `clients` columns every query selects, in [`client`]'s order.
 pub const CLIENT_COLUMNS: &str = "id, name, owner, scopes, audiences, token_ttl, disabled, \
      tokens_revoked_before, created_at, updated_at, token_quota, quota_window, quota_ban, \
-     token_endpoint_auth_method, jwks, jwks_uri, dpop_bound_access_tokens";
+     token_endpoint_auth_method, jwks, jwks_uri, dpop_bound_access_tokens, \
+     tls_client_auth_subject_dn, tls_client_auth_san_dns, tls_client_auth_san_uri, \
+     tls_client_auth_san_ip, tls_client_auth_san_email, tls_client_certificate_bound_access_tokens";
 
 /// The `api_keys` columns every query selects, in [`api_key`]'s order.
 pub const KEY_COLUMNS: &str =
@@ -100,6 +102,12 @@ pub fn client(r: &impl Columns) -> Result<Client> {
             .map_err(|e| StoreError::Corrupt(format!("jwks: {e}")))?,
         jwks_uri: r.text_opt(15)?,
         dpop_bound_access_tokens: r.flag(16)?,
+        tls_client_auth_subject_dn: r.text_opt(17)?,
+        tls_client_auth_san_dns: r.text_opt(18)?,
+        tls_client_auth_san_uri: r.text_opt(19)?,
+        tls_client_auth_san_ip: r.text_opt(20)?,
+        tls_client_auth_san_email: r.text_opt(21)?,
+        tls_client_certificate_bound_access_tokens: r.flag(22)?,
     })
 }
 

@@ -34,8 +34,8 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         6,
-        "DPoP-bound clients",
-        include_str!("../../../schema-postgres/0006_dpop.sql"),
+        "sender-constrained tokens: DPoP-bound and mutual-TLS clients",
+        include_str!("../../../schema-postgres/0006_sender_constrained.sql"),
     ),
 ];
 

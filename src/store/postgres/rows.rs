@@ -70,7 +70,8 @@ pub(super) type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 
 /// Placeholders for the values of [`CLIENT_COLUMNS`], `$1` being the id.
 pub(super) const CLIENT_VALUES: &str =
-    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17";
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+     $21, $22, $23";
 
 /// The values of [`CLIENT_COLUMNS`], and their types for a binary COPY.
 pub(super) fn client_params(c: &Client) -> Params {
@@ -92,6 +93,12 @@ pub(super) fn client_params(c: &Client) -> Params {
         Box::new(codec::jwks_text(c)),
         Box::new(c.jwks_uri.clone()),
         Box::new(c.dpop_bound_access_tokens),
+        Box::new(c.tls_client_auth_subject_dn.clone()),
+        Box::new(c.tls_client_auth_san_dns.clone()),
+        Box::new(c.tls_client_auth_san_uri.clone()),
+        Box::new(c.tls_client_auth_san_ip.clone()),
+        Box::new(c.tls_client_auth_san_email.clone()),
+        Box::new(c.tls_client_certificate_bound_access_tokens),
     ]
 }
 pub(super) const CLIENT_TYPES: &[Type] = &[
@@ -108,6 +115,12 @@ pub(super) const CLIENT_TYPES: &[Type] = &[
     Type::INT8,
     Type::INT8,
     Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::BOOL,
+    Type::TEXT,
+    Type::TEXT,
     Type::TEXT,
     Type::TEXT,
     Type::TEXT,

@@ -78,8 +78,16 @@ const UPGRADES: &[(i64, &str)] = &[
     ),
     (
         4,
-        // Version 5: clients whose tokens must be DPoP-bound (RFC 9449 §5.2).
-        "ALTER TABLE clients ADD COLUMN dpop_bound_access_tokens INTEGER NOT NULL DEFAULT 0;",
+        // Version 5: sender-constrained tokens: clients whose tokens must be
+        // DPoP-bound (RFC 9449 §5.2), and mutual-TLS client authentication
+        // and certificate-bound tokens (RFC 8705 §2.1.2, §3.4).
+        "ALTER TABLE clients ADD COLUMN dpop_bound_access_tokens INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE clients ADD COLUMN tls_client_auth_subject_dn TEXT;
+         ALTER TABLE clients ADD COLUMN tls_client_auth_san_dns TEXT;
+         ALTER TABLE clients ADD COLUMN tls_client_auth_san_uri TEXT;
+         ALTER TABLE clients ADD COLUMN tls_client_auth_san_ip TEXT;
+         ALTER TABLE clients ADD COLUMN tls_client_auth_san_email TEXT;
+         ALTER TABLE clients ADD COLUMN tls_client_certificate_bound_access_tokens INTEGER NOT NULL DEFAULT 0;",
     ),
 ];
 
@@ -390,7 +398,8 @@ fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
 /// Inserts a client row and, when given, its first secret.
 /// Placeholders for the values of [`CLIENT_COLUMNS`], `?1` being the id.
 const CLIENT_VALUES: &str =
-    "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17";
+    "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
+     ?21, ?22, ?23";
 
 /// The values of [`CLIENT_COLUMNS`], in order: one list for insert and update.
 fn client_values(c: &Client) -> Vec<Box<dyn rusqlite::ToSql>> {
@@ -412,6 +421,12 @@ fn client_values(c: &Client) -> Vec<Box<dyn rusqlite::ToSql>> {
         Box::new(codec::jwks_text(c)),
         Box::new(c.jwks_uri.clone()),
         Box::new(c.dpop_bound_access_tokens),
+        Box::new(c.tls_client_auth_subject_dn.clone()),
+        Box::new(c.tls_client_auth_san_dns.clone()),
+        Box::new(c.tls_client_auth_san_uri.clone()),
+        Box::new(c.tls_client_auth_san_ip.clone()),
+        Box::new(c.tls_client_auth_san_email.clone()),
+        Box::new(c.tls_client_certificate_bound_access_tokens),
     ]
 }
 
