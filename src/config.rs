@@ -454,12 +454,7 @@ impl Config {
                 format!("{} and {} go together", TLS_CERT.env, TLS_KEY.env),
             ));
         }
-        if tls_client_ca.is_some() && tls_cert.is_none() {
-            return Err(bad(
-                TLS_CLIENT_CA.env,
-                format!("client certificates need {}", TLS_CERT.env),
-            ));
-        }
+
         let cors_origins = src.list(&CORS_ORIGINS)?;
         for o in &cors_origins {
             if !(o.starts_with("https://") || o.starts_with("http://")) || o.ends_with('/') {

@@ -149,8 +149,40 @@ pub async fn read_client_request(
     payload: web::Payload,
 ) -> Result<(Params, Option<crate::oauth::ClientCredentials>), ServiceError> {
     let params = read_params(app, req, payload).await?;
-    let creds = crate::oauth::credentials::extract(authorization(req), &params)?;
+    let creds = crate::oauth::credentials::extract_with(
+        authorization(req),
+        &params,
+        client_certificate(req, app),
+    )?;
     Ok((params, creds))
+}
+
+/// The client certificate of the request (RFC 8705): from this server's TLS
+/// handshake, or from an RFC 9440 `Client-Cert` header set by a trusted
+/// proxy that terminated TLS. The header from anyone else is ignored and
+/// logged.
+pub fn client_certificate(
+    req: &HttpRequest,
+    app: &App,
+) -> Option<std::sync::Arc<crate::oauth::mtls::Certificate>> {
+    if let Some(peer) = req.conn_data::<tls::PeerCertificates>() {
+        return crate::oauth::mtls::Certificate::parse(&peer.0)
+            .ok()
+            .map(std::sync::Arc::new);
+    }
+    let header = req.headers().get("client-cert")?;
+    let peer = req.peer_addr().map(|a| a.ip());
+    if !peer.is_some_and(|ip| app.config().trusted_proxies.contains(&ip)) {
+        log::warn!(
+            "Client-Cert header from {} ignored: not a trusted proxy",
+            peer.map_or_else(|| "an unknown peer".to_string(), |ip| ip.to_string())
+        );
+        return None;
+    }
+    let der = crate::oauth::mtls::from_header(header.to_str().ok()?)?;
+    crate::oauth::mtls::Certificate::parse(&[der])
+        .ok()
+        .map(std::sync::Arc::new)
 }
 
 /// What a request presented to a protected endpoint: its `Authorization`
@@ -165,6 +197,9 @@ pub fn presented(req: &HttpRequest) -> crate::service::introspect::Presented<'_>
             .collect(),
         method: req.method().as_str(),
         path: req.path(),
+        certificate: req
+            .conn_data::<tls::PeerCertificates>()
+            .and_then(|p| p.0.first().map(|der| crate::oauth::mtls::thumbprint(der))),
     }
 }
 

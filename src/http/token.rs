@@ -68,9 +68,11 @@ pub async fn token(
     let metrics = app.metrics_handle();
     let issued = match grant {
         GrantType::ClientCredentials => {
-            let creds = credentials::extract(authorization(&req), &params)?;
+            let cert = super::client_certificate(&req, &app);
+            let creds = credentials::extract_with(authorization(&req), &params, cert.clone())?;
             let mut request = TokenRequest::from_params(&params)?;
             request.dpop = dpop_proof(&app, &req, "/oauth/token", None)?;
+            request.certificate = cert.map(|c| c.thumbprint());
             app.issue_for_client(creds.as_ref(), Some(ip), &request, now())
                 .await
         }
@@ -82,6 +84,7 @@ pub async fn token(
             let assertion = SecretString::new(assertion.to_string());
             let mut request = TokenRequest::from_params(&params)?;
             request.dpop = dpop_proof(&app, &req, "/oauth/token", None)?;
+            request.certificate = super::client_certificate(&req, &app).map(|c| c.thumbprint());
             let now = now();
             let client = match creds {
                 Some(c) => Some(app.authenticate_client(Some(&c), Some(ip), now).await?.id),
@@ -133,6 +136,7 @@ pub async fn api_key_token(
     let key = SecretString::new(key);
     let mut request = TokenRequest::from_params(&params)?;
     request.dpop = dpop_proof(&app, &req, "/authentication/token", None)?;
+    request.certificate = super::client_certificate(&req, &app).map(|c| c.thumbprint());
     let ip = client_ip(&req, &app);
     let metrics = app.metrics_handle();
     let issued = app.issue_for_api_key(&key, Some(ip), &request, now()).await;

@@ -40,6 +40,16 @@ pub async fn metadata_at_path(app: web::Data<App>, req: HttpRequest) -> HttpResp
     metadata(app).await
 }
 
+/// Client authentication methods at the token, introspection and
+/// revocation endpoints (RFC 8414 §2, RFC 8705 §2.1.1 and §2.2.1).
+const AUTH_METHODS: [&str; 5] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+    "tls_client_auth",
+    "self_signed_tls_client_auth",
+];
+
 /// Authorization-server metadata (RFC 8414 §2).
 pub async fn metadata(app: web::Data<App>) -> HttpResponse {
     let iss = &app.config().issuer;
@@ -56,16 +66,18 @@ pub async fn metadata(app: web::Data<App>) -> HttpResponse {
             // RFC 8414 §2 requires the member; there is no authorization
             // endpoint, so no response type is supported.
             "response_types_supported": [],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "token_endpoint_auth_methods_supported": AUTH_METHODS,
             "token_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
-            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "bearer"],
+            "introspection_endpoint_auth_methods_supported": [AUTH_METHODS.as_slice(), &["bearer"]].concat(),
             "introspection_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
             "revocation_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
             "scopes_supported": ["tollgate:admin", "tollgate:introspect"],
             "access_token_signing_alg_values_supported": algs,
             // RFC 9449 §5.1.
             "dpop_signing_alg_values_supported": crate::oauth::dpop::SIGNING_ALGS,
+            // RFC 8705 §3.3.
+            "tls_client_certificate_bound_access_tokens": true,
         }))
 }
 

@@ -20,6 +20,9 @@ pub enum AuthMethod {
     /// `client_assertion_type` and `client_assertion` in the body; the
     /// "secret" is the assertion.
     PrivateKeyJwt,
+    /// `client_id` in the body and a TLS client certificate (RFC 8705 §2);
+    /// no secret.
+    TlsClientAuth,
 }
 
 /// A client id with the secret presented for it.
@@ -31,6 +34,8 @@ pub struct ClientCredentials {
     pub secret: SecretString,
     /// How they came.
     pub method: AuthMethod,
+    /// The client certificate of the connection, if any (RFC 8705).
+    pub certificate: Option<std::sync::Arc<super::mtls::Certificate>>,
 }
 
 /// The longest Authorization header value considered.
@@ -88,6 +93,29 @@ pub fn extract(
     authorization: Option<&[u8]>,
     params: &Params,
 ) -> Result<Option<ClientCredentials>, OAuthError> {
+    extract_with(authorization, params, None)
+}
+
+/// [`extract`] on a connection that may carry a client certificate: a
+/// `client_id` alone with a certificate is `tls_client_auth` (RFC 8705 §2),
+/// and every credential carries the certificate.
+pub fn extract_with(
+    authorization: Option<&[u8]>,
+    params: &Params,
+    certificate: Option<std::sync::Arc<super::mtls::Certificate>>,
+) -> Result<Option<ClientCredentials>, OAuthError> {
+    let mut creds = extract_plain(authorization, params, certificate.is_some())?;
+    if let Some(c) = creds.as_mut() {
+        c.certificate = certificate;
+    }
+    Ok(creds)
+}
+
+fn extract_plain(
+    authorization: Option<&[u8]>,
+    params: &Params,
+    has_certificate: bool,
+) -> Result<Option<ClientCredentials>, OAuthError> {
     let basic = match authorization {
         Some(h) => parse_basic(h)?,
         None => None,
@@ -123,6 +151,7 @@ pub fn extract(
             client_id,
             secret: SecretString::new(assertion.to_string()),
             method: AuthMethod::PrivateKeyJwt,
+            certificate: None,
         }));
     }
     match (basic, body_id, body_secret) {
@@ -136,11 +165,19 @@ pub fn extract(
             client_id,
             secret,
             method: AuthMethod::Basic,
+            certificate: None,
         })),
         (None, Some(id), Some(secret)) => Ok(Some(ClientCredentials {
             client_id: id.to_string(),
             secret: SecretString::new(secret.to_string()),
             method: AuthMethod::Post,
+            certificate: None,
+        })),
+        (None, Some(id), None) if has_certificate => Ok(Some(ClientCredentials {
+            client_id: id.to_string(),
+            secret: SecretString::new(String::new()),
+            method: AuthMethod::TlsClientAuth,
+            certificate: None,
         })),
         (None, None, None) => Ok(None),
         (None, _, _) => Err(OAuthError::invalid_client()),

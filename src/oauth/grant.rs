@@ -19,6 +19,10 @@ pub struct TokenRequest {
     /// A checked DPoP proof sent with the request (RFC 9449 §5): the token
     /// is bound to its key.
     pub dpop: Option<super::dpop::Proof>,
+    /// The `x5t#S256` of the client certificate of the connection (RFC 8705
+    /// §3): a client registered for certificate-bound tokens gets one bound
+    /// to it.
+    pub certificate: Option<String>,
 }
 
 impl TokenRequest {
@@ -45,6 +49,7 @@ impl TokenRequest {
             scope,
             audiences,
             dpop: None,
+            certificate: None,
         })
     }
 }
@@ -264,6 +269,7 @@ mod tests {
             scope: scope.map(str::to_string),
             audiences: aud.iter().map(|s| s.to_string()).collect(),
             dpop: None,
+            certificate: None,
         }
     }
 

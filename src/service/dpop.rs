@@ -105,6 +105,7 @@ impl App {
         self.record_dpop(proof, now).await?;
         Ok(Some(Confirmation {
             jkt: Some(proof.jkt.clone()),
+            x5t_s256: None,
         }))
     }
 }

@@ -115,6 +115,14 @@ impl App {
         let (claims, client) = self.active_token(token_text, now).await?.ok_or_else(|| {
             ServiceError::invalid_token("the access token is invalid, expired or revoked")
         })?;
+        // RFC 8705 §3: a certificate-bound token needs its certificate.
+        if let Some(x5t) = claims.cnf.as_ref().and_then(|c| c.x5t_s256.as_deref()) {
+            if presented.certificate.as_deref() != Some(x5t) {
+                return Err(ServiceError::invalid_token(
+                    "the access token is bound to a client certificate this connection did not present",
+                ));
+            }
+        }
         let bound = claims.cnf.as_ref().and_then(|c| c.jkt.as_deref());
         match (scheme, bound) {
             (Scheme::Bearer, None) => {}
@@ -355,4 +363,6 @@ pub struct Presented<'a> {
     pub method: &'a str,
     /// The request's path.
     pub path: &'a str,
+    /// The `x5t#S256` of the connection's client certificate.
+    pub certificate: Option<String>,
 }

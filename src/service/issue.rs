@@ -129,6 +129,9 @@ impl App {
                 .await?
                 .client);
         }
+        if creds.method == crate::oauth::AuthMethod::TlsClientAuth {
+            return self.authenticate_with_certificate(creds, ip, now).await;
+        }
         if creds.client_id.len() > 256 || creds.secret.expose().len() > 512 {
             self.check_failures(None, ip, now)?;
             self.record_failure("client_secret", None, ip, now);
@@ -213,7 +216,12 @@ impl App {
         now: i64,
         api_key_id: Option<String>,
     ) -> Result<IssuedToken, ServiceError> {
-        let cnf = self.bind_dpop(client, req.dpop.as_ref(), now).await?;
+        let mut cnf = self
+            .bind_dpop(client, req.dpop.as_ref(), now)
+            .await?
+            .unwrap_or_default();
+        cnf.x5t_s256 = self.bind_certificate(client, req.certificate.as_deref())?;
+        let cnf = (cnf != token::Confirmation::default()).then_some(cnf);
         let unsigned = self.prepare(client, grant, now, api_key_id, cnf).await?;
         self.spend_quota(client, now).await?;
         self.sign(unsigned)

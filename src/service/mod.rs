@@ -11,6 +11,7 @@ pub mod federation;
 pub mod introspect;
 mod issue;
 mod maintenance;
+mod mtls;
 mod signing;
 
 use std::collections::HashMap;
@@ -43,6 +44,9 @@ pub enum StartError {
     /// Storage failed while setting up keys.
     #[error("signing keys: {0}")]
     KeyRecords(#[from] crate::store::StoreError),
+    /// The client CA file could not be read.
+    #[error("TOLLGATE_TLS_CLIENT_CA: {0}")]
+    Tls(String),
     /// The metrics registry could not be built.
     #[error("metrics: {0}")]
     Metrics(String),
@@ -107,6 +111,8 @@ pub struct App {
     issuer_keys: Arc<assertion::RemoteKeys>,
     /// The fleet's secret for DPoP nonces, when nonces are required.
     dpop_secret: Option<Arc<Vec<u8>>>,
+    /// The CAs `tls_client_auth` certificates must chain to.
+    client_ca: Option<Arc<Vec<rustls::pki_types::TrustAnchor<'static>>>>,
 }
 
 impl App {
@@ -211,7 +217,14 @@ impl App {
         } else {
             None
         };
+        let client_ca = match &config.tls_client_ca {
+            Some(path) => Some(Arc::new(
+                mtls::load_client_ca(path).map_err(StartError::Tls)?,
+            )),
+            None => None,
+        };
         let app = App {
+            client_ca,
             dpop_secret,
             fetcher: crate::fetch::Fetcher::new(config.fetch_allow_local),
             config: Arc::new(config),

@@ -87,6 +87,13 @@ pub struct Confirmation {
     /// RFC 9449 §6.1: the RFC 7638 SHA-256 thumbprint of the DPoP key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jkt: Option<String>,
+    /// RFC 8705 §3.1: the SHA-256 thumbprint of the client certificate.
+    #[serde(
+        rename = "x5t#S256",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x5t_s256: Option<String>,
 }
 
 /// `aud` as a single string or an array (RFC 7519 §4.1.3).

@@ -1,0 +1,136 @@
+//! Mutual-TLS client authentication and certificate-bound tokens (RFC 8705)
+//! in the use cases: `tls_client_auth` (the certificate chains to the
+//! configured CA and holds the client's registered name, §2.1),
+//! `self_signed_tls_client_auth` (its key is in the client's JWK Set, §2.2),
+//! and `cnf.x5t#S256` for clients registered for bound tokens (§3).
+
+use std::net::IpAddr;
+
+use super::assertion::KeySource;
+use super::error::{ErrorCode, ServiceError};
+use super::{truncate, App};
+use crate::domain::{Client, ClientAuthMethod};
+use crate::oauth::mtls;
+use crate::oauth::ClientCredentials;
+
+fn refused(why: impl Into<std::borrow::Cow<'static, str>>) -> ServiceError {
+    ServiceError::new(ErrorCode::InvalidClient, why)
+}
+
+impl App {
+    /// Authenticates a client by the TLS certificate of the connection.
+    /// Every failure is `401 invalid_client` naming the check, and counts
+    /// against the failure throttles.
+    pub(super) async fn authenticate_with_certificate(
+        &self,
+        creds: &ClientCredentials,
+        ip: IpAddr,
+        now: i64,
+    ) -> Result<Client, ServiceError> {
+        let fail = |e: ServiceError| {
+            log::info!(
+                "certificate authentication refused for client_id {:?} from {ip}: {}",
+                truncate(&creds.client_id),
+                e.description
+            );
+            self.record_failure("tls_client_auth", Some(&creds.client_id), ip, now);
+            e
+        };
+        if creds.client_id.len() > 256 {
+            self.check_failures(None, ip, now)?;
+            return Err(fail(ServiceError::invalid_client()));
+        }
+        self.check_failures(Some(&creds.client_id), ip, now)?;
+        let Some(cert) = creds.certificate.as_deref() else {
+            return Err(fail(ServiceError::invalid_client()));
+        };
+        let client = match self.store.get_client(&creds.client_id).await? {
+            Some(c) if !c.disabled => c,
+            _ => return Err(fail(ServiceError::invalid_client())),
+        };
+        match client.token_endpoint_auth_method {
+            ClientAuthMethod::TlsClientAuth => {
+                let Some(roots) = self.client_ca.as_deref() else {
+                    return Err(fail(refused(
+                        "tls_client_auth needs TOLLGATE_TLS_CLIENT_CA on the server",
+                    )));
+                };
+                if !cert.chains_to(roots, now) {
+                    return Err(fail(refused(
+                        "the client certificate does not chain to the configured CA",
+                    )));
+                }
+                let names = mtls::registered_names(&client);
+                if names.len() != 1 || !cert.holds(&names[0]) {
+                    return Err(fail(refused(
+                        "the client certificate does not hold the client's registered subject or SAN",
+                    )));
+                }
+            }
+            ClientAuthMethod::SelfSignedTlsClientAuth => {
+                let source = match (&client.jwks, &client.jwks_uri) {
+                    (Some(jwks), _) => KeySource::Inline(jwks),
+                    (None, Some(uri)) => KeySource::Uri(uri),
+                    (None, None) => return Err(fail(refused("the client has no registered keys"))),
+                };
+                let keys = self
+                    .key_set(&self.remote_keys, &client.id, source, false, now)
+                    .await
+                    .map_err(|e| fail(refused(format!("the client's keys: {e}"))))?;
+                if !cert.key_in(&keys) {
+                    return Err(fail(refused(
+                        "the client certificate's key is not one of the client's registered keys",
+                    )));
+                }
+            }
+            _ => {
+                return Err(fail(refused(
+                    "the client is not registered for tls_client_auth or self_signed_tls_client_auth",
+                )))
+            }
+        }
+        Ok(client)
+    }
+
+    /// RFC 8705 §3: the `x5t#S256` a token of `client` is bound to, when the
+    /// client is registered for certificate-bound tokens; without a
+    /// certificate such a client gets no token.
+    pub(super) fn bind_certificate(
+        &self,
+        client: &Client,
+        certificate: Option<&str>,
+    ) -> Result<Option<String>, ServiceError> {
+        if !client.tls_client_certificate_bound_access_tokens {
+            return Ok(None);
+        }
+        match certificate {
+            Some(t) => Ok(Some(t.to_string())),
+            None => Err(ServiceError::invalid_request(
+                "this client's tokens are certificate-bound: present its TLS client certificate",
+            )),
+        }
+    }
+}
+
+/// Reads the CA certificates of `TOLLGATE_TLS_CLIENT_CA` as trust anchors.
+pub fn load_client_ca(
+    path: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::TrustAnchor<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let certs: Vec<rustls::pki_types::CertificateDer<'static>> =
+        rustls::pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate", path.display()));
+    }
+    certs
+        .iter()
+        .map(|c| {
+            webpki::anchor_from_trusted_cert(c)
+                .map(|a| a.to_owned())
+                .map_err(|e| format!("{}: {e}", path.display()))
+        })
+        .collect()
+}
