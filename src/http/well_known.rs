@@ -54,6 +54,7 @@ const AUTH_METHODS: [&str; 5] = [
 pub async fn metadata(app: web::Data<App>) -> HttpResponse {
     let iss = &app.config().issuer;
     let algs = app.signing_algs();
+    let introspection_methods = [AUTH_METHODS.as_slice(), &["bearer"]].concat();
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .json(json!({
@@ -68,7 +69,7 @@ pub async fn metadata(app: web::Data<App>) -> HttpResponse {
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": AUTH_METHODS,
             "token_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
-            "introspection_endpoint_auth_methods_supported": [AUTH_METHODS.as_slice(), &["bearer"]].concat(),
+            "introspection_endpoint_auth_methods_supported": introspection_methods,
             "introspection_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
             "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
             "revocation_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
