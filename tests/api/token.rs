@@ -389,9 +389,15 @@ async fn jwks_metadata_and_health_are_served() {
         json!([
             "client_secret_basic",
             "client_secret_post",
-            "private_key_jwt"
+            "private_key_jwt",
+            "tls_client_auth",
+            "self_signed_tls_client_auth"
         ])
     );
+    assert!(m["grant_types_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("urn:ietf:params:oauth:grant-type:jwt-bearer")));
     let (status, h) = json(app.http.get(app.url("/healthz")).send().await.unwrap()).await;
     assert_eq!((status, h["status"].as_str()), (200, Some("ok")));
     let (status, _) = json(app.http.get(app.url("/readyz")).send().await.unwrap()).await;
