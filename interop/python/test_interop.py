@@ -252,3 +252,105 @@ def test_pyjwt_dpop_proofs_bind_the_token_and_open_the_admin_api(server):
     as_bearer = requests.get(admin, headers={"Authorization": "Bearer " + token})
     assert as_bearer.status_code == 401
     assert as_bearer.headers["WWW-Authenticate"].startswith("DPoP ")
+
+
+def _pki(tmp):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate
+    with a SPIFFE URI SAN, made here with cryptography; the file paths."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def write(path, data):
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+    def key_pem(k):
+        return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("interop CA")).issuer_name(name("interop CA"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+
+    def leaf(cn, san, usage):
+        k = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca.subject)
+                .public_key(k.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        return cert, k
+
+    server, server_key = leaf("127.0.0.1", x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                              ExtendedKeyUsageOID.SERVER_AUTH)
+    client, client_key = leaf("payments", x509.UniformResourceIdentifier("spiffe://example.org/payments"),
+                              ExtendedKeyUsageOID.CLIENT_AUTH)
+    pem = lambda c: c.public_bytes(serialization.Encoding.PEM)
+    return {
+        "ca": write(os.path.join(tmp, "ca.pem"), pem(ca)),
+        "server_cert": write(os.path.join(tmp, "server.pem"), pem(server)),
+        "server_key": write(os.path.join(tmp, "server.key"), key_pem(server_key)),
+        "client_cert": write(os.path.join(tmp, "client.pem"), pem(client)),
+        "client_key": write(os.path.join(tmp, "client.key"), key_pem(client_key)),
+    }
+
+
+def test_requests_gets_a_certificate_bound_token_with_tls_client_auth():
+    """RFC 8705 through `requests` with a client certificate: Tollgate serves
+    HTTPS itself, authenticates the client by the certificate's URI SAN
+    (tls_client_auth) and binds the token to it (cnf.x5t#S256)."""
+    import base64
+    import hashlib
+
+    import requests
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    tmp = tempfile.TemporaryDirectory()
+    files = _pki(tmp.name)
+    saved = dict(os.environ)
+    os.environ.update(TOLLGATE_TLS_CERT=files["server_cert"], TOLLGATE_TLS_KEY=files["server_key"],
+                      TOLLGATE_TLS_CLIENT_CA=files["ca"])
+    try:
+        s = Server()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    try:
+        assert s.base.startswith("https://")
+        created = json.loads(subprocess.run(
+            [BIN, "client", "create", "--name", "mtls", "--scope", "read",
+             "--auth-method", "tls_client_auth", "--tls-san-uri", "spiffe://example.org/payments",
+             "--tls-bound", "true", "--json"],
+            env=s.env, check=True, capture_output=True, text=True).stdout)
+        r = requests.post(s.base + "/oauth/token", verify=files["ca"],
+                          cert=(files["client_cert"], files["client_key"]),
+                          data={"grant_type": "client_credentials", "client_id": created["client_id"]})
+        assert r.status_code == 200, r.text
+        claims = jwt.decode(r.json()["access_token"], options={"verify_signature": False})
+        with open(files["client_cert"], "rb") as f:
+            der = x509.load_pem_x509_certificate(f.read()).public_bytes(serialization.Encoding.DER)
+        want = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+        assert claims["cnf"]["x5t#S256"] == want
+        # Without the certificate: no authentication.
+        r = requests.post(s.base + "/oauth/token", verify=files["ca"],
+                          data={"grant_type": "client_credentials", "client_id": created["client_id"]})
+        assert r.status_code == 401
+    finally:
+        s.stop()
+        tmp.cleanup()
