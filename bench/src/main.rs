@@ -64,6 +64,8 @@ struct Server {
     child: Child,
     addr: String,
     startup: Duration,
+    /// `http` or `https`.
+    scheme: &'static str,
 }
 
 impl Drop for Server {
@@ -123,10 +125,45 @@ fn fail(msg: &str) -> ! {
 }
 
 fn start_server(bin: &Path, dir: &Path, db: Option<&str>) -> Server {
+    start_server_with(bin, dir, db, &[])
+}
+
+/// A server serving HTTPS itself, with a P-256 certificate for 127.0.0.1
+/// made by the `openssl` command in `dir`.
+fn start_tls_server(bin: &Path, dir: &Path) -> Server {
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| fail(&format!("cannot run openssl: {e}")));
+    if !status.success() {
+        fail("openssl could not make a certificate");
+    }
+    let env = [
+        ("TOLLGATE_TLS_CERT".to_string(), cert.display().to_string()),
+        ("TOLLGATE_TLS_KEY".to_string(), key.display().to_string()),
+    ];
+    start_server_with(bin, dir, None, &env)
+}
+
+fn start_server_with(
+    bin: &Path,
+    dir: &Path,
+    db: Option<&str>,
+    extra: &[(String, String)],
+) -> Server {
     let started = Instant::now();
     let mut child = Command::new(bin)
         .arg("serve")
         .envs(env_for(dir, db))
+        .envs(extra.iter().cloned())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -137,14 +174,16 @@ fn start_server(bin: &Path, dir: &Path, db: Option<&str>) -> Server {
         .read_line(&mut line)
         .unwrap_or_else(|e| fail(&e.to_string()));
     let startup = started.elapsed();
-    let addr = line
-        .trim()
-        .trim_start_matches("tollgate listening on http://")
-        .to_string();
+    let line = line.trim().trim_start_matches("tollgate listening on ");
+    let (scheme, addr) = match line.strip_prefix("https://") {
+        Some(a) => ("https", a.to_string()),
+        None => ("http", line.trim_start_matches("http://").to_string()),
+    };
     Server {
         child,
         addr,
         startup,
+        scheme,
     }
 }
 
@@ -543,7 +582,7 @@ fn wrk_with(
             "-s",
         ])
         .arg(script)
-        .arg(format!("http://{}", server.addr))
+        .arg(format!("{}://{}", server.scheme, server.addr))
         .output()
         .unwrap_or_else(|e| {
             fail(&format!(
@@ -949,6 +988,16 @@ end
         results.push(f);
     }
     drop(server);
+    if wants("TLS") {
+        // W1 again over HTTPS served by Tollgate itself (rustls, keep-alive:
+        // one handshake per connection), next to the plain W1 above.
+        let tls = start_tls_server(&bin, dir.path());
+        let mut f = wrk(&args, &tls, "W1 over HTTPS (native TLS)", &w1, args.duration);
+        if let Some(w1) = results.iter().find(|r| r.name == "W1 issuance") {
+            f.note = format!("{:.0} % of plain W1", 100.0 * f.rps / w1.rps);
+        }
+        results.push(f);
+    }
 
     let mut startup_note = String::new();
     if (wants("W5") || wants("W6")) && args.scale_clients > 0 {
@@ -1144,6 +1193,7 @@ fn seed(app: &App, n: usize, template: &NewClient, t0: i64) -> Seeded {
             client_id: id.clone(),
             secret: secret.clone(),
             method: tollgate::oauth::AuthMethod::Basic,
+            certificate: None,
         };
         let t = block(app.issue_for_client(Some(&creds), None, &Default::default(), t0))
             .unwrap_or_else(|e| fail(&e.to_string()));

@@ -696,9 +696,12 @@ async fn a_sqlite_database_at_schema_4_opens_upgrades_and_keeps_its_federation()
         s.list_audit(0, 100).await.unwrap().len() as u64,
         manifest["audit_entries"].as_u64().unwrap()
     );
-    // Version 5: the kept client is not DPoP-bound, and can be made so.
+    // Versions 5 and 6: the kept client is neither DPoP- nor
+    // certificate-bound, and can be made so.
     let mut c = s.get_client(id).await.unwrap().expect("client kept");
     assert!(!c.dpop_bound_access_tokens);
+    assert!(!c.tls_client_certificate_bound_access_tokens);
+    assert!(crate::oauth::mtls::registered_names(&c).is_empty());
     c.dpop_bound_access_tokens = true;
     assert!(s.update_client(&c, &audit("update")).await.unwrap());
     assert!(
@@ -879,8 +882,11 @@ async fn a_postgres_database_at_schema_4_upgrades_and_keeps_its_data() {
     .unwrap();
     let want = super::postgres::SCHEMA_VERSION.to_string();
     assert_eq!(version.as_deref(), Some(want.as_str()));
-    // Version 6: no client is DPoP-bound until told so.
+    // Versions 6 and 7: no client is DPoP- or certificate-bound until
+    // told so.
     assert!(!keys.dpop_bound_access_tokens);
+    assert!(!keys.tls_client_certificate_bound_access_tokens);
+    assert!(keys.tls_client_auth_san_uri.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

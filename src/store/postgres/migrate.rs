@@ -34,13 +34,18 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         6,
-        "sender-constrained tokens: DPoP-bound and mutual-TLS clients",
-        include_str!("../../../schema-postgres/0006_sender_constrained.sql"),
+        "DPoP-bound clients",
+        include_str!("../../../schema-postgres/0006_dpop.sql"),
+    ),
+    (
+        7,
+        "mutual-TLS clients and certificate-bound tokens",
+        include_str!("../../../schema-postgres/0007_mtls.sql"),
     ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
 
 /// The advisory lock that serialises migrations of instances starting together.
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"

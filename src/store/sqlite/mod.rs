@@ -24,7 +24,7 @@ use super::{
 const SCHEMA: &str = include_str!("../../../schema.sql");
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The steps from each older version, in order: `(from, sql)` brings a
 /// database at version `from` to `from + 1`. A new database gets [`SCHEMA`]
@@ -78,11 +78,14 @@ const UPGRADES: &[(i64, &str)] = &[
     ),
     (
         4,
-        // Version 5: sender-constrained tokens: clients whose tokens must be
-        // DPoP-bound (RFC 9449 §5.2), and mutual-TLS client authentication
-        // and certificate-bound tokens (RFC 8705 §2.1.2, §3.4).
-        "ALTER TABLE clients ADD COLUMN dpop_bound_access_tokens INTEGER NOT NULL DEFAULT 0;
-         ALTER TABLE clients ADD COLUMN tls_client_auth_subject_dn TEXT;
+        // Version 5: clients whose tokens must be DPoP-bound (RFC 9449 §5.2).
+        "ALTER TABLE clients ADD COLUMN dpop_bound_access_tokens INTEGER NOT NULL DEFAULT 0;",
+    ),
+    (
+        5,
+        // Version 6: mutual-TLS client authentication and certificate-bound
+        // tokens (RFC 8705 §2.1.2, §3.4).
+        "ALTER TABLE clients ADD COLUMN tls_client_auth_subject_dn TEXT;
          ALTER TABLE clients ADD COLUMN tls_client_auth_san_dns TEXT;
          ALTER TABLE clients ADD COLUMN tls_client_auth_san_uri TEXT;
          ALTER TABLE clients ADD COLUMN tls_client_auth_san_ip TEXT;
