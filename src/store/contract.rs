@@ -717,6 +717,46 @@ async fn a_sqlite_database_at_schema_4_opens_upgrades_and_keeps_its_federation()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_database_at_schema_6_opens_and_keeps_its_sender_constrained_clients() {
+    use crate::domain::ClientAuthMethod;
+    let (_dir, db, manifest) = sqlite_fixture("db-v6");
+    assert_eq!(user_version(&db), 6, "the fixture is a version-6 database");
+    let s = SqliteStore::open(&db).await.unwrap();
+    assert_eq!(user_version(&db), super::sqlite::SCHEMA_VERSION);
+    let id = manifest["dpop"]["client_id"].as_str().unwrap();
+    let c = s.get_client(id).await.unwrap().expect("DPoP client kept");
+    assert!(c.dpop_bound_access_tokens);
+    let secret = crate::secret::SecretString::new(
+        manifest["dpop"]["client_secret"].as_str().unwrap().into(),
+    );
+    assert!(s
+        .live_secrets(id, crate::domain::now())
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.digest == secret.digest()));
+    let mesh = manifest["mesh"]["client_id"].as_str().unwrap();
+    let c = s.get_client(mesh).await.unwrap().expect("mTLS client kept");
+    assert_eq!(c.token_endpoint_auth_method, ClientAuthMethod::TlsClientAuth);
+    assert_eq!(
+        c.tls_client_auth_san_uri.as_deref(),
+        manifest["mesh"]["san_uri"].as_str()
+    );
+    assert!(c.tls_client_certificate_bound_access_tokens);
+    let ss = manifest["self_signed"]["client_id"].as_str().unwrap();
+    let c = s.get_client(ss).await.unwrap().expect("self-signed client kept");
+    assert_eq!(
+        c.token_endpoint_auth_method,
+        ClientAuthMethod::SelfSignedTlsClientAuth
+    );
+    assert_eq!(c.jwks.as_ref(), Some(&manifest["self_signed"]["jwks"]));
+    let f = s.federation().await.unwrap();
+    assert_eq!(f.issuers.len() as u64, manifest["issuers"].as_u64().unwrap());
+    assert_eq!(f.rules.len() as u64, manifest["rules"].as_u64().unwrap());
+    assert_eq!(f.rules[0].client_id, mesh);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_database_written_by_release_0_1_opens_upgrades_and_keeps_its_data() {
     let (_dir, db, manifest) = sqlite_fixture("db-v1");
     let version = user_version;
