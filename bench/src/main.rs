@@ -133,12 +133,27 @@ fn start_server(bin: &Path, dir: &Path, db: Option<&str>) -> Server {
 fn start_tls_server(bin: &Path, dir: &Path) -> Server {
     let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
         .arg(&cert)
-        .args(["-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args([
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -992,7 +1007,13 @@ end
         // W1 again over HTTPS served by Tollgate itself (rustls, keep-alive:
         // one handshake per connection), next to the plain W1 above.
         let tls = start_tls_server(&bin, dir.path());
-        let mut f = wrk(&args, &tls, "W1 over HTTPS (native TLS)", &w1, args.duration);
+        let mut f = wrk(
+            &args,
+            &tls,
+            "W1 over HTTPS (native TLS)",
+            &w1,
+            args.duration,
+        );
         if let Some(w1) = results.iter().find(|r| r.name == "W1 issuance") {
             f.note = format!("{:.0} % of plain W1", 100.0 * f.rps / w1.rps);
         }

@@ -26,7 +26,7 @@ pub(super) enum Command {
     },
     /// Manage OAuth clients.
     #[command(subcommand)]
-    Client(ClientCmd),
+    Client(Box<ClientCmd>),
     /// Manage API keys.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCmd),

@@ -78,7 +78,7 @@ pub fn main() -> ExitCode {
             }
         };
         let result = match cli.command {
-            Command::Client(c) => client(&app, c).await,
+            Command::Client(c) => client(&app, *c).await,
             Command::ApiKey(c) => api_key(&app, c).await,
             Command::SigningKey(c) => signing_key(&app, c).await,
             Command::Audit(c) => audit(&app, c).await,

@@ -34,8 +34,9 @@ pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAdd
     let tls = match (&app.config().tls_cert, &app.config().tls_key) {
         (Some(cert), Some(key)) => {
             let cert = super::tls::ReloadingCert::open(cert, key).map_err(std::io::Error::other)?;
-            let config = super::tls::server_config(cert.clone(), app.config().tls_client_ca.is_some())
-                .map_err(std::io::Error::other)?;
+            let config =
+                super::tls::server_config(cert.clone(), app.config().tls_client_ca.is_some())
+                    .map_err(std::io::Error::other)?;
             Some((cert, config))
         }
         _ => None,

@@ -32,7 +32,8 @@ fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
     if chain.is_empty() {
         return Err(format!("{}: no certificate", cert.display()));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let key_der =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&key_der)
         .map_err(|e| format!("{}: {e}", key.display()))?;
     let certified = CertifiedKey::new(chain, signing);
@@ -164,8 +165,7 @@ pub fn on_connect(conn: &dyn Any, data: &mut Extensions) {
 /// Reloads the certificate on every SIGHUP, for as long as the server runs.
 pub fn reload_on_sighup(cert: Arc<ReloadingCert>) {
     actix_web::rt::spawn(async move {
-        let Ok(mut hup) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         else {
             log::warn!("cannot listen for SIGHUP: the TLS certificate will not be reloaded");
             return;

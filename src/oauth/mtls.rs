@@ -172,8 +172,12 @@ impl Certificate {
                     GeneralName::URI(u) => c.san_uri.push(u.to_string()),
                     GeneralName::RFC822Name(e) => c.san_email.push(e.to_string()),
                     GeneralName::IPAddress(b) => match b.len() {
-                        4 => c.san_ip.push(IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())),
-                        16 => c.san_ip.push(IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())),
+                        4 => c
+                            .san_ip
+                            .push(IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())),
+                        16 => c
+                            .san_ip
+                            .push(IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())),
                         _ => {}
                     },
                     _ => {}
@@ -224,7 +228,12 @@ impl Certificate {
                 else {
                     return false;
                 };
-                let strip = |b: &[u8]| b.iter().skip_while(|x| **x == 0).copied().collect::<Vec<u8>>();
+                let strip = |b: &[u8]| {
+                    b.iter()
+                        .skip_while(|x| **x == 0)
+                        .copied()
+                        .collect::<Vec<u8>>()
+                };
                 let (Ok(n), Ok(e)) = (B64.decode(&rsa.n), B64.decode(&rsa.e)) else {
                     return false;
                 };

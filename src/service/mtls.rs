@@ -83,11 +83,9 @@ impl App {
                     )));
                 }
             }
-            _ => {
-                return Err(fail(refused(
-                    "the client is not registered for tls_client_auth or self_signed_tls_client_auth",
-                )))
-            }
+            _ => return Err(fail(refused(
+                "the client is not registered for tls_client_auth or self_signed_tls_client_auth",
+            ))),
         }
         Ok(client)
     }

@@ -737,21 +737,31 @@ async fn a_sqlite_database_at_schema_6_opens_and_keeps_its_sender_constrained_cl
         .any(|r| r.digest == secret.digest()));
     let mesh = manifest["mesh"]["client_id"].as_str().unwrap();
     let c = s.get_client(mesh).await.unwrap().expect("mTLS client kept");
-    assert_eq!(c.token_endpoint_auth_method, ClientAuthMethod::TlsClientAuth);
+    assert_eq!(
+        c.token_endpoint_auth_method,
+        ClientAuthMethod::TlsClientAuth
+    );
     assert_eq!(
         c.tls_client_auth_san_uri.as_deref(),
         manifest["mesh"]["san_uri"].as_str()
     );
     assert!(c.tls_client_certificate_bound_access_tokens);
     let ss = manifest["self_signed"]["client_id"].as_str().unwrap();
-    let c = s.get_client(ss).await.unwrap().expect("self-signed client kept");
+    let c = s
+        .get_client(ss)
+        .await
+        .unwrap()
+        .expect("self-signed client kept");
     assert_eq!(
         c.token_endpoint_auth_method,
         ClientAuthMethod::SelfSignedTlsClientAuth
     );
     assert_eq!(c.jwks.as_ref(), Some(&manifest["self_signed"]["jwks"]));
     let f = s.federation().await.unwrap();
-    assert_eq!(f.issuers.len() as u64, manifest["issuers"].as_u64().unwrap());
+    assert_eq!(
+        f.issuers.len() as u64,
+        manifest["issuers"].as_u64().unwrap()
+    );
     assert_eq!(f.rules.len() as u64, manifest["rules"].as_u64().unwrap());
     assert_eq!(f.rules[0].client_id, mesh);
 }

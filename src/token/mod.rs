@@ -88,11 +88,7 @@ pub struct Confirmation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jkt: Option<String>,
     /// RFC 8705 §3.1: the SHA-256 thumbprint of the client certificate.
-    #[serde(
-        rename = "x5t#S256",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "x5t#S256", default, skip_serializing_if = "Option::is_none")]
     pub x5t_s256: Option<String>,
 }
 

@@ -5,7 +5,9 @@
 //! proxies only.
 
 use base64::Engine;
-use rcgen::{CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, KeyPair, SanType};
+use rcgen::{
+    CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, KeyPair, SanType,
+};
 use serde_json::{json, Value};
 use sha2::Digest;
 
@@ -19,10 +21,16 @@ struct ClientCert {
     key: KeyPair,
 }
 
-fn client_cert(issuer: &CertifiedIssuer<'static, KeyPair>, cn: &str, sans: Vec<SanType>) -> ClientCert {
+fn client_cert(
+    issuer: &CertifiedIssuer<'static, KeyPair>,
+    cn: &str,
+    sans: Vec<SanType>,
+) -> ClientCert {
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::OrganizationName, "Acme");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Acme");
     params.distinguished_name.push(DnType::CommonName, cn);
     params.subject_alt_names = sans;
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -48,7 +56,11 @@ fn self_signed(cn: &str) -> ClientCert {
 
 fn sans() -> Vec<SanType> {
     vec![
-        SanType::URI("spiffe://example.org/ns/payments/sa/api".try_into().unwrap()),
+        SanType::URI(
+            "spiffe://example.org/ns/payments/sa/api"
+                .try_into()
+                .unwrap(),
+        ),
         SanType::DnsName("payments.internal".try_into().unwrap()),
         SanType::IpAddress("10.1.2.3".parse().unwrap()),
         SanType::Rfc822Name("ops@example.com".try_into().unwrap()),
@@ -77,7 +89,11 @@ async fn post(client: &reqwest::Client, url: String, form: &[(&str, &str)]) -> (
 }
 
 /// A server with TLS and client certificates from `client_ca`.
-fn spawn(dir: &std::path::Path, server: &Pki, client_ca: &CertifiedIssuer<'static, KeyPair>) -> TestApp {
+fn spawn(
+    dir: &std::path::Path,
+    server: &Pki,
+    client_ca: &CertifiedIssuer<'static, KeyPair>,
+) -> TestApp {
     let (cert, key) = write_pair(dir, server);
     let ca_file = dir.join("clients-ca.pem");
     std::fs::write(&ca_file, client_ca.pem()).unwrap();
@@ -106,7 +122,11 @@ async fn tls_client_auth_matches_each_registered_name_and_binds_tokens() {
     let clients_ca = ca();
     let app = spawn(dir.path(), &server, &clients_ca);
     let good = client_cert(&clients_ca, "payments", sans());
-    let stranger = client_cert(&clients_ca, "billing", vec![SanType::DnsName("billing.internal".try_into().unwrap())]);
+    let stranger = client_cert(
+        &clients_ca,
+        "billing",
+        vec![SanType::DnsName("billing.internal".try_into().unwrap())],
+    );
     let forged = client_cert(&ca(), "payments", sans());
     let token_url = app.url("/oauth/token");
     for (flag, value) in [
@@ -117,40 +137,124 @@ async fn tls_client_auth_matches_each_registered_name_and_binds_tokens() {
         ("--tls-san-ip", "10.1.2.3"),
         ("--tls-san-email", "ops@example.com"),
     ] {
-        let created = app.cli(&["client", "create", "--name", "mtls", "--scope", "read", "--auth-method", "tls_client_auth", flag, value]);
+        let created = app.cli(&[
+            "client",
+            "create",
+            "--name",
+            "mtls",
+            "--scope",
+            "read",
+            "--auth-method",
+            "tls_client_auth",
+            flag,
+            value,
+        ]);
         assert!(created.get("client_secret").is_none(), "{created}");
         let id = s(&created["client_id"]);
-        let form = [("grant_type", "client_credentials"), ("client_id", id.as_str())];
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", id.as_str()),
+        ];
         let (status, v) = post(&https(&server, Some(&good)), token_url.clone(), &form).await;
         assert_eq!(status, 200, "{flag}: {v}");
         assert_eq!(segment(&s(&v["access_token"]), 1)["client_id"], id.as_str());
-        assert!(segment(&s(&v["access_token"]), 1).get("cnf").is_none(), "not bound unless asked");
+        assert!(
+            segment(&s(&v["access_token"]), 1).get("cnf").is_none(),
+            "not bound unless asked"
+        );
         let (status, v) = post(&https(&server, Some(&stranger)), token_url.clone(), &form).await;
         assert_eq!(status, 401, "{flag}: another name: {v}");
-        assert!(s(&v["error_description"]).contains("registered subject or SAN"), "{v}");
+        assert!(
+            s(&v["error_description"]).contains("registered subject or SAN"),
+            "{v}"
+        );
         let (status, v) = post(&https(&server, Some(&forged)), token_url.clone(), &form).await;
         assert_eq!(status, 401, "{flag}: another CA: {v}");
         assert!(s(&v["error_description"]).contains("chain"), "{v}");
         let (status, v) = post(&https(&server, None), token_url.clone(), &form).await;
-        assert_eq!((status, s(&v["error"])), (401, "invalid_client".into()), "{flag}: no certificate");
+        assert_eq!(
+            (status, s(&v["error"])),
+            (401, "invalid_client".into()),
+            "{flag}: no certificate"
+        );
     }
     // Exactly one name: two, or none, are refused at registration.
-    let out = app.cli_raw(&["client", "create", "--name", "x", "--auth-method", "tls_client_auth", "--tls-san-dns", "a", "--tls-san-ip", "10.0.0.1"], false);
+    let out = app.cli_raw(
+        &[
+            "client",
+            "create",
+            "--name",
+            "x",
+            "--auth-method",
+            "tls_client_auth",
+            "--tls-san-dns",
+            "a",
+            "--tls-san-ip",
+            "10.0.0.1",
+        ],
+        false,
+    );
     assert!(!out.status.success());
-    let out = app.cli_raw(&["client", "create", "--name", "x", "--auth-method", "tls_client_auth"], false);
+    let out = app.cli_raw(
+        &[
+            "client",
+            "create",
+            "--name",
+            "x",
+            "--auth-method",
+            "tls_client_auth",
+        ],
+        false,
+    );
     assert!(!out.status.success());
 
     // Certificate-bound tokens, introspected by a client that authenticates
     // with its own certificate.
-    let bound = app.cli(&["client", "create", "--name", "bound", "--scope", "read", "--auth-method", "tls_client_auth", "--tls-san-uri", "spiffe://example.org/ns/payments/sa/api", "--tls-bound", "true"]);
+    let bound = app.cli(&[
+        "client",
+        "create",
+        "--name",
+        "bound",
+        "--scope",
+        "read",
+        "--auth-method",
+        "tls_client_auth",
+        "--tls-san-uri",
+        "spiffe://example.org/ns/payments/sa/api",
+        "--tls-bound",
+        "true",
+    ]);
     let id = s(&bound["client_id"]);
-    let (status, v) = post(&https(&server, Some(&good)), token_url.clone(), &[("grant_type", "client_credentials"), ("client_id", &id)]).await;
+    let (status, v) = post(
+        &https(&server, Some(&good)),
+        token_url.clone(),
+        &[("grant_type", "client_credentials"), ("client_id", &id)],
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["token_type"], "Bearer");
     let token = s(&v["access_token"]);
-    assert_eq!(segment(&token, 1)["cnf"]["x5t#S256"], x5t(&good.der).as_str());
-    let gateway_cert = client_cert(&clients_ca, "gateway", vec![SanType::DnsName("gateway.internal".try_into().unwrap())]);
-    let gateway = app.cli(&["client", "create", "--name", "gw", "--scope", "tollgate:introspect", "--auth-method", "tls_client_auth", "--tls-san-dns", "gateway.internal"]);
+    assert_eq!(
+        segment(&token, 1)["cnf"]["x5t#S256"],
+        x5t(&good.der).as_str()
+    );
+    let gateway_cert = client_cert(
+        &clients_ca,
+        "gateway",
+        vec![SanType::DnsName("gateway.internal".try_into().unwrap())],
+    );
+    let gateway = app.cli(&[
+        "client",
+        "create",
+        "--name",
+        "gw",
+        "--scope",
+        "tollgate:introspect",
+        "--auth-method",
+        "tls_client_auth",
+        "--tls-san-dns",
+        "gateway.internal",
+    ]);
     let (status, v) = post(
         &https(&server, Some(&gateway_cert)),
         app.url("/oauth/introspect"),
@@ -179,7 +283,10 @@ async fn tls_client_auth_matches_each_registered_name_and_binds_tokens() {
         .unwrap();
     assert_eq!(m["tls_client_certificate_bound_access_tokens"], true);
     for method in ["tls_client_auth", "self_signed_tls_client_auth"] {
-        assert!(m["token_endpoint_auth_methods_supported"].as_array().unwrap().contains(&json!(method)));
+        assert!(m["token_endpoint_auth_methods_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(method)));
     }
     let _ = &good.key;
 }
@@ -195,16 +302,43 @@ async fn self_signed_tls_client_auth_takes_the_registered_key_only() {
     let jwk = json!({"kty": "EC", "crv": "P-256", "x": b64.encode(&raw[1..33]), "y": b64.encode(&raw[33..65])});
     let jwks_file = dir.path().join("jwks.json");
     std::fs::write(&jwks_file, json!({"keys": [jwk]}).to_string()).unwrap();
-    let created = app.cli(&["client", "create", "--name", "ss", "--scope", "read", "--auth-method", "self_signed_tls_client_auth", "--jwks-file", jwks_file.to_str().unwrap(), "--tls-bound", "true"]);
+    let created = app.cli(&[
+        "client",
+        "create",
+        "--name",
+        "ss",
+        "--scope",
+        "read",
+        "--auth-method",
+        "self_signed_tls_client_auth",
+        "--jwks-file",
+        jwks_file.to_str().unwrap(),
+        "--tls-bound",
+        "true",
+    ]);
     let id = s(&created["client_id"]);
-    let form = [("grant_type", "client_credentials"), ("client_id", id.as_str())];
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", id.as_str()),
+    ];
     let (status, v) = post(&https(&server, Some(&mine)), app.url("/oauth/token"), &form).await;
     assert_eq!(status, 200, "{v}");
     let token = s(&v["access_token"]);
-    assert_eq!(segment(&token, 1)["cnf"]["x5t#S256"], x5t(&mine.der).as_str());
-    let (status, v) = post(&https(&server, Some(&self_signed("workload"))), app.url("/oauth/token"), &form).await;
+    assert_eq!(
+        segment(&token, 1)["cnf"]["x5t#S256"],
+        x5t(&mine.der).as_str()
+    );
+    let (status, v) = post(
+        &https(&server, Some(&self_signed("workload"))),
+        app.url("/oauth/token"),
+        &form,
+    )
+    .await;
     assert_eq!(status, 401, "another key: {v}");
-    assert!(s(&v["error_description"]).contains("registered keys"), "{v}");
+    assert!(
+        s(&v["error_description"]).contains("registered keys"),
+        "{v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,19 +347,57 @@ async fn a_certificate_bound_token_opens_the_admin_api_only_over_its_certificate
     let server = server_pki();
     let clients_ca = ca();
     let app = spawn(dir.path(), &server, &clients_ca);
-    let admin_cert = client_cert(&clients_ca, "admin", vec![SanType::DnsName("admin.internal".try_into().unwrap())]);
-    let other_cert = client_cert(&clients_ca, "other", vec![SanType::DnsName("other.internal".try_into().unwrap())]);
-    let created = app.cli(&["client", "create", "--name", "admin", "--scope", "tollgate:admin", "--auth-method", "tls_client_auth", "--tls-san-dns", "admin.internal", "--tls-bound", "true"]);
+    let admin_cert = client_cert(
+        &clients_ca,
+        "admin",
+        vec![SanType::DnsName("admin.internal".try_into().unwrap())],
+    );
+    let other_cert = client_cert(
+        &clients_ca,
+        "other",
+        vec![SanType::DnsName("other.internal".try_into().unwrap())],
+    );
+    let created = app.cli(&[
+        "client",
+        "create",
+        "--name",
+        "admin",
+        "--scope",
+        "tollgate:admin",
+        "--auth-method",
+        "tls_client_auth",
+        "--tls-san-dns",
+        "admin.internal",
+        "--tls-bound",
+        "true",
+    ]);
     let id = s(&created["client_id"]);
-    let (status, v) = post(&https(&server, Some(&admin_cert)), app.url("/oauth/token"), &[("grant_type", "client_credentials"), ("client_id", &id)]).await;
+    let (status, v) = post(
+        &https(&server, Some(&admin_cert)),
+        app.url("/oauth/token"),
+        &[("grant_type", "client_credentials"), ("client_id", &id)],
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
     let token = s(&v["access_token"]);
     let get = |c: reqwest::Client| {
         let (url, token) = (app.url("/admin/clients"), token.clone());
-        async move { c.get(url).bearer_auth(token).send().await.unwrap().status().as_u16() }
+        async move {
+            c.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
     };
     assert_eq!(get(https(&server, Some(&admin_cert))).await, 200);
-    assert_eq!(get(https(&server, Some(&other_cert))).await, 401, "another certificate");
+    assert_eq!(
+        get(https(&server, Some(&other_cert))).await,
+        401,
+        "another certificate"
+    );
     assert_eq!(get(https(&server, None)).await, 401, "no certificate");
 }
 
@@ -236,28 +408,49 @@ async fn the_client_cert_header_counts_from_trusted_proxies_only() {
     let ca_file = dir.path().join("clients-ca.pem");
     std::fs::write(&ca_file, clients_ca.pem()).unwrap();
     let cert = client_cert(&clients_ca, "payments", sans());
-    let header = format!(":{}:", base64::engine::general_purpose::STANDARD.encode(&cert.der));
+    let header = format!(
+        ":{}:",
+        base64::engine::general_purpose::STANDARD.encode(&cert.der)
+    );
     for (trusted, want) in [(true, 200u16), (false, 401)] {
         let mut env = vec![("TOLLGATE_TLS_CLIENT_CA", ca_file.to_str().unwrap())];
         if trusted {
             env.push(("TOLLGATE_TRUSTED_PROXIES", "127.0.0.1"));
         }
         let app = TestApp::spawn_with(&env).await;
-        let created = app.cli(&["client", "create", "--name", "behind-proxy", "--scope", "read", "--auth-method", "tls_client_auth", "--tls-san-dns", "payments.internal"]);
+        let created = app.cli(&[
+            "client",
+            "create",
+            "--name",
+            "behind-proxy",
+            "--scope",
+            "read",
+            "--auth-method",
+            "tls_client_auth",
+            "--tls-san-dns",
+            "payments.internal",
+        ]);
         let id = s(&created["client_id"]);
         let r = app
             .http
             .post(app.url("/oauth/token"))
             .header("Client-Cert", &header)
-            .form(&[("grant_type", "client_credentials"), ("client_id", id.as_str())])
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", id.as_str()),
+            ])
             .send()
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), want, "trusted proxy: {trusted}");
         if !trusted {
-            assert!(app.logs().contains("Client-Cert header from 127.0.0.1 ignored"), "{}", app.logs());
+            assert!(
+                app.logs()
+                    .contains("Client-Cert header from 127.0.0.1 ignored"),
+                "{}",
+                app.logs()
+            );
         }
     }
     let _ = client_trusting;
 }
-

@@ -30,7 +30,8 @@ pub(crate) fn ca() -> CertifiedIssuer<'static, KeyPair> {
 pub(crate) fn server_pki() -> Pki {
     let ca = ca();
     let key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()]).unwrap();
+    let mut leaf =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()]).unwrap();
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let leaf = leaf.signed_by(&key, &ca).unwrap();
     Pki {
@@ -64,7 +65,8 @@ async fn tollgate_serves_https_and_reloads_its_certificate_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
     let first = server_pki();
     let (cert, key) = write_pair(dir.path(), &first);
-    let app = TestApp::spawn_with(&[("TOLLGATE_TLS_CERT", &cert), ("TOLLGATE_TLS_KEY", &key)]).await;
+    let app =
+        TestApp::spawn_with(&[("TOLLGATE_TLS_CERT", &cert), ("TOLLGATE_TLS_KEY", &key)]).await;
     assert!(app.base.starts_with("https://127.0.0.1:"), "{}", app.base);
     let (id, secret) = app.client("read", &[]);
     let old = client_trusting(&first.ca_pem);
@@ -101,7 +103,13 @@ async fn tollgate_serves_https_and_reloads_its_certificate_on_sighup() {
     crate::helpers::eventually(
         "the new certificate",
         std::time::Duration::from_secs(5),
-        || async { client_trusting(&second.ca_pem).get(app.url("/healthz")).send().await.is_ok() },
+        || async {
+            client_trusting(&second.ca_pem)
+                .get(app.url("/healthz"))
+                .send()
+                .await
+                .is_ok()
+        },
     )
     .await;
     // The connection opened before the reload still works: it was not
