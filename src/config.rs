@@ -81,6 +81,8 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// The [`TLS_CLIENT_CA`] setting.
     pub tls_client_ca: Option<PathBuf>,
+    /// The [`LOG_FORMAT`] setting: JSON lines.
+    pub log_json: bool,
     /// The [`DPOP_IAT_WINDOW`] setting.
     pub dpop_iat_window: i64,
     /// The [`DPOP_NONCE`] setting.
@@ -230,6 +232,8 @@ settings! {
         "PEM file of the certificate's private key (PKCS#8, PKCS#1 or SEC1); reloaded on SIGHUP.";
     TLS_CLIENT_CA = "tls_client_ca", "TOLLGATE_TLS_CLIENT_CA", None, "none", Kind::Text,
         "PEM file of the CA certificates client certificates chain to (tls_client_auth); enables optional client certificates.";
+    LOG_FORMAT = "log_format", "TOLLGATE_LOG_FORMAT", Some("text"), "`text`", Kind::Text,
+        "`json` logs one JSON object per line (time, level, target, message, request_id, client_id).";
     DPOP_IAT_WINDOW = "dpop_iat_window", "TOLLGATE_DPOP_IAT_WINDOW", Some("60"), "`60`", int(5, 3600),
         "How far a DPoP proof's iat may lie from now, either way, in seconds; its jti is remembered that long.";
     DPOP_NONCE = "dpop_nonce", "TOLLGATE_DPOP_NONCE", Some("false"), "`false`", Kind::Text,
@@ -499,6 +503,16 @@ impl Config {
             tls_cert,
             tls_key,
             tls_client_ca,
+            log_json: match text(&LOG_FORMAT)?.as_deref() {
+                None | Some("text") => false,
+                Some("json") => true,
+                Some(other) => {
+                    return Err(bad(
+                        LOG_FORMAT.env,
+                        format!("expected text or json, got {other:?}"),
+                    ))
+                }
+            },
             dpop_iat_window: src.int(&DPOP_IAT_WINDOW)?,
             dpop_nonce,
             dpop_nonce_lifetime: src.int(&DPOP_NONCE_LIFETIME)?,

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod fetch;
 pub mod http;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod oauth;
 pub mod secret;

@@ -28,22 +28,20 @@ const CLI_ACTOR: &str = "cli";
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(
-        match cli.command {
-            Command::Serve { .. } => "info",
-            _ => "warn",
-        },
-    ))
-    // tokio-postgres logs every statement's parameters at debug (key
-    // digests, token ids, client ids): never below info, whatever RUST_LOG says.
-    .filter_module("tokio_postgres", log::LevelFilter::Info)
-    .init();
+    let default_level = match cli.command {
+        Command::Serve { .. } => "info",
+        _ => "warn",
+    };
+    // `migrate` reads no configuration: its log format comes from the
+    // environment alone. Every other command logs as configured.
+    let json_env = std::env::var("TOLLGATE_LOG_FORMAT").is_ok_and(|f| f == "json");
     let runtime = || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
     };
     if let Command::Migrate { from, to, out } = &cli.command {
+        crate::logging::init(json_env, default_level);
         return match runtime() {
             Ok(rt) => rt.block_on(migrate(from, to, out.json)),
             Err(e) => {
@@ -55,10 +53,12 @@ pub fn main() -> ExitCode {
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
+            crate::logging::init(json_env, default_level);
             eprintln!("tollgate: {e}");
             return ExitCode::from(2);
         }
     };
+    crate::logging::init(config.log_json, default_level);
     if let Command::Serve { exit_on_eof } = cli.command {
         return serve(config, exit_on_eof);
     }

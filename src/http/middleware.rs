@@ -13,6 +13,64 @@ use super::client_ip;
 use crate::service::error::ServiceError;
 use crate::service::{now, App};
 
+/// A request id on every response (`X-Request-Id`), the logging context of
+/// the request, and its access line (`tollgate::http::access` at info: the
+/// client IP, method, path without query, status and duration). The id a
+/// trusted proxy sent (1 to 128 of `[A-Za-z0-9._:-]`) is kept; anyone else's
+/// is replaced by a fresh one.
+pub async fn request_id(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let trusted = req.app_data::<web::Data<App>>().is_some_and(|app| {
+        req.peer_addr()
+            .is_some_and(|a| app.config().trusted_proxies.contains(&a.ip()))
+    });
+    let given = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        });
+    let id = match (trusted, given) {
+        (true, Some(g)) => g.to_string(),
+        _ => crate::secret::random_b64(12),
+    };
+    let ctx = crate::logging::RequestContext::new(id.clone());
+    let access = log::log_enabled!(target: "tollgate::http::access", log::Level::Info)
+        .then(|| {
+            let ip = req
+                .app_data::<web::Data<App>>()
+                .map(|app| client_ip(req.request(), app).to_string())
+                .unwrap_or_default();
+            // Path only: a query string could carry a secret sent by mistake.
+            (ip, req.method().to_string(), req.path().to_string())
+        });
+    let started = std::time::Instant::now();
+    let mut res = crate::logging::scope(ctx, async {
+        let res = next.call(req).await;
+        if let (Some((ip, method, path)), Ok(r)) = (&access, &res) {
+            log::info!(
+                target: "tollgate::http::access",
+                "{ip} \"{method} {path}\" {} {:.3}ms",
+                r.status().as_u16(),
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+        res
+    })
+    .await?;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut()
+            .insert(header::HeaderName::from_static("x-request-id"), v);
+    }
+    Ok(res)
+}
+
 /// Paths that are public, read-only and cacheable: any origin may read them.
 fn is_public(path: &str) -> bool {
     path.starts_with("/.well-known/")

@@ -4,7 +4,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-use actix_web::middleware::{Condition, Logger};
+use actix_web::middleware::Condition;
 use actix_web::{web, HttpServer};
 
 use crate::service::error::ServiceError;
@@ -51,17 +51,9 @@ pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAdd
     let blocking_threads = app.config().blocking_threads;
     let data = web::Data::new(app);
     let ip_limits = data.config().ip_limit_get > 0 || data.config().ip_limit_post > 0;
-    let log_requests = log::log_enabled!(target: "actix_web::middleware::logger", log::Level::Info);
     let server = HttpServer::new(move || {
         actix_web::App::new()
             .app_data(data.clone())
-            // Path only: a query string could carry a secret sent by mistake.
-            // Left out entirely when its lines would not be printed.
-            .wrap(Condition::new(
-                log_requests,
-                Logger::new(r#"%a "%{method}xi %U" %s %b %Dms"#)
-                    .custom_request_replace("method", |req| req.method().to_string()),
-            ))
             .wrap(actix_web::middleware::from_fn(super::middleware::cors))
             // Outside CORS, so that preflight requests are counted too.
             .wrap(Condition::new(
@@ -69,6 +61,9 @@ pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAdd
                 actix_web::middleware::from_fn(super::middleware::ip_limit),
             ))
             .wrap(actix_web::middleware::from_fn(super::middleware::latency))
+            // Outermost: every line logged for the request, the access
+            // line included, carries its id.
+            .wrap(actix_web::middleware::from_fn(super::middleware::request_id))
             .configure(extractor_config)
             .configure(super::configure)
     })

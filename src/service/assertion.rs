@@ -325,6 +325,7 @@ impl App {
         {
             return Err(fail(refused("the client assertion's jti was used before")));
         }
+        crate::logging::set_client(&client.id);
         Ok(Authenticated {
             client,
             not_after: None,

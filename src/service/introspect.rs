@@ -174,6 +174,7 @@ impl App {
                 .map(str::to_string)
                 .collect(),
         };
+        crate::logging::set_client(&caller.client_id);
         if !caller.has_scope(scope) {
             return Err(ServiceError::new(
                 ErrorCode::InsufficientScope,

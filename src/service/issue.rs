@@ -148,6 +148,7 @@ impl App {
             // A private_key_jwt client has no secret; one left from before a
             // switch of method does not authenticate it either.
             Some(c) if matched && !c.disabled && c.token_endpoint_auth_method.uses_secret() => {
+                crate::logging::set_client(&c.id);
                 Ok(c)
             }
             _ => {
@@ -222,6 +223,7 @@ impl App {
             .unwrap_or_default();
         cnf.x5t_s256 = self.bind_certificate(client, req.certificate.as_deref())?;
         let cnf = (cnf != token::Confirmation::default()).then_some(cnf);
+        crate::logging::set_client(&client.id);
         let unsigned = self.prepare(client, grant, now, api_key_id, cnf).await?;
         self.spend_quota(client, now).await?;
         self.sign(unsigned)

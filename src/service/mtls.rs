@@ -87,6 +87,7 @@ impl App {
                 "the client is not registered for tls_client_auth or self_signed_tls_client_auth",
             ))),
         }
+        crate::logging::set_client(&client.id);
         Ok(client)
     }
 

@@ -9,6 +9,7 @@ mod fleet;
 mod hardening;
 mod helpers;
 mod introspection;
+mod logs;
 mod mtls;
 mod private_key_jwt;
 mod robustness;
