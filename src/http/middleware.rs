@@ -41,15 +41,14 @@ pub async fn request_id(
         _ => crate::secret::random_b64(12),
     };
     let ctx = crate::logging::RequestContext::new(id.clone());
-    let access = log::log_enabled!(target: "tollgate::http::access", log::Level::Info)
-        .then(|| {
-            let ip = req
-                .app_data::<web::Data<App>>()
-                .map(|app| client_ip(req.request(), app).to_string())
-                .unwrap_or_default();
-            // Path only: a query string could carry a secret sent by mistake.
-            (ip, req.method().to_string(), req.path().to_string())
-        });
+    let access = log::log_enabled!(target: "tollgate::http::access", log::Level::Info).then(|| {
+        let ip = req
+            .app_data::<web::Data<App>>()
+            .map(|app| client_ip(req.request(), app).to_string())
+            .unwrap_or_default();
+        // Path only: a query string could carry a secret sent by mistake.
+        (ip, req.method().to_string(), req.path().to_string())
+    });
     let started = std::time::Instant::now();
     let mut res = crate::logging::scope(ctx, async {
         let res = next.call(req).await;

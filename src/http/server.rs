@@ -63,7 +63,9 @@ pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAdd
             .wrap(actix_web::middleware::from_fn(super::middleware::latency))
             // Outermost: every line logged for the request, the access
             // line included, carries its id.
-            .wrap(actix_web::middleware::from_fn(super::middleware::request_id))
+            .wrap(actix_web::middleware::from_fn(
+                super::middleware::request_id,
+            ))
             .configure(extractor_config)
             .configure(super::configure)
     })

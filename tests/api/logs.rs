@@ -59,7 +59,10 @@ async fn json_lines_carry_request_and_client_and_responses_carry_request_ids() {
 async fn a_trusted_proxys_request_id_is_kept() {
     let app = TestApp::spawn_with(&[("TOLLGATE_TRUSTED_PROXIES", "127.0.0.1")]).await;
     let (id, secret) = app.client("read", &[]);
-    assert_eq!(token_with_id(&app, &id, &secret, "edge-7f3a").await, "edge-7f3a");
+    assert_eq!(
+        token_with_id(&app, &id, &secret, "edge-7f3a").await,
+        "edge-7f3a"
+    );
     // A malformed one is replaced even from a trusted proxy.
     assert_ne!(
         token_with_id(&app, &id, &secret, "bad id with spaces").await,
