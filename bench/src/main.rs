@@ -427,6 +427,15 @@ end
     path
 }
 
+/// `f`'s rate as a share of W1's in the same run (empty without W1).
+fn share_of_w1(results: &[Figures], f: &Figures) -> String {
+    results
+        .iter()
+        .find(|r| r.name.starts_with("W1"))
+        .map(|w1| format!("{:.0} % of W1", 100.0 * f.rps / w1.rps))
+        .unwrap_or_default()
+}
+
 fn lua_list(items: &[String]) -> String {
     items
         .iter()
@@ -935,9 +944,7 @@ fn main() {
             &w8,
             args.duration,
         );
-        if let Some(w1) = results.iter().find(|r| r.name.starts_with("W1")) {
-            f.note = format!("{:.0} % of W1", 100.0 * f.rps / w1.rps);
-        }
+        f.note = share_of_w1(&results, &f);
         results.push(f);
     }
     if wants("W9") {
@@ -951,9 +958,7 @@ fn main() {
             &w9,
             args.duration,
         );
-        if let Some(w1) = results.iter().find(|r| r.name.starts_with("W1")) {
-            f.note = format!("{:.0} % of W1", 100.0 * f.rps / w1.rps);
-        }
+        f.note = share_of_w1(&results, &f);
         results.push(f);
     }
     if wants("W10") {
@@ -997,9 +1002,7 @@ end
             &w10,
             args.duration,
         );
-        if let Some(w1) = results.iter().find(|r| r.name.starts_with("W1")) {
-            f.note = format!("{:.0} % of W1", 100.0 * f.rps / w1.rps);
-        }
+        f.note = share_of_w1(&results, &f);
         results.push(f);
     }
     drop(server);
