@@ -3,7 +3,10 @@
 //! and a required scope. Refetches the JWKS once when it meets an unknown `kid`.
 //! A DPoP-bound token (`cnf.jkt`) is accepted only as `Authorization: DPoP`
 //! with a proof of its key for this request (RFC 9449 §7), checked with
-//! `tollgate::oauth::dpop::verify`; as a bearer token it is refused.
+//! `tollgate::oauth::dpop::verify`; as a bearer token it is refused. With
+//! `TLS_CERT`, `TLS_KEY` and `TLS_CLIENT_CA` it serves HTTPS and asks for
+//! client certificates: a certificate-bound token (`cnf.x5t#S256`, RFC 8705
+//! §3) is accepted only over a connection that presents that certificate.
 //!
 //! ```sh
 //! AUTH_SERVER_URL=http://127.0.0.1:8080 AUDIENCE=https://api.example.com \
@@ -29,8 +32,24 @@ struct Config {
     base: std::sync::OnceLock<String>,
 }
 
+/// The client that reaches Tollgate; `AUTH_SERVER_CA` (a PEM file) adds a
+/// root for a Tollgate serving HTTPS with a private CA.
+fn http_client() -> reqwest::Client {
+    let mut b = reqwest::Client::builder();
+    if let Ok(path) = std::env::var("AUTH_SERVER_CA") {
+        if let Ok(pem) = std::fs::read(path) {
+            if let Ok(c) = reqwest::Certificate::from_pem(&pem) {
+                b = b.add_root_certificate(c);
+            }
+        }
+    }
+    b.build().unwrap_or_default()
+}
+
 async fn fetch_jwks(url: &str) -> Result<JwkSet, String> {
-    reqwest::get(url)
+    http_client()
+        .get(url)
+        .send()
         .await
         .map_err(|e| e.to_string())?
         .json()
@@ -133,6 +152,22 @@ async fn hello(cfg: web::Data<Config>, req: HttpRequest) -> HttpResponse {
         Ok(claims) => claims,
         Err(why) => return refuse(scheme, "invalid_token", &why),
     };
+    if let Some(x5t) = claims["cnf"]["x5t#S256"].as_str() {
+        // RFC 8705 §3: the SHA-256 of the certificate on this connection.
+        let presented = req
+            .conn_data::<tollgate::http::tls::PeerCertificates>()
+            .and_then(|p| {
+                p.0.first()
+                    .map(|der| tollgate::oauth::mtls::thumbprint(der))
+            });
+        if presented.as_deref() != Some(x5t) {
+            return refuse(
+                "Bearer",
+                "invalid_token",
+                "the token is bound to a client certificate this connection did not present",
+            );
+        }
+    }
     match (scheme, claims["cnf"]["jkt"].as_str()) {
         ("Bearer", None) => {}
         ("Bearer", Some(_)) => {
@@ -155,7 +190,9 @@ async fn hello(cfg: web::Data<Config>, req: HttpRequest) -> HttpResponse {
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let base = std::env::var("AUTH_SERVER_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
-    let meta: Value = reqwest::get(format!("{base}/.well-known/oauth-authorization-server"))
+    let meta: Value = http_client()
+        .get(format!("{base}/.well-known/oauth-authorization-server"))
+        .send()
         .await
         .and_then(|r| r.error_for_status())
         .map_err(std::io::Error::other)?
@@ -182,8 +219,25 @@ async fn main() -> std::io::Result<()> {
             .route("/hello", web::get().to(hello))
     })
     .workers(1)
-    .bind(bind)?;
-    let base = format!("http://{}", server.addrs()[0]);
+    .on_connect(tollgate::http::tls::on_connect);
+    let tls = match (std::env::var("TLS_CERT"), std::env::var("TLS_KEY")) {
+        (Ok(cert), Ok(key)) => {
+            let cert = tollgate::http::tls::ReloadingCert::open(cert.as_ref(), key.as_ref())
+                .map_err(std::io::Error::other)?;
+            let client_certs = std::env::var("TLS_CLIENT_CA").is_ok();
+            Some(
+                tollgate::http::tls::server_config(cert, client_certs)
+                    .map_err(std::io::Error::other)?,
+            )
+        }
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = match tls {
+        Some(config) => server.bind_rustls_0_23(bind, config)?,
+        None => server.bind(bind)?,
+    };
+    let base = format!("{scheme}://{}", server.addrs()[0]);
     let _ = shared.base.set(base.clone());
     println!("resource server listening on {base}");
     server.run().await

@@ -197,3 +197,83 @@ async fn jwks_example_takes_dpop_bound_tokens_only_with_a_proof_of_their_key() {
         "no ath"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_example_takes_certificate_bound_tokens_only_over_their_certificate() {
+    use crate::mtls::{client_cert, https, sans, spawn};
+    use crate::tls::{ca, server_pki, write_pair};
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_pki();
+    let clients_ca = ca();
+    let app = spawn(dir.path(), &server, &clients_ca);
+    let created = app.cli(&[
+        "client",
+        "create",
+        "--name",
+        "bound",
+        "--scope",
+        "read",
+        "--audience",
+        "https://api.example.com",
+        "--auth-method",
+        "tls_client_auth",
+        "--tls-san-uri",
+        "spiffe://example.org/ns/payments/sa/api",
+        "--tls-bound",
+        "true",
+    ]);
+    let id = s(&created["client_id"]);
+    let mine = client_cert(&clients_ca, "payments", sans());
+    let r = https(&server, Some(&mine))
+        .post(app.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let token = s(&r.json::<Value>().await.unwrap()["access_token"]);
+    // The example serves HTTPS with the same server certificate and asks for
+    // client certificates. It reaches Tollgate over HTTPS, trusting its CA.
+    let rs_dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_pair(rs_dir.path(), &server);
+    let ca_file = rs_dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &server.ca_pem).unwrap();
+    let Some(ex) = start(
+        "resource_server_jwks",
+        &[
+            ("AUTH_SERVER_URL", &app.base),
+            ("AUDIENCE", "https://api.example.com"),
+            ("TLS_CERT", &cert),
+            ("TLS_KEY", &key),
+            ("TLS_CLIENT_CA", ca_file.to_str().unwrap()),
+            ("AUTH_SERVER_CA", ca_file.to_str().unwrap()),
+        ],
+    ) else {
+        return;
+    };
+    assert!(ex.base.starts_with("https://"), "{}", ex.base);
+    let hello = |client: reqwest::Client| {
+        let (url, token) = (format!("{}/hello", ex.base), token.clone());
+        async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(hello(https(&server, Some(&mine))).await, 200);
+    let other = client_cert(&clients_ca, "other", sans());
+    assert_eq!(
+        hello(https(&server, Some(&other))).await,
+        401,
+        "another certificate"
+    );
+    assert_eq!(hello(https(&server, None)).await, 401, "no certificate");
+}

@@ -15,13 +15,13 @@ use crate::helpers::{s, segment, TestApp};
 use crate::tls::{ca, client_trusting, server_pki, write_pair, Pki};
 
 /// A client certificate with its key as PEM, and its DER.
-struct ClientCert {
-    pem: String,
-    der: Vec<u8>,
-    key: KeyPair,
+pub(crate) struct ClientCert {
+    pub(crate) pem: String,
+    pub(crate) der: Vec<u8>,
+    pub(crate) key: KeyPair,
 }
 
-fn client_cert(
+pub(crate) fn client_cert(
     issuer: &CertifiedIssuer<'static, KeyPair>,
     cn: &str,
     sans: Vec<SanType>,
@@ -54,7 +54,7 @@ fn self_signed(cn: &str) -> ClientCert {
     }
 }
 
-fn sans() -> Vec<SanType> {
+pub(crate) fn sans() -> Vec<SanType> {
     vec![
         SanType::URI(
             "spiffe://example.org/ns/payments/sa/api"
@@ -72,7 +72,7 @@ fn x5t(der: &[u8]) -> String {
 }
 
 /// A client over TLS trusting the server's CA, presenting `cert` if given.
-fn https(server: &Pki, cert: Option<&ClientCert>) -> reqwest::Client {
+pub(crate) fn https(server: &Pki, cert: Option<&ClientCert>) -> reqwest::Client {
     let mut b = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(server.ca_pem.as_bytes()).unwrap());
@@ -89,7 +89,7 @@ async fn post(client: &reqwest::Client, url: String, form: &[(&str, &str)]) -> (
 }
 
 /// A server with TLS and client certificates from `client_ca`.
-fn spawn(
+pub(crate) fn spawn(
     dir: &std::path::Path,
     server: &Pki,
     client_ca: &CertifiedIssuer<'static, KeyPair>,
