@@ -17,4 +17,5 @@ pub mod secret;
 pub mod service;
 pub mod store;
 pub mod sync;
+pub mod telemetry;
 pub mod token;

@@ -25,6 +25,11 @@ impl RequestContext {
             client: Mutex::new(None),
         })
     }
+
+    /// The authenticated client, once known.
+    pub fn client(&self) -> Option<String> {
+        crate::sync::lock(&self.client).clone()
+    }
 }
 
 tokio::task_local! {

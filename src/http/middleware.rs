@@ -41,6 +41,8 @@ pub async fn request_id(
         _ => crate::secret::random_b64(12),
     };
     let ctx = crate::logging::RequestContext::new(id.clone());
+    let span = crate::telemetry::RequestSpan::start(req.method().as_str());
+    let method = req.method().to_string();
     let access = log::log_enabled!(target: "tollgate::http::access", log::Level::Info).then(|| {
         let ip = req
             .app_data::<web::Data<App>>()
@@ -50,8 +52,11 @@ pub async fn request_id(
         (ip, req.method().to_string(), req.path().to_string())
     });
     let started = std::time::Instant::now();
-    let mut res = crate::logging::scope(ctx, async {
-        let res = next.call(req).await;
+    let res = crate::logging::scope(ctx.clone(), async {
+        let res = match &span {
+            Some(s) => s.run(next.call(req)).await,
+            None => next.call(req).await,
+        };
         if let (Some((ip, method, path)), Ok(r)) = (&access, &res) {
             log::info!(
                 target: "tollgate::http::access",
@@ -62,7 +67,15 @@ pub async fn request_id(
         }
         res
     })
-    .await?;
+    .await;
+    if let Some(span) = span {
+        let (route, status) = match &res {
+            Ok(r) => (r.request().match_pattern(), r.status().as_u16()),
+            Err(e) => (None, e.as_response_error().status_code().as_u16()),
+        };
+        span.end(&method, route.as_deref(), status, ctx.client());
+    }
+    let mut res = res?;
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut()
             .insert(header::HeaderName::from_static("x-request-id"), v);

@@ -154,10 +154,14 @@ pub enum ServeError {
 /// is stopped (the command line's `serve`): the store's connections and
 /// blocking calls live on that system's runtime.
 pub fn serve(config: crate::config::Config) -> Result<(), ServeError> {
-    actix_web::rt::System::new().block_on(async move {
+    crate::telemetry::init();
+    let result = actix_web::rt::System::new().block_on(async move {
         let app = App::open(config).await?;
         Ok(run(app).await?)
-    })
+    });
+    // The spans of the last requests are sent before the process ends.
+    crate::telemetry::shutdown();
+    result
 }
 
 /// Runs the server until it is stopped (SIGTERM or SIGINT finish the

@@ -338,8 +338,10 @@ impl App {
         })
     }
     fn sign(&self, unsigned: Unsigned) -> Result<IssuedToken, ServiceError> {
-        let jwt = token::sign_payload(&unsigned.payload, &unsigned.key)
-            .map_err(ServiceError::internal)?;
+        let jwt = crate::telemetry::child_sync("token.sign", || {
+            token::sign_payload(&unsigned.payload, &unsigned.key)
+        })
+        .map_err(ServiceError::internal)?;
         Ok(IssuedToken {
             access_token: SecretString::new(jwt),
             expires_in: unsigned.expires_in,

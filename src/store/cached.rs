@@ -214,7 +214,8 @@ impl CachedStore {
                 return Ok(f.clone());
             }
         }
-        let f = Arc::new(self.inner.federation().await?);
+        let f =
+            Arc::new(crate::telemetry::child("store.federation", self.inner.federation()).await?);
         let mut slot = crate::sync::lock(&self.federation);
         // Read before a change was applied: kept only if none was.
         if self.federation_generation.load(Ordering::SeqCst) == generation {
@@ -296,7 +297,8 @@ impl CachedStore {
         if let Some(k) = hit {
             return Ok(k);
         }
-        let k = self.inner.find_api_key(digest).await?;
+        let k =
+            crate::telemetry::child("store.find_api_key", self.inner.find_api_key(digest)).await?;
         self.keys_by_digest
             .put(generation, digest.to_vec(), k.clone());
         Ok(k)
@@ -309,7 +311,7 @@ impl CachedStore {
         if let Some(k) = hit {
             return Ok(k);
         }
-        let k = self.inner.get_api_key(id).await?;
+        let k = crate::telemetry::child("store.get_api_key", self.inner.get_api_key(id)).await?;
         self.keys_by_id.put(generation, id.to_string(), k.clone());
         Ok(k)
     }
@@ -321,7 +323,8 @@ impl CachedStore {
         if let Some(r) = hit {
             return Ok(r);
         }
-        let r = self.inner.is_token_revoked(jti).await?;
+        let r = crate::telemetry::child("store.is_token_revoked", self.inner.is_token_revoked(jti))
+            .await?;
         self.revoked.put(generation, jti.to_string(), r);
         Ok(r)
     }
@@ -334,7 +337,9 @@ impl CachedStore {
         if let Some(e) = hit {
             return Ok(e);
         }
-        let entry = Arc::new(self.inner.load_client(id, now).await?);
+        let entry = Arc::new(
+            crate::telemetry::child("store.load_client", self.inner.load_client(id, now)).await?,
+        );
         self.clients.put(generation, id.to_string(), entry.clone());
         Ok(entry)
     }
@@ -435,10 +440,12 @@ impl Store for CachedStore {
         now: i64,
         audit: &AuditEntry,
     ) -> Result<()> {
-        let r = self
-            .inner
-            .revoke_token(jti, client_id, expires_at, now, audit)
-            .await;
+        let r = crate::telemetry::child(
+            "store.revoke_token",
+            self.inner
+                .revoke_token(jti, client_id, expires_at, now, audit),
+        )
+        .await;
         self.after_write(Change::Revocation(jti.to_string()), r)
     }
     async fn is_token_revoked(&self, jti: &str) -> Result<bool> {
@@ -456,10 +463,11 @@ impl Store for CachedStore {
         expires_at: i64,
         now: i64,
     ) -> Result<bool> {
-        let r = self
-            .inner
-            .use_assertion(client_id, jti, expires_at, now)
-            .await;
+        let r = crate::telemetry::child(
+            "store.use_assertion",
+            self.inner.use_assertion(client_id, jti, expires_at, now),
+        )
+        .await;
         self.noted(r)
     }
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
@@ -538,9 +546,11 @@ impl Store for CachedStore {
         if !self.inner.shared_quotas() {
             return Ok(None);
         }
-        self.inner
-            .hit_quota(client_id, limit, window, ban, now)
-            .await
+        crate::telemetry::child(
+            "store.hit_quota",
+            self.inner.hit_quota(client_id, limit, window, ban, now),
+        )
+        .await
     }
     fn shared_quotas(&self) -> bool {
         self.inner.shared_quotas()

@@ -15,4 +15,5 @@ mod private_key_jwt;
 mod robustness;
 mod tls;
 mod token;
+mod traces;
 mod verify;
