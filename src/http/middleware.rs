@@ -13,6 +13,16 @@ use super::client_ip;
 use crate::service::error::ServiceError;
 use crate::service::{now, App};
 
+/// A new request id: this process's random prefix and a counter, unique
+/// across a fleet without a random draw per request.
+fn fresh_request_id() -> String {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| crate::secret::random_b64(9));
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{n:x}")
+}
+
 /// A request id on every response (`X-Request-Id`), the logging context of
 /// the request, and its access line (`tollgate::http::access` at info: the
 /// client IP, method, path without query, status and duration). The id a
@@ -38,7 +48,7 @@ pub async fn request_id(
         });
     let id = match (trusted, given) {
         (true, Some(g)) => g.to_string(),
-        _ => crate::secret::random_b64(12),
+        _ => fresh_request_id(),
     };
     let ctx = crate::logging::RequestContext::new(id.clone());
     let span = crate::telemetry::RequestSpan::start(req.method().as_str());

@@ -199,7 +199,8 @@ impl App {
                 Ok(keys)
             }
             Err(e) => {
-                log::warn!("keys of {} not usable: {e}", truncate(owner));
+                // A registered client id or a trusted issuer: not secret.
+                log::warn!("keys of {owner} not usable: {e}");
                 let previous = cached.as_ref().and_then(|f| f.keys.clone());
                 cache.put(
                     owner,
