@@ -29,7 +29,7 @@ pub const SKEW: i64 = 60;
 
 /// Private-key members of a JWK (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2):
 /// a registered set must hold none.
-const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+pub(crate) const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
 /// Why a key set cannot be registered or used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -207,16 +207,22 @@ pub fn seconds(v: &Option<serde_json::Value>) -> Result<Option<i64>, AssertionEr
 /// only to know whose keys to verify it with (RFC 7521 §4.2: `client_id` is
 /// optional when the assertion identifies the client).
 pub fn claimed_client(assertion: &str) -> Option<String> {
-    if assertion.len() > MAX_ASSERTION_LEN {
+    let claims: AssertionClaims = unverified_claims(assertion)?;
+    claims.sub.filter(|s| !s.is_empty() && s.len() <= 256)
+}
+
+/// The payload of a JWT of at most [`MAX_ASSERTION_LEN`] bytes, read
+/// without verifying it: only to pick the keys that will verify it.
+pub fn unverified_claims<T: serde::de::DeserializeOwned>(jwt: &str) -> Option<T> {
+    if jwt.len() > MAX_ASSERTION_LEN {
         return None;
     }
-    let payload = assertion.split('.').nth(1)?;
+    let payload = jwt.split('.').nth(1)?;
     use base64::Engine;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
         .ok()?;
-    let claims: AssertionClaims = serde_json::from_slice(&bytes).ok()?;
-    claims.sub.filter(|s| !s.is_empty() && s.len() <= 256)
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Verifies `assertion` for `expected.client_id` with the client's `keys`:

@@ -16,9 +16,6 @@ pub const SIGNING_ALGS: &[&str] = &["ES256", "EdDSA", "RS256", "PS256"];
 /// Longest proof considered, in bytes.
 pub const MAX_PROOF_LEN: usize = 8192;
 
-/// Private-key members of a JWK (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2).
-const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
-
 /// What a proof is checked against.
 #[derive(Debug, Clone)]
 pub struct Expected<'a> {
@@ -170,7 +167,11 @@ pub fn verify(proof: &str, e: &Expected<'_>) -> Result<Proof, DpopError> {
         _ => return Err(DpopError::Algorithm),
     };
     let raw_jwk = raw_header.get("jwk").ok_or(DpopError::Key)?;
-    if !raw_jwk.is_object() || PRIVATE_MEMBERS.iter().any(|m| raw_jwk.get(*m).is_some()) {
+    if !raw_jwk.is_object()
+        || super::assertion::PRIVATE_MEMBERS
+            .iter()
+            .any(|m| raw_jwk.get(*m).is_some())
+    {
         return Err(DpopError::Key);
     }
     let kty_fits = matches!(

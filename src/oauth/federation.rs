@@ -97,19 +97,11 @@ struct RawClaims {
 /// The `iss` of a JWT, read without verifying it: only to know whose keys
 /// to verify it with.
 pub fn unverified_issuer(jwt: &str) -> Option<String> {
-    if jwt.len() > assertion::MAX_ASSERTION_LEN {
-        return None;
-    }
-    let payload = jwt.split('.').nth(1)?;
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
     #[derive(Deserialize)]
     struct Iss {
         iss: Option<String>,
     }
-    let claims: Iss = serde_json::from_slice(&bytes).ok()?;
+    let claims: Iss = assertion::unverified_claims(jwt)?;
     claims.iss.filter(|s| !s.is_empty() && s.len() <= 2048)
 }
 
