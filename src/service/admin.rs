@@ -266,26 +266,34 @@ impl App {
             m => m,
         };
         match (method, &c.jwks, &c.jwks_uri) {
-            (ClientAuthMethod::PrivateKeyJwt, Some(_), Some(_)) => {
-                Err(invalid("give jwks or jwks_uri, not both"))
-            }
             (ClientAuthMethod::PrivateKeyJwt, None, None) => {
                 Err(invalid("a private_key_jwt client needs jwks or jwks_uri"))
             }
-            (ClientAuthMethod::PrivateKeyJwt, Some(jwks), None) => {
-                crate::oauth::assertion::check_public_jwks(jwks)
-                    .map(|_| ())
-                    .map_err(|e| invalid(e.to_string()))
-            }
-            (ClientAuthMethod::PrivateKeyJwt, None, Some(uri)) => {
-                crate::fetch::check_url(uri, self.config.fetch_allow_local)
-                    .map(|_| ())
-                    .map_err(|e| invalid(format!("jwks_uri: {e}")))
-            }
+            (ClientAuthMethod::PrivateKeyJwt, jwks, uri) => self.check_key_source(jwks, uri),
             (_, None, None) => Ok(()),
             (_, _, _) => Err(invalid(
                 "jwks and jwks_uri are for token_endpoint_auth_method private_key_jwt",
             )),
+        }
+    }
+
+    /// Public keys given inline (`jwks`: public keys of the accepted kinds)
+    /// or by location (`jwks_uri`: a URL Tollgate may fetch), never both;
+    /// neither is fine here. Clients and federation issuers alike.
+    pub(super) fn check_key_source(
+        &self,
+        jwks: &Option<serde_json::Value>,
+        jwks_uri: &Option<String>,
+    ) -> Result<(), ServiceError> {
+        match (jwks, jwks_uri) {
+            (Some(_), Some(_)) => Err(invalid("give jwks or jwks_uri, not both")),
+            (Some(jwks), None) => crate::oauth::assertion::check_public_jwks(jwks)
+                .map(|_| ())
+                .map_err(|e| invalid(e.to_string())),
+            (None, Some(uri)) => crate::fetch::check_url(uri, self.config.fetch_allow_local)
+                .map(|_| ())
+                .map_err(|e| invalid(format!("jwks_uri: {e}"))),
+            (None, None) => Ok(()),
         }
     }
 

@@ -125,21 +125,9 @@ impl App {
         input: NewIssuer,
         now: i64,
     ) -> Result<FederationIssuer, ServiceError> {
-        let allow_local = self.config.fetch_allow_local;
-        crate::fetch::check_url(&input.issuer, allow_local)
+        crate::fetch::check_url(&input.issuer, self.config.fetch_allow_local)
             .map_err(|e| invalid(format!("issuer: {e}")))?;
-        match (&input.jwks, &input.jwks_uri) {
-            (Some(_), Some(_)) => return Err(invalid("give jwks or jwks_uri, not both")),
-            (Some(jwks), None) => {
-                crate::oauth::assertion::check_public_jwks(jwks)
-                    .map_err(|e| invalid(e.to_string()))?;
-            }
-            (None, Some(uri)) => {
-                crate::fetch::check_url(uri, allow_local)
-                    .map_err(|e| invalid(format!("jwks_uri: {e}")))?;
-            }
-            (None, None) => {}
-        }
+        self.check_key_source(&input.jwks, &input.jwks_uri)?;
         if self.store.federation().await?.issuers.len() >= MAX_ISSUERS {
             return Err(ServiceError::new(
                 ErrorCode::Conflict,
