@@ -32,10 +32,9 @@ pub async fn request_id(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let trusted = req.app_data::<web::Data<App>>().is_some_and(|app| {
-        req.peer_addr()
-            .is_some_and(|a| app.config().trusted_proxies.contains(&a.ip()))
-    });
+    let trusted = req
+        .app_data::<web::Data<App>>()
+        .is_some_and(|app| super::from_trusted_proxy(req.request(), app));
     let given = req
         .headers()
         .get("x-request-id")

@@ -171,11 +171,11 @@ pub fn client_certificate(
             .map(std::sync::Arc::new);
     }
     let header = req.headers().get("client-cert")?;
-    let peer = req.peer_addr().map(|a| a.ip());
-    if !peer.is_some_and(|ip| app.config().trusted_proxies.contains(&ip)) {
+    if !from_trusted_proxy(req, app) {
         log::warn!(
             "Client-Cert header from {} ignored: not a trusted proxy",
-            peer.map_or_else(|| "an unknown peer".to_string(), |ip| ip.to_string())
+            req.peer_addr()
+                .map_or_else(|| "an unknown peer".to_string(), |a| a.ip().to_string())
         );
         return None;
     }
@@ -190,17 +190,21 @@ pub fn client_certificate(
 pub fn presented(req: &HttpRequest) -> crate::service::introspect::Presented<'_> {
     crate::service::introspect::Presented {
         authorization: authorization(req),
-        dpop: req
-            .headers()
-            .get_all("dpop")
-            .map(|v| v.as_bytes())
-            .collect(),
+        dpop: dpop_headers(req),
         method: req.method().as_str(),
         path: req.path(),
         certificate: req
             .conn_data::<tls::PeerCertificates>()
             .and_then(|p| p.0.first().map(|der| crate::oauth::mtls::thumbprint(der))),
     }
+}
+
+/// Every `DPoP` header of the request (RFC 9449 §4.3 wants exactly one).
+pub fn dpop_headers(req: &HttpRequest) -> Vec<&[u8]> {
+    req.headers()
+        .get_all("dpop")
+        .map(|v| v.as_bytes())
+        .collect()
 }
 
 /// The raw Authorization header.
@@ -218,6 +222,13 @@ pub fn no_store_json(body: impl serde::Serialize) -> HttpResponse {
         .json(body)
 }
 
+/// Whether the peer is one of `TOLLGATE_TRUSTED_PROXIES`, whose forwarding
+/// headers (`X-Forwarded-For`, `Client-Cert`, `X-Request-Id`) are believed.
+pub fn from_trusted_proxy(req: &HttpRequest, app: &App) -> bool {
+    req.peer_addr()
+        .is_some_and(|a| app.config().trusted_proxies.contains(&a.ip()))
+}
+
 /// The client's IP: the peer address, or, when the peer is a trusted proxy,
 /// the right-most `X-Forwarded-For` address that is not a trusted proxy.
 pub fn client_ip(req: &HttpRequest, app: &App) -> std::net::IpAddr {
@@ -225,10 +236,10 @@ pub fn client_ip(req: &HttpRequest, app: &App) -> std::net::IpAddr {
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let trusted = &app.config().trusted_proxies;
-    if !trusted.contains(&peer) {
+    if !from_trusted_proxy(req, app) {
         return peer;
     }
+    let trusted = &app.config().trusted_proxies;
     let hops: Vec<&str> = req
         .headers()
         .get_all("x-forwarded-for")

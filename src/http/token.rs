@@ -46,12 +46,13 @@ pub(super) fn dpop_proof(
     path: &str,
     access_token: Option<&str>,
 ) -> Result<Option<crate::oauth::dpop::Proof>, ServiceError> {
-    let headers: Vec<&[u8]> = req
-        .headers()
-        .get_all("dpop")
-        .map(|v| v.as_bytes())
-        .collect();
-    app.check_dpop(&headers, req.method().as_str(), path, access_token, now())
+    app.check_dpop(
+        &super::dpop_headers(req),
+        req.method().as_str(),
+        path,
+        access_token,
+        now(),
+    )
 }
 
 /// The token endpoint, form or JSON body: the client-credentials grant
