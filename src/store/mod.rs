@@ -1,6 +1,7 @@
 //! The storage interface: clients, secrets, API keys, revocations, signing-key
 //! metadata and the audit log. The only module with SQL lives below it.
 
+mod batch;
 pub mod cached;
 pub mod changes;
 pub mod codec;

@@ -131,23 +131,15 @@ pub struct PostgresStore {
     /// When the database was last found unreachable (ms since the epoch), 0
     /// when the last call succeeded or the listener reconnected.
     down_at: Arc<AtomicI64>,
-    /// Client-assertion `jti`s waiting to be recorded by one statement.
-    jtis: Arc<std::sync::Mutex<JtiQueue>>,
+    /// Client-assertion `jti`s waiting to be recorded by one statement (a
+    /// group commit, see [`super::batch`]): one `INSERT … SELECT FROM
+    /// unnest(…)` per batch, one round trip and one commit; each `jti` is
+    /// still durable before its token is issued.
+    jtis: Arc<super::batch::Queue<AssertionUse, Result<bool>>>,
 }
 
 /// One `jti` to record: (client, jti, expires_at, now).
 type AssertionUse = (String, String, i64, i64);
-
-/// `jti`s queued for the replay cache. Each caller waits on its channel;
-/// one committer task records everything queued in one `INSERT … SELECT
-/// FROM unnest(…)` (one round trip and one commit for the batch), answers
-/// each, and goes on while more are queued. Each `jti` is still durable
-/// before its token is issued.
-#[derive(Default)]
-struct JtiQueue {
-    pending: Vec<(AssertionUse, tokio::sync::oneshot::Sender<Result<bool>>)>,
-    committing: bool,
-}
 
 /// A copy of a batch's error for each of its callers.
 fn copy_error(e: &StoreError) -> StoreError {
@@ -159,27 +151,9 @@ fn copy_error(e: &StoreError) -> StoreError {
 }
 
 /// Commits queued `jti`s batch after batch until none is left.
-async fn commit_jtis(pool: Pool, queue: Arc<std::sync::Mutex<JtiQueue>>) {
-    /// Lets the next caller start a committer if this one panics.
-    struct Reset(Arc<std::sync::Mutex<JtiQueue>>);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            if std::thread::panicking() {
-                crate::sync::lock(&self.0).committing = false;
-            }
-        }
-    }
-    let _reset = Reset(queue.clone());
-    loop {
-        let queued = {
-            let mut q = crate::sync::lock(&queue);
-            if q.pending.is_empty() {
-                q.committing = false;
-                return;
-            }
-            std::mem::take(&mut q.pending)
-        };
-        let (items, senders): (Vec<_>, Vec<_>) = queued.into_iter().unzip();
+async fn commit_jtis(pool: Pool, queue: Arc<super::batch::Queue<AssertionUse, Result<bool>>>) {
+    let _guard = queue.guard();
+    while let Some((items, senders)) = queue.take() {
         match record_jtis(&pool, &items).await {
             Ok(answers) => {
                 for (answer, tx) in answers.into_iter().zip(senders) {
@@ -770,13 +744,8 @@ impl Store for PostgresStore {
         expires_at: i64,
         now: i64,
     ) -> Result<bool> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
         let item = (client_id.to_string(), jti.to_string(), expires_at, now);
-        let start = {
-            let mut q = crate::sync::lock(&self.jtis);
-            q.pending.push((item, tx));
-            !std::mem::replace(&mut q.committing, true)
-        };
+        let (rx, start) = self.jtis.push(item);
         if start {
             tokio::spawn(commit_jtis(self.pool.clone(), self.jtis.clone()));
         }

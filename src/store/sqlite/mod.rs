@@ -198,26 +198,15 @@ struct Db {
     /// at a time anyway). Its `PRAGMA data_version` changes only when
     /// another connection, in another process, commits.
     writer: Mutex<Connection>,
-    /// Client-assertion `jti`s waiting to be recorded together.
-    assertions: Mutex<AssertionBatch>,
+    /// Client-assertion `jti`s waiting to be recorded together: a group
+    /// commit (see [`super::batch`]), since each is a durable write before a
+    /// token is issued and one `fsync` per request would bound
+    /// `private_key_jwt` issuance by the disk.
+    assertions: super::batch::Queue<AssertionUse, AssertionAnswer>,
 }
 
 /// One `jti` to record: (client, jti, expires_at, now).
 type AssertionUse = (String, String, i64, i64);
-
-/// Group commit of client-assertion `jti`s: each is a durable write before
-/// a token is issued, and one `fsync` per request would bound
-/// `private_key_jwt` issuance by the disk. Callers queue their `jti` with a
-/// channel for the answer and wait on it without holding a thread; one
-/// committer on the blocking pool commits everything queued in one
-/// transaction, answers each, and goes on while more are queued. So a batch
-/// holds every request that arrived during the previous commit, not only as
-/// many as there are blocking threads.
-#[derive(Default)]
-struct AssertionBatch {
-    pending: Vec<(AssertionUse, tokio::sync::oneshot::Sender<AssertionAnswer>)>,
-    committing: bool,
-}
 
 /// Whether a `jti` was new, or why the commit failed.
 type AssertionAnswer = std::result::Result<bool, String>;
@@ -254,7 +243,7 @@ impl Db {
             log: ChangeLog::default(),
             pool,
             writer: Mutex::new(writer),
-            assertions: Mutex::default(),
+            assertions: super::batch::Queue::default(),
         };
         store.migrate()?;
         Ok(store)
@@ -681,29 +670,11 @@ impl Db {
         })
     }
 
-    /// Commits every queued `jti`, batch after batch, until none is left
-    /// (see [`AssertionBatch`]); runs on the blocking pool.
+    /// Commits every queued `jti`, batch after batch, until none is left;
+    /// runs on the blocking pool.
     fn commit_assertions(&self) {
-        /// Lets the next caller start a committer if this one panics.
-        struct Reset<'a>(&'a Mutex<AssertionBatch>);
-        impl Drop for Reset<'_> {
-            fn drop(&mut self) {
-                if std::thread::panicking() {
-                    crate::sync::lock(self.0).committing = false;
-                }
-            }
-        }
-        let _reset = Reset(&self.assertions);
-        loop {
-            let queued = {
-                let mut batch = crate::sync::lock(&self.assertions);
-                if batch.pending.is_empty() {
-                    batch.committing = false;
-                    return;
-                }
-                std::mem::take(&mut batch.pending)
-            };
-            let (items, senders): (Vec<_>, Vec<_>) = queued.into_iter().unzip();
+        let _guard = self.assertions.guard();
+        while let Some((items, senders)) = self.assertions.take() {
             for (answer, tx) in self.record_assertions(&items).into_iter().zip(senders) {
                 let _ = tx.send(answer);
             }
@@ -1166,13 +1137,8 @@ impl Store for SqliteStore {
         expires_at: i64,
         now: i64,
     ) -> Result<bool> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
         let item = (client_id.to_string(), jti.to_string(), expires_at, now);
-        let start = {
-            let mut batch = crate::sync::lock(&self.db.assertions);
-            batch.pending.push((item, tx));
-            !std::mem::replace(&mut batch.committing, true)
-        };
+        let (rx, start) = self.db.assertions.push(item);
         if start {
             let db = self.db.clone();
             tokio::task::spawn_blocking(move || db.commit_assertions());
@@ -1348,7 +1314,7 @@ mod tests {
         // The committer answers, then finds the queue empty and stops.
         let mut stopped = false;
         for _ in 0..200 {
-            if !crate::sync::lock(&store.db.assertions).committing {
+            if !store.db.assertions.committing() {
                 stopped = true;
                 break;
             }
