@@ -17,11 +17,12 @@ use super::admin::{invalid, normalize_scopes};
 use super::assertion::KeySource;
 use super::error::{ErrorCode, ServiceError};
 use super::{App, IssuedToken};
-use crate::domain::{AuditEntry, Client, FederationIssuer, FederationRule};
+use crate::domain::{AuditEntry, Client, Federation, FederationIssuer, FederationRule};
 use crate::oauth::federation::{self, ExternalError, ExternalToken};
 use crate::oauth::grant::{self, TokenRequest};
 use crate::secret::{self, SecretString};
 use crate::store::Store;
+use std::sync::Arc;
 
 /// Prefix of trusted-issuer ids.
 pub const ISSUER_ID_PREFIX: &str = "fi_";
@@ -295,11 +296,10 @@ impl App {
         client_id: Option<&str>,
         now: i64,
     ) -> Result<Result<Federated, Refusal>, ServiceError> {
-        let token = match self.verify_external(jwt, now).await? {
+        let (token, fed) = match self.verify_external(jwt, now).await? {
             Ok(t) => t,
             Err(r) => return Ok(Err(r)),
         };
-        let fed = self.store.federation_cached().await?;
         let rule = match federation::find_rule(&fed.rules, &token, client_id) {
             Ok(rule) => rule.clone(),
             Err(why) => {
@@ -360,12 +360,13 @@ impl App {
     }
 
     /// The issuer's keys (refetched once on an unknown `kid`), then the
-    /// signature and times of the external token.
+    /// signature and times of the external token; with the issuers and
+    /// rules it was checked against.
     async fn verify_external(
         &self,
         jwt: &str,
         now: i64,
-    ) -> Result<Result<ExternalToken, Refusal>, ServiceError> {
+    ) -> Result<Result<(ExternalToken, Arc<Federation>), Refusal>, ServiceError> {
         let refuse = |e: ExternalError| Ok(Err(refusal(e.to_string(), external_reason(&e))));
         if jwt.len() > crate::oauth::assertion::MAX_ASSERTION_LEN {
             return refuse(ExternalError::Malformed);
@@ -403,7 +404,7 @@ impl App {
             other => other,
         };
         match verified {
-            Ok(t) => Ok(Ok(t)),
+            Ok(t) => Ok(Ok((t, fed.clone()))),
             Err(e) => refuse(e),
         }
     }
@@ -506,7 +507,7 @@ impl App {
         jwt: &str,
         now: i64,
     ) -> Result<serde_json::Value, ServiceError> {
-        let token = match self.verify_external(jwt, now).await? {
+        let (token, fed) = match self.verify_external(jwt, now).await? {
             Ok(t) => t,
             Err(r) => {
                 return Ok(json!({
@@ -517,7 +518,6 @@ impl App {
                 }))
             }
         };
-        let fed = self.store.federation_cached().await?;
         let mut rules = Vec::new();
         let mut matched: Option<&FederationRule> = None;
         for rule in fed.rules.iter().filter(|r| r.issuer == token.iss) {
