@@ -396,10 +396,11 @@ fn w9_bodies(app: &App, file: &Path, n: usize, t0: i64) {
     std::fs::write(file, out).unwrap_or_else(|e| fail(&e.to_string()));
 }
 
-/// A wrk script posting the token-request bodies of `file` (one per line)
-/// to the token endpoint, each wrk thread starting at its own half, so that
-/// no body is sent twice in a run shorter than the list.
-fn bodies_script(scripts: &Path, name: &str, file: &Path) -> PathBuf {
+/// A wrk script cycling through the lines of `file`, each wrk thread
+/// starting at its own half, so that no line is sent twice in a run shorter
+/// than the list; `request` is the Lua expression that makes a request of
+/// `line`.
+fn lines_script(scripts: &Path, name: &str, file: &Path, request: &str) -> PathBuf {
     let path = scripts.join(format!("{name}.lua"));
     std::fs::write(
         &path,
@@ -409,15 +410,15 @@ function setup(thread)
   thread:set("tid", n)
   n = n + 1
 end
-local bodies = {{}}
-for line in io.lines("{}") do bodies[#bodies + 1] = line end
+local lines = {{}}
+for line in io.lines("{}") do lines[#lines + 1] = line end
 function init(args)
-  i = (tid or 0) * math.floor(#bodies / 2)
+  i = (tid or 0) * math.floor(#lines / 2)
 end
 request = function()
   i = i + 1
-  local h = {{ ["Content-Type"] = "application/x-www-form-urlencoded" }}
-  return wrk.format("POST", "/oauth/token", h, bodies[(i % #bodies) + 1])
+  local line = lines[(i % #lines) + 1]
+  return {request}
 end
 "#,
             file.display()
@@ -425,6 +426,16 @@ end
     )
     .unwrap_or_else(|e| fail(&e.to_string()));
     path
+}
+
+/// A wrk script posting the token-request bodies of `file` (one per line).
+fn bodies_script(scripts: &Path, name: &str, file: &Path) -> PathBuf {
+    lines_script(
+        scripts,
+        name,
+        file,
+        r#"wrk.format("POST", "/oauth/token", { ["Content-Type"] = "application/x-www-form-urlencoded" }, line)"#,
+    )
 }
 
 /// `f`'s rate as a share of W1's in the same run (empty without W1).
@@ -968,33 +979,15 @@ fn main() {
         let w10_file = dir.path().join("w10.proofs");
         println!("signing {W10_PROOFS} DPoP proofs for W10…");
         w10_proofs(&w10_file, W10_PROOFS);
-        let w10 = scripts.join("w10.lua");
-        std::fs::write(
-            &w10,
-            format!(
-                r#"local n = 0
-function setup(thread)
-  thread:set("tid", n)
-  n = n + 1
-end
-local proofs = {{}}
-for line in io.lines("{}") do proofs[#proofs + 1] = line end
-function init(args)
-  i = (tid or 0) * math.floor(#proofs / 2)
-end
-request = function()
-  i = i + 1
-  local h = {{ ["Content-Type"] = "application/x-www-form-urlencoded",
-              ["Authorization"] = "{}",
-              ["DPoP"] = proofs[(i % #proofs) + 1] }}
-  return wrk.format("POST", "/oauth/token", h, "grant_type=client_credentials")
-end
-"#,
-                w10_file.display(),
+        let w10 = lines_script(
+            &scripts,
+            "w10",
+            &w10_file,
+            &format!(
+                r#"wrk.format("POST", "/oauth/token", {{ ["Content-Type"] = "application/x-www-form-urlencoded", ["Authorization"] = "{}", ["DPoP"] = line }}, "grant_type=client_credentials")"#,
                 basic(&clients[0].0, &clients[0].1)
             ),
-        )
-        .unwrap_or_else(|e| fail(&e.to_string()));
+        );
         let mut f = wrk(
             &args,
             &server,
