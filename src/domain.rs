@@ -104,17 +104,18 @@ impl ClientAuthMethod {
         }
     }
 
+    /// Every method, in the order the metadata lists them.
+    pub const ALL: [ClientAuthMethod; 5] = [
+        ClientAuthMethod::ClientSecretBasic,
+        ClientAuthMethod::ClientSecretPost,
+        ClientAuthMethod::PrivateKeyJwt,
+        ClientAuthMethod::TlsClientAuth,
+        ClientAuthMethod::SelfSignedTlsClientAuth,
+    ];
+
     /// The method a registered name names.
     pub fn parse(s: &str) -> Option<ClientAuthMethod> {
-        [
-            ClientAuthMethod::ClientSecretBasic,
-            ClientAuthMethod::ClientSecretPost,
-            ClientAuthMethod::PrivateKeyJwt,
-            ClientAuthMethod::TlsClientAuth,
-            ClientAuthMethod::SelfSignedTlsClientAuth,
-        ]
-        .into_iter()
-        .find(|m| m.as_str() == s)
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
     }
 
     /// Whether the client holds a secret.

@@ -40,21 +40,17 @@ pub async fn metadata_at_path(app: web::Data<App>, req: HttpRequest) -> HttpResp
     metadata(app).await
 }
 
-/// Client authentication methods at the token, introspection and
-/// revocation endpoints (RFC 8414 §2, RFC 8705 §2.1.1 and §2.2.1).
-const AUTH_METHODS: [&str; 5] = [
-    "client_secret_basic",
-    "client_secret_post",
-    "private_key_jwt",
-    "tls_client_auth",
-    "self_signed_tls_client_auth",
-];
-
 /// Authorization-server metadata (RFC 8414 §2).
 pub async fn metadata(app: web::Data<App>) -> HttpResponse {
     let iss = &app.config().issuer;
     let algs = app.signing_algs();
-    let introspection_methods = [AUTH_METHODS.as_slice(), &["bearer"]].concat();
+    // Client authentication at the token, introspection and revocation
+    // endpoints (RFC 8414 §2, RFC 8705 §2.1.1 and §2.2.1).
+    let auth_methods: Vec<&str> = crate::domain::ClientAuthMethod::ALL
+        .iter()
+        .map(|m| m.as_str())
+        .collect();
+    let introspection_methods = [auth_methods.as_slice(), &["bearer"]].concat();
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .json(json!({
@@ -67,11 +63,11 @@ pub async fn metadata(app: web::Data<App>) -> HttpResponse {
             // RFC 8414 §2 requires the member; there is no authorization
             // endpoint, so no response type is supported.
             "response_types_supported": [],
-            "token_endpoint_auth_methods_supported": AUTH_METHODS,
+            "token_endpoint_auth_methods_supported": auth_methods,
             "token_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
             "introspection_endpoint_auth_methods_supported": introspection_methods,
             "introspection_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
-            "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+            "revocation_endpoint_auth_methods_supported": auth_methods,
             "revocation_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
             "scopes_supported": ["tollgate:admin", "tollgate:introspect"],
             "access_token_signing_alg_values_supported": algs,
