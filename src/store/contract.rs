@@ -818,6 +818,23 @@ async fn a_sqlite_database_written_by_release_0_1_opens_upgrades_and_keeps_its_d
     assert_eq!(s.signing_keys().await.unwrap()[0].compromised_at, Some(10));
 }
 
+/// SQL that empties `schema` and leaves it as migrations 1 to `version`
+/// left it, each recorded as applied: an older release's database.
+fn schema_at(schema: &str, version: usize) -> String {
+    let mut sql = format!(
+        "DROP SCHEMA {schema} CASCADE; CREATE SCHEMA {schema}; SET search_path = {schema}; \
+         CREATE TABLE tollgate_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+         applied_at TIMESTAMPTZ NOT NULL DEFAULT now());"
+    );
+    for (v, name, migration) in &super::postgres::MIGRATIONS[..version] {
+        sql.push_str(migration);
+        sql.push_str(&format!(
+            "; INSERT INTO tollgate_migrations (version, name) VALUES ({v}, '{name}');"
+        ));
+    }
+    sql
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_database_at_schema_1_upgrades_and_keeps_its_data() {
     let Some((held, first, url)) = postgres("upgrade from schema 1").await else {
@@ -828,18 +845,15 @@ async fn a_postgres_database_at_schema_1_upgrades_and_keeps_its_data() {
         unreachable!()
     };
     // Back to what release 0.1 left: migration 1 only, with its rows.
-    let (_, _, v1) = super::postgres::MIGRATIONS[0];
     pg_exec(
         &url,
         &format!(
-            "DROP SCHEMA {schema} CASCADE; CREATE SCHEMA {schema}; SET search_path = {schema}; \
-             CREATE TABLE tollgate_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
-             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()); {v1} \
-             INSERT INTO tollgate_migrations (version, name) VALUES (1, 'initial'); \
+            "{} \
              INSERT INTO signing_keys (kid, alg, created_at, activates_at, retired_at) \
              VALUES ('old', 'ES256', 1, 1, 5), ('new', 'ES256', 5, 5, NULL); \
              INSERT INTO clients (id, name, scopes, audiences, created_at, updated_at) \
-             VALUES ('tgc_kept', 'kept', 'read', '[]', 1, 1);"
+             VALUES ('tgc_kept', 'kept', 'read', '[]', 1, 1);",
+            schema_at(schema, 1)
         ),
     )
     .await
@@ -878,17 +892,7 @@ async fn a_postgres_database_at_schema_4_upgrades_and_keeps_its_data() {
     };
     // What the previous release left: migrations 1 to 4, with a secret
     // client, a private_key_jwt client and a used assertion.
-    let mut sql = format!(
-        "DROP SCHEMA {schema} CASCADE; CREATE SCHEMA {schema}; SET search_path = {schema}; \
-         CREATE TABLE tollgate_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
-         applied_at TIMESTAMPTZ NOT NULL DEFAULT now());"
-    );
-    for (version, name, migration) in &super::postgres::MIGRATIONS[..4] {
-        sql.push_str(migration);
-        sql.push_str(&format!(
-            "; INSERT INTO tollgate_migrations (version, name) VALUES ({version}, '{name}');"
-        ));
-    }
+    let mut sql = schema_at(schema, 4);
     sql.push_str(
         "INSERT INTO clients (id, name, scopes, audiences, created_at, updated_at) \
          VALUES ('tgc_kept', 'kept', 'a b', '[]', 1, 1); \
