@@ -120,3 +120,21 @@ CREATE TABLE IF NOT EXISTS federation_rules (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS federation_rules_by_client ON federation_rules(client_id);
+
+-- The web console: login links and the sessions they become. Only digests
+-- of the link and of the session cookie are kept.
+CREATE TABLE IF NOT EXISTS console_sessions (
+    id              TEXT PRIMARY KEY,
+    created_by      TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    link_digest     BLOB UNIQUE,
+    link_expires_at INTEGER NOT NULL,
+    session_digest  BLOB UNIQUE,
+    opened_at       INTEGER,
+    last_seen_at    INTEGER,
+    revoked_at      INTEGER
+);
+-- The console filters the audit log by actor, action and target.
+CREATE INDEX IF NOT EXISTS audit_log_by_actor ON audit_log(actor, id);
+CREATE INDEX IF NOT EXISTS audit_log_by_action ON audit_log(action, id);
+CREATE INDEX IF NOT EXISTS audit_log_by_target ON audit_log(target, id);

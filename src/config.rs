@@ -89,6 +89,8 @@ pub struct Config {
     pub dpop_nonce: bool,
     /// The [`DPOP_NONCE_LIFETIME`] setting.
     pub dpop_nonce_lifetime: i64,
+    /// The [`CONSOLE`] setting: the web console is served.
+    pub console: bool,
 }
 
 /// A configuration error: one line naming the setting.
@@ -240,6 +242,8 @@ settings! {
         "`true` requires the server's DPoP nonce in every proof (RFC 9449 §8).";
     DPOP_NONCE_LIFETIME = "dpop_nonce_lifetime", "TOLLGATE_DPOP_NONCE_LIFETIME", Some("300"), "`300`", int(10, DAY),
         "Seconds between DPoP nonce rotations; a nonce is accepted for up to two of them.";
+    CONSOLE = "console", "TOLLGATE_CONSOLE", Some("on"), "`on`", Kind::Text,
+        "`off` stops serving the web console at `/console` (its routes answer 404).";
 }
 
 /// Every environment variable Tollgate reads, with its TOML key.
@@ -449,6 +453,16 @@ impl Config {
         };
         let fetch_allow_local = flag(&FETCH_ALLOW_LOCAL)?;
         let dpop_nonce = flag(&DPOP_NONCE)?;
+        let console = match text(&CONSOLE)?.as_deref() {
+            Some("on") | None => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(bad(
+                    CONSOLE.env,
+                    format!("expected on or off, got {other:?}"),
+                ))
+            }
+        };
         let path = |s: &Setting| text(s).map(|t| t.map(PathBuf::from));
         let (tls_cert, tls_key, tls_client_ca) =
             (path(&TLS_CERT)?, path(&TLS_KEY)?, path(&TLS_CLIENT_CA)?);
@@ -516,6 +530,7 @@ impl Config {
             dpop_iat_window: src.int(&DPOP_IAT_WINDOW)?,
             dpop_nonce,
             dpop_nonce_lifetime: src.int(&DPOP_NONCE_LIFETIME)?,
+            console,
         })
     }
 }

@@ -271,6 +271,103 @@ impl AuditEntry {
     }
 }
 
+/// A console login link and, once opened, the session it became. The link
+/// and the session cookie are stored only as digests, in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsoleSession {
+    /// Public identifier (`cs_…`), the audit actor `console:<id>`.
+    pub id: String,
+    /// Who made the login link: an admin client id, or `cli`.
+    pub created_by: String,
+    /// When the link was made.
+    pub created_at: i64,
+    /// The link opens no session after this.
+    pub link_expires_at: i64,
+    /// When the link was opened and became a session.
+    pub opened_at: Option<i64>,
+    /// The session's last request (updated at most once a minute).
+    pub last_seen_at: Option<i64>,
+    /// When it was revoked (signed out, or by an admin).
+    pub revoked_at: Option<i64>,
+}
+
+/// Where a console session stands at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsoleSessionState {
+    /// A link not opened yet, still valid.
+    Pending,
+    /// A link never opened, now past its 10 minutes.
+    LinkExpired,
+    /// A session in use.
+    Active,
+    /// A session past its idle or absolute limit.
+    Expired,
+    /// Revoked, or signed out.
+    Revoked,
+}
+
+impl ConsoleSessionState {
+    /// The lowercase name shown by the CLI and the console.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsoleSessionState::Pending => "pending",
+            ConsoleSessionState::LinkExpired => "link_expired",
+            ConsoleSessionState::Active => "active",
+            ConsoleSessionState::Expired => "expired",
+            ConsoleSessionState::Revoked => "revoked",
+        }
+    }
+}
+
+impl ConsoleSession {
+    /// A login link is good for 10 minutes.
+    pub const LINK_TTL: i64 = 600;
+    /// A session ends after 8 hours without a request.
+    pub const IDLE_TIMEOUT: i64 = 8 * 3600;
+    /// A session ends 24 hours after it was opened, in use or not.
+    pub const ABSOLUTE_TIMEOUT: i64 = 24 * 3600;
+
+    /// Its state at `now`.
+    pub fn state(&self, now: i64) -> ConsoleSessionState {
+        if self.revoked_at.is_some() {
+            return ConsoleSessionState::Revoked;
+        }
+        match self.opened_at {
+            None if now < self.link_expires_at => ConsoleSessionState::Pending,
+            None => ConsoleSessionState::LinkExpired,
+            Some(opened) => {
+                let seen = self.last_seen_at.unwrap_or(opened);
+                if now >= opened + Self::ABSOLUTE_TIMEOUT || now >= seen + Self::IDLE_TIMEOUT {
+                    ConsoleSessionState::Expired
+                } else {
+                    ConsoleSessionState::Active
+                }
+            }
+        }
+    }
+
+    /// When it stops being usable, whichever limit comes first.
+    pub fn expires_at(&self) -> i64 {
+        match self.opened_at {
+            None => self.link_expires_at,
+            Some(opened) => (opened + Self::ABSOLUTE_TIMEOUT)
+                .min(self.last_seen_at.unwrap_or(opened) + Self::IDLE_TIMEOUT),
+        }
+    }
+}
+
+/// Filters of the audit log in the console: each given one must match exactly.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Who.
+    pub actor: Option<String>,
+    /// What (`client.disable`, …).
+    pub action: Option<String>,
+    /// On what.
+    pub target: Option<String>,
+}
+
 /// Test fixtures shared by every module's unit tests (integration tests have
 /// theirs in `tests/api/helpers.rs`).
 #[cfg(test)]
@@ -320,6 +417,34 @@ pub(crate) mod fixtures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn console_sessions_expire_after_idle_and_absolute_limits() {
+        let mut s = ConsoleSession {
+            id: "cs_x".into(),
+            created_by: "cli".into(),
+            created_at: 1000,
+            link_expires_at: 1000 + ConsoleSession::LINK_TTL,
+            opened_at: None,
+            last_seen_at: None,
+            revoked_at: None,
+        };
+        assert_eq!(s.state(1599), ConsoleSessionState::Pending);
+        assert_eq!(s.state(1600), ConsoleSessionState::LinkExpired);
+        s.opened_at = Some(1100);
+        s.last_seen_at = Some(1100);
+        assert_eq!(s.state(1600), ConsoleSessionState::Active);
+        // Idle for 8 hours.
+        assert_eq!(s.state(1100 + 8 * 3600 - 1), ConsoleSessionState::Active);
+        assert_eq!(s.state(1100 + 8 * 3600), ConsoleSessionState::Expired);
+        // In use all along, it still ends 24 hours after it was opened.
+        s.last_seen_at = Some(1100 + 23 * 3600);
+        assert_eq!(s.state(1100 + 24 * 3600 - 1), ConsoleSessionState::Active);
+        assert_eq!(s.state(1100 + 24 * 3600), ConsoleSessionState::Expired);
+        assert_eq!(s.expires_at(), 1100 + 24 * 3600);
+        s.revoked_at = Some(1200);
+        assert_eq!(s.state(1300), ConsoleSessionState::Revoked);
+    }
 
     #[test]
     fn api_key_state_prefers_revocation_and_serializes_lowercase() {

@@ -3,9 +3,60 @@
 //! and request latency,
 //! in a registry owned by the app (no global state).
 
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
+
+/// The upper bounds of the latency histogram's buckets, in seconds.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// How many minute samples are kept: the last hour and one more.
+const HISTORY: usize = 61;
+
+/// The counters that the console's overview shows, read at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// When (seconds since the epoch).
+    pub at: i64,
+    /// Tokens issued, every grant.
+    pub issued: u64,
+    /// Failed client authentications, every kind.
+    pub failed_auth: u64,
+    /// 429 refusals, every limit.
+    pub refusals: u64,
+    /// Requests answered, every endpoint.
+    pub requests: u64,
+    /// Requests answered within each of [`LATENCY_BUCKETS`] (cumulative).
+    pub latency: Vec<u64>,
+}
+
+impl Totals {
+    /// The 99th percentile latency of the requests answered between `from`
+    /// and `self`, as the upper bound of the histogram bucket it falls in
+    /// (`None` without requests; `f64::INFINITY` beyond the last bucket).
+    pub fn p99_since(&self, from: &Totals) -> Option<f64> {
+        let n = self.requests.saturating_sub(from.requests);
+        if n == 0 {
+            return None;
+        }
+        // The smallest bucket that holds at least 99 % of the requests.
+        let wanted = n - n / 100;
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            let here = self.latency.get(i).copied().unwrap_or(0);
+            let before = from.latency.get(i).copied().unwrap_or(0);
+            if here.saturating_sub(before) >= wanted {
+                return Some(*bound);
+            }
+        }
+        Some(f64::INFINITY)
+    }
+}
 
 /// Every metric Tollgate exports.
 pub struct Metrics {
@@ -31,6 +82,8 @@ pub struct Metrics {
     /// bearer grant), `authenticated` (client assertion), the error code of
     /// a grant refused after its rule matched, or the reason of a refusal.
     pub federation: IntCounterVec,
+    /// A sample of [`Totals`] a minute, for the console's last-hour chart.
+    history: Mutex<VecDeque<Totals>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -59,9 +112,7 @@ impl Metrics {
                 "tollgate_request_duration_seconds",
                 "HTTP request latency by endpoint.",
             )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ]),
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["endpoint"],
         )?;
         registry.register(Box::new(latency.clone()))?;
@@ -110,6 +161,7 @@ impl Metrics {
             )?,
             latency,
             registry,
+            history: Mutex::new(VecDeque::with_capacity(HISTORY)),
         })
     }
 
@@ -129,5 +181,97 @@ impl Metrics {
             Err(code) => code,
         };
         self.tokens.with_label_values(&[grant, label]).inc();
+    }
+
+    /// The overview's counters now.
+    pub fn totals(&self, at: i64) -> Totals {
+        let mut t = Totals {
+            at,
+            latency: vec![0; LATENCY_BUCKETS.len()],
+            ..Totals::default()
+        };
+        let label = |m: &prometheus::proto::Metric, name: &str| {
+            m.get_label()
+                .iter()
+                .find(|l| l.name() == name)
+                .map(|l| l.value().to_string())
+        };
+        for f in self.tokens.collect() {
+            for m in f.get_metric() {
+                if label(m, "result").as_deref() == Some("issued") {
+                    t.issued += m.get_counter().get_value() as u64;
+                }
+            }
+        }
+        let sum = |c: &IntCounterVec| -> u64 {
+            c.collect()
+                .iter()
+                .flat_map(|f| f.get_metric())
+                .map(|m| m.get_counter().get_value() as u64)
+                .sum()
+        };
+        t.failed_auth = sum(&self.auth_failures);
+        t.refusals = sum(&self.refusals);
+        for f in self.latency.collect() {
+            for m in f.get_metric() {
+                let h = m.get_histogram();
+                t.requests += h.get_sample_count();
+                for (i, b) in h.get_bucket().iter().enumerate().take(t.latency.len()) {
+                    t.latency[i] += b.cumulative_count();
+                }
+            }
+        }
+        t
+    }
+
+    /// Records this minute's totals; the oldest beyond an hour is dropped.
+    pub fn sample(&self, at: i64) {
+        let t = self.totals(at);
+        let mut h = crate::sync::lock(&self.history);
+        if h.len() == HISTORY {
+            h.pop_front();
+        }
+        h.push_back(t);
+    }
+
+    /// The minute samples of the last hour, oldest first.
+    pub fn history(&self) -> Vec<Totals> {
+        crate::sync::lock(&self.history).iter().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_sum_labels_and_p99_takes_the_bucket_of_the_99th_percentile() {
+        let m = Metrics::new().unwrap();
+        let before = m.totals(0);
+        m.token("client_credentials", Ok(()));
+        m.token("api_key", Ok(()));
+        m.token("client_credentials", Err("invalid_client"));
+        m.auth_failures.with_label_values(&["client_secret"]).inc();
+        m.refusals.with_label_values(&["quota"]).inc_by(3);
+        for _ in 0..99 {
+            m.latency.with_label_values(&["token"]).observe(0.0004);
+        }
+        m.latency.with_label_values(&["admin"]).observe(0.2);
+        let now = m.totals(60);
+        assert_eq!(
+            (now.issued, now.failed_auth, now.refusals, now.requests),
+            (2, 1, 3, 100)
+        );
+        // 99 of 100 within 0.5 ms.
+        assert_eq!(now.p99_since(&before), Some(0.0005));
+        m.latency.with_label_values(&["admin"]).observe(0.2);
+        assert_eq!(m.totals(61).p99_since(&before), Some(0.25));
+        assert_eq!(now.p99_since(&now), None);
+        for minute in 0..70 {
+            m.sample(minute * 60);
+        }
+        let h = m.history();
+        assert_eq!(h.len(), 61);
+        assert_eq!(h.first().unwrap().at, 9 * 60);
     }
 }

@@ -20,6 +20,15 @@ pub const CLIENT_ID_PREFIX: &str = "tgc_";
 /// Prefix of API key ids (not secret).
 pub const API_KEY_ID_PREFIX: &str = "key_";
 
+/// Prefix of console login links' tokens.
+pub const LOGIN_LINK_PREFIX: &str = "tgl_";
+
+/// Prefix of console session cookies.
+pub const CONSOLE_SESSION_PREFIX: &str = "tgcon_";
+
+/// Prefix of console session ids (not secret).
+pub const CONSOLE_SESSION_ID_PREFIX: &str = "cs_";
+
 /// A secret value (client secret, API key, access token) that redacts itself
 /// in `Debug` and `Display`, so it cannot reach a log line by accident.
 #[derive(Clone, PartialEq, Eq)]
@@ -100,6 +109,25 @@ mod tests {
         let body = &s.expose()["tg_live_".len()..];
         assert_eq!(URL_SAFE_NO_PAD.decode(body).unwrap().len(), 32);
         assert_ne!(generate("x").expose(), generate("x").expose());
+    }
+
+    #[test]
+    fn prefixes_never_collide() {
+        let all = [
+            CLIENT_SECRET_PREFIX,
+            CLIENT_ID_PREFIX,
+            API_KEY_ID_PREFIX,
+            LOGIN_LINK_PREFIX,
+            CONSOLE_SESSION_PREFIX,
+            CONSOLE_SESSION_ID_PREFIX,
+        ];
+        for a in all {
+            for b in all {
+                if a != b {
+                    assert!(!a.starts_with(b), "{a} starts with {b}");
+                }
+            }
+        }
     }
 
     #[test]

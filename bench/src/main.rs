@@ -1108,6 +1108,12 @@ end
         }
     }
 
+    let console_results = if wants("CONSOLE") {
+        run_console(&args, &bin, &template)
+    } else {
+        Vec::new()
+    };
+
     let mut pg_results: Vec<Figures> = Vec::new();
     if let (true, Some(url)) = (wants("PG"), args.pg_url.as_deref()) {
         let (figures, pg_checks) = run_pg(&args, &bin, url, &template);
@@ -1133,6 +1139,25 @@ end
             "| {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.1} MiB | {} |",
             f.name, f.rps, f.p50_ms, f.p99_ms, f.errors, f.rss_mib, f.note
         );
+    }
+    if !console_results.is_empty() {
+        let _ = writeln!(
+            table,
+            "\nThe web console's pages (GET with a session cookie), {CONSOLE_CLIENTS} clients and 1,000 audit entries on SQLite, {CONSOLE_CONNECTIONS} connections, {} s per page:\n",
+            CONSOLE_SECONDS
+        );
+        let _ = writeln!(
+            table,
+            "| page | requests/s | p50 | p99 | errors | peak RSS | note |"
+        );
+        let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---|");
+        for f in &console_results {
+            let _ = writeln!(
+                table,
+                "| {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.1} MiB | {} |",
+                f.name, f.rps, f.p50_ms, f.p99_ms, f.errors, f.rss_mib, f.note
+            );
+        }
     }
     if !pg_results.is_empty() {
         let _ = writeln!(
@@ -1166,6 +1191,99 @@ end
     if !args.no_write {
         write_results(&args.out, &table);
     }
+}
+
+/// Clients registered for the console's pages.
+const CONSOLE_CLIENTS: usize = 100_000;
+/// Connections for the console's pages: an operator or two, not a crowd.
+const CONSOLE_CONNECTIONS: u32 = 2;
+/// Seconds per console page.
+const CONSOLE_SECONDS: u64 = 3;
+
+/// The console's pages with 100,000 clients: a database of its own, seeded
+/// with the clients and 1,000 audit entries (500 clients disabled and
+/// enabled again), a session opened through the use case, then each page
+/// fetched by wrk with the session cookie. A non-2xx answer (a redirect to
+/// the sign-in page, say) counts as an error.
+fn run_console(args: &Args, bin: &Path, template: &NewClient) -> Vec<Figures> {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| fail(&e.to_string()));
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap_or_else(|e| fail(&e.to_string()));
+    let app = open_app(dir.path(), None);
+    println!("seeding {CONSOLE_CLIENTS} clients for the console…");
+    block(app.seed_clients("bench", CONSOLE_CLIENTS, template, 0, now(), |_| {}))
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let some = block(app.list_clients(None, 1000)).unwrap_or_else(|e| fail(&e.to_string()));
+    for c in some.iter().take(500) {
+        for disabled in [true, false] {
+            block(app.set_client_disabled("bench", &c.id, disabled, now()))
+                .unwrap_or_else(|e| fail(&e.to_string()));
+        }
+    }
+    let link =
+        block(app.create_login_link("bench", None, now())).unwrap_or_else(|e| fail(&e.to_string()));
+    let (_, cookie) = block(app.open_console_session(link.token.expose(), now()))
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let middle =
+        block(app.list_clients(Some(&some[999].id), 1000)).unwrap_or_else(|e| fail(&e.to_string()));
+    drop(app);
+    let server = start_server(bin, dir.path(), None);
+    let id = &some[0].id;
+    let after = &middle[999].id;
+    // The issuer is https: the cookie has the `__Host-` name.
+    let cookie = format!("__Host-tollgate_console={}", cookie.expose());
+    let pages = [
+        ("overview", "/console".to_string(), ""),
+        ("clients, first page", "/console/clients".to_string(), ""),
+        (
+            "clients, a page 2,000 in",
+            format!("/console/clients?after={after}"),
+            "",
+        ),
+        (
+            "clients, search by part of an id",
+            format!("/console/clients?q={}", &id[4..14]),
+            "one match: every row is looked at",
+        ),
+        (
+            "clients, search by name",
+            "/console/clients?q=BENCH".to_string(),
+            "every client matches: the first 50",
+        ),
+        ("client page", format!("/console/clients/{id}"), ""),
+        ("signing keys", "/console/signing-keys".to_string(), ""),
+        ("audit log", "/console/audit".to_string(), ""),
+        (
+            "audit log, filtered by action",
+            "/console/audit?action=client.disable".to_string(),
+            "",
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, path, note) in pages {
+        let script = scripts.join(format!("console-{}.lua", out.len()));
+        std::fs::write(
+            &script,
+            format!(
+                r#"request = function()
+  return wrk.format("GET", "{path}", {{ ["Cookie"] = "{cookie}" }})
+end
+"#
+            ),
+        )
+        .unwrap_or_else(|e| fail(&e.to_string()));
+        let mut f = wrk_with(
+            args,
+            CONSOLE_CONNECTIONS,
+            &server,
+            &format!("console: {name}"),
+            &script,
+            CONSOLE_SECONDS,
+        );
+        f.note = note.to_string();
+        out.push(f);
+    }
+    out
 }
 
 /// What every run seeds: the clients, an introspector, 1,000 tokens (50

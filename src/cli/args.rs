@@ -40,6 +40,9 @@ pub(super) enum Command {
     /// their tokens to clients.
     #[command(subcommand)]
     Federation(FederationCmd),
+    /// The web console: login links and sessions.
+    #[command(subcommand)]
+    Console(ConsoleCmd),
     /// Copy a deployment into a new, empty database: clients, hashed secrets,
     /// API keys, revocations, signing-key records and the audit log.
     Migrate {
@@ -284,6 +287,27 @@ pub(super) enum AuditCmd {
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum ConsoleCmd {
+    /// Print a single-use login link for the console, valid for 10 minutes.
+    #[command(name = "login-link")]
+    LoginLink {
+        /// The server's public URL, when it differs from the configured issuer.
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// List console sessions and login links, newest first.
+    Sessions {
+        /// Revoke this session or unused link instead of listing.
+        #[arg(long, value_name = "ID")]
+        revoke: Option<String>,
         #[command(flatten)]
         out: JsonFlag,
     },

@@ -2,6 +2,7 @@
 //! operations as the admin API, against the same database and configuration.
 
 mod args;
+mod console;
 mod federation;
 mod output;
 
@@ -83,6 +84,7 @@ pub fn main() -> ExitCode {
             Command::SigningKey(c) => signing_key(&app, c).await,
             Command::Audit(c) => audit(&app, c).await,
             Command::Federation(c) => federation::run(&app, c).await,
+            Command::Console(c) => console::run(&app, c).await,
             Command::Prune { out } => prune(&app, out.json).await,
             Command::Serve { .. } | Command::Migrate { .. } => unreachable_here(),
         };

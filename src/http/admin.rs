@@ -75,7 +75,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(remove_federation_rule))
             .default_service(super::not_allowed("DELETE")),
     )
-    .service(super::post("/federation/test", test_federation));
+    .service(super::post("/federation/test", test_federation))
+    .service(super::post("/console/login-links", create_login_link))
+    .service(super::get("/console/sessions", list_console_sessions))
+    .service(super::post(
+        "/console/sessions/{id}/revoke",
+        revoke_console_session,
+    ));
 }
 
 /// Authorizes the admin caller and returns its client id, the audit actor.
@@ -502,4 +508,53 @@ async fn test_federation(
     let input: FederationTest = json_body(&app, &req, payload).await?;
     let report = app.test_federation(&input.assertion, now()).await?;
     Ok(no_store_json(report))
+}
+
+/// The body of `POST /admin/console/login-links`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewLoginLink {
+    base_url: Option<String>,
+}
+
+/// A single-use console login link, valid for 10 minutes; shown once.
+async fn create_login_link(
+    app: web::Data<App>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ServiceError> {
+    let actor = admin_caller(&app, &req).await?;
+    let input: NewLoginLink = json_body(&app, &req, payload).await?;
+    let link = app
+        .create_login_link(&actor, input.base_url.as_deref(), now())
+        .await?;
+    Ok(created(json!({
+        "id": link.session.id,
+        "url": link.url.expose(),
+        "expires_at": link.session.link_expires_at,
+    })))
+}
+
+async fn list_console_sessions(
+    app: web::Data<App>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ServiceError> {
+    admin_caller(&app, &req).await?;
+    let now = now();
+    let sessions = app.list_console_sessions().await?;
+    let data: Vec<_> = sessions
+        .iter()
+        .map(|s| crate::service::console::session_view(s, now))
+        .collect();
+    Ok(no_store_json(json!({ "data": data })))
+}
+
+async fn revoke_console_session(
+    app: web::Data<App>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ServiceError> {
+    let actor = admin_caller(&app, &req).await?;
+    app.revoke_console_session(&actor, &id, now()).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

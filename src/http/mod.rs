@@ -2,6 +2,7 @@
 //! serialize. `configure` is shared by the server and the tests.
 
 pub mod admin;
+pub mod console;
 pub mod error;
 pub mod health;
 pub mod introspect;
@@ -78,6 +79,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get("/metrics", health::metrics))
         .service(get("/openapi.json", well_known::openapi))
         .service(web::scope("/admin").configure(admin::configure))
+        .configure(console::configure)
         .default_service(web::to(not_found));
 }
 

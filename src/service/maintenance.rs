@@ -65,6 +65,14 @@ impl App {
             if n > 0 {
                 log::info!("pruned {n} expired revocations");
             }
+            self.prune_console_sessions(now())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if tick % 60 == 1 {
+            // The console's last-hour chart: one sample a minute, the
+            // first a second after start.
+            self.metrics.sample(now());
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 
 pub mod admin;
 mod assertion;
+pub mod console;
 mod dpop;
 pub mod error;
 pub mod federation;

@@ -370,6 +370,9 @@ impl Store for CachedStore {
     async fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>> {
         self.inner.list_clients(after, limit).await
     }
+    fn console(&self) -> &dyn super::ConsoleStore {
+        self.inner.console()
+    }
     async fn update_client(&self, c: &Client, audit: &AuditEntry) -> Result<bool> {
         let r = self.inner.update_client(c, audit).await;
         self.after_write(Change::Client(c.id.clone()), r)

@@ -29,6 +29,10 @@ pub const FEDERATION_ISSUER_COLUMNS: &str = "id, issuer, jwks_uri, jwks, created
 pub const FEDERATION_RULE_COLUMNS: &str =
     "id, issuer, audience, subject, claims, client_id, scopes, single_use, created_at";
 
+/// The `console_sessions` columns, in [`console_session`]'s order.
+pub const CONSOLE_SESSION_COLUMNS: &str =
+    "id, created_by, created_at, link_expires_at, opened_at, last_seen_at, revoked_at";
+
 /// Typed access to the columns of one row, by position.
 pub trait Columns {
     /// A text column.
@@ -148,6 +152,19 @@ pub fn audit(r: &impl Columns) -> Result<AuditEntry> {
         action: r.text(3)?,
         target: r.text_opt(4)?,
         detail: r.json(5)?,
+    })
+}
+
+/// A console link or session from a row of [`CONSOLE_SESSION_COLUMNS`].
+pub fn console_session(r: &impl Columns) -> Result<super::ConsoleSession> {
+    Ok(super::ConsoleSession {
+        id: r.text(0)?,
+        created_by: r.text(1)?,
+        created_at: r.int(2)?,
+        link_expires_at: r.int(3)?,
+        opened_at: r.int_opt(4)?,
+        last_seen_at: r.int_opt(5)?,
+        revoked_at: r.int_opt(6)?,
     })
 }
 

@@ -281,6 +281,211 @@ async fn an_assertion_is_used_once_until_it_expires_and_then_pruned() {
     .await;
 }
 
+fn link(id: &str, created_at: i64) -> ConsoleSession {
+    ConsoleSession {
+        id: id.into(),
+        created_by: "cli".into(),
+        created_at,
+        link_expires_at: created_at + ConsoleSession::LINK_TTL,
+        opened_at: None,
+        last_seen_at: None,
+        revoked_at: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_link_opens_one_session_within_its_time_and_is_revocable() {
+    on_each("console_sessions", async |s| {
+        let c = s.console();
+        let open_audit =
+            AuditEntry::new(0, "console", "console.login", None, serde_json::json!({}));
+        c.create_login_link(&link("cs_a", 1_000), &[1; 32], &audit("console.login_link"))
+            .await
+            .unwrap();
+        // Past its 10 minutes, the link opens nothing.
+        assert!(c
+            .open_session(&[1; 32], &[2; 32], 1_600, &open_audit)
+            .await
+            .unwrap()
+            .is_none());
+        // Within them, once.
+        let opened = c
+            .open_session(&[1; 32], &[2; 32], 1_100, &open_audit)
+            .await
+            .unwrap()
+            .expect("opened");
+        assert_eq!(
+            (opened.opened_at, opened.last_seen_at),
+            (Some(1_100), Some(1_100))
+        );
+        assert!(
+            c.open_session(&[1; 32], &[3; 32], 1_101, &open_audit)
+                .await
+                .unwrap()
+                .is_none(),
+            "a link is single-use"
+        );
+        assert!(
+            c.find_session(&[1; 32]).await.unwrap().is_none(),
+            "the link is no cookie"
+        );
+        assert_eq!(c.find_session(&[2; 32]).await.unwrap().unwrap().id, "cs_a");
+        c.touch_session("cs_a", 1_200).await.unwrap();
+        c.touch_session("cs_a", 1_150).await.unwrap();
+        let found = c.find_session(&[2; 32]).await.unwrap().unwrap();
+        assert_eq!(found.last_seen_at, Some(1_200), "never moves back");
+        // The login is audited with the session as actor.
+        let logins = c
+            .search_audit(
+                &AuditFilter {
+                    action: Some("console.login".into()),
+                    ..AuditFilter::default()
+                },
+                None,
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(logins.len(), 1);
+        assert_eq!(logins[0].actor, "console:cs_a");
+        assert_eq!(logins[0].target.as_deref(), Some("cs_a"));
+        // A revoked link opens nothing; a revoked session stays revoked.
+        c.create_login_link(&link("cs_b", 1_000), &[4; 32], &audit("console.login_link"))
+            .await
+            .unwrap();
+        assert!(c
+            .revoke_session("cs_b", 1_050, &audit("console.session.revoke"))
+            .await
+            .unwrap());
+        assert!(!c
+            .revoke_session("cs_b", 1_051, &audit("console.session.revoke"))
+            .await
+            .unwrap());
+        assert!(c
+            .open_session(&[4; 32], &[5; 32], 1_060, &open_audit)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(c
+            .revoke_session("cs_a", 1_300, &audit("console.session.revoke"))
+            .await
+            .unwrap());
+        let all = c.list_sessions().await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(all.iter().all(|s| s.revoked_at.is_some()));
+        assert!(!c.revoke_session("nope", 1, &audit("x")).await.unwrap());
+        assert_eq!(c.prune_sessions(1_001).await.unwrap(), 2);
+        assert!(c.list_sessions().await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_are_searched_by_id_or_name_and_audit_filtered_newest_first() {
+    on_each("console_search", async |s| {
+        for (id, name) in [
+            ("tgc_a1", "Billing API"),
+            ("tgc_b2", "web"),
+            ("tgc_c3", "billing-batch"),
+            ("tgc_d4", "x"),
+        ] {
+            s.create_client(
+                &Client {
+                    name: name.into(),
+                    ..client(id)
+                },
+                Some(&[1; 32]),
+                &AuditEntry::new(5, "cli", "client.create", Some(id), serde_json::json!({})),
+            )
+            .await
+            .unwrap();
+        }
+        let c = s.console();
+        let ids = |v: Vec<Client>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(c.search_clients("BILLING", None, 10).await.unwrap()),
+            ["tgc_a1", "tgc_c3"]
+        );
+        assert_eq!(
+            ids(c.search_clients("billing", None, 1).await.unwrap()),
+            ["tgc_a1"]
+        );
+        assert_eq!(
+            ids(c
+                .search_clients("billing", Some("tgc_a1"), 10)
+                .await
+                .unwrap()),
+            ["tgc_c3"]
+        );
+        assert_eq!(
+            ids(c.search_clients("B2", None, 10).await.unwrap()),
+            ["tgc_b2"]
+        );
+        // LIKE wildcards are plain text here.
+        assert!(c.search_clients("%", None, 10).await.unwrap().is_empty());
+        assert!(
+            c.search_clients("_", None, 10).await.unwrap().len() == 4,
+            "every id has an underscore"
+        );
+        let by = |actor: Option<&str>, action: Option<&str>, target: Option<&str>| AuditFilter {
+            actor: actor.map(Into::into),
+            action: action.map(Into::into),
+            target: target.map(Into::into),
+        };
+        s.append_audit(&AuditEntry::new(
+            6,
+            "console:cs_x",
+            "client.disable",
+            Some("tgc_b2"),
+            serde_json::json!({}),
+        ))
+        .await
+        .unwrap();
+        let newest = c
+            .search_audit(&AuditFilter::default(), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(newest.len(), 5);
+        assert_eq!(newest[0].action, "client.disable", "newest first");
+        let older = c
+            .search_audit(&AuditFilter::default(), Some(newest[1].id), 10)
+            .await
+            .unwrap();
+        assert_eq!(older.len(), 3);
+        assert_eq!(
+            c.search_audit(&by(Some("console:cs_x"), None, None), None, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            c.search_audit(&by(None, Some("client.create"), None), None, 10)
+                .await
+                .unwrap()
+                .len(),
+            4
+        );
+        assert_eq!(
+            c.search_audit(
+                &by(Some("cli"), Some("client.create"), Some("tgc_c3")),
+                None,
+                10
+            )
+            .await
+            .unwrap()
+            .len(),
+            1
+        );
+        assert!(c
+            .search_audit(&by(Some("cli"), Some("client.disable"), None), None, 10)
+            .await
+            .unwrap()
+            .is_empty());
+    })
+    .await;
+}
+
 fn issuer(id: &str, issuer: &str) -> FederationIssuer {
     FederationIssuer {
         id: id.into(),
@@ -764,6 +969,63 @@ async fn a_sqlite_database_at_schema_6_opens_and_keeps_its_sender_constrained_cl
     );
     assert_eq!(f.rules.len() as u64, manifest["rules"].as_u64().unwrap());
     assert_eq!(f.rules[0].client_id, mesh);
+    // Schema 7 brought the console's sessions.
+    s.console()
+        .create_login_link(&link("cs_up", 1), &[9; 32], &audit("console.login_link"))
+        .await
+        .unwrap();
+    assert_eq!(s.console().list_sessions().await.unwrap().len(), 1);
+}
+
+/// A schema-7 database written by this release (`tests/fixtures/db-v7`):
+/// its console links and sessions, and the audit entry a console action
+/// left, for the next schema change to upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_database_at_schema_7_opens_and_keeps_its_console_sessions() {
+    let (_dir, db, manifest) = sqlite_fixture("db-v7");
+    assert_eq!(user_version(&db), 7, "the fixture is a version-7 database");
+    let s = SqliteStore::open(&db).await.unwrap();
+    assert_eq!(user_version(&db), super::sqlite::SCHEMA_VERSION);
+    let sessions = s.console().list_sessions().await.unwrap();
+    assert_eq!(sessions.len(), 2);
+    let session = manifest["session"].as_str().unwrap();
+    let pending = manifest["pending_link"].as_str().unwrap();
+    let opened = sessions.iter().find(|x| x.id == session).unwrap();
+    assert!(opened.opened_at.is_some() && opened.revoked_at.is_none());
+    let link = sessions.iter().find(|x| x.id == pending).unwrap();
+    assert_eq!((link.opened_at, &link.created_by[..]), (None, "cli"));
+    let now = crate::domain::now();
+    assert_eq!(
+        link.state(link.link_expires_at),
+        crate::domain::ConsoleSessionState::LinkExpired
+    );
+    let client_id = manifest["client"]["client_id"].as_str().unwrap();
+    let by_console = s
+        .console()
+        .search_audit(
+            &AuditFilter {
+                actor: Some(format!("console:{session}")),
+                ..AuditFilter::default()
+            },
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    let actions: Vec<_> = by_console.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["client.disable", "console.login"]);
+    assert_eq!(by_console[0].target.as_deref(), Some(client_id));
+    let c = s.get_client(client_id).await.unwrap().unwrap();
+    assert!(c.disabled, "disabled through the console");
+    let secret = crate::secret::SecretString::new(
+        manifest["client"]["client_secret"].as_str().unwrap().into(),
+    );
+    assert!(s
+        .live_secrets(client_id, now)
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.digest == secret.digest()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -941,6 +1203,26 @@ async fn a_postgres_database_at_schema_4_upgrades_and_keeps_its_data() {
     assert!(!keys.dpop_bound_access_tokens);
     assert!(!keys.tls_client_certificate_bound_access_tokens);
     assert!(keys.tls_client_auth_san_uri.is_none());
+    // Version 8: the console's sessions, next to the audit entries written
+    // before it, which its filters find.
+    s.console()
+        .create_login_link(&link("cs_pg", 1), &[7; 32], &audit("console.login_link"))
+        .await
+        .unwrap();
+    assert_eq!(s.console().list_sessions().await.unwrap().len(), 1);
+    let old = s
+        .console()
+        .search_audit(
+            &AuditFilter {
+                action: Some("fr".into()),
+                ..AuditFilter::default()
+            },
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(old.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,8 +13,8 @@ pub mod sqlite;
 use serde::Serialize;
 
 pub use crate::domain::{
-    ApiKeyRecord, ApiKeyState, AuditEntry, Client, ClientSecretRecord, Federation,
-    FederationIssuer, FederationRule, SigningKeyRecord,
+    ApiKeyRecord, ApiKeyState, AuditEntry, AuditFilter, Client, ClientSecretRecord, ConsoleSession,
+    Federation, FederationIssuer, FederationRule, SigningKeyRecord,
 };
 pub use cached::CachedStore;
 pub use changes::Change;
@@ -292,6 +292,9 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Clients ordered by id, after `after`, at most `limit`.
     async fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>>;
+    /// The console's queries: login links, sessions, and searches that no
+    /// cache serves. A cache in front hands them on to its backend.
+    fn console(&self) -> &dyn ConsoleStore;
     /// Overwrites the mutable fields of an existing client; false if it does not exist.
     async fn update_client(&self, client: &Client, audit: &AuditEntry) -> Result<bool>;
     /// Deletes a client with its secrets and keys; false if it did not exist.
@@ -422,4 +425,53 @@ pub trait Store: Send + Sync + 'static {
     /// `audit` recording the migration; false (and nothing written) if the
     /// database already holds clients, keys or revocations.
     async fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool>;
+}
+
+/// What the web console needs of the store, apart from the admin operations
+/// it shares with the API and the command line: login links and sessions
+/// (stored as digests only), and searches. Nothing here is cached.
+#[async_trait::async_trait]
+pub trait ConsoleStore: Send + Sync {
+    /// Records a new login link with its audit entry.
+    async fn create_login_link(
+        &self,
+        session: &ConsoleSession,
+        link_digest: &[u8],
+        audit: &AuditEntry,
+    ) -> Result<()>;
+    /// Turns an unopened, unexpired, unrevoked link into a session in one
+    /// statement, so that a link opens at most one session; writes `audit`
+    /// (whose actor the caller cannot know yet: `console:<id>` is set here).
+    async fn open_session(
+        &self,
+        link_digest: &[u8],
+        session_digest: &[u8],
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<Option<ConsoleSession>>;
+    /// The session whose cookie has this digest.
+    async fn find_session(&self, session_digest: &[u8]) -> Result<Option<ConsoleSession>>;
+    /// Notes a request of the session at `now`.
+    async fn touch_session(&self, id: &str, now: i64) -> Result<()>;
+    /// Every link and session, newest first.
+    async fn list_sessions(&self) -> Result<Vec<ConsoleSession>>;
+    /// Revokes a link or session; false if none is live under this id.
+    async fn revoke_session(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<bool>;
+    /// Forgets links and sessions made before `before`.
+    async fn prune_sessions(&self, before: i64) -> Result<usize>;
+    /// Clients whose id or name contains `query` (case-insensitive), ordered
+    /// by id, after `after`, at most `limit`.
+    async fn search_clients(
+        &self,
+        query: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Client>>;
+    /// Audit entries matching `filter`, newest first, below id `before`.
+    async fn search_audit(
+        &self,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>>;
 }

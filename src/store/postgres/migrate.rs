@@ -42,10 +42,15 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "mutual-TLS clients and certificate-bound tokens",
         include_str!("../../../schema-postgres/0007_mtls.sql"),
     ),
+    (
+        8,
+        "console login links and sessions, audit-log filter indexes",
+        include_str!("../../../schema-postgres/0008_console.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 7;
+pub const SCHEMA_VERSION: i32 = 8;
 
 /// The advisory lock that serialises migrations of instances starting together.
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"

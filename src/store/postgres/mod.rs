@@ -9,6 +9,7 @@
 //! transaction-local setting, `tollgate.change`, which the change trigger
 //! sends with its notification, so every instance's cache forgets just that.
 
+mod console;
 mod listen;
 mod migrate;
 mod pgpass;
@@ -394,6 +395,9 @@ impl Store for PostgresStore {
         .await
     }
 
+    fn console(&self) -> &dyn super::ConsoleStore {
+        self
+    }
     async fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>> {
         self.call(async {
             let sql = format!(

@@ -24,7 +24,7 @@ use super::{
 const SCHEMA: &str = include_str!("../../../schema.sql");
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// The steps from each older version, in order: `(from, sql)` brings a
 /// database at version `from` to `from + 1`. A new database gets [`SCHEMA`]
@@ -91,6 +91,25 @@ const UPGRADES: &[(i64, &str)] = &[
          ALTER TABLE clients ADD COLUMN tls_client_auth_san_ip TEXT;
          ALTER TABLE clients ADD COLUMN tls_client_auth_san_email TEXT;
          ALTER TABLE clients ADD COLUMN tls_client_certificate_bound_access_tokens INTEGER NOT NULL DEFAULT 0;",
+    ),
+    (
+        6,
+        // Version 7: the web console's login links and sessions, and
+        // indexes for its audit-log filters.
+        "CREATE TABLE IF NOT EXISTS console_sessions (
+             id              TEXT PRIMARY KEY,
+             created_by      TEXT NOT NULL,
+             created_at      INTEGER NOT NULL,
+             link_digest     BLOB UNIQUE,
+             link_expires_at INTEGER NOT NULL,
+             session_digest  BLOB UNIQUE,
+             opened_at       INTEGER,
+             last_seen_at    INTEGER,
+             revoked_at      INTEGER
+         );
+         CREATE INDEX IF NOT EXISTS audit_log_by_actor ON audit_log(actor, id);
+         CREATE INDEX IF NOT EXISTS audit_log_by_action ON audit_log(action, id);
+         CREATE INDEX IF NOT EXISTS audit_log_by_target ON audit_log(target, id);",
     ),
 ];
 
@@ -998,6 +1017,9 @@ macro_rules! blocking {
     }};
 }
 
+// After `blocking!`, which it uses.
+mod console;
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies the
     /// schema, on the blocking pool.
@@ -1045,6 +1067,9 @@ impl Store for SqliteStore {
             let client = db.get_client(&id)?;
             Ok(super::client_entry(client, db.live_secrets(&id, now)?))
         })
+    }
+    fn console(&self) -> &dyn super::ConsoleStore {
+        self
     }
     async fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>> {
         let after = after.map(str::to_string);
