@@ -134,6 +134,9 @@ CREATE TABLE IF NOT EXISTS console_sessions (
     last_seen_at    INTEGER,
     revoked_at      INTEGER
 );
+-- The console searches clients by part of the id or name: a covering index
+-- walked in id order, without reading the rows.
+CREATE INDEX IF NOT EXISTS clients_by_id_name ON clients(id, name);
 -- The console filters the audit log by actor, action and target.
 CREATE INDEX IF NOT EXISTS audit_log_by_actor ON audit_log(actor, id);
 CREATE INDEX IF NOT EXISTS audit_log_by_action ON audit_log(action, id);

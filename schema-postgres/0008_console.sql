@@ -13,6 +13,9 @@ CREATE TABLE IF NOT EXISTS console_sessions (
     last_seen_at    BIGINT,
     revoked_at      BIGINT
 );
+-- The console searches clients by part of the id or name: an index-only
+-- scan reads id and name without the rows.
+CREATE INDEX IF NOT EXISTS clients_by_id_name ON clients (id, name);
 CREATE INDEX IF NOT EXISTS audit_log_by_actor ON audit_log (actor, id);
 CREATE INDEX IF NOT EXISTS audit_log_by_action ON audit_log (action, id);
 CREATE INDEX IF NOT EXISTS audit_log_by_target ON audit_log (target, id);

@@ -427,6 +427,21 @@ pub trait Store: Send + Sync + 'static {
     async fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool>;
 }
 
+/// A `LIKE` pattern matching text that contains `query`: `%`, `_` and the
+/// escape character `\\` in the query match only themselves.
+pub fn contains_pattern(query: &str) -> String {
+    let mut p = String::with_capacity(query.len() + 2);
+    p.push('%');
+    for c in query.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
 /// What the web console needs of the store, apart from the admin operations
 /// it shares with the API and the command line: login links and sessions
 /// (stored as digests only), and searches. Nothing here is cached.

@@ -219,6 +219,8 @@ pub fn overview(f: &Frame, o: &Overview) -> Markup {
             figure {
                 svg.chart xmlns="http://www.w3.org/2000/svg" viewBox=(format!("0 0 {w} {h}")) width=(w) height=(h) role="img" aria-label="Tokens issued and failed authentications per minute, last hour" {
                     line x1="0" y1=(h) x2=(w) y2=(h) stroke="#888" {}
+                    text x="4" y="12" font-size="10" fill="#4a5568" { "60 min ago" }
+                    text x=(w - 4) y="12" font-size="10" fill="#4a5568" text-anchor="end" { "now" }
                     @for (i, (issued, failed)) in o.minutes.iter().enumerate() {
                         @let x = (60 - n + i as u64) * bar;
                         @let hi = issued * (h - 4) / peak;

@@ -151,13 +151,13 @@ impl ConsoleStore for PostgresStore {
         limit: u32,
     ) -> Result<Vec<Client>> {
         self.call(async {
-            // Walks the primary key in order and stops at `limit` matches.
+            // ILIKE on id and name (an index-only scan of (id, name)).
             let sql = format!(
                 "SELECT {CLIENT_COLUMNS} FROM clients WHERE id > $2 \
-                 AND (strpos(lower(id), $1) > 0 OR strpos(lower(name), $1) > 0) \
+                 AND (id ILIKE $1 OR name ILIKE $1) \
                  ORDER BY id COLLATE \"C\" LIMIT $3"
             );
-            let q = query.to_lowercase();
+            let q = crate::store::contains_pattern(query);
             let after = after.unwrap_or("");
             let rows = self.query(&sql, &[&q, &after, &i64::from(limit)]).await?;
             rows.iter().map(client_from_row).collect()

@@ -117,13 +117,17 @@ impl Db {
 
     fn search_clients(&self, query: &str, after: &str, limit: u32) -> Result<Vec<Client>> {
         let conn = self.conn()?;
-        // Walks the primary key in order and stops at `limit` matches.
+        // The ids are found on the covering index of (id, name), walked in
+        // id order until `limit` match (LIKE ignores ASCII case); only the
+        // matching rows are read.
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {CLIENT_COLUMNS} FROM clients WHERE id > ?2 \
-             AND (instr(lower(id), ?1) > 0 OR instr(lower(name), ?1) > 0) \
-             ORDER BY id LIMIT ?3"
+            r"SELECT {CLIENT_COLUMNS} FROM clients WHERE id IN (
+                SELECT id FROM clients INDEXED BY clients_by_id_name WHERE id > ?2
+                AND (id LIKE ?1 ESCAPE '\' OR name LIKE ?1 ESCAPE '\') ORDER BY id LIMIT ?3)
+              ORDER BY id"
         ))?;
-        let rows = stmt.query_map(params![query.to_lowercase(), after, limit], client_from_row)?;
+        let pattern = crate::store::contains_pattern(query);
+        let rows = stmt.query_map(params![pattern, after, limit], client_from_row)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 

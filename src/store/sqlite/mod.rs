@@ -107,6 +107,7 @@ const UPGRADES: &[(i64, &str)] = &[
              last_seen_at    INTEGER,
              revoked_at      INTEGER
          );
+         CREATE INDEX IF NOT EXISTS clients_by_id_name ON clients(id, name);
          CREATE INDEX IF NOT EXISTS audit_log_by_actor ON audit_log(actor, id);
          CREATE INDEX IF NOT EXISTS audit_log_by_action ON audit_log(action, id);
          CREATE INDEX IF NOT EXISTS audit_log_by_target ON audit_log(target, id);",
