@@ -603,3 +603,36 @@ async fn the_console_can_be_switched_off() {
         .unwrap()
         .starts_with("text/css"));
 }
+
+#[tokio::test]
+async fn behind_https_the_cookie_is_secure_and_host_prefixed() {
+    // A proxy terminates TLS: the issuer is https, the hop is plain HTTP.
+    let app = TestApp::spawn_with(&[("TOLLGATE_ISSUER", "https://tollgate.test")]).await;
+    let v = app.cli(&["console", "login-link"]);
+    let url = s(&v["url"]);
+    assert!(
+        url.starts_with("https://tollgate.test/console/login?token=tgl_"),
+        "the issuer is the link's base: {url}"
+    );
+    let token = url.split("token=").nth(1).unwrap();
+    let r = no_redirects()
+        .post(app.url("/console/login"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(set.starts_with("__Host-tollgate_console=tgcon_"), "{set}");
+    for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/;"] {
+        assert!(set.contains(attr), "{attr} in {set}");
+    }
+    let cookie = set.split(';').next().unwrap();
+    let r = no_redirects()
+        .get(app.url("/console"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -63,10 +63,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .service(get("/clients/new", new_client))
             .service(get("/clients/{id}", client))
-            .service(post("/clients/{id}/disable", disable))
-            .service(post("/clients/{id}/enable", enable))
-            .service(post("/clients/{id}/revoke-tokens", revoke_tokens))
-            .service(post("/clients/{id}/rotate-secret", rotate_secret))
+            .service(client_action_route(
+                "/clients/{id}/disable",
+                ClientAction::Disable,
+            ))
+            .service(client_action_route(
+                "/clients/{id}/enable",
+                ClientAction::Enable,
+            ))
+            .service(client_action_route(
+                "/clients/{id}/revoke-tokens",
+                ClientAction::RevokeTokens,
+            ))
+            .service(client_action_route(
+                "/clients/{id}/rotate-secret",
+                ClientAction::RotateSecret,
+            ))
             .service(post("/clients/{id}/api-keys", create_api_key))
             .service(post("/api-keys/{id}/revoke", revoke_api_key))
             .service(get("/signing-keys", signing_keys))
@@ -510,96 +522,105 @@ fn unconfirmed(
     })
 }
 
-async fn disable(
+/// The actions of a client's page that change the client.
+#[derive(Clone, Copy)]
+enum ClientAction {
+    Disable,
+    Enable,
+    RevokeTokens,
+    RotateSecret,
+}
+
+impl ClientAction {
+    /// The button's label, the same on the confirmation page.
+    fn label(self) -> &'static str {
+        match self {
+            ClientAction::Disable => "Disable",
+            ClientAction::Enable => "Enable",
+            ClientAction::RevokeTokens => "Revoke all tokens",
+            ClientAction::RotateSecret => "Rotate secret",
+        }
+    }
+
+    /// What the confirmation page asks; `None` for an action that takes
+    /// nothing away.
+    fn question(self, id: &str, app: &App) -> Option<String> {
+        match self {
+            ClientAction::Disable => Some(format!(
+                "Disable client {id}? It will get no tokens, and every token it holds will introspect inactive until it is enabled again."
+            )),
+            ClientAction::Enable => None,
+            ClientAction::RevokeTokens => Some(format!(
+                "Revoke every token issued to {id} so far? Its services must ask for new ones."
+            )),
+            ClientAction::RotateSecret => Some(format!(
+                "Make a new secret for {id}? The current one keeps working for the grace period ({} s), then stops.",
+                app.config().secret_grace
+            )),
+        }
+    }
+}
+
+/// A POST route for one client action.
+fn client_action_route(path: &str, action: ClientAction) -> actix_web::Resource {
+    post(
+        path,
+        move |app: web::Data<App>,
+              req: HttpRequest,
+              id: web::Path<String>,
+              payload: web::Payload| client_action(app, req, id, payload, action),
+    )
+}
+
+/// **Disable**, **Enable**, **Revoke all tokens**, **Rotate secret**: the
+/// destructive ones ask first; each calls the admin use case.
+async fn client_action(
     app: web::Data<App>,
     req: HttpRequest,
     id: web::Path<String>,
     payload: web::Payload,
+    action: ClientAction,
 ) -> Page {
     let (s, form) = signed_post(&app, &req, payload).await?;
     let back = format!("/console/clients/{}", seg(&id));
-    if let Some(page) = unconfirmed(
-        &s,
-        &form,
-        &req,
-        "Disable",
-        format!("Disable client {id}? It will get no tokens, and every token it holds will introspect inactive until it is enabled again."),
-        &back,
-    ) {
-        return Ok(page);
+    if let Some(question) = action.question(&id, &app) {
+        if !form.confirmed() {
+            return Ok(html(views::confirm(
+                &s.frame(),
+                req.path(),
+                action.label(),
+                &question,
+                &back,
+            )));
+        }
     }
-    app.set_client_disabled(&s.actor(), &id, true, now())
-        .await?;
-    Ok(client_page(&id, "disabled"))
-}
-
-async fn enable(
-    app: web::Data<App>,
-    req: HttpRequest,
-    id: web::Path<String>,
-    payload: web::Payload,
-) -> Page {
-    let (s, _) = signed_post(&app, &req, payload).await?;
-    app.set_client_disabled(&s.actor(), &id, false, now())
-        .await?;
-    Ok(client_page(&id, "enabled"))
-}
-
-async fn revoke_tokens(
-    app: web::Data<App>,
-    req: HttpRequest,
-    id: web::Path<String>,
-    payload: web::Payload,
-) -> Page {
-    let (s, form) = signed_post(&app, &req, payload).await?;
-    let back = format!("/console/clients/{}", seg(&id));
-    if let Some(page) = unconfirmed(
-        &s,
-        &form,
-        &req,
-        "Revoke all tokens",
-        format!("Revoke every token issued to {id} so far? Its services must ask for new ones."),
-        &back,
-    ) {
-        return Ok(page);
+    let (actor, now) = (s.actor(), now());
+    match action {
+        ClientAction::Disable | ClientAction::Enable => {
+            let disable = matches!(action, ClientAction::Disable);
+            app.set_client_disabled(&actor, &id, disable, now).await?;
+            Ok(client_page(
+                &id,
+                if disable { "disabled" } else { "enabled" },
+            ))
+        }
+        ClientAction::RevokeTokens => {
+            app.revoke_client_tokens(&actor, &id, now).await?;
+            Ok(client_page(&id, "tokens_revoked"))
+        }
+        ClientAction::RotateSecret => {
+            let (secret, old_until) = app.rotate_client_secret(&actor, &id, None, now).await?;
+            let until = views::time(old_until);
+            Ok(html(views::secret_once(
+                &s.frame(),
+                "Secret rotated",
+                &[("Client id", &id), ("Previous secret valid until", &until)],
+                "New client secret",
+                secret.expose(),
+                &back,
+            )))
+        }
     }
-    app.revoke_client_tokens(&s.actor(), &id, now()).await?;
-    Ok(client_page(&id, "tokens_revoked"))
-}
-
-async fn rotate_secret(
-    app: web::Data<App>,
-    req: HttpRequest,
-    id: web::Path<String>,
-    payload: web::Payload,
-) -> Page {
-    let (s, form) = signed_post(&app, &req, payload).await?;
-    let back = format!("/console/clients/{}", seg(&id));
-    if let Some(page) = unconfirmed(
-        &s,
-        &form,
-        &req,
-        "Rotate secret",
-        format!(
-            "Make a new secret for {id}? The current one keeps working for the grace period ({} s), then stops.",
-            app.config().secret_grace
-        ),
-        &back,
-    ) {
-        return Ok(page);
-    }
-    let (secret, old_until) = app
-        .rotate_client_secret(&s.actor(), &id, None, now())
-        .await?;
-    let until = views::time(old_until);
-    Ok(html(views::secret_once(
-        &s.frame(),
-        "Secret rotated",
-        &[("Client id", &id), ("Previous secret valid until", &until)],
-        "New client secret",
-        secret.expose(),
-        &back,
-    )))
 }
 
 async fn create_api_key(
