@@ -6,7 +6,7 @@ Run from the repository root after `cargo build` (or `cargo test`):
     python -m pytest -q interop/console
 TOLLGATE_BIN overrides the binary (default: target/debug/tollgate);
 CHROMIUM and CHROMEDRIVER the browser and its driver (default: Debian's).
-With TOLLGATE_SCREENSHOTS=DIR it saves the main pages as PNGs there
+With TOLLGATE_TEST_SCREENSHOTS=DIR it saves the main pages as PNGs there
 (that is how docs/console/*.png are made).
 """
 
@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BIN = os.environ.get("TOLLGATE_BIN", os.path.join(ROOT, "target", "debug", "tollgate"))
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
-SCREENSHOTS = os.environ.get("TOLLGATE_SCREENSHOTS")
+SCREENSHOTS = os.environ.get("TOLLGATE_TEST_SCREENSHOTS")
 # Never let Selenium look for a driver on the network.
 os.environ["SE_OFFLINE"] = "true"
 
