@@ -1223,6 +1223,26 @@ async fn a_postgres_database_at_schema_4_upgrades_and_keeps_its_data() {
         .await
         .unwrap();
     assert_eq!(old.len(), 1);
+    // Where pg_trgm can be had (it can on the test server), the client
+    // search has its trigram index.
+    let available = pg_exec(
+        &url,
+        "SELECT count(*)::text FROM pg_available_extensions WHERE name = 'pg_trgm'",
+    )
+    .await
+    .unwrap();
+    if available.as_deref() == Some("1") {
+        let index = pg_exec(
+            &url,
+            &format!(
+                "SELECT indexname::text FROM pg_indexes WHERE schemaname = '{schema}' \
+                 AND indexname = 'clients_search_trgm'"
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(index.as_deref(), Some("clients_search_trgm"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -151,13 +151,13 @@ impl ConsoleStore for PostgresStore {
         limit: u32,
     ) -> Result<Vec<Client>> {
         self.call(async {
-            // ILIKE on id and name (an index-only scan of (id, name)).
+            // A LIKE on the lowered id and name, in id order until `limit`
+            // match (the index of (id COLLATE "C", search) gives the order).
             let sql = format!(
-                "SELECT {CLIENT_COLUMNS} FROM clients WHERE id > $2 \
-                 AND (id ILIKE $1 OR name ILIKE $1) \
-                 ORDER BY id COLLATE \"C\" LIMIT $3"
+                "SELECT {CLIENT_COLUMNS} FROM clients WHERE id COLLATE \"C\" > $2 \
+                 AND search LIKE $1 ORDER BY id COLLATE \"C\" LIMIT $3"
             );
-            let q = crate::store::contains_pattern(query);
+            let q = crate::store::contains_pattern(&query.to_lowercase());
             let after = after.unwrap_or("");
             let rows = self.query(&sql, &[&q, &after, &i64::from(limit)]).await?;
             rows.iter().map(client_from_row).collect()

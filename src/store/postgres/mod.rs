@@ -401,12 +401,14 @@ impl Store for PostgresStore {
     async fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>> {
         self.call(async {
             let sql = format!(
-                "SELECT {CLIENT_COLUMNS} FROM clients WHERE id > $1 ORDER BY id COLLATE \"C\" LIMIT $2"
+                "SELECT {CLIENT_COLUMNS} FROM clients WHERE id COLLATE \"C\" > $1 \
+                 ORDER BY id COLLATE \"C\" LIMIT $2"
             );
             let after = after.unwrap_or("");
             let rows = self.query(&sql, &[&after, &i64::from(limit)]).await?;
             rows.iter().map(client_from_row).collect()
-        }).await
+        })
+        .await
     }
 
     async fn update_client(&self, c: &Client, audit: &AuditEntry) -> Result<bool> {
