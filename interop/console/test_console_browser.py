@@ -14,13 +14,14 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 
 import pytest
 import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -119,23 +120,49 @@ def driver(request):
     d.quit()
 
 
-def follow(d, element):
-    """Clicks a link or submit button and waits for the next page."""
-    old = d.find_element(By.TAG_NAME, "html")
-    element.click()
-    WebDriverWait(d, 15).until(EC.staleness_of(old))
+def follow(d, locate):
+    """Clicks what `locate` finds (a link or a submit button) and waits for
+    the next page. A click that lands while the previous navigation is still
+    settling can find its node gone ("does not belong to the document"):
+    nothing was clicked then, so it is found and clicked again."""
+    for attempt in range(5):
+        old = d.find_element(By.TAG_NAME, "html")
+        try:
+            locate().click()
+        except (StaleElementReferenceException, WebDriverException):
+            if attempt == 4:
+                raise
+            time.sleep(0.2)
+            continue
+        WebDriverWait(d, 15).until(lambda _: gone(old))
+        return
+
+
+def gone(element):
+    """Whether the element's document has been replaced. chromedriver says so
+    with a stale-element error or, at times, with "Node with given id does
+    not belong to the document"."""
+    try:
+        element.tag_name
+        return False
+    except (StaleElementReferenceException, WebDriverException):
+        return True
 
 
 def button(d, label):
     """Clicks the one button with exactly this label and waits for the page."""
-    found = d.find_elements(By.XPATH, f"//button[normalize-space()='{label}']")
-    assert len(found) == 1, f"{len(found)} buttons labelled {label!r} on {d.current_url}"
-    follow(d, found[0])
+
+    def locate():
+        found = d.find_elements(By.XPATH, f"//button[normalize-space()='{label}']")
+        assert len(found) == 1, f"{len(found)} buttons labelled {label!r} on {d.current_url}"
+        return found[0]
+
+    follow(d, locate)
 
 
 def link(d, label):
     """Follows the link with this text."""
-    follow(d, d.find_element(By.LINK_TEXT, label))
+    follow(d, lambda: d.find_element(By.LINK_TEXT, label))
 
 
 def confirm(d, label):
