@@ -426,6 +426,7 @@ impl App {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Client>, ServiceError> {
+        super::error::no_nul(after.unwrap_or(""), "the cursor")?;
         Ok(self.store.list_clients(after, limit.clamp(1, 1000)).await?)
     }
 

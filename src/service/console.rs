@@ -210,6 +210,8 @@ impl App {
     ) -> Result<Vec<Client>, ServiceError> {
         let limit = limit.clamp(1, 1000);
         let query = query.trim();
+        super::error::no_nul(query, "the search text")?;
+        super::error::no_nul(after.unwrap_or(""), "the cursor")?;
         if query.is_empty() {
             return self.list_clients(after, limit).await;
         }
@@ -241,6 +243,7 @@ impl App {
                     "filter longer than 256 bytes",
                 ));
             }
+            super::error::no_nul(f, "a filter")?;
         }
         Ok(self
             .store

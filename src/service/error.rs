@@ -199,6 +199,17 @@ impl fmt::Display for ServiceError {
 
 impl std::error::Error for ServiceError {}
 
+/// Refuses request text with a NUL character, which no stored value holds
+/// and PostgreSQL cannot compare: the same 400 on every backend.
+pub fn no_nul(value: &str, what: &'static str) -> Result<(), ServiceError> {
+    if value.contains('\0') {
+        return Err(ServiceError::invalid_request(format!(
+            "{what} contains a NUL character"
+        )));
+    }
+    Ok(())
+}
+
 impl From<crate::store::StoreError> for ServiceError {
     fn from(err: crate::store::StoreError) -> Self {
         match err {
@@ -219,6 +230,10 @@ impl From<crate::store::StoreError> for ServiceError {
                 );
                 e.retry_after = Some(5);
                 e
+            }
+            crate::store::StoreError::Unstorable(cause) => {
+                log::debug!("refused unstorable text: {cause}");
+                ServiceError::invalid_request("a value contains a NUL character")
             }
             other => ServiceError::internal(other),
         }

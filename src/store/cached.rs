@@ -306,6 +306,10 @@ impl CachedStore {
     /// [`Store::get_api_key`], answered from memory when cached, without boxing a
     /// future (the trait's method, on a `dyn Store`, boxes one per call).
     pub async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        if id.contains('\0') {
+            // No backend holds such an id; PostgreSQL cannot even compare it.
+            return Ok(None);
+        }
         self.refresh();
         let (hit, generation) = self.keys_by_id.get(&id.to_string());
         if let Some(k) = hit {
@@ -318,6 +322,9 @@ impl CachedStore {
     /// [`Store::is_token_revoked`], answered from memory when cached, without boxing a
     /// future (the trait's method, on a `dyn Store`, boxes one per call).
     pub async fn is_token_revoked(&self, jti: &str) -> Result<bool> {
+        if jti.contains('\0') {
+            return Ok(false);
+        }
         self.refresh();
         let (hit, generation) = self.revoked.get(&jti.to_string());
         if let Some(r) = hit {
@@ -332,6 +339,11 @@ impl CachedStore {
     /// The client and its secrets not yet expired at `now`, from memory
     /// when possible.
     async fn client_entry(&self, id: &str, now: i64) -> Result<ClientEntry> {
+        if id.contains('\0') {
+            // No backend holds such an id (PostgreSQL cannot even compare
+            // it): an unknown client on every backend alike.
+            return Ok(Arc::new((None, Vec::new())));
+        }
         self.refresh();
         let (hit, generation) = self.clients.get(&id.to_string());
         if let Some(e) = hit {

@@ -281,6 +281,25 @@ async fn an_assertion_is_used_once_until_it_expires_and_then_pruned() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_character_is_unstorable_text_not_a_database_fault() {
+    on_each("nul_text", async |s| {
+        // SQLite stores and compares it; PostgreSQL refuses it, and says so
+        // as a request error (400 above), never as a fault (500).
+        match s.delete_client("tgc_\0x", &audit("client.delete")).await {
+            Ok(deleted) => assert!(!deleted),
+            Err(StoreError::Unstorable(_)) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+        match s.console().revoke_session("cs_\0", 1, &audit("x")).await {
+            Ok(revoked) => assert!(!revoked),
+            Err(StoreError::Unstorable(_)) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    })
+    .await;
+}
+
 fn link(id: &str, created_at: i64) -> ConsoleSession {
     ConsoleSession {
         id: id.into(),

@@ -47,6 +47,10 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The request's text cannot be stored or compared at all: PostgreSQL
+    /// takes no NUL character in `text`. A request error, not a fault.
+    #[error("unstorable text: {0}")]
+    Unstorable(String),
     /// A blocking database call could not be run (the runtime is shutting
     /// down).
     #[error("blocking task: {0}")]

@@ -704,3 +704,96 @@ async fn metrics_count_tokens_failures_introspections_revocations_refusals_and_l
         ) >= 4.0
     );
 }
+
+/// A NUL character in an id, a cursor or a search: PostgreSQL cannot store
+/// or compare it, and it once answered 500 there. Every backend now answers
+/// alike: an unknown client, a missing record, or 400.
+#[tokio::test]
+async fn a_nul_character_in_ids_cursors_and_searches_is_never_a_server_error() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let r = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth("tgc_\u{0}x", Some("tgs_whatever"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    let (status, v) = json(r).await;
+    assert_eq!((status, s(&v["error"])), (401, "invalid_client".into()));
+    let r = app
+        .http
+        .post(app.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "a\u{0}b"),
+            ("client_secret", "x"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    for (path, want) in [
+        ("/admin/clients?after=%00", 400),
+        ("/admin/clients/tgc_%00", 404),
+        ("/admin/clients/tgc_%00/api-keys", 404),
+    ] {
+        let r = app
+            .http
+            .get(app.url(path))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "{path}");
+    }
+    for path in [
+        "/admin/api-keys/key_%00/revoke",
+        "/admin/clients/tgc_%00/disable",
+    ] {
+        let r = app
+            .http
+            .post(app.url(path))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    // The console, signed in.
+    let v = app.cli(&["console", "login-link", "--base-url", &app.url("")]);
+    let token = s(&v["url"]).split("token=").nth(1).unwrap().to_string();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .post(app.url("/console/login"))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    for (path, want) in [
+        ("/console/clients?q=%00", 400),
+        ("/console/clients?after=%00", 400),
+        ("/console/audit?actor=%00", 400),
+        ("/console/audit?target=a%00", 400),
+        ("/console/clients/tgc_%00", 404),
+    ] {
+        let r = http
+            .get(app.url(path))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "{path}");
+    }
+}

@@ -94,6 +94,12 @@ impl From<tokio_postgres::Error> for StoreError {
         if e.is_closed() || e.as_db_error().is_none() && e.code().is_none() {
             StoreError::Unavailable(describe(&e))
         } else if e.code().is_some_and(|c| {
+            // A NUL character, or one the database's encoding lacks, in a
+            // value the request supplied.
+            *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *c == SqlState::UNTRANSLATABLE_CHARACTER
+        }) {
+            StoreError::Unstorable(describe(&e))
+        } else if e.code().is_some_and(|c| {
             // A standby after a failover, a full disk, a server in recovery:
             // it answers, but takes no write now.
             *c == SqlState::READ_ONLY_SQL_TRANSACTION
