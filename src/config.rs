@@ -246,6 +246,12 @@ settings! {
         "`off` stops serving the web console at `/console` (its routes answer 404).";
 }
 
+/// Whether `url` can be the base of Tollgate's URLs (the issuer, a console
+/// login link's host): `http(s)://`, without query, fragment or space.
+pub fn is_base_url(url: &str) -> bool {
+    (url.starts_with("https://") || url.starts_with("http://")) && !url.contains(['?', '#', ' '])
+}
+
 /// Every environment variable Tollgate reads, with its TOML key.
 pub fn env_vars() -> impl Iterator<Item = (&'static str, &'static str)> {
     SETTINGS.iter().map(|s| (s.env, s.key))
@@ -401,9 +407,7 @@ impl Config {
             .unwrap_or_else(|| format!("http://{bind}"))
             .trim_end_matches('/')
             .to_string();
-        if !(issuer.starts_with("https://") || issuer.starts_with("http://"))
-            || issuer.contains(['?', '#', ' '])
-        {
+        if !is_base_url(&issuer) {
             return Err(bad(
                 ISSUER.env,
                 format!("expected an http(s) URL without query or fragment, got {issuer:?}"),

@@ -85,10 +85,7 @@ impl App {
         let base = base_url
             .unwrap_or(&self.config.issuer)
             .trim_end_matches('/');
-        if !(base.starts_with("https://") || base.starts_with("http://"))
-            || base.contains(['?', '#', ' '])
-            || base.len() > 2048
-        {
+        if !crate::config::is_base_url(base) || base.len() > 2048 {
             return Err(ServiceError::invalid_request(
                 "the base URL must be an http(s) URL without query or fragment",
             ));
