@@ -328,23 +328,21 @@ impl ConsoleSession {
     /// A session ends 24 hours after it was opened, in use or not.
     pub const ABSOLUTE_TIMEOUT: i64 = 24 * 3600;
 
-    /// Its state at `now`.
+    /// Its state at `now`: revoked, or else usable until [`Self::expires_at`].
     pub fn state(&self, now: i64) -> ConsoleSessionState {
-        if self.revoked_at.is_some() {
-            return ConsoleSessionState::Revoked;
+        let live = now < self.expires_at();
+        match (self.revoked_at, self.opened_at, live) {
+            (Some(_), _, _) => ConsoleSessionState::Revoked,
+            (None, None, true) => ConsoleSessionState::Pending,
+            (None, None, false) => ConsoleSessionState::LinkExpired,
+            (None, Some(_), true) => ConsoleSessionState::Active,
+            (None, Some(_), false) => ConsoleSessionState::Expired,
         }
-        match self.opened_at {
-            None if now < self.link_expires_at => ConsoleSessionState::Pending,
-            None => ConsoleSessionState::LinkExpired,
-            Some(opened) => {
-                let seen = self.last_seen_at.unwrap_or(opened);
-                if now >= opened + Self::ABSOLUTE_TIMEOUT || now >= seen + Self::IDLE_TIMEOUT {
-                    ConsoleSessionState::Expired
-                } else {
-                    ConsoleSessionState::Active
-                }
-            }
-        }
+    }
+
+    /// The audit actor of what the session does: `console:<id>`.
+    pub fn actor(&self) -> String {
+        format!("console:{}", self.id)
     }
 
     /// When it stops being usable, whichever limit comes first.

@@ -17,11 +17,7 @@ pub(super) async fn run(app: &App, cmd: ConsoleCmd) -> Result<(), ServiceError> 
                 .create_login_link(CLI_ACTOR, base_url.as_deref(), now())
                 .await?;
             if out.json {
-                print_json(&json!({
-                    "id": link.session.id,
-                    "url": link.url.expose(),
-                    "expires_at": link.session.link_expires_at,
-                }));
+                print_json(&link.view());
             } else {
                 // The URL alone on stdout, so that scripts can take it.
                 println!("{}", link.url.expose());

@@ -528,11 +528,7 @@ async fn create_login_link(
     let link = app
         .create_login_link(&actor, input.base_url.as_deref(), now())
         .await?;
-    Ok(created(json!({
-        "id": link.session.id,
-        "url": link.url.expose(),
-        "expires_at": link.session.link_expires_at,
-    })))
+    Ok(created(link.view()))
 }
 
 async fn list_console_sessions(

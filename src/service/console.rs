@@ -62,6 +62,18 @@ fn no_session() -> ServiceError {
     )
 }
 
+impl LoginLink {
+    /// The link as the admin API and the command line show it, once:
+    /// `{"id", "url", "expires_at"}`.
+    pub fn view(&self) -> serde_json::Value {
+        json!({
+            "id": self.session.id,
+            "url": self.url.expose(),
+            "expires_at": self.session.link_expires_at,
+        })
+    }
+}
+
 /// A link or session as the admin API and the command line show it: never
 /// a digest, with its state and when it stops being usable.
 pub fn session_view(s: &ConsoleSession, now: i64) -> serde_json::Value {

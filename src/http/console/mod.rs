@@ -245,7 +245,7 @@ impl Signed {
 
     /// The audit actor of its actions.
     fn actor(&self) -> String {
-        format!("console:{}", self.session.id)
+        self.session.actor()
     }
 }
 
@@ -259,7 +259,7 @@ async fn signed_in(app: &App, req: &HttpRequest) -> Result<Signed, ConsoleError>
             ErrorCode::InvalidToken => ConsoleError::SignIn,
             _ => ConsoleError::Service(e),
         })?;
-    crate::logging::set_client(&format!("console:{}", session.id));
+    crate::logging::set_client(&session.actor());
     Ok(Signed {
         csrf: csrf_token(&cookie),
         session,

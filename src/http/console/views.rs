@@ -102,7 +102,7 @@ pub fn page(f: &Frame, title: &str, flash: Option<&str>, refresh: bool, body: Ma
                 }
                 (body)
             }
-            footer { "Session " code { (f.session.id) } " · every action is audited as " code { "console:" (f.session.id) } }
+            footer { "Session " code { (f.session.id) } " · every action is audited as " code { (f.session.actor()) } }
         }
         }
     }

@@ -66,7 +66,7 @@ impl ConsoleStore for PostgresStore {
             };
             let s = codec::console_session(&row)?;
             let mut audit = audit.clone();
-            audit.actor = format!("console:{}", s.id);
+            audit.actor = s.actor();
             audit.target = Some(s.id.clone());
             insert_audit(&tx, &audit).await?;
             tx.commit().await?;

@@ -54,7 +54,7 @@ impl Db {
                 .optional()?;
             if let Some(s) = &opened {
                 let mut audit = audit.clone();
-                audit.actor = format!("console:{}", s.id);
+                audit.actor = s.actor();
                 audit.target = Some(s.id.clone());
                 insert_audit(tx, &audit)?;
             }
