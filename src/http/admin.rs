@@ -161,9 +161,7 @@ async fn list_clients(
     let limit = limit.unwrap_or(100).clamp(1, 1000);
     admin_caller(&app, &req).await?;
     let clients = app.list_clients(after.as_deref(), limit).await?;
-    let next = (clients.len() == limit as usize)
-        .then(|| clients.last().map(|c| c.id.clone()))
-        .flatten();
+    let next = super::next_cursor(&clients, limit, |c| c.id.clone());
     Ok(no_store_json(
         json!({"data": clients, "meta": {"limit": limit, "count": clients.len(), "next_cursor": next}}),
     ))

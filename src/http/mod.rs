@@ -30,7 +30,6 @@ where
     F::Output: Responder + 'static,
 {
     web::resource(path)
-        .name(path)
         .route(web::post().to(handler))
         .default_service(not_allowed("POST"))
 }
@@ -43,7 +42,6 @@ where
     F::Output: Responder + 'static,
 {
     web::resource(path)
-        .name(path)
         .route(get_or_head().to(handler))
         .default_service(not_allowed("GET, HEAD"))
 }
@@ -222,6 +220,16 @@ pub fn no_store_json(body: impl serde::Serialize) -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
         .json(body)
+}
+
+/// The cursor of the next page: the key of a full page's last item; `None`
+/// when the page is not full, so there is no next one.
+pub fn next_cursor<T, K>(page: &[T], limit: u32, key: impl FnOnce(&T) -> K) -> Option<K> {
+    if page.len() == limit as usize {
+        page.last().map(key)
+    } else {
+        None
+    }
 }
 
 /// Whether the peer is one of `TOLLGATE_TRUSTED_PROXIES`, whose forwarding

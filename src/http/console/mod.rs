@@ -12,13 +12,13 @@ use actix_web::{guard, web, HttpRequest, HttpResponse, ResponseError};
 use maud::Markup;
 use serde::Deserialize;
 
-use super::read_body;
+use super::{get, next_cursor, post, read_body};
 use crate::domain::{AuditFilter, ConsoleSession};
 use crate::service::admin::NewClient;
 use crate::service::console::{csrf_ok, csrf_token};
 use crate::service::error::{ErrorCode, ServiceError};
 use crate::service::{now, App};
-use views::{seg, Frame};
+use views::{client_path, Frame};
 
 /// No script, no inline style, no framing, forms only to this origin.
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
@@ -90,28 +90,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .error_response()
             })),
     );
-}
-
-fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource
-where
-    F: actix_web::Handler<Args>,
-    Args: actix_web::FromRequest + 'static,
-    F::Output: actix_web::Responder + 'static,
-{
-    web::resource(path)
-        .route(super::get_or_head().to(handler))
-        .default_service(super::not_allowed("GET, HEAD"))
-}
-
-fn post<F, Args>(path: &str, handler: F) -> actix_web::Resource
-where
-    F: actix_web::Handler<Args>,
-    Args: actix_web::FromRequest + 'static,
-    F::Output: actix_web::Responder + 'static,
-{
-    web::resource(path)
-        .route(web::post().to(handler))
-        .default_service(super::not_allowed("POST"))
 }
 
 /// Why a console request was not served.
@@ -423,9 +401,7 @@ async fn clients(app: web::Data<App>, req: HttpRequest, q: web::Query<ClientsQue
     let list = app
         .search_clients(&query, q.after.as_deref().filter(|a| !a.is_empty()), PAGE)
         .await?;
-    let next = (list.len() == PAGE as usize)
-        .then(|| list.last().map(|c| c.id.clone()))
-        .flatten();
+    let next = next_cursor(&list, PAGE, |c| c.id.clone());
     Ok(html(views::clients(
         &s.frame(),
         &query,
@@ -466,18 +442,18 @@ async fn create_client(app: web::Data<App>, req: HttpRequest, payload: web::Payl
         ..NewClient::default()
     };
     let (client, secret) = app.create_client(&s.actor(), input, now()).await?;
-    let back = format!("/console/clients/{}", seg(&client.id));
-    Ok(html(match &secret {
-        Some(secret) => views::secret_once(
+    let back = client_path(&client.id);
+    Ok(match &secret {
+        Some(secret) => html(views::secret_once(
             &s.frame(),
             "Client created",
             &[("Client id", &client.id), ("Name", &client.name)],
             "Client secret",
             secret.expose(),
             &back,
-        ),
-        None => return Ok(see_other(&back)),
-    }))
+        )),
+        None => see_other(&back),
+    })
 }
 
 async fn client(
@@ -499,7 +475,7 @@ async fn client(
 }
 
 fn client_page(id: &str, done: &str) -> HttpResponse {
-    see_other(&format!("/console/clients/{}?done={done}", seg(id)))
+    see_other(&format!("{}?done={done}", client_path(id)))
 }
 
 /// Shows the confirmation page unless the form says `confirm=yes`.
@@ -582,16 +558,10 @@ async fn client_action(
     action: ClientAction,
 ) -> Page {
     let (s, form) = signed_post(&app, &req, payload).await?;
-    let back = format!("/console/clients/{}", seg(&id));
+    let back = client_path(&id);
     if let Some(question) = action.question(&id, &app) {
-        if !form.confirmed() {
-            return Ok(html(views::confirm(
-                &s.frame(),
-                req.path(),
-                action.label(),
-                &question,
-                &back,
-            )));
+        if let Some(page) = unconfirmed(&s, &form, &req, action.label(), question, &back) {
+            return Ok(page);
         }
     }
     let (actor, now) = (s.actor(), now());
@@ -639,7 +609,7 @@ async fn create_api_key(
         &[("Key id", &key.id), ("Client id", &key.client_id)],
         "API key",
         secret.expose(),
-        &format!("/console/clients/{}", seg(&id)),
+        &client_path(&id),
     )))
 }
 
@@ -650,17 +620,18 @@ async fn revoke_api_key(
     payload: web::Payload,
 ) -> Page {
     let (s, form) = signed_post(&app, &req, payload).await?;
-    if !form.confirmed() {
-        return Ok(html(views::confirm(
-            &s.frame(),
-            req.path(),
-            "Revoke",
-            &format!("Revoke API key {id}? Exchanges and introspection with it stop at once."),
-            &match form.text("client") {
-                Some(c) => format!("/console/clients/{}", seg(&c)),
-                None => "/console/clients".to_string(),
-            },
-        )));
+    let back = form
+        .text("client")
+        .map_or_else(|| "/console/clients".to_string(), |c| client_path(&c));
+    if let Some(page) = unconfirmed(
+        &s,
+        &form,
+        &req,
+        "Revoke",
+        format!("Revoke API key {id}? Exchanges and introspection with it stop at once."),
+        &back,
+    ) {
+        return Ok(page);
     }
     let key = app.revoke_api_key(&s.actor(), &id, now()).await?;
     Ok(client_page(&key.client_id, "key_revoked"))
@@ -725,8 +696,6 @@ async fn audit(app: web::Data<App>, req: HttpRequest, q: web::Query<AuditQuery>)
         target: given(q.target),
     };
     let entries = app.search_audit(&filter, q.before, PAGE).await?;
-    let older = (entries.len() == PAGE as usize)
-        .then(|| entries.last().map(|e| e.id))
-        .flatten();
+    let older = next_cursor(&entries, PAGE, |e| e.id);
     Ok(html(views::audit(&s.frame(), &filter, &entries, older)))
 }

@@ -35,14 +35,14 @@ const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUME
     .remove(b'_')
     .remove(b'~');
 
-/// A path segment, percent-encoded.
+/// A path segment or a query value, percent-encoded.
 pub fn seg(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
-/// A query value, percent-encoded.
-pub fn q(s: &str) -> String {
-    seg(s)
+/// The path of a client's page.
+pub fn client_path(id: &str) -> String {
+    format!("/console/clients/{}", seg(id))
 }
 
 fn head(title: &str, refresh: bool) -> Markup {
@@ -269,7 +269,7 @@ pub fn clients(
                     tbody {
                         @for c in list {
                             tr {
-                                td { a href=(format!("/console/clients/{}", seg(&c.id))) { code { (c.id) } } }
+                                td { a href=(client_path(&c.id)) { code { (c.id) } } }
                                 td { (c.name) }
                                 td { (c.token_endpoint_auth_method.as_str()) }
                                 td { (if c.disabled { "disabled" } else { "enabled" }) }
@@ -279,7 +279,7 @@ pub fn clients(
                 }
             }
             @if let Some(after) = next {
-                p { a rel="next" href=(format!("/console/clients?q={}&after={}", q(query), q(after))) { "Next page" } }
+                p { a rel="next" href=(format!("/console/clients?q={}&after={}", seg(query), seg(after))) { "Next page" } }
             }
         },
     )
@@ -362,7 +362,7 @@ pub fn client(
     now: i64,
     flash: Option<&str>,
 ) -> Markup {
-    let base = format!("/console/clients/{}", seg(&c.id));
+    let base = client_path(&c.id);
     let secret_auth = c.token_endpoint_auth_method.uses_secret();
     page(
         f,
@@ -480,9 +480,9 @@ pub fn audit(
     let v = |o: &Option<String>| o.clone().unwrap_or_default();
     let query = format!(
         "actor={}&action={}&target={}",
-        q(&v(&filter.actor)),
-        q(&v(&filter.action)),
-        q(&v(&filter.target))
+        seg(&v(&filter.actor)),
+        seg(&v(&filter.action)),
+        seg(&v(&filter.target))
     );
     page(
         f,
