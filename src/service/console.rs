@@ -217,13 +217,12 @@ impl App {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Client>, ServiceError> {
-        let limit = limit.clamp(1, 1000);
         let query = query.trim();
-        super::error::no_nul(query, "the search text")?;
-        super::error::no_nul(after.unwrap_or(""), "the cursor")?;
         if query.is_empty() {
             return self.list_clients(after, limit).await;
         }
+        super::error::no_nul(query, "the search text")?;
+        super::error::no_nul(after.unwrap_or(""), "the cursor")?;
         if query.len() > 256 {
             return Err(ServiceError::invalid_request(
                 "search text longer than 256 bytes",
@@ -232,7 +231,7 @@ impl App {
         Ok(self
             .store
             .console()
-            .search_clients(query, after, limit)
+            .search_clients(query, after, limit.clamp(1, 1000))
             .await?)
     }
 
@@ -265,12 +264,10 @@ impl App {
     pub fn overview(&self, now: i64) -> Overview {
         let totals = self.metrics.totals(now);
         let history = self.metrics.history();
-        let hour_ago = history
-            .iter()
-            .find(|t| t.at >= now - 3600)
-            .cloned()
-            .unwrap_or_default();
         let mut points: Vec<&Totals> = history.iter().filter(|t| t.at >= now - 3600).collect();
+        let hour_ago = points
+            .first()
+            .map_or_else(Totals::default, |t| (*t).clone());
         points.push(&totals);
         let minutes = points
             .windows(2)
