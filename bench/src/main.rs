@@ -1220,15 +1220,7 @@ fn run_console(
     let scripts = dir.path().join("scripts");
     std::fs::create_dir_all(&scripts).unwrap_or_else(|e| fail(&e.to_string()));
     let schema = format!("tollgate_bench_console_{}", std::process::id());
-    let db = pg_url.map(|url| {
-        pg_exec(
-            url,
-            &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
-        )
-        .unwrap_or_else(|e| fail(&format!("PostgreSQL: {e}")));
-        let sep = if url.contains('?') { '&' } else { '?' };
-        format!("{url}{sep}options=-csearch_path%3D{schema}")
-    });
+    let db = pg_url.map(|url| fresh_schema(url, &schema));
     let backend = if pg_url.is_some() {
         "PG console"
     } else {
@@ -1398,17 +1390,23 @@ fn pg_version(url: &str) -> String {
         .unwrap_or_else(|_| "PostgreSQL".into())
 }
 
-/// W1 and W2 on PostgreSQL, one instance and then two sharing the database
-/// and the keys, plus the fleet-wide quota under load.
-fn run_pg(args: &Args, bin: &Path, url: &str, template: &NewClient) -> (Vec<Figures>, Vec<String>) {
-    let schema = format!("tollgate_bench_{}", std::process::id());
+/// Makes `schema` anew in the PostgreSQL at `url`; returns the `TOLLGATE_DB`
+/// URL that puts Tollgate in it.
+fn fresh_schema(url: &str, schema: &str) -> String {
     pg_exec(
         url,
         &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
     )
     .unwrap_or_else(|e| fail(&format!("PostgreSQL: {e}")));
     let sep = if url.contains('?') { '&' } else { '?' };
-    let db = format!("{url}{sep}options=-csearch_path%3D{schema}");
+    format!("{url}{sep}options=-csearch_path%3D{schema}")
+}
+
+/// W1 and W2 on PostgreSQL, one instance and then two sharing the database
+/// and the keys, plus the fleet-wide quota under load.
+fn run_pg(args: &Args, bin: &Path, url: &str, template: &NewClient) -> (Vec<Figures>, Vec<String>) {
+    let schema = format!("tollgate_bench_{}", std::process::id());
+    let db = fresh_schema(url, &schema);
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(&e.to_string()));
     let scripts = dir.path().join("scripts");
     std::fs::create_dir_all(&scripts).unwrap_or_else(|e| fail(&e.to_string()));
