@@ -9,7 +9,7 @@ use crate::helpers::{json, s, TestApp};
 
 /// A browser-like session on the console: no redirects followed, the
 /// session cookie kept by hand.
-struct Console<'a> {
+pub(crate) struct Console<'a> {
     app: &'a TestApp,
     http: Client,
     cookie: String,
@@ -48,7 +48,7 @@ fn login_link(app: &TestApp) -> (String, String) {
 }
 
 impl<'a> Console<'a> {
-    async fn sign_in(app: &'a TestApp) -> Console<'a> {
+    pub(crate) async fn sign_in(app: &'a TestApp) -> Console<'a> {
         let (url, session) = login_link(app);
         let token = url.split("token=").nth(1).unwrap().to_string();
         let http = no_redirects();
@@ -69,7 +69,7 @@ impl<'a> Console<'a> {
         }
     }
 
-    async fn get(&self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         self.http
             .get(self.app.url(path))
             .header("cookie", &self.cookie)

@@ -762,25 +762,7 @@ async fn a_nul_character_in_ids_cursors_and_searches_is_never_a_server_error() {
         assert_eq!(r.status(), 404, "{path}");
     }
     // The console, signed in.
-    let v = app.cli(&["console", "login-link", "--base-url", &app.url("")]);
-    let token = s(&v["url"]).split("token=").nth(1).unwrap().to_string();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let r = http
-        .post(app.url("/console/login"))
-        .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .unwrap();
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let console = crate::console::Console::sign_in(&app).await;
     for (path, want) in [
         ("/console/clients?q=%00", 400),
         ("/console/clients?after=%00", 400),
@@ -788,12 +770,7 @@ async fn a_nul_character_in_ids_cursors_and_searches_is_never_a_server_error() {
         ("/console/audit?target=a%00", 400),
         ("/console/clients/tgc_%00", 404),
     ] {
-        let r = http
-            .get(app.url(path))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap();
+        let r = console.get(path).await;
         assert_eq!(r.status(), want, "{path}");
     }
 }
