@@ -27,6 +27,13 @@ pub const MAX_JWKS_BYTES: usize = 64 * 1024;
 /// Seconds of clock difference tolerated on `iat`, `nbf` and `exp`.
 pub const SKEW: i64 = 60;
 
+/// The last instant a one-time value that expires at `exp` can still be
+/// accepted (`exp` + [`SKEW`]): its `jti` must be remembered until then, or
+/// a used assertion is accepted again inside the skew (RFC 7523 §3 item 7).
+pub fn remember_until(exp: i64) -> i64 {
+    exp.saturating_add(SKEW)
+}
+
 /// Private-key members of a JWK (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2):
 /// a registered set must hold none.
 pub(crate) const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];

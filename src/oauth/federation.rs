@@ -23,6 +23,11 @@ pub const MAX_RULE_CLAIMS: usize = 16;
 /// Longest claim value compared with a pattern; a longer one matches none.
 const MAX_VALUE_LEN: usize = 1024;
 
+/// The furthest ahead an external token's `exp` may lie (24 hours): a
+/// platform token lives minutes to hours, and a `single_use` `jti` is stored
+/// until `exp`, so an unbounded `exp` would be stored for as long.
+pub const MAX_EXTERNAL_LIFETIME: i64 = 24 * 3600;
+
 /// An external token whose signature and times were checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExternalToken {
@@ -71,6 +76,9 @@ pub enum ExternalError {
     /// `exp` missing or past.
     #[error("the assertion has expired or has no exp")]
     Expired,
+    /// `exp` further ahead than [`MAX_EXTERNAL_LIFETIME`].
+    #[error("the assertion's exp is more than 24 hours ahead")]
+    TooLong,
     /// `iat` or `nbf` in the future.
     #[error("the assertion's iat or nbf lies in the future")]
     NotYetValid,
@@ -147,6 +155,9 @@ pub fn verify(
     let exp = time("exp")?.ok_or(ExternalError::Expired)?;
     if exp <= now - SKEW {
         return Err(ExternalError::Expired);
+    }
+    if exp > now.saturating_add(MAX_EXTERNAL_LIFETIME) {
+        return Err(ExternalError::TooLong);
     }
     for t in [time("iat")?, time("nbf")?].into_iter().flatten() {
         if t > now + SKEW {

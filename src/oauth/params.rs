@@ -14,6 +14,14 @@ use super::error::{OAuthCode, OAuthError};
 pub const MAX_PARAMS: usize = 32;
 /// The longest a parameter name or value may be, in bytes.
 pub const MAX_VALUE_LEN: usize = crate::token::MAX_TOKEN_LEN;
+/// The longest an assertion parameter may be (`client_assertion`,
+/// `assertion`): an external token signed with RSA-4096 and carrying many
+/// claims exceeds 4 KiB. Tollgate's own tokens keep [`MAX_VALUE_LEN`].
+pub const MAX_ASSERTION_PARAM_LEN: usize = super::assertion::MAX_ASSERTION_LEN;
+
+/// Parameters that carry an assertion from outside, allowed up to
+/// [`MAX_ASSERTION_PARAM_LEN`].
+const ASSERTION_PARAMS: [&str; 2] = ["client_assertion", "assertion"];
 
 /// How a request body is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,9 +130,14 @@ impl Params {
     }
 
     fn push(&mut self, name: String, value: String) -> Result<(), OAuthError> {
-        if name.len() > MAX_VALUE_LEN || value.len() > MAX_VALUE_LEN {
+        let limit = if ASSERTION_PARAMS.contains(&name.as_str()) {
+            MAX_ASSERTION_PARAM_LEN
+        } else {
+            MAX_VALUE_LEN
+        };
+        if name.len() > MAX_VALUE_LEN || value.len() > limit {
             return Err(OAuthError::invalid_request(format!(
-                "a parameter is longer than {MAX_VALUE_LEN} bytes"
+                "a parameter is longer than {limit} bytes"
             )));
         }
         let count: usize = self.map.values().map(Vec::len).sum();
@@ -268,6 +281,15 @@ mod tests {
         assert!(Params::from_form(&[0x61, 0x3d, 0xff]).is_err());
         let long = format!("a={}", "x".repeat(MAX_VALUE_LEN + 1));
         assert!(Params::from_form(long.as_bytes()).is_err());
+        // Assertions from outside may be up to 8 KiB, and no longer.
+        for name in ASSERTION_PARAMS {
+            let fits = format!("{name}={}", "x".repeat(MAX_ASSERTION_PARAM_LEN));
+            assert!(Params::from_form(fits.as_bytes()).is_ok(), "{name}");
+            let over = format!("{name}={}", "x".repeat(MAX_ASSERTION_PARAM_LEN + 1));
+            assert!(Params::from_form(over.as_bytes()).is_err(), "{name}");
+        }
+        let token = format!("token={}", "x".repeat(MAX_VALUE_LEN + 1));
+        assert!(Params::from_form(token.as_bytes()).is_err());
         let many: Vec<String> = (0..=MAX_PARAMS).map(|i| format!("p{i}=v")).collect();
         assert!(Params::from_form(many.join("&").as_bytes()).is_err());
     }

@@ -321,7 +321,12 @@ impl App {
         // RFC 7523 §3 item 7: one use per jti, across restarts and instances.
         if !self
             .store
-            .use_assertion(&client.id, &verified.jti, verified.exp, now)
+            .use_assertion(
+                &client.id,
+                &verified.jti,
+                assertion::remember_until(verified.exp),
+                now,
+            )
             .await?
         {
             return Err(fail(refused("the client assertion's jti was used before")));

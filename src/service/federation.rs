@@ -106,7 +106,7 @@ fn refusal(description: impl Into<String>, reason: &'static str) -> Refusal {
 fn external_reason(e: &ExternalError) -> &'static str {
     match e {
         ExternalError::UntrustedIssuer => "untrusted_issuer",
-        ExternalError::Expired | ExternalError::NotYetValid => "time",
+        ExternalError::Expired | ExternalError::NotYetValid | ExternalError::TooLong => "time",
         ExternalError::Malformed | ExternalError::Subject | ExternalError::Audience => "malformed",
         _ => "signature",
     }
@@ -341,7 +341,16 @@ impl App {
             };
             // RFC 7523 §3 item 7, per issuer: across restarts and instances.
             let key = format!("federation:{}", token.iss);
-            if !self.store.use_assertion(&key, jti, token.exp, now).await? {
+            if !self
+                .store
+                .use_assertion(
+                    &key,
+                    jti,
+                    crate::oauth::assertion::remember_until(token.exp),
+                    now,
+                )
+                .await?
+            {
                 return Ok(Err(with_rule(
                     "the assertion was exchanged before, and the rule allows it once",
                     "replay",

@@ -345,7 +345,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// Whether the token with this `jti` is revoked.
     async fn is_token_revoked(&self, jti: &str) -> Result<bool>;
-    /// Records a client assertion's `jti` until `expires_at`; false when the
+    /// Records a one-time `jti` until `expires_at`, the last instant it could
+    /// be accepted (an assertion's `exp` + skew); false when the
     /// same client already used it and it has not expired by `now` (a
     /// replay, RFC 7523 §3 item 7). Shared by every process on the database.
     async fn use_assertion(

@@ -641,3 +641,70 @@ async fn issuers_and_rules_are_administered_audited_kept_and_tested() {
         assert!(actions.iter().any(|x| x == a), "{a}: {actions:?}");
     }
 }
+
+/// Issue 23 (N1): a `single_use` workload token used as a client assertion
+/// authenticates once; after its `exp`, inside the skew, it is refused at
+/// introspection and revocation too. An external token whose `exp` lies
+/// more than 24 h ahead is refused (nothing is stored for ten years).
+#[tokio::test]
+async fn a_single_use_workload_token_is_refused_after_its_exp_and_lifetimes_are_capped() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let key = es256("gh");
+    let id = client(&app, &admin, &["tollgate:introspect", "deploy"]).await;
+    trust(
+        &app,
+        &admin,
+        &key,
+        json!({"issuer": K8S, "audience": app.url("/oauth/token"), "client_id": id,
+               "single_use": true}),
+    )
+    .await;
+    let exp = now() + 1;
+    let once = sign(
+        &key,
+        &json!({"iss": K8S, "sub": "system:serviceaccount:payments:api",
+                "aud": app.url("/oauth/token"), "exp": exp, "iat": now(), "jti": jti()}),
+    );
+    let (other, osecret) = app.client("", &[]);
+    let token = app.token(&other, &osecret).await;
+    let call = |path: &'static str| {
+        let form = vec![
+            ("token", token.clone()),
+            ("client_id", id.clone()),
+            ("client_assertion_type", ASSERTION_TYPE.to_string()),
+            ("client_assertion", once.clone()),
+        ];
+        let app = &app;
+        async move {
+            json(
+                app.http
+                    .post(app.url(path))
+                    .form(&form)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let (status, v) = call("/oauth/introspect").await;
+    assert_eq!((status, v["active"].clone()), (200, json!(true)), "{v}");
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert!(now() > exp, "past exp");
+    for path in ["/oauth/introspect", "/oauth/revoke", "/oauth/introspect"] {
+        let (status, v) = call(path).await;
+        assert_eq!(status, 401, "{path} after exp: {v}");
+        assert_eq!(v["error"], "invalid_client");
+    }
+    // Ten years ahead: refused, not stored for ten years.
+    let far = sign(
+        &key,
+        &json!({"iss": K8S, "sub": "system:serviceaccount:payments:api",
+                "aud": app.url("/oauth/token"), "exp": now() + 10 * 365 * 86400,
+                "iat": now(), "jti": jti()}),
+    );
+    let (status, v) = bearer_grant(&app, &far, &[]).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(s(&v["error_description"]).contains("24 hours"), "{v}");
+}

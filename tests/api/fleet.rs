@@ -701,3 +701,32 @@ async fn a_read_only_postgres_gives_503_to_writes_and_keeps_issuing() {
     }
     crate::helpers::pg_exec(&url, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
 }
+
+/// Issue 23 (N1): an assertion used once on A before its `exp` is refused on
+/// A and on B after its `exp`, inside the skew.
+#[tokio::test]
+async fn a_used_assertion_is_refused_across_the_fleet_after_its_exp() {
+    use crate::private_key_jwt::{es256, jti, now, register, sign, token_with};
+    let Some(url) = pg_or_skip("assertion replay after exp") else {
+        return;
+    };
+    let issuer = "http://tollgate.fleet.test";
+    let fleet = TestApp::fleet(&url, 2, &[]).await;
+    let (a, b) = (&fleet[0], &fleet[1]);
+    let admin = a.admin_token().await;
+    let key = es256("k1");
+    let id = register(a, &admin, &[&key], &["read"]).await;
+    let exp = now() + 1;
+    let once = sign(
+        &key,
+        &json!({"iss": id, "sub": id, "aud": issuer, "iat": now(), "exp": exp, "jti": jti()}),
+    );
+    let (status, v) = token_with(a, &once, &[]).await;
+    assert_eq!(status, 200, "{v}");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert!(now() > exp);
+    for app in [b, a, b, a, b] {
+        let (status, v) = token_with(app, &once, &[]).await;
+        assert_eq!(status, 401, "replay after exp: {v}");
+    }
+}

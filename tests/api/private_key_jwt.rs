@@ -84,7 +84,7 @@ pub(crate) async fn admin_post(
 }
 
 /// Registers a private_key_jwt client with `keys` inline, holding `scopes`.
-async fn register(app: &TestApp, admin: &str, keys: &[&Key], scopes: &[&str]) -> String {
+pub(crate) async fn register(app: &TestApp, admin: &str, keys: &[&Key], scopes: &[&str]) -> String {
     let jwks = json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()});
     let (status, v) = admin_post(
         app,
@@ -99,7 +99,11 @@ async fn register(app: &TestApp, admin: &str, keys: &[&Key], scopes: &[&str]) ->
     s(&v["client_id"])
 }
 
-async fn token_with(app: &TestApp, assertion: &str, extra: &[(&str, &str)]) -> (u16, Value) {
+pub(crate) async fn token_with(
+    app: &TestApp,
+    assertion: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
     let mut form = vec![
         ("grant_type", "client_credentials"),
         ("client_assertion_type", ASSERTION_TYPE),
@@ -609,4 +613,67 @@ async fn a_jwks_uri_on_a_local_address_is_refused_without_the_setting() {
     );
     assert!(s(&v["error_description"]).contains("jwks_uri"), "{v}");
     assert!(app.logs().contains("not a public address"), "logged why");
+}
+
+/// Issue 23 (N1): an assertion is accepted until `exp` + skew, so its `jti`
+/// is remembered until then: a replay after `exp` but inside the skew is
+/// refused, at the token endpoint and at introspection.
+#[tokio::test]
+async fn a_used_assertion_is_refused_after_its_exp_inside_the_skew() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let key = es256("k1");
+    let id = register(&app, &admin, &[&key], &["read", "tollgate:introspect"]).await;
+    let mut c = claims(&app, &id);
+    c["exp"] = json!(now() + 1);
+    let once = sign(&key, &c);
+    let (status, v) = token_with(&app, &once, &[]).await;
+    assert_eq!(status, 200, "{v}");
+    let token = s(&v["access_token"]);
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert!(now() > c["exp"].as_i64().unwrap(), "past exp");
+    for _ in 0..3 {
+        let (status, v) = token_with(&app, &once, &[]).await;
+        assert_eq!(status, 401, "a replay after exp: {v}");
+        assert!(s(&v["error_description"]).contains("jti"), "{v}");
+    }
+    let (status, v) = json(
+        app.http
+            .post(app.url("/oauth/introspect"))
+            .form(&[
+                ("token", token.as_str()),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", once.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        status, 401,
+        "introspection with the replayed assertion: {v}"
+    );
+}
+
+/// Issue 23: assertions up to 8 KiB are taken (an RSA-4096 platform token
+/// with many claims exceeds 4 KiB); one over 8 KiB is refused.
+#[tokio::test]
+async fn assertions_up_to_eight_kib_are_accepted() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let key = es256("k1");
+    let id = register(&app, &admin, &[&key], &["read"]).await;
+    let mut c = claims(&app, &id);
+    c["pad"] = json!("x".repeat(5000));
+    let big = sign(&key, &c);
+    assert!(big.len() > 6000 && big.len() <= 8192, "{}", big.len());
+    let (status, v) = token_with(&app, &big, &[]).await;
+    assert_eq!(status, 200, "{v}");
+    c["jti"] = json!(jti());
+    c["pad"] = json!("x".repeat(6500));
+    let over = sign(&key, &c);
+    assert!(over.len() > 8192, "{}", over.len());
+    let (status, v) = token_with(&app, &over, &[]).await;
+    assert_eq!(status, 400, "{v}");
 }
