@@ -234,6 +234,10 @@ pub struct SigningKeyRecord {
     pub compromised_at: Option<i64>,
 }
 
+/// The actor of everything done from the command line (an operator on the
+/// host, not a client: its rights do not come from a client's scopes).
+pub const CLI_ACTOR: &str = "cli";
+
 /// One audit-log entry.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct AuditEntry {

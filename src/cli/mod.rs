@@ -24,7 +24,7 @@ use output::{
 };
 
 /// The audit actor for the command line.
-const CLI_ACTOR: &str = "cli";
+use crate::domain::CLI_ACTOR;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {

@@ -5,8 +5,11 @@
 use serde_json::json;
 
 use super::error::{ErrorCode, ServiceError};
+use super::introspect::ADMIN_SCOPE;
 use super::App;
-use crate::domain::{AuditEntry, AuditFilter, Client, ConsoleSession, ConsoleSessionState};
+use crate::domain::{
+    AuditEntry, AuditFilter, Client, ConsoleSession, ConsoleSessionState, CLI_ACTOR,
+};
 use crate::metrics::Totals;
 use crate::secret::{
     self, SecretString, CONSOLE_SESSION_ID_PREFIX, CONSOLE_SESSION_PREFIX, LOGIN_LINK_PREFIX,
@@ -154,6 +157,10 @@ impl App {
             )
             .await?
             .ok_or_else(no_session)?;
+        if !self.maker_may_administer(&session.created_by).await? {
+            // The link was used up by the attempt: nothing is left to retry.
+            return Err(no_session());
+        }
         Ok((session, cookie))
     }
 
@@ -172,13 +179,32 @@ impl App {
             .find_session(&secret::digest(cookie.as_bytes()))
             .await?
             .ok_or_else(no_session)?;
-        if session.state(now) != ConsoleSessionState::Active {
+        if session.state(now) != ConsoleSessionState::Active
+            || !self.maker_may_administer(&session.created_by).await?
+        {
             return Err(no_session());
         }
         if session.last_seen_at.unwrap_or(0) + TOUCH_EVERY <= now {
             self.store.console().touch_session(&session.id, now).await?;
         }
         Ok(session)
+    }
+
+    /// Whether the maker of a login link (and so of its session) may still
+    /// administer: the command line always; an admin client only while it
+    /// exists, is enabled and holds `tollgate:admin`. Checked on every
+    /// request, from the client cache, which a change on any instance of a
+    /// fleet reaches within a second: a session cannot outlive its maker's
+    /// rights (issue 23, N2).
+    async fn maker_may_administer(&self, created_by: &str) -> Result<bool, ServiceError> {
+        if created_by == CLI_ACTOR {
+            return Ok(true);
+        }
+        Ok(self
+            .store
+            .get_client(created_by)
+            .await?
+            .is_some_and(|c| !c.disabled && c.scopes.iter().any(|s| s == ADMIN_SCOPE)))
     }
 
     /// Every login link and session, newest first.

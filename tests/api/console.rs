@@ -5,7 +5,9 @@
 use reqwest::{redirect, Client, StatusCode};
 use serde_json::Value;
 
+use crate::admin::call;
 use crate::helpers::{json, s, TestApp};
+use reqwest::Method;
 
 /// A browser-like session on the console: no redirects followed, the
 /// session cookie kept by hand.
@@ -635,4 +637,104 @@ async fn behind_https_the_cookie_is_secure_and_host_prefixed() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// Opens `link` (a login-link URL): the session cookie, or the status.
+async fn open_link(app: &TestApp, url: &str) -> Result<String, StatusCode> {
+    let token = url.split("token=").nth(1).unwrap().to_string();
+    let r = no_redirects()
+        .post(app.url("/console/login"))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    if r.status() != StatusCode::SEE_OTHER || r.headers().get("set-cookie").is_none() {
+        return Err(r.status());
+    }
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    Ok(set.split(';').next().unwrap().to_string())
+}
+
+async fn console_status(app: &TestApp, cookie: &str) -> StatusCode {
+    no_redirects()
+        .get(app.url("/console/clients"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Issue 23 (N2): a link made through the admin API by client X, and the
+/// session it opens, stop as soon as X loses `tollgate:admin`, is disabled
+/// or is deleted; links made on the command line are unaffected.
+#[tokio::test]
+async fn console_links_and_sessions_end_with_their_makers_admin_rights() {
+    let app = TestApp::spawn().await;
+    let (x, xsecret) = app.client("tollgate:admin", &[]);
+    let xtoken = app.token(&x, &xsecret).await;
+    let link = || async {
+        let (status, v) = json(
+            app.http
+                .post(app.url("/admin/console/login-links"))
+                .bearer_auth(&xtoken)
+                .json(&serde_json::json!({"base_url": app.url("")}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 201, "{v}");
+        s(&v["url"])
+    };
+    let (first, pending, later) = (link().await, link().await, link().await);
+    let cookie = open_link(&app, &first).await.expect("signed in");
+    assert_eq!(console_status(&app, &cookie).await, StatusCode::OK);
+    let cli = Console::sign_in(&app).await;
+    let admin = app.admin_token().await;
+    let act = |method: Method, path: String, body: Option<serde_json::Value>| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let (status, v) = call(app, admin, method, &path, body).await;
+            assert!(status < 300, "{path}: {status} {v}");
+        }
+    };
+
+    // X loses tollgate:admin: its session stops at the next request.
+    let client = format!("/admin/clients/{x}");
+    act(
+        Method::PATCH,
+        client.clone(),
+        Some(serde_json::json!({"scopes": ["read"]})),
+    )
+    .await;
+    assert_ne!(console_status(&app, &cookie).await, StatusCode::OK);
+    assert_eq!(
+        open_link(&app, &pending)
+            .await
+            .err()
+            .map(|s| s.is_success()),
+        Some(false)
+    );
+    // Given back: the session works again (rights are read live).
+    act(
+        Method::PATCH,
+        client.clone(),
+        Some(serde_json::json!({"scopes": ["tollgate:admin"]})),
+    )
+    .await;
+    assert_eq!(console_status(&app, &cookie).await, StatusCode::OK);
+    // Disabled, then deleted: stopped, and a pending link no longer signs in.
+    act(Method::POST, format!("{client}/disable"), None).await;
+    assert_ne!(console_status(&app, &cookie).await, StatusCode::OK);
+    act(Method::POST, format!("{client}/enable"), None).await;
+    assert_eq!(console_status(&app, &cookie).await, StatusCode::OK);
+    act(Method::DELETE, client.clone(), None).await;
+    assert_ne!(console_status(&app, &cookie).await, StatusCode::OK);
+    assert!(
+        open_link(&app, &later).await.is_err(),
+        "a pending link of a deleted maker"
+    );
+    // The command line's session is unaffected.
+    assert_eq!(cli.get("/console/clients").await.status(), StatusCode::OK);
 }
