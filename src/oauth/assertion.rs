@@ -5,7 +5,9 @@
 //! the replay check (`jti`) is the caller's, since it needs the store.
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
+
+use crate::token::jws::{Jws, JwsError};
 use serde::Deserialize;
 
 /// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
@@ -13,7 +15,9 @@ pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jw
 
 /// The signature algorithms accepted on assertions (never `none` or HS*:
 /// a shared-key MAC would make the client's public key a secret).
-pub const SIGNING_ALGS: &[&str] = &["ES256", "EdDSA", "RS256", "PS256"];
+/// `Ed25519` is RFC 9864's fully-specified name for EdDSA on Ed25519, which
+/// current client libraries (openid-client, oauth4webapi) sign with.
+pub const SIGNING_ALGS: &[&str] = crate::token::jws::ACCEPTED_ALGS;
 
 /// Longest assertion considered, in bytes.
 pub const MAX_ASSERTION_LEN: usize = 8192;
@@ -65,7 +69,7 @@ pub fn check_public_jwks(value: &serde_json::Value) -> Result<JwkSet, KeySetErro
             ));
         }
     }
-    let set: JwkSet = serde_json::from_value(value.clone())
+    let set: JwkSet = serde_json::from_value(fully_specified_to_eddsa(value))
         .map_err(|_| KeySetError("jwks holds a key that is not a valid JWK".into()))?;
     let mut kids: Vec<&str> = Vec::new();
     for (i, k) in set.keys.iter().enumerate() {
@@ -87,9 +91,13 @@ pub fn check_public_jwks(value: &serde_json::Value) -> Result<JwkSet, KeySetErro
             AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {}
             AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {}
             AlgorithmParameters::RSA(rsa) => {
-                let n = base64_len(&rsa.n);
-                if n < 256 {
+                if rsa_modulus_bits(&rsa.n) < 2048 {
                     return bad(format!("jwks key {i}: RSA keys must be at least 2048 bits"));
+                }
+                if !rsa_exponent_ok(&rsa.e) {
+                    return bad(format!(
+                        "jwks key {i}: the RSA public exponent must be odd, at least 65537 and under 2^256"
+                    ));
                 }
             }
             _ => {
@@ -105,10 +113,53 @@ pub fn check_public_jwks(value: &serde_json::Value) -> Result<JwkSet, KeySetErro
     Ok(set)
 }
 
-/// The decoded length of a base64url value (an RSA modulus), leading zero
-/// bytes included.
-fn base64_len(s: &str) -> usize {
-    s.trim_end_matches('=').len() * 3 / 4
+/// The set with each Ed25519 key's `alg` `Ed25519` (RFC 9864 §2.2) written
+/// as `EdDSA`, the name jsonwebtoken knows: on an Ed25519 key they are the
+/// same algorithm. A key whose `alg` is `Ed25519` but is not an Ed25519 key
+/// keeps it, and is refused.
+fn fully_specified_to_eddsa(value: &serde_json::Value) -> serde_json::Value {
+    let mut value = value.clone();
+    if let Some(keys) = value.get_mut("keys").and_then(|k| k.as_array_mut()) {
+        for k in keys {
+            let ed = k.get("kty").and_then(|v| v.as_str()) == Some("OKP")
+                && k.get("crv").and_then(|v| v.as_str()) == Some("Ed25519");
+            if ed && k.get("alg").and_then(|v| v.as_str()) == Some("Ed25519") {
+                k["alg"] = serde_json::Value::from("EdDSA");
+            }
+        }
+    }
+    value
+}
+
+/// The bit length of a base64url big-endian integer (an RSA modulus):
+/// leading zero bytes do not count, so a 1024-bit modulus padded to 256
+/// bytes is 1024 bits. 0 when it does not decode.
+fn rsa_modulus_bits(n: &str) -> usize {
+    use base64::Engine;
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(n) else {
+        return 0;
+    };
+    match bytes.iter().position(|b| *b != 0) {
+        None => 0,
+        Some(i) => (bytes.len() - i) * 8 - bytes[i].leading_zeros() as usize,
+    }
+}
+
+/// Whether an RSA public exponent is one a sound key has (NIST SP 800-56B
+/// §6.2: odd, 65537 ≤ e < 2^256): `e = 1` makes every signature trivial,
+/// and small exponents invite the attacks RFC 8017 warns of.
+fn rsa_exponent_ok(e: &str) -> bool {
+    use base64::Engine;
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(e) else {
+        return false;
+    };
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    let e = &bytes[start..];
+    if e.is_empty() || e.len() > 32 || e[e.len() - 1] & 1 == 0 {
+        return false;
+    }
+    // At least 65537 = 0x010001.
+    e.len() > 3 || (e.len() == 3 && e >= &[0x01, 0x00, 0x01][..])
 }
 
 fn key_alg_name(a: KeyAlgorithm) -> &'static str {
@@ -152,8 +203,14 @@ pub enum AssertionError {
     #[error("the client assertion is not a signed JWT")]
     Malformed,
     /// `alg` outside [`SIGNING_ALGS`].
-    #[error("the client assertion's alg must be one of ES256, EdDSA, RS256, PS256")]
+    #[error("the client assertion's alg is not one Tollgate accepts: ES256, EdDSA, Ed25519, RS256 or PS256")]
     Algorithm,
+    /// The header has `crit`: it names an extension Tollgate does not
+    /// understand (RFC 7515 §4.1.11).
+    #[error(
+        "the client assertion's header has crit, naming an extension Tollgate does not understand"
+    )]
+    Critical,
     /// `typ` names another kind of JWT.
     #[error("the client assertion's typ must be JWT or client-authentication+jwt")]
     Type,
@@ -257,19 +314,25 @@ pub fn verify_signature<T: serde::de::DeserializeOwned>(
     if assertion.len() > MAX_ASSERTION_LEN {
         return Err(AssertionError::Malformed);
     }
-    let header = jsonwebtoken::decode_header(assertion).map_err(|_| AssertionError::Malformed)?;
-    let alg = match header.alg {
-        Algorithm::ES256 | Algorithm::EdDSA | Algorithm::RS256 | Algorithm::PS256 => header.alg,
-        _ => return Err(AssertionError::Algorithm),
-    };
-    if let (true, Some(typ)) = (check_typ, header.typ.as_deref()) {
-        let typ = typ.to_ascii_lowercase();
+    let jws = Jws::parse(assertion).map_err(|e| match e {
+        JwsError::Malformed => AssertionError::Malformed,
+        JwsError::Algorithm => AssertionError::Algorithm,
+        JwsError::Critical => AssertionError::Critical,
+    })?;
+    let alg = jws.alg;
+    if check_typ && jws.header.contains_key("typ") {
+        let typ = jws.text("typ").unwrap_or("").to_ascii_lowercase();
         let typ = typ.strip_prefix("application/").unwrap_or(&typ);
         if typ != "jwt" && typ != "client-authentication+jwt" {
             return Err(AssertionError::Type);
         }
     }
-    let candidates: Vec<&Jwk> = match header.kid.as_deref() {
+    let kid = match jws.header.get("kid") {
+        None => None,
+        Some(serde_json::Value::String(k)) => Some(k.as_str()),
+        Some(_) => return Err(AssertionError::Malformed),
+    };
+    let candidates: Vec<&Jwk> = match kid {
         Some(kid) => {
             let k = keys
                 .keys
@@ -285,30 +348,19 @@ pub fn verify_signature<T: serde::de::DeserializeOwned>(
     };
     let fitting: Vec<&Jwk> = candidates.into_iter().filter(|k| fits(k, alg)).collect();
     if fitting.is_empty() {
-        return Err(if header.kid.is_some() {
+        return Err(if kid.is_some() {
             AssertionError::KeyMismatch
         } else {
             AssertionError::UnknownKey
         });
     }
-    let mut validation = Validation::new(alg);
-    // Claims are the caller's, each checked with its own message.
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
-    validation.required_spec_claims.clear();
     for k in fitting {
         let Ok(key) = DecodingKey::from_jwk(k) else {
             continue;
         };
-        match jsonwebtoken::decode::<T>(assertion, &key, &validation) {
-            Ok(data) => return Ok(data.claims),
-            Err(e) => {
-                if let jsonwebtoken::errors::ErrorKind::Json(_) = e.kind() {
-                    // Signed by this key, but the payload is not claims.
-                    return Err(AssertionError::Malformed);
-                }
-            }
+        if jws.verified_by(&key) {
+            // Signed by this key; a payload that is not claims is malformed.
+            return jws.claims().ok_or(AssertionError::Malformed);
         }
     }
     Err(AssertionError::Signature)
@@ -437,6 +489,69 @@ mod tests {
         jsonwebtoken::encode(&h, claims, key).unwrap()
     }
 
+    /// A JWS with `header` as given, signed with `key` under `alg`.
+    fn raw_signed(
+        header: serde_json::Value,
+        alg: Algorithm,
+        key: &EncodingKey,
+        claims: &serde_json::Value,
+    ) -> String {
+        let input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
+        let sig = jsonwebtoken::crypto::sign(input.as_bytes(), key, alg).unwrap();
+        format!("{input}.{sig}")
+    }
+
+    #[test]
+    fn rfc_9864_ed25519_is_accepted_as_eddsa_on_header_and_key() {
+        let aud = vec!["https://as".to_string()];
+        let (ed, mut ed_jwk) = ed25519();
+        ed_jwk["alg"] = json!("Ed25519");
+        let keys = set(ed_jwk.clone());
+        let jwt = raw_signed(
+            json!({"alg": "Ed25519", "kid": "ed", "typ": "JWT"}),
+            Algorithm::EdDSA,
+            &ed,
+            &claims(),
+        );
+        assert!(verify(&jwt, &keys, &expected(&aud)).is_ok());
+        let polymorphic = signed(Algorithm::EdDSA, "ed", &ed, &claims());
+        assert!(verify(&polymorphic, &keys, &expected(&aud)).is_ok());
+        // Ed25519 names an Ed25519 key only.
+        let (_, mut rsa_jwk) = rsa(2048);
+        rsa_jwk["alg"] = json!("Ed25519");
+        assert!(check_public_jwks(&json!({"keys": [rsa_jwk]})).is_err());
+        // An algorithm Tollgate does not take says so.
+        let es512 = raw_signed(
+            json!({"alg": "ES512", "kid": "ed"}),
+            Algorithm::EdDSA,
+            &ed,
+            &claims(),
+        );
+        let e = verify(&es512, &keys, &expected(&aud)).unwrap_err();
+        assert_eq!(e, AssertionError::Algorithm);
+        assert!(e.to_string().contains("Ed25519"), "{e}");
+    }
+
+    #[test]
+    fn a_header_with_crit_is_refused() {
+        let aud = vec!["https://as".to_string()];
+        let (ed, ed_jwk) = ed25519();
+        let jwt = raw_signed(
+            json!({"alg": "EdDSA", "kid": "ed", "crit": ["exp"], "exp": 1}),
+            Algorithm::EdDSA,
+            &ed,
+            &claims(),
+        );
+        assert_eq!(
+            verify(&jwt, &set(ed_jwk), &expected(&aud)).unwrap_err(),
+            AssertionError::Critical
+        );
+    }
+
     #[test]
     fn eddsa_rs256_and_ps256_assertions_verify() {
         let aud = vec!["https://as".to_string()];
@@ -482,6 +597,36 @@ mod tests {
             check_public_jwks(&json!({"keys": [small]})).is_err(),
             "1024-bit RSA"
         );
+        // Padded with zero bytes to 256 bytes, it is still 1024 bits.
+        let mut padded = small.clone();
+        let n = B64.decode(small["n"].as_str().unwrap()).unwrap();
+        let mut wide = vec![0u8; 256 - n.len()];
+        wide.extend_from_slice(&n);
+        padded["n"] = json!(B64.encode(&wide));
+        assert!(
+            check_public_jwks(&json!({"keys": [padded]})).is_err(),
+            "padded"
+        );
+        let (_, good) = rsa(2048);
+        assert!(check_public_jwks(&json!({"keys": [good.clone()]})).is_ok());
+        for e in [
+            &[1u8][..],
+            &[3],
+            &[0, 0, 3],
+            &[0x01, 0x00, 0x00],
+            &[0x01, 0x00, 0x02],
+            &[0; 0],
+        ] {
+            let mut weak = good.clone();
+            weak["e"] = json!(B64.encode(e));
+            assert!(
+                check_public_jwks(&json!({"keys": [weak]})).is_err(),
+                "e = {e:?}"
+            );
+        }
+        let mut big_e = good.clone();
+        big_e["e"] = json!(B64.encode([0x01, 0x00, 0x00, 0x01]));
+        assert!(check_public_jwks(&json!({"keys": [big_e]})).is_ok());
         let (_, ed) = ed25519();
         let mut with_d = ed.clone();
         with_d["d"] = json!("AAAA");

@@ -7,11 +7,14 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
-/// The algorithms accepted on proofs (§4.3 check 5: asymmetric only).
-pub const SIGNING_ALGS: &[&str] = &["ES256", "EdDSA", "RS256", "PS256"];
+use crate::token::jws::{Jws, JwsError};
+
+/// The algorithms accepted on proofs (§4.3 check 5: asymmetric only), with
+/// RFC 9864's `Ed25519` beside `EdDSA`.
+pub const SIGNING_ALGS: &[&str] = crate::token::jws::ACCEPTED_ALGS;
 
 /// Longest proof considered, in bytes.
 pub const MAX_PROOF_LEN: usize = 8192;
@@ -56,8 +59,13 @@ pub enum DpopError {
     #[error("the DPoP proof's typ must be dpop+jwt")]
     Type,
     /// `alg` is not accepted.
-    #[error("the DPoP proof's alg must be one of ES256, EdDSA, RS256, PS256")]
+    #[error(
+        "the DPoP proof's alg is not one Tollgate accepts: ES256, EdDSA, Ed25519, RS256 or PS256"
+    )]
     Algorithm,
+    /// The header has `crit` (RFC 7515 §4.1.11).
+    #[error("the DPoP proof's header has crit, naming an extension Tollgate does not understand")]
+    Critical,
     /// `jwk` is missing, holds a private key, or does not fit `alg`.
     #[error("the DPoP proof's jwk must be a public key that fits its alg")]
     Key,
@@ -150,23 +158,16 @@ pub fn verify(proof: &str, e: &Expected<'_>) -> Result<Proof, DpopError> {
     if proof.len() > MAX_PROOF_LEN || proof.split('.').count() != 3 {
         return Err(DpopError::Malformed);
     }
-    let raw_header: serde_json::Value = proof
-        .split('.')
-        .next()
-        .and_then(|h| B64.decode(h).ok())
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(DpopError::Malformed)?;
-    if raw_header.get("typ").and_then(|t| t.as_str()) != Some("dpop+jwt") {
+    let jws = Jws::parse(proof).map_err(|e| match e {
+        JwsError::Malformed => DpopError::Malformed,
+        JwsError::Algorithm => DpopError::Algorithm,
+        JwsError::Critical => DpopError::Critical,
+    })?;
+    if jws.text("typ") != Some("dpop+jwt") {
         return Err(DpopError::Type);
     }
-    let alg = match raw_header.get("alg").and_then(|a| a.as_str()) {
-        Some("ES256") => Algorithm::ES256,
-        Some("EdDSA") => Algorithm::EdDSA,
-        Some("RS256") => Algorithm::RS256,
-        Some("PS256") => Algorithm::PS256,
-        _ => return Err(DpopError::Algorithm),
-    };
-    let raw_jwk = raw_header.get("jwk").ok_or(DpopError::Key)?;
+    let alg = jws.alg;
+    let raw_jwk = jws.header.get("jwk").ok_or(DpopError::Key)?;
     if !raw_jwk.is_object()
         || super::assertion::PRIVATE_MEMBERS
             .iter()
@@ -189,23 +190,18 @@ pub fn verify(proof: &str, e: &Expected<'_>) -> Result<Proof, DpopError> {
     if !kty_fits || !curve_fits {
         return Err(DpopError::Key);
     }
-    let jwk: Jwk = serde_json::from_value(raw_jwk.clone()).map_err(|_| DpopError::Key)?;
+    // A key's own `alg` in RFC 9864's name reads as the polymorphic one.
+    let mut jwk_value = raw_jwk.clone();
+    if jwk_value.get("alg").and_then(|a| a.as_str()) == Some("Ed25519") {
+        jwk_value["alg"] = serde_json::Value::from("EdDSA");
+    }
+    let jwk: Jwk = serde_json::from_value(jwk_value).map_err(|_| DpopError::Key)?;
     let key = DecodingKey::from_jwk(&jwk).map_err(|_| DpopError::Key)?;
     let jkt = thumbprint(raw_jwk).ok_or(DpopError::Key)?;
-    let mut validation = Validation::new(alg);
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
-    validation.required_spec_claims.clear();
-    let claims = match jsonwebtoken::decode::<ProofClaims>(proof, &key, &validation) {
-        Ok(d) => d.claims,
-        Err(err) => {
-            return Err(match err.kind() {
-                jsonwebtoken::errors::ErrorKind::Json(_) => DpopError::Malformed,
-                _ => DpopError::Signature,
-            })
-        }
-    };
+    if !jws.verified_by(&key) {
+        return Err(DpopError::Signature);
+    }
+    let claims: ProofClaims = jws.claims().ok_or(DpopError::Malformed)?;
     if claims.htm.as_deref() != Some(e.method) {
         return Err(DpopError::Method);
     }

@@ -56,8 +56,13 @@ pub enum ExternalError {
     #[error("the assertion's issuer is not a trusted issuer")]
     UntrustedIssuer,
     /// `alg` outside the accepted ones.
-    #[error("the assertion's alg must be one of ES256, EdDSA, RS256, PS256")]
+    #[error(
+        "the assertion's alg is not one Tollgate accepts: ES256, EdDSA, Ed25519, RS256 or PS256"
+    )]
     Algorithm,
+    /// The header has `crit` (RFC 7515 §4.1.11).
+    #[error("the assertion's header has crit, naming an extension Tollgate does not understand")]
+    Critical,
     /// No key of the issuer has the header's `kid`.
     #[error("no key of the issuer has the assertion's kid")]
     UnknownKey,
@@ -91,6 +96,7 @@ impl From<AssertionError> for ExternalError {
             AssertionError::UnknownKey => ExternalError::UnknownKey,
             AssertionError::KeyMismatch => ExternalError::KeyMismatch,
             AssertionError::Signature => ExternalError::Signature,
+            AssertionError::Critical => ExternalError::Critical,
             _ => ExternalError::Malformed,
         }
     }

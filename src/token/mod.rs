@@ -1,11 +1,12 @@
 //! JWT access tokens (RFC 9068): claims, signing and verification with keys
 //! pinned to their algorithm.
 
+pub mod jws;
 pub mod keys;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Serialize};
 
 pub use keys::{KeyRing, KeySet, SigningKey};
@@ -206,21 +207,26 @@ fn verify_kid(
     if token.len() > MAX_TOKEN_LEN {
         return Err(VerifyError::Malformed);
     }
-    let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
-    if !header.typ.as_deref().is_some_and(|t| {
+    // One header read; `crit` refused (RFC 7515 §4.1.11): Tollgate sets
+    // none, so a token carrying one was not made by it as issued.
+    let jws = jws::Jws::parse(token).map_err(|_| VerifyError::Malformed)?;
+    if !jws.text("typ").is_some_and(|t| {
         t.eq_ignore_ascii_case(TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt")
     }) {
         return Err(VerifyError::WrongType);
     }
-    let kid = header.kid.ok_or(VerifyError::UnknownKey)?;
+    let kid = jws.text("kid").ok_or(VerifyError::UnknownKey)?.to_string();
     let key = keys.verifier(&kid, now).ok_or(VerifyError::UnknownKey)?;
-    let mut validation = Validation::new(key.alg.jwt());
-    validation.validate_exp = false;
-    validation.validate_aud = false;
-    validation.required_spec_claims.clear();
-    let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
-        .map_err(|e| VerifyError::Invalid(e.to_string()))?;
-    let claims = data.claims;
+    // The key's algorithm is pinned: a header naming another is refused.
+    if jws.alg != key.alg.jwt() || jws.text("alg") != Some(key.alg.as_str()) {
+        return Err(VerifyError::Invalid("algorithm".into()));
+    }
+    if !jws.verified_by(&key.decoding) {
+        return Err(VerifyError::Invalid("signature".into()));
+    }
+    let claims: Claims = jws
+        .claims()
+        .ok_or_else(|| VerifyError::Invalid("claims".into()))?;
     if claims.iss != issuer {
         return Err(VerifyError::ForeignIssuer);
     }

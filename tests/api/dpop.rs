@@ -217,7 +217,7 @@ async fn a_proof_binds_the_token_to_its_key_and_every_check_refuses() {
         .unwrap();
     assert_eq!(
         m["dpop_signing_alg_values_supported"],
-        json!(["ES256", "EdDSA", "RS256", "PS256"])
+        json!(["ES256", "EdDSA", "Ed25519", "RS256", "PS256"])
     );
 }
 

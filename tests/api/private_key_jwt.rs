@@ -485,7 +485,7 @@ async fn the_metadata_advertises_private_key_jwt() {
         );
         assert_eq!(
             v[format!("{ep}_endpoint_auth_signing_alg_values_supported")],
-            json!(["ES256", "EdDSA", "RS256", "PS256"])
+            json!(["ES256", "EdDSA", "Ed25519", "RS256", "PS256"])
         );
     }
 }
