@@ -29,7 +29,7 @@ AUDIENCE = "https://api.interop"
 class Server:
     """The real binary on 127.0.0.1:0 in a temporary directory."""
 
-    def __init__(self, alg="ES256"):
+    def __init__(self, alg="ES256", **extra):
         self.dir = tempfile.TemporaryDirectory()
         self.env = dict(os.environ)
         self.env.update(
@@ -40,6 +40,7 @@ class Server:
             TOLLGATE_SIGNING_ALG=alg,
             RUST_LOG="warn",
         )
+        self.env.update(extra)
         self.proc = subprocess.Popen(
             [BIN, "serve", "--exit-on-eof"],
             env=self.env,

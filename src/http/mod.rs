@@ -63,6 +63,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(post("/authentication/token", token::api_key_token))
         .service(post("/oauth/introspect", introspect::introspect))
         .service(post("/oauth/revoke", introspect::revoke))
+        .service(
+            web::resource("/oauth/authorize")
+                .route(
+                    web::route()
+                        .guard(
+                            actix_web::guard::Any(actix_web::guard::Get())
+                                .or(actix_web::guard::Head())
+                                .or(actix_web::guard::Post()),
+                        )
+                        .to(well_known::authorize),
+                )
+                .default_service(not_allowed("GET, HEAD, POST")),
+        )
         .service(get("/.well-known/jwks.json", well_known::jwks))
         .service(get(
             "/.well-known/oauth-authorization-server",

@@ -1,13 +1,15 @@
 //! `GET /.well-known/jwks.json` (RFC 7517 §5),
 //! `GET /.well-known/oauth-authorization-server` (RFC 8414 §3) and
-//! `GET /openapi.json` (the OpenAPI 3.1 description, `docs/openapi.json`).
+//! `GET /openapi.json` (the OpenAPI 3.1 description, `docs/openapi.json`),
+//! and `/oauth/authorize`, which refuses every request (no authorization
+//! codes here).
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::oauth::assertion::SIGNING_ALGS;
-use crate::service::error::ServiceError;
+use crate::service::error::{ErrorCode, ServiceError};
 use crate::service::{now, App};
 
 /// The public signing keys, as of the last commit (a key marked compromised
@@ -59,9 +61,14 @@ pub async fn metadata(app: web::Data<App>) -> HttpResponse {
             "jwks_uri": format!("{iss}/.well-known/jwks.json"),
             "introspection_endpoint": format!("{iss}/oauth/introspect"),
             "revocation_endpoint": format!("{iss}/oauth/revoke"),
+            // Tollgate issues no authorization codes. RFC 8414 §2 lets a
+            // server without such grants leave this out, but the official
+            // MCP SDK (and other strict clients) stop without it; the
+            // endpoint answers every request `400 unsupported_response_type`.
+            "authorization_endpoint": format!("{iss}/oauth/authorize"),
             "grant_types_supported": ["client_credentials", crate::oauth::grant::JWT_BEARER],
-            // RFC 8414 §2 requires the member; there is no authorization
-            // endpoint, so no response type is supported.
+            // RFC 8414 §2 requires the member; the authorization endpoint
+            // issues nothing, so no response type is supported.
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": auth_methods,
             "token_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
@@ -76,6 +83,20 @@ pub async fn metadata(app: web::Data<App>) -> HttpResponse {
             // RFC 8705 §3.3.
             "tls_client_certificate_bound_access_tokens": true,
         }))
+}
+
+/// The authorization endpoint (RFC 6749 §3.1) of a server that issues no
+/// authorization codes: every request is `400 unsupported_response_type`
+/// (§4.1.2.1). It never redirects: no client has a registered
+/// `redirect_uri`, so an error must not go to one (§4.1.2.1, RFC 9700
+/// §4.11: no open redirector). Its parameters are not read.
+pub async fn authorize() -> HttpResponse {
+    use actix_web::ResponseError;
+    ServiceError::new(
+        ErrorCode::UnsupportedResponseType,
+        "this server issues no authorization codes: it serves machine clients only;          use the client credentials grant (or the JWT bearer grant) at the token endpoint",
+    )
+    .error_response()
 }
 
 /// The OpenAPI 3.1 document, compiled in from `docs/openapi.json`.

@@ -47,6 +47,9 @@ pub enum ErrorCode {
     InsufficientScope,
     /// RFC 7009 §2.2.1: the server does not support revocation of this token type.
     UnsupportedTokenType,
+    /// RFC 6749 §4.1.2.1: the authorization server does not support obtaining
+    /// an authorization code (or any response type) this way.
+    UnsupportedResponseType,
     /// The resource does not exist.
     NotFound,
     /// The request conflicts with the current state (a limit or a duplicate).
@@ -83,6 +86,7 @@ impl ErrorCode {
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Conflict => "conflict",
             ErrorCode::MethodNotAllowed => "method_not_allowed",

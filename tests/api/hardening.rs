@@ -13,6 +13,7 @@ async fn every_405_carries_an_allow_header() {
         ("PUT", "/oauth/token", "POST"),
         ("GET", "/oauth/introspect", "POST"),
         ("DELETE", "/oauth/revoke", "POST"),
+        ("PUT", "/oauth/authorize", "GET, HEAD, POST"),
         ("POST", "/.well-known/jwks.json", "GET, HEAD"),
         (
             "POST",

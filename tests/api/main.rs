@@ -13,6 +13,7 @@ mod introspection;
 mod logs;
 mod mtls;
 mod private_key_jwt;
+mod review;
 mod robustness;
 mod tls;
 mod token;
