@@ -89,7 +89,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// caller's body is never parsed.
 async fn admin_caller(app: &App, req: &HttpRequest) -> Result<String, ServiceError> {
     let caller = app
-        .authorize_bearer(&super::presented(req), ADMIN_SCOPE, now())
+        .authorize_bearer(&super::presented(req, app)?, ADMIN_SCOPE, now())
         .await?;
     Ok(caller.client_id)
 }

@@ -30,8 +30,13 @@ pub async fn introspect(
     let metrics = app.metrics_handle();
     let answer = async {
         let now = now();
-        app.authorize_introspection(creds.as_ref(), &super::presented(&req), Some(ip), now)
-            .await?;
+        app.authorize_introspection(
+            creds.as_ref(),
+            &super::presented(&req, &app)?,
+            Some(ip),
+            now,
+        )
+        .await?;
         app.introspect(token.as_deref().map_err(Clone::clone)?, now)
             .await
     }

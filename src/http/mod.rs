@@ -165,51 +165,77 @@ pub async fn read_client_request(
     let creds = crate::oauth::credentials::extract_with(
         authorization(req),
         &params,
-        client_certificate(req, app),
+        client_certificate(req, app)?,
     )?;
     Ok((params, creds))
 }
 
-/// The client certificate of the request (RFC 8705): from this server's TLS
-/// handshake, or from an RFC 9440 `Client-Cert` header set by a trusted
-/// proxy that terminated TLS. The header from anyone else is ignored and
-/// logged.
-pub fn client_certificate(
+/// The DER chain (end entity first) of the request's client certificate
+/// (RFC 8705): from this server's TLS handshake, or from an RFC 9440
+/// `Client-Cert` header set by a trusted proxy that terminated TLS. The
+/// header from anyone else is ignored and logged. More than one
+/// `Client-Cert` header is refused (`400`): a proxy that appends its header
+/// instead of replacing the client's would otherwise let the client choose
+/// which certificate counts.
+fn certificate_chain(
     req: &HttpRequest,
     app: &App,
-) -> Option<std::sync::Arc<crate::oauth::mtls::Certificate>> {
+) -> Result<Option<std::sync::Arc<Vec<Vec<u8>>>>, ServiceError> {
     if let Some(peer) = req.conn_data::<tls::PeerCertificates>() {
-        return crate::oauth::mtls::Certificate::parse(&peer.0)
-            .ok()
-            .map(std::sync::Arc::new);
+        return Ok(Some(peer.0.clone()));
     }
-    let header = req.headers().get("client-cert")?;
+    let mut headers = req.headers().get_all("client-cert");
+    let Some(header) = headers.next() else {
+        return Ok(None);
+    };
+    if headers.next().is_some() {
+        return Err(ServiceError::invalid_request(
+            "more than one Client-Cert header: a request carries one certificate",
+        ));
+    }
     if !from_trusted_proxy(req, app) {
         log::warn!(
             "Client-Cert header from {} ignored: not a trusted proxy",
             req.peer_addr()
                 .map_or_else(|| "an unknown peer".to_string(), |a| a.ip().to_string())
         );
-        return None;
+        return Ok(None);
     }
-    let der = crate::oauth::mtls::from_header(header.to_str().ok()?)?;
-    crate::oauth::mtls::Certificate::parse(&[der])
+    Ok(header
+        .to_str()
         .ok()
-        .map(std::sync::Arc::new)
+        .and_then(crate::oauth::mtls::from_header)
+        .map(|der| std::sync::Arc::new(vec![der])))
+}
+
+/// The client certificate of the request, parsed (see [`certificate_chain`]
+/// for where it comes from); `None` when there is none or it cannot be read.
+pub fn client_certificate(
+    req: &HttpRequest,
+    app: &App,
+) -> Result<Option<std::sync::Arc<crate::oauth::mtls::Certificate>>, ServiceError> {
+    Ok(certificate_chain(req, app)?
+        .and_then(|chain| crate::oauth::mtls::Certificate::parse(&chain).ok())
+        .map(std::sync::Arc::new))
 }
 
 /// What a request presented to a protected endpoint: its `Authorization`
-/// and `DPoP` headers, method and path.
-pub fn presented(req: &HttpRequest) -> crate::service::introspect::Presented<'_> {
-    crate::service::introspect::Presented {
+/// and `DPoP` headers, method and path, and the thumbprint of its client
+/// certificate, read the same way as at the token endpoint (native TLS or a
+/// trusted proxy's `Client-Cert`), so a certificate-bound token works on
+/// every route it was obtained through.
+pub fn presented<'a>(
+    req: &'a HttpRequest,
+    app: &App,
+) -> Result<crate::service::introspect::Presented<'a>, ServiceError> {
+    Ok(crate::service::introspect::Presented {
         authorization: authorization(req),
         dpop: dpop_headers(req),
         method: req.method().as_str(),
         path: req.path(),
-        certificate: req
-            .conn_data::<tls::PeerCertificates>()
-            .and_then(|p| p.0.first().map(|der| crate::oauth::mtls::thumbprint(der))),
-    }
+        certificate: certificate_chain(req, app)?
+            .and_then(|chain| chain.first().map(|der| crate::oauth::mtls::thumbprint(der))),
+    })
 }
 
 /// Every `DPoP` header of the request (RFC 9449 §4.3 wants exactly one).

@@ -77,10 +77,13 @@ pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAdd
     .on_connect(super::tls::on_connect);
     let server = match tls {
         Some((cert, config)) => {
-            super::tls::reload_on_sighup(cert);
+            super::tls::handle_sighup(Some(cert));
             server.listen_rustls_0_23(listener, config)?
         }
-        None => server.listen(listener)?,
+        None => {
+            super::tls::handle_sighup(None);
+            server.listen(listener)?
+        }
     }
     .run();
     Ok((server, addr, served))

@@ -145,8 +145,12 @@ pub fn server_config(
     } else {
         builder.with_no_client_auth()
     };
+    // ALPN: actix-http puts `h2` and `http/1.1` first in whatever list it is
+    // given (actix-http `service.rs`), so HTTP/2 and HTTP/1.1 are both
+    // offered, h2 preferred; listing them here says so rather than hiding
+    // it behind a list that looked like HTTP/1.1 only (docs/mtls.md).
     let mut config = builder.with_cert_resolver(cert);
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
 
@@ -162,16 +166,23 @@ pub fn on_connect(conn: &dyn Any, data: &mut Extensions) {
     }
 }
 
-/// Reloads the certificate on every SIGHUP, for as long as the server runs.
-pub fn reload_on_sighup(cert: Arc<ReloadingCert>) {
+/// Handles SIGHUP for as long as the server runs: reloads the certificate
+/// when there is one, and otherwise logs that there is nothing to reload.
+/// Installed on every server, TLS or not, before it serves a request: the
+/// signal's default action would end the process, and a fleet-wide
+/// `systemctl reload` or a logrotate hook must not take a plain-HTTP
+/// instance down.
+pub fn handle_sighup(cert: Option<Arc<ReloadingCert>>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        log::warn!("cannot listen for SIGHUP: it would end the process, and nothing is reloaded");
+        return;
+    };
     actix_web::rt::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            log::warn!("cannot listen for SIGHUP: the TLS certificate will not be reloaded");
-            return;
-        };
         while hup.recv().await.is_some() {
-            cert.reload();
+            match &cert {
+                Some(cert) => cert.reload(),
+                None => log::info!("SIGHUP: no TLS certificate is configured; nothing to reload"),
+            }
         }
     });
 }

@@ -69,7 +69,7 @@ pub async fn token(
     let metrics = app.metrics_handle();
     let issued = match grant {
         GrantType::ClientCredentials => {
-            let cert = super::client_certificate(&req, &app);
+            let cert = super::client_certificate(&req, &app)?;
             let creds = credentials::extract_with(authorization(&req), &params, cert.clone())?;
             let mut request = TokenRequest::from_params(&params)?;
             request.dpop = dpop_proof(&app, &req, "/oauth/token", None)?;
@@ -85,7 +85,7 @@ pub async fn token(
             let assertion = SecretString::new(assertion.to_string());
             let mut request = TokenRequest::from_params(&params)?;
             request.dpop = dpop_proof(&app, &req, "/oauth/token", None)?;
-            request.certificate = super::client_certificate(&req, &app).map(|c| c.thumbprint());
+            request.certificate = super::client_certificate(&req, &app)?.map(|c| c.thumbprint());
             let now = now();
             let client = match creds {
                 Some(c) => Some(app.authenticate_client(Some(&c), Some(ip), now).await?.id),
@@ -137,7 +137,7 @@ pub async fn api_key_token(
     let key = SecretString::new(key);
     let mut request = TokenRequest::from_params(&params)?;
     request.dpop = dpop_proof(&app, &req, "/authentication/token", None)?;
-    request.certificate = super::client_certificate(&req, &app).map(|c| c.thumbprint());
+    request.certificate = super::client_certificate(&req, &app)?.map(|c| c.thumbprint());
     let ip = client_ip(&req, &app);
     let metrics = app.metrics_handle();
     let issued = app.issue_for_api_key(&key, Some(ip), &request, now()).await;

@@ -454,3 +454,92 @@ async fn the_client_cert_header_counts_from_trusted_proxies_only() {
     }
     let _ = client_trusting;
 }
+
+/// Issue 23 (N6 and I3): behind a trusted proxy, a request with two
+/// `Client-Cert` headers is refused whichever comes first, and a
+/// certificate-bound admin token obtained through the proxy opens the admin
+/// API through the same proxy with the same certificate, and only with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_cert_headers_are_one_per_request_and_read_on_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let clients_ca = ca();
+    let ca_file = dir.path().join("clients-ca.pem");
+    std::fs::write(&ca_file, clients_ca.pem()).unwrap();
+    let header = |c: &ClientCert| {
+        format!(
+            ":{}:",
+            base64::engine::general_purpose::STANDARD.encode(&c.der)
+        )
+    };
+    let pay = client_cert(&clients_ca, "payments", sans());
+    let other = client_cert(
+        &clients_ca,
+        "billing",
+        vec![SanType::DnsName("billing.internal".try_into().unwrap())],
+    );
+    let app = TestApp::spawn_with(&[
+        ("TOLLGATE_TLS_CLIENT_CA", ca_file.to_str().unwrap()),
+        ("TOLLGATE_TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
+    let created = app.cli(&[
+        "client",
+        "create",
+        "--name",
+        "admin-behind-proxy",
+        "--scope",
+        "tollgate:admin",
+        "--auth-method",
+        "tls_client_auth",
+        "--tls-san-dns",
+        "payments.internal",
+        "--tls-bound",
+        "true",
+    ]);
+    let id = s(&created["client_id"]);
+    let token_with = |headers: Vec<String>| {
+        let mut r = app.http.post(app.url("/oauth/token"));
+        for h in headers {
+            r = r.header("Client-Cert", h);
+        }
+        let id = id.clone();
+        async move {
+            crate::helpers::json(
+                r.form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", id.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap(),
+            )
+            .await
+        }
+    };
+    for twice in [
+        vec![header(&pay), header(&other)],
+        vec![header(&other), header(&pay)],
+    ] {
+        let (status, v) = token_with(twice).await;
+        assert_eq!(status, 400, "{v}");
+        assert_eq!(v["error"], "invalid_request");
+        assert!(s(&v["error_description"]).contains("Client-Cert"), "{v}");
+    }
+    let (status, v) = token_with(vec![header(&pay)]).await;
+    assert_eq!(status, 200, "{v}");
+    let token = s(&v["access_token"]);
+    let admin = |cert: Option<&ClientCert>| {
+        let mut r = app.http.get(app.url("/admin/clients")).bearer_auth(&token);
+        if let Some(c) = cert {
+            r = r.header("Client-Cert", header(c));
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        admin(Some(&pay)).await,
+        200,
+        "its certificate, through the proxy"
+    );
+    assert_eq!(admin(Some(&other)).await, 401, "another certificate");
+    assert_eq!(admin(None).await, 401, "no certificate");
+}

@@ -150,3 +150,61 @@ async fn a_certificate_without_its_key_stops_start_up_with_one_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("TOLLGATE_TLS_KEY"), "{err}");
 }
+
+/// The ALPN protocol the TLS listener picks for a client offering `offer`.
+async fn negotiated(app: &TestApp, pki: &Pki, offer: &[&[u8]]) -> Option<Vec<u8>> {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = rustls::pki_types::CertificateDer::from(pki.ca.der().to_vec());
+    roots.add(ca).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = offer.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let addr = app.base.trim_start_matches("https://").to_string();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
+}
+
+/// Issue 23: the TLS listener offers HTTP/2 (preferred) and HTTP/1.1, as
+/// docs/mtls.md says.
+#[tokio::test]
+async fn the_tls_listener_offers_http2_and_http11() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = server_pki();
+    let (cert, key) = write_pair(dir.path(), &pki);
+    let app =
+        TestApp::spawn_with(&[("TOLLGATE_TLS_CERT", &cert), ("TOLLGATE_TLS_KEY", &key)]).await;
+    assert_eq!(
+        negotiated(&app, &pki, &[b"h2", b"http/1.1"])
+            .await
+            .as_deref(),
+        Some(&b"h2"[..])
+    );
+    assert_eq!(
+        negotiated(&app, &pki, &[b"http/1.1"]).await.as_deref(),
+        Some(&b"http/1.1"[..])
+    );
+}
+
+/// Issue 23 (N9): SIGHUP does not end a server without native TLS; it
+/// logs that there is nothing to reload and keeps serving.
+#[tokio::test]
+async fn sighup_leaves_a_plain_http_server_running() {
+    let app = TestApp::spawn().await;
+    app.signal("HUP");
+    app.signal("HUP");
+    crate::helpers::eventually(
+        "the SIGHUP log line",
+        std::time::Duration::from_secs(5),
+        || async { app.logs().contains("nothing to reload") },
+    )
+    .await;
+    let r = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
