@@ -40,3 +40,76 @@ async fn the_authorization_endpoint_is_published_and_refuses_every_request() {
     let head = app.http.head(&at).send().await.unwrap();
     assert_eq!(head.status(), 400);
 }
+
+/// Issue 23 (N7): moving a client to `private_key_jwt` ends its secrets;
+/// moving it back leaves it without one until `rotate-secret`, and the old
+/// secret never works again.
+#[tokio::test]
+async fn switching_to_a_keyless_method_and_back_does_not_revive_the_old_secret() {
+    use crate::admin::call;
+    use crate::private_key_jwt::es256;
+    use reqwest::Method;
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (id, secret) = app.client("read", &[]);
+    let path = format!("/admin/clients/{id}");
+    let key = es256("k1");
+    let (status, v) = call(
+        &app,
+        &admin,
+        Method::PATCH,
+        &path,
+        Some(
+            serde_json::json!({"token_endpoint_auth_method": "private_key_jwt",
+                                "jwks": {"keys": [key.jwk.clone()]}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let tried = |secret: String| {
+        let (app, id) = (&app, id.clone());
+        async move {
+            app.http
+                .post(app.url("/oauth/token"))
+                .basic_auth(&id, Some(&secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(tried(secret.clone()).await, 401);
+    let (status, v) = call(
+        &app,
+        &admin,
+        Method::PATCH,
+        &path,
+        Some(
+            serde_json::json!({"token_endpoint_auth_method": "client_secret_basic", "jwks": null}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        tried(secret.clone()).await,
+        401,
+        "the old secret stays dead"
+    );
+    let (status, v) = call(
+        &app,
+        &admin,
+        Method::POST,
+        &format!("{path}/rotate-secret"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        tried(s(&v["client_secret"])).await,
+        200,
+        "a rotated secret works"
+    );
+    assert_eq!(tried(secret).await, 401);
+}

@@ -425,12 +425,33 @@ impl Store for PostgresStore {
             .iter()
             .map(|v| v.as_ref() as &(dyn ToSql + Sync))
             .collect();
-        self.call(self.write_one(
-            Change::Client(c.id.clone()),
-            &format!("UPDATE clients SET ({CLIENT_COLUMNS}) = ({CLIENT_VALUES}) WHERE id = $1"),
-            &refs,
-            audit,
-        ))
+        let change = Change::Client(c.id.clone());
+        self.call(async {
+            let mut conn = self.conn().await?;
+            let tx = conn.transaction().await?;
+            tag(&tx, &change).await?;
+            let stmt = tx
+                .prepare_cached(&format!(
+                    "UPDATE clients SET ({CLIENT_COLUMNS}) = ({CLIENT_VALUES}) WHERE id = $1"
+                ))
+                .await?;
+            if tx.execute(&stmt, &refs).await? != 1 {
+                return Ok(false);
+            }
+            if !c.token_endpoint_auth_method.uses_secret() {
+                // A keyless method has no live secret: moving back needs
+                // rotate-secret, never the old secret revived (issue 23, N7).
+                tx.execute(
+                    "UPDATE client_secrets SET expires_at = $2 WHERE client_id = $1 \
+                     AND (expires_at IS NULL OR expires_at > $2)",
+                    &[&c.id, &c.updated_at],
+                )
+                .await?;
+            }
+            insert_audit(&tx, audit).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
         .await
     }
 

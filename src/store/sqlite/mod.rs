@@ -244,6 +244,11 @@ fn init_connection(c: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Ends every live secret of a client at `?2` (its update time): a client
+/// moved to a method without secrets keeps none (issue 23, N7).
+const EXPIRE_SECRETS_SQLITE: &str = "UPDATE client_secrets SET expires_at = ?2 \
+     WHERE client_id = ?1 AND (expires_at IS NULL OR expires_at > ?2)";
+
 impl Db {
     /// Opens (creating if needed) the database at `path` and applies the schema.
     fn open(path: &Path) -> Result<Db> {
@@ -498,12 +503,24 @@ impl Db {
     fn update_client(&self, c: &Client, audit: &AuditEntry) -> Result<bool> {
         // Every column from the same list as the insert (the id and the
         // creation time are written back unchanged).
-        self.write_one(
-            Change::Client(c.id.clone()),
-            &format!("UPDATE clients SET ({CLIENT_COLUMNS}) = ({CLIENT_VALUES}) WHERE id = ?1"),
-            rusqlite::params_from_iter(client_values(c)),
-            audit,
-        )
+        self.write(Some(Change::Client(c.id.clone())), |tx| {
+            let n = tx
+                .prepare_cached(&format!(
+                    "UPDATE clients SET ({CLIENT_COLUMNS}) = ({CLIENT_VALUES}) WHERE id = ?1"
+                ))?
+                .execute(rusqlite::params_from_iter(client_values(c)))?;
+            if n != 1 {
+                return Ok(false);
+            }
+            if !c.token_endpoint_auth_method.uses_secret() {
+                // A keyless method has no live secret: moving back needs
+                // rotate-secret, never the old secret revived.
+                tx.prepare_cached(EXPIRE_SECRETS_SQLITE)?
+                    .execute(params![c.id, c.updated_at])?;
+            }
+            insert_audit(tx, audit)?;
+            Ok(true)
+        })
     }
 
     fn delete_client(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
