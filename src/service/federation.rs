@@ -396,10 +396,17 @@ impl App {
         let set = match keys(false).await {
             Ok(s) => s,
             Err(e) => {
+                // The reason (addresses, DNS answers, HTTP status) is the
+                // operator's, in the log; the caller, who may be anyone,
+                // gets a fixed description (issue 23, N8).
+                log::warn!(
+                    "federation: the keys of issuer {:?} could not be fetched: {e}",
+                    issuer.issuer
+                );
                 return Ok(Err(refusal(
-                    format!("the issuer's keys are not available: {e}"),
+                    "the issuer's keys could not be fetched",
                     "keys_unavailable",
-                )))
+                )));
             }
         };
         let verified = match federation::verify(jwt, &issuer.issuer, &set, now) {

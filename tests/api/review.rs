@@ -113,3 +113,44 @@ async fn switching_to_a_keyless_method_and_back_does_not_revive_the_old_secret()
     );
     assert_eq!(tried(secret).await, 401);
 }
+
+/// Issue 23 (N8): an anonymous caller whose assertion names a trusted issuer
+/// whose keys cannot be fetched learns nothing of why (addresses, DNS,
+/// HTTP status); the log has the reason.
+#[tokio::test]
+async fn federation_key_fetch_failures_are_not_described_to_the_caller() {
+    use crate::private_key_jwt::{admin_post, es256, jti, now, sign};
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    for issuer in ["https://127.0.0.1:9", "https://internal-only.invalid"] {
+        let (status, v) =
+            admin_post(&app, &admin, "/admin/federation/issuers", serde_json::json!({"issuer": issuer}))
+                .await;
+        assert_eq!(status, 201, "{v}");
+        let token = sign(
+            &es256("k"),
+            &serde_json::json!({"iss": issuer, "sub": "x", "aud": "tollgate",
+                                "exp": now() + 60, "iat": now(), "jti": jti()}),
+        );
+        let (status, v) = json(
+            app.http
+                .post(app.url("/oauth/token"))
+                .form(&[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                    ("assertion", token.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 400, "{v}");
+        let d = s(&v["error_description"]);
+        assert!(d.contains("the issuer's keys could not be fetched"), "{v}");
+        for leak in ["127.0.0.1", "resolve", "public address", "status", "lookup", ".invalid"] {
+            assert!(!d.contains(leak), "{leak} in {d}");
+        }
+    }
+    let logs = app.logs();
+    assert!(logs.contains("could not be fetched:"), "{logs}");
+}
