@@ -177,7 +177,7 @@ settings! {
         "PostgreSQL connections per instance at most; ignored by SQLite.";
     KEYS_DIR = "keys_dir", "TOLLGATE_KEYS_DIR", Some("./keys"), "`./keys`", Kind::Text,
         "Directory of the signing-key PEM files.";
-    ISSUER = "issuer", "TOLLGATE_ISSUER", None, "`http://` + the bound address", Kind::Text,
+    ISSUER = "issuer", "TOLLGATE_ISSUER", None, "`http://` (`https://` with `TOLLGATE_TLS_CERT`) + the bound address", Kind::Text,
         "The `iss` claim and the base of every URL in the metadata.";
     SIGNING_ALG = "signing_alg", "TOLLGATE_SIGNING_ALG", Some("ES256"), "`ES256`", Kind::Text,
         "Algorithm of newly generated signing keys: ES256, EdDSA or RS256.";
@@ -403,8 +403,16 @@ impl Config {
         let keys_dir = PathBuf::from(text(&KEYS_DIR)?.unwrap_or_default());
         let issuer_text = text(&ISSUER)?;
         let issuer_explicit = issuer_text.is_some();
+        // Without an explicit issuer, the scheme follows native TLS here as
+        // in the server, so the command line (a console login link) names
+        // the same URL the server serves (issue 23, N10).
+        let scheme = if text(&TLS_CERT)?.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let issuer = issuer_text
-            .unwrap_or_else(|| format!("http://{bind}"))
+            .unwrap_or_else(|| format!("{scheme}://{bind}"))
             .trim_end_matches('/')
             .to_string();
         if !is_base_url(&issuer) {

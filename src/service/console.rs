@@ -97,6 +97,11 @@ impl App {
         base_url: Option<&str>,
         now: i64,
     ) -> Result<LoginLink, ServiceError> {
+        if !self.config.console {
+            return Err(ServiceError::invalid_request(
+                "the console is switched off (TOLLGATE_CONSOLE=off): no login links are made",
+            ));
+        }
         let base = base_url
             .unwrap_or(&self.config.issuer)
             .trim_end_matches('/');

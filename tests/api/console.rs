@@ -592,6 +592,27 @@ async fn the_console_can_be_switched_off() {
         let r = no_redirects().get(app.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 404, "{path}");
     }
+    // Issue 23 (I7): no login links while it is off, from the command line
+    // or the admin API.
+    let out = app.cli_raw(&["console", "login-link"], true);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("TOLLGATE_CONSOLE=off"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let admin = app.admin_token().await;
+    let (status, v) = json(
+        app.http
+            .post(app.url("/admin/console/login-links"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
     // The stylesheet is served from the binary when it is on.
     let on = TestApp::spawn().await;
     let r = no_redirects()

@@ -123,9 +123,13 @@ async fn federation_key_fetch_failures_are_not_described_to_the_caller() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
     for issuer in ["https://127.0.0.1:9", "https://internal-only.invalid"] {
-        let (status, v) =
-            admin_post(&app, &admin, "/admin/federation/issuers", serde_json::json!({"issuer": issuer}))
-                .await;
+        let (status, v) = admin_post(
+            &app,
+            &admin,
+            "/admin/federation/issuers",
+            serde_json::json!({"issuer": issuer}),
+        )
+        .await;
         assert_eq!(status, 201, "{v}");
         let token = sign(
             &es256("k"),
@@ -147,7 +151,14 @@ async fn federation_key_fetch_failures_are_not_described_to_the_caller() {
         assert_eq!(status, 400, "{v}");
         let d = s(&v["error_description"]);
         assert!(d.contains("the issuer's keys could not be fetched"), "{v}");
-        for leak in ["127.0.0.1", "resolve", "public address", "status", "lookup", ".invalid"] {
+        for leak in [
+            "127.0.0.1",
+            "resolve",
+            "public address",
+            "status",
+            "lookup",
+            ".invalid",
+        ] {
             assert!(!d.contains(leak), "{leak} in {d}");
         }
     }

@@ -208,3 +208,17 @@ async fn sighup_leaves_a_plain_http_server_running() {
     let r = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// Issue 23 (N10): with native TLS and no issuer, the command line's login
+/// link is `https://`, like the issuer the server derives.
+#[tokio::test]
+async fn a_login_link_for_a_native_tls_server_is_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = server_pki();
+    let (cert, key) = write_pair(dir.path(), &pki);
+    let app =
+        TestApp::spawn_with(&[("TOLLGATE_TLS_CERT", &cert), ("TOLLGATE_TLS_KEY", &key)]).await;
+    let v = app.cli(&["console", "login-link"]);
+    let url = v["url"].as_str().unwrap();
+    assert!(url.starts_with("https://"), "{url}");
+}
