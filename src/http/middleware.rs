@@ -58,7 +58,7 @@ pub async fn request_id(
             .map(|app| client_ip(req.request(), app).to_string())
             .unwrap_or_default();
         // Path only: a query string could carry a secret sent by mistake.
-        (ip, req.method().to_string(), req.path().to_string())
+        (ip, req.method().to_string(), loggable_path(req.path()))
     });
     let started = std::time::Instant::now();
     let res = crate::logging::scope(ctx.clone(), async {
@@ -90,6 +90,22 @@ pub async fn request_id(
             .insert(header::HeaderName::from_static("x-request-id"), v);
     }
     Ok(res)
+}
+
+/// A request path as the text access line writes it between quotes: `"`,
+/// `\\`, spaces and anything not printable ASCII percent-encoded, so a path
+/// cannot close the quotes and forge the fields after them (the JSON log
+/// escapes on its own).
+pub fn loggable_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_graphic() && b != b'"' && b != b'\\' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Paths that are public, read-only and cacheable: any origin may read them.
@@ -225,4 +241,17 @@ pub async fn latency(
             .observe(started.elapsed().as_secs_f64());
     }
     Ok(res)
+}
+
+#[cfg(test)]
+mod path_tests {
+    #[test]
+    fn a_path_cannot_forge_the_access_line() {
+        assert_eq!(super::loggable_path("/oauth/token"), "/oauth/token");
+        assert_eq!(
+            super::loggable_path("/x\" 200 0.1ms 10.6.6.6 \"GET /admin"),
+            "/x%22%20200%200.1ms%2010.6.6.6%20%22GET%20/admin"
+        );
+        assert_eq!(super::loggable_path("/a\\b\u{7f}é"), "/a%5Cb%7F%C3%A9");
+    }
 }

@@ -254,11 +254,19 @@ pub fn log_refusal(d: &Decision, what: &str) {
     }
 }
 
-/// A client id as it may appear in a log line: bounded, and with nothing
-/// that could be a secret. Whatever follows a separator (a caller that sent
-/// `id:secret` as its id) is replaced by `<redacted>`, and a value that looks
-/// like a secret, an API key or a token (a caller who swapped its fields) is
-/// not logged at all.
+/// The length of a client id Tollgate makes: `tgc_` and 22 base64url
+/// characters (128 bits).
+const CLIENT_ID_LEN: usize = crate::secret::CLIENT_ID_PREFIX.len() + 22;
+
+/// The most characters of a value that is not a Tollgate client id logged.
+const FOREIGN_ID_LOGGED: usize = 16;
+
+/// A client id as it may appear in a log line: only the id, whatever
+/// follows it. A value that starts like a Tollgate id is cut at an id's
+/// length; anything else at a fixed short prefix; the rest (a caller that
+/// sent `id:secret`, or the secret pasted straight after the id, as its id)
+/// is replaced by `<redacted>`. A value that looks like a secret, an API key
+/// or a token (a caller who swapped its fields) is not logged at all.
 pub fn truncate(s: &str) -> String {
     let head_len = s
         .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
@@ -267,12 +275,17 @@ pub fn truncate(s: &str) -> String {
     let looks_secret = head.starts_with(crate::secret::CLIENT_SECRET_PREFIX)
         || head.starts_with("eyJ")
         || (head.len() > 40 && !head.starts_with(crate::secret::CLIENT_ID_PREFIX));
-    let mut out = if looks_secret {
-        "<redacted>".to_string()
+    if looks_secret {
+        return "<redacted>".to_string();
+    }
+    let keep = if head.starts_with(crate::secret::CLIENT_ID_PREFIX) {
+        CLIENT_ID_LEN
     } else {
-        head.chars().take(64).collect()
+        FOREIGN_ID_LOGGED
     };
-    if head_len < s.len() {
+    // ASCII only up to head_len, so a byte index is a char index.
+    let mut out = head[..head.len().min(keep)].to_string();
+    if out.len() < s.len() {
         out.push_str("<redacted>");
     }
     out
@@ -305,6 +318,24 @@ mod tests {
         assert_eq!(
             truncate("tgc_IE2NrTjv5RiDDgIZRnRPsQ"),
             "tgc_IE2NrTjv5RiDDgIZRnRPsQ"
+        );
+        // Issue 23 (10): the secret's body pasted straight after the id,
+        // with no separator, keeps nothing of the secret.
+        let body = "g-VLZgjmTAZbCDH9OiRP5mmPKFrvN8ez4kzrd9NmlvU";
+        assert_eq!(
+            truncate(&format!("tgc_IE2NrTjv5RiDDgIZRnRPsQ{body}")),
+            "tgc_IE2NrTjv5RiDDgIZRnRPsQ<redacted>"
+        );
+        assert_eq!(
+            truncate(&format!("tgc_IE2NrTjv5RiDDgIZRnRPsQtgs_{body}")),
+            "tgc_IE2NrTjv5RiDDgIZRnRPsQ<redacted>"
+        );
+        // Not a Tollgate id: a fixed short prefix at most.
+        assert_eq!(truncate("payments-service"), "payments-service");
+        assert_eq!(truncate(&format!("my-client{body}")), "<redacted>");
+        assert_eq!(
+            truncate("a-rather-long-foreign-client-id"),
+            "a-rather-long-fo<redacted>"
         );
     }
 }
