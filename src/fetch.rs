@@ -78,13 +78,27 @@ pub fn is_public(ip: IpAddr) -> bool {
                 return is_public(IpAddr::V4(v4));
             }
             let s = v6.segments();
+            let v4 = |hi: u16, lo: u16| {
+                std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
+            };
+            // IPv4 embedded in an interface id: ISATAP (RFC 5214) and the
+            // IPv4-translated form (RFC 2765, ::ffff:0:a.b.c.d).
+            let isatap = (s[4] | 0x0200) == 0x0200 && s[5] == 0x5efe;
+            let translated = s[..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0;
+            if (isatap || translated) && !is_public(IpAddr::V4(v4(s[6], s[7]))) {
+                return false;
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                || s[..6] == [0, 0, 0, 0, 0, 0] // IPv4-compatible, ::/96 (RFC 4291 §2.5.5.1)
                 || (s[0] & 0xfe00) == 0xfc00 // unique local
                 || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] & 0xffc0) == 0xfec0 // site-local, deprecated (RFC 3879)
                 || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-                || (s[0] == 0x64 && s[1] == 0xff9b)) // NAT64 can reach private v4
+                || (s[0] == 0x2001 && s[1] == 0) // Teredo: embeds any IPv4 (RFC 4380)
+                || s[0] == 0x2002 // 6to4: embeds any IPv4 (RFC 3056)
+                || (s[0] == 0x64 && s[1] == 0xff9b)) // NAT64, well-known and local-use (RFC 6052, 8215)
         }
     }
 }
@@ -189,10 +203,28 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a00:1",
+            // Issue 23 (13): every other IPv6 form that reaches IPv4.
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::8.8.8.8",
+            "fec0::1",
+            "feff::1",
+            "2002:7f00:1::",
+            "2002:0808:0808::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "64:ff9b:1::a00:1",
+            "::ffff:0:127.0.0.1",
+            "2606:4700::5efe:127.0.0.1",
+            "2606:4700::200:5efe:10.0.0.1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "2606:4700::5efe:8.8.8.8",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }
