@@ -22,8 +22,9 @@ pub struct Certificate {
     pub der: Vec<u8>,
     /// Intermediate certificates that came with it (DER).
     pub intermediates: Vec<Vec<u8>>,
-    /// The subject DN, RFC 4514 string (most specific RDN first).
-    pub subject_dn: String,
+    /// The subject DN (most specific RDN first); `None` when a value of it
+    /// cannot be decoded exactly.
+    pub subject_dn: Option<Dn>,
     /// dNSName SANs.
     pub san_dns: Vec<String>,
     /// uniformResourceIdentifier SANs.
@@ -90,63 +91,121 @@ pub fn check_registered(name: &RegisteredName) -> Result<(), String> {
         ip.parse::<IpAddr>()
             .map_err(|_| format!("{field} must be an IP address"))?;
     }
+    if let RegisteredName::SubjectDn(dn) = name {
+        parse_dn(dn).ok_or_else(|| format!("{field} must be an RFC 4514 distinguished name"))?;
+    }
     Ok(())
 }
 
-/// RFC 4514 §2.4 escaping of an attribute value.
-fn escape(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for (i, ch) in v.chars().enumerate() {
-        let special = matches!(ch, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
-            || (i == 0 && (ch == '#' || ch == ' '))
-            || (i + 1 == v.chars().count() && ch == ' ');
-        if special {
-            out.push('\\');
+/// A distinguished name compared as structure, not text: its RDNs most
+/// specific first (the order of an RFC 4514 string), each RDN's attributes
+/// sorted, each attribute's type in a canonical short form (`CN`, `O`, …, or
+/// its dotted OID) and its value decoded (no escapes).
+pub type Dn = Vec<Vec<(String, String)>>;
+
+/// The canonical form of an attribute type: the short names of RFC 4514 §3
+/// and of x509-parser's registry, upper case; long names mapped to them.
+fn canonical_type(t: &str) -> String {
+    let upper = t.trim().to_ascii_uppercase();
+    let short = match upper.as_str() {
+        "COMMONNAME" | "2.5.4.3" => "CN",
+        "ORGANIZATIONNAME" | "2.5.4.10" => "O",
+        "ORGANIZATIONALUNITNAME" | "2.5.4.11" => "OU",
+        "COUNTRYNAME" | "2.5.4.6" => "C",
+        "LOCALITYNAME" | "2.5.4.7" => "L",
+        "STATEORPROVINCENAME" | "2.5.4.8" => "ST",
+        "STREETADDRESS" | "2.5.4.9" => "STREET",
+        "DOMAINCOMPONENT" | "0.9.2342.19200300.100.1.25" => "DC",
+        "USERID" | "0.9.2342.19200300.100.1.1" => "UID",
+        "EMAILADDRESS" | "1.2.840.113549.1.9.1" => "E",
+        "SERIALNUMBER" | "2.5.4.5" => "SERIALNUMBER",
+        other => other,
+    };
+    short.to_string()
+}
+
+/// Parses a registered DN (RFC 4514 §3, escapes included, with the
+/// `ldapdn` parser); `None` when it is not one.
+pub fn parse_dn(dn: &str) -> Option<Dn> {
+    let mut out = Vec::new();
+    for rdn in ldapdn::parse::dn_from_str(dn) {
+        let mut atvs = Vec::new();
+        for atv in rdn.ok()? {
+            let (t, v) = atv.ok()?;
+            // A value in its BER form (`#…`, §2.4) is not compared as text.
+            if t.is_empty() || v.starts_with('#') {
+                return None;
+            }
+            let v = ldapdn::escape::unescape_ldap_value_string_cow(v).ok()?;
+            atvs.push((canonical_type(t), v.into_owned()));
         }
-        out.push(ch);
+        atvs.sort();
+        out.push(atvs);
     }
-    out
+    (!out.is_empty()).then_some(out)
 }
 
-/// A DN as an RFC 4514 string: RDNs most specific first, `,` between them,
-/// `+` within one, short names (CN, O, OU, C, L, ST, DC, …) where known.
-fn rfc4514(name: &X509Name<'_>) -> String {
-    let rdns: Vec<String> = name
-        .iter_rdn()
-        .map(|rdn| {
-            rdn.iter()
-                .map(|atv| {
-                    let oid = atv.attr_type();
-                    let key = oid2abbrev(oid, oid_registry())
-                        .map(|s| match s {
-                            "emailAddress" => "E".to_string(),
-                            other => other.to_string(),
-                        })
-                        .unwrap_or_else(|_| oid.to_id_string());
-                    let value = atv.as_str().unwrap_or_default();
-                    format!("{key}={}", escape(value))
-                })
-                .collect::<Vec<_>>()
-                .join("+")
-        })
-        .collect();
-    rdns.into_iter().rev().collect::<Vec<_>>().join(",")
+/// The value of an attribute as text, whatever its ASN.1 string type:
+/// UTF8String, PrintableString, IA5String, VisibleString, NumericString,
+/// TeletexString (read as Latin-1, as CAs use it), BMPString (UTF-16BE) and
+/// UniversalString (UTF-32BE). `None` for anything else or a value that
+/// does not decode: such a name is never compared.
+fn attribute_text(atv: &AttributeTypeAndValue<'_>) -> Option<String> {
+    use x509_parser::der_parser::asn1_rs::Tag;
+    let any = atv.attr_value();
+    let data = any.data.as_ref();
+    let text = match any.tag() {
+        Tag::Utf8String => std::str::from_utf8(data).ok()?.to_string(),
+        Tag::PrintableString | Tag::Ia5String | Tag::VisibleString | Tag::NumericString => {
+            if !data.is_ascii() {
+                return None;
+            }
+            std::str::from_utf8(data).ok()?.to_string()
+        }
+        Tag::TeletexString => data.iter().map(|b| char::from(*b)).collect(),
+        Tag::BmpString => {
+            if data.len() % 2 != 0 {
+                return None;
+            }
+            let units: Vec<u16> = data
+                .chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect();
+            String::from_utf16(&units).ok()?
+        }
+        Tag::UniversalString => {
+            if data.len() % 4 != 0 {
+                return None;
+            }
+            data.chunks_exact(4)
+                .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+                .collect::<Option<String>>()?
+        }
+        _ => return None,
+    };
+    Some(text)
 }
 
-/// A registered DN in the same form: spaces around separators removed.
-fn normalize_dn(dn: &str) -> String {
-    dn.split(',')
-        .map(|rdn| {
-            rdn.split('+')
-                .map(|atv| match atv.split_once('=') {
-                    Some((k, v)) => format!("{}={}", k.trim(), v.trim()),
-                    None => atv.trim().to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join("+")
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+/// A certificate's subject as a [`Dn`]; `None` when any value cannot be
+/// rendered exactly (such a certificate matches no registered DN, rather
+/// than matching one with an empty value).
+fn certificate_dn(name: &X509Name<'_>) -> Option<Dn> {
+    let mut out = Vec::new();
+    for rdn in name.iter_rdn() {
+        let mut atvs = Vec::new();
+        for atv in rdn.iter() {
+            let oid = atv.attr_type();
+            let key = oid2abbrev(oid, oid_registry())
+                .map(canonical_type)
+                .unwrap_or_else(|_| oid.to_id_string());
+            atvs.push((canonical_type(&key), attribute_text(atv)?));
+        }
+        atvs.sort();
+        out.push(atvs);
+    }
+    // The certificate lists RDNs from the root; a DN string, most specific first.
+    out.reverse();
+    Some(out)
 }
 
 impl Certificate {
@@ -157,7 +216,7 @@ impl Certificate {
         let mut c = Certificate {
             der: der.clone(),
             intermediates: chain[1..].to_vec(),
-            subject_dn: rfc4514(cert.subject()),
+            subject_dn: certificate_dn(cert.subject()),
             san_dns: Vec::new(),
             san_uri: Vec::new(),
             san_ip: Vec::new(),
@@ -198,7 +257,10 @@ impl Certificate {
     /// addresses).
     pub fn holds(&self, name: &RegisteredName) -> bool {
         match name {
-            RegisteredName::SubjectDn(dn) => normalize_dn(dn) == self.subject_dn,
+            RegisteredName::SubjectDn(dn) => self
+                .subject_dn
+                .as_ref()
+                .is_some_and(|mine| parse_dn(dn).as_ref() == Some(mine)),
             RegisteredName::Dns(d) => self.san_dns.iter().any(|x| x.eq_ignore_ascii_case(d)),
             RegisteredName::Uri(u) => self.san_uri.iter().any(|x| x == u),
             RegisteredName::Ip(ip) => ip
@@ -288,14 +350,92 @@ mod tests {
     use super::*;
 
     #[test]
-    fn distinguished_names_are_rfc_4514_strings_and_registered_ones_normalize() {
-        assert_eq!(normalize_dn("CN=a, O=Acme ,C=DE"), "CN=a,O=Acme,C=DE");
-        assert_eq!(escape("a,b"), "a\\,b");
-        assert_eq!(escape(" x "), "\\ x\\ ");
+    fn registered_distinguished_names_parse_with_their_escapes() {
+        let pair = |t: &str, v: &str| vec![(t.to_string(), v.to_string())];
+        assert_eq!(
+            parse_dn("CN=a, O=Acme ,C=DE"),
+            Some(vec![pair("CN", "a"), pair("O", "Acme"), pair("C", "DE")])
+        );
+        // Issue 23 (N5): an escaped comma is part of the value, spaces kept.
+        assert_eq!(
+            parse_dn("CN=Acme\\, Inc,O=Acme"),
+            Some(vec![pair("CN", "Acme, Inc"), pair("O", "Acme")])
+        );
+        assert_ne!(
+            parse_dn("CN=Acme\\, Inc,O=Acme"),
+            parse_dn("CN=Acme\\,Inc,O=Acme")
+        );
+        assert_eq!(parse_dn("commonName=x,o=y"), parse_dn("CN=x,O=y"));
+        assert_eq!(parse_dn("CN=x+OU=b,O=y"), parse_dn("OU=b+CN=x,O=y"));
+        assert_eq!(parse_dn("CN=\\41b"), Some(vec![pair("CN", "Ab")]));
+        for bad in ["", "CN", "=x", "CN=x,,O=y", "CN=#04024869", "CN=x\\"] {
+            assert_eq!(parse_dn(bad), None, "{bad:?}");
+        }
         assert_eq!(from_header(":AQID:"), Some(vec![1, 2, 3]));
         assert_eq!(from_header("AQID"), None);
         assert!(check_registered(&RegisteredName::Ip("10.0.0.1".into())).is_ok());
         assert!(check_registered(&RegisteredName::Ip("ten".into())).is_err());
         assert!(check_registered(&RegisteredName::Dns("".into())).is_err());
+    }
+
+    /// A self-signed certificate `O=Acme, CN=<cn>` with the CN as given.
+    fn cert_with_cn(cn: rcgen::DnValue) -> Certificate {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Acme");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let cert = params.self_signed(&key).unwrap();
+        Certificate::parse(&[cert.der().to_vec()]).unwrap()
+    }
+
+    #[test]
+    fn every_string_type_of_a_certificate_dn_decodes_or_matches_nothing() {
+        use rcgen::string::{BmpString, TeletexString, UniversalString};
+        use rcgen::DnValue;
+        let dn = |s: &str| RegisteredName::SubjectDn(s.into());
+        // Issue 23 (N4): a BMPString CN is `payments`, not "".
+        let bmp = cert_with_cn(DnValue::BmpString(BmpString::try_from("payments").unwrap()));
+        assert!(bmp.holds(&dn("O=Acme,CN=payments")));
+        assert!(!bmp.holds(&dn("O=Acme,CN=")));
+        let uni = cert_with_cn(DnValue::UniversalString(
+            UniversalString::try_from("other").unwrap(),
+        ));
+        assert!(uni.holds(&dn("O=Acme,CN=other")));
+        assert!(!uni.holds(&dn("O=Acme,CN=")));
+        let t61 = cert_with_cn(DnValue::TeletexString(
+            TeletexString::try_from("legacy").unwrap(),
+        ));
+        assert!(t61.holds(&dn("O=Acme,CN=legacy")));
+        // Issue 23 (N5): escaped commas and inner spaces.
+        let comma = cert_with_cn(DnValue::Utf8String("Acme, Inc".into()));
+        assert!(comma.holds(&dn("O=Acme,CN=Acme\\, Inc")));
+        assert!(comma.holds(&dn("O = Acme , CN = Acme\\, Inc")));
+        let squeezed = cert_with_cn(DnValue::Utf8String("Acme,Inc".into()));
+        assert!(!squeezed.holds(&dn("O=Acme,CN=Acme\\, Inc")));
+        assert!(squeezed.holds(&dn("O=Acme,CN=Acme\\,Inc")));
+        // Order matters; case of values matters; case of types does not.
+        assert!(!comma.holds(&dn("CN=Acme\\, Inc,O=Acme")));
+        assert!(!bmp.holds(&dn("O=Acme,CN=Payments")));
+        assert!(bmp.holds(&dn("o=Acme,cn=payments")));
+    }
+
+    #[test]
+    fn a_dn_value_that_cannot_be_rendered_matches_nothing() {
+        // A BMPString of odd length is not UTF-16.
+        let name = x509_parser::der_parser::asn1_rs::Any::new(
+            x509_parser::der_parser::asn1_rs::Header::new(
+                x509_parser::der_parser::asn1_rs::Class::Universal,
+                false,
+                x509_parser::der_parser::asn1_rs::Tag::BmpString,
+                x509_parser::der_parser::asn1_rs::Length::Definite(3),
+            ),
+            &[0, 0x41, 0],
+        );
+        let atv = AttributeTypeAndValue::new(x509_parser::oid_registry::OID_X509_COMMON_NAME, name);
+        assert_eq!(attribute_text(&atv), None);
     }
 }
