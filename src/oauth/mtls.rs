@@ -153,7 +153,7 @@ pub fn parse_dn(dn: &str) -> Option<Dn> {
 fn attribute_text(atv: &AttributeTypeAndValue<'_>) -> Option<String> {
     use x509_parser::der_parser::asn1_rs::Tag;
     let any = atv.attr_value();
-    let data = any.data.as_ref();
+    let data = any.data;
     let text = match any.tag() {
         Tag::Utf8String => std::str::from_utf8(data).ok()?.to_string(),
         Tag::PrintableString | Tag::Ia5String | Tag::VisibleString | Tag::NumericString => {
