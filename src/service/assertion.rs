@@ -43,9 +43,29 @@ struct Fetched {
 #[derive(Default)]
 pub struct RemoteKeys {
     by_client: Mutex<HashMap<String, Fetched>>,
+    /// One fetch in progress per owner: others wait for it and use its
+    /// result (issue 23, N3).
+    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl RemoteKeys {
+    /// The owner's fetch lock, made on first use.
+    fn flight(&self, owner: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = crate::sync::lock(&self.flights);
+        if map.len() >= CACHE_CAPACITY && !map.contains_key(owner) {
+            map.retain(|_, f| Arc::strong_count(f) > 1);
+        }
+        map.entry(owner.to_string()).or_default().clone()
+    }
+
+    /// Forgets the owner's fetch lock when nobody holds or waits for it.
+    fn land(&self, owner: &str) {
+        let mut map = crate::sync::lock(&self.flights);
+        if map.get(owner).is_some_and(|f| Arc::strong_count(f) == 1) {
+            map.remove(owner);
+        }
+    }
+
     fn get(&self, client_id: &str) -> Option<Fetched> {
         let map = crate::sync::lock(&self.by_client);
         map.get(client_id).cloned()
@@ -150,24 +170,78 @@ impl App {
             KeySource::Uri(uri) => uri.to_string(),
             KeySource::Discover(issuer) => format!("discover:{issuer}"),
         };
-        let cached = cache.get(owner).filter(|f| f.uri == uri);
-        let mut refetched_at = cached.as_ref().map_or(0, |f| f.refetched_at);
-        if let Some(f) = &cached {
+        // What the cache answers without a fetch, if anything.
+        let settled = |cached: &Option<Fetched>| -> Option<Result<Arc<JwkSet>, String>> {
+            let f = cached.as_ref()?;
             let fresh = now - f.fetched_at < JWKS_TTL;
             // A failed fetch is retried at most once a minute, and so is a
             // refetch for an unknown kid.
             let may_retry = now - f.tried_at >= REFETCH_INTERVAL;
             let may_refetch = now - f.refetched_at >= REFETCH_INTERVAL;
             match &f.keys {
-                Some(keys) if fresh && !refresh => return Ok(keys.clone()),
-                Some(keys) if refresh && !may_refetch => return Ok(keys.clone()),
-                Some(keys) if !refresh && !may_retry => return Ok(keys.clone()),
-                None if !may_retry => return Err("the key set could not be fetched".into()),
-                _ => {}
+                Some(keys) if fresh && !refresh => Some(Ok(keys.clone())),
+                Some(keys) if refresh && !may_refetch => Some(Ok(keys.clone())),
+                Some(keys) if !refresh && !may_retry => Some(Ok(keys.clone())),
+                None if !may_retry => Some(Err("the key set could not be fetched".into())),
+                _ => None,
             }
-            if refresh {
-                refetched_at = now;
+        };
+        let cached = cache.get(owner).filter(|f| f.uri == uri);
+        if let Some(answer) = settled(&cached) {
+            return answer;
+        }
+        // Single flight: one fetch per owner at a time. Whoever waited
+        // looks again, and uses what the fetch before it left.
+        let flight = cache.flight(owner);
+        let answer = {
+            let _fetching = flight.lock().await;
+            let cached = cache.get(owner).filter(|f| f.uri == uri);
+            match settled(&cached) {
+                Some(answer) => answer,
+                None => {
+                    self.fetch_key_set(cache, owner, source, uri, cached, refresh, now)
+                        .await
+                }
             }
+        };
+        drop(flight);
+        cache.land(owner);
+        answer
+    }
+
+    /// Fetches an owner's key set (the caller holds its flight) and caches
+    /// the outcome; the times are stamped before the fetch, so that the
+    /// once-a-minute limits hold whatever happens to it.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch_key_set(
+        &self,
+        cache: &RemoteKeys,
+        owner: &str,
+        source: KeySource<'_>,
+        uri: String,
+        cached: Option<Fetched>,
+        refresh: bool,
+        now: i64,
+    ) -> Result<Arc<JwkSet>, String> {
+        let mut refetched_at = cached.as_ref().map_or(0, |f| f.refetched_at);
+        if refresh && cached.is_some() {
+            refetched_at = now;
+        }
+        // With keys in hand, requests that do not wait for this fetch use
+        // them; without, they wait on the flight (a stamp here would answer
+        // them "could not be fetched" while the fetch may yet succeed).
+        if let Some(keys) = cached.as_ref().and_then(|f| f.keys.clone()) {
+            cache.put(
+                owner,
+                Fetched {
+                    uri: uri.clone(),
+                    keys: Some(keys),
+                    fetched_at: cached.as_ref().map_or(0, |f| f.fetched_at),
+                    tried_at: now,
+                    refetched_at,
+                    inline: None,
+                },
+            );
         }
         let fetched = match source {
             KeySource::Discover(issuer) => self.discover_jwks_uri(issuer).await,

@@ -498,6 +498,8 @@ pub(crate) struct JwksServer {
     pub(crate) issuer: String,
     pub(crate) keys: std::sync::Arc<std::sync::Mutex<Value>>,
     pub(crate) hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Milliseconds each key-set answer is held back.
+    pub(crate) delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub(crate) async fn jwks_server(initial: Value) -> JwksServer {
@@ -508,14 +510,15 @@ pub(crate) async fn jwks_server(initial: Value) -> JwksServer {
     let url = format!("{issuer}/jwks.json");
     let keys = std::sync::Arc::new(std::sync::Mutex::new(initial));
     let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (k, h) = (keys.clone(), hits.clone());
+    let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (k, h, d) = (keys.clone(), hits.clone(), delay_ms.clone());
     let metadata = json!({"issuer": issuer, "jwks_uri": url}).to_string();
     tokio::spawn(async move {
         loop {
             let Ok((mut sock, _)) = listener.accept().await else {
                 return;
             };
-            let (k, h, metadata) = (k.clone(), h.clone(), metadata.clone());
+            let (k, h, d, metadata) = (k.clone(), h.clone(), d.clone(), metadata.clone());
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let n = sock.read(&mut buf).await.unwrap_or(0);
@@ -525,6 +528,8 @@ pub(crate) async fn jwks_server(initial: Value) -> JwksServer {
                     ("200 OK", metadata)
                 } else if path == "/jwks.json" {
                     h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let wait = d.load(std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
                     ("200 OK", k.lock().unwrap().to_string())
                 } else {
                     ("404 Not Found", "{}".to_string())
@@ -542,6 +547,7 @@ pub(crate) async fn jwks_server(initial: Value) -> JwksServer {
         issuer,
         keys,
         hits,
+        delay_ms,
     }
 }
 
@@ -676,4 +682,51 @@ async fn assertions_up_to_eight_kib_are_accepted() {
     assert!(over.len() > 8192, "{}", over.len());
     let (status, v) = token_with(&app, &over, &[]).await;
     assert_eq!(status, 400, "{v}");
+}
+
+/// Issue 23 (N3): concurrent requests share one key fetch per client: 40 at
+/// once on a cold cache fetch once, and 40 with unknown `kid`s on a warm one
+/// refetch once, with the key server slow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_share_one_key_fetch() {
+    let app = TestApp::spawn_with(&[
+        ("TOLLGATE_FETCH_ALLOW_LOCAL", "true"),
+        ("TOLLGATE_AUTH_FAIL_PAIR_LIMIT", "1000"),
+        ("TOLLGATE_AUTH_FAIL_IP_LIMIT", "1000"),
+    ])
+    .await;
+    let admin = app.admin_token().await;
+    let k1 = es256("k1");
+    let server = jwks_server(json!({"keys": [k1.jwk.clone()]})).await;
+    server
+        .delay_ms
+        .store(300, std::sync::atomic::Ordering::SeqCst);
+    let (status, v) = admin_post(
+        &app,
+        &admin,
+        "/admin/clients",
+        json!({"name": "remote", "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": server.url}),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let id = s(&v["client_id"]);
+    let hits = || server.hits.load(std::sync::atomic::Ordering::SeqCst);
+    let burst = |key: &Key| {
+        let assertions: Vec<String> = (0..40).map(|_| sign(key, &claims(&app, &id))).collect();
+        let app = &app;
+        async move {
+            let calls = assertions.iter().map(|a| token_with(app, a, &[]));
+            futures_util::future::join_all(calls)
+                .await
+                .into_iter()
+                .map(|(status, _)| status)
+                .collect::<Vec<u16>>()
+        }
+    };
+    let statuses = burst(&k1).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(hits(), 1, "one fetch for 40 requests on a cold cache");
+    let statuses = burst(&es256("unknown")).await;
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(hits(), 2, "one refetch for 40 unknown kids");
 }
