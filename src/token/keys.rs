@@ -241,8 +241,11 @@ pub fn write_key_file(dir: &Path, kid: &str, pem_text: &str) -> Result<PathBuf, 
 }
 
 /// Makes an existing keys directory and the key files in it private to the
-/// service user (0700 and 0600), whatever created them: one warning line
-/// names what was tightened.
+/// service user (0700 and 0600), whatever created them. A warning names what
+/// was tightened when it already held a key (a `.pem` file or a shared
+/// secret) that others could have read; tightening a directory that holds
+/// none yet (a fresh clone's `keys/`, checked out 0755) is routine and only
+/// logged at debug.
 pub fn secure_dir(dir: &Path) -> Result<(), KeyError> {
     #[cfg(unix)]
     {
@@ -251,17 +254,34 @@ pub fn secure_dir(dir: &Path) -> Result<(), KeyError> {
             let path = path.to_path_buf();
             move |source| KeyError::Io { path, source }
         };
-        let tighten = |path: &Path, mode: u32| -> Result<(), KeyError> {
+        let tighten = |path: &Path, mode: u32, exposed: bool| -> Result<(), KeyError> {
             let meta = std::fs::symlink_metadata(path).map_err(io(path))?;
             if meta.permissions().mode() & 0o077 != 0 {
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
                     .map_err(io(path))?;
-                log::warn!(
-                    "{} was readable by other users; its mode is now {mode:o}",
-                    path.display()
-                );
+                if exposed {
+                    log::warn!(
+                        "{} was readable by other users; its mode is now {mode:o}",
+                        path.display()
+                    );
+                } else {
+                    log::debug!(
+                        "{} holds no key yet; its mode is now {mode:o}",
+                        path.display()
+                    );
+                }
             }
             Ok(())
+        };
+        let holds_keys = |dir: &Path| -> Result<bool, KeyError> {
+            for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+                let path = entry.map_err(io(dir))?.path();
+                let ext = path.extension().and_then(|e| e.to_str());
+                if matches!(ext, Some("pem") | Some("secret")) {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
         };
         match std::fs::symlink_metadata(dir) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -271,12 +291,12 @@ pub fn secure_dir(dir: &Path) -> Result<(), KeyError> {
                     source,
                 })
             }
-            Ok(_) => tighten(dir, 0o700)?,
+            Ok(_) => tighten(dir, 0o700, holds_keys(dir)?)?,
         }
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {
             let path = entry.map_err(io(dir))?.path();
             if path.extension().and_then(|e| e.to_str()) == Some("pem") {
-                tighten(&path, 0o600)?;
+                tighten(&path, 0o600, true)?;
             }
         }
     }

@@ -222,7 +222,8 @@ async fn admin_bodies_are_parsed_only_after_authentication_and_never_echoed() {
 
 /// Item 10: the database, its companions and the keys are private to the
 /// service user whatever the umask; a keys directory others can read is
-/// tightened with one line saying so.
+/// tightened, silently while it holds no key (a fresh clone's `keys/`,
+/// issue 23), with a line for each exposed path once it holds one.
 #[cfg(unix)]
 #[tokio::test]
 async fn database_and_keys_are_private_whatever_the_umask() {
@@ -260,9 +261,30 @@ async fn database_and_keys_are_private_whatever_the_umask() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         stderr.matches("was readable by other users").count(),
-        1,
-        "{stderr}"
+        0,
+        "an empty directory is tightened without a warning: {stderr}"
     );
+    // Holding a key, and opened up again: each exposed path is named.
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for e in std::fs::read_dir(&keys).unwrap() {
+        std::fs::set_permissions(e.unwrap().path(), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["client", "list", "--json"])
+        .env("TOLLGATE_DB", &db)
+        .env("TOLLGATE_KEYS_DIR", &keys)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("was readable by other users").count(),
+        2,
+        "the directory and its key: {stderr}"
+    );
+    assert_eq!(mode(&keys), 0o700);
     // A database made readable by others is tightened on the next open.
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
