@@ -126,6 +126,15 @@ async fn clients_round_trip_and_update_and_delete_with_their_audit() {
             .unwrap();
         assert_eq!(s.get_client("c1").await.unwrap().unwrap(), client("c1"));
         assert!(s.get_client("nobody").await.unwrap().is_none());
+        // A cache miss loads the client with its secrets; an unknown id
+        // reads a decoy alike (issue 23, item 11) and gets nothing of it.
+        let (found, secrets) = s.load_client("c1", 0).await.unwrap();
+        assert_eq!(found, Some(client("c1")));
+        assert_eq!(secrets.len(), 1);
+        for unknown in ["nobody", "c"] {
+            let (found, secrets) = s.load_client(unknown, 0).await.unwrap();
+            assert!(found.is_none() && secrets.is_empty(), "{unknown}");
+        }
         let mut c = client("c1");
         c.disabled = true;
         c.scopes = vec!["z".into()];

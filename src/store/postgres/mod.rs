@@ -401,6 +401,29 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn load_client(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<(Option<Client>, Vec<ClientSecretRecord>)> {
+        // The client, or a decoy read and decoded alike (with its secrets),
+        // then dropped: the same work for an unknown id (issue 23, item 11).
+        let row = self
+            .call(async {
+                self.query_opt(&codec::client_or_decoy_sql("$1"), &[&id])
+                    .await?
+                    .map(|r| client_from_row(&r))
+                    .transpose()
+            })
+            .await?;
+        let owner = row.as_ref().map_or(id, |c| c.id.as_str());
+        let secrets = self.live_secrets(owner, now).await?;
+        Ok(match row {
+            Some(c) if c.id == id => (Some(c), secrets),
+            _ => (None, Vec::new()),
+        })
+    }
+
     fn console(&self) -> &dyn super::ConsoleStore {
         self
     }
