@@ -20,6 +20,8 @@ pub struct Config {
     pub db: String,
     /// The [`DB_POOL_SIZE`] setting, validated.
     pub db_pool_size: usize,
+    /// The [`OUTAGE_GRACE`] setting, validated (seconds).
+    pub outage_grace: i64,
     /// The [`KEYS_DIR`] setting, validated.
     pub keys_dir: PathBuf,
     /// The [`ISSUER`] setting, validated.
@@ -175,6 +177,8 @@ settings! {
         "SQLite database file, or a postgres:// URL for a fleet on PostgreSQL.";
     DB_POOL_SIZE = "db_pool_size", "TOLLGATE_DB_POOL_SIZE", Some("16"), "`16`", int(1, 1024),
         "PostgreSQL connections per instance at most; ignored by SQLite.";
+    OUTAGE_GRACE = "outage_grace", "TOLLGATE_OUTAGE_GRACE", Some("0"), "`0`", int(0, 300),
+        "Seconds a PostgreSQL instance keeps issuing and introspecting from its cache while the database is unreachable, after its last confirmed-fresh moment; writes still answer 503. 0: fail closed at once.";
     KEYS_DIR = "keys_dir", "TOLLGATE_KEYS_DIR", Some("./keys"), "`./keys`", Kind::Text,
         "Directory of the signing-key PEM files.";
     ISSUER = "issuer", "TOLLGATE_ISSUER", None, "`http://` (`https://` with `TOLLGATE_TLS_CERT`) + the bound address", Kind::Text,
@@ -499,6 +503,7 @@ impl Config {
             bind,
             db,
             db_pool_size: src.int(&DB_POOL_SIZE)? as usize,
+            outage_grace: src.int(&OUTAGE_GRACE)?,
             keys_dir,
             issuer,
             issuer_explicit,

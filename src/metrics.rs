@@ -82,6 +82,10 @@ pub struct Metrics {
     /// bearer grant), `authenticated` (client assertion), the error code of
     /// a grant refused after its rule matched, or the reason of a refusal.
     pub federation: IntCounterVec,
+    /// `tollgate_outage_grace_seconds`: seconds left of the outage grace
+    /// while the database is unreachable and the instance answers from its
+    /// cache (`TOLLGATE_OUTAGE_GRACE`); 0 otherwise. Set when rendered.
+    pub outage_grace: prometheus::IntGauge,
     /// A sample of [`Totals`] a minute, for the console's last-hour chart.
     history: Mutex<VecDeque<Totals>>,
 }
@@ -116,7 +120,13 @@ impl Metrics {
             &["endpoint"],
         )?;
         registry.register(Box::new(latency.clone()))?;
+        let outage_grace = prometheus::IntGauge::new(
+            "tollgate_outage_grace_seconds",
+            "Seconds left of the outage grace while the database is unreachable (0: not in one).",
+        )?;
+        registry.register(Box::new(outage_grace.clone()))?;
         Ok(Metrics {
+            outage_grace,
             write_failures: counter(
                 &registry,
                 "tollgate_store_write_failures_total",

@@ -18,6 +18,12 @@ pub async fn healthz() -> HttpResponse {
 /// tokens are still issued and introspected from the cache meanwhile.
 pub async fn readyz(app: web::Data<App>) -> Result<HttpResponse, ServiceError> {
     let r = app.readiness(now()).await;
+    let grace = match r.outage_grace_left {
+        Some(left) => {
+            format!("; outage grace: issuing and introspecting from the cache for {left} s more")
+        }
+        None => String::new(),
+    };
     if r.ready() {
         Ok(HttpResponse::Ok().json(
             json!({"status": "ready", "database": "ok", "database_writable": true, "signing_key": "ok"}),
@@ -26,7 +32,7 @@ pub async fn readyz(app: web::Data<App>) -> Result<HttpResponse, ServiceError> {
         let mut e = ServiceError::new(
             ErrorCode::TemporarilyUnavailable,
             format!(
-                "not ready: database {}, signing key {}",
+                "not ready: database {}, signing key {}{grace}",
                 match (r.database, r.writable) {
                     (false, _) => "unavailable",
                     (true, false) => "not writable",
@@ -53,5 +59,10 @@ pub async fn metrics(app: web::Data<App>) -> HttpResponse {
 pub async fn metrics_export(app: web::Data<App>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(app.metrics().render())
+        .body({
+            let m = app.metrics();
+            m.outage_grace
+                .set(app.store_outage_grace_left().unwrap_or(0));
+            m.render()
+        })
 }

@@ -177,10 +177,17 @@ impl App {
         let d = match self
             .store
             .hit_quota(&client.id, quota, window, ban, now)
-            .await?
+            .await
         {
-            Some(d) => d,
-            None => self.limits.quota.hit(&client.id, quota, window, ban, now),
+            Ok(Some(d)) => d,
+            Ok(None) => self.limits.quota.hit(&client.id, quota, window, ban, now),
+            // The database is unreachable within the outage grace: this
+            // instance counts on its own until it is back.
+            Err(e) if self.store.outage_grace_left().is_some() => {
+                log::debug!("quota counted locally during the outage grace: {e}");
+                self.limits.quota.hit(&client.id, quota, window, ban, now)
+            }
+            Err(e) => return Err(e.into()),
         };
         if !d.allowed {
             self.metrics.refusals.with_label_values(&["quota"]).inc();

@@ -62,6 +62,10 @@ pub struct Readiness {
     pub writable: bool,
     /// A signing key signs now.
     pub signing_key: bool,
+    /// Seconds left of the outage grace while the database is unreachable
+    /// (`TOLLGATE_OUTAGE_GRACE`): issuance and introspection answer from the
+    /// cache meanwhile.
+    pub outage_grace_left: Option<i64>,
 }
 
 impl Readiness {
@@ -182,6 +186,11 @@ impl App {
         v
     }
 
+    /// Seconds left of the outage grace, if the instance is in one.
+    pub fn store_outage_grace_left(&self) -> Option<i64> {
+        self.store.outage_grace_left()
+    }
+
     /// Readiness: whether the store answers a query, takes writes, and a
     /// key signs now.
     pub async fn readiness(&self, now: i64) -> Readiness {
@@ -189,6 +198,7 @@ impl App {
             database: self.store.ping().await.is_ok(),
             writable: self.store.writable(),
             signing_key: self.keys.get().signer(now).is_some(),
+            outage_grace_left: self.store.outage_grace_left(),
         }
     }
 
@@ -203,6 +213,7 @@ impl App {
                 source,
             })?;
         let cache = Arc::new(CachedStore::new(store).await);
+        cache.set_outage_grace(config.outage_grace);
         let metrics = Arc::new(
             crate::metrics::Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?,
         );

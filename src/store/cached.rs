@@ -68,6 +68,17 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
         g.entries.insert(k, v);
     }
 
+    /// Sets a value known to be current; a read in flight does not
+    /// overwrite it with what it read before.
+    fn set(&self, k: K, v: V) {
+        let mut g = self.lock();
+        g.generation += 1;
+        if g.entries.len() >= CAPACITY {
+            g.entries.clear();
+        }
+        g.entries.insert(k, v);
+    }
+
     fn clear(&self) {
         let mut g = self.lock();
         g.generation += 1;
@@ -169,7 +180,9 @@ impl CachedStore {
                         .forget(|_, k| k.as_ref().is_some_and(|k| k.id == *id)),
                 }
             }
-            Change::Revocation(jti) => self.revoked.remove(jti),
+            // A revocation is never undone (only pruned after expiry): known
+            // revoked from now on, which also holds through an outage grace.
+            Change::Revocation(jti) => self.revoked.set(jti.clone(), true),
             Change::SigningKeys => {
                 self.keys_generation.fetch_add(1, Ordering::SeqCst);
             }
@@ -327,8 +340,25 @@ impl CachedStore {
         if let Some(r) = hit {
             return Ok(r);
         }
-        let r = crate::telemetry::child("store.is_token_revoked", self.inner.is_token_revoked(jti))
-            .await?;
+        let r = match crate::telemetry::child(
+            "store.is_token_revoked",
+            self.inner.is_token_revoked(jti),
+        )
+        .await
+        {
+            Ok(r) => r,
+            // The database is unreachable and the outage grace lasts: a
+            // token this instance has not seen revoked is taken as not
+            // revoked (every revocation it was told of is in `revoked`).
+            // Not cached: the database answers again after the outage.
+            Err(e)
+                if e.write_failure_reason() == Some("unavailable")
+                    && self.inner.outage_grace_left().is_some() =>
+            {
+                return Ok(false)
+            }
+            Err(e) => return Err(e),
+        };
         self.revoked.put(generation, jti.to_string(), r);
         Ok(r)
     }
@@ -537,6 +567,12 @@ impl Store for CachedStore {
     }
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
+    }
+    fn set_outage_grace(&self, seconds: i64) {
+        self.inner.set_outage_grace(seconds)
+    }
+    fn outage_grace_left(&self) -> Option<i64> {
+        self.inner.outage_grace_left()
     }
     fn change_marker(&self) -> i64 {
         self.inner.change_marker()

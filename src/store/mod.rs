@@ -389,6 +389,16 @@ pub trait Store: Send + Sync + 'static {
     async fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>>;
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
+    /// Sets the outage grace (seconds, `TOLLGATE_OUTAGE_GRACE`): how long
+    /// after its last confirmed-fresh moment a shared database's instance
+    /// keeps answering from its cache while the database is unreachable.
+    /// An embedded database has no outage apart from the process: no-op.
+    fn set_outage_grace(&self, _seconds: i64) {}
+    /// While the database is unreachable and the grace lasts: the seconds
+    /// left of it. `None` otherwise (reachable, no grace, or spent).
+    fn outage_grace_left(&self) -> Option<i64> {
+        None
+    }
     /// Whether the database takes a write: one small committed write to a
     /// table of its own that signals no change to caches.
     async fn probe_write(&self, now: i64) -> Result<()>;

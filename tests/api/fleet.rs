@@ -252,28 +252,7 @@ async fn unreachable_postgres_fails_closed_and_issued_tokens_still_verify() {
     let Some(url) = pg_or_skip("fleet outage") else {
         return;
     };
-    let (schema, _) = pg_schema(&url).await;
-    let target = {
-        let cfg: tokio_postgres::Config = url.parse().unwrap();
-        let host = match &cfg.get_hosts()[0] {
-            tokio_postgres::config::Host::Tcp(h) => h.clone(),
-            #[allow(unreachable_patterns)]
-            _ => "127.0.0.1".to_string(),
-        };
-        format!(
-            "{host}:{}",
-            cfg.get_ports().first().copied().unwrap_or(5432)
-        )
-    };
-    let proxy = CuttableProxy::start(target).await;
-    // The same server, reached through the relay.
-    let (scheme_user, rest) = url.split_once('@').unwrap();
-    let path = &rest[rest.find('/').unwrap()..];
-    let sep = if path.contains('?') { '&' } else { '?' };
-    let db = format!(
-        "{scheme_user}@127.0.0.1:{}{path}{sep}options=-csearch_path%3D{schema}",
-        proxy.port
-    );
+    let (proxy, db, schema, _) = through_proxy(&url).await;
     let app = TestApp::spawn_on(tempfile::tempdir().unwrap(), db, Some(schema), None, &[]);
     let (id, secret) = app.client("read", &[]);
     let token = app.token(&id, &secret).await;
@@ -356,6 +335,128 @@ async fn unreachable_postgres_fails_closed_and_issued_tokens_still_verify() {
         app.token_request(&id, &secret, None).await.status() == 200
     })
     .await;
+}
+
+/// A fresh schema on `url`'s server and a relay to it that a test can cut:
+/// (the relay, the schema's URL through it, the schema, its direct URL).
+async fn through_proxy(url: &str) -> (CuttableProxy, String, String, String) {
+    let (schema, direct) = pg_schema(url).await;
+    let target = {
+        let cfg: tokio_postgres::Config = url.parse().unwrap();
+        let host = match &cfg.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            #[allow(unreachable_patterns)]
+            _ => "127.0.0.1".to_string(),
+        };
+        format!(
+            "{host}:{}",
+            cfg.get_ports().first().copied().unwrap_or(5432)
+        )
+    };
+    let proxy = CuttableProxy::start(target).await;
+    // The same server, reached through the relay.
+    let (scheme_user, rest) = url.split_once('@').unwrap();
+    let path = &rest[rest.find('/').unwrap()..];
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let db = format!(
+        "{scheme_user}@127.0.0.1:{}{path}{sep}options=-csearch_path%3D{schema}",
+        proxy.port
+    );
+    (proxy, db, schema, direct)
+}
+
+/// Issue 23 (16): with `TOLLGATE_OUTAGE_GRACE`, an instance that loses the
+/// database keeps issuing and introspecting from its cache for the grace,
+/// a revocation made (through another instance) before the outage still
+/// holds, writes answer 503, `/readyz` and a metric say so; after the grace
+/// it fails closed, and it recovers when the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_grace_keeps_tokens_and_introspection_from_the_cache() {
+    let Some(url) = pg_or_skip("outage grace") else {
+        return;
+    };
+    let (proxy, via_proxy, schema, direct) = through_proxy(&url).await;
+    let a = TestApp::spawn_on(
+        tempfile::tempdir().unwrap(),
+        via_proxy,
+        Some(schema),
+        None,
+        &[
+            ("TOLLGATE_OUTAGE_GRACE", "5"),
+            ("TOLLGATE_ISSUER", "http://tollgate.fleet.test"),
+        ],
+    );
+    let b = TestApp::spawn_on(
+        tempfile::tempdir().unwrap(),
+        direct,
+        None,
+        Some(a.keys_dir.clone()),
+        &[("TOLLGATE_ISSUER", "http://tollgate.fleet.test")],
+    );
+    let (id, secret) = a.client("read", &[]);
+    let (iid, isecret) = a.client("tollgate:introspect", &[]);
+    let revoked = a.token(&id, &secret).await;
+    let kept = a.token(&id, &secret).await;
+    for t in [&revoked, &kept] {
+        assert_eq!(introspect_with(&a, &iid, &isecret, t).await["active"], true);
+    }
+    // Revoked through B before the outage: A hears of it.
+    assert_eq!(b.revoke(&id, &secret, &revoked).await.status(), 200);
+    within_bound("A hears of the revocation", || async {
+        introspect_with(&a, &iid, &isecret, &revoked).await["active"] == false
+    })
+    .await;
+
+    proxy.cut();
+    within_bound_secs(4, || async {
+        let r = a.http.get(a.url("/readyz")).send().await.unwrap();
+        r.status() == 503 && r.text().await.unwrap().contains("outage grace")
+    })
+    .await;
+    // Within the grace: tokens, introspection from the cache; the
+    // revocation holds; a new token introspects active; writes are 503.
+    let fresh = a.token(&id, &secret).await;
+    assert_eq!(
+        introspect_with(&a, &iid, &isecret, &kept).await["active"],
+        true
+    );
+    assert_eq!(
+        introspect_with(&a, &iid, &isecret, &fresh).await["active"],
+        true
+    );
+    assert_eq!(
+        introspect_with(&a, &iid, &isecret, &revoked).await["active"],
+        false
+    );
+    assert_eq!(a.revoke(&id, &secret, &kept).await.status(), 503);
+    let metrics = a
+        .http
+        .get(a.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = metrics
+        .lines()
+        .find(|l| l.starts_with("tollgate_outage_grace_seconds "))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert_ne!(gauge, "tollgate_outage_grace_seconds 0", "{gauge}");
+    // The grace ends: fail closed.
+    within_bound_secs(10, || async {
+        a.token_request(&id, &secret, None).await.status() == 503
+    })
+    .await;
+    proxy.restore();
+    within_bound_secs(8, || async {
+        a.token_request(&id, &secret, None).await.status() == 200
+    })
+    .await;
+    assert_eq!(
+        introspect_with(&a, &iid, &isecret, &revoked).await["active"],
+        false
+    );
 }
 
 /// Like `within_bound`, for recovery, which waits on reconnection back-off.

@@ -22,6 +22,11 @@ impl PostgresStore {
         let log = self.log.clone();
         let notified = self.notified.clone();
         let down_at = self.down_at.clone();
+        let (grace_ms, confirmed_ms, is_listening) = (
+            self.grace_ms.clone(),
+            self.confirmed_ms.clone(),
+            self.listening.clone(),
+        );
         let bump = move |change: Change| {
             log.record(|| changes.fetch_add(1, Ordering::SeqCst) + 1, change);
         };
@@ -70,6 +75,8 @@ impl PostgresStore {
                                 let version: i64 = row.get(1);
                                 notified.fetch_max(version, Ordering::SeqCst);
                                 down_at.store(0, Ordering::SeqCst);
+                                is_listening.store(true, Ordering::SeqCst);
+                                confirmed_ms.store(super::now_ms(), Ordering::SeqCst);
                                 bump(Change::Everything);
                                 while let Some(payload) = rx.recv().await {
                                     // Another deployment's schema: not ours.
@@ -82,13 +89,27 @@ impl PostgresStore {
                             }
                             Err(e) => log::warn!("change listener: LISTEN failed: {e}"),
                         }
+                        is_listening.store(false, Ordering::SeqCst);
                         drop(client);
                         driver.abort();
                         log::warn!("change listener disconnected; reconnecting");
                     }
                     Err(e) => log::warn!("change listener cannot connect: {e}"),
                 }
-                bump(Change::Everything);
+                // Not listening, so changes may be missed: drop what the
+                // cache holds, unless the outage grace lasts (then the next
+                // connection, or the grace's end, drops it).
+                let grace = grace_ms.load(Ordering::SeqCst);
+                let left = confirmed_ms.load(Ordering::SeqCst) + grace - super::now_ms();
+                if grace > 0 && left > 0 {
+                    log::warn!(
+                        "database unreachable: serving from the cache for at most {} s more \
+                         (TOLLGATE_OUTAGE_GRACE); writes answer 503",
+                        (left + 999) / 1000
+                    );
+                } else {
+                    bump(Change::Everything);
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });

@@ -138,6 +138,13 @@ pub struct PostgresStore {
     /// When the database was last found unreachable (ms since the epoch), 0
     /// when the last call succeeded or the listener reconnected.
     down_at: Arc<AtomicI64>,
+    /// The outage grace (ms, `TOLLGATE_OUTAGE_GRACE`); 0: none.
+    grace_ms: Arc<AtomicI64>,
+    /// The last confirmed-fresh moment (ms): a call succeeded while the
+    /// change listener was listening, so the cache had missed nothing.
+    confirmed_ms: Arc<AtomicI64>,
+    /// Whether the change listener is connected and listening.
+    listening: Arc<std::sync::atomic::AtomicBool>,
     /// Client-assertion `jti`s waiting to be recorded by one statement (a
     /// group commit, see [`super::batch`]): one `INSERT … SELECT FROM
     /// unnest(…)` per batch, one round trip and one commit; each `jti` is
@@ -276,6 +283,9 @@ impl PostgresStore {
             polled: AtomicI64::new(0),
             lost: AtomicI64::new(0),
             down_at: Arc::new(AtomicI64::new(0)),
+            grace_ms: Arc::new(AtomicI64::new(0)),
+            confirmed_ms: Arc::new(AtomicI64::new(0)),
+            listening: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             jtis: Arc::default(),
         };
         store.migrate().await?;
@@ -297,6 +307,9 @@ impl PostgresStore {
             Err(StoreError::Unavailable(_)) => self.down_at.store(now_ms(), Ordering::SeqCst),
             Ok(_) if down != 0 => self.down_at.store(0, Ordering::SeqCst),
             _ => {}
+        }
+        if out.is_ok() && self.listening.load(Ordering::SeqCst) {
+            self.confirmed_ms.store(now_ms(), Ordering::SeqCst);
         }
         out
     }
@@ -916,6 +929,21 @@ impl Store for PostgresStore {
 
     fn change_marker(&self) -> i64 {
         self.changes.load(Ordering::SeqCst)
+    }
+
+    fn set_outage_grace(&self, seconds: i64) {
+        self.grace_ms.store(seconds.max(0) * 1000, Ordering::SeqCst);
+    }
+
+    fn outage_grace_left(&self) -> Option<i64> {
+        let grace = self.grace_ms.load(Ordering::SeqCst);
+        let unreachable =
+            self.down_at.load(Ordering::SeqCst) != 0 && !self.listening.load(Ordering::SeqCst);
+        if grace == 0 || !unreachable {
+            return None;
+        }
+        let left = self.confirmed_ms.load(Ordering::SeqCst) + grace - now_ms();
+        (left > 0).then(|| (left + 999) / 1000)
     }
 
     fn changes(&self, after: i64, upto: i64) -> Option<Vec<Change>> {
