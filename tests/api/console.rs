@@ -661,7 +661,7 @@ async fn behind_https_the_cookie_is_secure_and_host_prefixed() {
 }
 
 /// Opens `link` (a login-link URL): the session cookie, or the status.
-async fn open_link(app: &TestApp, url: &str) -> Result<String, StatusCode> {
+pub(crate) async fn open_link(app: &TestApp, url: &str) -> Result<String, StatusCode> {
     let token = url.split("token=").nth(1).unwrap().to_string();
     let r = no_redirects()
         .post(app.url("/console/login"))
@@ -676,7 +676,7 @@ async fn open_link(app: &TestApp, url: &str) -> Result<String, StatusCode> {
     Ok(set.split(';').next().unwrap().to_string())
 }
 
-async fn console_status(app: &TestApp, cookie: &str) -> StatusCode {
+pub(crate) async fn console_status(app: &TestApp, cookie: &str) -> StatusCode {
     no_redirects()
         .get(app.url("/console/clients"))
         .header("cookie", cookie)

@@ -831,3 +831,44 @@ async fn a_used_assertion_is_refused_across_the_fleet_after_its_exp() {
         assert_eq!(status, 401, "replay after exp: {v}");
     }
 }
+
+/// Issue 23 (N2): a console session opened on A from a link that admin
+/// client X made stops within a second when X is disabled through B.
+#[tokio::test]
+async fn a_console_session_ends_across_the_fleet_with_its_makers_rights() {
+    use crate::console::{console_status, open_link};
+    let Some(url) = pg_or_skip("console sessions across the fleet") else {
+        return;
+    };
+    let fleet = TestApp::fleet(&url, 2, &[]).await;
+    let (a, b) = (&fleet[0], &fleet[1]);
+    let (x, xsecret) = a.client("tollgate:admin", &[]);
+    let xtoken = a.token(&x, &xsecret).await;
+    let (status, v) = json(
+        a.http
+            .post(a.url("/admin/console/login-links"))
+            .bearer_auth(&xtoken)
+            .json(&json!({"base_url": a.url("")}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let cookie = open_link(a, &s(&v["url"])).await.expect("signed in");
+    assert_eq!(console_status(a, &cookie).await, 200);
+    let admin = b.admin_token().await;
+    let (status, v) = call(
+        b,
+        &admin,
+        Method::POST,
+        &format!("/admin/clients/{x}/disable"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    within_bound("the session on A ends", || async {
+        console_status(a, &cookie).await != 200
+    })
+    .await;
+}
