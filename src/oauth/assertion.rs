@@ -289,6 +289,38 @@ pub fn unverified_claims<T: serde::de::DeserializeOwned>(jwt: &str) -> Option<T>
     serde_json::from_slice(&bytes).ok()
 }
 
+/// A client assertion read once (RFC 7523 §3), not yet verified: its
+/// header checked (`alg`, `typ`, no `crit`) and its claims decoded. Every
+/// later step reuses it: the claim checks, which need no key and so answer
+/// alike whether the client exists or not, and then the signature.
+pub struct UnverifiedAssertion<'a> {
+    jws: Jws<'a>,
+    claims: AssertionClaims,
+}
+
+impl<'a> UnverifiedAssertion<'a> {
+    /// Reads an assertion: at most [`MAX_ASSERTION_LEN`] bytes, a compact
+    /// JWS whose `typ` (when present) is `JWT` or
+    /// `client-authentication+jwt` (RFC 7523bis), with decodable claims.
+    pub fn parse(assertion: &'a str) -> Result<UnverifiedAssertion<'a>, AssertionError> {
+        let jws = read_jws(assertion, true)?;
+        let claims = jws.claims().ok_or(AssertionError::Malformed)?;
+        Ok(UnverifiedAssertion { jws, claims })
+    }
+
+    /// The claims' checks (RFC 7523 §3 items 1–7 but the signature): `iss`
+    /// and `sub` the client, `aud` Tollgate, `exp` present, not past and not
+    /// too far, `iat`/`nbf` not ahead, a `jti`. No key is needed.
+    pub fn check(&self, expected: &Expected<'_>) -> Result<Verified, AssertionError> {
+        check_claims(&self.claims, expected)
+    }
+
+    /// Whether one of `keys` signed it (see [`signed_by`]).
+    pub fn verify_signature(&self, keys: &JwkSet) -> Result<(), AssertionError> {
+        signed_by(&self.jws, keys)
+    }
+}
+
 /// Verifies `assertion` for `expected.client_id` with the client's `keys`:
 /// the signature (by the key with the header's `kid`, or by any fitting key
 /// when there is none), then every claim RFC 7523 §3 requires.
@@ -297,20 +329,15 @@ pub fn verify(
     keys: &JwkSet,
     expected: &Expected<'_>,
 ) -> Result<Verified, AssertionError> {
-    let claims: AssertionClaims = verify_signature(assertion, keys, true)?;
-    check_claims(&claims, expected)
+    let a = UnverifiedAssertion::parse(assertion)?;
+    a.verify_signature(keys)?;
+    a.check(expected)
 }
 
-/// Verifies a JWS with one of `keys` and returns its payload: `alg` one of
-/// [`SIGNING_ALGS`], the key with the header's `kid` (or any fitting key
-/// when there is none), a key's own `alg` and type fitting the header's.
-/// With `check_typ`, `typ` (when present) must be `JWT` or
-/// `client-authentication+jwt` (RFC 7523bis). Claims are the caller's.
-pub fn verify_signature<T: serde::de::DeserializeOwned>(
-    assertion: &str,
-    keys: &JwkSet,
-    check_typ: bool,
-) -> Result<T, AssertionError> {
+/// Splits a JWS of at most [`MAX_ASSERTION_LEN`] bytes and checks its
+/// header: `alg` one of [`SIGNING_ALGS`], no `crit`, and with `check_typ`
+/// a `typ` (when present) of `JWT` or `client-authentication+jwt`.
+fn read_jws(assertion: &str, check_typ: bool) -> Result<Jws<'_>, AssertionError> {
     if assertion.len() > MAX_ASSERTION_LEN {
         return Err(AssertionError::Malformed);
     }
@@ -319,7 +346,6 @@ pub fn verify_signature<T: serde::de::DeserializeOwned>(
         JwsError::Algorithm => AssertionError::Algorithm,
         JwsError::Critical => AssertionError::Critical,
     })?;
-    let alg = jws.alg;
     if check_typ && jws.header.contains_key("typ") {
         let typ = jws.text("typ").unwrap_or("").to_ascii_lowercase();
         let typ = typ.strip_prefix("application/").unwrap_or(&typ);
@@ -327,6 +353,26 @@ pub fn verify_signature<T: serde::de::DeserializeOwned>(
             return Err(AssertionError::Type);
         }
     }
+    Ok(jws)
+}
+
+/// Verifies a JWS with one of `keys` and returns its payload (see
+/// [`read_jws`] and [`signed_by`]). Claims are the caller's.
+pub fn verify_signature<T: serde::de::DeserializeOwned>(
+    assertion: &str,
+    keys: &JwkSet,
+    check_typ: bool,
+) -> Result<T, AssertionError> {
+    let jws = read_jws(assertion, check_typ)?;
+    signed_by(&jws, keys)?;
+    jws.claims().ok_or(AssertionError::Malformed)
+}
+
+/// Whether one of `keys` signed `jws`: the key with the header's `kid` (or
+/// any fitting key when there is none), a key's own `alg` and type fitting
+/// the header's.
+fn signed_by(jws: &Jws<'_>, keys: &JwkSet) -> Result<(), AssertionError> {
+    let alg = jws.alg;
     let kid = match jws.header.get("kid") {
         None => None,
         Some(serde_json::Value::String(k)) => Some(k.as_str()),
@@ -359,8 +405,7 @@ pub fn verify_signature<T: serde::de::DeserializeOwned>(
             continue;
         };
         if jws.verified_by(&key) {
-            // Signed by this key; a payload that is not claims is malformed.
-            return jws.claims().ok_or(AssertionError::Malformed);
+            return Ok(());
         }
     }
     Err(AssertionError::Signature)

@@ -13,7 +13,7 @@ use jsonwebtoken::jwk::JwkSet;
 use super::error::{ErrorCode, ServiceError};
 use super::issue::Authenticated;
 use super::{truncate, App};
-use crate::oauth::assertion::{self, AssertionError, Expected};
+use crate::oauth::assertion::{self, AssertionError, Expected, UnverifiedAssertion};
 use crate::oauth::ClientCredentials;
 use crate::store::Client;
 
@@ -348,6 +348,16 @@ impl App {
             self.record_failure("private_key_jwt", Some(&creds.client_id), ip, now);
             e
         };
+        // A failure that depends on the client: logged with its reason,
+        // answered with the one `invalid_client` every such failure gets.
+        let fail_quietly = |reason: &str| {
+            log::info!(
+                "client assertion refused for client_id {:?} from {ip}: {reason}",
+                truncate(&creds.client_id),
+            );
+            self.record_failure("private_key_jwt", Some(&creds.client_id), ip, now);
+            ServiceError::invalid_client()
+        };
         if creds.client_id.len() > 256 || creds.secret.expose().len() > assertion::MAX_ASSERTION_LEN
         {
             self.check_failures(None, ip, now)?;
@@ -366,32 +376,52 @@ impl App {
                 Err(r) => Err(fail(refused(r.description))),
             };
         }
-        let client = match self.store.get_client(&creds.client_id).await? {
-            Some(c) if !c.disabled => c,
-            _ => return Err(fail(ServiceError::invalid_client())),
-        };
-        if client.token_endpoint_auth_method != crate::domain::ClientAuthMethod::PrivateKeyJwt {
-            return Err(fail(refused(
-                "the client is not registered for private_key_jwt",
-            )));
-        }
+        // Read once; the checks that need no key come first, so that they
+        // answer alike whether the client exists or not.
         let audiences = self.assertion_audiences();
         let expected = Expected {
-            client_id: &client.id,
+            client_id: &creds.client_id,
             audiences: &audiences,
             now,
             max_lifetime: self.config.assertion_max_lifetime,
         };
-        let keys = self.client_keys(&client, false, now).await.map_err(fail)?;
-        let verified = match assertion::verify(jwt, &keys, &expected) {
+        let unverified = UnverifiedAssertion::parse(jwt).map_err(|e| fail(refused(e)))?;
+        let verified = unverified.check(&expected).map_err(|e| fail(refused(e)))?;
+        // From here every failure depends on the client (whether it exists,
+        // its method, its keys): one answer for all of them, the reason in
+        // the log only (issue 24: an unknown id, another method and a wrong
+        // key are indistinguishable).
+        let client = match self.store.get_client(&creds.client_id).await? {
+            Some(c)
+                if !c.disabled
+                    && c.token_endpoint_auth_method
+                        == crate::domain::ClientAuthMethod::PrivateKeyJwt =>
+            {
+                c
+            }
+            Some(c) if !c.disabled => {
+                return Err(fail_quietly(
+                    "the client is not registered for private_key_jwt",
+                ))
+            }
+            _ => return Err(fail_quietly("no such enabled client")),
+        };
+        let keys = self
+            .client_keys(&client, false, now)
+            .await
+            .map_err(|e| fail_quietly(&e.description))?;
+        match unverified.verify_signature(&keys) {
             // A key rotated at the client: refetch its set once (rate-limited).
             Err(AssertionError::UnknownKey) if client.jwks_uri.is_some() => {
-                let keys = self.client_keys(&client, true, now).await.map_err(fail)?;
-                assertion::verify(jwt, &keys, &expected)
+                let keys = self
+                    .client_keys(&client, true, now)
+                    .await
+                    .map_err(|e| fail_quietly(&e.description))?;
+                unverified.verify_signature(&keys)
             }
             other => other,
         }
-        .map_err(|e| fail(refused(e)))?;
+        .map_err(|e| fail_quietly(&e.to_string()))?;
         // RFC 7523 §3 item 7: one use per jti, across restarts and instances.
         if !self
             .store

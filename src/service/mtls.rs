@@ -7,85 +7,88 @@
 use std::net::IpAddr;
 
 use super::assertion::KeySource;
-use super::error::{ErrorCode, ServiceError};
+use super::error::ServiceError;
 use super::{truncate, App};
 use crate::domain::{Client, ClientAuthMethod};
 use crate::oauth::mtls;
 use crate::oauth::ClientCredentials;
 
-fn refused(why: impl Into<std::borrow::Cow<'static, str>>) -> ServiceError {
-    ServiceError::new(ErrorCode::InvalidClient, why)
-}
-
 impl App {
     /// Authenticates a client by the TLS certificate of the connection.
-    /// Every failure is `401 invalid_client` naming the check, and counts
-    /// against the failure throttles.
+    /// Every failure is the same `401 invalid_client` (its reason in the
+    /// log), and counts against the failure throttles.
     pub(super) async fn authenticate_with_certificate(
         &self,
         creds: &ClientCredentials,
         ip: IpAddr,
         now: i64,
     ) -> Result<Client, ServiceError> {
-        let fail = |e: ServiceError| {
+        // The reason goes to the log; the caller gets `invalid_client`.
+        let logged = |reason: &str| {
             log::info!(
-                "certificate authentication refused for client_id {:?} from {ip}: {}",
+                "certificate authentication refused for client_id {:?} from {ip}: {reason}",
                 truncate(&creds.client_id),
-                e.description
             );
+            ServiceError::invalid_client()
+        };
+        let fail = |e: ServiceError| {
             self.record_failure("tls_client_auth", Some(&creds.client_id), ip, now);
             e
         };
         if creds.client_id.len() > 256 {
             self.check_failures(None, ip, now)?;
-            return Err(fail(ServiceError::invalid_client()));
+            return Err(fail(logged("client_id too long")));
         }
         self.check_failures(Some(&creds.client_id), ip, now)?;
         let Some(cert) = creds.certificate.as_deref() else {
-            return Err(fail(ServiceError::invalid_client()));
+            return Err(fail(logged("no client certificate")));
         };
+        // Every failure from here depends on the client (whether it exists,
+        // its method, its registered name or keys): one answer for all, the
+        // reason in the log only (issue 24).
+        let refuse = |reason: &str| fail(logged(reason));
         let client = match self.store.get_client(&creds.client_id).await? {
             Some(c) if !c.disabled => c,
-            _ => return Err(fail(ServiceError::invalid_client())),
+            _ => return Err(refuse("no such enabled client")),
         };
         match client.token_endpoint_auth_method {
             ClientAuthMethod::TlsClientAuth => {
                 let Some(roots) = self.client_ca.as_deref() else {
-                    return Err(fail(refused(
+                    return Err(refuse(
                         "tls_client_auth needs TOLLGATE_TLS_CLIENT_CA on the server",
-                    )));
+                    ));
                 };
                 if !cert.chains_to(roots, now) {
-                    return Err(fail(refused(
+                    return Err(refuse(
                         "the client certificate does not chain to the configured CA",
-                    )));
+                    ));
                 }
                 let names = mtls::registered_names(&client);
                 if names.len() != 1 || !cert.holds(&names[0]) {
-                    return Err(fail(refused(
+                    return Err(refuse(
                         "the client certificate does not hold the client's registered subject or SAN",
-                    )));
+                    ));
                 }
             }
             ClientAuthMethod::SelfSignedTlsClientAuth => {
                 let source = match (&client.jwks, &client.jwks_uri) {
                     (Some(jwks), _) => KeySource::Inline(jwks),
                     (None, Some(uri)) => KeySource::Uri(uri),
-                    (None, None) => return Err(fail(refused("the client has no registered keys"))),
+                    (None, None) => return Err(refuse("the client has no registered keys")),
                 };
                 let keys = self
                     .key_set(&self.remote_keys, &client.id, source, false, now)
                     .await
-                    .map_err(|e| fail(refused(format!("the client's keys: {e}"))))?;
+                    .map_err(|e| refuse(&format!("the client's keys: {e}")))?;
                 if !cert.key_in(&keys) {
-                    return Err(fail(refused(
+                    return Err(refuse(
                         "the client certificate's key is not one of the client's registered keys",
-                    )));
+                    ));
                 }
             }
-            _ => return Err(fail(refused(
+            _ => return Err(refuse(
                 "the client is not registered for tls_client_auth or self_signed_tls_client_auth",
-            ))),
+            )),
         }
         crate::logging::set_client(&client.id);
         Ok(client)

@@ -165,3 +165,61 @@ async fn federation_key_fetch_failures_are_not_described_to_the_caller() {
     let logs = app.logs();
     assert!(logs.contains("could not be fetched:"), "{logs}");
 }
+
+/// Issue 24 (5): every client-authentication failure that depends on
+/// whether the client exists reads the same: an unknown client id, a known
+/// client on another method, a disabled client and a wrong key, by
+/// private_key_jwt and by client secret.
+#[tokio::test]
+async fn an_unknown_client_and_a_wrong_credential_are_indistinguishable() {
+    use crate::private_key_jwt::{es256, jti, now, register, sign, token_with};
+    let app = TestApp::spawn_with(&[
+        ("TOLLGATE_AUTH_FAIL_PAIR_LIMIT", "1000"),
+        ("TOLLGATE_AUTH_FAIL_IP_LIMIT", "1000"),
+    ])
+    .await;
+    let admin = app.admin_token().await;
+    let key = es256("k1");
+    let jwt_client = register(&app, &admin, &[&key], &["read"]).await;
+    let (secret_client, secret) = app.client("read", &[]);
+    let (disabled, _) = app.client("read", &[]);
+    app.cli(&["client", "disable", &disabled]);
+    let assertion = |id: &str, k: &crate::private_key_jwt::Key| {
+        sign(
+            k,
+            &serde_json::json!({"iss": id, "sub": id, "aud": app.url("/oauth/token"),
+                                "iat": now(), "exp": now() + 60, "jti": jti()}),
+        )
+    };
+    let mut answers = Vec::new();
+    for (what, jwt) in [
+        ("unknown id", assertion("tgc_AAAAAAAAAAAAAAAAAAAAAA", &key)),
+        ("secret client", assertion(&secret_client, &key)),
+        ("disabled client", assertion(&disabled, &key)),
+        ("wrong key", assertion(&jwt_client, &es256("k1"))),
+        ("unknown kid", assertion(&jwt_client, &es256("k2"))),
+    ] {
+        let (status, v) = token_with(&app, &jwt, &[]).await;
+        answers.push((what, status, v));
+    }
+    let basic = |id: String, secret: String| {
+        let app = &app;
+        async move {
+            let r = app.token_request(&id, &secret, None).await;
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, v) = basic("tgc_AAAAAAAAAAAAAAAAAAAAAA".into(), secret.clone()).await;
+    answers.push(("unknown id, secret", status, v));
+    let (status, v) = basic(secret_client.clone(), "tgs_wrong".into()).await;
+    answers.push(("wrong secret", status, v));
+    let (status, v) = basic(jwt_client.clone(), secret.clone()).await;
+    answers.push(("private_key_jwt client, secret", status, v));
+    let first = (answers[0].1, answers[0].2.clone());
+    assert_eq!(first.0, 401);
+    assert_eq!(first.1["error"], "invalid_client");
+    for (what, status, v) in &answers {
+        assert_eq!((*status, v), (first.0, &first.1), "{what}");
+    }
+}
