@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use tollgate::introspection::bearer_token;
+use tollgate::service::introspect::bearer_token;
 use tollgate::store::SigningKeyRecord;
 use tollgate::token::keys::{generate_pem, load_pem};
 use tollgate::token::{verify, Alg, KeySet};
@@ -24,6 +24,7 @@ fn keys() -> &'static KeySet {
                 created_at: 0,
                 activates_at: 0,
                 retired_at: None,
+                compromised_at: None,
             });
             loaded.insert(key.kid.clone(), Arc::new(key));
         }
