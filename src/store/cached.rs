@@ -11,8 +11,6 @@
 //! are caught by the store's external marker, polled every second. Entries
 //! read while a write was committing are never kept (a generation check).
 
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -23,83 +21,8 @@ use super::{
 };
 use crate::limits::Decision;
 
-/// Entries per map before it is cleared (bounds memory whatever callers send).
-pub const CAPACITY: usize = 100_000;
-
-struct Map<K, V> {
-    generation: u64,
-    entries: HashMap<K, V>,
-}
-
-/// One bounded map with a generation counter.
-struct Cache<K, V> {
-    inner: Mutex<Map<K, V>>,
-}
-
-impl<K: Hash + Eq, V: Clone> Cache<K, V> {
-    fn new() -> Self {
-        Cache {
-            inner: Mutex::new(Map {
-                generation: 0,
-                entries: HashMap::new(),
-            }),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Map<K, V>> {
-        crate::sync::lock(&self.inner)
-    }
-
-    /// The cached value and the generation it belongs to.
-    fn get(&self, k: &K) -> (Option<V>, u64) {
-        let g = self.lock();
-        (g.entries.get(k).cloned(), g.generation)
-    }
-
-    /// Keeps `v` unless the cache was cleared since `generation` was read.
-    fn put(&self, generation: u64, k: K, v: V) {
-        let mut g = self.lock();
-        if g.generation != generation {
-            return;
-        }
-        if g.entries.len() >= CAPACITY {
-            g.entries.clear();
-        }
-        g.entries.insert(k, v);
-    }
-
-    /// Sets a value known to be current; a read in flight does not
-    /// overwrite it with what it read before.
-    fn set(&self, k: K, v: V) {
-        let mut g = self.lock();
-        g.generation += 1;
-        if g.entries.len() >= CAPACITY {
-            g.entries.clear();
-        }
-        g.entries.insert(k, v);
-    }
-
-    fn clear(&self) {
-        let mut g = self.lock();
-        g.generation += 1;
-        g.entries.clear();
-    }
-
-    /// Forgets one entry; a read in flight does not keep what it read.
-    fn remove(&self, k: &K) {
-        let mut g = self.lock();
-        g.generation += 1;
-        g.entries.remove(k);
-    }
-
-    /// Forgets the entries `drop` picks.
-    fn forget(&self, mut drop: impl FnMut(&K, &V) -> bool) {
-        let mut g = self.lock();
-        g.generation += 1;
-        g.entries.retain(|k, v| !drop(k, v));
-    }
-}
-
+use super::bounded::Cache;
+pub use super::bounded::CAPACITY;
 type ClientEntry = Arc<(Option<Client>, Vec<ClientSecretRecord>)>;
 
 /// A caching decorator around a store.

@@ -2,6 +2,7 @@
 //! metadata and the audit log. The only module with SQL lives below it.
 
 mod batch;
+mod bounded;
 pub mod cached;
 pub mod changes;
 pub mod codec;

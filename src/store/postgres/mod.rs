@@ -9,15 +9,22 @@
 //! transaction-local setting, `tollgate.change`, which the change trigger
 //! sends with its notification, so every instance's cache forgets just that.
 
+mod api_keys;
 mod console;
+mod dump;
+mod errors;
+mod federation;
+mod jtis;
 mod listen;
 mod migrate;
 mod pgpass;
+mod quota;
 mod rows;
 mod target;
 #[cfg(test)]
 mod tls_tests;
 
+use jtis::*;
 #[cfg(test)]
 pub(super) use migrate::MIGRATIONS;
 pub use migrate::SCHEMA_VERSION;
@@ -70,57 +77,6 @@ pub fn execute_once(url: &str, sql: &str) -> Result<Option<String>> {
         .block_on(execute(url, sql))
 }
 
-/// An error with its causes ("error performing TLS handshake: invalid peer
-/// certificate: UnknownIssuer"); the driver's own message names only the
-/// first.
-fn describe(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let next = c.to_string();
-        if !text.ends_with(&next) {
-            text = format!("{text}: {next}");
-        }
-        cause = c.source();
-    }
-    text
-}
-
-impl From<tokio_postgres::Error> for StoreError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        // A closed connection or a failed connect means the server is away;
-        // anything the server answered is an ordinary database error.
-        use tokio_postgres::error::SqlState;
-        if e.is_closed() || e.as_db_error().is_none() && e.code().is_none() {
-            StoreError::Unavailable(describe(&e))
-        } else if e.code().is_some_and(|c| {
-            // A NUL character, or one the database's encoding lacks, in a
-            // value the request supplied.
-            *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *c == SqlState::UNTRANSLATABLE_CHARACTER
-        }) {
-            StoreError::Unstorable(describe(&e))
-        } else if e.code().is_some_and(|c| {
-            // A standby after a failover, a full disk, a server in recovery:
-            // it answers, but takes no write now.
-            *c == SqlState::READ_ONLY_SQL_TRANSACTION
-                || *c == SqlState::DISK_FULL
-                || *c == SqlState::INSUFFICIENT_RESOURCES
-                || *c == SqlState::CANNOT_CONNECT_NOW
-                || *c == SqlState::ADMIN_SHUTDOWN
-        }) {
-            StoreError::NotWritable(describe(&e))
-        } else {
-            StoreError::Postgres(describe(&e))
-        }
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for StoreError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        StoreError::Unavailable(describe(&e))
-    }
-}
-
 /// A PostgreSQL database shared by a fleet.
 pub struct PostgresStore {
     pool: Pool,
@@ -150,79 +106,6 @@ pub struct PostgresStore {
     /// unnest(…)` per batch, one round trip and one commit; each `jti` is
     /// still durable before its token is issued.
     jtis: Arc<super::batch::Queue<AssertionUse, Result<bool>>>,
-}
-
-/// One `jti` to record: (client, jti, expires_at, now).
-type AssertionUse = (String, String, i64, i64);
-
-/// A copy of a batch's error for each of its callers.
-fn copy_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-        StoreError::NotWritable(m) => StoreError::NotWritable(m.clone()),
-        other => StoreError::Postgres(other.to_string()),
-    }
-}
-
-/// Commits queued `jti`s batch after batch until none is left.
-async fn commit_jtis(pool: Pool, queue: Arc<super::batch::Queue<AssertionUse, Result<bool>>>) {
-    let _guard = queue.guard();
-    while let Some((items, senders)) = queue.take() {
-        match record_jtis(&pool, &items).await {
-            Ok(answers) => {
-                for (answer, tx) in answers.into_iter().zip(senders) {
-                    let _ = tx.send(Ok(answer));
-                }
-            }
-            Err(e) => {
-                for tx in senders {
-                    let _ = tx.send(Err(copy_error(&e)));
-                }
-            }
-        }
-    }
-}
-
-/// Records `items` in one statement: for each, whether its `jti` was new
-/// (or its earlier use expired). A `jti` twice in the batch is new once.
-async fn record_jtis(pool: &Pool, items: &[AssertionUse]) -> Result<Vec<bool>> {
-    let mut seen = std::collections::HashSet::new();
-    let first: Vec<bool> = items
-        .iter()
-        .map(|(c, j, _, _)| seen.insert((c.as_str(), j.as_str())))
-        .collect();
-    let unique: Vec<&AssertionUse> = items
-        .iter()
-        .zip(&first)
-        .filter(|(_, f)| **f)
-        .map(|(i, _)| i)
-        .collect();
-    let clients: Vec<&str> = unique.iter().map(|i| i.0.as_str()).collect();
-    let jtis: Vec<&str> = unique.iter().map(|i| i.1.as_str()).collect();
-    let exps: Vec<i64> = unique.iter().map(|i| i.2).collect();
-    // Seconds apart at most: the earliest `now` decides whether a recorded
-    // use has expired (the stricter answer).
-    let now = unique.iter().map(|i| i.3).min().unwrap_or(0);
-    let conn = pool.get().await?;
-    let stmt = conn
-        .prepare_cached(
-            "INSERT INTO assertion_jtis (client_id, jti, expires_at) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) \
-             ON CONFLICT (client_id, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at \
-             WHERE assertion_jtis.expires_at < $4 \
-             RETURNING client_id, jti",
-        )
-        .await?;
-    let rows = conn.query(&stmt, &[&clients, &jtis, &exps, &now]).await?;
-    let new: std::collections::HashSet<(String, String)> = rows
-        .iter()
-        .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
-        .collect();
-    Ok(items
-        .iter()
-        .zip(first)
-        .map(|((c, j, _, _), first)| first && new.contains(&(c.clone(), j.clone())))
-        .collect())
 }
 
 /// After a call finds the database unreachable, other calls fail at once for
@@ -524,50 +407,8 @@ impl Store for PostgresStore {
         max_live: usize,
         audit: &AuditEntry,
     ) -> Result<bool> {
-        self.call(async {
-            let mut conn = self.conn().await?;
-            let tx = conn.transaction().await?;
-            tag(&tx, &Change::Client(client_id.to_string())).await?;
-            // Locks the client row: rotations of one client run one at a time.
-            let exists = tx
-                .query_opt(
-                    "SELECT 1 FROM clients WHERE id = $1 FOR UPDATE",
-                    &[&client_id],
-                )
-                .await?;
-            if exists.is_none() {
-                return Ok(false);
-            }
-            tx.execute(
-                "UPDATE client_secrets SET expires_at = $2 WHERE client_id = $1 \
-                 AND (expires_at IS NULL OR expires_at > $2)",
-                &[&client_id, &old_expire_at],
-            )
-            .await?;
-            tx.execute(
-                "INSERT INTO client_secrets (client_id, digest, created_at) VALUES ($1, $2, $3)",
-                &[&client_id, &digest, &now],
-            )
-            .await?;
-            // Keep at most `max_live` secrets live: the oldest ones end now.
-            tx.execute(
-                "UPDATE client_secrets SET expires_at = $2 WHERE id IN ( \
-                   SELECT id FROM client_secrets WHERE client_id = $1 \
-                   AND (expires_at IS NULL OR expires_at > $2) ORDER BY id DESC OFFSET $3)",
-                &[&client_id, &now, &(max_live as i64)],
-            )
-            .await?;
-            // Forget secrets that ended more than a day ago.
-            tx.execute(
-                "DELETE FROM client_secrets WHERE client_id = $1 AND expires_at < $2",
-                &[&client_id, &(now - 86_400)],
-            )
-            .await?;
-            insert_audit(&tx, audit).await?;
-            tx.commit().await?;
-            Ok(true)
-        })
-        .await
+        self.rotate_secret_in_pg(client_id, digest, now, old_expire_at, max_live, audit)
+            .await
     }
 
     async fn create_api_key(
@@ -577,41 +418,7 @@ impl Store for PostgresStore {
         now: i64,
         audit: &AuditEntry,
     ) -> Result<ApiKeyCreate> {
-        self.call(async {
-            let mut conn = self.conn().await?;
-            let tx = conn.transaction().await?;
-            let change = Change::ApiKey {
-                id: k.id.clone(),
-                digest: Some(k.digest.clone()),
-            };
-            tag(&tx, &change).await?;
-            // Locks the client row, so two instances cannot both add the fifth key.
-            let exists = tx
-                .query_opt(
-                    "SELECT 1 FROM clients WHERE id = $1 FOR UPDATE",
-                    &[&k.client_id],
-                )
-                .await?;
-            if exists.is_none() {
-                return Ok(ApiKeyCreate::NoSuchClient);
-            }
-            let active: i64 = tx
-                .query_one(
-                    "SELECT count(*) FROM api_keys WHERE client_id = $1 AND revoked_at IS NULL \
-                     AND (expires_at IS NULL OR expires_at > $2)",
-                    &[&k.client_id, &now],
-                )
-                .await?
-                .get(0);
-            if active >= i64::from(max_active) {
-                return Ok(ApiKeyCreate::LimitReached(max_active));
-            }
-            insert_api_key(&tx, k).await?;
-            insert_audit(&tx, audit).await?;
-            tx.commit().await?;
-            Ok(ApiKeyCreate::Created)
-        })
-        .await
+        self.create_api_key_in_pg(k, max_active, now, audit).await
     }
 
     async fn find_api_key(&self, digest: &[u8]) -> Result<Option<ApiKeyRecord>> {
@@ -662,20 +469,7 @@ impl Store for PostgresStore {
     }
 
     async fn touch_api_keys(&self, uses: &[(String, i64)]) -> Result<()> {
-        self.call(async {
-            let (ids, ats): (Vec<&str>, Vec<i64>) =
-                uses.iter().map(|(id, at)| (id.as_str(), *at)).unzip();
-            let conn = self.conn().await?;
-            conn.execute(
-                "UPDATE api_keys k SET last_used_at = u.at \
-                 FROM unnest($1::text[], $2::bigint[]) AS u(id, at) \
-                 WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)",
-                &[&ids, &ats],
-            )
-            .await?;
-            Ok(())
-        })
-        .await
+        self.touch_api_keys_in_pg(uses).await
     }
 
     async fn revoke_token(
@@ -708,19 +502,7 @@ impl Store for PostgresStore {
     }
 
     async fn federation(&self) -> Result<Federation> {
-        self.call(async {
-            let mut conn = self.conn().await?;
-            let tx = conn
-                .build_transaction()
-                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await?;
-            let f = read_federation(&tx).await?;
-            tx.commit().await?;
-            Ok(f)
-        })
-        .await
+        self.federation_in_pg().await
     }
 
     async fn add_federation_issuer(
@@ -728,67 +510,19 @@ impl Store for PostgresStore {
         i: &FederationIssuer,
         audit: &AuditEntry,
     ) -> Result<bool> {
-        self.call(async {
-            let mut conn = self.conn().await?;
-            let tx = conn.transaction().await?;
-            tag(&tx, &Change::Federation).await?;
-            if insert_federation_issuer(&tx, i).await? != 1 {
-                return Ok(false);
-            }
-            insert_audit(&tx, audit).await?;
-            tx.commit().await?;
-            Ok(true)
-        })
-        .await
+        self.add_federation_issuer_in_pg(i, audit).await
     }
 
     async fn remove_federation_issuer(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
-        self.call(self.write_one(
-            Change::Federation,
-            "DELETE FROM federation_issuers WHERE id = $1",
-            &[&id],
-            audit,
-        ))
-        .await
+        self.remove_federation_issuer_in_pg(id, audit).await
     }
 
     async fn add_federation_rule(&self, r: &FederationRule, audit: &AuditEntry) -> Result<bool> {
-        self.call(async {
-            let mut conn = self.conn().await?;
-            let tx = conn.transaction().await?;
-            tag(&tx, &Change::Federation).await?;
-            // Locks both rows, so neither can be deleted under the new rule.
-            let client = tx
-                .query_opt(
-                    "SELECT 1 FROM clients WHERE id = $1 FOR SHARE",
-                    &[&r.client_id],
-                )
-                .await?;
-            let issuer = tx
-                .query_opt(
-                    "SELECT 1 FROM federation_issuers WHERE issuer = $1 FOR SHARE",
-                    &[&r.issuer],
-                )
-                .await?;
-            if client.is_none() || issuer.is_none() {
-                return Ok(false);
-            }
-            insert_federation_rule(&tx, r).await?;
-            insert_audit(&tx, audit).await?;
-            tx.commit().await?;
-            Ok(true)
-        })
-        .await
+        self.add_federation_rule_in_pg(r, audit).await
     }
 
     async fn remove_federation_rule(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
-        self.call(self.write_one(
-            Change::Federation,
-            "DELETE FROM federation_rules WHERE id = $1",
-            &[&id],
-            audit,
-        ))
-        .await
+        self.remove_federation_rule_in_pg(id, audit).await
     }
 
     async fn prune_revocations(&self, now: i64) -> Result<usize> {
@@ -976,26 +710,8 @@ impl Store for PostgresStore {
         ban: i64,
         now: i64,
     ) -> Result<Option<Decision>> {
-        self.call(async {
-            let limit_i = limit.min(i64::MAX as u64) as i64;
-            let row = self
-                .query_opt(
-                    "SELECT o_allowed, o_remaining, o_reset, o_refusals \
-                     FROM tollgate_quota_hit($1, $2, $3, $4, $5)",
-                    &[&client_id, &limit_i, &window, &ban, &now],
-                )
-                .await?
-                .ok_or_else(|| StoreError::Corrupt("quota function returned nothing".into()))?;
-            let n = |i: usize| -> Result<u64> { Ok(row.try_get::<_, i64>(i)?.max(0) as u64) };
-            Ok(Some(Decision {
-                allowed: row.try_get(0)?,
-                limit,
-                remaining: n(1)?,
-                reset: n(2)?,
-                refusals: n(3)?,
-            }))
-        })
-        .await
+        self.hit_quota_in_pg(client_id, limit, window, ban, now)
+            .await
     }
 
     fn shared_quotas(&self) -> bool {
@@ -1003,150 +719,10 @@ impl Store for PostgresStore {
     }
 
     async fn export(&self) -> Result<Dump> {
-        self.call(async {
-            let mut conn = self.conn().await?;
-            // One snapshot for every table, even while instances write.
-            let tx = conn
-                .build_transaction()
-                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await?;
-            let dump = Dump {
-                clients: all(
-                    &tx,
-                    &format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY id COLLATE \"C\""),
-                    client_from_row,
-                )
-                .await?,
-                secrets: all(
-                    &tx,
-                    "SELECT client_id, digest, created_at, expires_at FROM client_secrets ORDER BY id",
-                    codec::secret_row,
-                )
-                .await?,
-                api_keys: all(
-                    &tx,
-                    &format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id COLLATE \"C\""),
-                    key_from_row,
-                )
-                .await?,
-                revocations: all(
-                    &tx,
-                    "SELECT jti, client_id, expires_at, revoked_at FROM revoked_tokens \
-                     ORDER BY jti COLLATE \"C\"",
-                    codec::revocation,
-                )
-                .await?,
-                signing_keys: all(
-                    &tx,
-                    &format!(
-                        "SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys ORDER BY kid COLLATE \"C\""
-                    ),
-                    signing_key_from_row,
-                )
-                .await?,
-                audit: all(
-                    &tx,
-                    "SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY id",
-                    audit_from_row,
-                )
-                .await?,
-                federation: read_federation(&tx).await?,
-            };
-            tx.commit().await?;
-            Ok(dump)
-        }).await
+        self.export_in_pg().await
     }
 
     async fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool> {
-        self.call(async {
-            let mut conn = self.conn().await?;
-            let tx = conn.transaction().await?;
-            let used: bool = tx
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM clients) OR EXISTS (SELECT 1 FROM api_keys) \
-                     OR EXISTS (SELECT 1 FROM revoked_tokens)",
-                    &[],
-                )
-                .await?
-                .get(0);
-            if used {
-                return Ok(false);
-            }
-            copy_in(
-                &tx,
-                "clients",
-                CLIENT_COLUMNS,
-                CLIENT_TYPES,
-                dump.clients.iter().map(client_params),
-            )
-            .await?;
-            copy_in(
-                &tx,
-                "client_secrets",
-                SECRET_COLUMNS,
-                SECRET_TYPES,
-                dump.secrets.iter().map(secret_row_params),
-            )
-            .await?;
-            copy_in(
-                &tx,
-                "api_keys",
-                KEY_COLUMNS,
-                KEY_TYPES,
-                dump.api_keys.iter().map(key_params),
-            )
-            .await?;
-            copy_in(
-                &tx,
-                "revoked_tokens",
-                "jti, client_id, expires_at, revoked_at",
-                &[Type::TEXT, Type::TEXT, Type::INT8, Type::INT8],
-                dump.revocations.iter().map(revocation_params),
-            )
-            .await?;
-            for k in &dump.signing_keys {
-                insert_signing_key(&tx, k).await?;
-            }
-            // The old log keeps its numbers; entries already here (the key
-            // records of a fresh instance) follow it.
-            let offset: i64 = dump.audit.iter().map(|e| e.id).max().unwrap_or(0);
-            // Two steps, so that no intermediate id collides.
-            tx.batch_execute("UPDATE audit_log SET id = -id").await?;
-            tx.execute("UPDATE audit_log SET id = $1 - id WHERE id < 0", &[&offset])
-                .await?;
-            copy_in(
-                &tx,
-                "audit_log",
-                "id, at, actor, action, target, detail",
-                &[
-                    Type::INT8,
-                    Type::INT8,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::JSONB,
-                ],
-                dump.audit.iter().map(audit_params),
-            )
-            .await?;
-            tx.execute(
-                "SELECT setval(pg_get_serial_sequence('audit_log', 'id'), \
-                 GREATEST((SELECT max(id) FROM audit_log), 1))",
-                &[],
-            )
-            .await?;
-            for i in &dump.federation.issuers {
-                insert_federation_issuer(&tx, i).await?;
-            }
-            for r in &dump.federation.rules {
-                insert_federation_rule(&tx, r).await?;
-            }
-            insert_audit(&tx, audit).await?;
-            tx.commit().await?;
-            Ok(true)
-        })
-        .await
+        self.import_in_pg(dump, audit).await
     }
 }
