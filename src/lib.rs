@@ -1,6 +1,7 @@
 //! Tollgate: an OAuth 2.0 client-credentials authorization server that issues
 //! JWT access tokens (RFC 9068) for client secrets and API keys.
 #![deny(unsafe_code)]
+#![warn(unreachable_pub)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 

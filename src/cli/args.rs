@@ -432,7 +432,7 @@ mod tests {
 
 /// How a client authenticates, and its public keys (RFC 7591 §2).
 #[derive(clap::Args, Debug, Default)]
-pub struct KeyArgs {
+pub(super) struct KeyArgs {
     /// client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth or
     /// self_signed_tls_client_auth.
     #[arg(long, value_name = "METHOD")]

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 /// Prints a JSON value, pretty.
-pub fn print_json(v: &serde_json::Value) {
+pub(super) fn print_json(v: &serde_json::Value) {
     match serde_json::to_string_pretty(v) {
         Ok(s) => println!("{s}"),
         Err(e) => eprintln!("tollgate: cannot print JSON: {e}"),
@@ -12,7 +12,7 @@ pub fn print_json(v: &serde_json::Value) {
 }
 
 /// Prints rows as a table with aligned columns.
-pub fn table(headers: &[&str], rows: &[Vec<String>]) {
+pub(super) fn table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -36,7 +36,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
 }
 
 /// A Unix time as RFC 3339 UTC.
-pub fn ts(t: i64) -> String {
+pub(super) fn ts(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0)
         .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_else(|| t.to_string())

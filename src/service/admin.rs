@@ -132,7 +132,7 @@ pub struct ClientPatch {
 mod serde_with_double_option {
     use serde::{Deserialize, Deserializer};
 
-    pub fn deserialize<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+    pub(super) fn deserialize<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
     where
         D: Deserializer<'de>,
         T: Deserialize<'de>,

@@ -18,10 +18,10 @@ use crate::oauth::ClientCredentials;
 use crate::store::Client;
 
 /// A fetched key set is used this long before it is fetched again.
-pub const JWKS_TTL: i64 = 300;
+pub(super) const JWKS_TTL: i64 = 300;
 
 /// An unknown `kid` refetches a client's `jwks_uri` at most this often.
-pub const REFETCH_INTERVAL: i64 = 60;
+pub(super) const REFETCH_INTERVAL: i64 = 60;
 
 /// Clients whose fetched keys are remembered.
 const CACHE_CAPACITY: usize = 10_000;
@@ -41,7 +41,7 @@ struct Fetched {
 
 /// Key sets, inline and fetched, by owner (client id or issuer).
 #[derive(Default)]
-pub struct RemoteKeys {
+pub(super) struct RemoteKeys {
     by_client: Mutex<HashMap<String, Fetched>>,
     /// One fetch in progress per owner: others wait for it and use its
     /// result (issue 23, N3).

@@ -11,7 +11,7 @@ use crate::store::Store;
 use crate::token::Confirmation;
 
 /// The file in the keys directory whose secret derives the nonces.
-pub const NONCE_SECRET_FILE: &str = "dpop-nonce.secret";
+pub(super) const NONCE_SECRET_FILE: &str = "dpop-nonce.secret";
 
 impl App {
     /// The nonces accepted now, when nonces are required.

@@ -115,7 +115,7 @@ impl App {
 }
 
 /// Reads the CA certificates of `TOLLGATE_TLS_CLIENT_CA` as trust anchors.
-pub fn load_client_ca(
+pub(super) fn load_client_ca(
     path: &std::path::Path,
 ) -> Result<Vec<rustls::pki_types::TrustAnchor<'static>>, String> {
     use rustls::pki_types::pem::PemObject;

@@ -15,7 +15,7 @@ struct State<T, A> {
 }
 
 /// Items of type `T` waiting for an answer of type `A`.
-pub struct Queue<T, A> {
+pub(super) struct Queue<T, A> {
     state: Mutex<State<T, A>>,
 }
 
@@ -33,7 +33,7 @@ impl<T, A> Default for Queue<T, A> {
 impl<T, A> Queue<T, A> {
     /// Queues `item`: the channel its answer comes on, and whether the
     /// caller must start a committer (none is running).
-    pub fn push(&self, item: T) -> (oneshot::Receiver<A>, bool) {
+    pub(super) fn push(&self, item: T) -> (oneshot::Receiver<A>, bool) {
         let (tx, rx) = oneshot::channel();
         let mut s = crate::sync::lock(&self.state);
         s.pending.push((item, tx));
@@ -42,7 +42,7 @@ impl<T, A> Queue<T, A> {
 
     /// The committer's next batch: the items and where each answer goes;
     /// `None` when the queue is empty, and the committer then stops.
-    pub fn take(&self) -> Option<(Vec<T>, Vec<oneshot::Sender<A>>)> {
+    pub(super) fn take(&self) -> Option<(Vec<T>, Vec<oneshot::Sender<A>>)> {
         let mut s = crate::sync::lock(&self.state);
         if s.pending.is_empty() {
             s.committing = false;
@@ -53,19 +53,19 @@ impl<T, A> Queue<T, A> {
 
     /// Whether a committer is running.
     #[cfg(test)]
-    pub fn committing(&self) -> bool {
+    pub(crate) fn committing(&self) -> bool {
         crate::sync::lock(&self.state).committing
     }
 
     /// Held by a committer: should it panic, the next caller starts another
     /// one instead of waiting for ever.
-    pub fn guard(&self) -> Guard<'_, T, A> {
+    pub(super) fn guard(&self) -> Guard<'_, T, A> {
         Guard(self)
     }
 }
 
 /// See [`Queue::guard`].
-pub struct Guard<'a, T, A>(&'a Queue<T, A>);
+pub(super) struct Guard<'a, T, A>(&'a Queue<T, A>);
 
 impl<T, A> Drop for Guard<'_, T, A> {
     fn drop(&mut self) {

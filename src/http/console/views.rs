@@ -10,7 +10,7 @@ use crate::domain::{
 use crate::service::console::Overview;
 
 /// What every signed-in page needs: the CSRF token of its forms.
-pub struct Frame<'a> {
+pub(super) struct Frame<'a> {
     /// The session's CSRF token.
     pub csrf: &'a str,
     /// The session (its id is shown in the footer).
@@ -18,7 +18,7 @@ pub struct Frame<'a> {
 }
 
 /// A UTC time as `2026-12-04 05:12:00Z`.
-pub fn time(at: i64) -> String {
+pub(super) fn time(at: i64) -> String {
     chrono::DateTime::from_timestamp(at, 0)
         .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
         .unwrap_or_else(|| at.to_string())
@@ -36,12 +36,12 @@ const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUME
     .remove(b'~');
 
 /// A path segment or a query value, percent-encoded.
-pub fn seg(s: &str) -> String {
+pub(super) fn seg(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
 /// The path of a client's page.
-pub fn client_path(id: &str) -> String {
+pub(super) fn client_path(id: &str) -> String {
     format!("/console/clients/{}", seg(id))
 }
 
@@ -60,7 +60,7 @@ fn head(title: &str, refresh: bool) -> Markup {
 }
 
 /// A page outside a session (sign-in, errors before sign-in).
-pub fn bare(title: &str, body: Markup) -> Markup {
+pub(super) fn bare(title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -76,7 +76,13 @@ pub fn bare(title: &str, body: Markup) -> Markup {
 }
 
 /// A signed-in page: navigation, flash message, body, sign-out.
-pub fn page(f: &Frame, title: &str, flash: Option<&str>, refresh: bool, body: Markup) -> Markup {
+pub(super) fn page(
+    f: &Frame,
+    title: &str,
+    flash: Option<&str>,
+    refresh: bool,
+    body: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -124,7 +130,7 @@ fn button(f: &Frame, action: &str, label: &str, class: &str) -> Markup {
 
 /// The sign-in page of a login link: one button, so that a link scanner
 /// fetching the URL does not use the link up.
-pub fn sign_in(token: &str) -> Markup {
+pub(super) fn sign_in(token: &str) -> Markup {
     bare(
         "Sign in to the Tollgate console",
         html! {
@@ -138,7 +144,7 @@ pub fn sign_in(token: &str) -> Markup {
 }
 
 /// The page shown without a session or link.
-pub fn signed_out(message: &str) -> Markup {
+pub(super) fn signed_out(message: &str) -> Markup {
     bare(
         "Tollgate console",
         html! {
@@ -150,7 +156,7 @@ pub fn signed_out(message: &str) -> Markup {
 }
 
 /// An error page.
-pub fn error(f: Option<&Frame>, status: u16, message: &str) -> Markup {
+pub(super) fn error(f: Option<&Frame>, status: u16, message: &str) -> Markup {
     let body = html! {
         p.error { (message) }
         p { a href="/console" { "Back to the overview" } }
@@ -163,7 +169,7 @@ pub fn error(f: Option<&Frame>, status: u16, message: &str) -> Markup {
 }
 
 /// Asks before a destructive action: the same button again, confirmed.
-pub fn confirm(f: &Frame, action: &str, label: &str, question: &str, back: &str) -> Markup {
+pub(super) fn confirm(f: &Frame, action: &str, label: &str, question: &str, back: &str) -> Markup {
     page(
         f,
         "Please confirm",
@@ -191,7 +197,7 @@ fn ms(seconds: f64) -> String {
 }
 
 /// The overview: live figures and the last hour's chart.
-pub fn overview(f: &Frame, o: &Overview) -> Markup {
+pub(super) fn overview(f: &Frame, o: &Overview) -> Markup {
     let peak = o
         .minutes
         .iter()
@@ -240,7 +246,7 @@ pub fn overview(f: &Frame, o: &Overview) -> Markup {
 }
 
 /// The clients list with its search box and pagination.
-pub fn clients(
+pub(super) fn clients(
     f: &Frame,
     query: &str,
     list: &[Client],
@@ -286,7 +292,7 @@ pub fn clients(
 }
 
 /// The form of a new client.
-pub fn new_client(f: &Frame) -> Markup {
+pub(super) fn new_client(f: &Frame) -> Markup {
     page(
         f,
         "Create client",
@@ -315,7 +321,7 @@ pub fn new_client(f: &Frame) -> Markup {
 }
 
 /// A secret shown once, right after it was made.
-pub fn secret_once(
+pub(super) fn secret_once(
     f: &Frame,
     title: &str,
     rows: &[(&str, &str)],
@@ -355,7 +361,7 @@ fn quota(c: &Client) -> String {
 }
 
 /// A client with its keys and its actions.
-pub fn client(
+pub(super) fn client(
     f: &Frame,
     c: &Client,
     keys: &[ApiKeyRecord],
@@ -437,7 +443,12 @@ pub fn client(
 }
 
 /// The signing keys, newest first, with their actions.
-pub fn signing_keys(f: &Frame, keys: &[SigningKeyRecord], now: i64, flash: Option<&str>) -> Markup {
+pub(super) fn signing_keys(
+    f: &Frame,
+    keys: &[SigningKeyRecord],
+    now: i64,
+    flash: Option<&str>,
+) -> Markup {
     page(
         f,
         "Signing keys",
@@ -471,7 +482,7 @@ pub fn signing_keys(f: &Frame, keys: &[SigningKeyRecord], now: i64, flash: Optio
 }
 
 /// The audit log with its filters, newest first.
-pub fn audit(
+pub(super) fn audit(
     f: &Frame,
     filter: &AuditFilter,
     entries: &[AuditEntry],
@@ -523,4 +534,4 @@ pub fn audit(
 }
 
 /// The stylesheet, served from the binary.
-pub const STYLESHEET: &str = include_str!("console.css");
+pub(super) const STYLESHEET: &str = include_str!("console.css");

@@ -9,7 +9,7 @@ use tokio_postgres::config::Host;
 
 /// The password libpq would use for `config`, if the URL has none; `env`
 /// reads an environment variable (`std::env::var` outside tests).
-pub fn password_for(
+pub(super) fn password_for(
     config: &tokio_postgres::Config,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Option<Vec<u8>> {
