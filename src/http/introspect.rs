@@ -61,6 +61,7 @@ pub async fn revoke(
     let ip = client_ip(&req, &app);
     let now = now();
     let client = app
+        .authenticator()
         .authenticate_client(creds.as_ref(), Some(ip), now)
         .await?;
     app.revoke(&client.id, &token?, now).await?;

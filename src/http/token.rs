@@ -88,7 +88,12 @@ pub async fn token(
             request.certificate = super::client_certificate(&req, &app)?.map(|c| c.thumbprint());
             let now = now();
             let client = match creds {
-                Some(c) => Some(app.authenticate_client(Some(&c), Some(ip), now).await?.id),
+                Some(c) => Some(
+                    app.authenticator()
+                        .authenticate_client(Some(&c), Some(ip), now)
+                        .await?
+                        .id,
+                ),
                 None => named,
             };
             app.issue_for_jwt_bearer(&assertion, client.as_deref(), Some(ip), &request, now)

@@ -4,107 +4,26 @@
 //! `oauth::assertion`, and the replay check against the store.
 
 use crate::store::Store;
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use jsonwebtoken::jwk::JwkSet;
 
 use super::error::{ErrorCode, ServiceError};
-use super::issue::Authenticated;
-use super::{truncate, App};
+use super::authenticator::Authenticated;
+use super::authenticator::Authenticator;
+use super::truncate;
 use crate::oauth::assertion::{self, AssertionError, Expected, UnverifiedAssertion};
 use crate::oauth::ClientCredentials;
 use crate::store::Client;
 
-/// A fetched key set is used this long before it is fetched again.
-pub(super) const JWKS_TTL: i64 = 300;
-
-/// An unknown `kid` refetches a client's `jwks_uri` at most this often.
-pub(super) const REFETCH_INTERVAL: i64 = 60;
-
-/// Clients whose fetched keys are remembered.
-const CACHE_CAPACITY: usize = 10_000;
-
-/// One client's fetched key set.
-#[derive(Clone)]
-struct Fetched {
-    uri: String,
-    keys: Option<Arc<JwkSet>>,
-    fetched_at: i64,
-    tried_at: i64,
-    /// When an unknown `kid` last made it fetch again.
-    refetched_at: i64,
-    /// For an inline set: the registered JSON it was parsed from.
-    inline: Option<serde_json::Value>,
-}
-
-/// Key sets, inline and fetched, by owner (client id or issuer).
-#[derive(Default)]
-pub(super) struct RemoteKeys {
-    by_client: Mutex<HashMap<String, Fetched>>,
-    /// One fetch in progress per owner: others wait for it and use its
-    /// result (issue 23, N3).
-    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-impl RemoteKeys {
-    /// The owner's fetch lock, made on first use.
-    fn flight(&self, owner: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = crate::sync::lock(&self.flights);
-        if map.len() >= CACHE_CAPACITY && !map.contains_key(owner) {
-            map.retain(|_, f| Arc::strong_count(f) > 1);
-        }
-        map.entry(owner.to_string()).or_default().clone()
-    }
-
-    /// Forgets the owner's fetch lock when nobody holds or waits for it.
-    fn land(&self, owner: &str) {
-        let mut map = crate::sync::lock(&self.flights);
-        if map.get(owner).is_some_and(|f| Arc::strong_count(f) == 1) {
-            map.remove(owner);
-        }
-    }
-
-    fn get(&self, client_id: &str) -> Option<Fetched> {
-        let map = crate::sync::lock(&self.by_client);
-        map.get(client_id).cloned()
-    }
-
-    /// The parsed set of a client's inline `jwks`, if parsed from the same
-    /// JSON (compared under the lock, nothing cloned but the `Arc`).
-    fn inline(&self, client_id: &str, jwks: &serde_json::Value) -> Option<Arc<JwkSet>> {
-        let map = crate::sync::lock(&self.by_client);
-        map.get(client_id)
-            .filter(|f| f.inline.as_ref() == Some(jwks))
-            .and_then(|f| f.keys.clone())
-    }
-
-    fn put(&self, client_id: &str, f: Fetched) {
-        let mut map = crate::sync::lock(&self.by_client);
-        if map.len() >= CACHE_CAPACITY && !map.contains_key(client_id) {
-            map.clear();
-        }
-        map.insert(client_id.to_string(), f);
-    }
-}
-
-/// Where a key set comes from.
-#[derive(Clone, Copy)]
-pub(super) enum KeySource<'a> {
-    /// Registered inline.
-    Inline(&'a serde_json::Value),
-    /// Published at a URI.
-    Uri(&'a str),
-    /// Published at the `jwks_uri` of the issuer's metadata.
-    Discover(&'a str),
-}
+use super::keysets::{Fetched, KeySource, RemoteKeys, JWKS_TTL, REFETCH_INTERVAL};
 
 fn refused(why: impl std::fmt::Display) -> ServiceError {
     ServiceError::new(ErrorCode::InvalidClient, why.to_string())
 }
 
-impl App {
+impl Authenticator {
     /// The `aud` values an assertion may carry: the issuer identifier and
     /// the token endpoint URL.
     fn assertion_audiences(&self) -> Vec<String> {

@@ -14,8 +14,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::admin::{invalid, normalize_scopes};
-use super::assertion::KeySource;
+use super::keysets::KeySource;
 use super::error::{ErrorCode, ServiceError};
+use super::authenticator::Authenticator;
 use super::{App, IssuedToken};
 use crate::domain::{AuditEntry, Client, Federation, FederationIssuer, FederationRule};
 use crate::oauth::federation::{self, ExternalError, ExternalToken};
@@ -277,6 +278,105 @@ impl App {
         Ok(())
     }
 
+    /// The JWT bearer grant (RFC 7523 §2.1): exchanges `assertion` under the
+    /// first matching rule. `client` is the authenticated client or the
+    /// `client_id` sent without credentials; either restricts the rules to
+    /// that client's. Every failure is `invalid_grant` and counts against
+    /// the caller's failure throttle.
+    pub async fn issue_for_jwt_bearer(
+        &self,
+        assertion: &SecretString,
+        client: Option<&str>,
+        ip: Option<IpAddr>,
+        req: &TokenRequest,
+        now: i64,
+    ) -> Result<IssuedToken, ServiceError> {
+        let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        self.auth.check_failures(None, ip, now)?;
+        let outcome = self.auth.federate(assertion.expose(), client, now).await?;
+        let f = match &outcome {
+            Ok(f) => f,
+            Err(r) => {
+                self.auth.note_exchange(&outcome, "", ip);
+                self.auth.record_failure("jwt_bearer", None, ip, now);
+                return Err(ServiceError::new(
+                    ErrorCode::InvalidGrant,
+                    r.description.clone(),
+                ));
+            }
+        };
+        let issued = self.issue_federated(&f.client, req, f.token.exp, now).await;
+        let result = match &issued {
+            Ok(_) => "issued",
+            Err(e) => e.code.as_str(),
+        };
+        self.auth.note_exchange(&outcome, result, ip);
+        issued
+    }
+
+    /// Decides, counts and signs a token for a federated client: its
+    /// lifetime ends no later than the external token (`not_after`).
+    pub(super) async fn issue_federated(
+        &self,
+        client: &Client,
+        req: &TokenRequest,
+        not_after: i64,
+        now: i64,
+    ) -> Result<IssuedToken, ServiceError> {
+        let mut grant = grant::decide(client, req, &self.policy())?;
+        grant.ttl = grant.ttl.min(not_after - now);
+        if grant.ttl <= 0 {
+            return Err(ServiceError::new(
+                ErrorCode::InvalidGrant,
+                "the assertion expires now; no token can outlive it",
+            ));
+        }
+        self.issue_grant(client, &grant, req, now, None).await
+    }
+
+    /// What `POST /admin/federation/test` reports: the issuer, the checks,
+    /// the rule that matches or why each does not. Nothing is issued and no
+    /// `jti` is recorded.
+    pub async fn test_federation(
+        &self,
+        jwt: &str,
+        now: i64,
+    ) -> Result<serde_json::Value, ServiceError> {
+        let (token, fed) = match self.auth.verify_external(jwt, now).await? {
+            Ok(t) => t,
+            Err(r) => {
+                return Ok(json!({
+                    "matched": false,
+                    "issuer": federation::unverified_issuer(jwt),
+                    "error": r.description,
+                    "rules": [],
+                }))
+            }
+        };
+        let mut rules = Vec::new();
+        let mut matched: Option<&FederationRule> = None;
+        for rule in fed.rules.iter().filter(|r| r.issuer == token.iss) {
+            let why = federation::mismatch(rule, &token);
+            if why.is_none() && matched.is_none() {
+                matched = Some(rule);
+            }
+            rules.push(json!({"id": rule.id, "client_id": rule.client_id, "matches": why.is_none(), "reason": why}));
+        }
+        Ok(json!({
+            "matched": matched.is_some(),
+            "rule": matched.map(|r| r.id.clone()),
+            "client_id": matched.map(|r| r.client_id.clone()),
+            "issuer": token.iss,
+            "subject": token.sub,
+            "audience": token.aud,
+            "expires_at": token.exp,
+            "rules": rules,
+        }))
+    }
+}
+
+/// Verifying external tokens: the authentication side of federation.
+impl Authenticator {
     /// Whether `jwt`'s unverified `iss` is a trusted issuer (then a client
     /// assertion is a federated one, not `private_key_jwt`).
     pub(super) async fn is_trusted_issuer(&self, jwt: &str) -> Result<bool, ServiceError> {
@@ -457,101 +557,5 @@ impl App {
                     .inc();
             }
         }
-    }
-
-    /// The JWT bearer grant (RFC 7523 §2.1): exchanges `assertion` under the
-    /// first matching rule. `client` is the authenticated client or the
-    /// `client_id` sent without credentials; either restricts the rules to
-    /// that client's. Every failure is `invalid_grant` and counts against
-    /// the caller's failure throttle.
-    pub async fn issue_for_jwt_bearer(
-        &self,
-        assertion: &SecretString,
-        client: Option<&str>,
-        ip: Option<IpAddr>,
-        req: &TokenRequest,
-        now: i64,
-    ) -> Result<IssuedToken, ServiceError> {
-        let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        self.check_failures(None, ip, now)?;
-        let outcome = self.federate(assertion.expose(), client, now).await?;
-        let f = match &outcome {
-            Ok(f) => f,
-            Err(r) => {
-                self.note_exchange(&outcome, "", ip);
-                self.record_failure("jwt_bearer", None, ip, now);
-                return Err(ServiceError::new(
-                    ErrorCode::InvalidGrant,
-                    r.description.clone(),
-                ));
-            }
-        };
-        let issued = self.issue_federated(&f.client, req, f.token.exp, now).await;
-        let result = match &issued {
-            Ok(_) => "issued",
-            Err(e) => e.code.as_str(),
-        };
-        self.note_exchange(&outcome, result, ip);
-        issued
-    }
-
-    /// Decides, counts and signs a token for a federated client: its
-    /// lifetime ends no later than the external token (`not_after`).
-    pub(super) async fn issue_federated(
-        &self,
-        client: &Client,
-        req: &TokenRequest,
-        not_after: i64,
-        now: i64,
-    ) -> Result<IssuedToken, ServiceError> {
-        let mut grant = grant::decide(client, req, &self.policy())?;
-        grant.ttl = grant.ttl.min(not_after - now);
-        if grant.ttl <= 0 {
-            return Err(ServiceError::new(
-                ErrorCode::InvalidGrant,
-                "the assertion expires now; no token can outlive it",
-            ));
-        }
-        self.issue_grant(client, &grant, req, now, None).await
-    }
-
-    /// What `POST /admin/federation/test` reports: the issuer, the checks,
-    /// the rule that matches or why each does not. Nothing is issued and no
-    /// `jti` is recorded.
-    pub async fn test_federation(
-        &self,
-        jwt: &str,
-        now: i64,
-    ) -> Result<serde_json::Value, ServiceError> {
-        let (token, fed) = match self.verify_external(jwt, now).await? {
-            Ok(t) => t,
-            Err(r) => {
-                return Ok(json!({
-                    "matched": false,
-                    "issuer": federation::unverified_issuer(jwt),
-                    "error": r.description,
-                    "rules": [],
-                }))
-            }
-        };
-        let mut rules = Vec::new();
-        let mut matched: Option<&FederationRule> = None;
-        for rule in fed.rules.iter().filter(|r| r.issuer == token.iss) {
-            let why = federation::mismatch(rule, &token);
-            if why.is_none() && matched.is_none() {
-                matched = Some(rule);
-            }
-            rules.push(json!({"id": rule.id, "client_id": rule.client_id, "matches": why.is_none(), "reason": why}));
-        }
-        Ok(json!({
-            "matched": matched.is_some(),
-            "rule": matched.map(|r| r.id.clone()),
-            "client_id": matched.map(|r| r.client_id.clone()),
-            "issuer": token.iss,
-            "subject": token.sub,
-            "audience": token.aud,
-            "expires_at": token.exp,
-            "rules": rules,
-        }))
     }
 }

@@ -198,7 +198,7 @@ impl App {
                 .authorize_bearer(presented, INTROSPECT_SCOPE, now)
                 .await;
         }
-        let client = self.authenticate_client(creds, ip, now).await?;
+        let client = self.auth.authenticate_client(creds, ip, now).await?;
         if !client.scopes.iter().any(|s| s == INTROSPECT_SCOPE) {
             return Err(ServiceError::invalid_client());
         }

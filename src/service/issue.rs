@@ -7,8 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use super::error::ServiceError;
-use super::{log_refusal, truncate, App, IssuedToken};
-use crate::limits::{Decision, FAIL_WINDOW};
+use super::{log_refusal, App, IssuedToken};
 use crate::oauth::grant::{self, Grant, Policy, TokenRequest};
 use crate::oauth::ClientCredentials;
 use crate::secret::{self, SecretString};
@@ -22,143 +21,6 @@ impl App {
             issuer: self.config.issuer.clone(),
             default_ttl: self.config.default_token_ttl,
             max_ttl: self.config.max_token_ttl,
-        }
-    }
-    /// Refuses a caller that failed authentication too often (429): per IP,
-    /// per client id and IP, and, once a client id has failed too often from
-    /// anywhere, from every IP that has failed for it. An IP that has not
-    /// failed for a client is never locked out by others' failures.
-    pub(super) fn check_failures(
-        &self,
-        client_id: Option<&str>,
-        ip: IpAddr,
-        now: i64,
-    ) -> Result<(), ServiceError> {
-        let cfg = &self.config;
-        let l = &self.limits;
-        let refuse = |limit: u64, reset: u64| {
-            log::info!("refused: too many failed authentications from {ip}");
-            self.metrics
-                .refusals
-                .with_label_values(&["auth_failures"])
-                .inc();
-            Err(ServiceError::too_many_requests(
-                "too many failed authentication attempts",
-                Decision {
-                    allowed: false,
-                    limit,
-                    remaining: 0,
-                    reset,
-                    refusals: 1,
-                },
-            ))
-        };
-        if let Some(reset) = l
-            .fail_ip
-            .exhausted(&ip, cfg.auth_fail_ip_limit, FAIL_WINDOW, now)
-        {
-            return refuse(cfg.auth_fail_ip_limit, reset);
-        }
-        if let Some(id) = client_id {
-            let pair = (id.to_string(), ip);
-            if let Some(reset) =
-                l.fail_pair
-                    .exhausted(&pair, cfg.auth_fail_pair_limit, FAIL_WINDOW, now)
-            {
-                return refuse(cfg.auth_fail_pair_limit, reset);
-            }
-            if let Some(reset) = l.fail_client.exhausted(
-                &id.to_string(),
-                cfg.auth_fail_client_limit,
-                FAIL_WINDOW,
-                now,
-            ) {
-                if l.fail_pair.count(&pair, FAIL_WINDOW, now) > 0 {
-                    return refuse(cfg.auth_fail_client_limit, reset);
-                }
-            }
-        }
-        Ok(())
-    }
-    pub(super) fn record_failure(&self, kind: &str, client_id: Option<&str>, ip: IpAddr, now: i64) {
-        self.metrics.auth_failures.with_label_values(&[kind]).inc();
-        let l = &self.limits;
-        l.fail_ip.hit(&ip, u64::MAX, FAIL_WINDOW, 0, now);
-        if let Some(id) = client_id {
-            l.fail_pair
-                .hit(&(id.to_string(), ip), u64::MAX, FAIL_WINDOW, 0, now);
-            l.fail_client
-                .hit(&id.to_string(), u64::MAX, FAIL_WINDOW, 0, now);
-        }
-    }
-    /// Authenticates a client by whatever it presented: a secret, its own
-    /// signed assertion, or a federated workload's token (whose client comes
-    /// with the rule's scopes and the external token's expiry).
-    pub(super) async fn authenticate(
-        &self,
-        creds: Option<&ClientCredentials>,
-        ip: Option<IpAddr>,
-        now: i64,
-    ) -> Result<Authenticated, ServiceError> {
-        match creds {
-            Some(c) if c.method == crate::oauth::AuthMethod::PrivateKeyJwt => {
-                let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-                self.authenticate_with_assertion(c, ip, now).await
-            }
-            _ => Ok(Authenticated {
-                client: self.authenticate_client(creds, ip, now).await?,
-                not_after: None,
-            }),
-        }
-    }
-    /// Authenticates a client by its secret (RFC 6749 §2.3.1). Unknown, wrong
-    /// and disabled all answer the same `invalid_client`.
-    pub async fn authenticate_client(
-        &self,
-        creds: Option<&ClientCredentials>,
-        ip: Option<IpAddr>,
-        now: i64,
-    ) -> Result<Client, ServiceError> {
-        let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let Some(creds) = creds else {
-            return Err(ServiceError::invalid_client());
-        };
-        if creds.method == crate::oauth::AuthMethod::PrivateKeyJwt {
-            return Ok(self
-                .authenticate_with_assertion(creds, ip, now)
-                .await?
-                .client);
-        }
-        if creds.method == crate::oauth::AuthMethod::TlsClientAuth {
-            return self.authenticate_with_certificate(creds, ip, now).await;
-        }
-        if creds.client_id.len() > 256 || creds.secret.expose().len() > 512 {
-            self.check_failures(None, ip, now)?;
-            self.record_failure("client_secret", None, ip, now);
-            return Err(ServiceError::invalid_client());
-        }
-        self.check_failures(Some(&creds.client_id), ip, now)?;
-        let client = self.store.get_client(&creds.client_id).await?;
-        let secrets = match &client {
-            Some(_) => self.store.live_secrets(&creds.client_id, now).await?,
-            None => Vec::new(),
-        };
-        let matched = grant::secret_matches(&creds.secret, &secrets);
-        match client {
-            // A private_key_jwt client has no secret; one left from before a
-            // switch of method does not authenticate it either.
-            Some(c) if matched && !c.disabled && c.token_endpoint_auth_method.uses_secret() => {
-                crate::logging::set_client(&c.id);
-                Ok(c)
-            }
-            _ => {
-                log::info!(
-                    "client authentication failed for client_id {:?} from {ip}",
-                    truncate(&creds.client_id)
-                );
-                self.record_failure("client_secret", Some(&creds.client_id), ip, now);
-                Err(ServiceError::invalid_client())
-            }
         }
     }
     /// Counts a token against the client's quota; past it, the client is
@@ -204,7 +66,7 @@ impl App {
         req: &TokenRequest,
         now: i64,
     ) -> Result<IssuedToken, ServiceError> {
-        let auth = self.authenticate(creds, ip, now).await?;
+        let auth = self.auth.authenticate(creds, ip, now).await?;
         if let Some(not_after) = auth.not_after {
             return self
                 .issue_federated(&auth.client, req, not_after, now)
@@ -267,10 +129,10 @@ impl App {
         now: i64,
     ) -> Result<IssuedToken, ServiceError> {
         let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        self.check_failures(None, ip, now)?;
+        self.auth.check_failures(None, ip, now)?;
         let Some((record, client)) = self.find_active_api_key(key, now).await? else {
             log::info!("API key authentication failed from {ip}");
-            self.record_failure("api_key", None, ip, now);
+            self.auth.record_failure("api_key", None, ip, now);
             return Err(ServiceError::new(
                 crate::service::error::ErrorCode::InvalidClient,
                 "invalid, expired or revoked API key",
@@ -356,15 +218,6 @@ impl App {
             scope: unsigned.scope,
         })
     }
-}
-
-/// An authenticated client; a federated one with the time its token must
-/// end by (the external token's `exp`).
-pub(super) struct Authenticated {
-    /// The client (a federated one with the rule's scopes).
-    pub client: Client,
-    /// For a federated client: the external token's expiry.
-    pub not_after: Option<i64>,
 }
 
 /// Claims ready to sign, with the key that will sign them.

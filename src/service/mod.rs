@@ -5,12 +5,14 @@
 
 pub mod admin;
 mod assertion;
+pub mod authenticator;
 pub mod console;
 mod dpop;
 pub mod error;
 pub mod federation;
 pub mod introspect;
 mod issue;
+mod keysets;
 mod maintenance;
 mod mtls;
 mod signing;
@@ -108,16 +110,10 @@ pub struct App {
     metrics: Arc<crate::metrics::Metrics>,
     /// API-key uses not yet written: key id to time of use.
     key_uses: Arc<std::sync::Mutex<HashMap<String, i64>>>,
-    /// Fetches clients' `jwks_uri`s.
-    fetcher: crate::fetch::Fetcher,
-    /// Key sets fetched from clients' `jwks_uri`s.
-    remote_keys: Arc<assertion::RemoteKeys>,
-    /// Key sets of trusted federation issuers.
-    issuer_keys: Arc<assertion::RemoteKeys>,
+    /// Client authentication: every method, its throttles and key sets.
+    auth: Arc<authenticator::Authenticator>,
     /// The fleet's secret for DPoP nonces, when nonces are required.
     dpop_secret: Option<Arc<Vec<u8>>>,
-    /// The CAs `tls_client_auth` certificates must chain to.
-    client_ca: Option<Arc<Vec<rustls::pki_types::TrustAnchor<'static>>>>,
 }
 
 impl App {
@@ -132,7 +128,13 @@ impl App {
         let mut config = (*self.config).clone();
         config.issuer = issuer;
         self.config = Arc::new(config);
+        self.auth = Arc::new(self.auth.with_config(self.config.clone()));
         self
+    }
+
+    /// The client-authentication component.
+    pub fn authenticator(&self) -> &authenticator::Authenticator {
+        &self.auth
     }
 
     /// This process's metrics registry.
@@ -235,18 +237,27 @@ impl App {
             )),
             None => None,
         };
-        let app = App {
-            client_ca,
-            dpop_secret,
+        let config = Arc::new(config);
+        let limits = Arc::new(Limits::default());
+        let auth = Arc::new(authenticator::Authenticator {
+            config: config.clone(),
+            store: cache.clone(),
+            limits: limits.clone(),
+            metrics: metrics.clone(),
             fetcher: crate::fetch::Fetcher::new(config.fetch_allow_local),
-            config: Arc::new(config),
-            store: cache,
-            keys: Arc::new(KeyRing::default()),
-            limits: Arc::new(Limits::default()),
-            verified: Arc::new(token::VerifiedCache::default()),
-            key_uses: Arc::default(),
             remote_keys: Arc::default(),
             issuer_keys: Arc::default(),
+            client_ca,
+        });
+        let app = App {
+            auth,
+            dpop_secret,
+            config,
+            store: cache,
+            keys: Arc::new(KeyRing::default()),
+            limits,
+            verified: Arc::new(token::VerifiedCache::default()),
+            key_uses: Arc::default(),
             metrics,
         };
         app.ensure_signing_key().await?;

@@ -6,14 +6,15 @@
 
 use std::net::IpAddr;
 
-use super::assertion::KeySource;
+use super::keysets::KeySource;
 use super::error::ServiceError;
+use super::authenticator::Authenticator;
 use super::{truncate, App};
 use crate::domain::{Client, ClientAuthMethod};
 use crate::oauth::mtls;
 use crate::oauth::ClientCredentials;
 
-impl App {
+impl Authenticator {
     /// Authenticates a client by the TLS certificate of the connection.
     /// Every failure is the same `401 invalid_client` (its reason in the
     /// log), and counts against the failure throttles.
@@ -93,7 +94,9 @@ impl App {
         crate::logging::set_client(&client.id);
         Ok(client)
     }
+}
 
+impl App {
     /// RFC 8705 §3: the `x5t#S256` a token of `client` is bound to, when the
     /// client is registered for certificate-bound tokens; without a
     /// certificate such a client gets no token.
