@@ -39,20 +39,20 @@ fn respond(app: &App, t: &IssuedToken) -> HttpResponse {
     response
 }
 
-/// The checked DPoP proof of a request to `path`, if it sent one.
-pub(super) fn dpop_proof(
+/// The DPoP proof of a token request to `path`, if it sent one: checked,
+/// and its `jti` recorded before anything else is done.
+async fn dpop_proof(
     app: &App,
     req: &HttpRequest,
     path: &str,
-    access_token: Option<&str>,
 ) -> Result<Option<crate::oauth::dpop::Proof>, ServiceError> {
-    app.check_dpop(
+    app.token_request_proof(
         &super::dpop_headers(req),
         req.method().as_str(),
         path,
-        access_token,
         now(),
     )
+    .await
 }
 
 /// The token endpoint, form or JSON body: the client-credentials grant
@@ -72,7 +72,7 @@ pub async fn token(
             let cert = super::client_certificate(&req, &app)?;
             let creds = credentials::extract_with(authorization(&req), &params, cert.clone())?;
             let mut request = TokenRequest::from_params(&params)?;
-            request.dpop = dpop_proof(&app, &req, "/oauth/token", None)?;
+            request.dpop = dpop_proof(&app, &req, "/oauth/token").await?;
             request.certificate = cert.map(|c| c.thumbprint());
             app.issue_for_client(creds.as_ref(), Some(ip), &request, now())
                 .await
@@ -84,7 +84,7 @@ pub async fn token(
                 .ok_or_else(|| ServiceError::invalid_request("assertion is required"))?;
             let assertion = SecretString::new(assertion.to_string());
             let mut request = TokenRequest::from_params(&params)?;
-            request.dpop = dpop_proof(&app, &req, "/oauth/token", None)?;
+            request.dpop = dpop_proof(&app, &req, "/oauth/token").await?;
             request.certificate = super::client_certificate(&req, &app)?.map(|c| c.thumbprint());
             let now = now();
             let client = match creds {
@@ -141,7 +141,7 @@ pub async fn api_key_token(
     };
     let key = SecretString::new(key);
     let mut request = TokenRequest::from_params(&params)?;
-    request.dpop = dpop_proof(&app, &req, "/authentication/token", None)?;
+    request.dpop = dpop_proof(&app, &req, "/authentication/token").await?;
     request.certificate = super::client_certificate(&req, &app)?.map(|c| c.thumbprint());
     let ip = client_ip(&req, &app);
     let metrics = app.metrics_handle();

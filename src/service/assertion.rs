@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use jsonwebtoken::jwk::JwkSet;
 
-use super::error::{ErrorCode, ServiceError};
 use super::authenticator::Authenticated;
 use super::authenticator::Authenticator;
+use super::error::{ErrorCode, ServiceError};
 use super::truncate;
 use crate::oauth::assertion::{self, AssertionError, Expected, UnverifiedAssertion};
 use crate::oauth::ClientCredentials;

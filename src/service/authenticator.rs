@@ -7,8 +7,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use super::keysets::RemoteKeys;
 use super::error::ServiceError;
+use super::keysets::RemoteKeys;
 use super::truncate;
 use crate::config::Config;
 use crate::limits::{Decision, Limits, FAIL_WINDOW};

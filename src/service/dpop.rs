@@ -70,8 +70,26 @@ impl App {
             })
     }
 
-    /// Records a proof's `jti` until its `iat` window has passed: a proof is
-    /// used once (RFC 9449 §11.1), by any instance of a fleet.
+    /// The proof of a token request, checked and its `jti` recorded at once,
+    /// before the request's client is authenticated or anything else costly
+    /// is done: a replayed proof costs no client authentication (issue 24).
+    pub async fn token_request_proof(
+        &self,
+        headers: &[&[u8]],
+        method: &str,
+        path: &str,
+        now: i64,
+    ) -> Result<Option<Proof>, ServiceError> {
+        let proof = self.check_dpop(headers, method, path, None, now)?;
+        if let Some(p) = &proof {
+            self.record_dpop(p, now).await?;
+        }
+        Ok(proof)
+    }
+
+    /// Records a proof's `jti` until its `iat` window has passed (the last
+    /// instant it could be accepted): a proof is used once (RFC 9449
+    /// §11.1), by any instance of a fleet.
     pub(super) async fn record_dpop(&self, proof: &Proof, now: i64) -> Result<(), ServiceError> {
         let key = format!("dpop:{}", proof.jkt);
         let until = proof.iat + self.config.dpop_iat_window;
@@ -85,14 +103,14 @@ impl App {
         Ok(())
     }
 
-    /// The binding of a token requested with `proof`: its `jti` recorded and
+    /// The binding of a token requested with `proof` (whose `jti` was
+    /// recorded when the request came in, [`App::token_request_proof`]):
     /// `cnf.jkt` set. A client registered with `dpop_bound_access_tokens`
     /// gets no token without a proof (RFC 9449 §5.2).
-    pub(super) async fn bind_dpop(
+    pub(super) fn bind_dpop(
         &self,
         client: &Client,
         proof: Option<&Proof>,
-        now: i64,
     ) -> Result<Option<Confirmation>, ServiceError> {
         let Some(proof) = proof else {
             if client.dpop_bound_access_tokens {
@@ -102,7 +120,6 @@ impl App {
             }
             return Ok(None);
         };
-        self.record_dpop(proof, now).await?;
         Ok(Some(Confirmation {
             jkt: Some(proof.jkt.clone()),
             x5t_s256: None,

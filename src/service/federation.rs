@@ -14,9 +14,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::admin::{invalid, normalize_scopes};
-use super::keysets::KeySource;
-use super::error::{ErrorCode, ServiceError};
 use super::authenticator::Authenticator;
+use super::error::{ErrorCode, ServiceError};
+use super::keysets::KeySource;
 use super::{App, IssuedToken};
 use crate::domain::{AuditEntry, Client, Federation, FederationIssuer, FederationRule};
 use crate::oauth::federation::{self, ExternalError, ExternalToken};

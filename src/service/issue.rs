@@ -77,7 +77,7 @@ impl App {
     }
     /// Builds, counts against the quota and signs the token of a grant.
     /// A token bound to the request's DPoP key when it sent a proof (whose
-    /// `jti` is recorded here, RFC 9449 §11.1).
+    /// `jti` was recorded when the request came in, RFC 9449 §11.1).
     pub(super) async fn issue_grant(
         &self,
         client: &Client,
@@ -87,8 +87,7 @@ impl App {
         api_key_id: Option<String>,
     ) -> Result<IssuedToken, ServiceError> {
         let mut cnf = self
-            .bind_dpop(client, req.dpop.as_ref(), now)
-            .await?
+            .bind_dpop(client, req.dpop.as_ref())?
             .unwrap_or_default();
         cnf.x5t_s256 = self.bind_certificate(client, req.certificate.as_deref())?;
         let cnf = (cnf != token::Confirmation::default()).then_some(cnf);

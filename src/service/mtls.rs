@@ -6,9 +6,9 @@
 
 use std::net::IpAddr;
 
-use super::keysets::KeySource;
-use super::error::ServiceError;
 use super::authenticator::Authenticator;
+use super::error::ServiceError;
+use super::keysets::KeySource;
 use super::{truncate, App};
 use crate::domain::{Client, ClientAuthMethod};
 use crate::oauth::mtls;

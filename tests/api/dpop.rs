@@ -440,3 +440,46 @@ async fn a_fleet_shares_nonces_and_the_replay_cache() {
     assert_eq!(status, 400, "A knows B saw the proof: {v}");
     assert!(s(&v["error_description"]).contains("jti"), "{v}");
 }
+
+/// Issue 24 (2): a proof's `jti` is recorded before the client is
+/// authenticated, so a replayed proof is refused without any client
+/// authentication: no failure is counted, whatever credentials come with it.
+#[tokio::test]
+async fn a_replayed_proof_is_refused_before_client_authentication() {
+    let app = TestApp::spawn().await;
+    let (id, secret) = app.client("read", &[]);
+    let key = es256("dpop");
+    let p = proof(&key, "POST", &app.url("/oauth/token"), json!({}));
+    let (status, v, _) = token_with_proof(&app, &id, &secret, &[&p]).await;
+    assert_eq!(status, 200, "{v}");
+    let failures = || async {
+        let text = app
+            .http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("tollgate_client_auth_failures_total"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum::<f64>()
+    };
+    let before = failures().await;
+    for (who, secret) in [
+        (id.as_str(), "tgs_wrong"),
+        ("tgc_AAAAAAAAAAAAAAAAAAAAAA", "x"),
+    ] {
+        let (status, v, _) = token_with_proof(&app, who, secret, &[&p]).await;
+        assert_eq!(status, 400, "{v}");
+        assert_eq!(v["error"], "invalid_dpop_proof", "{v}");
+        assert!(s(&v["error_description"]).contains("used before"), "{v}");
+    }
+    assert_eq!(
+        failures().await,
+        before,
+        "no client authentication was tried"
+    );
+}
