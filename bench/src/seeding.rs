@@ -218,11 +218,10 @@ pub(crate) fn seed(app: &App, n: usize, template: &NewClient, t0: i64) -> Seeded
     let mut tokens = Vec::new();
     for i in 0..1000 {
         let (id, secret) = &clients[i % clients.len()];
-        let creds = tollgate::oauth::ClientCredentials {
+        let creds = tollgate::oauth::ClientCredentials::Secret {
             client_id: id.clone(),
             secret: secret.clone(),
-            method: tollgate::oauth::AuthMethod::Basic,
-            certificate: None,
+            via: tollgate::oauth::AuthMethod::Basic,
         };
         let t = block(app.issue_for_client(Some(&creds), None, &Default::default(), t0))
             .unwrap_or_else(|e| fail(&e.to_string()));

@@ -25,17 +25,58 @@ pub enum AuthMethod {
     TlsClientAuth,
 }
 
-/// A client id with the secret presented for it.
+/// What a client presented to authenticate, as it came over the wire: one
+/// variant per way, each with exactly what that way carries (no secret
+/// field holding a secret, a JWT or nothing).
 #[derive(Debug, Clone)]
-pub struct ClientCredentials {
-    /// The claimed client id.
-    pub client_id: String,
-    /// The presented secret.
-    pub secret: SecretString,
+pub enum ClientCredentials {
+    /// A client secret: HTTP Basic (`client_secret_basic`, RFC 6749
+    /// §2.3.1) or body parameters (`client_secret_post`); `via` says which.
+    Secret {
+        /// The claimed client id.
+        client_id: String,
+        /// The presented secret.
+        secret: SecretString,
+        /// [`AuthMethod::Basic`] or [`AuthMethod::Post`].
+        via: AuthMethod,
+    },
+    /// A signed JWT (`private_key_jwt`, RFC 7523 §2.2, or a workload's
+    /// token from a trusted issuer used the same way).
+    Assertion {
+        /// The client id: `client_id`, or the assertion's `sub` without it
+        /// (RFC 7521 §4.2).
+        client_id: String,
+        /// The assertion.
+        jwt: SecretString,
+    },
+    /// A `client_id` alone on a connection with a client certificate
+    /// (RFC 8705 §2: `tls_client_auth` or `self_signed_tls_client_auth`).
+    Certificate {
+        /// The claimed client id.
+        client_id: String,
+        /// The connection's client certificate.
+        certificate: std::sync::Arc<super::mtls::Certificate>,
+    },
+}
+
+impl ClientCredentials {
+    /// The client id claimed, whatever the way.
+    pub fn client_id(&self) -> &str {
+        match self {
+            ClientCredentials::Secret { client_id, .. }
+            | ClientCredentials::Assertion { client_id, .. }
+            | ClientCredentials::Certificate { client_id, .. } => client_id,
+        }
+    }
+
     /// How they came.
-    pub method: AuthMethod,
-    /// The client certificate of the connection, if any (RFC 8705).
-    pub certificate: Option<std::sync::Arc<super::mtls::Certificate>>,
+    pub fn method(&self) -> AuthMethod {
+        match self {
+            ClientCredentials::Secret { via, .. } => *via,
+            ClientCredentials::Assertion { .. } => AuthMethod::PrivateKeyJwt,
+            ClientCredentials::Certificate { .. } => AuthMethod::TlsClientAuth,
+        }
+    }
 }
 
 /// The longest Authorization header value considered.
@@ -104,17 +145,13 @@ pub fn extract_with(
     params: &Params,
     certificate: Option<std::sync::Arc<super::mtls::Certificate>>,
 ) -> Result<Option<ClientCredentials>, OAuthError> {
-    let mut creds = extract_plain(authorization, params, certificate.is_some())?;
-    if let Some(c) = creds.as_mut() {
-        c.certificate = certificate;
-    }
-    Ok(creds)
+    extract_plain(authorization, params, certificate)
 }
 
 fn extract_plain(
     authorization: Option<&[u8]>,
     params: &Params,
-    has_certificate: bool,
+    certificate: Option<std::sync::Arc<super::mtls::Certificate>>,
 ) -> Result<Option<ClientCredentials>, OAuthError> {
     let basic = match authorization {
         Some(h) => parse_basic(h)?,
@@ -147,11 +184,9 @@ fn extract_plain(
             (None, Some(sub)) => sub,
             (None, None) => return Err(OAuthError::invalid_client()),
         };
-        return Ok(Some(ClientCredentials {
+        return Ok(Some(ClientCredentials::Assertion {
             client_id,
-            secret: SecretString::new(assertion.to_string()),
-            method: AuthMethod::PrivateKeyJwt,
-            certificate: None,
+            jwt: SecretString::new(assertion.to_string()),
         }));
     }
     match (basic, body_id, body_secret) {
@@ -161,24 +196,23 @@ fn extract_plain(
         (Some((id, _)), Some(body_id), None) if body_id != id => Err(OAuthError::invalid_request(
             "client_id in the body does not match the Authorization header",
         )),
-        (Some((client_id, secret)), _, None) => Ok(Some(ClientCredentials {
+        (Some((client_id, secret)), _, None) => Ok(Some(ClientCredentials::Secret {
             client_id,
             secret,
-            method: AuthMethod::Basic,
-            certificate: None,
+            via: AuthMethod::Basic,
         })),
-        (None, Some(id), Some(secret)) => Ok(Some(ClientCredentials {
+        (None, Some(id), Some(secret)) => Ok(Some(ClientCredentials::Secret {
             client_id: id.to_string(),
             secret: SecretString::new(secret.to_string()),
-            method: AuthMethod::Post,
-            certificate: None,
+            via: AuthMethod::Post,
         })),
-        (None, Some(id), None) if has_certificate => Ok(Some(ClientCredentials {
-            client_id: id.to_string(),
-            secret: SecretString::new(String::new()),
-            method: AuthMethod::TlsClientAuth,
-            certificate: None,
-        })),
+        (None, Some(id), None) if certificate.is_some() => match certificate {
+            Some(certificate) => Ok(Some(ClientCredentials::Certificate {
+                client_id: id.to_string(),
+                certificate,
+            })),
+            None => Err(OAuthError::invalid_client()),
+        },
         (None, None, None) => Ok(None),
         (None, _, _) => Err(OAuthError::invalid_client()),
     }
@@ -276,7 +310,7 @@ mod tests {
         ]);
         let c = extract(None, &p).unwrap().unwrap();
         assert_eq!(
-            (c.client_id.as_str(), c.method),
+            (c.client_id(), c.method()),
             ("c1", AuthMethod::PrivateKeyJwt)
         );
         // Without client_id, the assertion's sub names the client.
@@ -284,7 +318,7 @@ mod tests {
         let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"sub":"c2"}"#);
         let jwt = format!("e30.{payload}.sig");
         let p = Params::from_pairs([("client_assertion_type", t), ("client_assertion", &jwt)]);
-        assert_eq!(extract(None, &p).unwrap().unwrap().client_id, "c2");
+        assert_eq!(extract(None, &p).unwrap().unwrap().client_id(), "c2");
     }
 
     #[test]
@@ -295,10 +329,10 @@ mod tests {
         assert_eq!(id.as_deref(), Some("a"));
         let p = Params::from_pairs([("client_id", "a"), ("client_secret", "s")]);
         let (c, id) = extract_optional(None, &p).unwrap();
-        assert_eq!(c.unwrap().method, AuthMethod::Post);
+        assert_eq!(c.unwrap().method(), AuthMethod::Post);
         assert!(id.is_none());
         let (c, _) = extract_optional(Some(&basic("a", "b")), &Params::default()).unwrap();
-        assert_eq!(c.unwrap().method, AuthMethod::Basic);
+        assert_eq!(c.unwrap().method(), AuthMethod::Basic);
         assert_eq!(extract_optional(None, &Params::default()).unwrap().1, None);
     }
 
@@ -306,7 +340,7 @@ mod tests {
     fn body_credentials_and_missing_secret() {
         let p = Params::from_pairs([("client_id", "a"), ("client_secret", "b")]);
         let c = extract(None, &p).unwrap().unwrap();
-        assert_eq!((c.client_id.as_str(), c.method), ("a", AuthMethod::Post));
+        assert_eq!((c.client_id(), c.method()), ("a", AuthMethod::Post));
         let p = Params::from_pairs([("client_id", "a")]);
         assert_eq!(
             extract(None, &p).unwrap_err().code,

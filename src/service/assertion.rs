@@ -14,7 +14,6 @@ use super::authenticator::Authenticator;
 use super::error::{ErrorCode, ServiceError};
 use super::truncate;
 use crate::oauth::assertion::{self, AssertionError, Expected, UnverifiedAssertion};
-use crate::oauth::ClientCredentials;
 use crate::store::Client;
 
 use super::keysets::{Fetched, KeySource, RemoteKeys, JWKS_TTL, REFETCH_INTERVAL};
@@ -254,17 +253,18 @@ impl Authenticator {
     /// federation rules of the named client instead.
     pub(super) async fn authenticate_with_assertion(
         &self,
-        creds: &ClientCredentials,
+        client_id: &str,
+        jwt: &str,
         ip: IpAddr,
         now: i64,
     ) -> Result<Authenticated, ServiceError> {
         let fail = |e: ServiceError| {
             log::info!(
                 "client assertion refused for client_id {:?} from {ip}: {}",
-                truncate(&creds.client_id),
+                truncate(client_id),
                 e.description
             );
-            self.record_failure("private_key_jwt", Some(&creds.client_id), ip, now);
+            self.record_failure("private_key_jwt", Some(client_id), ip, now);
             e
         };
         // A failure that depends on the client: logged with its reason,
@@ -272,20 +272,18 @@ impl Authenticator {
         let fail_quietly = |reason: &str| {
             log::info!(
                 "client assertion refused for client_id {:?} from {ip}: {reason}",
-                truncate(&creds.client_id),
+                truncate(client_id),
             );
-            self.record_failure("private_key_jwt", Some(&creds.client_id), ip, now);
+            self.record_failure("private_key_jwt", Some(client_id), ip, now);
             ServiceError::invalid_client()
         };
-        if creds.client_id.len() > 256 || creds.secret.expose().len() > assertion::MAX_ASSERTION_LEN
-        {
+        if client_id.len() > 256 || jwt.len() > assertion::MAX_ASSERTION_LEN {
             self.check_failures(None, ip, now)?;
             return Err(fail(refused("the client assertion is too long")));
         }
-        self.check_failures(Some(&creds.client_id), ip, now)?;
-        let jwt = creds.secret.expose();
+        self.check_failures(Some(client_id), ip, now)?;
         if self.is_trusted_issuer(jwt).await? {
-            let outcome = self.federate(jwt, Some(&creds.client_id), now).await?;
+            let outcome = self.federate(jwt, Some(client_id), now).await?;
             self.note_exchange(&outcome, "authenticated", ip);
             return match outcome {
                 Ok(f) => Ok(Authenticated {
@@ -299,7 +297,7 @@ impl Authenticator {
         // answer alike whether the client exists or not.
         let audiences = self.assertion_audiences();
         let expected = Expected {
-            client_id: &creds.client_id,
+            client_id,
             audiences: &audiences,
             now,
             max_lifetime: self.config.assertion_max_lifetime,
@@ -310,7 +308,7 @@ impl Authenticator {
         // its method, its keys): one answer for all of them, the reason in
         // the log only (issue 24: an unknown id, another method and a wrong
         // key are indistinguishable).
-        let client = match self.store.get_client(&creds.client_id).await? {
+        let client = match self.store.get_client(client_id).await? {
             Some(c)
                 if !c.disabled
                     && c.token_endpoint_auth_method

@@ -15,6 +15,7 @@ use crate::limits::{Decision, Limits, FAIL_WINDOW};
 use crate::metrics::Metrics;
 use crate::oauth::grant;
 use crate::oauth::ClientCredentials;
+use crate::secret::SecretString;
 use crate::store::{CachedStore, Client};
 
 /// An authenticated client; a federated one with the time its token must
@@ -124,59 +125,76 @@ impl Authenticator {
                 .hit(&id.to_string(), u64::MAX, FAIL_WINDOW, 0, now);
         }
     }
-    /// Authenticates a client by whatever it presented: a secret, its own
-    /// signed assertion, or a federated workload's token (whose client comes
-    /// with the rule's scopes and the external token's expiry).
+    /// Authenticates a client by whatever it presented, with one match over
+    /// the ways it can come: a secret, a signed assertion (its own, or a
+    /// federated workload's token, whose client comes with the rule's scopes
+    /// and the external token's expiry), or a certificate.
     pub(super) async fn authenticate(
         &self,
         creds: Option<&ClientCredentials>,
         ip: Option<IpAddr>,
         now: i64,
     ) -> Result<Authenticated, ServiceError> {
-        match creds {
-            Some(c) if c.method == crate::oauth::AuthMethod::PrivateKeyJwt => {
-                let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-                self.authenticate_with_assertion(c, ip, now).await
+        let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let client = match creds {
+            None => return Err(ServiceError::invalid_client()),
+            Some(ClientCredentials::Assertion { client_id, jwt }) => {
+                return self
+                    .authenticate_with_assertion(client_id, jwt.expose(), ip, now)
+                    .await
             }
-            _ => Ok(Authenticated {
-                client: self.authenticate_client(creds, ip, now).await?,
-                not_after: None,
-            }),
-        }
+            Some(ClientCredentials::Certificate {
+                client_id,
+                certificate,
+            }) => {
+                self.authenticate_with_certificate(client_id, certificate, ip, now)
+                    .await?
+            }
+            Some(ClientCredentials::Secret {
+                client_id, secret, ..
+            }) => {
+                self.authenticate_with_secret(client_id, secret, ip, now)
+                    .await?
+            }
+        };
+        Ok(Authenticated {
+            client,
+            not_after: None,
+        })
     }
-    /// Authenticates a client by its secret (RFC 6749 §2.3.1). Unknown, wrong
-    /// and disabled all answer the same `invalid_client`.
+
+    /// [`Authenticator::authenticate`], for a caller that needs only the
+    /// client (introspection, revocation, a JWT bearer grant's client).
     pub async fn authenticate_client(
         &self,
         creds: Option<&ClientCredentials>,
         ip: Option<IpAddr>,
         now: i64,
     ) -> Result<Client, ServiceError> {
-        let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let Some(creds) = creds else {
-            return Err(ServiceError::invalid_client());
-        };
-        if creds.method == crate::oauth::AuthMethod::PrivateKeyJwt {
-            return Ok(self
-                .authenticate_with_assertion(creds, ip, now)
-                .await?
-                .client);
-        }
-        if creds.method == crate::oauth::AuthMethod::TlsClientAuth {
-            return self.authenticate_with_certificate(creds, ip, now).await;
-        }
-        if creds.client_id.len() > 256 || creds.secret.expose().len() > 512 {
+        Ok(self.authenticate(creds, ip, now).await?.client)
+    }
+
+    /// Authenticates a client by its secret (RFC 6749 §2.3.1). Unknown, wrong
+    /// and disabled all answer the same `invalid_client`.
+    async fn authenticate_with_secret(
+        &self,
+        client_id: &str,
+        secret: &SecretString,
+        ip: IpAddr,
+        now: i64,
+    ) -> Result<Client, ServiceError> {
+        if client_id.len() > 256 || secret.expose().len() > 512 {
             self.check_failures(None, ip, now)?;
             self.record_failure("client_secret", None, ip, now);
             return Err(ServiceError::invalid_client());
         }
-        self.check_failures(Some(&creds.client_id), ip, now)?;
-        let client = self.store.get_client(&creds.client_id).await?;
+        self.check_failures(Some(client_id), ip, now)?;
+        let client = self.store.get_client(client_id).await?;
         let secrets = match &client {
-            Some(_) => self.store.live_secrets(&creds.client_id, now).await?,
+            Some(_) => self.store.live_secrets(client_id, now).await?,
             None => Vec::new(),
         };
-        let matched = grant::secret_matches(&creds.secret, &secrets);
+        let matched = grant::secret_matches(secret, &secrets);
         match client {
             // A private_key_jwt client has no secret; one left from before a
             // switch of method does not authenticate it either.
@@ -187,9 +205,9 @@ impl Authenticator {
             _ => {
                 log::info!(
                     "client authentication failed for client_id {:?} from {ip}",
-                    truncate(&creds.client_id)
+                    truncate(client_id)
                 );
-                self.record_failure("client_secret", Some(&creds.client_id), ip, now);
+                self.record_failure("client_secret", Some(client_id), ip, now);
                 Err(ServiceError::invalid_client())
             }
         }

@@ -12,7 +12,6 @@ use super::keysets::KeySource;
 use super::{truncate, App};
 use crate::domain::{Client, ClientAuthMethod};
 use crate::oauth::mtls;
-use crate::oauth::ClientCredentials;
 
 impl Authenticator {
     /// Authenticates a client by the TLS certificate of the connection.
@@ -20,7 +19,8 @@ impl Authenticator {
     /// log), and counts against the failure throttles.
     pub(super) async fn authenticate_with_certificate(
         &self,
-        creds: &ClientCredentials,
+        client_id: &str,
+        cert: &mtls::Certificate,
         ip: IpAddr,
         now: i64,
     ) -> Result<Client, ServiceError> {
@@ -28,27 +28,24 @@ impl Authenticator {
         let logged = |reason: &str| {
             log::info!(
                 "certificate authentication refused for client_id {:?} from {ip}: {reason}",
-                truncate(&creds.client_id),
+                truncate(client_id),
             );
             ServiceError::invalid_client()
         };
         let fail = |e: ServiceError| {
-            self.record_failure("tls_client_auth", Some(&creds.client_id), ip, now);
+            self.record_failure("tls_client_auth", Some(client_id), ip, now);
             e
         };
-        if creds.client_id.len() > 256 {
+        if client_id.len() > 256 {
             self.check_failures(None, ip, now)?;
             return Err(fail(logged("client_id too long")));
         }
-        self.check_failures(Some(&creds.client_id), ip, now)?;
-        let Some(cert) = creds.certificate.as_deref() else {
-            return Err(fail(logged("no client certificate")));
-        };
+        self.check_failures(Some(client_id), ip, now)?;
         // Every failure from here depends on the client (whether it exists,
         // its method, its registered name or keys): one answer for all, the
         // reason in the log only (issue 24).
         let refuse = |reason: &str| fail(logged(reason));
-        let client = match self.store.get_client(&creds.client_id).await? {
+        let client = match self.store.get_client(client_id).await? {
             Some(c) if !c.disabled => c,
             _ => return Err(refuse("no such enabled client")),
         };
