@@ -2,7 +2,6 @@
 //! failure throttles, the client-credentials grant (§4.4) and the API-key
 //! exchange, per-client quotas, and signing.
 
-use crate::store::Store;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -36,20 +35,21 @@ impl App {
         let ban = client.quota_ban.unwrap_or(self.config.token_quota_ban);
         // A fleet on PostgreSQL counts in the database, so that the quota
         // holds across instances; otherwise this process's memory counts.
-        let d = match self
-            .store
-            .hit_quota(&client.id, quota, window, ban, now)
-            .await
-        {
-            Ok(Some(d)) => d,
-            Ok(None) => self.limits.quota.hit(&client.id, quota, window, ban, now),
+        use crate::store::Store;
+        let shared = match self.store.shared_quota() {
+            Some(q) => Some(q.hit(&client.id, quota, window, ban, now).await),
+            None => None,
+        };
+        let d = match shared {
+            Some(Ok(d)) => d,
+            None => self.limits.quota.hit(&client.id, quota, window, ban, now),
             // The database is unreachable within the outage grace: this
             // instance counts on its own until it is back.
-            Err(e) if self.store.outage_grace_left().is_some() => {
+            Some(Err(e)) if self.store.outage_grace_left().is_some() => {
                 log::debug!("quota counted locally during the outage grace: {e}");
                 self.limits.quota.hit(&client.id, quota, window, ban, now)
             }
-            Err(e) => return Err(e.into()),
+            Some(Err(e)) => return Err(e.into()),
         };
         if !d.allowed {
             self.metrics.refusals.with_label_values(&["quota"]).inc();

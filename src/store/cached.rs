@@ -506,25 +506,12 @@ impl Store for CachedStore {
     async fn external_change_marker(&self) -> Result<i64> {
         self.inner.external_change_marker().await
     }
-    async fn hit_quota(
-        &self,
-        client_id: &str,
-        limit: u64,
-        window: i64,
-        ban: i64,
-        now: i64,
-    ) -> Result<Option<Decision>> {
-        if !self.inner.shared_quotas() {
-            return Ok(None);
-        }
-        crate::telemetry::child(
-            "store.hit_quota",
-            self.inner.hit_quota(client_id, limit, window, ban, now),
-        )
-        .await
-    }
-    fn shared_quotas(&self) -> bool {
-        self.inner.shared_quotas()
+    fn shared_quota(&self) -> Option<&dyn super::SharedQuota> {
+        // Not cached: a quota is a write every time; the cache only traces
+        // it and notes a refused write for readiness.
+        self.inner
+            .shared_quota()
+            .map(|_| self as &dyn super::SharedQuota)
     }
     async fn export(&self) -> Result<Dump> {
         self.inner.export().await
@@ -532,6 +519,28 @@ impl Store for CachedStore {
     async fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool> {
         let r = self.inner.import(dump, audit).await;
         self.after_write(Change::Everything, r)
+    }
+}
+
+#[async_trait::async_trait]
+impl super::SharedQuota for CachedStore {
+    async fn hit(
+        &self,
+        client_id: &str,
+        limit: u64,
+        window: i64,
+        ban: i64,
+        now: i64,
+    ) -> Result<Decision> {
+        let Some(q) = self.inner.shared_quota() else {
+            return Err(super::StoreError::Corrupt(
+                "the backend keeps no shared quota".into(),
+            ));
+        };
+        let r =
+            crate::telemetry::child("store.hit_quota", q.hit(client_id, limit, window, ban, now))
+                .await;
+        self.noted(r)
     }
 }
 

@@ -1276,15 +1276,11 @@ async fn a_postgres_database_at_schema_4_upgrades_and_keeps_its_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_quotas_follow_the_in_memory_rule_exactly() {
     let (_held, s) = sqlite().await;
-    assert_eq!(
-        s.hit_quota("c", 3, 60, 30, 0).await.unwrap(),
-        None,
-        "SQLite: in memory"
-    );
+    assert!(s.shared_quota().is_none(), "SQLite: in memory");
     let Some((_held, pg, _)) = postgres("quota rule").await else {
         return;
     };
-    assert!(pg.shared_quotas() && !s.shared_quotas());
+    let quota = pg.shared_quota().expect("PostgreSQL keeps a shared quota");
     let mem: Limiter<String> = Limiter::default();
     // Within a window, over it (ban), during the ban, after it, a new window;
     // and a client without a ban.
@@ -1304,16 +1300,12 @@ async fn postgres_quotas_follow_the_in_memory_rule_exactly() {
     ];
     for &(id, limit, window, ban, now) in script {
         let want = mem.hit(&id.to_string(), limit, window, ban, now);
-        let got = pg
-            .hit_quota(id, limit, window, ban, now)
-            .await
-            .unwrap()
-            .unwrap();
+        let got = quota.hit(id, limit, window, ban, now).await.unwrap();
         assert_eq!(got, want, "{id} at {now}");
     }
     // Pruning forgets finished windows only.
     pg.prune_revocations(1_000).await.unwrap();
-    let fresh = pg.hit_quota("a", 3, 60, 30, 1_000).await.unwrap().unwrap();
+    let fresh = quota.hit("a", 3, 60, 30, 1_000).await.unwrap();
     assert_eq!(fresh.remaining, 2);
 }
 

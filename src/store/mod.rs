@@ -417,23 +417,11 @@ pub trait Store: Send + Sync + 'static {
     /// was committed (a write outside Tollgate, a lost notification); polled
     /// in the background.
     async fn external_change_marker(&self) -> Result<i64>;
-    /// Counts a token against a fleet-wide quota kept in the database and
-    /// decides it, with the same rule as [`crate::limits::Limiter::hit`].
-    /// `None` when this backend keeps no shared quotas (SQLite: one machine,
-    /// the in-memory limiter decides).
-    async fn hit_quota(
-        &self,
-        _client_id: &str,
-        _limit: u64,
-        _window: i64,
-        _ban: i64,
-        _now: i64,
-    ) -> Result<Option<Decision>> {
-        Ok(None)
-    }
-    /// Whether [`Store::hit_quota`] counts in the database. Never blocks.
-    fn shared_quotas(&self) -> bool {
-        false
+    /// The fleet-wide token quota this backend keeps, if it keeps one (an
+    /// optional capability: SQLite is one machine, where the in-memory
+    /// limiter decides). Never blocks.
+    fn shared_quota(&self) -> Option<&dyn SharedQuota> {
+        None
     }
     /// Everything stored, for `tollgate migrate`.
     async fn export(&self) -> Result<Dump>;
@@ -461,6 +449,21 @@ pub fn contains_pattern(query: &str) -> String {
 /// What the web console needs of the store, apart from the admin operations
 /// it shares with the API and the command line: login links and sessions
 /// (stored as digests only), and searches. Nothing here is cached.
+/// A token quota counted in the database, so that it holds across a fleet.
+#[async_trait::async_trait]
+pub trait SharedQuota: Send + Sync {
+    /// Counts a token against the client's quota and decides it, with the
+    /// same rule as [`crate::limits::Limiter::hit`].
+    async fn hit(
+        &self,
+        client_id: &str,
+        limit: u64,
+        window: i64,
+        ban: i64,
+        now: i64,
+    ) -> Result<Decision>;
+}
+
 #[async_trait::async_trait]
 pub trait ConsoleStore: Send + Sync {
     /// Records a new login link with its audit entry.

@@ -702,20 +702,8 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn hit_quota(
-        &self,
-        client_id: &str,
-        limit: u64,
-        window: i64,
-        ban: i64,
-        now: i64,
-    ) -> Result<Option<Decision>> {
-        self.hit_quota_in_pg(client_id, limit, window, ban, now)
-            .await
-    }
-
-    fn shared_quotas(&self) -> bool {
-        true
+    fn shared_quota(&self) -> Option<&dyn super::SharedQuota> {
+        Some(self)
     }
 
     async fn export(&self) -> Result<Dump> {

@@ -3,15 +3,16 @@
 
 use super::*;
 
-impl PostgresStore {
-    pub(super) async fn hit_quota_in_pg(
+#[async_trait::async_trait]
+impl crate::store::SharedQuota for PostgresStore {
+    async fn hit(
         &self,
         client_id: &str,
         limit: u64,
         window: i64,
         ban: i64,
         now: i64,
-    ) -> Result<Option<Decision>> {
+    ) -> Result<Decision> {
         self.call(async {
             let limit_i = limit.min(i64::MAX as u64) as i64;
             let row = self
@@ -23,13 +24,13 @@ impl PostgresStore {
                 .await?
                 .ok_or_else(|| StoreError::Corrupt("quota function returned nothing".into()))?;
             let n = |i: usize| -> Result<u64> { Ok(row.try_get::<_, i64>(i)?.max(0) as u64) };
-            Ok(Some(Decision {
+            Ok(Decision {
                 allowed: row.try_get(0)?,
                 limit,
                 remaining: n(1)?,
                 reset: n(2)?,
                 refusals: n(3)?,
-            }))
+            })
         })
         .await
     }
