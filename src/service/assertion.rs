@@ -10,16 +10,15 @@ use std::sync::Arc;
 use jsonwebtoken::jwk::JwkSet;
 
 use super::authenticator::Authenticated;
-use super::authenticator::Authenticator;
-use super::error::{ErrorCode, ServiceError};
+use super::authenticator::{AuthError, Authenticator};
 use super::truncate;
 use crate::oauth::assertion::{self, AssertionError, Expected, UnverifiedAssertion};
 use crate::store::Client;
 
 use super::keysets::{Fetched, KeySource, RemoteKeys, JWKS_TTL, REFETCH_INTERVAL};
 
-fn refused(why: impl std::fmt::Display) -> ServiceError {
-    ServiceError::new(ErrorCode::InvalidClient, why.to_string())
+fn refused(why: impl std::fmt::Display) -> AuthError {
+    AuthError::named(why)
 }
 
 impl Authenticator {
@@ -37,7 +36,7 @@ impl Authenticator {
         client: &Client,
         refresh: bool,
         now: i64,
-    ) -> Result<Arc<JwkSet>, ServiceError> {
+    ) -> Result<Arc<JwkSet>, AuthError> {
         let source = match (&client.jwks, &client.jwks_uri) {
             (Some(jwks), _) => KeySource::Inline(jwks),
             (None, Some(uri)) => KeySource::Uri(uri),
@@ -257,12 +256,12 @@ impl Authenticator {
         jwt: &str,
         ip: IpAddr,
         now: i64,
-    ) -> Result<Authenticated, ServiceError> {
-        let fail = |e: ServiceError| {
+    ) -> Result<Authenticated, AuthError> {
+        let fail = |e: AuthError| {
             log::info!(
                 "client assertion refused for client_id {:?} from {ip}: {}",
                 truncate(client_id),
-                e.description
+                e
             );
             self.record_failure("private_key_jwt", Some(client_id), ip, now);
             e
@@ -275,7 +274,7 @@ impl Authenticator {
                 truncate(client_id),
             );
             self.record_failure("private_key_jwt", Some(client_id), ip, now);
-            ServiceError::invalid_client()
+            AuthError::failed()
         };
         if client_id.len() > 256 || jwt.len() > assertion::MAX_ASSERTION_LEN {
             self.check_failures(None, ip, now)?;
@@ -326,14 +325,14 @@ impl Authenticator {
         let keys = self
             .client_keys(&client, false, now)
             .await
-            .map_err(|e| fail_quietly(&e.description))?;
+            .map_err(|e| fail_quietly(&e.to_string()))?;
         match unverified.verify_signature(&keys) {
             // A key rotated at the client: refetch its set once (rate-limited).
             Err(AssertionError::UnknownKey) if client.jwks_uri.is_some() => {
                 let keys = self
                     .client_keys(&client, true, now)
                     .await
-                    .map_err(|e| fail_quietly(&e.description))?;
+                    .map_err(|e| fail_quietly(&e.to_string()))?;
                 unverified.verify_signature(&keys)
             }
             other => other,

@@ -18,6 +18,75 @@ use crate::oauth::ClientCredentials;
 use crate::secret::SecretString;
 use crate::store::{CachedStore, Client};
 
+/// Why a client was not authenticated: the client-authentication family's
+/// errors, with no HTTP in them; [`ServiceError`] (and through it `http/`)
+/// gives each its status, body and headers.
+#[derive(Debug)]
+pub enum AuthError {
+    /// RFC 6749 §5.2 `invalid_client`: "client authentication failed" for
+    /// every failure that depends on the client, or a key-free check of an
+    /// assertion naming itself.
+    InvalidClient(std::borrow::Cow<'static, str>),
+    /// Too many failed authentications from this caller (429, with the
+    /// throttle's reset as `Retry-After`).
+    Throttled(Decision),
+    /// The store could not answer (503, or a fault).
+    Store(crate::store::StoreError),
+    /// Another use case's error met on the way (a federation exchange).
+    Other(ServiceError),
+}
+
+impl AuthError {
+    /// The one answer to every failure that depends on the client.
+    pub fn failed() -> AuthError {
+        AuthError::InvalidClient("client authentication failed".into())
+    }
+
+    /// `invalid_client` naming a check that does not depend on the client.
+    pub fn named(why: impl std::fmt::Display) -> AuthError {
+        AuthError::InvalidClient(why.to_string().into())
+    }
+}
+
+impl std::fmt::Display for AuthError {
+    /// The reason, for the log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthError::InvalidClient(why) => f.write_str(why),
+            AuthError::Throttled(_) => f.write_str("too many failed authentication attempts"),
+            AuthError::Store(e) => write!(f, "{e}"),
+            AuthError::Other(e) => f.write_str(&e.description),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for AuthError {
+    fn from(e: crate::store::StoreError) -> Self {
+        AuthError::Store(e)
+    }
+}
+
+impl From<ServiceError> for AuthError {
+    fn from(e: ServiceError) -> Self {
+        AuthError::Other(e)
+    }
+}
+
+impl From<AuthError> for ServiceError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::InvalidClient(why) => {
+                ServiceError::new(super::error::ErrorCode::InvalidClient, why)
+            }
+            AuthError::Throttled(d) => {
+                ServiceError::too_many_requests("too many failed authentication attempts", d)
+            }
+            AuthError::Store(e) => e.into(),
+            AuthError::Other(e) => e,
+        }
+    }
+}
+
 /// An authenticated client; a federated one with the time its token must
 /// end by (the external token's `exp`).
 pub(super) struct Authenticated {
@@ -67,7 +136,7 @@ impl Authenticator {
         client_id: Option<&str>,
         ip: IpAddr,
         now: i64,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<(), AuthError> {
         let cfg = &self.config;
         let l = &self.limits;
         let refuse = |limit: u64, reset: u64| {
@@ -76,16 +145,13 @@ impl Authenticator {
                 .refusals
                 .with_label_values(&["auth_failures"])
                 .inc();
-            Err(ServiceError::too_many_requests(
-                "too many failed authentication attempts",
-                Decision {
-                    allowed: false,
-                    limit,
-                    remaining: 0,
-                    reset,
-                    refusals: 1,
-                },
-            ))
+            Err(AuthError::Throttled(Decision {
+                allowed: false,
+                limit,
+                remaining: 0,
+                reset,
+                refusals: 1,
+            }))
         };
         if let Some(reset) = l
             .fail_ip
@@ -134,10 +200,10 @@ impl Authenticator {
         creds: Option<&ClientCredentials>,
         ip: Option<IpAddr>,
         now: i64,
-    ) -> Result<Authenticated, ServiceError> {
+    ) -> Result<Authenticated, AuthError> {
         let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let client = match creds {
-            None => return Err(ServiceError::invalid_client()),
+            None => return Err(AuthError::failed()),
             Some(ClientCredentials::Assertion { client_id, jwt }) => {
                 return self
                     .authenticate_with_assertion(client_id, jwt.expose(), ip, now)
@@ -170,7 +236,7 @@ impl Authenticator {
         creds: Option<&ClientCredentials>,
         ip: Option<IpAddr>,
         now: i64,
-    ) -> Result<Client, ServiceError> {
+    ) -> Result<Client, AuthError> {
         Ok(self.authenticate(creds, ip, now).await?.client)
     }
 
@@ -182,11 +248,11 @@ impl Authenticator {
         secret: &SecretString,
         ip: IpAddr,
         now: i64,
-    ) -> Result<Client, ServiceError> {
+    ) -> Result<Client, AuthError> {
         if client_id.len() > 256 || secret.expose().len() > 512 {
             self.check_failures(None, ip, now)?;
             self.record_failure("client_secret", None, ip, now);
-            return Err(ServiceError::invalid_client());
+            return Err(AuthError::failed());
         }
         self.check_failures(Some(client_id), ip, now)?;
         let client = self.store.get_client(client_id).await?;
@@ -208,7 +274,7 @@ impl Authenticator {
                     truncate(client_id)
                 );
                 self.record_failure("client_secret", Some(client_id), ip, now);
-                Err(ServiceError::invalid_client())
+                Err(AuthError::failed())
             }
         }
     }

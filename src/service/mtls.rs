@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use super::authenticator::Authenticator;
+use super::authenticator::{AuthError, Authenticator};
 use super::error::ServiceError;
 use super::keysets::KeySource;
 use super::{truncate, App};
@@ -23,16 +23,16 @@ impl Authenticator {
         cert: &mtls::Certificate,
         ip: IpAddr,
         now: i64,
-    ) -> Result<Client, ServiceError> {
+    ) -> Result<Client, AuthError> {
         // The reason goes to the log; the caller gets `invalid_client`.
         let logged = |reason: &str| {
             log::info!(
                 "certificate authentication refused for client_id {:?} from {ip}: {reason}",
                 truncate(client_id),
             );
-            ServiceError::invalid_client()
+            AuthError::failed()
         };
-        let fail = |e: ServiceError| {
+        let fail = |e: AuthError| {
             self.record_failure("tls_client_auth", Some(client_id), ip, now);
             e
         };
