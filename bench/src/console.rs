@@ -49,10 +49,13 @@ pub(crate) fn run_console(
                 .unwrap_or_else(|e| fail(&e.to_string()));
         }
     }
-    let link =
-        block(app.create_login_link("bench", None, now())).unwrap_or_else(|e| fail(&e.to_string()));
-    let (_, cookie) = block(app.open_console_session(link.token.expose(), now()))
+    let link = block(app.console().create_login_link("bench", None, now()))
         .unwrap_or_else(|e| fail(&e.to_string()));
+    let (_, cookie) = block(
+        app.console()
+            .open_console_session(link.token.expose(), now()),
+    )
+    .unwrap_or_else(|e| fail(&e.to_string()));
     let middle =
         block(app.list_clients(Some(&some[999].id), 1000)).unwrap_or_else(|e| fail(&e.to_string()));
     drop(app);

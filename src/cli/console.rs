@@ -14,6 +14,7 @@ pub(super) async fn run(app: &App, cmd: ConsoleCmd) -> Result<(), ServiceError> 
     match cmd {
         ConsoleCmd::LoginLink { base_url, out } => {
             let link = app
+                .console()
                 .create_login_link(CLI_ACTOR, base_url.as_deref(), now())
                 .await?;
             if out.json {
@@ -32,7 +33,9 @@ pub(super) async fn run(app: &App, cmd: ConsoleCmd) -> Result<(), ServiceError> 
             revoke: Some(id),
             out,
         } => {
-            app.revoke_console_session(CLI_ACTOR, &id, now()).await?;
+            app.console()
+                .revoke_console_session(CLI_ACTOR, &id, now())
+                .await?;
             if out.json {
                 print_json(&json!({"id": id, "revoked": true}));
             } else {
@@ -41,7 +44,7 @@ pub(super) async fn run(app: &App, cmd: ConsoleCmd) -> Result<(), ServiceError> 
         }
         ConsoleCmd::Sessions { revoke: None, out } => {
             let now = now();
-            let sessions = app.list_console_sessions().await?;
+            let sessions = app.console().list_console_sessions().await?;
             if out.json {
                 print_json(&json!(sessions
                     .iter()

@@ -524,6 +524,7 @@ async fn create_login_link(
     let actor = admin_caller(&app, &req).await?;
     let input: NewLoginLink = json_body(&app, &req, payload).await?;
     let link = app
+        .console()
         .create_login_link(&actor, input.base_url.as_deref(), now())
         .await?;
     Ok(created(link.view()))
@@ -535,7 +536,7 @@ async fn list_console_sessions(
 ) -> Result<HttpResponse, ServiceError> {
     admin_caller(&app, &req).await?;
     let now = now();
-    let sessions = app.list_console_sessions().await?;
+    let sessions = app.console().list_console_sessions().await?;
     let data: Vec<_> = sessions
         .iter()
         .map(|s| crate::service::console::session_view(s, now))
@@ -549,6 +550,8 @@ async fn revoke_console_session(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ServiceError> {
     let actor = admin_caller(&app, &req).await?;
-    app.revoke_console_session(&actor, &id, now()).await?;
+    app.console()
+        .revoke_console_session(&actor, &id, now())
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

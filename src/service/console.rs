@@ -6,14 +6,18 @@ use serde_json::json;
 
 use super::error::{ErrorCode, ServiceError};
 use super::introspect::ADMIN_SCOPE;
-use super::App;
+use std::sync::Arc;
+
+use crate::config::Config;
 use crate::domain::{
     AuditEntry, AuditFilter, Client, ConsoleSession, ConsoleSessionState, CLI_ACTOR,
 };
+use crate::metrics::Metrics;
 use crate::metrics::Totals;
 use crate::secret::{
     self, SecretString, CONSOLE_SESSION_ID_PREFIX, CONSOLE_SESSION_PREFIX, LOGIN_LINK_PREFIX,
 };
+use crate::store::CachedStore;
 use crate::store::Store;
 
 /// A session's last request is written at most this often (seconds), so
@@ -86,7 +90,34 @@ pub fn session_view(s: &ConsoleSession, now: i64) -> serde_json::Value {
     v
 }
 
-impl App {
+/// The console's use cases as one component: login links, sessions, its
+/// searches and the overview. It owns what they need (the configuration,
+/// the store, the metrics); [`super::App`] composes it, and the console's actions
+/// themselves are the admin use cases.
+pub struct Console {
+    /// Validated configuration (the issuer is a link's base).
+    config: Arc<Config>,
+    /// The store, behind its cache.
+    store: Arc<CachedStore>,
+    /// Prometheus metrics of this process (the overview's figures).
+    metrics: Arc<Metrics>,
+}
+
+impl Console {
+    /// A console over these parts.
+    pub(super) fn new(config: Arc<Config>, store: Arc<CachedStore>, metrics: Arc<Metrics>) -> Self {
+        Console {
+            config,
+            store,
+            metrics,
+        }
+    }
+
+    /// The same console under another configuration.
+    pub(super) fn with_config(&self, config: Arc<Config>) -> Console {
+        Console::new(config, self.store.clone(), self.metrics.clone())
+    }
+
     /// Makes a single-use login link valid for 10 minutes; the audit entry
     /// names `actor` (an admin client or `cli`).
     /// `base_url` replaces the issuer in the URL (a server behind another
@@ -250,7 +281,8 @@ impl App {
     ) -> Result<Vec<Client>, ServiceError> {
         let query = query.trim();
         if query.is_empty() {
-            return self.list_clients(after, limit).await;
+            super::error::no_nul(after.unwrap_or(""), "the cursor")?;
+            return Ok(self.store.list_clients(after, limit.clamp(1, 1000)).await?);
         }
         super::error::no_nul(query, "the search text")?;
         super::error::no_nul(after.unwrap_or(""), "the cursor")?;

@@ -65,7 +65,8 @@ impl App {
             if n > 0 {
                 log::info!("pruned {n} expired revocations");
             }
-            self.prune_console_sessions(now())
+            self.console
+                .prune_console_sessions(now())
                 .await
                 .map_err(|e| e.to_string())?;
         }

@@ -112,6 +112,8 @@ pub struct App {
     key_uses: Arc<std::sync::Mutex<HashMap<String, i64>>>,
     /// Client authentication: every method, its throttles and key sets.
     auth: Arc<authenticator::Authenticator>,
+    /// The console: login links, sessions, searches, the overview.
+    console: Arc<console::Console>,
     /// The fleet's secret for DPoP nonces, when nonces are required.
     dpop_secret: Option<Arc<Vec<u8>>>,
 }
@@ -129,7 +131,13 @@ impl App {
         config.issuer = issuer;
         self.config = Arc::new(config);
         self.auth = Arc::new(self.auth.with_config(self.config.clone()));
+        self.console = Arc::new(self.console.with_config(self.config.clone()));
         self
+    }
+
+    /// The console component.
+    pub fn console(&self) -> &console::Console {
+        &self.console
     }
 
     /// The client-authentication component.
@@ -249,8 +257,14 @@ impl App {
             issuer_keys: Arc::default(),
             client_ca,
         });
+        let console = Arc::new(console::Console::new(
+            config.clone(),
+            cache.clone(),
+            metrics.clone(),
+        ));
         let app = App {
             auth,
+            console,
             dpop_secret,
             config,
             store: cache,

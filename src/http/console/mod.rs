@@ -231,6 +231,7 @@ async fn signed_in(app: &App, req: &HttpRequest) -> Result<Signed, ConsoleError>
     let cookie = req.cookie(cookie_name(app)).ok_or(ConsoleError::SignIn)?;
     let cookie = cookie.value().to_string();
     let session = app
+        .console()
         .console_session(&cookie, now())
         .await
         .map_err(|e| match e.code {
@@ -349,7 +350,7 @@ async fn sign_in_page(q: web::Query<LinkQuery>) -> HttpResponse {
 async fn sign_in(app: web::Data<App>, payload: web::Payload) -> Page {
     let form = read_form(&app, payload).await?;
     let token = form.get("token").unwrap_or("");
-    match app.open_console_session(token, now()).await {
+    match app.console().open_console_session(token, now()).await {
         Ok((session, cookie)) => {
             log::info!("console session {} opened", session.id);
             Ok(HttpResponse::SeeOther()
@@ -374,7 +375,8 @@ async fn sign_in(app: web::Data<App>, payload: web::Payload) -> Page {
 /// `POST /console/logout`: the session revokes itself.
 async fn sign_out(app: web::Data<App>, req: HttpRequest, payload: web::Payload) -> Page {
     let (s, _) = signed_post(&app, &req, payload).await?;
-    app.revoke_console_session(&s.actor(), &s.session.id, now())
+    app.console()
+        .revoke_console_session(&s.actor(), &s.session.id, now())
         .await?;
     Ok(HttpResponse::Ok()
         .cookie(session_cookie(&app, String::new(), 0))
@@ -384,7 +386,10 @@ async fn sign_out(app: web::Data<App>, req: HttpRequest, payload: web::Payload) 
 
 async fn overview(app: web::Data<App>, req: HttpRequest) -> Page {
     let s = signed_in(&app, &req).await?;
-    Ok(html(views::overview(&s.frame(), &app.overview(now()))))
+    Ok(html(views::overview(
+        &s.frame(),
+        &app.console().overview(now()),
+    )))
 }
 
 #[derive(Deserialize)]
@@ -399,6 +404,7 @@ async fn clients(app: web::Data<App>, req: HttpRequest, q: web::Query<ClientsQue
     let q = q.into_inner();
     let query = q.q.unwrap_or_default();
     let list = app
+        .console()
         .search_clients(&query, q.after.as_deref().filter(|a| !a.is_empty()), PAGE)
         .await?;
     let next = next_cursor(&list, PAGE, |c| c.id.clone());
@@ -695,7 +701,7 @@ async fn audit(app: web::Data<App>, req: HttpRequest, q: web::Query<AuditQuery>)
         action: given(q.action),
         target: given(q.target),
     };
-    let entries = app.search_audit(&filter, q.before, PAGE).await?;
+    let entries = app.console().search_audit(&filter, q.before, PAGE).await?;
     let older = next_cursor(&entries, PAGE, |e| e.id);
     Ok(html(views::audit(&s.frame(), &filter, &entries, older)))
 }
