@@ -501,7 +501,9 @@ async fn signing_key(app: &App, cmd: SigningKeyCmd) -> Result<(), ServiceError> 
         }
     };
     match cmd {
-        SigningKeyCmd::List { out } => print(&app.list_signing_keys().await?, out.json),
+        SigningKeyCmd::List { out } => {
+            print(&app.signing_keys().list_signing_keys().await?, out.json)
+        }
         SigningKeyCmd::Rotate {
             alg,
             prepublish,
@@ -514,6 +516,7 @@ async fn signing_key(app: &App, cmd: SigningKeyCmd) -> Result<(), ServiceError> 
                 })?),
             };
             let rec = app
+                .signing_keys()
                 .rotate_signing_key(CLI_ACTOR, alg, prepublish, now())
                 .await?;
             print(&[rec], out.json);
@@ -524,6 +527,7 @@ async fn signing_key(app: &App, cmd: SigningKeyCmd) -> Result<(), ServiceError> 
             out,
         } => {
             let rec = app
+                .signing_keys()
                 .retire_signing_key(CLI_ACTOR, &kid, compromised, now())
                 .await?;
             print(&[rec], out.json);

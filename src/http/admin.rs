@@ -345,7 +345,7 @@ async fn list_signing_keys(
     req: HttpRequest,
 ) -> Result<HttpResponse, ServiceError> {
     admin_caller(&app, &req).await?;
-    let keys = app.list_signing_keys().await?;
+    let keys = app.signing_keys().list_signing_keys().await?;
     Ok(no_store_json(
         json!({"data": keys, "meta": {"count": keys.len()}}),
     ))
@@ -374,6 +374,7 @@ async fn rotate_signing_key(
         };
     let now = now();
     let rec = app
+        .signing_keys()
         .rotate_signing_key(&actor, alg, input.prepublish_seconds, now)
         .await?;
     Ok(created(json!(rec)))
@@ -397,6 +398,7 @@ async fn retire_signing_key(
     let kid = kid.into_inner();
     let now = now();
     let rec = app
+        .signing_keys()
         .retire_signing_key(&actor, &kid, input.compromised, now)
         .await?;
     Ok(no_store_json(rec))

@@ -61,7 +61,7 @@ impl App {
     ) -> Result<Option<(Claims, crate::store::Client)>, ServiceError> {
         let Some(claims) = self.verified.verify(
             token_text,
-            &*self.current_keys().await?,
+            &*self.signing.current_keys().await?,
             &self.config.issuer,
             now,
         ) else {
@@ -295,7 +295,7 @@ impl App {
         // An expired token needs no revocation; a foreign or forged one is ignored.
         if let Some(claims) = self.verified.verify(
             token_text,
-            &*self.current_keys().await?,
+            &*self.signing.current_keys().await?,
             &self.config.issuer,
             now,
         ) {

@@ -179,6 +179,7 @@ impl App {
         );
         claims.cnf = cnf;
         let key = self
+            .signing
             .current_keys()
             .await?
             .signer(now)

@@ -12,10 +12,11 @@ impl App {
     /// a rotation through another process signs here at once, unless a
     /// request has already reloaded them (`current_keys`).
     pub async fn maintain_keys(&self) -> Result<(), String> {
-        if self.keys_generation() == self.keys.marker() {
+        if self.signing.keys_generation() == self.keys.marker() {
             return Ok(());
         }
-        self.reload_keys()
+        self.signing
+            .reload_keys()
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())

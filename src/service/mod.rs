@@ -15,7 +15,7 @@ mod issue;
 mod keysets;
 mod maintenance;
 mod mtls;
-mod signing;
+pub mod signing;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -114,6 +114,8 @@ pub struct App {
     auth: Arc<authenticator::Authenticator>,
     /// The console: login links, sessions, searches, the overview.
     console: Arc<console::Console>,
+    /// The signing keys: the ring in force, rotation and retirement.
+    signing: Arc<signing::SigningKeys>,
     /// The fleet's secret for DPoP nonces, when nonces are required.
     dpop_secret: Option<Arc<Vec<u8>>>,
 }
@@ -132,7 +134,13 @@ impl App {
         self.config = Arc::new(config);
         self.auth = Arc::new(self.auth.with_config(self.config.clone()));
         self.console = Arc::new(self.console.with_config(self.config.clone()));
+        self.signing = Arc::new(self.signing.with_config(self.config.clone()));
         self
+    }
+
+    /// The signing-keys component.
+    pub fn signing_keys(&self) -> &signing::SigningKeys {
+        &self.signing
     }
 
     /// The console component.
@@ -179,7 +187,7 @@ impl App {
 
     /// The JWKS document as of the last commit.
     pub async fn jwks(&self, now: i64) -> Result<serde_json::Value, error::ServiceError> {
-        Ok(self.current_keys().await?.jwks(now))
+        Ok(self.signing.current_keys().await?.jwks(now))
     }
 
     /// The algorithms of the published signing keys, sorted.
@@ -262,20 +270,27 @@ impl App {
             cache.clone(),
             metrics.clone(),
         ));
+        let keys = Arc::new(KeyRing::default());
+        let signing = Arc::new(signing::SigningKeys::new(
+            config.clone(),
+            cache.clone(),
+            keys.clone(),
+        ));
         let app = App {
             auth,
             console,
+            signing,
             dpop_secret,
             config,
             store: cache,
-            keys: Arc::new(KeyRing::default()),
+            keys,
             limits,
             verified: Arc::new(token::VerifiedCache::default()),
             key_uses: Arc::default(),
             metrics,
         };
-        app.ensure_signing_key().await?;
-        app.reload_keys().await?;
+        app.signing.ensure_signing_key().await?;
+        app.signing.reload_keys().await?;
         Ok(app)
     }
 }

@@ -1,6 +1,7 @@
 //! Signing keys as use cases: the first key at start-up, reloading the key
 //! set when the records change, and listing, rotating, retiring and marking
-//! keys compromised (admin API and command line alike).
+//! keys compromised (admin API and command line alike), as the
+//! [`SigningKeys`] component [`super::App`] composes.
 
 use crate::store::Store;
 use std::collections::HashMap;
@@ -10,12 +11,43 @@ use serde_json::json;
 
 use super::admin::invalid;
 use super::error::{ErrorCode, ServiceError};
-use super::{now, App, StartError};
+use super::{now, StartError};
 use crate::store::{AuditEntry, SigningKeyRecord};
 use crate::token::keys;
 use crate::token::{self, Alg, KeySet};
 
-impl App {
+/// The signing keys as one component: the key ring in force (shared with
+/// the use cases that sign and verify), the store's key records and the
+/// configuration. [`super::App`] composes it; the admin API, the console and the
+/// command line list, rotate and retire keys through it.
+pub struct SigningKeys {
+    /// Validated configuration (keys directory, algorithm, lifetimes).
+    config: Arc<crate::config::Config>,
+    /// The store, behind its cache.
+    store: Arc<crate::store::CachedStore>,
+    /// The keys in force.
+    keys: Arc<token::KeyRing>,
+}
+
+impl SigningKeys {
+    /// A component over these parts.
+    pub(super) fn new(
+        config: Arc<crate::config::Config>,
+        store: Arc<crate::store::CachedStore>,
+        keys: Arc<token::KeyRing>,
+    ) -> Self {
+        SigningKeys {
+            config,
+            store,
+            keys,
+        }
+    }
+
+    /// The same component under another configuration.
+    pub(super) fn with_config(&self, config: Arc<crate::config::Config>) -> SigningKeys {
+        SigningKeys::new(config, self.store.clone(), self.keys.clone())
+    }
+
     /// Records keys found in the keys directory that the database does not
     /// know, and creates the first key when there is none at all.
     pub(super) async fn ensure_signing_key(&self) -> Result<(), StartError> {

@@ -645,7 +645,7 @@ async fn revoke_api_key(
 
 async fn signing_keys(app: web::Data<App>, req: HttpRequest, q: web::Query<Done>) -> Page {
     let s = signed_in(&app, &req).await?;
-    let mut keys = app.list_signing_keys().await?;
+    let mut keys = app.signing_keys().list_signing_keys().await?;
     keys.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.kid.cmp(&b.kid)));
     Ok(html(views::signing_keys(
         &s.frame(),
@@ -657,7 +657,8 @@ async fn signing_keys(app: web::Data<App>, req: HttpRequest, q: web::Query<Done>
 
 async fn rotate_signing_key(app: web::Data<App>, req: HttpRequest, payload: web::Payload) -> Page {
     let (s, _) = signed_post(&app, &req, payload).await?;
-    app.rotate_signing_key(&s.actor(), None, None, now())
+    app.signing_keys()
+        .rotate_signing_key(&s.actor(), None, None, now())
         .await?;
     Ok(see_other("/console/signing-keys?done=rotated"))
 }
@@ -679,7 +680,8 @@ async fn retire_signing_key(
     ) {
         return Ok(page);
     }
-    app.retire_signing_key(&s.actor(), &kid, false, now())
+    app.signing_keys()
+        .retire_signing_key(&s.actor(), &kid, false, now())
         .await?;
     Ok(see_other("/console/signing-keys?done=retired"))
 }
