@@ -1,7 +1,7 @@
 //! Client authentication as one component: every way a client proves who it
 //! is (a secret, a signed assertion, a certificate, a workload's external
 //! token), the failed-authentication throttles, and the key sets those checks
-//! read. It owns that state; [`super::App`] composes it and the use cases
+//! read. It owns that state; `App` composes it and the use cases
 //! that issue, introspect and revoke ask it who the caller is.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::error::ServiceError;
 use super::keysets::RemoteKeys;
-use super::truncate;
+use super::support::truncate;
 use crate::config::Config;
 use crate::limits::{Decision, Limits, FAIL_WINDOW};
 use crate::metrics::Metrics;

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::error::{ErrorCode, ServiceError};
-use super::introspect::ADMIN_SCOPE;
+use super::support::ADMIN_SCOPE;
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -92,7 +92,7 @@ pub fn session_view(s: &ConsoleSession, now: i64) -> serde_json::Value {
 
 /// The console's use cases as one component: login links, sessions, its
 /// searches and the overview. It owns what they need (the configuration,
-/// the store, the metrics); [`super::App`] composes it, and the console's actions
+/// the store, the metrics); `App` composes it, and the console's actions
 /// themselves are the admin use cases.
 pub struct Console {
     /// Validated configuration (the issuer is a link's base).

@@ -10,9 +10,6 @@ use crate::oauth::dpop::{self, DpopError, Expected, Proof};
 use crate::store::Store;
 use crate::token::Confirmation;
 
-/// The file in the keys directory whose secret derives the nonces.
-pub(super) const NONCE_SECRET_FILE: &str = "dpop-nonce.secret";
-
 impl App {
     /// The nonces accepted now, when nonces are required.
     fn dpop_nonces(&self, now: i64) -> Option<[String; 2]> {

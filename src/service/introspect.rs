@@ -12,10 +12,7 @@ use crate::service::App;
 use crate::store::AuditEntry;
 use crate::token::Claims;
 
-/// The scope a caller needs to introspect.
-pub const INTROSPECT_SCOPE: &str = "tollgate:introspect";
-/// The scope a caller needs for the admin API.
-pub const ADMIN_SCOPE: &str = "tollgate:admin";
+pub use super::support::{ADMIN_SCOPE, INTROSPECT_SCOPE};
 
 /// The caller of a protected endpoint, once authenticated.
 #[derive(Debug, Clone)]

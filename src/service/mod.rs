@@ -16,6 +16,7 @@ mod keysets;
 mod maintenance;
 mod mtls;
 pub mod signing;
+mod support;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -25,35 +26,10 @@ use crate::config::Config;
 use crate::limits::{Decision, Limits};
 use crate::secret::SecretString;
 use crate::store::{CachedStore, Store};
-use crate::token::keys::KeyError;
 use crate::token::{self, KeyRing};
 
 pub use crate::domain::now;
-
-/// A start-up failure, shown as one line.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The store could not be opened.
-    #[error("cannot open database {path}: {source}")]
-    Store {
-        /// The database path.
-        path: String,
-        /// The cause.
-        source: crate::store::StoreError,
-    },
-    /// The keys could not be loaded or created.
-    #[error("signing keys: {0}")]
-    Keys(#[from] KeyError),
-    /// Storage failed while setting up keys.
-    #[error("signing keys: {0}")]
-    KeyRecords(#[from] crate::store::StoreError),
-    /// The client CA file could not be read.
-    #[error("TOLLGATE_TLS_CLIENT_CA: {0}")]
-    Tls(String),
-    /// The metrics registry could not be built.
-    #[error("metrics: {0}")]
-    Metrics(String),
-}
+pub use support::{log_refusal, truncate, StartError};
 
 /// What readiness reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,14 +218,14 @@ impl App {
         let dpop_secret = if config.dpop_nonce {
             Some(Arc::new(crate::token::keys::shared_secret(
                 &config.keys_dir,
-                dpop::NONCE_SECRET_FILE,
+                support::NONCE_SECRET_FILE,
             )?))
         } else {
             None
         };
         let client_ca = match &config.tls_client_ca {
             Some(path) => Some(Arc::new(
-                mtls::load_client_ca(path).map_err(StartError::Tls)?,
+                support::load_client_ca(path).map_err(StartError::Tls)?,
             )),
             None => None,
         };
@@ -293,53 +269,6 @@ impl App {
         app.signing.reload_keys().await?;
         Ok(app)
     }
-}
-
-/// Logs a rate-limit refusal: the first of a window at `warn`, the rest at
-/// `debug` with their running count, so that a flood does not flood the log.
-pub fn log_refusal(d: &Decision, what: &str) {
-    if d.refusals <= 1 {
-        log::warn!("refused: {what}");
-    } else {
-        log::debug!("refused: {what} ({} refusals in this window)", d.refusals);
-    }
-}
-
-/// The length of a client id Tollgate makes: `tgc_` and 22 base64url
-/// characters (128 bits).
-const CLIENT_ID_LEN: usize = crate::secret::CLIENT_ID_PREFIX.len() + 22;
-
-/// The most characters of a value that is not a Tollgate client id logged.
-const FOREIGN_ID_LOGGED: usize = 16;
-
-/// A client id as it may appear in a log line: only the id, whatever
-/// follows it. A value that starts like a Tollgate id is cut at an id's
-/// length; anything else at a fixed short prefix; the rest (a caller that
-/// sent `id:secret`, or the secret pasted straight after the id, as its id)
-/// is replaced by `<redacted>`. A value that looks like a secret, an API key
-/// or a token (a caller who swapped its fields) is not logged at all.
-pub fn truncate(s: &str) -> String {
-    let head_len = s
-        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-        .unwrap_or(s.len());
-    let head = &s[..head_len];
-    let looks_secret = head.starts_with(crate::secret::CLIENT_SECRET_PREFIX)
-        || head.starts_with("eyJ")
-        || (head.len() > 40 && !head.starts_with(crate::secret::CLIENT_ID_PREFIX));
-    if looks_secret {
-        return "<redacted>".to_string();
-    }
-    let keep = if head.starts_with(crate::secret::CLIENT_ID_PREFIX) {
-        CLIENT_ID_LEN
-    } else {
-        FOREIGN_ID_LOGGED
-    };
-    // ASCII only up to head_len, so a byte index is a char index.
-    let mut out = head[..head.len().min(keep)].to_string();
-    if out.len() < s.len() {
-        out.push_str("<redacted>");
-    }
-    out
 }
 
 #[cfg(test)]

@@ -113,26 +113,3 @@ impl App {
         }
     }
 }
-
-/// Reads the CA certificates of `TOLLGATE_TLS_CLIENT_CA` as trust anchors.
-pub(super) fn load_client_ca(
-    path: &std::path::Path,
-) -> Result<Vec<rustls::pki_types::TrustAnchor<'static>>, String> {
-    use rustls::pki_types::pem::PemObject;
-    let certs: Vec<rustls::pki_types::CertificateDer<'static>> =
-        rustls::pki_types::CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate", path.display()));
-    }
-    certs
-        .iter()
-        .map(|c| {
-            webpki::anchor_from_trusted_cert(c)
-                .map(|a| a.to_owned())
-                .map_err(|e| format!("{}: {e}", path.display()))
-        })
-        .collect()
-}

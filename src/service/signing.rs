@@ -1,7 +1,7 @@
 //! Signing keys as use cases: the first key at start-up, reloading the key
 //! set when the records change, and listing, rotating, retiring and marking
 //! keys compromised (admin API and command line alike), as the
-//! [`SigningKeys`] component [`super::App`] composes.
+//! [`SigningKeys`] component that `App` composes.
 
 use crate::store::Store;
 use std::collections::HashMap;
@@ -11,14 +11,15 @@ use serde_json::json;
 
 use super::admin::invalid;
 use super::error::{ErrorCode, ServiceError};
-use super::{now, StartError};
+use super::support::StartError;
+use crate::domain::now;
 use crate::store::{AuditEntry, SigningKeyRecord};
 use crate::token::keys;
 use crate::token::{self, Alg, KeySet};
 
 /// The signing keys as one component: the key ring in force (shared with
 /// the use cases that sign and verify), the store's key records and the
-/// configuration. [`super::App`] composes it; the admin API, the console and the
+/// configuration. `App` composes it; the admin API, the console and the
 /// command line list, rotate and retire keys through it.
 pub struct SigningKeys {
     /// Validated configuration (keys directory, algorithm, lifetimes).
