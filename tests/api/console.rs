@@ -52,20 +52,10 @@ fn login_link(app: &TestApp) -> (String, String) {
 impl<'a> Console<'a> {
     pub(crate) async fn sign_in(app: &'a TestApp) -> Console<'a> {
         let (url, session) = login_link(app);
-        let token = url.split("token=").nth(1).unwrap().to_string();
-        let http = no_redirects();
-        let r = http
-            .post(app.url("/console/login"))
-            .form(&[("token", token.as_str())])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::SEE_OTHER);
-        let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
-        let cookie = set.split(';').next().unwrap().to_string();
+        let cookie = open_link(app, &url).await.expect("signed in");
         Console {
             app,
-            http,
+            http: no_redirects(),
             cookie,
             session,
         }

@@ -453,15 +453,7 @@ async fn a_replayed_proof_is_refused_before_client_authentication() {
     let (status, v, _) = token_with_proof(&app, &id, &secret, &[&p]).await;
     assert_eq!(status, 200, "{v}");
     let failures = || async {
-        let text = app
-            .http
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = app.metrics_text().await;
         text.lines()
             .filter(|l| l.starts_with("tollgate_client_auth_failures_total"))
             .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())

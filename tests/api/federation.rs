@@ -238,15 +238,7 @@ async fn a_service_account_token_is_exchanged_under_its_rule_and_every_check_ref
     assert!(s(&v["error_description"]).contains("disabled"), "{v}");
 
     // Per-rule metrics, and the external identity in the log.
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(&format!(
             "tollgate_federation_exchanges_total{{result=\"issued\",rule=\"{rule}\"}} 3"
@@ -561,15 +553,7 @@ async fn issuers_and_rules_are_administered_audited_kept_and_tested() {
         .status
         .success());
     // Nothing was issued by the dry runs.
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(!metrics.contains("grant=\"jwt_bearer\""), "{metrics}");
 
     // Kept across a restart; listed by both the API and the CLI.

@@ -429,15 +429,7 @@ async fn an_outage_grace_keeps_tokens_and_introspection_from_the_cache() {
         false
     );
     assert_eq!(a.revoke(&id, &secret, &kept).await.status(), 503);
-    let metrics = a
-        .http
-        .get(a.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = a.metrics_text().await;
     let gauge = metrics
         .lines()
         .find(|l| l.starts_with("tollgate_outage_grace_seconds "))

@@ -874,15 +874,7 @@ async fn a_database_that_refuses_writes_gives_503_and_reads_keep_working() {
         app.introspect_as(&iid, &isecret, &fresh).await["active"],
         true
     );
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     // The two refused requests, and any background write probe that ran
     // meanwhile (it waits for the same lock).
     let refused: u64 = metrics

@@ -401,6 +401,18 @@ impl TestApp {
     }
 
     /// Introspects as the client `id` (which holds `tollgate:introspect`).
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub async fn introspect_as(&self, id: &str, secret: &str, token: &str) -> Value {
         let r = self
             .http
