@@ -113,19 +113,13 @@ pub fn check_public_jwks(value: &serde_json::Value) -> Result<JwkSet, KeySetErro
     Ok(set)
 }
 
-/// The set with each Ed25519 key's `alg` `Ed25519` (RFC 9864 §2.2) written
-/// as `EdDSA`, the name jsonwebtoken knows: on an Ed25519 key they are the
-/// same algorithm. A key whose `alg` is `Ed25519` but is not an Ed25519 key
-/// keeps it, and is refused.
+/// The set with each key's RFC 9864 `alg` read as jsonwebtoken's name
+/// ([`crate::token::jws::with_polymorphic_alg`]).
 fn fully_specified_to_eddsa(value: &serde_json::Value) -> serde_json::Value {
     let mut value = value.clone();
     if let Some(keys) = value.get_mut("keys").and_then(|k| k.as_array_mut()) {
         for k in keys {
-            let ed = k.get("kty").and_then(|v| v.as_str()) == Some("OKP")
-                && k.get("crv").and_then(|v| v.as_str()) == Some("Ed25519");
-            if ed && k.get("alg").and_then(|v| v.as_str()) == Some("Ed25519") {
-                k["alg"] = serde_json::Value::from("EdDSA");
-            }
+            *k = crate::token::jws::with_polymorphic_alg(k.take());
         }
     }
     value

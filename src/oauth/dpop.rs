@@ -191,10 +191,7 @@ pub fn verify(proof: &str, e: &Expected<'_>) -> Result<Proof, DpopError> {
         return Err(DpopError::Key);
     }
     // A key's own `alg` in RFC 9864's name reads as the polymorphic one.
-    let mut jwk_value = raw_jwk.clone();
-    if jwk_value.get("alg").and_then(|a| a.as_str()) == Some("Ed25519") {
-        jwk_value["alg"] = serde_json::Value::from("EdDSA");
-    }
+    let jwk_value = crate::token::jws::with_polymorphic_alg(raw_jwk.clone());
     let jwk: Jwk = serde_json::from_value(jwk_value).map_err(|_| DpopError::Key)?;
     let key = DecodingKey::from_jwk(&jwk).map_err(|_| DpopError::Key)?;
     let jkt = thumbprint(raw_jwk).ok_or(DpopError::Key)?;

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::admin::invalid;
 use super::error::{ErrorCode, ServiceError};
 use super::support::StartError;
 use crate::domain::now;
@@ -200,7 +199,9 @@ impl SigningKeys {
     ) -> Result<SigningKeyRecord, ServiceError> {
         let prepublish = prepublish.unwrap_or(self.config.key_prepublish);
         if !(0..=7 * 86_400).contains(&prepublish) {
-            return Err(invalid("prepublish must be between 0 and 604800 seconds"));
+            return Err(ServiceError::invalid_request(
+                "prepublish must be between 0 and 604800 seconds",
+            ));
         }
         let record = self
             .create_signing_key(actor, alg, now, now + prepublish, "rotation")

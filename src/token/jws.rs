@@ -26,6 +26,20 @@ pub fn accepted_alg(name: &str) -> Option<Algorithm> {
     }
 }
 
+/// A JWK with its `alg` `Ed25519` (RFC 9864 §2.2) written as `EdDSA`, the
+/// name jsonwebtoken parses, when it is an Ed25519 key: on such a key they
+/// are one algorithm. Any other key keeps its `alg` (and an `Ed25519` one
+/// then fails to parse, as it should).
+pub fn with_polymorphic_alg(mut jwk: Value) -> Value {
+    let text = |k: &Value, m: &str| k.get(m).and_then(Value::as_str).map(str::to_string);
+    let ed25519 = text(&jwk, "kty").as_deref() == Some("OKP")
+        && text(&jwk, "crv").as_deref() == Some("Ed25519");
+    if ed25519 && text(&jwk, "alg").as_deref() == Some("Ed25519") {
+        jwk["alg"] = Value::from("EdDSA");
+    }
+    jwk
+}
+
 /// Why a compact JWS cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwsError {
