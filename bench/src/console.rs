@@ -40,13 +40,19 @@ pub(crate) fn run_console(
     };
     let app = open_app(dir.path(), db.as_deref());
     println!("seeding {CONSOLE_CLIENTS} clients for the console…");
-    block(app.seed_clients("bench", CONSOLE_CLIENTS, template, 0, now(), |_| {}))
-        .unwrap_or_else(|e| fail(&e.to_string()));
-    let some = block(app.list_clients(None, 1000)).unwrap_or_else(|e| fail(&e.to_string()));
+    block(
+        app.admin()
+            .seed_clients("bench", CONSOLE_CLIENTS, template, 0, now(), |_| {}),
+    )
+    .unwrap_or_else(|e| fail(&e.to_string()));
+    let some = block(app.admin().list_clients(None, 1000)).unwrap_or_else(|e| fail(&e.to_string()));
     for c in some.iter().take(500) {
         for disabled in [true, false] {
-            block(app.set_client_disabled("bench", &c.id, disabled, now()))
-                .unwrap_or_else(|e| fail(&e.to_string()));
+            block(
+                app.admin()
+                    .set_client_disabled("bench", &c.id, disabled, now()),
+            )
+            .unwrap_or_else(|e| fail(&e.to_string()));
         }
     }
     let link = block(app.console().create_login_link("bench", None, now()))
@@ -56,8 +62,8 @@ pub(crate) fn run_console(
             .open_console_session(link.token.expose(), now()),
     )
     .unwrap_or_else(|e| fail(&e.to_string()));
-    let middle =
-        block(app.list_clients(Some(&some[999].id), 1000)).unwrap_or_else(|e| fail(&e.to_string()));
+    let middle = block(app.admin().list_clients(Some(&some[999].id), 1000))
+        .unwrap_or_else(|e| fail(&e.to_string()));
     drop(app);
     if let Some(url) = pg_url {
         // What autovacuum does within a minute of the bulk load in a real

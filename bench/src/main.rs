@@ -119,7 +119,7 @@ fn main() {
     }
     let mut keys = Vec::new();
     for (id, _) in &clients {
-        let (_, key) = block(app.create_api_key("bench", id, None, None, t0))
+        let (_, key) = block(app.admin().create_api_key("bench", id, None, None, t0))
             .unwrap_or_else(|e| fail(&e.to_string()));
         keys.push(key.expose().to_string());
     }
@@ -401,11 +401,12 @@ fn main() {
         println!("seeding {extra} more clients for W5 and W6…");
         let started = Instant::now();
         let kept = block(
-            app.seed_clients("bench", extra, &template, keep, now(), |n| {
-                if n % 200_000 == 0 {
-                    println!("  {n} stored")
-                }
-            }),
+            app.admin()
+                .seed_clients("bench", extra, &template, keep, now(), |n| {
+                    if n % 200_000 == 0 {
+                        println!("  {n} stored")
+                    }
+                }),
         )
         .unwrap_or_else(|e| fail(&e.to_string()));
         println!("  seeded in {:.1} s", started.elapsed().as_secs_f64());

@@ -66,7 +66,7 @@ impl Es256 {
 /// line; returns the client id.
 pub(crate) fn w8_bodies(app: &App, file: &Path, n: usize, t0: i64) -> String {
     let key = Es256::new("w8");
-    let (client, _) = block(app.create_client(
+    let (client, _) = block(app.admin().create_client(
         "bench",
         NewClient {
             name: "w8".into(),
@@ -131,7 +131,7 @@ pub(crate) const W9_TOKENS: usize = 1_000;
 pub(crate) fn w9_bodies(app: &App, file: &Path, n: usize, t0: i64) {
     let key = Es256::new("sa");
     let cluster = "https://kubernetes.bench";
-    let (client, _) = block(app.create_client(
+    let (client, _) = block(app.admin().create_client(
         "bench",
         NewClient {
             name: "w9".into(),
@@ -141,7 +141,7 @@ pub(crate) fn w9_bodies(app: &App, file: &Path, n: usize, t0: i64) {
         t0,
     ))
     .unwrap_or_else(|e| fail(&e.to_string()));
-    block(app.add_federation_issuer(
+    block(app.admin().add_federation_issuer(
         "bench",
         NewIssuer {
             issuer: cluster.into(),
@@ -151,7 +151,7 @@ pub(crate) fn w9_bodies(app: &App, file: &Path, n: usize, t0: i64) {
         t0,
     ))
     .unwrap_or_else(|e| fail(&e.to_string()));
-    block(app.add_federation_rule(
+    block(app.admin().add_federation_rule(
         "bench",
         NewRule {
             issuer: cluster.into(),
@@ -193,11 +193,13 @@ pub(crate) struct Seeded {
 
 pub(crate) fn seed(app: &App, n: usize, template: &NewClient, t0: i64) -> Seeded {
     println!("seeding {n} clients…");
-    let clients =
-        block(app.seed_clients("bench", n, template, 100, t0, |n| println!("  {n} stored")))
-            .unwrap_or_else(|e| fail(&e.to_string()));
+    let clients = block(
+        app.admin()
+            .seed_clients("bench", n, template, 100, t0, |n| println!("  {n} stored")),
+    )
+    .unwrap_or_else(|e| fail(&e.to_string()));
     let client = |name: &str, scopes: Vec<String>, quota: Option<u64>| {
-        let (c, secret) = block(app.create_client(
+        let (c, secret) = block(app.admin().create_client(
             "bench",
             NewClient {
                 name: name.into(),
@@ -221,12 +223,15 @@ pub(crate) fn seed(app: &App, n: usize, template: &NewClient, t0: i64) -> Seeded
         let creds = tollgate::oauth::ClientCredentials::Secret {
             client_id: id.clone(),
             secret: secret.clone(),
-            via: tollgate::oauth::AuthMethod::Basic,
+            via: tollgate::domain::SecretVia::Basic,
         };
-        let t = block(app.issue_for_client(Some(&creds), None, &Default::default(), t0))
-            .unwrap_or_else(|e| fail(&e.to_string()));
+        let t = block(
+            app.tokens()
+                .issue_for_client(Some(&creds), None, &Default::default(), t0),
+        )
+        .unwrap_or_else(|e| fail(&e.to_string()));
         if i % 20 == 0 {
-            block(app.revoke(id, t.access_token.expose(), t0))
+            block(app.introspector().revoke(id, t.access_token.expose(), t0))
                 .unwrap_or_else(|e| fail(&e.to_string()));
         }
         tokens.push(t.access_token.expose().to_string());

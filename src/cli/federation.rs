@@ -98,14 +98,19 @@ pub(super) async fn run(app: &App, cmd: FederationCmd) -> Result<(), ServiceErro
                 jwks_uri,
                 jwks,
             };
-            let i = app.add_federation_issuer(CLI_ACTOR, input, now()).await?;
+            let i = app
+                .admin()
+                .add_federation_issuer(CLI_ACTOR, input, now())
+                .await?;
             print_issuers(&[i], out.json);
         }
         FederationCmd::Issuer(IssuerCmd::List { out }) => {
-            print_issuers(&app.federation().await?.issuers, out.json)
+            print_issuers(&app.admin().federation().await?.issuers, out.json)
         }
         FederationCmd::Issuer(IssuerCmd::Remove { id }) => {
-            app.remove_federation_issuer(CLI_ACTOR, &id, now()).await?;
+            app.admin()
+                .remove_federation_issuer(CLI_ACTOR, &id, now())
+                .await?;
             println!("removed trusted issuer {id}");
         }
         FederationCmd::Rule(RuleCmd::Add {
@@ -134,19 +139,24 @@ pub(super) async fn run(app: &App, cmd: FederationCmd) -> Result<(), ServiceErro
                 scopes: (!scope.is_empty()).then_some(scope),
                 single_use: Some(single_use),
             };
-            let r = app.add_federation_rule(CLI_ACTOR, input, now()).await?;
+            let r = app
+                .admin()
+                .add_federation_rule(CLI_ACTOR, input, now())
+                .await?;
             print_rules(&[r], out.json);
         }
         FederationCmd::Rule(RuleCmd::List { out }) => {
-            print_rules(&app.federation().await?.rules, out.json)
+            print_rules(&app.admin().federation().await?.rules, out.json)
         }
         FederationCmd::Rule(RuleCmd::Remove { id }) => {
-            app.remove_federation_rule(CLI_ACTOR, &id, now()).await?;
+            app.admin()
+                .remove_federation_rule(CLI_ACTOR, &id, now())
+                .await?;
             println!("removed federation rule {id}");
         }
         FederationCmd::Test { file, out } => {
             let jwt = read(&file)?;
-            let report = app.test_federation(jwt.trim(), now()).await?;
+            let report = app.admin().test_federation(jwt.trim(), now()).await?;
             if out.json {
                 print_json(&report);
             } else {

@@ -242,6 +242,7 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
             let tls = TlsNames::of(&keys);
             let (method, jwks, jwks_uri) = key_args(keys)?;
             let (c, secret) = app
+                .admin()
                 .create_client(
                     CLI_ACTOR,
                     NewClient {
@@ -278,7 +279,7 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
                 if let Some(secret) = &secret {
                     println!("client_secret: {}", secret.expose());
                 }
-                println!("auth method:   {}", c.token_endpoint_auth_method.as_str());
+                println!("auth method:   {}", c.auth.method().as_str());
                 println!("scopes:        {}", c.scopes.join(" "));
                 println!("audiences:     {}", c.audiences.join(" "));
             }
@@ -287,7 +288,7 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
             }
         }
         ClientCmd::List { after, limit, out } => {
-            let list = app.list_clients(after.as_deref(), limit).await?;
+            let list = app.admin().list_clients(after.as_deref(), limit).await?;
             if out.json {
                 print_json(&json!(list));
             } else {
@@ -295,7 +296,7 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
                 table(&CLIENT_HEADERS, &rows);
             }
         }
-        ClientCmd::Show { id, out } => show_client(&app.get_client(&id).await?, out.json),
+        ClientCmd::Show { id, out } => show_client(&app.admin().get_client(&id).await?, out.json),
         ClientCmd::Update {
             id,
             name,
@@ -331,21 +332,26 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
                 tls_client_certificate_bound_access_tokens: tls.bound,
             };
             show_client(
-                &app.update_client(CLI_ACTOR, &id, patch, now()).await?,
+                &app.admin()
+                    .update_client(CLI_ACTOR, &id, patch, now())
+                    .await?,
                 out.json,
             );
         }
         ClientCmd::Disable { id, out } => show_client(
-            &app.set_client_disabled(CLI_ACTOR, &id, true, now()).await?,
+            &app.admin()
+                .set_client_disabled(CLI_ACTOR, &id, true, now())
+                .await?,
             out.json,
         ),
         ClientCmd::Enable { id, out } => show_client(
-            &app.set_client_disabled(CLI_ACTOR, &id, false, now())
+            &app.admin()
+                .set_client_disabled(CLI_ACTOR, &id, false, now())
                 .await?,
             out.json,
         ),
         ClientCmd::Delete { id, out } => {
-            app.delete_client(CLI_ACTOR, &id, now()).await?;
+            app.admin().delete_client(CLI_ACTOR, &id, now()).await?;
             if out.json {
                 print_json(&json!({"client_id": id, "deleted": true}));
             } else {
@@ -354,6 +360,7 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
         }
         ClientCmd::RotateSecret { id, grace, out } => {
             let (secret, until) = app
+                .admin()
                 .rotate_client_secret(CLI_ACTOR, &id, grace, now())
                 .await?;
             if out.json {
@@ -384,6 +391,7 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
             let started = std::time::Instant::now();
             // Progress after every stored batch (50,000 clients).
             let kept = app
+                .admin()
                 .seed_clients(CLI_ACTOR, count, &template, show, now(), |done| {
                     eprintln!(
                         "  {done}/{count} clients stored ({:.1} s)",
@@ -412,7 +420,10 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
             }
         }
         ClientCmd::RevokeTokens { id, out } => {
-            let c = app.revoke_client_tokens(CLI_ACTOR, &id, now()).await?;
+            let c = app
+                .admin()
+                .revoke_client_tokens(CLI_ACTOR, &id, now())
+                .await?;
             tokio::time::sleep(crate::service::admin::revocation_settles_in(
                 c.tokens_revoked_before,
             ))
@@ -433,6 +444,7 @@ async fn api_key(app: &App, cmd: ApiKeyCmd) -> Result<(), ServiceError> {
             out,
         } => {
             let (record, key) = app
+                .admin()
                 .create_api_key(CLI_ACTOR, &client, name, expires_in, now)
                 .await?;
             if out.json {
@@ -447,7 +459,7 @@ async fn api_key(app: &App, cmd: ApiKeyCmd) -> Result<(), ServiceError> {
             eprintln!("note: the API key is shown only this once; store it now.");
         }
         ApiKeyCmd::List { client, out } => {
-            let keys = app.list_api_keys(&client).await?;
+            let keys = app.admin().list_api_keys(&client).await?;
             if out.json {
                 print_json(&json!(keys
                     .iter()
@@ -458,7 +470,7 @@ async fn api_key(app: &App, cmd: ApiKeyCmd) -> Result<(), ServiceError> {
             }
         }
         ApiKeyCmd::Revoke { key_id, out } => {
-            let k = app.revoke_api_key(CLI_ACTOR, &key_id, now).await?;
+            let k = app.admin().revoke_api_key(CLI_ACTOR, &key_id, now).await?;
             if out.json {
                 print_json(&api_key_view(&k, now));
             } else {
@@ -549,7 +561,7 @@ async fn prune(app: &App, json_out: bool) -> Result<(), ServiceError> {
 
 async fn audit(app: &App, cmd: AuditCmd) -> Result<(), ServiceError> {
     let AuditCmd::List { after, limit, out } = cmd;
-    let entries = app.list_audit(after, limit).await?;
+    let entries = app.admin().list_audit(after, limit).await?;
     if out.json {
         print_json(&json!(entries));
     } else {

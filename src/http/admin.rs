@@ -89,6 +89,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// caller's body is never parsed.
 async fn admin_caller(app: &App, req: &HttpRequest) -> Result<String, ServiceError> {
     let caller = app
+        .introspector()
         .authorize_bearer(&super::presented(req, app)?, ADMIN_SCOPE, now())
         .await?;
     Ok(caller.client_id)
@@ -160,7 +161,7 @@ async fn list_clients(
     let Page { after, limit } = q.into_inner();
     let limit = limit.unwrap_or(100).clamp(1, 1000);
     admin_caller(&app, &req).await?;
-    let clients = app.list_clients(after.as_deref(), limit).await?;
+    let clients = app.admin().list_clients(after.as_deref(), limit).await?;
     let next = super::next_cursor(&clients, limit, |c| c.id.clone());
     Ok(no_store_json(
         json!({"data": clients, "meta": {"limit": limit, "count": clients.len(), "next_cursor": next}}),
@@ -175,7 +176,7 @@ async fn create_client(
     let actor = admin_caller(&app, &req).await?;
     let input: NewClient = json_body(&app, &req, payload).await?;
     let now = now();
-    let (client, secret) = app.create_client(&actor, input, now).await?;
+    let (client, secret) = app.admin().create_client(&actor, input, now).await?;
     let mut body = json!(client);
     if let Some(secret) = &secret {
         body["client_secret"] = json!(secret.expose());
@@ -190,7 +191,7 @@ async fn show_client(
 ) -> Result<HttpResponse, ServiceError> {
     let id = id.into_inner();
     admin_caller(&app, &req).await?;
-    let c = app.get_client(&id).await?;
+    let c = app.admin().get_client(&id).await?;
     Ok(no_store_json(c))
 }
 
@@ -204,7 +205,7 @@ async fn update_client(
     let patch: ClientPatch = json_body(&app, &req, payload).await?;
     let id = id.into_inner();
     let now = now();
-    let c = app.update_client(&actor, &id, patch, now).await?;
+    let c = app.admin().update_client(&actor, &id, patch, now).await?;
     Ok(no_store_json(c))
 }
 
@@ -216,7 +217,7 @@ async fn delete_client(
     let id = id.into_inner();
     let actor = admin_caller(&app, &req).await?;
     let now = now();
-    app.delete_client(&actor, &id, now).await?;
+    app.admin().delete_client(&actor, &id, now).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -228,7 +229,10 @@ async fn disable_client(
     let id = id.into_inner();
     let actor = admin_caller(&app, &req).await?;
     let now = now();
-    let c = app.set_client_disabled(&actor, &id, true, now).await?;
+    let c = app
+        .admin()
+        .set_client_disabled(&actor, &id, true, now)
+        .await?;
     Ok(no_store_json(c))
 }
 
@@ -240,7 +244,10 @@ async fn enable_client(
     let id = id.into_inner();
     let actor = admin_caller(&app, &req).await?;
     let now = now();
-    let c = app.set_client_disabled(&actor, &id, false, now).await?;
+    let c = app
+        .admin()
+        .set_client_disabled(&actor, &id, false, now)
+        .await?;
     Ok(no_store_json(c))
 }
 
@@ -261,6 +268,7 @@ async fn rotate_secret(
     let id = id.into_inner();
     let now = now();
     let (secret, old_until) = app
+        .admin()
         .rotate_client_secret(&actor, &id, input.grace_seconds, now)
         .await?;
     Ok(no_store_json(json!({
@@ -278,7 +286,7 @@ async fn revoke_tokens(
     let id = id.into_inner();
     let actor = admin_caller(&app, &req).await?;
     let now = now();
-    let c = app.revoke_client_tokens(&actor, &id, now).await?;
+    let c = app.admin().revoke_client_tokens(&actor, &id, now).await?;
     // Answered once the revocation's second has passed (at most 1 s), so a
     // token issued after this answer is active.
     actix_web::rt::time::sleep(crate::service::admin::revocation_settles_in(
@@ -306,6 +314,7 @@ async fn create_api_key(
     let id = id.into_inner();
     let now = now();
     let (record, key) = app
+        .admin()
         .create_api_key(&actor, &id, input.name, input.expires_in, now)
         .await?;
     let mut body = api_key_view(&record, now);
@@ -321,7 +330,7 @@ async fn list_api_keys(
     let id = id.into_inner();
     admin_caller(&app, &req).await?;
     let now = now();
-    let keys = app.list_api_keys(&id).await?;
+    let keys = app.admin().list_api_keys(&id).await?;
     let data: Vec<_> = keys.iter().map(|k| api_key_view(k, now)).collect();
     Ok(no_store_json(
         json!({"data": data, "meta": {"count": data.len()}}),
@@ -336,7 +345,7 @@ async fn revoke_api_key(
     let id = id.into_inner();
     let actor = admin_caller(&app, &req).await?;
     let now = now();
-    let k = app.revoke_api_key(&actor, &id, now).await?;
+    let k = app.admin().revoke_api_key(&actor, &id, now).await?;
     Ok(no_store_json(api_key_view(&k, now)))
 }
 
@@ -418,7 +427,7 @@ async fn list_audit(
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     admin_caller(&app, &req).await?;
-    let entries = app.list_audit(after, limit).await?;
+    let entries = app.admin().list_audit(after, limit).await?;
     let next = (entries.len() == limit as usize)
         .then(|| entries.last().map(|e| e.id))
         .flatten();
@@ -432,7 +441,7 @@ async fn list_federation_issuers(
     req: HttpRequest,
 ) -> Result<HttpResponse, ServiceError> {
     admin_caller(&app, &req).await?;
-    let f = app.federation().await?;
+    let f = app.admin().federation().await?;
     Ok(no_store_json(
         json!({"data": f.issuers, "meta": {"count": f.issuers.len()}}),
     ))
@@ -445,7 +454,10 @@ async fn add_federation_issuer(
 ) -> Result<HttpResponse, ServiceError> {
     let actor = admin_caller(&app, &req).await?;
     let input: NewIssuer = json_body(&app, &req, payload).await?;
-    let issuer = app.add_federation_issuer(&actor, input, now()).await?;
+    let issuer = app
+        .admin()
+        .add_federation_issuer(&actor, input, now())
+        .await?;
     Ok(created(json!(issuer)))
 }
 
@@ -455,7 +467,8 @@ async fn remove_federation_issuer(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ServiceError> {
     let actor = admin_caller(&app, &req).await?;
-    app.remove_federation_issuer(&actor, &id.into_inner(), now())
+    app.admin()
+        .remove_federation_issuer(&actor, &id.into_inner(), now())
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -465,7 +478,7 @@ async fn list_federation_rules(
     req: HttpRequest,
 ) -> Result<HttpResponse, ServiceError> {
     admin_caller(&app, &req).await?;
-    let f = app.federation().await?;
+    let f = app.admin().federation().await?;
     Ok(no_store_json(
         json!({"data": f.rules, "meta": {"count": f.rules.len()}}),
     ))
@@ -478,7 +491,10 @@ async fn add_federation_rule(
 ) -> Result<HttpResponse, ServiceError> {
     let actor = admin_caller(&app, &req).await?;
     let input: NewRule = json_body(&app, &req, payload).await?;
-    let rule = app.add_federation_rule(&actor, input, now()).await?;
+    let rule = app
+        .admin()
+        .add_federation_rule(&actor, input, now())
+        .await?;
     Ok(created(json!(rule)))
 }
 
@@ -488,7 +504,8 @@ async fn remove_federation_rule(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ServiceError> {
     let actor = admin_caller(&app, &req).await?;
-    app.remove_federation_rule(&actor, &id.into_inner(), now())
+    app.admin()
+        .remove_federation_rule(&actor, &id.into_inner(), now())
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -506,7 +523,7 @@ async fn test_federation(
 ) -> Result<HttpResponse, ServiceError> {
     admin_caller(&app, &req).await?;
     let input: FederationTest = json_body(&app, &req, payload).await?;
-    let report = app.test_federation(&input.assertion, now()).await?;
+    let report = app.admin().test_federation(&input.assertion, now()).await?;
     Ok(no_store_json(report))
 }
 

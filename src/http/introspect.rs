@@ -30,14 +30,16 @@ pub async fn introspect(
     let metrics = app.metrics_handle();
     let answer = async {
         let now = now();
-        app.authorize_introspection(
-            creds.as_ref(),
-            &super::presented(&req, &app)?,
-            Some(ip),
-            now,
-        )
-        .await?;
-        app.introspect(token.as_deref().map_err(Clone::clone)?, now)
+        app.introspector()
+            .authorize_introspection(
+                creds.as_ref(),
+                &super::presented(&req, &app)?,
+                Some(ip),
+                now,
+            )
+            .await?;
+        app.introspector()
+            .introspect(token.as_deref().map_err(Clone::clone)?, now)
             .await
     }
     .await;
@@ -64,6 +66,6 @@ pub async fn revoke(
         .authenticator()
         .authenticate_client(creds.as_ref(), Some(ip), now)
         .await?;
-    app.revoke(&client.id, &token?, now).await?;
+    app.introspector().revoke(&client.id, &token?, now).await?;
     Ok(no_store_json(serde_json::json!({})))
 }

@@ -193,7 +193,7 @@ pub async fn run(app: App) -> std::io::Result<()> {
         h.stop(true).await;
     }
     // Uses noted since the last flush are written on a clean stop.
-    if let Err(e) = app.flush_key_uses().await {
+    if let Err(e) = app.api_keys().flush_key_uses().await {
         log::warn!("cannot record API-key uses: {e}");
     }
     result

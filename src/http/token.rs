@@ -5,11 +5,9 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use super::{authorization, client_ip, no_store_json, read_params};
-use crate::oauth::credentials;
-use crate::oauth::grant::{check_grant_type, GrantType, TokenRequest};
-use crate::secret::SecretString;
+use crate::oauth::request::{HttpParts, TokenEndpointRequest};
 use crate::service::error::ServiceError;
-use crate::service::{now, App, IssuedToken};
+use crate::service::{now, App, IssuedToken, RequestContext};
 
 /// RFC 6749 §5.1 success body.
 #[derive(Serialize)]
@@ -28,7 +26,7 @@ fn respond(app: &App, t: &IssuedToken) -> HttpResponse {
         scope: &t.scope,
     });
     // RFC 9449 §8.2: the nonce for the client's next proof.
-    if let Some(nonce) = app.dpop_nonce(now()) {
+    if let Some(nonce) = app.proofs().dpop_nonce(now()) {
         if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&nonce) {
             response.headers_mut().insert(
                 actix_web::http::header::HeaderName::from_static("dpop-nonce"),
@@ -39,76 +37,38 @@ fn respond(app: &App, t: &IssuedToken) -> HttpResponse {
     response
 }
 
-/// The DPoP proof of a token request to `path`, if it sent one: checked,
-/// and its `jti` recorded before anything else is done.
-async fn dpop_proof(
+/// The HTTP parts of a token request to `path`, as `oauth::request` reads
+/// them.
+fn http_parts<'a>(
     app: &App,
-    req: &HttpRequest,
-    path: &str,
-) -> Result<Option<crate::oauth::dpop::Proof>, ServiceError> {
-    app.token_request_proof(
-        &super::dpop_headers(req),
-        req.method().as_str(),
+    req: &'a HttpRequest,
+    params: &'a crate::oauth::Params,
+    path: &'a str,
+) -> Result<HttpParts<'a>, ServiceError> {
+    Ok(HttpParts {
+        params,
+        authorization: authorization(req),
+        dpop: super::dpop_headers(req),
+        api_key: req.headers().get("x-api-key").map(|v| v.as_bytes()),
+        certificate: super::client_certificate(req, app)?,
+        method: req.method().as_str(),
         path,
-        now(),
-    )
-    .await
+    })
 }
 
 /// The token endpoint, form or JSON body: the client-credentials grant
-/// (Basic, body credentials or a client assertion) and the JWT bearer grant
-/// (RFC 7523 §2.1: `assertion`, client authentication optional).
+/// (Basic, body credentials, a client assertion or a certificate) and the
+/// JWT bearer grant (RFC 7523 §2.1: `assertion`, client authentication
+/// optional).
 pub async fn token(
     app: web::Data<App>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ServiceError> {
     let params = read_params(&app, &req, payload).await?;
-    let grant = check_grant_type(&params)?;
-    let ip = client_ip(&req, &app);
-    let metrics = app.metrics_handle();
-    let issued = match grant {
-        GrantType::ClientCredentials => {
-            let cert = super::client_certificate(&req, &app)?;
-            let creds = credentials::extract_with(authorization(&req), &params, cert.clone())?;
-            let mut request = TokenRequest::from_params(&params)?;
-            request.dpop = dpop_proof(&app, &req, "/oauth/token").await?;
-            request.certificate = cert.map(|c| c.thumbprint());
-            app.issue_for_client(creds.as_ref(), Some(ip), &request, now())
-                .await
-        }
-        GrantType::JwtBearer => {
-            let (creds, named) = credentials::extract_optional(authorization(&req), &params)?;
-            let assertion = params
-                .single("assertion")?
-                .ok_or_else(|| ServiceError::invalid_request("assertion is required"))?;
-            let assertion = SecretString::new(assertion.to_string());
-            let mut request = TokenRequest::from_params(&params)?;
-            request.dpop = dpop_proof(&app, &req, "/oauth/token").await?;
-            request.certificate = super::client_certificate(&req, &app)?.map(|c| c.thumbprint());
-            let now = now();
-            let client = match creds {
-                Some(c) => Some(
-                    app.authenticator()
-                        .authenticate_client(Some(&c), Some(ip), now)
-                        .await?
-                        .id,
-                ),
-                None => named,
-            };
-            app.issue_for_jwt_bearer(&assertion, client.as_deref(), Some(ip), &request, now)
-                .await
-        }
-    };
-    let label = match grant {
-        GrantType::ClientCredentials => "client_credentials",
-        GrantType::JwtBearer => "jwt_bearer",
-    };
-    metrics.token(
-        label,
-        issued.as_ref().map(|_| ()).map_err(|e| e.code.as_str()),
-    );
-    let issued = issued?;
+    let request = TokenEndpointRequest::decode(http_parts(&app, &req, &params, "/oauth/token")?)?;
+    let context = RequestContext::new(client_ip(&req, &app));
+    let issued = app.tokens().token(request, context).await?;
     Ok(respond(&app, &issued))
 }
 
@@ -120,36 +80,9 @@ pub async fn api_key_token(
     payload: web::Payload,
 ) -> Result<HttpResponse, ServiceError> {
     let params = read_params(&app, &req, payload).await?;
-    let header_key = match req.headers().get("x-api-key") {
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| ServiceError::invalid_request("malformed X-API-Key header"))?
-                .trim()
-                .to_string(),
-        ),
-        None => None,
-    };
-    let key = match (header_key, params.single("secret_key")?) {
-        (Some(_), Some(_)) => {
-            return Err(ServiceError::invalid_request(
-                "API key given both in the X-API-Key header and in the body",
-            ))
-        }
-        (Some(h), None) => h,
-        (None, Some(b)) => b.to_string(),
-        (None, None) => return Err(ServiceError::invalid_request("secret_key is required")),
-    };
-    let key = SecretString::new(key);
-    let mut request = TokenRequest::from_params(&params)?;
-    request.dpop = dpop_proof(&app, &req, "/authentication/token").await?;
-    request.certificate = super::client_certificate(&req, &app)?.map(|c| c.thumbprint());
-    let ip = client_ip(&req, &app);
-    let metrics = app.metrics_handle();
-    let issued = app.issue_for_api_key(&key, Some(ip), &request, now()).await;
-    metrics.token(
-        "api_key",
-        issued.as_ref().map(|_| ()).map_err(|e| e.code.as_str()),
-    );
-    let issued = issued?;
+    let parts = http_parts(&app, &req, &params, "/authentication/token")?;
+    let request = TokenEndpointRequest::decode_api_key(parts)?;
+    let context = RequestContext::new(client_ip(&req, &app));
+    let issued = app.tokens().token(request, context).await?;
     Ok(respond(&app, &issued))
 }

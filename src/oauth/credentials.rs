@@ -8,22 +8,8 @@ use base64::Engine;
 
 use super::error::OAuthError;
 use super::Params;
+pub use crate::domain::SecretVia;
 use crate::secret::SecretString;
-
-/// How the client authenticated (RFC 8414 `token_endpoint_auth_methods_supported`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMethod {
-    /// HTTP Basic.
-    Basic,
-    /// `client_id` and `client_secret` in the body.
-    Post,
-    /// `client_assertion_type` and `client_assertion` in the body; the
-    /// "secret" is the assertion.
-    PrivateKeyJwt,
-    /// `client_id` in the body and a TLS client certificate (RFC 8705 §2);
-    /// no secret.
-    TlsClientAuth,
-}
 
 /// What a client presented to authenticate, as it came over the wire: one
 /// variant per way, each with exactly what that way carries (no secret
@@ -37,8 +23,8 @@ pub enum ClientCredentials {
         client_id: String,
         /// The presented secret.
         secret: SecretString,
-        /// [`AuthMethod::Basic`] or [`AuthMethod::Post`].
-        via: AuthMethod,
+        /// HTTP Basic or the body.
+        via: SecretVia,
     },
     /// A signed JWT (`private_key_jwt`, RFC 7523 §2.2, or a workload's
     /// token from a trusted issuer used the same way).
@@ -69,12 +55,20 @@ impl ClientCredentials {
         }
     }
 
-    /// How they came.
-    pub fn method(&self) -> AuthMethod {
+    /// How they came, as RFC 8414 names the way (a certificate is
+    /// `tls_client_auth` until the client's registration says which kind).
+    pub fn method(&self) -> &'static str {
         match self {
-            ClientCredentials::Secret { via, .. } => *via,
-            ClientCredentials::Assertion { .. } => AuthMethod::PrivateKeyJwt,
-            ClientCredentials::Certificate { .. } => AuthMethod::TlsClientAuth,
+            ClientCredentials::Secret {
+                via: SecretVia::Basic,
+                ..
+            } => "client_secret_basic",
+            ClientCredentials::Secret {
+                via: SecretVia::Post,
+                ..
+            } => "client_secret_post",
+            ClientCredentials::Assertion { .. } => "private_key_jwt",
+            ClientCredentials::Certificate { .. } => "tls_client_auth",
         }
     }
 }
@@ -199,12 +193,12 @@ fn extract_plain(
         (Some((client_id, secret)), _, None) => Ok(Some(ClientCredentials::Secret {
             client_id,
             secret,
-            via: AuthMethod::Basic,
+            via: SecretVia::Basic,
         })),
         (None, Some(id), Some(secret)) => Ok(Some(ClientCredentials::Secret {
             client_id: id.to_string(),
             secret: SecretString::new(secret.to_string()),
-            via: AuthMethod::Post,
+            via: SecretVia::Post,
         })),
         (None, Some(id), None) if certificate.is_some() => match certificate {
             Some(certificate) => Ok(Some(ClientCredentials::Certificate {
@@ -309,10 +303,7 @@ mod tests {
             ("client_id", "c1"),
         ]);
         let c = extract(None, &p).unwrap().unwrap();
-        assert_eq!(
-            (c.client_id(), c.method()),
-            ("c1", AuthMethod::PrivateKeyJwt)
-        );
+        assert_eq!((c.client_id(), c.method()), ("c1", "private_key_jwt"));
         // Without client_id, the assertion's sub names the client.
         use base64::Engine;
         let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"sub":"c2"}"#);
@@ -329,10 +320,10 @@ mod tests {
         assert_eq!(id.as_deref(), Some("a"));
         let p = Params::from_pairs([("client_id", "a"), ("client_secret", "s")]);
         let (c, id) = extract_optional(None, &p).unwrap();
-        assert_eq!(c.unwrap().method(), AuthMethod::Post);
+        assert_eq!(c.unwrap().method(), "client_secret_post");
         assert!(id.is_none());
         let (c, _) = extract_optional(Some(&basic("a", "b")), &Params::default()).unwrap();
-        assert_eq!(c.unwrap().method(), AuthMethod::Basic);
+        assert_eq!(c.unwrap().method(), "client_secret_basic");
         assert_eq!(extract_optional(None, &Params::default()).unwrap().1, None);
     }
 
@@ -340,7 +331,7 @@ mod tests {
     fn body_credentials_and_missing_secret() {
         let p = Params::from_pairs([("client_id", "a"), ("client_secret", "b")]);
         let c = extract(None, &p).unwrap().unwrap();
-        assert_eq!((c.client_id(), c.method()), ("a", AuthMethod::Post));
+        assert_eq!((c.client_id(), c.method()), ("a", "client_secret_post"));
         let p = Params::from_pairs([("client_id", "a")]);
         assert_eq!(
             extract(None, &p).unwrap_err().code,

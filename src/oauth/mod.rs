@@ -11,8 +11,9 @@ pub mod mtls;
 pub mod params;
 #[cfg(test)]
 mod proptests;
+pub mod request;
 
-pub use credentials::{AuthMethod, ClientCredentials};
+pub use credentials::ClientCredentials;
 pub use error::{OAuthCode, OAuthError};
 pub use grant::{Grant, Policy, TokenRequest};
 pub use params::Params;

@@ -12,8 +12,6 @@ use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use x509_parser::prelude::*;
 
-use crate::domain::Client;
-
 /// A client certificate presented in the TLS handshake or by a trusted proxy,
 /// with what the checks read from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,52 +36,12 @@ pub struct Certificate {
     key_bits: Vec<u8>,
 }
 
-/// One registered name of a `tls_client_auth` client (RFC 8705 §2.1.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RegisteredName {
-    /// `tls_client_auth_subject_dn`.
-    SubjectDn(String),
-    /// `tls_client_auth_san_dns`.
-    Dns(String),
-    /// `tls_client_auth_san_uri`.
-    Uri(String),
-    /// `tls_client_auth_san_ip`.
-    Ip(String),
-    /// `tls_client_auth_san_email`.
-    Email(String),
-}
-
-/// The names a client registered (a valid `tls_client_auth` client has one).
-pub fn registered_names(c: &Client) -> Vec<RegisteredName> {
-    let mut out = Vec::new();
-    if let Some(v) = &c.tls_client_auth_subject_dn {
-        out.push(RegisteredName::SubjectDn(v.clone()));
-    }
-    if let Some(v) = &c.tls_client_auth_san_dns {
-        out.push(RegisteredName::Dns(v.clone()));
-    }
-    if let Some(v) = &c.tls_client_auth_san_uri {
-        out.push(RegisteredName::Uri(v.clone()));
-    }
-    if let Some(v) = &c.tls_client_auth_san_ip {
-        out.push(RegisteredName::Ip(v.clone()));
-    }
-    if let Some(v) = &c.tls_client_auth_san_email {
-        out.push(RegisteredName::Email(v.clone()));
-    }
-    out
-}
+pub use crate::domain::RegisteredName;
 
 /// Checks a registered name's form: 1 to 512 printable characters, an IP
 /// address for `san_ip`.
 pub fn check_registered(name: &RegisteredName) -> Result<(), String> {
-    let (field, v) = match name {
-        RegisteredName::SubjectDn(v) => ("tls_client_auth_subject_dn", v),
-        RegisteredName::Dns(v) => ("tls_client_auth_san_dns", v),
-        RegisteredName::Uri(v) => ("tls_client_auth_san_uri", v),
-        RegisteredName::Ip(v) => ("tls_client_auth_san_ip", v),
-        RegisteredName::Email(v) => ("tls_client_auth_san_email", v),
-    };
+    let (field, v) = name.field();
     if v.is_empty() || v.len() > 512 || v.chars().any(char::is_control) {
         return Err(format!("{field} must be 1 to 512 printable characters"));
     }

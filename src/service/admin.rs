@@ -5,10 +5,17 @@
 use crate::store::Store;
 use serde_json::json;
 
-use crate::domain::ClientAuthMethod;
+use crate::domain::{
+    AuthParts, AuthPatch, ClientAuth, ClientAuthMethod, KeySource, RegisteredName,
+};
 use crate::secret::{self, SecretString};
 use crate::service::error::{ErrorCode, ServiceError};
-use crate::service::App;
+use std::sync::Arc;
+
+use super::authenticator::Authenticator;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::CachedStore;
 use crate::store::{ApiKeyCreate, ApiKeyRecord, AuditEntry, Client};
 
 /// At most this many client secrets are live at once during rotations.
@@ -236,44 +243,40 @@ fn check_audiences(audiences: &[String]) -> Result<Vec<String>, ServiceError> {
     Ok(out)
 }
 
-impl App {
-    /// The authentication method and keys of a client, consistent: a
-    /// `private_key_jwt` client has exactly one of `jwks` (valid public
-    /// keys) and `jwks_uri` (an https URL); a secret client has neither.
-    fn check_auth(&self, c: &Client) -> Result<(), ServiceError> {
-        let names = crate::oauth::mtls::registered_names(c);
-        if c.token_endpoint_auth_method == ClientAuthMethod::TlsClientAuth {
-            if names.len() != 1 {
-                return Err(invalid(
-                    "a tls_client_auth client needs exactly one of tls_client_auth_subject_dn, \
-                     tls_client_auth_san_dns, tls_client_auth_san_uri, tls_client_auth_san_ip, \
-                     tls_client_auth_san_email",
-                ));
+/// Administration: clients, their secrets and API keys, federation
+/// issuers and rules, and the audit log. Every change writes its audit
+/// entry in the same transaction.
+#[derive(Clone)]
+pub struct Admin {
+    /// Validated configuration.
+    pub(super) config: Arc<Config>,
+    /// The store, behind its cache.
+    pub(super) store: Arc<CachedStore>,
+    /// Prometheus metrics of this process.
+    pub(super) metrics: Arc<Metrics>,
+    /// Client authentication (a federation test verifies a token as the
+    /// exchange would).
+    pub(super) auth: Arc<Authenticator>,
+}
+
+impl Admin {
+    /// What a client's method holds, checked: valid public keys (`jwks`) or
+    /// a URL Tollgate may fetch (`jwks_uri`), or a well-formed registered
+    /// name. The shape (one method, nothing of another) is
+    /// [`ClientAuth::from_parts`]'s.
+    fn check_auth(&self, auth: &ClientAuth) -> Result<(), ServiceError> {
+        match auth {
+            ClientAuth::Secret(_) => Ok(()),
+            ClientAuth::TlsClientAuth(name) => {
+                crate::oauth::mtls::check_registered(name).map_err(invalid)
             }
-            crate::oauth::mtls::check_registered(&names[0]).map_err(invalid)?;
-            if c.jwks.is_some() || c.jwks_uri.is_some() {
-                return Err(invalid("a tls_client_auth client has no jwks or jwks_uri"));
+            ClientAuth::PrivateKeyJwt(source) | ClientAuth::SelfSignedTls(source) => {
+                let (jwks, uri) = match source {
+                    KeySource::Jwks(j) => (Some(j.clone()), None),
+                    KeySource::Uri(u) => (None, Some(u.clone())),
+                };
+                self.check_key_source(&jwks, &uri)
             }
-            return Ok(());
-        } else if !names.is_empty() {
-            return Err(invalid(
-                "tls_client_auth_* names are for token_endpoint_auth_method tls_client_auth",
-            ));
-        }
-        let method = match c.token_endpoint_auth_method {
-            // Its key is its jwks, as for private_key_jwt.
-            ClientAuthMethod::SelfSignedTlsClientAuth => ClientAuthMethod::PrivateKeyJwt,
-            m => m,
-        };
-        match (method, &c.jwks, &c.jwks_uri) {
-            (ClientAuthMethod::PrivateKeyJwt, None, None) => {
-                Err(invalid("a private_key_jwt client needs jwks or jwks_uri"))
-            }
-            (ClientAuthMethod::PrivateKeyJwt, jwks, uri) => self.check_key_source(jwks, uri),
-            (_, None, None) => Ok(()),
-            (_, _, _) => Err(invalid(
-                "jwks and jwks_uri are for token_endpoint_auth_method private_key_jwt",
-            )),
         }
     }
 
@@ -313,6 +316,20 @@ impl App {
         check_owner(&input.owner)?;
         self.check_ttl(input.token_ttl)?;
         check_quota_settings(input.token_quota, input.quota_window, input.quota_ban)?;
+        let auth = ClientAuth::from_parts(AuthParts {
+            method: input.token_endpoint_auth_method.unwrap_or_default(),
+            jwks: input.jwks.clone(),
+            jwks_uri: input.jwks_uri.clone(),
+            names: [
+                input.tls_client_auth_subject_dn.clone(),
+                input.tls_client_auth_san_dns.clone(),
+                input.tls_client_auth_san_uri.clone(),
+                input.tls_client_auth_san_ip.clone(),
+                input.tls_client_auth_san_email.clone(),
+            ],
+        })
+        .map_err(invalid)?;
+        self.check_auth(&auth)?;
         Ok(Client {
             id: secret::generate_id(secret::CLIENT_ID_PREFIX),
             name: input.name.trim().to_string(),
@@ -327,15 +344,8 @@ impl App {
             quota_ban: input.quota_ban,
             created_at: now,
             updated_at: now,
-            token_endpoint_auth_method: input.token_endpoint_auth_method.unwrap_or_default(),
-            jwks: input.jwks.clone(),
-            jwks_uri: input.jwks_uri.clone(),
+            auth,
             dpop_bound_access_tokens: input.dpop_bound_access_tokens,
-            tls_client_auth_subject_dn: input.tls_client_auth_subject_dn.clone(),
-            tls_client_auth_san_dns: input.tls_client_auth_san_dns.clone(),
-            tls_client_auth_san_uri: input.tls_client_auth_san_uri.clone(),
-            tls_client_auth_san_ip: input.tls_client_auth_san_ip.clone(),
-            tls_client_auth_san_email: input.tls_client_auth_san_email.clone(),
             tls_client_certificate_bound_access_tokens: input
                 .tls_client_certificate_bound_access_tokens,
         })
@@ -350,9 +360,8 @@ impl App {
         now: i64,
     ) -> Result<(Client, Option<SecretString>), ServiceError> {
         let client = self.new_client(&input, now)?;
-        self.check_auth(&client)?;
         let secret = client
-            .token_endpoint_auth_method
+            .auth
             .uses_secret()
             .then(|| secret::generate(secret::CLIENT_SECRET_PREFIX));
         let audit = AuditEntry::new(
@@ -364,7 +373,7 @@ impl App {
                 "name": client.name,
                 "scopes": client.scopes,
                 "audiences": client.audiences,
-                "token_endpoint_auth_method": client.token_endpoint_auth_method,
+                "token_endpoint_auth_method": client.auth.method(),
             }),
         );
         let digest = secret.as_ref().map(SecretString::digest);
@@ -489,72 +498,44 @@ impl App {
             c.quota_ban = b;
             changed.push("quota_ban");
         }
-        if let Some(m) = patch.token_endpoint_auth_method {
-            c.token_endpoint_auth_method = m;
-            changed.push("token_endpoint_auth_method");
-        }
-        if let Some(jwks) = patch.jwks {
-            c.jwks = jwks;
-            changed.push("jwks");
-        }
-        if let Some(uri) = patch.jwks_uri {
-            c.jwks_uri = uri;
-            changed.push("jwks_uri");
-        }
         if let Some(dpop) = patch.dpop_bound_access_tokens {
             c.dpop_bound_access_tokens = dpop;
             changed.push("dpop_bound_access_tokens");
         }
-        for (new, field, name) in [
-            (
+        // The method is replaced whole (ClientAuth::patched), never repaired
+        // field by field.
+        let auth = AuthPatch {
+            method: patch.token_endpoint_auth_method,
+            jwks: patch.jwks,
+            jwks_uri: patch.jwks_uri,
+            names: [
                 patch.tls_client_auth_subject_dn,
-                &mut c.tls_client_auth_subject_dn,
-                "tls_client_auth_subject_dn",
-            ),
-            (
                 patch.tls_client_auth_san_dns,
-                &mut c.tls_client_auth_san_dns,
-                "tls_client_auth_san_dns",
-            ),
-            (
                 patch.tls_client_auth_san_uri,
-                &mut c.tls_client_auth_san_uri,
-                "tls_client_auth_san_uri",
-            ),
-            (
                 patch.tls_client_auth_san_ip,
-                &mut c.tls_client_auth_san_ip,
-                "tls_client_auth_san_ip",
-            ),
-            (
                 patch.tls_client_auth_san_email,
-                &mut c.tls_client_auth_san_email,
-                "tls_client_auth_san_email",
-            ),
-        ] {
-            if let Some(v) = new {
-                *field = v;
+            ],
+        };
+        if auth.method.is_some() {
+            changed.push("token_endpoint_auth_method");
+        }
+        if auth.jwks.is_some() {
+            changed.push("jwks");
+        }
+        if auth.jwks_uri.is_some() {
+            changed.push("jwks_uri");
+        }
+        for (new, name) in auth.names.iter().zip(RegisteredName::FIELDS) {
+            if new.is_some() {
                 changed.push(name);
             }
         }
+        c.auth = c.auth.patched(auth).map_err(invalid)?;
+        self.check_auth(&c.auth)?;
         if let Some(bound) = patch.tls_client_certificate_bound_access_tokens {
             c.tls_client_certificate_bound_access_tokens = bound;
             changed.push("tls_client_certificate_bound_access_tokens");
         }
-        // Switching to a secret method drops keys not resent as null, and
-        // leaving tls_client_auth drops the certificate's names.
-        if c.token_endpoint_auth_method.uses_secret() {
-            c.jwks = None;
-            c.jwks_uri = None;
-        }
-        if c.token_endpoint_auth_method != ClientAuthMethod::TlsClientAuth {
-            c.tls_client_auth_subject_dn = None;
-            c.tls_client_auth_san_dns = None;
-            c.tls_client_auth_san_uri = None;
-            c.tls_client_auth_san_ip = None;
-            c.tls_client_auth_san_email = None;
-        }
-        self.check_auth(&c)?;
         check_quota_settings(c.token_quota, c.quota_window, c.quota_ban)?;
         c.updated_at = now;
         self.save_client(actor, &c, "client.update", json!({"changed": changed}))
@@ -608,12 +589,7 @@ impl App {
         if !(0..=30 * 86_400).contains(&grace) {
             return Err(invalid("grace must be between 0 and 2592000 seconds"));
         }
-        if !self
-            .get_client(id)
-            .await?
-            .token_endpoint_auth_method
-            .uses_secret()
-        {
+        if !self.get_client(id).await?.auth.uses_secret() {
             return Err(invalid(
                 "a private_key_jwt client has no secret; change its jwks or jwks_uri instead",
             ));

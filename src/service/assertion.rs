@@ -10,9 +10,9 @@ use std::sync::Arc;
 use jsonwebtoken::jwk::JwkSet;
 
 use super::authenticator::Authenticated;
-use super::authenticator::{AuthError, Authenticator};
-use super::truncate;
-use crate::oauth::assertion::{self, AssertionError, Expected, UnverifiedAssertion};
+use super::authenticator::{AuthError, Authenticator, Refused};
+use crate::domain::KeySource as DomainKeySource;
+use crate::oauth::assertion::{self, AssertionError, Expected, UnverifiedAssertion, Verified};
 use crate::store::Client;
 
 use super::keysets::{Fetched, KeySource, RemoteKeys, JWKS_TTL, REFETCH_INTERVAL};
@@ -29,24 +29,24 @@ impl Authenticator {
         vec![self.config.issuer.clone(), format!("{issuer}/oauth/token")]
     }
 
-    /// The client's key set (see [`App::key_set`]). A fetch failure is an
-    /// authentication failure, never a server error.
-    async fn client_keys(
+    /// A client's key set (see [`Authenticator::key_set`]). A fetch failure
+    /// is an authentication failure, never a server error.
+    pub(super) async fn client_keys(
         &self,
-        client: &Client,
+        client_id: &str,
+        source: &DomainKeySource,
         refresh: bool,
         now: i64,
-    ) -> Result<Arc<JwkSet>, AuthError> {
-        let source = match (&client.jwks, &client.jwks_uri) {
-            (Some(jwks), _) => KeySource::Inline(jwks),
-            (None, Some(uri)) => KeySource::Uri(uri),
-            (None, None) => return Err(refused("the client has no registered keys")),
+    ) -> Result<Arc<JwkSet>, String> {
+        let source = match source {
+            DomainKeySource::Jwks(jwks) => KeySource::Inline(jwks),
+            DomainKeySource::Uri(uri) => KeySource::Uri(uri),
         };
-        self.key_set(&self.remote_keys, &client.id, source, refresh, now)
+        self.key_set(&self.remote_keys, client_id, source, refresh, now)
             .await
             .map_err(|e| match source {
-                KeySource::Inline(_) => refused(format!("the client's registered keys: {e}")),
-                _ => refused("the client's jwks_uri could not be fetched"),
+                KeySource::Inline(_) => format!("the client's registered keys: {e}"),
+                _ => "the client's jwks_uri could not be fetched".to_string(),
             })
     }
 
@@ -243,57 +243,32 @@ impl Authenticator {
         Err(format!("discovery at the issuer failed: {last}"))
     }
 
-    /// Authenticates a client by a JWT assertion signed with one of its keys
-    /// (`private_key_jwt`). Every failure is `401 invalid_client` naming the
-    /// check, and counts against the failure throttles.
-    ///
-    /// An assertion whose `iss` is a trusted federation issuer is a
-    /// workload's token (the Entra/Keycloak form): it is checked against the
-    /// federation rules of the named client instead.
-    pub(super) async fn authenticate_with_assertion(
+    /// The checks of a `private_key_jwt` assertion that need no key (RFC
+    /// 7523 §3 but the signature): read once, header and claims checked;
+    /// they answer alike whether the client exists or not, and may name
+    /// themselves. An assertion whose `iss` is a trusted federation issuer
+    /// is a workload's token (the Entra/Keycloak form): it is checked here
+    /// against the federation rules of the named client, and comes back
+    /// authenticated (`Ok(Ok(..))`).
+    #[allow(clippy::type_complexity)]
+    pub(super) async fn precheck_assertion<'j>(
         &self,
         client_id: &str,
-        jwt: &str,
+        jwt: &'j str,
         ip: IpAddr,
         now: i64,
-    ) -> Result<Authenticated, AuthError> {
-        let fail = |e: AuthError| {
-            log::info!(
-                "client assertion refused for client_id {:?} from {ip}: {}",
-                truncate(client_id),
-                e
-            );
-            self.record_failure("private_key_jwt", Some(client_id), ip, now);
-            e
-        };
-        // A failure that depends on the client: logged with its reason,
-        // answered with the one `invalid_client` every such failure gets.
-        let fail_quietly = |reason: &str| {
-            log::info!(
-                "client assertion refused for client_id {:?} from {ip}: {reason}",
-                truncate(client_id),
-            );
-            self.record_failure("private_key_jwt", Some(client_id), ip, now);
-            AuthError::failed()
-        };
-        if client_id.len() > 256 || jwt.len() > assertion::MAX_ASSERTION_LEN {
-            self.check_failures(None, ip, now)?;
-            return Err(fail(refused("the client assertion is too long")));
-        }
-        self.check_failures(Some(client_id), ip, now)?;
+    ) -> Result<Result<Authenticated, (UnverifiedAssertion<'j>, Verified)>, AuthError> {
         if self.is_trusted_issuer(jwt).await? {
             let outcome = self.federate(jwt, Some(client_id), now).await?;
             self.note_exchange(&outcome, "authenticated", ip);
             return match outcome {
-                Ok(f) => Ok(Authenticated {
+                Ok(f) => Ok(Ok(Authenticated {
                     not_after: Some(f.token.exp),
                     client: f.client,
-                }),
-                Err(r) => Err(fail(refused(r.description))),
+                })),
+                Err(r) => Err(refused(r.description)),
             };
         }
-        // Read once; the checks that need no key come first, so that they
-        // answer alike whether the client exists or not.
         let audiences = self.assertion_audiences();
         let expected = Expected {
             client_id,
@@ -301,45 +276,40 @@ impl Authenticator {
             now,
             max_lifetime: self.config.assertion_max_lifetime,
         };
-        let unverified = UnverifiedAssertion::parse(jwt).map_err(|e| fail(refused(e)))?;
-        let verified = unverified.check(&expected).map_err(|e| fail(refused(e)))?;
-        // From here every failure depends on the client (whether it exists,
-        // its method, its keys): one answer for all of them, the reason in
-        // the log only (issue 24: an unknown id, another method and a wrong
-        // key are indistinguishable).
-        let client = match self.store.get_client(client_id).await? {
-            Some(c)
-                if !c.disabled
-                    && c.token_endpoint_auth_method
-                        == crate::domain::ClientAuthMethod::PrivateKeyJwt =>
-            {
-                c
-            }
-            Some(c) if !c.disabled => {
-                return Err(fail_quietly(
-                    "the client is not registered for private_key_jwt",
-                ))
-            }
-            _ => return Err(fail_quietly("no such enabled client")),
-        };
+        let unverified = UnverifiedAssertion::parse(jwt).map_err(refused)?;
+        let verified = unverified.check(&expected).map_err(refused)?;
+        Ok(Err((unverified, verified)))
+    }
+
+    /// The rest of `private_key_jwt` for a client registered for it: the
+    /// signature by one of its keys (a key rotated at the client refetches
+    /// its `jwks_uri` once, rate-limited), then RFC 7523 §3 item 7, one use
+    /// per `jti` across restarts and instances.
+    pub(super) async fn verify_assertion(
+        &self,
+        client: &Client,
+        source: &DomainKeySource,
+        unverified: &UnverifiedAssertion<'_>,
+        verified: &Verified,
+        now: i64,
+    ) -> Result<(), Refused> {
+        let quietly = |e: &dyn std::fmt::Display| Refused::Quietly(e.to_string());
         let keys = self
-            .client_keys(&client, false, now)
+            .client_keys(&client.id, source, false, now)
             .await
-            .map_err(|e| fail_quietly(&e.to_string()))?;
+            .map_err(|e| quietly(&e))?;
         match unverified.verify_signature(&keys) {
-            // A key rotated at the client: refetch its set once (rate-limited).
-            Err(AssertionError::UnknownKey) if client.jwks_uri.is_some() => {
+            Err(AssertionError::UnknownKey) if matches!(source, DomainKeySource::Uri(_)) => {
                 let keys = self
-                    .client_keys(&client, true, now)
+                    .client_keys(&client.id, source, true, now)
                     .await
-                    .map_err(|e| fail_quietly(&e.to_string()))?;
+                    .map_err(|e| quietly(&e))?;
                 unverified.verify_signature(&keys)
             }
             other => other,
         }
-        .map_err(|e| fail_quietly(&e.to_string()))?;
-        // RFC 7523 §3 item 7: one use per jti, across restarts and instances.
-        if !self
+        .map_err(|e| quietly(&e))?;
+        let first_use = self
             .store
             .use_assertion(
                 &client.id,
@@ -347,14 +317,13 @@ impl Authenticator {
                 assertion::remember_until(verified.exp),
                 now,
             )
-            .await?
-        {
-            return Err(fail(refused("the client assertion's jti was used before")));
+            .await
+            .map_err(|e| Refused::Error(e.into()))?;
+        if !first_use {
+            return Err(Refused::Named(refused(
+                "the client assertion's jti was used before",
+            )));
         }
-        crate::logging::set_client(&client.id);
-        Ok(Authenticated {
-            client,
-            not_after: None,
-        })
+        Ok(())
     }
 }

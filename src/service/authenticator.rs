@@ -11,6 +11,7 @@ use super::error::ServiceError;
 use super::keysets::RemoteKeys;
 use super::support::truncate;
 use crate::config::Config;
+use crate::domain::ClientAuth;
 use crate::limits::{Decision, Limits, FAIL_WINDOW};
 use crate::metrics::Metrics;
 use crate::oauth::grant;
@@ -191,10 +192,13 @@ impl Authenticator {
                 .hit(&id.to_string(), u64::MAX, FAIL_WINDOW, 0, now);
         }
     }
-    /// Authenticates a client by whatever it presented, with one match over
-    /// the ways it can come: a secret, a signed assertion (its own, or a
-    /// federated workload's token, whose client comes with the rule's scopes
-    /// and the external token's expiry), or a certificate.
+    /// Authenticates a client by whatever it presented, in three steps:
+    /// the checks that do not depend on the client (lengths, throttles, an
+    /// assertion's header and claims; a federated workload's token leaves
+    /// here with its rule's client), one read of the client, and then one
+    /// match over (what was presented, how the client must authenticate).
+    /// Every failure of the last two steps is the same `invalid_client`,
+    /// its reason in the log only (issue 24).
     pub(super) async fn authenticate(
         &self,
         creds: Option<&ClientCredentials>,
@@ -202,31 +206,125 @@ impl Authenticator {
         now: i64,
     ) -> Result<Authenticated, AuthError> {
         let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let client = match creds {
-            None => return Err(AuthError::failed()),
-            Some(ClientCredentials::Assertion { client_id, jwt }) => {
-                return self
-                    .authenticate_with_assertion(client_id, jwt.expose(), ip, now)
-                    .await
-            }
-            Some(ClientCredentials::Certificate {
-                client_id,
-                certificate,
-            }) => {
-                self.authenticate_with_certificate(client_id, certificate, ip, now)
-                    .await?
-            }
-            Some(ClientCredentials::Secret {
-                client_id, secret, ..
-            }) => {
-                self.authenticate_with_secret(client_id, secret, ip, now)
-                    .await?
+        let Some(creds) = creds else {
+            return Err(AuthError::failed());
+        };
+        let client_id = creds.client_id();
+        let kind = match creds {
+            ClientCredentials::Secret { .. } => "client_secret",
+            ClientCredentials::Assertion { .. } => "private_key_jwt",
+            ClientCredentials::Certificate { .. } => "tls_client_auth",
+        };
+        let presented = match self.precheck(creds, ip, now).await {
+            Ok(Precheck::Federated(a)) => return Ok(*a),
+            Ok(Precheck::Presented(p)) => p,
+            Err(e) => {
+                if matches!(e, AuthError::InvalidClient(_)) {
+                    log::info!(
+                        "client authentication refused for client_id {:?} from {ip}: {e}",
+                        truncate(client_id)
+                    );
+                    let id = (client_id.len() <= MAX_CLIENT_ID_LEN).then_some(client_id);
+                    self.record_failure(kind, id, ip, now);
+                }
+                return Err(e);
             }
         };
-        Ok(Authenticated {
-            client,
-            not_after: None,
-        })
+        let client = self
+            .store
+            .get_client(client_id)
+            .await?
+            .filter(|c| !c.disabled);
+        let outcome = match (&presented, client.as_ref().map(|c| (c, &c.auth))) {
+            (Presented::Secret(secret), Some((c, ClientAuth::Secret(_)))) => {
+                self.verify_secret(c, secret, now).await
+            }
+            (Presented::Assertion(checked), Some((c, ClientAuth::PrivateKeyJwt(keys)))) => {
+                let (a, verified) = &**checked;
+                self.verify_assertion(c, keys, a, verified, now).await
+            }
+            (Presented::Certificate(cert), Some((_, ClientAuth::TlsClientAuth(name)))) => {
+                self.verify_tls_client_auth(cert, name, now)
+            }
+            (Presented::Certificate(cert), Some((c, ClientAuth::SelfSignedTls(keys)))) => {
+                self.verify_self_signed(c, keys, cert, now).await
+            }
+            (Presented::Secret(secret), None) => {
+                // The same comparison work as for a known client.
+                grant::secret_matches(secret, &[]);
+                Err(Refused::Quietly("no such enabled client".into()))
+            }
+            (_, None) => Err(Refused::Quietly("no such enabled client".into())),
+            (_, Some((_, auth))) => Err(Refused::Quietly(format!(
+                "the client is not registered for {} (it uses {})",
+                creds.method(),
+                auth.method().as_str()
+            ))),
+        };
+        match outcome {
+            Ok(()) => {
+                let client = client.ok_or_else(AuthError::failed)?;
+                crate::logging::set_client(&client.id);
+                Ok(Authenticated {
+                    client,
+                    not_after: None,
+                })
+            }
+            Err(refused) => {
+                let (reason, answer) = match refused {
+                    Refused::Quietly(reason) => (reason, AuthError::failed()),
+                    Refused::Named(e) => (e.to_string(), e),
+                    Refused::Error(e) => return Err(e),
+                };
+                log::info!(
+                    "client authentication refused for client_id {:?} from {ip}: {reason}",
+                    truncate(client_id)
+                );
+                self.record_failure(kind, Some(client_id), ip, now);
+                Err(answer)
+            }
+        }
+    }
+
+    /// The checks that need no client: lengths, the failure throttles, and
+    /// an assertion read once (header and claims checked, the form every
+    /// later step reuses). A workload's token from a trusted issuer is
+    /// checked against the federation rules here and leaves authenticated.
+    async fn precheck<'c>(
+        &self,
+        creds: &'c ClientCredentials,
+        ip: IpAddr,
+        now: i64,
+    ) -> Result<Precheck<'c>, AuthError> {
+        let client_id = creds.client_id();
+        let too_long = client_id.len() > MAX_CLIENT_ID_LEN
+            || match creds {
+                ClientCredentials::Secret { secret, .. } => secret.expose().len() > 512,
+                ClientCredentials::Assertion { jwt, .. } => {
+                    jwt.expose().len() > crate::oauth::assertion::MAX_ASSERTION_LEN
+                }
+                ClientCredentials::Certificate { .. } => false,
+            };
+        if too_long {
+            self.check_failures(None, ip, now)?;
+            return Err(AuthError::failed());
+        }
+        self.check_failures(Some(client_id), ip, now)?;
+        Ok(Precheck::Presented(match creds {
+            ClientCredentials::Secret { secret, .. } => Presented::Secret(secret),
+            ClientCredentials::Certificate { certificate, .. } => {
+                Presented::Certificate(certificate)
+            }
+            ClientCredentials::Assertion { jwt, .. } => {
+                match self
+                    .precheck_assertion(client_id, jwt.expose(), ip, now)
+                    .await?
+                {
+                    Ok(a) => return Ok(Precheck::Federated(Box::new(a))),
+                    Err(checked) => Presented::Assertion(Box::new(checked)),
+                }
+            }
+        }))
     }
 
     /// [`Authenticator::authenticate`], for a caller that needs only the
@@ -240,42 +338,61 @@ impl Authenticator {
         Ok(self.authenticate(creds, ip, now).await?.client)
     }
 
-    /// Authenticates a client by its secret (RFC 6749 §2.3.1). Unknown, wrong
-    /// and disabled all answer the same `invalid_client`.
-    async fn authenticate_with_secret(
+    /// RFC 6749 §2.3.1: one of the client's live secrets. A secret left from
+    /// before a switch of method never authenticates (the method decides).
+    async fn verify_secret(
         &self,
-        client_id: &str,
+        client: &Client,
         secret: &SecretString,
-        ip: IpAddr,
         now: i64,
-    ) -> Result<Client, AuthError> {
-        if client_id.len() > 256 || secret.expose().len() > 512 {
-            self.check_failures(None, ip, now)?;
-            self.record_failure("client_secret", None, ip, now);
-            return Err(AuthError::failed());
-        }
-        self.check_failures(Some(client_id), ip, now)?;
-        let client = self.store.get_client(client_id).await?;
-        let secrets = match &client {
-            Some(_) => self.store.live_secrets(client_id, now).await?,
-            None => Vec::new(),
-        };
-        let matched = grant::secret_matches(secret, &secrets);
-        match client {
-            // A private_key_jwt client has no secret; one left from before a
-            // switch of method does not authenticate it either.
-            Some(c) if matched && !c.disabled && c.token_endpoint_auth_method.uses_secret() => {
-                crate::logging::set_client(&c.id);
-                Ok(c)
-            }
-            _ => {
-                log::info!(
-                    "client authentication failed for client_id {:?} from {ip}",
-                    truncate(client_id)
-                );
-                self.record_failure("client_secret", Some(client_id), ip, now);
-                Err(AuthError::failed())
-            }
+    ) -> Result<(), Refused> {
+        let secrets = self
+            .store
+            .live_secrets(&client.id, now)
+            .await
+            .map_err(|e| Refused::Error(e.into()))?;
+        if grant::secret_matches(secret, &secrets) {
+            Ok(())
+        } else {
+            Err(Refused::Quietly("the secret does not match".into()))
         }
     }
+}
+
+/// The longest client id considered.
+const MAX_CLIENT_ID_LEN: usize = 256;
+
+/// What passed the checks that need no client.
+pub(super) enum Precheck<'c> {
+    /// A workload's token from a trusted issuer: authenticated by its rule.
+    Federated(Box<Authenticated>),
+    /// Credentials to check against the client's registered method.
+    Presented(Presented<'c>),
+}
+
+/// What a client presented, read once: a secret, an assertion whose header
+/// and claims passed (its signature not yet checked), or a certificate.
+pub(super) enum Presented<'c> {
+    /// A client secret.
+    Secret(&'c SecretString),
+    /// A `private_key_jwt` assertion and its replay key.
+    Assertion(
+        Box<(
+            crate::oauth::assertion::UnverifiedAssertion<'c>,
+            crate::oauth::assertion::Verified,
+        )>,
+    ),
+    /// A TLS client certificate.
+    Certificate(&'c crate::oauth::mtls::Certificate),
+}
+
+/// Why a registered method refused what was presented.
+pub(super) enum Refused {
+    /// A failure that depends on the client: logged with its reason,
+    /// answered with the one `invalid_client`.
+    Quietly(String),
+    /// A failure that may name itself (the caller proved the key).
+    Named(AuthError),
+    /// Not a refusal: the store or another use case failed.
+    Error(AuthError),
 }

@@ -4,13 +4,28 @@
 //! and the binding of a token to the proof's key (`cnf.jkt`).
 
 use super::error::{ErrorCode, ServiceError};
-use super::App;
+use std::sync::Arc;
+
+use crate::config::Config;
 use crate::domain::Client;
 use crate::oauth::dpop::{self, DpopError, Expected, Proof};
+use crate::store::CachedStore;
 use crate::store::Store;
 use crate::token::Confirmation;
 
-impl App {
+/// DPoP proofs of requests to Tollgate's endpoints: their checks, their
+/// `jti`s in the store, the fleet's nonces, and the binding of a token.
+#[derive(Clone)]
+pub struct Proofs {
+    /// Validated configuration (the issuer makes the proof's `htu`).
+    pub(super) config: Arc<Config>,
+    /// The store, where each proof's `jti` is recorded once.
+    pub(super) store: Arc<CachedStore>,
+    /// The fleet's secret for DPoP nonces, when nonces are required.
+    pub(super) dpop_secret: Option<Arc<Vec<u8>>>,
+}
+
+impl Proofs {
     /// The nonces accepted now, when nonces are required.
     fn dpop_nonces(&self, now: i64) -> Option<[String; 2]> {
         let secret = self.dpop_secret.as_ref()?;
@@ -30,7 +45,7 @@ impl App {
     /// `None` without one; `invalid_dpop_proof` for more than one or a bad
     /// one, naming the check; `use_dpop_nonce` with a fresh nonce when the
     /// nonce is missing or stale. With `access_token`, its `ath` must match
-    /// (§7). The `jti` is recorded by [`App::record_dpop`].
+    /// (§7). The `jti` is recorded by [`Proofs::record_dpop`].
     pub fn check_dpop(
         &self,
         headers: &[&[u8]],
@@ -101,7 +116,7 @@ impl App {
     }
 
     /// The binding of a token requested with `proof` (whose `jti` was
-    /// recorded when the request came in, [`App::token_request_proof`]):
+    /// recorded when the request came in, [`Proofs::token_request_proof`]):
     /// `cnf.jkt` set. A client registered with `dpop_bound_access_tokens`
     /// gets no token without a proof (RFC 9449 §5.2).
     pub(super) fn bind_dpop(

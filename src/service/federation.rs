@@ -13,11 +13,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::admin::Admin;
 use super::admin::{invalid, normalize_scopes};
 use super::authenticator::Authenticator;
 use super::error::{ErrorCode, ServiceError};
+use super::issue::Tokens;
 use super::keysets::KeySource;
-use super::{App, IssuedToken};
+use super::IssuedToken;
 use crate::domain::{AuditEntry, Client, Federation, FederationIssuer, FederationRule};
 use crate::oauth::federation::{self, ExternalError, ExternalToken};
 use crate::oauth::grant::{self, TokenRequest};
@@ -113,7 +115,7 @@ fn external_reason(e: &ExternalError) -> &'static str {
     }
 }
 
-impl App {
+impl Admin {
     /// Every trusted issuer and rule.
     pub async fn federation(&self) -> Result<crate::domain::Federation, ServiceError> {
         Ok(self.store.federation().await?)
@@ -278,6 +280,49 @@ impl App {
         Ok(())
     }
 
+    /// What `POST /admin/federation/test` reports: the issuer, the checks,
+    /// the rule that matches or why each does not. Nothing is issued and no
+    /// `jti` is recorded.
+    pub async fn test_federation(
+        &self,
+        jwt: &str,
+        now: i64,
+    ) -> Result<serde_json::Value, ServiceError> {
+        let (token, fed) = match self.auth.verify_external(jwt, now).await? {
+            Ok(t) => t,
+            Err(r) => {
+                return Ok(json!({
+                    "matched": false,
+                    "issuer": federation::unverified_issuer(jwt),
+                    "error": r.description,
+                    "rules": [],
+                }))
+            }
+        };
+        let mut rules = Vec::new();
+        let mut matched: Option<&FederationRule> = None;
+        for rule in fed.rules.iter().filter(|r| r.issuer == token.iss) {
+            let why = federation::mismatch(rule, &token);
+            if why.is_none() && matched.is_none() {
+                matched = Some(rule);
+            }
+            rules.push(json!({"id": rule.id, "client_id": rule.client_id, "matches": why.is_none(), "reason": why}));
+        }
+        Ok(json!({
+            "matched": matched.is_some(),
+            "rule": matched.map(|r| r.id.clone()),
+            "client_id": matched.map(|r| r.client_id.clone()),
+            "issuer": token.iss,
+            "subject": token.sub,
+            "audience": token.aud,
+            "expires_at": token.exp,
+            "rules": rules,
+        }))
+    }
+}
+
+/// Issuing for an external token: the JWT bearer grant.
+impl Tokens {
     /// The JWT bearer grant (RFC 7523 §2.1): exchanges `assertion` under the
     /// first matching rule. `client` is the authenticated client or the
     /// `client_id` sent without credentials; either restricts the rules to
@@ -332,46 +377,6 @@ impl App {
             ));
         }
         self.issue_grant(client, &grant, req, now, None).await
-    }
-
-    /// What `POST /admin/federation/test` reports: the issuer, the checks,
-    /// the rule that matches or why each does not. Nothing is issued and no
-    /// `jti` is recorded.
-    pub async fn test_federation(
-        &self,
-        jwt: &str,
-        now: i64,
-    ) -> Result<serde_json::Value, ServiceError> {
-        let (token, fed) = match self.auth.verify_external(jwt, now).await? {
-            Ok(t) => t,
-            Err(r) => {
-                return Ok(json!({
-                    "matched": false,
-                    "issuer": federation::unverified_issuer(jwt),
-                    "error": r.description,
-                    "rules": [],
-                }))
-            }
-        };
-        let mut rules = Vec::new();
-        let mut matched: Option<&FederationRule> = None;
-        for rule in fed.rules.iter().filter(|r| r.issuer == token.iss) {
-            let why = federation::mismatch(rule, &token);
-            if why.is_none() && matched.is_none() {
-                matched = Some(rule);
-            }
-            rules.push(json!({"id": rule.id, "client_id": rule.client_id, "matches": why.is_none(), "reason": why}));
-        }
-        Ok(json!({
-            "matched": matched.is_some(),
-            "rule": matched.map(|r| r.id.clone()),
-            "client_id": matched.map(|r| r.client_id.clone()),
-            "issuer": token.iss,
-            "subject": token.sub,
-            "audience": token.aud,
-            "expires_at": token.exp,
-            "rules": rules,
-        }))
     }
 }
 

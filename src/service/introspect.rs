@@ -8,8 +8,16 @@ use serde_json::{json, Value};
 use crate::oauth::credentials::ClientCredentials;
 use crate::secret::SecretString;
 use crate::service::error::{Challenge, ErrorCode, ServiceError};
-use crate::service::App;
+use std::sync::Arc;
+
+use super::api_keys::ApiKeys;
+use super::authenticator::Authenticator;
+use super::dpop::Proofs;
+use super::signing::SigningKeys;
+use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::store::AuditEntry;
+use crate::store::CachedStore;
 use crate::token::Claims;
 
 pub use super::support::{ADMIN_SCOPE, INTROSPECT_SCOPE};
@@ -35,7 +43,29 @@ pub fn inactive() -> Value {
     json!({"active": false})
 }
 
-impl App {
+/// Introspection, revocation and the authorization of callers by their
+/// bearer tokens.
+#[derive(Clone)]
+pub struct Introspector {
+    /// Validated configuration.
+    pub(super) config: Arc<Config>,
+    /// The store, behind its cache.
+    pub(super) store: Arc<CachedStore>,
+    /// Prometheus metrics of this process.
+    pub(super) metrics: Arc<Metrics>,
+    /// Signature checks already done, by token digest.
+    pub(super) verified: Arc<crate::token::VerifiedCache>,
+    /// The signing keys (their ring verifies Tollgate's tokens).
+    pub(super) signing: Arc<SigningKeys>,
+    /// Client authentication (introspection and revocation callers).
+    pub(super) auth: Arc<Authenticator>,
+    /// DPoP proofs (of callers with DPoP-bound tokens).
+    pub(super) proofs: Arc<Proofs>,
+    /// API keys (which introspection also answers for).
+    pub(super) api_keys: Arc<ApiKeys>,
+}
+
+impl Introspector {
     /// Verifies an access token and checks everything that can make it
     /// inactive: revocation by `jti`, a deleted or disabled client, the
     /// client's revoke-all time, and a revoked or expired source API key.
@@ -133,6 +163,7 @@ impl App {
             }
             (Scheme::Dpop, Some(jkt)) => {
                 let proof = self
+                    .proofs
                     .check_dpop(
                         &presented.dpop,
                         presented.method,
@@ -153,7 +184,7 @@ impl App {
                         "the DPoP proof's key is not the key the token is bound to",
                     )));
                 }
-                self.record_dpop(&proof, now).await.map_err(dpop)?;
+                self.proofs.record_dpop(&proof, now).await.map_err(dpop)?;
             }
         }
         if claims.aud.to_list() != [self.config.issuer.as_str()] {
@@ -237,10 +268,10 @@ impl App {
 
     async fn introspect_api_key(&self, key: &str, now: i64) -> Result<Value, ServiceError> {
         let key = SecretString::new(key.to_string());
-        let Some((record, client)) = self.find_active_api_key(&key, now).await? else {
+        let Some((record, client)) = self.api_keys.find_active_api_key(&key, now).await? else {
             return Ok(inactive());
         };
-        self.touch_api_key(&record, now);
+        self.api_keys.touch_api_key(&record, now);
         let mut body = json!({
             "active": true,
             "token_type": "api_key",

@@ -5,15 +5,103 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use super::api_keys::ApiKeys;
+use super::authenticator::Authenticator;
+use super::dpop::Proofs;
 use super::error::ServiceError;
-use super::{log_refusal, App, IssuedToken};
+use super::signing::SigningKeys;
+use super::{log_refusal, IssuedToken, RequestContext};
+use crate::config::Config;
+use crate::limits::Limits;
+use crate::metrics::Metrics;
 use crate::oauth::grant::{self, Grant, Policy, TokenRequest};
+use crate::oauth::request::{TokenEndpointRequest, TokenGrant};
 use crate::oauth::ClientCredentials;
 use crate::secret::{self, SecretString};
-use crate::store::{ApiKeyRecord, Client};
+use crate::store::CachedStore;
+use crate::store::Client;
 use crate::token::{self, Claims};
 
-impl App {
+/// Issuing tokens: the token endpoints' one entry point, each grant's
+/// decision, quotas and signing.
+#[derive(Clone)]
+pub struct Tokens {
+    /// Validated configuration.
+    pub(super) config: Arc<Config>,
+    /// The store, behind its cache.
+    pub(super) store: Arc<CachedStore>,
+    /// Quotas of this process (a fleet counts in the database).
+    pub(super) limits: Arc<Limits>,
+    /// Prometheus metrics of this process.
+    pub(super) metrics: Arc<Metrics>,
+    /// Client authentication.
+    pub(super) auth: Arc<Authenticator>,
+    /// The signing keys.
+    pub(super) signing: Arc<SigningKeys>,
+    /// DPoP proofs.
+    pub(super) proofs: Arc<Proofs>,
+    /// API keys.
+    pub(super) api_keys: Arc<ApiKeys>,
+}
+
+impl Tokens {
+    /// The token endpoints' one entry point: the DPoP proof checked and its
+    /// `jti` recorded first (a replayed proof costs no client
+    /// authentication), then one arm per grant, counted by grant and
+    /// outcome.
+    pub async fn token(
+        &self,
+        req: TokenEndpointRequest<'_>,
+        ctx: RequestContext,
+    ) -> Result<IssuedToken, ServiceError> {
+        let TokenEndpointRequest {
+            grant,
+            mut request,
+            proof,
+        } = req;
+        let now = ctx.now;
+        request.dpop = self
+            .proofs
+            .token_request_proof(&proof.headers, proof.method, proof.path, now)
+            .await?;
+        let label = grant.label();
+        let issued = self.issue(grant, &request, Some(ctx.ip), now).await;
+        self.metrics.token(
+            label,
+            issued.as_ref().map(|_| ()).map_err(|e| e.code.as_str()),
+        );
+        issued
+    }
+
+    /// One arm per grant.
+    async fn issue(
+        &self,
+        grant: TokenGrant,
+        request: &TokenRequest,
+        ip: Option<IpAddr>,
+        now: i64,
+    ) -> Result<IssuedToken, ServiceError> {
+        match grant {
+            TokenGrant::ClientCredentials { client } => {
+                self.issue_for_client(client.as_ref(), ip, request, now)
+                    .await
+            }
+            TokenGrant::JwtBearer {
+                client,
+                named_client,
+                assertion,
+            } => {
+                let client = match client {
+                    Some(c) => Some(self.auth.authenticate_client(Some(&c), ip, now).await?.id),
+                    None => named_client,
+                };
+                self.issue_for_jwt_bearer(&assertion, client.as_deref(), ip, request, now)
+                    .await
+            }
+            TokenGrant::ApiKey { key } => self.issue_for_api_key(&key, ip, request, now).await,
+        }
+    }
+
     /// The grant policy from the configuration.
     pub fn policy(&self) -> Policy {
         Policy {
@@ -87,6 +175,7 @@ impl App {
         api_key_id: Option<String>,
     ) -> Result<IssuedToken, ServiceError> {
         let mut cnf = self
+            .proofs
             .bind_dpop(client, req.dpop.as_ref())?
             .unwrap_or_default();
         cnf.x5t_s256 = self.bind_certificate(client, req.certificate.as_deref())?;
@@ -95,29 +184,6 @@ impl App {
         let unsigned = self.prepare(client, grant, now, api_key_id, cnf).await?;
         self.spend_quota(client, now).await?;
         self.sign(unsigned)
-    }
-    /// Finds the active API key for a presented key, or `None`.
-    pub async fn find_active_api_key(
-        &self,
-        key: &SecretString,
-        now: i64,
-    ) -> Result<Option<(ApiKeyRecord, Client)>, ServiceError> {
-        if key.expose().len() > 512 || !key.expose().starts_with(&self.config.api_key_prefix) {
-            return Ok(None);
-        }
-        let digest = key.digest();
-        let Some(record) = self.store.find_api_key(&digest).await? else {
-            return Ok(None);
-        };
-        if !secret::constant_time_eq(&record.digest, &digest)
-            || record.state(now) != crate::store::ApiKeyState::Active
-        {
-            return Ok(None);
-        }
-        match self.store.get_client(&record.client_id).await? {
-            Some(client) if !client.disabled => Ok(Some((record, client))),
-            _ => Ok(None),
-        }
     }
     /// Exchanges an API key for an access token that acts as its client.
     pub async fn issue_for_api_key(
@@ -129,7 +195,7 @@ impl App {
     ) -> Result<IssuedToken, ServiceError> {
         let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         self.auth.check_failures(None, ip, now)?;
-        let Some((record, client)) = self.find_active_api_key(key, now).await? else {
+        let Some((record, client)) = self.api_keys.find_active_api_key(key, now).await? else {
             log::info!("API key authentication failed from {ip}");
             self.auth.record_failure("api_key", None, ip, now);
             return Err(ServiceError::new(
@@ -142,20 +208,8 @@ impl App {
         let issued = self
             .issue_grant(&client, &grant, req, now, Some(record.id.clone()))
             .await?;
-        self.touch_api_key(&record, now);
+        self.api_keys.touch_api_key(&record, now);
         Ok(issued)
-    }
-    /// Notes a use of an API key. Uses are written in the background by
-    /// [`App::flush_key_uses`], at most once a minute per key, so that the
-    /// request path never waits for a disk write.
-    pub fn touch_api_key(&self, record: &ApiKeyRecord, now: i64) {
-        if record.last_used_at.is_some_and(|t| t >= now - 60) {
-            return;
-        }
-        let mut pending = crate::sync::lock(&self.key_uses);
-        if pending.len() < 100_000 {
-            pending.insert(record.id.clone(), now);
-        }
     }
     /// Builds and serializes the claims of a grant and picks the key that
     /// will sign them; refuses a token longer than [`token::MAX_TOKEN_LEN`]

@@ -4,16 +4,16 @@
 //! `admin`. Errors are `error::ServiceError`, with no HTTP in them.
 
 pub mod admin;
+pub mod api_keys;
 mod assertion;
 pub mod authenticator;
 pub mod console;
-mod dpop;
+pub mod dpop;
 pub mod error;
 pub mod federation;
 pub mod introspect;
-mod issue;
+pub mod issue;
 mod keysets;
-mod maintenance;
 mod mtls;
 pub mod signing;
 mod support;
@@ -53,6 +53,22 @@ impl Readiness {
     }
 }
 
+/// When and from where a request came, read once at the edge.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestContext {
+    /// The caller's address (the peer, or a trusted proxy's client).
+    pub ip: IpAddr,
+    /// The time the request is handled at, in Unix seconds.
+    pub now: i64,
+}
+
+impl RequestContext {
+    /// A request from `ip`, now.
+    pub fn new(ip: IpAddr) -> RequestContext {
+        RequestContext { ip, now: now() }
+    }
+}
+
 /// A token just issued, with what the response reports.
 #[derive(Debug)]
 pub struct IssuedToken {
@@ -66,34 +82,52 @@ pub struct IssuedToken {
     pub scope: String,
 }
 
-/// Everything a request or a command needs, shared behind `Arc`s. Its state
-/// is private: the edge (HTTP, command line) calls use cases, and reads only
-/// the configuration and the metrics registry.
+/// The composition root: it builds the components, each owning its state,
+/// and hands them to the edge (HTTP, command line), which calls their use
+/// cases. It keeps only what composes them and the background work.
 #[derive(Clone)]
 pub struct App {
     /// Validated configuration.
     config: Arc<Config>,
-    /// The store, behind its cache: the hot reads resolve to the cache's
-    /// own methods (no boxed future on a hit), the rest to the `Store` trait.
+    /// The store, behind its cache.
     store: Arc<CachedStore>,
     /// The signing keys in force.
     keys: Arc<KeyRing>,
     /// In-memory rate limits and quotas of this process.
     limits: Arc<Limits>,
-    /// Signature checks already done, by token digest.
-    verified: Arc<token::VerifiedCache>,
     /// Prometheus metrics of this process.
     metrics: Arc<crate::metrics::Metrics>,
-    /// API-key uses not yet written: key id to time of use.
-    key_uses: Arc<std::sync::Mutex<HashMap<String, i64>>>,
     /// Client authentication: every method, its throttles and key sets.
     auth: Arc<authenticator::Authenticator>,
     /// The console: login links, sessions, searches, the overview.
     console: Arc<console::Console>,
     /// The signing keys: the ring in force, rotation and retirement.
     signing: Arc<signing::SigningKeys>,
-    /// The fleet's secret for DPoP nonces, when nonces are required.
+    /// DPoP proofs and nonces.
+    proofs: Arc<dpop::Proofs>,
+    /// API-key lookups and uses.
+    api_keys: Arc<api_keys::ApiKeys>,
+    /// Issuance: the token endpoints.
+    tokens: Arc<issue::Tokens>,
+    /// Introspection, revocation and bearer authorization.
+    introspector: Arc<introspect::Introspector>,
+    /// Administration of clients, keys, federation and the audit log.
+    admin: Arc<admin::Admin>,
+}
+
+/// The state the components share, from which [`App::compose`] builds them.
+struct Parts {
+    config: Arc<Config>,
+    store: Arc<CachedStore>,
+    keys: Arc<KeyRing>,
+    limits: Arc<Limits>,
+    metrics: Arc<crate::metrics::Metrics>,
+    auth: Arc<authenticator::Authenticator>,
+    console: Arc<console::Console>,
+    signing: Arc<signing::SigningKeys>,
     dpop_secret: Option<Arc<Vec<u8>>>,
+    verified: Arc<token::VerifiedCache>,
+    key_uses: Arc<std::sync::Mutex<HashMap<String, i64>>>,
 }
 
 impl App {
@@ -104,14 +138,103 @@ impl App {
 
     /// The same app with another issuer (the server derives it from the
     /// address it bound when none was configured).
-    pub fn with_issuer(mut self, issuer: String) -> App {
+    pub fn with_issuer(self, issuer: String) -> App {
         let mut config = (*self.config).clone();
         config.issuer = issuer;
-        self.config = Arc::new(config);
-        self.auth = Arc::new(self.auth.with_config(self.config.clone()));
-        self.console = Arc::new(self.console.with_config(self.config.clone()));
-        self.signing = Arc::new(self.signing.with_config(self.config.clone()));
-        self
+        let config = Arc::new(config);
+        App::compose(Parts {
+            auth: Arc::new(self.auth.with_config(config.clone())),
+            console: Arc::new(self.console.with_config(config.clone())),
+            signing: Arc::new(self.signing.with_config(config.clone())),
+            dpop_secret: self.proofs.dpop_secret.clone(),
+            verified: self.introspector.verified.clone(),
+            key_uses: self.api_keys.key_uses.clone(),
+            config,
+            store: self.store,
+            keys: self.keys,
+            limits: self.limits,
+            metrics: self.metrics,
+        })
+    }
+
+    /// Builds the components from the state they share.
+    fn compose(p: Parts) -> App {
+        let proofs = Arc::new(dpop::Proofs {
+            config: p.config.clone(),
+            store: p.store.clone(),
+            dpop_secret: p.dpop_secret,
+        });
+        let api_keys = Arc::new(api_keys::ApiKeys {
+            config: p.config.clone(),
+            store: p.store.clone(),
+            key_uses: p.key_uses,
+        });
+        let tokens = Arc::new(issue::Tokens {
+            config: p.config.clone(),
+            store: p.store.clone(),
+            limits: p.limits.clone(),
+            metrics: p.metrics.clone(),
+            auth: p.auth.clone(),
+            signing: p.signing.clone(),
+            proofs: proofs.clone(),
+            api_keys: api_keys.clone(),
+        });
+        let introspector = Arc::new(introspect::Introspector {
+            config: p.config.clone(),
+            store: p.store.clone(),
+            metrics: p.metrics.clone(),
+            verified: p.verified,
+            signing: p.signing.clone(),
+            auth: p.auth.clone(),
+            proofs: proofs.clone(),
+            api_keys: api_keys.clone(),
+        });
+        let admin = Arc::new(admin::Admin {
+            config: p.config.clone(),
+            store: p.store.clone(),
+            metrics: p.metrics.clone(),
+            auth: p.auth.clone(),
+        });
+        App {
+            config: p.config,
+            store: p.store,
+            keys: p.keys,
+            limits: p.limits,
+            metrics: p.metrics,
+            auth: p.auth,
+            console: p.console,
+            signing: p.signing,
+            proofs,
+            api_keys,
+            tokens,
+            introspector,
+            admin,
+        }
+    }
+
+    /// The token endpoints' component.
+    pub fn tokens(&self) -> &issue::Tokens {
+        &self.tokens
+    }
+
+    /// Introspection, revocation and bearer authorization.
+    pub fn introspector(&self) -> &introspect::Introspector {
+        &self.introspector
+    }
+
+    /// Administration.
+    pub fn admin(&self) -> &admin::Admin {
+        &self.admin
+    }
+
+    /// DPoP proofs and nonces.
+    pub fn proofs(&self) -> &dpop::Proofs {
+        &self.proofs
+    }
+
+    /// API-key lookups and uses.
+    pub fn api_keys(&self) -> &api_keys::ApiKeys {
+        &self.api_keys
     }
 
     /// The signing-keys component.
@@ -252,7 +375,7 @@ impl App {
             cache.clone(),
             keys.clone(),
         ));
-        let app = App {
+        let app = App::compose(Parts {
             auth,
             console,
             signing,
@@ -264,10 +387,96 @@ impl App {
             verified: Arc::new(token::VerifiedCache::default()),
             key_uses: Arc::default(),
             metrics,
-        };
+        });
         app.signing.ensure_signing_key().await?;
         app.signing.reload_keys().await?;
         Ok(app)
+    }
+}
+
+/// Work done in the background rather than on a request: reloading signing
+/// keys when the database changed, noticing changes made outside Tollgate,
+/// probing a store that refused a write, writing the API-key uses noted by
+/// requests, and pruning limits and expired revocations. The server only
+/// schedules these, on its runtime.
+impl App {
+    /// Every 100 ms when the signing keys may have changed: reloads them, so
+    /// a rotation through another process signs here at once, unless a
+    /// request has already reloaded them (`current_keys`).
+    pub async fn maintain_keys(&self) -> Result<(), String> {
+        if self.signing.keys_generation() == self.keys.marker() {
+            return Ok(());
+        }
+        self.signing
+            .reload_keys()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Every second, as the `tick`-th second: probes a store that refused a
+    /// write, polls for changes made outside Tollgate (and reloads the keys
+    /// if they may have changed); every
+    /// 5 s writes API-key uses; every 10 s prunes the limiters; every minute
+    /// forgets expired revocations.
+    pub async fn maintain(&self, tick: u64) -> Result<(), String> {
+        if !self.store.writable() {
+            // A refused write marked the store not writable: try a small
+            // write every second until one goes through.
+            match self.store.probe_write(now()).await {
+                Ok(()) => log::warn!("database takes writes again"),
+                Err(e) => log::debug!("database still not writable: {e}"),
+            }
+        }
+        if self
+            .store
+            .poll_external_changes()
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            log::debug!("database changed outside Tollgate; cache cleared");
+        }
+        // Reloads only when the key generation moved (a change seen through
+        // the change log, or the poll just above), not every second.
+        self.maintain_keys().await?;
+        if tick.is_multiple_of(5) {
+            self.api_keys
+                .flush_key_uses()
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if tick.is_multiple_of(10) {
+            let longest = self
+                .config
+                .token_quota_window
+                .max(self.config.token_quota_ban)
+                .max(30 * 86_400);
+            self.limits.prune(now(), longest);
+        }
+        if tick.is_multiple_of(60) {
+            let n = self
+                .prune_revocations(now())
+                .await
+                .map_err(|e| e.to_string())?;
+            if n > 0 {
+                log::info!("pruned {n} expired revocations");
+            }
+            self.console
+                .prune_console_sessions(now())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if tick % 60 == 1 {
+            // The console's last-hour chart: one sample a minute, the
+            // first a second after start.
+            self.metrics.sample(now());
+        }
+        Ok(())
+    }
+
+    /// Forgets revocations of tokens that expired before `now`.
+    pub async fn prune_revocations(&self, now: i64) -> Result<usize, crate::store::StoreError> {
+        self.store.prune_revocations(now).await
     }
 }
 

@@ -82,9 +82,23 @@ pub fn quota_value(c: &Client) -> Option<i64> {
     c.token_quota.map(|q| q.min(i64::MAX as u64) as i64)
 }
 
-/// The inline key set as stored: JSON text.
-pub fn jwks_text(c: &Client) -> Option<String> {
-    c.jwks.as_ref().map(|j| j.to_string())
+/// The authentication columns as stored: the method's name, the inline key
+/// set as JSON text, the key URL, and the five `tls_client_auth_*` names.
+pub fn auth_columns(
+    c: &Client,
+) -> (
+    &'static str,
+    Option<String>,
+    Option<String>,
+    [Option<String>; 5],
+) {
+    let p = c.auth.parts();
+    (
+        p.method.as_str(),
+        p.jwks.map(|j| j.to_string()),
+        p.jwks_uri,
+        p.names,
+    )
 }
 
 /// A client from a row of [`CLIENT_COLUMNS`].
@@ -110,23 +124,28 @@ pub fn client(r: &impl Columns) -> Result<Client> {
         token_quota: r.int_opt(10)?.map(|q| q.max(0) as u64),
         quota_window: r.int_opt(11)?,
         quota_ban: r.int_opt(12)?,
-        token_endpoint_auth_method: {
-            let m = r.text(13)?;
-            crate::domain::ClientAuthMethod::parse(&m)
-                .ok_or_else(|| StoreError::Corrupt(format!("auth method {m:?}")))?
-        },
-        jwks: r
-            .text_opt(14)?
-            .map(|t| serde_json::from_str(&t))
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("jwks: {e}")))?,
-        jwks_uri: r.text_opt(15)?,
+        auth: crate::domain::ClientAuth::from_parts(crate::domain::AuthParts {
+            method: {
+                let m = r.text(13)?;
+                crate::domain::ClientAuthMethod::parse(&m)
+                    .ok_or_else(|| StoreError::Corrupt(format!("auth method {m:?}")))?
+            },
+            jwks: r
+                .text_opt(14)?
+                .map(|t| serde_json::from_str(&t))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("jwks: {e}")))?,
+            jwks_uri: r.text_opt(15)?,
+            names: [
+                r.text_opt(17)?,
+                r.text_opt(18)?,
+                r.text_opt(19)?,
+                r.text_opt(20)?,
+                r.text_opt(21)?,
+            ],
+        })
+        .map_err(|e| StoreError::Corrupt(format!("client authentication: {e}")))?,
         dpop_bound_access_tokens: r.flag(16)?,
-        tls_client_auth_subject_dn: r.text_opt(17)?,
-        tls_client_auth_san_dns: r.text_opt(18)?,
-        tls_client_auth_san_uri: r.text_opt(19)?,
-        tls_client_auth_san_ip: r.text_opt(20)?,
-        tls_client_auth_san_email: r.text_opt(21)?,
         tls_client_certificate_bound_access_tokens: r.flag(22)?,
     })
 }

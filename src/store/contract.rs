@@ -4,6 +4,7 @@
 //! skipped.
 
 use super::*;
+use crate::domain::{ClientAuth, KeySource};
 use crate::limits::Limiter;
 
 fn audit(action: &str) -> AuditEntry {
@@ -620,18 +621,16 @@ async fn federation_issuers_and_rules_round_trip_and_go_with_their_client() {
 async fn a_key_client_round_trips_without_a_secret() {
     on_each("key clients", async |s| {
         let c = Client {
-            token_endpoint_auth_method: crate::domain::ClientAuthMethod::PrivateKeyJwt,
-            jwks: Some(
+            auth: ClientAuth::PrivateKeyJwt(KeySource::Jwks(
                 serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]}),
-            ),
+            )),
             ..client("k1")
         };
         s.create_client(&c, None, &audit("create")).await.unwrap();
         assert_eq!(s.get_client("k1").await.unwrap().unwrap(), c);
         assert!(s.live_secrets("k1", 0).await.unwrap().is_empty());
         let moved = Client {
-            jwks: None,
-            jwks_uri: Some("https://keys.example.com/jwks".into()),
+            auth: ClientAuth::PrivateKeyJwt(KeySource::Uri("https://keys.example.com/jwks".into())),
             ..c.clone()
         };
         assert!(s.update_client(&moved, &audit("update")).await.unwrap());
@@ -785,11 +784,7 @@ async fn a_sqlite_database_at_schema_2_opens_upgrades_and_keeps_its_data() {
     let billing = manifest["billing"]["client_id"].as_str().unwrap();
     let c = s.get_client(billing).await.unwrap().expect("client kept");
     assert_eq!(c.scopes, ["invoices:read", "invoices:write"]);
-    assert_eq!(
-        c.token_endpoint_auth_method,
-        crate::domain::ClientAuthMethod::ClientSecretBasic
-    );
-    assert!(c.jwks.is_none() && c.jwks_uri.is_none());
+    assert_eq!(c.auth, ClientAuth::Secret(crate::domain::SecretVia::Basic));
     let secret = crate::secret::SecretString::new(
         manifest["billing"]["client_secret"]
             .as_str()
@@ -842,10 +837,7 @@ async fn a_sqlite_database_at_schema_3_opens_upgrades_and_keeps_its_data() {
     assert_eq!(user_version(&db), super::sqlite::SCHEMA_VERSION);
     let billing = manifest["billing"]["client_id"].as_str().unwrap();
     let c = s.get_client(billing).await.unwrap().expect("client kept");
-    assert_eq!(
-        c.token_endpoint_auth_method,
-        ClientAuthMethod::ClientSecretBasic
-    );
+    assert_eq!(c.auth.method(), ClientAuthMethod::ClientSecretBasic);
     let secret = crate::secret::SecretString::new(
         manifest["billing"]["client_secret"]
             .as_str()
@@ -861,10 +853,9 @@ async fn a_sqlite_database_at_schema_3_opens_upgrades_and_keeps_its_data() {
         .unwrap()
         .expect("key client kept");
     assert_eq!(
-        c.token_endpoint_auth_method,
-        ClientAuthMethod::PrivateKeyJwt
+        c.auth,
+        ClientAuth::PrivateKeyJwt(KeySource::Jwks(manifest["signer"]["jwks"].clone()))
     );
-    assert_eq!(c.jwks.as_ref(), Some(&manifest["signer"]["jwks"]));
     assert!(s
         .live_secrets(signer, crate::domain::now())
         .await
@@ -877,10 +868,11 @@ async fn a_sqlite_database_at_schema_3_opens_upgrades_and_keeps_its_data() {
         .unwrap()
         .expect("uri client kept");
     assert_eq!(
-        c.jwks_uri.as_deref(),
-        manifest["fetcher"]["jwks_uri"].as_str()
+        c.auth,
+        ClientAuth::PrivateKeyJwt(KeySource::Uri(
+            manifest["fetcher"]["jwks_uri"].as_str().unwrap().into()
+        ))
     );
-    assert!(c.jwks.is_none());
     let key = crate::secret::SecretString::new(
         manifest["api_key"]["secret_key"].as_str().unwrap().into(),
     );
@@ -934,7 +926,7 @@ async fn a_sqlite_database_at_schema_4_opens_upgrades_and_keeps_its_federation()
     let mut c = s.get_client(id).await.unwrap().expect("client kept");
     assert!(!c.dpop_bound_access_tokens);
     assert!(!c.tls_client_certificate_bound_access_tokens);
-    assert!(c.tls_client_auth_subject_dn.is_none() && c.tls_client_auth_san_uri.is_none());
+    assert!(!matches!(c.auth, ClientAuth::TlsClientAuth(_)));
     c.dpop_bound_access_tokens = true;
     assert!(s.update_client(&c, &audit("update")).await.unwrap());
     assert!(
@@ -951,7 +943,6 @@ async fn a_sqlite_database_at_schema_4_opens_upgrades_and_keeps_its_federation()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_database_at_schema_6_opens_and_keeps_its_sender_constrained_clients() {
-    use crate::domain::ClientAuthMethod;
     let (_dir, db, manifest) = sqlite_fixture("db-v6");
     assert_eq!(user_version(&db), 6, "the fixture is a version-6 database");
     let s = SqliteStore::open(&db).await.unwrap();
@@ -971,12 +962,10 @@ async fn a_sqlite_database_at_schema_6_opens_and_keeps_its_sender_constrained_cl
     let mesh = manifest["mesh"]["client_id"].as_str().unwrap();
     let c = s.get_client(mesh).await.unwrap().expect("mTLS client kept");
     assert_eq!(
-        c.token_endpoint_auth_method,
-        ClientAuthMethod::TlsClientAuth
-    );
-    assert_eq!(
-        c.tls_client_auth_san_uri.as_deref(),
-        manifest["mesh"]["san_uri"].as_str()
+        c.auth,
+        ClientAuth::TlsClientAuth(crate::domain::RegisteredName::Uri(
+            manifest["mesh"]["san_uri"].as_str().unwrap().into()
+        ))
     );
     assert!(c.tls_client_certificate_bound_access_tokens);
     let ss = manifest["self_signed"]["client_id"].as_str().unwrap();
@@ -986,10 +975,9 @@ async fn a_sqlite_database_at_schema_6_opens_and_keeps_its_sender_constrained_cl
         .unwrap()
         .expect("self-signed client kept");
     assert_eq!(
-        c.token_endpoint_auth_method,
-        ClientAuthMethod::SelfSignedTlsClientAuth
+        c.auth,
+        ClientAuth::SelfSignedTls(KeySource::Jwks(manifest["self_signed"]["jwks"].clone()))
     );
-    assert_eq!(c.jwks.as_ref(), Some(&manifest["self_signed"]["jwks"]));
     let f = s.federation().await.unwrap();
     assert_eq!(
         f.issuers.len() as u64,
@@ -1200,8 +1188,8 @@ async fn a_postgres_database_at_schema_4_upgrades_and_keeps_its_data() {
         .unwrap()
         .expect("key client kept");
     assert_eq!(
-        keys.jwks_uri.as_deref(),
-        Some("https://keys.example.com/jwks")
+        keys.auth,
+        ClientAuth::PrivateKeyJwt(KeySource::Uri("https://keys.example.com/jwks".into()))
     );
     assert!(
         !s.use_assertion("tgc_keys", "j1", 9_999_999_999, 0)
@@ -1230,7 +1218,7 @@ async fn a_postgres_database_at_schema_4_upgrades_and_keeps_its_data() {
     // told so.
     assert!(!keys.dpop_bound_access_tokens);
     assert!(!keys.tls_client_certificate_bound_access_tokens);
-    assert!(keys.tls_client_auth_san_uri.is_none());
+
     // Version 8: the console's sessions, next to the audit entries written
     // before it, which its filters find.
     s.console()

@@ -447,7 +447,7 @@ async fn create_client(app: web::Data<App>, req: HttpRequest, payload: web::Payl
         token_endpoint_auth_method: method,
         ..NewClient::default()
     };
-    let (client, secret) = app.create_client(&s.actor(), input, now()).await?;
+    let (client, secret) = app.admin().create_client(&s.actor(), input, now()).await?;
     let back = client_path(&client.id);
     Ok(match &secret {
         Some(secret) => html(views::secret_once(
@@ -469,8 +469,8 @@ async fn client(
     q: web::Query<Done>,
 ) -> Page {
     let s = signed_in(&app, &req).await?;
-    let c = app.get_client(&id).await?;
-    let keys = app.list_api_keys(&c.id).await?;
+    let c = app.admin().get_client(&id).await?;
+    let keys = app.admin().list_api_keys(&c.id).await?;
     Ok(html(views::client(
         &s.frame(),
         &c,
@@ -574,18 +574,23 @@ async fn client_action(
     match action {
         ClientAction::Disable | ClientAction::Enable => {
             let disable = matches!(action, ClientAction::Disable);
-            app.set_client_disabled(&actor, &id, disable, now).await?;
+            app.admin()
+                .set_client_disabled(&actor, &id, disable, now)
+                .await?;
             Ok(client_page(
                 &id,
                 if disable { "disabled" } else { "enabled" },
             ))
         }
         ClientAction::RevokeTokens => {
-            app.revoke_client_tokens(&actor, &id, now).await?;
+            app.admin().revoke_client_tokens(&actor, &id, now).await?;
             Ok(client_page(&id, "tokens_revoked"))
         }
         ClientAction::RotateSecret => {
-            let (secret, old_until) = app.rotate_client_secret(&actor, &id, None, now).await?;
+            let (secret, old_until) = app
+                .admin()
+                .rotate_client_secret(&actor, &id, None, now)
+                .await?;
             let until = views::time(old_until);
             Ok(html(views::secret_once(
                 &s.frame(),
@@ -607,6 +612,7 @@ async fn create_api_key(
 ) -> Page {
     let (s, form) = signed_post(&app, &req, payload).await?;
     let (key, secret) = app
+        .admin()
         .create_api_key(&s.actor(), &id, form.text("name"), None, now())
         .await?;
     Ok(html(views::secret_once(
@@ -639,7 +645,7 @@ async fn revoke_api_key(
     ) {
         return Ok(page);
     }
-    let key = app.revoke_api_key(&s.actor(), &id, now()).await?;
+    let key = app.admin().revoke_api_key(&s.actor(), &id, now()).await?;
     Ok(client_page(&key.client_id, "key_revoked"))
 }
 

@@ -277,7 +277,7 @@ pub(super) fn clients(
                             tr {
                                 td { a href=(client_path(&c.id)) { code { (c.id) } } }
                                 td { (c.name) }
-                                td { (c.token_endpoint_auth_method.as_str()) }
+                                td { (c.auth.method().as_str()) }
                                 td { (if c.disabled { "disabled" } else { "enabled" }) }
                             }
                         }
@@ -369,7 +369,7 @@ pub(super) fn client(
     flash: Option<&str>,
 ) -> Markup {
     let base = client_path(&c.id);
-    let secret_auth = c.token_endpoint_auth_method.uses_secret();
+    let secret_auth = c.auth.uses_secret();
     page(
         f,
         &c.name,
@@ -380,7 +380,7 @@ pub(super) fn client(
                 dt { "Client id" } dd { code #client-id { (c.id) } }
                 dt { "State" } dd #state { (if c.disabled { "disabled" } else { "enabled" }) }
                 dt { "Owner" } dd { (c.owner.as_deref().unwrap_or("—")) }
-                dt { "Auth method" } dd { (c.token_endpoint_auth_method.as_str()) }
+                dt { "Auth method" } dd { (c.auth.method().as_str()) }
                 dt { "Scopes" } dd { @if c.scopes.is_empty() { "none" } @else { @for s in &c.scopes { code { (s) } " " } } }
                 dt { "Audiences" } dd { @if c.audiences.is_empty() { "server default" } @else { @for a in &c.audiences { code { (a) } " " } } }
                 dt { "Token lifetime" } dd { (c.token_ttl.map_or("server default".into(), |t| format!("{t} s"))) }

@@ -357,7 +357,7 @@ impl Store for PostgresStore {
             if tx.execute(&stmt, &refs).await? != 1 {
                 return Ok(false);
             }
-            if !c.token_endpoint_auth_method.uses_secret() {
+            if !c.auth.uses_secret() {
                 // A keyless method has no live secret: moving back needs
                 // rotate-secret, never the old secret revived (issue 23, N7).
                 tx.execute(

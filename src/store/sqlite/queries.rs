@@ -60,7 +60,7 @@ impl Db {
             if n != 1 {
                 return Ok(false);
             }
-            if !c.token_endpoint_auth_method.uses_secret() {
+            if !c.auth.uses_secret() {
                 // A keyless method has no live secret: moving back needs
                 // rotate-secret, never the old secret revived.
                 tx.prepare_cached(EXPIRE_SECRETS_SQLITE)?

@@ -81,6 +81,7 @@ pub(super) const CLIENT_VALUES: &str =
 
 /// The values of [`CLIENT_COLUMNS`], in order: one list for insert and update.
 pub(super) fn client_values(c: &Client) -> Vec<Box<dyn rusqlite::ToSql>> {
+    let (method, jwks, jwks_uri, [n0, n1, n2, n3, n4]) = codec::auth_columns(c);
     vec![
         Box::new(c.id.clone()),
         Box::new(c.name.clone()),
@@ -95,15 +96,15 @@ pub(super) fn client_values(c: &Client) -> Vec<Box<dyn rusqlite::ToSql>> {
         Box::new(codec::quota_value(c)),
         Box::new(c.quota_window),
         Box::new(c.quota_ban),
-        Box::new(c.token_endpoint_auth_method.as_str()),
-        Box::new(codec::jwks_text(c)),
-        Box::new(c.jwks_uri.clone()),
+        Box::new(method),
+        Box::new(jwks),
+        Box::new(jwks_uri),
         Box::new(c.dpop_bound_access_tokens),
-        Box::new(c.tls_client_auth_subject_dn.clone()),
-        Box::new(c.tls_client_auth_san_dns.clone()),
-        Box::new(c.tls_client_auth_san_uri.clone()),
-        Box::new(c.tls_client_auth_san_ip.clone()),
-        Box::new(c.tls_client_auth_san_email.clone()),
+        Box::new(n0),
+        Box::new(n1),
+        Box::new(n2),
+        Box::new(n3),
+        Box::new(n4),
         Box::new(c.tls_client_certificate_bound_access_tokens),
     ]
 }
