@@ -2,7 +2,8 @@
 //! line so that nothing is written twice. Every change writes an audit entry
 //! in the same transaction.
 
-use crate::store::Store;
+use crate::store::ApiKeyStore;
+use crate::store::ClientStore;
 use serde_json::json;
 
 use crate::domain::{
@@ -743,7 +744,11 @@ impl Admin {
         after: i64,
         limit: u32,
     ) -> Result<Vec<AuditEntry>, ServiceError> {
-        Ok(self.store.list_audit(after, limit.clamp(1, 1000)).await?)
+        Ok(self
+            .store
+            .backend()
+            .list_audit(after, limit.clamp(1, 1000))
+            .await?)
     }
 }
 

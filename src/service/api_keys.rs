@@ -2,13 +2,14 @@
 //! (for the exchange and for introspection), and noting its uses, written
 //! in the background at most once a minute per key.
 
+use crate::store::ApiKeyStore;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::error::ServiceError;
 use crate::config::Config;
 use crate::secret::{self, SecretString};
-use crate::store::{ApiKeyRecord, CachedStore, Client, Store};
+use crate::store::{ApiKeyRecord, CachedStore, Client};
 
 /// API-key lookups and the uses not yet written.
 #[derive(Clone)]

@@ -3,7 +3,8 @@
 //! serves federation issuers' keys), the assertion checks of
 //! `oauth::assertion`, and the replay check against the store.
 
-use crate::store::Store;
+use crate::store::OneTime;
+use crate::store::OneTimeStore;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -311,8 +312,10 @@ impl Authenticator {
         .map_err(|e| quietly(&e))?;
         let first_use = self
             .store
-            .use_assertion(
-                &client.id,
+            .use_once(
+                OneTime::Assertion {
+                    client_id: &client.id,
+                },
                 &verified.jti,
                 assertion::remember_until(verified.exp),
                 now,

@@ -2,6 +2,7 @@
 //! searches and the overview. The console's actions themselves are the admin
 //! use cases in `admin` and `signing`, called with the session as actor.
 
+use crate::store::ClientStore;
 use serde_json::json;
 
 use super::error::{ErrorCode, ServiceError};
@@ -18,7 +19,6 @@ use crate::secret::{
     self, SecretString, CONSOLE_SESSION_ID_PREFIX, CONSOLE_SESSION_PREFIX, LOGIN_LINK_PREFIX,
 };
 use crate::store::CachedStore;
-use crate::store::Store;
 
 /// A session's last request is written at most this often (seconds), so
 /// that page views are not each a write.
@@ -159,6 +159,7 @@ impl Console {
             json!({"expires_at": session.link_expires_at}),
         );
         self.store
+            .backend()
             .console()
             .create_login_link(&session, &token.digest(), &audit)
             .await?;
@@ -184,6 +185,7 @@ impl Console {
         let audit = AuditEntry::new(now, "console", "console.login", None, json!({}));
         let session = self
             .store
+            .backend()
             .console()
             .open_session(
                 &secret::digest(link_token.as_bytes()),
@@ -211,6 +213,7 @@ impl Console {
         }
         let session = self
             .store
+            .backend()
             .console()
             .find_session(&secret::digest(cookie.as_bytes()))
             .await?
@@ -221,7 +224,11 @@ impl Console {
             return Err(no_session());
         }
         if session.last_seen_at.unwrap_or(0) + TOUCH_EVERY <= now {
-            self.store.console().touch_session(&session.id, now).await?;
+            self.store
+                .backend()
+                .console()
+                .touch_session(&session.id, now)
+                .await?;
         }
         Ok(session)
     }
@@ -245,7 +252,7 @@ impl Console {
 
     /// Every login link and session, newest first.
     pub async fn list_console_sessions(&self) -> Result<Vec<ConsoleSession>, ServiceError> {
-        Ok(self.store.console().list_sessions().await?)
+        Ok(self.store.backend().console().list_sessions().await?)
     }
 
     /// Revokes a link or session (signing out is a session revoking itself).
@@ -256,7 +263,13 @@ impl Console {
         now: i64,
     ) -> Result<(), ServiceError> {
         let audit = AuditEntry::new(now, actor, "console.session.revoke", Some(id), json!({}));
-        if !self.store.console().revoke_session(id, now, &audit).await? {
+        if !self
+            .store
+            .backend()
+            .console()
+            .revoke_session(id, now, &audit)
+            .await?
+        {
             return Err(ServiceError::not_found(
                 "no live console session or link with this id",
             ));
@@ -268,7 +281,12 @@ impl Console {
     /// used any more (a session ends 24 hours after its link was opened).
     pub async fn prune_console_sessions(&self, now: i64) -> Result<usize, ServiceError> {
         let before = now - 2 * ConsoleSession::ABSOLUTE_TIMEOUT;
-        Ok(self.store.console().prune_sessions(before).await?)
+        Ok(self
+            .store
+            .backend()
+            .console()
+            .prune_sessions(before)
+            .await?)
     }
 
     /// Clients whose id or name contains `query`, ignoring case; an empty
@@ -293,6 +311,7 @@ impl Console {
         }
         Ok(self
             .store
+            .backend()
             .console()
             .search_clients(query, after, limit.clamp(1, 1000))
             .await?)
@@ -318,6 +337,7 @@ impl Console {
         }
         Ok(self
             .store
+            .backend()
             .console()
             .search_audit(filter, before, limit.clamp(1, 1000))
             .await?)

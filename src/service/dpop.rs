@@ -4,13 +4,13 @@
 //! and the binding of a token to the proof's key (`cnf.jkt`).
 
 use super::error::{ErrorCode, ServiceError};
+use crate::store::OneTimeStore;
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::domain::Client;
 use crate::oauth::dpop::{self, DpopError, Expected, Proof};
-use crate::store::CachedStore;
-use crate::store::Store;
+use crate::store::{CachedStore, OneTime};
 use crate::token::Confirmation;
 
 /// DPoP proofs of requests to Tollgate's endpoints: their checks, their
@@ -103,11 +103,15 @@ impl Proofs {
     /// instant it could be accepted): a proof is used once (RFC 9449
     /// §11.1), by any instance of a fleet.
     pub(super) async fn record_dpop(&self, proof: &Proof, now: i64) -> Result<(), ServiceError> {
-        let key = format!("dpop:{}", proof.jkt);
         let until = proof.iat + self.config.dpop_iat_window;
         if !self
             .store
-            .use_assertion(&key, &proof.jti, until, now)
+            .use_once(
+                OneTime::DpopProof { jkt: &proof.jkt },
+                &proof.jti,
+                until,
+                now,
+            )
             .await?
         {
             return Err(invalid_proof("the DPoP proof's jti was used before"));

@@ -7,6 +7,8 @@
 //! (default deny), which names the client and may narrow its scopes; the
 //! token never outlives the external one.
 
+use crate::store::FederationStore;
+use crate::store::OneTimeStore;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -24,7 +26,7 @@ use crate::domain::{AuditEntry, Client, Federation, FederationIssuer, Federation
 use crate::oauth::federation::{self, ExternalError, ExternalToken};
 use crate::oauth::grant::{self, TokenRequest};
 use crate::secret::{self, SecretString};
-use crate::store::Store;
+use crate::store::OneTime;
 use std::sync::Arc;
 
 /// Prefix of trusted-issuer ids.
@@ -445,11 +447,10 @@ impl Authenticator {
                 )));
             };
             // RFC 7523 §3 item 7, per issuer: across restarts and instances.
-            let key = format!("federation:{}", token.iss);
             if !self
                 .store
-                .use_assertion(
-                    &key,
+                .use_once(
+                    OneTime::FederationToken { issuer: &token.iss },
                     jti,
                     crate::oauth::assertion::remember_until(token.exp),
                     now,

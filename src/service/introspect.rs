@@ -2,7 +2,8 @@
 //! authorization of callers (RFC 6750): whether a token or an API key is
 //! still good, read fresh from the store on every call.
 
-use crate::store::Store;
+use crate::store::ApiKeyStore;
+use crate::store::RevocationStore;
 use serde_json::{json, Value};
 
 use crate::oauth::credentials::ClientCredentials;

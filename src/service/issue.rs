@@ -123,7 +123,6 @@ impl Tokens {
         let ban = client.quota_ban.unwrap_or(self.config.token_quota_ban);
         // A fleet on PostgreSQL counts in the database, so that the quota
         // holds across instances; otherwise this process's memory counts.
-        use crate::store::Store;
         let shared = match self.store.shared_quota() {
             Some(q) => Some(q.hit(&client.id, quota, window, ban, now).await),
             None => None,
@@ -133,7 +132,7 @@ impl Tokens {
             None => self.limits.quota.hit(&client.id, quota, window, ban, now),
             // The database is unreachable within the outage grace: this
             // instance counts on its own until it is back.
-            Some(Err(e)) if self.store.outage_grace_left().is_some() => {
+            Some(Err(e)) if self.store.backend().outage_grace_left().is_some() => {
                 log::debug!("quota counted locally during the outage grace: {e}");
                 self.limits.quota.hit(&client.id, quota, window, ban, now)
             }

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod api_keys;
+use crate::store::RevocationStore;
 mod assertion;
 pub mod authenticator;
 pub mod console;
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::limits::{Decision, Limits};
 use crate::secret::SecretString;
-use crate::store::{CachedStore, Store};
+use crate::store::CachedStore;
 use crate::token::{self, KeyRing};
 
 pub use crate::domain::now;
@@ -305,17 +306,17 @@ impl App {
 
     /// Seconds left of the outage grace, if the instance is in one.
     pub fn store_outage_grace_left(&self) -> Option<i64> {
-        self.store.outage_grace_left()
+        self.store.backend().outage_grace_left()
     }
 
     /// Readiness: whether the store answers a query, takes writes, and a
     /// key signs now.
     pub async fn readiness(&self, now: i64) -> Readiness {
         Readiness {
-            database: self.store.ping().await.is_ok(),
+            database: self.store.backend().ping().await.is_ok(),
             writable: self.store.writable(),
             signing_key: self.keys.get().signer(now).is_some(),
-            outage_grace_left: self.store.outage_grace_left(),
+            outage_grace_left: self.store.backend().outage_grace_left(),
         }
     }
 
@@ -330,7 +331,7 @@ impl App {
                 source,
             })?;
         let cache = Arc::new(CachedStore::new(store).await);
-        cache.set_outage_grace(config.outage_grace);
+        cache.backend().set_outage_grace(config.outage_grace);
         let metrics = Arc::new(
             crate::metrics::Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?,
         );

@@ -3,7 +3,7 @@
 //! keys compromised (admin API and command line alike), as the
 //! [`SigningKeys`] component that `App` composes.
 
-use crate::store::Store;
+use crate::store::SigningKeyStore;
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -11,12 +11,16 @@
 //! are caught by the store's external marker, polled every second. Entries
 //! read while a write was committing are never kept (a generation check).
 
+use crate::store::{
+    ApiKeyStore, ClientStore, FederationStore, OneTime, OneTimeStore, RevocationStore,
+    SigningKeyStore,
+};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::changes::Change;
 use super::{
-    ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Dump, Federation,
+    ApiKeyCreate, ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Federation,
     FederationIssuer, FederationRule, Result, SigningKeyRecord, Store,
 };
 use crate::limits::Decision;
@@ -308,7 +312,7 @@ impl CachedStore {
 }
 
 #[async_trait::async_trait]
-impl Store for CachedStore {
+impl ClientStore for CachedStore {
     async fn create_client(
         &self,
         c: &Client,
@@ -331,9 +335,6 @@ impl Store for CachedStore {
     }
     async fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>> {
         self.inner.list_clients(after, limit).await
-    }
-    fn console(&self) -> &dyn super::ConsoleStore {
-        self.inner.console()
     }
     async fn update_client(&self, c: &Client, audit: &AuditEntry) -> Result<bool> {
         let r = self.inner.update_client(c, audit).await;
@@ -361,6 +362,10 @@ impl Store for CachedStore {
             .await;
         self.after_write(Change::Client(client_id.to_string()), r)
     }
+}
+
+#[async_trait::async_trait]
+impl ApiKeyStore for CachedStore {
     async fn create_api_key(
         &self,
         key: &ApiKeyRecord,
@@ -397,6 +402,10 @@ impl Store for CachedStore {
         let r = self.inner.touch_api_keys(uses).await;
         self.noted(r)
     }
+}
+
+#[async_trait::async_trait]
+impl RevocationStore for CachedStore {
     async fn revoke_token(
         &self,
         jti: &str,
@@ -421,20 +430,28 @@ impl Store for CachedStore {
         let r = self.inner.prune_revocations(now).await;
         self.noted(r)
     }
-    async fn use_assertion(
+}
+
+#[async_trait::async_trait]
+impl OneTimeStore for CachedStore {
+    async fn use_once(
         &self,
-        client_id: &str,
+        what: OneTime<'_>,
         jti: &str,
         expires_at: i64,
         now: i64,
     ) -> Result<bool> {
         let r = crate::telemetry::child(
-            "store.use_assertion",
-            self.inner.use_assertion(client_id, jti, expires_at, now),
+            "store.use_once",
+            self.inner.use_once(what, jti, expires_at, now),
         )
         .await;
         self.noted(r)
     }
+}
+
+#[async_trait::async_trait]
+impl SigningKeyStore for CachedStore {
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
         self.inner.signing_keys().await
     }
@@ -454,6 +471,10 @@ impl Store for CachedStore {
         let r = self.inner.compromise_signing_key(kid, at, audit).await;
         self.after_write(Change::SigningKeys, r)
     }
+}
+
+#[async_trait::async_trait]
+impl FederationStore for CachedStore {
     async fn federation(&self) -> Result<Federation> {
         self.inner.federation().await
     }
@@ -477,48 +498,40 @@ impl Store for CachedStore {
         let r = self.inner.remove_federation_rule(id, audit).await;
         self.after_write(Change::Federation, r)
     }
-    async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
+}
+
+/// What the cache adds to roles it does not cache: the writes it watches
+/// for readiness (a refused write marks the store unwritable until a probe
+/// goes through), and the backend itself for everything else (the change
+/// feed, health, the audit log's reads, the console's queries, export and
+/// import), with nothing passed through.
+impl CachedStore {
+    /// The store behind the cache.
+    pub fn backend(&self) -> &dyn Store {
+        &*self.inner
+    }
+
+    /// Appends an audit entry on its own ([`AuditStore::append_audit`]),
+    /// noting a refused write.
+    pub async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
         let r = self.inner.append_audit(entry).await;
         self.noted(r)
     }
-    async fn probe_write(&self, now: i64) -> Result<()> {
+
+    /// One small write ([`HealthStore::probe_write`]), noting whether it
+    /// went through.
+    pub async fn probe_write(&self, now: i64) -> Result<()> {
         let r = self.inner.probe_write(now).await;
         self.noted(r)
     }
-    async fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
-        self.inner.list_audit(after, limit).await
-    }
-    async fn ping(&self) -> Result<()> {
-        self.inner.ping().await
-    }
-    fn set_outage_grace(&self, seconds: i64) {
-        self.inner.set_outage_grace(seconds)
-    }
-    fn outage_grace_left(&self) -> Option<i64> {
-        self.inner.outage_grace_left()
-    }
-    fn change_marker(&self) -> i64 {
-        self.inner.change_marker()
-    }
-    fn changes(&self, after: i64, upto: i64) -> Option<Vec<Change>> {
-        self.inner.changes(after, upto)
-    }
-    async fn external_change_marker(&self) -> Result<i64> {
-        self.inner.external_change_marker().await
-    }
-    fn shared_quota(&self) -> Option<&dyn super::SharedQuota> {
-        // Not cached: a quota is a write every time; the cache only traces
-        // it and notes a refused write for readiness.
+
+    /// The fleet-wide quota, when the backend keeps one: counted in the
+    /// database every time (nothing to cache), traced, and a refused write
+    /// noted for readiness.
+    pub fn shared_quota(&self) -> Option<&dyn super::SharedQuota> {
         self.inner
             .shared_quota()
             .map(|_| self as &dyn super::SharedQuota)
-    }
-    async fn export(&self) -> Result<Dump> {
-        self.inner.export().await
-    }
-    async fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool> {
-        let r = self.inner.import(dump, audit).await;
-        self.after_write(Change::Everything, r)
     }
 }
 

@@ -266,24 +266,47 @@ async fn api_keys_are_limited_revocable_and_found_by_digest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_assertion_is_used_once_until_it_expires_and_then_pruned() {
     on_each("assertions", async |s| {
-        assert!(s.use_assertion("c", "j1", 100, 10).await.unwrap());
+        assert!(s
+            .use_once(OneTime::Assertion { client_id: "c" }, "j1", 100, 10)
+            .await
+            .unwrap());
         assert!(
-            !s.use_assertion("c", "j1", 100, 50).await.unwrap(),
+            !s.use_once(OneTime::Assertion { client_id: "c" }, "j1", 100, 50)
+                .await
+                .unwrap(),
             "a replay"
         );
         assert!(
-            s.use_assertion("other", "j1", 100, 50).await.unwrap(),
+            s.use_once(OneTime::Assertion { client_id: "other" }, "j1", 100, 50)
+                .await
+                .unwrap(),
             "per client"
         );
         // Once expired, the jti may be seen again (its assertion cannot be).
-        assert!(s.use_assertion("c", "j1", 300, 150).await.unwrap());
-        assert!(!s.use_assertion("c", "j1", 300, 160).await.unwrap());
+        assert!(s
+            .use_once(OneTime::Assertion { client_id: "c" }, "j1", 300, 150)
+            .await
+            .unwrap());
+        assert!(!s
+            .use_once(OneTime::Assertion { client_id: "c" }, "j1", 300, 160)
+            .await
+            .unwrap());
         s.prune_revocations(1_000).await.unwrap();
-        assert!(s.use_assertion("c", "j1", 2_000, 1_000).await.unwrap());
+        assert!(s
+            .use_once(OneTime::Assertion { client_id: "c" }, "j1", 2_000, 1_000)
+            .await
+            .unwrap());
         // Concurrent uses share commits: each distinct jti is new once, a
         // jti sent many times at once is new once.
         let uses: Vec<_> = (0..40)
-            .map(|i| s.use_assertion("c", if i % 2 == 0 { "same" } else { "odd" }, 3_000, 1_000))
+            .map(|i| {
+                s.use_once(
+                    OneTime::Assertion { client_id: "c" },
+                    if i % 2 == 0 { "same" } else { "odd" },
+                    3_000,
+                    1_000,
+                )
+            })
             .collect();
         let answers = futures_util::future::join_all(uses).await;
         assert_eq!(answers.iter().filter(|a| *a.as_ref().unwrap()).count(), 2);
@@ -821,8 +844,14 @@ async fn a_sqlite_database_at_schema_2_opens_upgrades_and_keeps_its_data() {
         manifest["audit_entries"].as_u64().unwrap()
     );
     // The new table works.
-    assert!(s.use_assertion(billing, "j", i64::MAX, 0).await.unwrap());
-    assert!(!s.use_assertion(billing, "j", i64::MAX, 0).await.unwrap());
+    assert!(s
+        .use_once(OneTime::Assertion { client_id: billing }, "j", i64::MAX, 0)
+        .await
+        .unwrap());
+    assert!(!s
+        .use_once(OneTime::Assertion { client_id: billing }, "j", i64::MAX, 0)
+        .await
+        .unwrap());
 }
 
 /// A SQLite database written by today's schema (3, `tests/fixtures/db-v3`:
@@ -885,8 +914,14 @@ async fn a_sqlite_database_at_schema_3_opens_upgrades_and_keeps_its_data() {
         s.list_audit(0, 100).await.unwrap().len() as u64,
         manifest["audit_entries"].as_u64().unwrap()
     );
-    assert!(s.use_assertion(signer, "j", i64::MAX, 0).await.unwrap());
-    assert!(!s.use_assertion(signer, "j", i64::MAX, 0).await.unwrap());
+    assert!(s
+        .use_once(OneTime::Assertion { client_id: signer }, "j", i64::MAX, 0)
+        .await
+        .unwrap());
+    assert!(!s
+        .use_once(OneTime::Assertion { client_id: signer }, "j", i64::MAX, 0)
+        .await
+        .unwrap());
     // Version 4: federation, empty, ready for the kept clients.
     assert_eq!(s.federation().await.unwrap(), Federation::default());
     let i = issuer("fi_1", "https://k8s");
@@ -1192,9 +1227,16 @@ async fn a_postgres_database_at_schema_4_upgrades_and_keeps_its_data() {
         ClientAuth::PrivateKeyJwt(KeySource::Uri("https://keys.example.com/jwks".into()))
     );
     assert!(
-        !s.use_assertion("tgc_keys", "j1", 9_999_999_999, 0)
-            .await
-            .unwrap(),
+        !s.use_once(
+            OneTime::Assertion {
+                client_id: "tgc_keys"
+            },
+            "j1",
+            9_999_999_999,
+            0
+        )
+        .await
+        .unwrap(),
         "replay kept"
     );
     assert_eq!(s.federation().await.unwrap(), Federation::default());

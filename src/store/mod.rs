@@ -252,6 +252,39 @@ pub struct Dump {
     pub federation: Federation,
 }
 
+/// The namespace of a one-time value: whose `jti` it is. Stored as one
+/// owner string per namespace (the client id; `dpop:` and the key's
+/// thumbprint; `federation:` and the issuer), as every release has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OneTime<'a> {
+    /// A client assertion's `jti`, per client (RFC 7523 §3 item 7).
+    Assertion {
+        /// The client.
+        client_id: &'a str,
+    },
+    /// A DPoP proof's `jti`, per key (RFC 9449 §11.1).
+    DpopProof {
+        /// The key's JWK thumbprint.
+        jkt: &'a str,
+    },
+    /// A `single_use` federation token's `jti`, per issuer.
+    FederationToken {
+        /// The issuer.
+        issuer: &'a str,
+    },
+}
+
+impl OneTime<'_> {
+    /// The owner string the store keeps.
+    pub fn owner(&self) -> String {
+        match self {
+            OneTime::Assertion { client_id } => (*client_id).to_string(),
+            OneTime::DpopProof { jkt } => format!("dpop:{jkt}"),
+            OneTime::FederationToken { issuer } => format!("federation:{issuer}"),
+        }
+    }
+}
+
 /// What creating an API key can run into.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ApiKeyCreate {
@@ -263,12 +296,9 @@ pub enum ApiKeyCreate {
     NoSuchClient,
 }
 
-/// The storage interface the rest of Tollgate uses. Database calls are
-/// async: SQLite runs them on the runtime's blocking pool, PostgreSQL on its
-/// async driver. The change marker and the change log are read without
-/// waiting, so a cache can check its freshness on every read.
+/// Clients and their secrets (digests only).
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait ClientStore: Send + Sync {
     /// Stores a new client with its first secret (none for a client that
     /// authenticates with its keys).
     async fn create_client(
@@ -297,9 +327,6 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Clients ordered by id, after `after`, at most `limit`.
     async fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>>;
-    /// The console's queries: login links, sessions, and searches that no
-    /// cache serves. A cache in front hands them on to its backend.
-    fn console(&self) -> &dyn ConsoleStore;
     /// Overwrites the mutable fields of an existing client; false if it does not exist.
     async fn update_client(&self, client: &Client, audit: &AuditEntry) -> Result<bool>;
     /// Deletes a client with its secrets and keys; false if it did not exist.
@@ -317,6 +344,11 @@ pub trait Store: Send + Sync + 'static {
         max_live: usize,
         audit: &AuditEntry,
     ) -> Result<bool>;
+}
+
+/// API keys (digests only) and their uses.
+#[async_trait::async_trait]
+pub trait ApiKeyStore: Send + Sync {
     /// Stores an API key unless the client holds `max_active` active keys already.
     async fn create_api_key(
         &self,
@@ -335,6 +367,11 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_api_key(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<bool>;
     /// Records the last use of keys, in one transaction.
     async fn touch_api_keys(&self, uses: &[(String, i64)]) -> Result<()>;
+}
+
+/// Revoked access tokens, remembered until they expire.
+#[async_trait::async_trait]
+pub trait RevocationStore: Send + Sync {
     /// Remembers a revoked access token until it expires.
     async fn revoke_token(
         &self,
@@ -346,20 +383,31 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// Whether the token with this `jti` is revoked.
     async fn is_token_revoked(&self, jti: &str) -> Result<bool>;
-    /// Records a one-time `jti` until `expires_at`, the last instant it could
-    /// be accepted (an assertion's `exp` + skew); false when the
-    /// same client already used it and it has not expired by `now` (a
-    /// replay, RFC 7523 §3 item 7). Shared by every process on the database.
-    async fn use_assertion(
+    /// Forgets revocations of tokens expired before `now`, and used client
+    /// assertions expired by then; returns how many revocations.
+    async fn prune_revocations(&self, now: i64) -> Result<usize>;
+}
+
+/// One-time values: client assertions, DPoP proofs and federation tokens, each used once (RFC 7523 §3 item 7, RFC 9449 §11.1).
+#[async_trait::async_trait]
+pub trait OneTimeStore: Send + Sync {
+    /// Records a one-time `jti` in its namespace until `expires_at`, the
+    /// last instant it could be accepted (an assertion's `exp` + skew, a
+    /// proof's `iat` + window); false when the same namespace already used
+    /// it and it has not expired by `now` (a replay, RFC 7523 §3 item 7,
+    /// RFC 9449 §11.1). Shared by every process on the database.
+    async fn use_once(
         &self,
-        client_id: &str,
+        what: OneTime<'_>,
         jti: &str,
         expires_at: i64,
         now: i64,
     ) -> Result<bool>;
-    /// Forgets revocations of tokens expired before `now`, and used client
-    /// assertions expired by then; returns how many revocations.
-    async fn prune_revocations(&self, now: i64) -> Result<usize>;
+}
+
+/// Signing-key records (the private keys are files or elsewhere).
+#[async_trait::async_trait]
+pub trait SigningKeyStore: Send + Sync {
     /// Every signing key's metadata.
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
     /// Records a new signing key.
@@ -373,6 +421,11 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a signing key compromised at `at`, retiring it then at the
     /// latest; false if unknown or already compromised.
     async fn compromise_signing_key(&self, kid: &str, at: i64, audit: &AuditEntry) -> Result<bool>;
+}
+
+/// Trusted issuers and federation rules.
+#[async_trait::async_trait]
+pub trait FederationStore: Send + Sync {
     /// Every trusted issuer and federation rule, rules oldest first.
     async fn federation(&self) -> Result<Federation>;
     /// Adds a trusted issuer; false when its issuer identifier is taken.
@@ -384,10 +437,20 @@ pub trait Store: Send + Sync + 'static {
     async fn add_federation_rule(&self, r: &FederationRule, audit: &AuditEntry) -> Result<bool>;
     /// Removes a rule; false when there is none.
     async fn remove_federation_rule(&self, id: &str, audit: &AuditEntry) -> Result<bool>;
+}
+
+/// The audit log.
+#[async_trait::async_trait]
+pub trait AuditStore: Send + Sync {
     /// Appends an audit entry on its own.
     async fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
     /// Audit entries with id above `after`, oldest first, at most `limit`.
     async fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>>;
+}
+
+/// Whether the database answers and takes writes, and the outage grace.
+#[async_trait::async_trait]
+pub trait HealthStore: Send + Sync {
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
     /// Sets the outage grace (seconds, `TOLLGATE_OUTAGE_GRACE`): how long
@@ -403,6 +466,11 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the database takes a write: one small committed write to a
     /// table of its own that signals no change to caches.
     async fn probe_write(&self, now: i64) -> Result<()>;
+}
+
+/// What changed: the change marker and log every cache reads, and the external marker polled for changes made outside Tollgate.
+#[async_trait::async_trait]
+pub trait ChangeFeed: Send + Sync {
     /// A value that moves by one with every write made through any Tollgate
     /// process (on PostgreSQL, with every notification of one); cheap enough
     /// to read on every request, and never blocks.
@@ -417,18 +485,49 @@ pub trait Store: Send + Sync + 'static {
     /// was committed (a write outside Tollgate, a lost notification); polled
     /// in the background.
     async fn external_change_marker(&self) -> Result<i64>;
-    /// The fleet-wide token quota this backend keeps, if it keeps one (an
-    /// optional capability: SQLite is one machine, where the in-memory
-    /// limiter decides). Never blocks.
-    fn shared_quota(&self) -> Option<&dyn SharedQuota> {
-        None
-    }
+}
+
+/// Everything stored, for `tollgate migrate`.
+#[async_trait::async_trait]
+pub trait DumpStore: Send + Sync {
     /// Everything stored, for `tollgate migrate`.
     async fn export(&self) -> Result<Dump>;
     /// Loads a [`Dump`] into an unused database in one transaction, with
     /// `audit` recording the migration; false (and nothing written) if the
     /// database already holds clients, keys or revocations.
     async fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool>;
+}
+
+/// The storage interface the rest of Tollgate uses: every role below, each
+/// at most 20 methods, which each backend implements; a caller names the
+/// roles it uses. Database calls are
+/// async: SQLite runs them on the runtime's blocking pool, PostgreSQL on its
+/// async driver. The change marker and the change log are read without
+/// waiting, so a cache can check its freshness on every read.
+pub trait Store:
+    ClientStore
+    + ApiKeyStore
+    + RevocationStore
+    + OneTimeStore
+    + SigningKeyStore
+    + FederationStore
+    + AuditStore
+    + HealthStore
+    + ChangeFeed
+    + DumpStore
+    + Send
+    + Sync
+    + 'static
+{
+    /// The console's queries: login links, sessions, and searches that no
+    /// cache serves. A cache in front hands them on to its backend.
+    fn console(&self) -> &dyn ConsoleStore;
+    /// The fleet-wide token quota this backend keeps, if it keeps one (an
+    /// optional capability: SQLite is one machine, where the in-memory
+    /// limiter decides). Never blocks.
+    fn shared_quota(&self) -> Option<&dyn SharedQuota> {
+        None
+    }
 }
 
 /// A `LIKE` pattern matching text that contains `query`: `%`, `_` and the

@@ -24,6 +24,10 @@ mod target;
 #[cfg(test)]
 mod tls_tests;
 
+use crate::store::{
+    ApiKeyStore, AuditStore, ChangeFeed, ClientStore, DumpStore, FederationStore, HealthStore,
+    OneTime, OneTimeStore, RevocationStore, SigningKeyStore,
+};
 use jtis::*;
 #[cfg(test)]
 pub(super) use migrate::MIGRATIONS;
@@ -236,7 +240,7 @@ impl PostgresStore {
 }
 
 #[async_trait::async_trait]
-impl Store for PostgresStore {
+impl ClientStore for PostgresStore {
     async fn create_client(
         &self,
         c: &Client,
@@ -318,10 +322,6 @@ impl Store for PostgresStore {
             Some(c) if c.id == id => (Some(c), secrets),
             _ => (None, Vec::new()),
         })
-    }
-
-    fn console(&self) -> &dyn super::ConsoleStore {
-        self
     }
     async fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>> {
         self.call(async {
@@ -410,7 +410,10 @@ impl Store for PostgresStore {
         self.rotate_secret_in_pg(client_id, digest, now, old_expire_at, max_live, audit)
             .await
     }
+}
 
+#[async_trait::async_trait]
+impl ApiKeyStore for PostgresStore {
     async fn create_api_key(
         &self,
         k: &ApiKeyRecord,
@@ -471,7 +474,10 @@ impl Store for PostgresStore {
     async fn touch_api_keys(&self, uses: &[(String, i64)]) -> Result<()> {
         self.touch_api_keys_in_pg(uses).await
     }
+}
 
+#[async_trait::async_trait]
+impl RevocationStore for PostgresStore {
     async fn revoke_token(
         &self,
         jti: &str,
@@ -501,30 +507,6 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn federation(&self) -> Result<Federation> {
-        self.federation_in_pg().await
-    }
-
-    async fn add_federation_issuer(
-        &self,
-        i: &FederationIssuer,
-        audit: &AuditEntry,
-    ) -> Result<bool> {
-        self.add_federation_issuer_in_pg(i, audit).await
-    }
-
-    async fn remove_federation_issuer(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
-        self.remove_federation_issuer_in_pg(id, audit).await
-    }
-
-    async fn add_federation_rule(&self, r: &FederationRule, audit: &AuditEntry) -> Result<bool> {
-        self.add_federation_rule_in_pg(r, audit).await
-    }
-
-    async fn remove_federation_rule(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
-        self.remove_federation_rule_in_pg(id, audit).await
-    }
-
     async fn prune_revocations(&self, now: i64) -> Result<usize> {
         self.call(async {
             let conn = self.conn().await?;
@@ -539,15 +521,18 @@ impl Store for PostgresStore {
         })
         .await
     }
+}
 
-    async fn use_assertion(
+#[async_trait::async_trait]
+impl OneTimeStore for PostgresStore {
+    async fn use_once(
         &self,
-        client_id: &str,
+        what: OneTime<'_>,
         jti: &str,
         expires_at: i64,
         now: i64,
     ) -> Result<bool> {
-        let item = (client_id.to_string(), jti.to_string(), expires_at, now);
+        let item = (what.owner(), jti.to_string(), expires_at, now);
         let (rx, start) = self.jtis.push(item);
         if start {
             tokio::spawn(commit_jtis(self.pool.clone(), self.jtis.clone()));
@@ -555,7 +540,10 @@ impl Store for PostgresStore {
         self.call(async { rx.await.map_err(|e| StoreError::Task(e.to_string()))? })
             .await
     }
+}
 
+#[async_trait::async_trait]
+impl SigningKeyStore for PostgresStore {
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
         self.call(async {
             let rows = self
@@ -612,22 +600,37 @@ impl Store for PostgresStore {
         ))
         .await
     }
+}
 
-    async fn probe_write(&self, now: i64) -> Result<()> {
-        self.call(async {
-            self.conn()
-                .await?
-                .execute(
-                    "INSERT INTO write_probe (id, at) VALUES (1, $1) \
-                     ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at",
-                    &[&now],
-                )
-                .await?;
-            Ok(())
-        })
-        .await
+#[async_trait::async_trait]
+impl FederationStore for PostgresStore {
+    async fn federation(&self) -> Result<Federation> {
+        self.federation_in_pg().await
     }
 
+    async fn add_federation_issuer(
+        &self,
+        i: &FederationIssuer,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        self.add_federation_issuer_in_pg(i, audit).await
+    }
+
+    async fn remove_federation_issuer(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
+        self.remove_federation_issuer_in_pg(id, audit).await
+    }
+
+    async fn add_federation_rule(&self, r: &FederationRule, audit: &AuditEntry) -> Result<bool> {
+        self.add_federation_rule_in_pg(r, audit).await
+    }
+
+    async fn remove_federation_rule(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
+        self.remove_federation_rule_in_pg(id, audit).await
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditStore for PostgresStore {
     async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
         self.call(async {
             let mut conn = self.conn().await?;
@@ -652,6 +655,24 @@ impl Store for PostgresStore {
         })
         .await
     }
+}
+
+#[async_trait::async_trait]
+impl HealthStore for PostgresStore {
+    async fn probe_write(&self, now: i64) -> Result<()> {
+        self.call(async {
+            self.conn()
+                .await?
+                .execute(
+                    "INSERT INTO write_probe (id, at) VALUES (1, $1) \
+                     ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at",
+                    &[&now],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
 
     async fn ping(&self) -> Result<()> {
         self.call(async {
@@ -659,10 +680,6 @@ impl Store for PostgresStore {
             Ok(())
         })
         .await
-    }
-
-    fn change_marker(&self) -> i64 {
-        self.changes.load(Ordering::SeqCst)
     }
 
     fn set_outage_grace(&self, seconds: i64) {
@@ -678,6 +695,13 @@ impl Store for PostgresStore {
         }
         let left = self.confirmed_ms.load(Ordering::SeqCst) + grace - now_ms();
         (left > 0).then(|| (left + 999) / 1000)
+    }
+}
+
+#[async_trait::async_trait]
+impl ChangeFeed for PostgresStore {
+    fn change_marker(&self) -> i64 {
+        self.changes.load(Ordering::SeqCst)
     }
 
     fn changes(&self, after: i64, upto: i64) -> Option<Vec<Change>> {
@@ -701,16 +725,25 @@ impl Store for PostgresStore {
         })
         .await
     }
+}
 
-    fn shared_quota(&self) -> Option<&dyn super::SharedQuota> {
-        Some(self)
-    }
-
+#[async_trait::async_trait]
+impl DumpStore for PostgresStore {
     async fn export(&self) -> Result<Dump> {
         self.export_in_pg().await
     }
 
     async fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool> {
         self.import_in_pg(dump, audit).await
+    }
+}
+
+impl Store for PostgresStore {
+    fn console(&self) -> &dyn super::ConsoleStore {
+        self
+    }
+
+    fn shared_quota(&self) -> Option<&dyn super::SharedQuota> {
+        Some(self)
     }
 }

@@ -2,6 +2,7 @@
 //! through a test proxy that terminates TLS with certificates made here and
 //! relays to the server at `TOLLGATE_TEST_PG_URL` (skipped without it).
 
+use crate::store::ClientStore;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +17,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use super::{execute_once, PostgresStore};
-use crate::store::Store;
 
 /// PostgreSQL's SSLRequest: length 8, code 80877103 (protocol, "SSL Session
 /// Encryption").

@@ -1,6 +1,10 @@
 //! The SQLite implementation of [`Store`]: WAL mode, `synchronous=FULL`, a small
 //! connection pool, prepared statements cached per connection.
 
+use crate::store::{
+    ApiKeyStore, AuditStore, ChangeFeed, ClientStore, DumpStore, FederationStore, HealthStore,
+    OneTime, OneTimeStore, RevocationStore, SigningKeyStore,
+};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -226,7 +230,7 @@ impl SqliteStore {
 }
 
 #[async_trait::async_trait]
-impl Store for SqliteStore {
+impl ClientStore for SqliteStore {
     async fn create_client(
         &self,
         c: &Client,
@@ -272,9 +276,6 @@ impl Store for SqliteStore {
             })
         })
     }
-    fn console(&self) -> &dyn super::ConsoleStore {
-        self
-    }
     async fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>> {
         let after = after.map(str::to_string);
         blocking!(self, |db| db.list_clients(after.as_deref(), limit))
@@ -310,6 +311,10 @@ impl Store for SqliteStore {
             &audit
         ))
     }
+}
+
+#[async_trait::async_trait]
+impl ApiKeyStore for SqliteStore {
     async fn create_api_key(
         &self,
         key: &ApiKeyRecord,
@@ -340,6 +345,10 @@ impl Store for SqliteStore {
         let uses = uses.to_vec();
         blocking!(self, |db| db.touch_api_keys(&uses))
     }
+}
+
+#[async_trait::async_trait]
+impl RevocationStore for SqliteStore {
     async fn revoke_token(
         &self,
         jti: &str,
@@ -359,14 +368,18 @@ impl Store for SqliteStore {
     async fn prune_revocations(&self, now: i64) -> Result<usize> {
         blocking!(self, |db| db.prune_revocations(now))
     }
-    async fn use_assertion(
+}
+
+#[async_trait::async_trait]
+impl OneTimeStore for SqliteStore {
+    async fn use_once(
         &self,
-        client_id: &str,
+        what: OneTime<'_>,
         jti: &str,
         expires_at: i64,
         now: i64,
     ) -> Result<bool> {
-        let item = (client_id.to_string(), jti.to_string(), expires_at, now);
+        let item = (what.owner(), jti.to_string(), expires_at, now);
         let (rx, start) = self.db.assertions.push(item);
         if start {
             let db = self.db.clone();
@@ -376,6 +389,10 @@ impl Store for SqliteStore {
             .map_err(|e| StoreError::Task(e.to_string()))?
             .map_err(StoreError::NotWritable)
     }
+}
+
+#[async_trait::async_trait]
+impl SigningKeyStore for SqliteStore {
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
         blocking!(self, |db| db.signing_keys())
     }
@@ -395,6 +412,10 @@ impl Store for SqliteStore {
         let (kid, audit) = (kid.to_string(), audit.clone());
         blocking!(self, |db| db.compromise_signing_key(&kid, at, &audit))
     }
+}
+
+#[async_trait::async_trait]
+impl FederationStore for SqliteStore {
     async fn federation(&self) -> Result<Federation> {
         blocking!(self, |db| db.federation())
     }
@@ -428,6 +449,10 @@ impl Store for SqliteStore {
             &audit
         ))
     }
+}
+
+#[async_trait::async_trait]
+impl AuditStore for SqliteStore {
     async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
         let entry = entry.clone();
         blocking!(self, |db| db.append_audit(&entry))
@@ -435,12 +460,20 @@ impl Store for SqliteStore {
     async fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
         blocking!(self, |db| db.list_audit(after, limit))
     }
+}
+
+#[async_trait::async_trait]
+impl HealthStore for SqliteStore {
     async fn ping(&self) -> Result<()> {
         blocking!(self, |db| db.ping())
     }
     async fn probe_write(&self, now: i64) -> Result<()> {
         blocking!(self, |db| db.probe_write(now))
     }
+}
+
+#[async_trait::async_trait]
+impl ChangeFeed for SqliteStore {
     fn change_marker(&self) -> i64 {
         self.db.changes.get()
     }
@@ -450,12 +483,22 @@ impl Store for SqliteStore {
     async fn external_change_marker(&self) -> Result<i64> {
         blocking!(self, |db| db.external_change_marker())
     }
+}
+
+#[async_trait::async_trait]
+impl DumpStore for SqliteStore {
     async fn export(&self) -> Result<Dump> {
         blocking!(self, |db| db.export())
     }
     async fn import(&self, dump: &Dump, audit: &AuditEntry) -> Result<bool> {
         let (dump, audit) = (dump.clone(), audit.clone());
         blocking!(self, |db| db.import(&dump, &audit))
+    }
+}
+
+impl Store for SqliteStore {
+    fn console(&self) -> &dyn super::ConsoleStore {
+        self
     }
 }
 
@@ -489,7 +532,10 @@ mod tests {
                     .map(|i| {
                         let store = store.clone();
                         tokio::spawn(async move {
-                            store.use_assertion("c", &jti(i), 100, 10).await.unwrap()
+                            store
+                                .use_once(OneTime::Assertion { client_id: "c" }, &jti(i), 100, 10)
+                                .await
+                                .unwrap()
                         })
                     })
                     .collect();
@@ -508,7 +554,10 @@ mod tests {
         let same = run(|_| "same".to_string()).await;
         assert_eq!(same.iter().filter(|ok| **ok).count(), 1, "one jti, one use");
         assert!(
-            !store.use_assertion("c", "j7", 100, 20).await.unwrap(),
+            !store
+                .use_once(OneTime::Assertion { client_id: "c" }, "j7", 100, 20)
+                .await
+                .unwrap(),
             "a replay"
         );
         // The committer answers, then finds the queue empty and stops.
