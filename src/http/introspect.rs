@@ -38,9 +38,11 @@ pub async fn introspect(
                 now,
             )
             .await?;
-        app.introspector()
+        let answer = app
+            .introspector()
             .introspect(token.as_deref().map_err(Clone::clone)?, now)
-            .await
+            .await?;
+        Ok::<_, ServiceError>(answer)
     }
     .await;
     let result = match &answer {

@@ -6,11 +6,11 @@ use crate::store::ApiKeyStore;
 use crate::store::ClientStore;
 use serde_json::json;
 
+use super::families::AdminError;
 use crate::domain::{
     AuthParts, AuthPatch, ClientAuth, ClientAuthMethod, KeySource, RegisteredName,
 };
 use crate::secret::{self, SecretString};
-use crate::service::error::{ErrorCode, ServiceError};
 use std::sync::Arc;
 
 use super::authenticator::Authenticator;
@@ -149,31 +149,30 @@ mod serde_with_double_option {
     }
 }
 
-pub(super) fn invalid(msg: impl Into<std::borrow::Cow<'static, str>>) -> ServiceError {
-    ServiceError::invalid_request(msg)
+pub(super) fn invalid(msg: impl Into<std::borrow::Cow<'static, str>>) -> AdminError {
+    AdminError::invalid(msg)
 }
 
 /// An admin cannot lock itself out through the API: disabling, deleting or
 /// revoking the tokens of the client it is authenticated as is refused (the
 /// command line, or another admin client, can).
-fn not_self(actor: &str, id: &str, what: &str) -> Result<(), ServiceError> {
+fn not_self(actor: &str, id: &str, what: &str) -> Result<(), AdminError> {
     if actor == id {
-        return Err(ServiceError::new(
-            ErrorCode::Conflict,
-            format!("an admin client cannot {what} itself; use another admin client or the command line"),
-        ));
+        return Err(AdminError::conflict(format!(
+            "an admin client cannot {what} itself; use another admin client or the command line"
+        )));
     }
     Ok(())
 }
 
-fn check_name(name: &str) -> Result<(), ServiceError> {
+fn check_name(name: &str) -> Result<(), AdminError> {
     if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(invalid("name must be 1 to 200 printable characters"));
     }
     Ok(())
 }
 
-fn check_owner(owner: &Option<String>) -> Result<(), ServiceError> {
+fn check_owner(owner: &Option<String>) -> Result<(), AdminError> {
     if let Some(o) = owner {
         if o.chars().count() > 200 || o.chars().any(char::is_control) {
             return Err(invalid("owner must be at most 200 printable characters"));
@@ -186,7 +185,7 @@ fn check_owner(owner: &Option<String>) -> Result<(), ServiceError> {
 /// oxide-auth's `Scope` parser (the grant uses it too) decides what a valid
 /// token is; Tollgate adds its limits (128 bytes a token, 64 tokens) and
 /// keeps the client's order without duplicates.
-pub(super) fn normalize_scopes(scopes: &[String]) -> Result<Vec<String>, ServiceError> {
+pub(super) fn normalize_scopes(scopes: &[String]) -> Result<Vec<String>, AdminError> {
     let bad =
         || invalid("each scope must be 1 to 128 characters of the RFC 6749 §3.3 scope-token set");
     let mut out: Vec<String> = Vec::new();
@@ -211,7 +210,7 @@ fn check_quota_settings(
     quota: Option<u64>,
     window: Option<i64>,
     ban: Option<i64>,
-) -> Result<(), ServiceError> {
+) -> Result<(), AdminError> {
     if quota.is_some_and(|q| q > 1_000_000_000) {
         return Err(invalid("token_quota must be at most 1000000000"));
     }
@@ -226,7 +225,7 @@ fn check_quota_settings(
     Ok(())
 }
 
-fn check_audiences(audiences: &[String]) -> Result<Vec<String>, ServiceError> {
+fn check_audiences(audiences: &[String]) -> Result<Vec<String>, AdminError> {
     let mut out: Vec<String> = Vec::new();
     for a in audiences {
         if a.is_empty() || a.len() > 512 || a.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -265,7 +264,7 @@ impl Admin {
     /// a URL Tollgate may fetch (`jwks_uri`), or a well-formed registered
     /// name. The shape (one method, nothing of another) is
     /// [`ClientAuth::from_parts`]'s.
-    fn check_auth(&self, auth: &ClientAuth) -> Result<(), ServiceError> {
+    fn check_auth(&self, auth: &ClientAuth) -> Result<(), AdminError> {
         match auth {
             ClientAuth::Secret(_) => Ok(()),
             ClientAuth::TlsClientAuth(name) => {
@@ -288,7 +287,7 @@ impl Admin {
         &self,
         jwks: &Option<serde_json::Value>,
         jwks_uri: &Option<String>,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<(), AdminError> {
         match (jwks, jwks_uri) {
             (Some(_), Some(_)) => Err(invalid("give jwks or jwks_uri, not both")),
             (Some(jwks), None) => crate::oauth::assertion::check_public_jwks(jwks)
@@ -301,7 +300,7 @@ impl Admin {
         }
     }
 
-    fn check_ttl(&self, ttl: Option<i64>) -> Result<(), ServiceError> {
+    fn check_ttl(&self, ttl: Option<i64>) -> Result<(), AdminError> {
         match ttl {
             Some(t) if !(1..=self.config.max_token_ttl).contains(&t) => Err(invalid(format!(
                 "token_ttl must be between 1 and {} seconds",
@@ -312,7 +311,7 @@ impl Admin {
     }
 
     /// Validates `input` and builds a new client with a fresh id.
-    fn new_client(&self, input: &NewClient, now: i64) -> Result<Client, ServiceError> {
+    fn new_client(&self, input: &NewClient, now: i64) -> Result<Client, AdminError> {
         check_name(&input.name)?;
         check_owner(&input.owner)?;
         self.check_ttl(input.token_ttl)?;
@@ -359,7 +358,7 @@ impl Admin {
         actor: &str,
         input: NewClient,
         now: i64,
-    ) -> Result<(Client, Option<SecretString>), ServiceError> {
+    ) -> Result<(Client, Option<SecretString>), AdminError> {
         let client = self.new_client(&input, now)?;
         let secret = client
             .auth
@@ -395,7 +394,7 @@ impl Admin {
         keep: usize,
         now: i64,
         mut progress: impl FnMut(usize),
-    ) -> Result<Vec<(String, SecretString)>, ServiceError> {
+    ) -> Result<Vec<(String, SecretString)>, AdminError> {
         // Validated once, like a single creation; each client gets its own id.
         let model = self.new_client(template, now)?;
         let mut kept = Vec::new();
@@ -423,11 +422,11 @@ impl Admin {
     }
 
     /// One client, or 404.
-    pub async fn get_client(&self, id: &str) -> Result<Client, ServiceError> {
+    pub async fn get_client(&self, id: &str) -> Result<Client, AdminError> {
         self.store
             .get_client(id)
             .await?
-            .ok_or_else(|| ServiceError::not_found("no such client"))
+            .ok_or_else(|| AdminError::not_found("no such client"))
     }
 
     /// A page of clients ordered by id.
@@ -435,8 +434,9 @@ impl Admin {
         &self,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<Client>, ServiceError> {
-        super::error::no_nul(after.unwrap_or(""), "the cursor")?;
+    ) -> Result<Vec<Client>, AdminError> {
+        super::error::no_nul(after.unwrap_or(""), "the cursor")
+            .map_err(|e| AdminError::invalid(e.description))?;
         Ok(self.store.list_clients(after, limit.clamp(1, 1000)).await?)
     }
 
@@ -446,10 +446,10 @@ impl Admin {
         client: &Client,
         action: &str,
         detail: serde_json::Value,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<(), AdminError> {
         let audit = AuditEntry::new(client.updated_at, actor, action, Some(&client.id), detail);
         if !self.store.update_client(client, &audit).await? {
-            return Err(ServiceError::not_found("no such client"));
+            return Err(AdminError::not_found("no such client"));
         }
         Ok(())
     }
@@ -461,7 +461,7 @@ impl Admin {
         id: &str,
         patch: ClientPatch,
         now: i64,
-    ) -> Result<Client, ServiceError> {
+    ) -> Result<Client, AdminError> {
         let mut c = self.get_client(id).await?;
         let mut changed = Vec::new();
         if let Some(name) = patch.name {
@@ -551,7 +551,7 @@ impl Admin {
         id: &str,
         disabled: bool,
         now: i64,
-    ) -> Result<Client, ServiceError> {
+    ) -> Result<Client, AdminError> {
         if disabled {
             not_self(actor, id, "disable")?;
         }
@@ -568,11 +568,11 @@ impl Admin {
     }
 
     /// Deletes a client with its secrets and API keys.
-    pub async fn delete_client(&self, actor: &str, id: &str, now: i64) -> Result<(), ServiceError> {
+    pub async fn delete_client(&self, actor: &str, id: &str, now: i64) -> Result<(), AdminError> {
         not_self(actor, id, "delete")?;
         let audit = AuditEntry::new(now, actor, "client.delete", Some(id), json!({}));
         if !self.store.delete_client(id, &audit).await? {
-            return Err(ServiceError::not_found("no such client"));
+            return Err(AdminError::not_found("no such client"));
         }
         Ok(())
     }
@@ -585,7 +585,7 @@ impl Admin {
         id: &str,
         grace: Option<i64>,
         now: i64,
-    ) -> Result<(SecretString, i64), ServiceError> {
+    ) -> Result<(SecretString, i64), AdminError> {
         let grace = grace.unwrap_or(self.config.secret_grace);
         if !(0..=30 * 86_400).contains(&grace) {
             return Err(invalid("grace must be between 0 and 2592000 seconds"));
@@ -615,7 +615,7 @@ impl Admin {
             )
             .await?
         {
-            return Err(ServiceError::not_found("no such client"));
+            return Err(AdminError::not_found("no such client"));
         }
         Ok((secret, now + grace))
     }
@@ -630,7 +630,7 @@ impl Admin {
         actor: &str,
         id: &str,
         now: i64,
-    ) -> Result<Client, ServiceError> {
+    ) -> Result<Client, AdminError> {
         not_self(actor, id, "revoke the tokens of")?;
         let mut c = self.get_client(id).await?;
         c.tokens_revoked_before = Some(now);
@@ -653,7 +653,7 @@ impl Admin {
         name: Option<String>,
         expires_in: Option<i64>,
         now: i64,
-    ) -> Result<(ApiKeyRecord, SecretString), ServiceError> {
+    ) -> Result<(ApiKeyRecord, SecretString), AdminError> {
         if let Some(n) = &name {
             check_name(n)?;
         }
@@ -689,16 +689,15 @@ impl Admin {
             .await?
         {
             ApiKeyCreate::Created => Ok((record, key)),
-            ApiKeyCreate::NoSuchClient => Err(ServiceError::not_found("no such client")),
-            ApiKeyCreate::LimitReached(n) => Err(ServiceError::new(
-                ErrorCode::Conflict,
-                format!("client already has the maximum of {n} active API keys; revoke one first"),
-            )),
+            ApiKeyCreate::NoSuchClient => Err(AdminError::not_found("no such client")),
+            ApiKeyCreate::LimitReached(n) => Err(AdminError::conflict(format!(
+                "client already has the maximum of {n} active API keys; revoke one first"
+            ))),
         }
     }
 
     /// The API keys of a client (never the keys themselves).
-    pub async fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>, ServiceError> {
+    pub async fn list_api_keys(&self, client_id: &str) -> Result<Vec<ApiKeyRecord>, AdminError> {
         self.get_client(client_id).await?;
         Ok(self.store.list_api_keys(client_id).await?)
     }
@@ -709,12 +708,12 @@ impl Admin {
         actor: &str,
         key_id: &str,
         now: i64,
-    ) -> Result<ApiKeyRecord, ServiceError> {
+    ) -> Result<ApiKeyRecord, AdminError> {
         let key = self
             .store
             .get_api_key(key_id)
             .await?
-            .ok_or_else(|| ServiceError::not_found("no such API key"))?;
+            .ok_or_else(|| AdminError::not_found("no such API key"))?;
         let audit = AuditEntry::new(
             now,
             actor,
@@ -723,10 +722,7 @@ impl Admin {
             json!({"client_id": key.client_id}),
         );
         if !self.store.revoke_api_key(key_id, now, &audit).await? {
-            return Err(ServiceError::new(
-                ErrorCode::Conflict,
-                "API key is already revoked",
-            ));
+            return Err(AdminError::conflict("API key is already revoked"));
         }
         self.metrics
             .revocations
@@ -735,15 +731,11 @@ impl Admin {
         self.store
             .get_api_key(key_id)
             .await?
-            .ok_or_else(|| ServiceError::not_found("no such API key"))
+            .ok_or_else(|| AdminError::not_found("no such API key"))
     }
 
     /// Audit entries after `after`, oldest first.
-    pub async fn list_audit(
-        &self,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<AuditEntry>, ServiceError> {
+    pub async fn list_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, AdminError> {
         Ok(self
             .store
             .backend()

@@ -6,7 +6,6 @@ use crate::store::ApiKeyStore;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::error::ServiceError;
 use crate::config::Config;
 use crate::secret::{self, SecretString};
 use crate::store::{ApiKeyRecord, CachedStore, Client};
@@ -28,7 +27,7 @@ impl ApiKeys {
         &self,
         key: &SecretString,
         now: i64,
-    ) -> Result<Option<(ApiKeyRecord, Client)>, ServiceError> {
+    ) -> Result<Option<(ApiKeyRecord, Client)>, crate::store::StoreError> {
         if key.expose().len() > 512 || !key.expose().starts_with(&self.config.api_key_prefix) {
             return Ok(None);
         }

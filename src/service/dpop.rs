@@ -3,7 +3,7 @@
 //! when enabled, the fleet's nonces), the `jti` replay check in the store,
 //! and the binding of a token to the proof's key (`cnf.jkt`).
 
-use super::error::{ErrorCode, ServiceError};
+use super::families::ProofError;
 use crate::store::OneTimeStore;
 use std::sync::Arc;
 
@@ -53,7 +53,7 @@ impl Proofs {
         path: &str,
         access_token: Option<&str>,
         now: i64,
-    ) -> Result<Option<Proof>, ServiceError> {
+    ) -> Result<Option<Proof>, ProofError> {
         let proof = match headers {
             [] => return Ok(None),
             [one] => std::str::from_utf8(one)
@@ -73,11 +73,10 @@ impl Proofs {
         dpop::verify(proof.trim(), &expected)
             .map(Some)
             .map_err(|e| match e {
-                DpopError::Nonce => {
-                    let mut err = ServiceError::new(ErrorCode::UseDpopNonce, e.to_string());
-                    err.dpop_nonce = self.dpop_nonce(now);
-                    err
-                }
+                DpopError::Nonce => ProofError::UseNonce {
+                    why: e.to_string(),
+                    nonce: self.dpop_nonce(now),
+                },
                 other => invalid_proof(other.to_string()),
             })
     }
@@ -91,7 +90,7 @@ impl Proofs {
         method: &str,
         path: &str,
         now: i64,
-    ) -> Result<Option<Proof>, ServiceError> {
+    ) -> Result<Option<Proof>, ProofError> {
         let proof = self.check_dpop(headers, method, path, None, now)?;
         if let Some(p) = &proof {
             self.record_dpop(p, now).await?;
@@ -102,7 +101,7 @@ impl Proofs {
     /// Records a proof's `jti` until its `iat` window has passed (the last
     /// instant it could be accepted): a proof is used once (RFC 9449
     /// §11.1), by any instance of a fleet.
-    pub(super) async fn record_dpop(&self, proof: &Proof, now: i64) -> Result<(), ServiceError> {
+    pub(super) async fn record_dpop(&self, proof: &Proof, now: i64) -> Result<(), ProofError> {
         let until = proof.iat + self.config.dpop_iat_window;
         if !self
             .store
@@ -127,7 +126,7 @@ impl Proofs {
         &self,
         client: &Client,
         proof: Option<&Proof>,
-    ) -> Result<Option<Confirmation>, ServiceError> {
+    ) -> Result<Option<Confirmation>, ProofError> {
         let Some(proof) = proof else {
             if client.dpop_bound_access_tokens {
                 return Err(invalid_proof(
@@ -143,6 +142,6 @@ impl Proofs {
     }
 }
 
-fn invalid_proof(why: impl Into<std::borrow::Cow<'static, str>>) -> ServiceError {
-    ServiceError::new(ErrorCode::InvalidDpopProof, why)
+fn invalid_proof(why: impl Into<std::borrow::Cow<'static, str>>) -> ProofError {
+    ProofError::Invalid(why.into())
 }

@@ -18,7 +18,8 @@ use serde_json::json;
 use super::admin::Admin;
 use super::admin::{invalid, normalize_scopes};
 use super::authenticator::Authenticator;
-use super::error::{ErrorCode, ServiceError};
+
+use super::families::{AdminError, IssueError};
 use super::issue::Tokens;
 use super::keysets::KeySource;
 use super::IssuedToken;
@@ -119,7 +120,7 @@ fn external_reason(e: &ExternalError) -> &'static str {
 
 impl Admin {
     /// Every trusted issuer and rule.
-    pub async fn federation(&self) -> Result<crate::domain::Federation, ServiceError> {
+    pub async fn federation(&self) -> Result<crate::domain::Federation, AdminError> {
         Ok(self.store.federation().await?)
     }
 
@@ -130,15 +131,14 @@ impl Admin {
         actor: &str,
         input: NewIssuer,
         now: i64,
-    ) -> Result<FederationIssuer, ServiceError> {
+    ) -> Result<FederationIssuer, AdminError> {
         crate::fetch::check_url(&input.issuer, self.config.fetch_allow_local)
             .map_err(|e| invalid(format!("issuer: {e}")))?;
         self.check_key_source(&input.jwks, &input.jwks_uri)?;
         if self.store.federation().await?.issuers.len() >= MAX_ISSUERS {
-            return Err(ServiceError::new(
-                ErrorCode::Conflict,
-                format!("at most {MAX_ISSUERS} trusted issuers"),
-            ));
+            return Err(AdminError::conflict(format!(
+                "at most {MAX_ISSUERS} trusted issuers"
+            )));
         }
         let record = FederationIssuer {
             id: secret::generate_id(ISSUER_ID_PREFIX),
@@ -155,10 +155,7 @@ impl Admin {
             json!({"issuer": record.issuer, "jwks_uri": record.jwks_uri, "jwks": record.jwks.is_some()}),
         );
         if !self.store.add_federation_issuer(&record, &audit).await? {
-            return Err(ServiceError::new(
-                ErrorCode::Conflict,
-                "that issuer is trusted already",
-            ));
+            return Err(AdminError::conflict("that issuer is trusted already"));
         }
         Ok(record)
     }
@@ -169,10 +166,10 @@ impl Admin {
         actor: &str,
         id: &str,
         now: i64,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<(), AdminError> {
         let fed = self.store.federation().await?;
         let Some(issuer) = fed.issuers.iter().find(|i| i.id == id) else {
-            return Err(ServiceError::not_found("no such trusted issuer"));
+            return Err(AdminError::not_found("no such trusted issuer"));
         };
         let used = fed
             .rules
@@ -180,10 +177,9 @@ impl Admin {
             .filter(|r| r.issuer == issuer.issuer)
             .count();
         if used > 0 {
-            return Err(ServiceError::new(
-                ErrorCode::Conflict,
-                format!("{used} rule(s) use this issuer; remove them first"),
-            ));
+            return Err(AdminError::conflict(format!(
+                "{used} rule(s) use this issuer; remove them first"
+            )));
         }
         let audit = AuditEntry::new(
             now,
@@ -193,7 +189,7 @@ impl Admin {
             json!({"issuer": issuer.issuer}),
         );
         if !self.store.remove_federation_issuer(id, &audit).await? {
-            return Err(ServiceError::not_found("no such trusted issuer"));
+            return Err(AdminError::not_found("no such trusted issuer"));
         }
         Ok(())
     }
@@ -205,7 +201,7 @@ impl Admin {
         actor: &str,
         input: NewRule,
         now: i64,
-    ) -> Result<FederationRule, ServiceError> {
+    ) -> Result<FederationRule, AdminError> {
         if input.audience.is_empty()
             || input.audience.len() > 512
             || input.audience.chars().any(char::is_control)
@@ -222,10 +218,9 @@ impl Admin {
             return Err(invalid("issuer is not a trusted issuer; add it first"));
         }
         if fed.rules.len() >= MAX_RULES {
-            return Err(ServiceError::new(
-                ErrorCode::Conflict,
-                format!("at most {MAX_RULES} federation rules"),
-            ));
+            return Err(AdminError::conflict(format!(
+                "at most {MAX_RULES} federation rules"
+            )));
         }
         let client = match self.store.get_client(&input.client_id).await? {
             Some(c) => c,
@@ -236,10 +231,9 @@ impl Admin {
             Some(s) => {
                 let s = normalize_scopes(s)?;
                 if let Some(extra) = s.iter().find(|x| !client.scopes.contains(x)) {
-                    return Err(ServiceError::new(
-                        ErrorCode::InvalidScope,
-                        format!("scope {extra:?} is not one of the client's; a rule only narrows"),
-                    ));
+                    return Err(AdminError::invalid_scope(format!(
+                        "scope {extra:?} is not one of the client's; a rule only narrows"
+                    )));
                 }
                 Some(s)
             }
@@ -274,10 +268,10 @@ impl Admin {
         actor: &str,
         id: &str,
         now: i64,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<(), AdminError> {
         let audit = AuditEntry::new(now, actor, "federation.rule.remove", Some(id), json!({}));
         if !self.store.remove_federation_rule(id, &audit).await? {
-            return Err(ServiceError::not_found("no such federation rule"));
+            return Err(AdminError::not_found("no such federation rule"));
         }
         Ok(())
     }
@@ -289,7 +283,7 @@ impl Admin {
         &self,
         jwt: &str,
         now: i64,
-    ) -> Result<serde_json::Value, ServiceError> {
+    ) -> Result<serde_json::Value, AdminError> {
         let (token, fed) = match self.auth.verify_external(jwt, now).await? {
             Ok(t) => t,
             Err(r) => {
@@ -337,7 +331,7 @@ impl Tokens {
         ip: Option<IpAddr>,
         req: &TokenRequest,
         now: i64,
-    ) -> Result<IssuedToken, ServiceError> {
+    ) -> Result<IssuedToken, IssueError> {
         let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         self.auth.check_failures(None, ip, now)?;
         let outcome = self.auth.federate(assertion.expose(), client, now).await?;
@@ -346,16 +340,13 @@ impl Tokens {
             Err(r) => {
                 self.auth.note_exchange(&outcome, "", ip);
                 self.auth.record_failure("jwt_bearer", None, ip, now);
-                return Err(ServiceError::new(
-                    ErrorCode::InvalidGrant,
-                    r.description.clone(),
-                ));
+                return Err(IssueError::InvalidGrant(r.description.clone().into()));
             }
         };
         let issued = self.issue_federated(&f.client, req, f.token.exp, now).await;
         let result = match &issued {
             Ok(_) => "issued",
-            Err(e) => e.code.as_str(),
+            Err(e) => e.code(),
         };
         self.auth.note_exchange(&outcome, result, ip);
         issued
@@ -369,13 +360,12 @@ impl Tokens {
         req: &TokenRequest,
         not_after: i64,
         now: i64,
-    ) -> Result<IssuedToken, ServiceError> {
+    ) -> Result<IssuedToken, IssueError> {
         let mut grant = grant::decide(client, req, &self.policy())?;
         grant.ttl = grant.ttl.min(not_after - now);
         if grant.ttl <= 0 {
-            return Err(ServiceError::new(
-                ErrorCode::InvalidGrant,
-                "the assertion expires now; no token can outlive it",
+            return Err(IssueError::InvalidGrant(
+                "the assertion expires now; no token can outlive it".into(),
             ));
         }
         self.issue_grant(client, &grant, req, now, None).await
@@ -386,7 +376,10 @@ impl Tokens {
 impl Authenticator {
     /// Whether `jwt`'s unverified `iss` is a trusted issuer (then a client
     /// assertion is a federated one, not `private_key_jwt`).
-    pub(super) async fn is_trusted_issuer(&self, jwt: &str) -> Result<bool, ServiceError> {
+    pub(super) async fn is_trusted_issuer(
+        &self,
+        jwt: &str,
+    ) -> Result<bool, crate::store::StoreError> {
         let Some(iss) = federation::unverified_issuer(jwt) else {
             return Ok(false);
         };
@@ -402,7 +395,7 @@ impl Authenticator {
         jwt: &str,
         client_id: Option<&str>,
         now: i64,
-    ) -> Result<Result<Federated, Refusal>, ServiceError> {
+    ) -> Result<Result<Federated, Refusal>, crate::store::StoreError> {
         let (token, fed) = match self.verify_external(jwt, now).await? {
             Ok(t) => t,
             Err(r) => return Ok(Err(r)),
@@ -481,7 +474,7 @@ impl Authenticator {
         &self,
         jwt: &str,
         now: i64,
-    ) -> Result<Result<(ExternalToken, Arc<Federation>), Refusal>, ServiceError> {
+    ) -> Result<Result<(ExternalToken, Arc<Federation>), Refusal>, crate::store::StoreError> {
         let refuse = |e: ExternalError| Ok(Err(refusal(e.to_string(), external_reason(&e))));
         if jwt.len() > crate::oauth::assertion::MAX_ASSERTION_LEN {
             return refuse(ExternalError::Malformed);

@@ -6,9 +6,10 @@ use crate::store::ApiKeyStore;
 use crate::store::RevocationStore;
 use serde_json::{json, Value};
 
+use super::authenticator::AuthError;
+use super::families::{IntrospectionError, ProofError};
 use crate::oauth::credentials::ClientCredentials;
 use crate::secret::SecretString;
-use crate::service::error::{Challenge, ErrorCode, ServiceError};
 use std::sync::Arc;
 
 use super::api_keys::ApiKeys;
@@ -74,7 +75,7 @@ impl Introspector {
         &self,
         token_text: &str,
         now: i64,
-    ) -> Result<Option<Claims>, ServiceError> {
+    ) -> Result<Option<Claims>, IntrospectionError> {
         Ok(self
             .active_token(token_text, now)
             .await?
@@ -86,10 +87,10 @@ impl Introspector {
         &self,
         token_text: &str,
         now: i64,
-    ) -> Result<Option<(Claims, crate::store::Client)>, ServiceError> {
+    ) -> Result<Option<(Claims, crate::store::Client)>, IntrospectionError> {
         let Some(claims) = self.verified.verify(
             token_text,
-            &*self.signing.current_keys().await?,
+            &*self.signing.current_keys().await,
             &self.config.issuer,
             now,
         ) else {
@@ -135,18 +136,17 @@ impl Introspector {
         presented: &Presented<'_>,
         scope: &str,
         now: i64,
-    ) -> Result<Caller, ServiceError> {
-        let dpop = |e: ServiceError| e.with_challenge(Challenge::Dpop);
+    ) -> Result<Caller, IntrospectionError> {
         let (scheme, token_text) = access_token(presented.authorization).ok_or_else(|| {
-            ServiceError::invalid_token("a bearer or DPoP access token is required")
+            IntrospectionError::invalid_token("a bearer or DPoP access token is required")
         })?;
         let (claims, client) = self.active_token(token_text, now).await?.ok_or_else(|| {
-            ServiceError::invalid_token("the access token is invalid, expired or revoked")
+            IntrospectionError::invalid_token("the access token is invalid, expired or revoked")
         })?;
         // RFC 8705 §3: a certificate-bound token needs its certificate.
         if let Some(x5t) = claims.cnf.as_ref().and_then(|c| c.x5t_s256.as_deref()) {
             if presented.certificate.as_deref() != Some(x5t) {
-                return Err(ServiceError::invalid_token(
+                return Err(IntrospectionError::invalid_token(
                     "the access token is bound to a client certificate this connection did not present",
                 ));
             }
@@ -154,11 +154,16 @@ impl Introspector {
         let bound = claims.cnf.as_ref().and_then(|c| c.jkt.as_deref());
         match (scheme, bound) {
             (Scheme::Bearer, None) => {}
-            (Scheme::Bearer, Some(_)) => return Err(dpop(ServiceError::invalid_token(
-                "the access token is DPoP-bound: send it as Authorization: DPoP with a DPoP proof",
-            ))),
+            (Scheme::Bearer, Some(_)) => {
+                return Err(IntrospectionError::InvalidToken {
+                    why: "the access token is DPoP-bound: send it as Authorization: DPoP with a \
+                          DPoP proof"
+                        .into(),
+                    dpop: true,
+                })
+            }
             (Scheme::Dpop, None) => {
-                return Err(ServiceError::invalid_token(
+                return Err(IntrospectionError::invalid_token(
                     "the access token is not DPoP-bound: send it as a Bearer token",
                 ))
             }
@@ -172,24 +177,25 @@ impl Introspector {
                         Some(token_text),
                         now,
                     )
-                    .map_err(dpop)?
+                    .map_err(IntrospectionError::Proof)?
                     .ok_or_else(|| {
-                        dpop(ServiceError::new(
-                            ErrorCode::InvalidDpopProof,
-                            "a DPoP-bound token needs a DPoP proof",
+                        IntrospectionError::Proof(ProofError::Invalid(
+                            "a DPoP-bound token needs a DPoP proof".into(),
                         ))
                     })?;
                 if proof.jkt != jkt {
-                    return Err(dpop(ServiceError::new(
-                        ErrorCode::InvalidDpopProof,
-                        "the DPoP proof's key is not the key the token is bound to",
+                    return Err(IntrospectionError::Proof(ProofError::Invalid(
+                        "the DPoP proof's key is not the key the token is bound to".into(),
                     )));
                 }
-                self.proofs.record_dpop(&proof, now).await.map_err(dpop)?;
+                self.proofs
+                    .record_dpop(&proof, now)
+                    .await
+                    .map_err(IntrospectionError::Proof)?;
             }
         }
         if claims.aud.to_list() != [self.config.issuer.as_str()] {
-            return Err(ServiceError::invalid_token(
+            return Err(IntrospectionError::invalid_token(
                 "the access token's audience is not this server; request a token with \
                  audience set to its issuer identifier",
             ));
@@ -205,9 +211,8 @@ impl Introspector {
         };
         crate::logging::set_client(&caller.client_id);
         if !caller.has_scope(scope) {
-            return Err(ServiceError::new(
-                ErrorCode::InsufficientScope,
-                format!("the access token lacks the scope {scope}"),
+            return Err(IntrospectionError::InsufficientScope(
+                format!("the access token lacks the scope {scope}").into(),
             ));
         }
         Ok(caller)
@@ -221,7 +226,7 @@ impl Introspector {
         presented: &Presented<'_>,
         ip: Option<std::net::IpAddr>,
         now: i64,
-    ) -> Result<Caller, ServiceError> {
+    ) -> Result<Caller, IntrospectionError> {
         if creds.is_none() && access_token(presented.authorization).is_some() {
             return self
                 .authorize_bearer(presented, INTROSPECT_SCOPE, now)
@@ -229,7 +234,7 @@ impl Introspector {
         }
         let client = self.auth.authenticate_client(creds, ip, now).await?;
         if !client.scopes.iter().any(|s| s == INTROSPECT_SCOPE) {
-            return Err(ServiceError::invalid_client());
+            return Err(IntrospectionError::Client(AuthError::failed()));
         }
         Ok(Caller {
             client_id: client.id,
@@ -238,7 +243,11 @@ impl Introspector {
     }
 
     /// RFC 7662 §2.2: the introspection answer for a token or an API key.
-    pub async fn introspect(&self, token_text: &str, now: i64) -> Result<Value, ServiceError> {
+    pub async fn introspect(
+        &self,
+        token_text: &str,
+        now: i64,
+    ) -> Result<Value, IntrospectionError> {
         if token_text.starts_with(&self.config.api_key_prefix) {
             return self.introspect_api_key(token_text, now).await;
         }
@@ -267,7 +276,7 @@ impl Introspector {
         Ok(body)
     }
 
-    async fn introspect_api_key(&self, key: &str, now: i64) -> Result<Value, ServiceError> {
+    async fn introspect_api_key(&self, key: &str, now: i64) -> Result<Value, IntrospectionError> {
         let key = SecretString::new(key.to_string());
         let Some((record, client)) = self.api_keys.find_active_api_key(&key, now).await? else {
             return Ok(inactive());
@@ -299,7 +308,7 @@ impl Introspector {
         caller: &str,
         token_text: &str,
         now: i64,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<(), IntrospectionError> {
         if token_text.starts_with(&self.config.api_key_prefix) {
             let key = SecretString::new(token_text.to_string());
             if let Some(record) = self.store.find_api_key(&key.digest()).await? {
@@ -324,7 +333,7 @@ impl Introspector {
         // An expired token needs no revocation; a foreign or forged one is ignored.
         if let Some(claims) = self.verified.verify(
             token_text,
-            &*self.signing.current_keys().await?,
+            &*self.signing.current_keys().await,
             &self.config.issuer,
             now,
         ) {

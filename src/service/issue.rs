@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::api_keys::ApiKeys;
 use super::authenticator::Authenticator;
 use super::dpop::Proofs;
-use super::error::ServiceError;
+use super::families::IssueError;
 use super::signing::SigningKeys;
 use super::{log_refusal, IssuedToken, RequestContext};
 use crate::config::Config;
@@ -53,7 +53,7 @@ impl Tokens {
         &self,
         req: TokenEndpointRequest<'_>,
         ctx: RequestContext,
-    ) -> Result<IssuedToken, ServiceError> {
+    ) -> Result<IssuedToken, IssueError> {
         let TokenEndpointRequest {
             grant,
             mut request,
@@ -66,10 +66,8 @@ impl Tokens {
             .await?;
         let label = grant.label();
         let issued = self.issue(grant, &request, Some(ctx.ip), now).await;
-        self.metrics.token(
-            label,
-            issued.as_ref().map(|_| ()).map_err(|e| e.code.as_str()),
-        );
+        self.metrics
+            .token(label, issued.as_ref().map(|_| ()).map_err(IssueError::code));
         issued
     }
 
@@ -80,7 +78,7 @@ impl Tokens {
         request: &TokenRequest,
         ip: Option<IpAddr>,
         now: i64,
-    ) -> Result<IssuedToken, ServiceError> {
+    ) -> Result<IssuedToken, IssueError> {
         match grant {
             TokenGrant::ClientCredentials { client } => {
                 self.issue_for_client(client.as_ref(), ip, request, now)
@@ -112,7 +110,7 @@ impl Tokens {
     }
     /// Counts a token against the client's quota; past it, the client is
     /// banned for the quota's ban time (429).
-    async fn spend_quota(&self, client: &Client, now: i64) -> Result<(), ServiceError> {
+    async fn spend_quota(&self, client: &Client, now: i64) -> Result<(), IssueError> {
         let quota = client.token_quota.unwrap_or(self.config.token_quota);
         if quota == 0 {
             return Ok(());
@@ -141,7 +139,7 @@ impl Tokens {
         if !d.allowed {
             self.metrics.refusals.with_label_values(&["quota"]).inc();
             log_refusal(&d, &format!("client {} is over its token quota", client.id));
-            return Err(ServiceError::too_many_requests("token quota exceeded", d));
+            return Err(IssueError::Quota(d));
         }
         Ok(())
     }
@@ -152,7 +150,7 @@ impl Tokens {
         ip: Option<IpAddr>,
         req: &TokenRequest,
         now: i64,
-    ) -> Result<IssuedToken, ServiceError> {
+    ) -> Result<IssuedToken, IssueError> {
         let auth = self.auth.authenticate(creds, ip, now).await?;
         if let Some(not_after) = auth.not_after {
             return self
@@ -172,7 +170,7 @@ impl Tokens {
         req: &TokenRequest,
         now: i64,
         api_key_id: Option<String>,
-    ) -> Result<IssuedToken, ServiceError> {
+    ) -> Result<IssuedToken, IssueError> {
         let mut cnf = self
             .proofs
             .bind_dpop(client, req.dpop.as_ref())?
@@ -191,17 +189,13 @@ impl Tokens {
         ip: Option<IpAddr>,
         req: &TokenRequest,
         now: i64,
-    ) -> Result<IssuedToken, ServiceError> {
+    ) -> Result<IssuedToken, IssueError> {
         let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         self.auth.check_failures(None, ip, now)?;
         let Some((record, client)) = self.api_keys.find_active_api_key(key, now).await? else {
             log::info!("API key authentication failed from {ip}");
             self.auth.record_failure("api_key", None, ip, now);
-            return Err(ServiceError::new(
-                crate::service::error::ErrorCode::InvalidClient,
-                "invalid, expired or revoked API key",
-            )
-            .with_challenge(crate::service::error::Challenge::Bearer));
+            return Err(IssueError::InvalidApiKey);
         };
         let grant = grant::decide(&client, req, &self.policy())?;
         let issued = self
@@ -221,7 +215,7 @@ impl Tokens {
         now: i64,
         api_key_id: Option<String>,
         cnf: Option<token::Confirmation>,
-    ) -> Result<Unsigned, ServiceError> {
+    ) -> Result<Unsigned, IssueError> {
         let mut claims: Claims = grant::claims(
             &client.id,
             grant,
@@ -234,14 +228,15 @@ impl Tokens {
         let key = self
             .signing
             .current_keys()
-            .await?
+            .await
             .signer(now)
             .cloned()
-            .ok_or_else(|| ServiceError::internal("no active signing key"))?;
-        let payload = serde_json::to_vec(&claims).map_err(ServiceError::internal)?;
+            .ok_or_else(|| IssueError::Internal("no active signing key".into()))?;
+        let payload =
+            serde_json::to_vec(&claims).map_err(|e| IssueError::Internal(e.to_string()))?;
         let len = token::signed_len(payload.len(), &key);
         if len > token::MAX_TOKEN_LEN {
-            return Err(ServiceError::invalid_request(format!(
+            return Err(IssueError::invalid_request(format!(
                 "the token would be {len} bytes, over the limit of {} that introspection \
                  and revocation accept; request fewer scopes or audiences",
                 token::MAX_TOKEN_LEN
@@ -259,11 +254,11 @@ impl Tokens {
             scope: claims.scope,
         })
     }
-    fn sign(&self, unsigned: Unsigned) -> Result<IssuedToken, ServiceError> {
+    fn sign(&self, unsigned: Unsigned) -> Result<IssuedToken, IssueError> {
         let jwt = crate::telemetry::child_sync("token.sign", || {
             token::sign_payload(&unsigned.payload, &unsigned.key)
         })
-        .map_err(ServiceError::internal)?;
+        .map_err(|e| IssueError::Internal(e.to_string()))?;
         Ok(IssuedToken {
             access_token: SecretString::new(jwt),
             expires_in: unsigned.expires_in,

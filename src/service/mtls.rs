@@ -5,7 +5,7 @@
 //! and `cnf.x5t#S256` for clients registered for bound tokens (§3).
 
 use super::authenticator::{Authenticator, Refused};
-use super::error::ServiceError;
+use super::families::IssueError;
 use crate::domain::{Client, KeySource, RegisteredName};
 use crate::oauth::mtls;
 
@@ -63,13 +63,13 @@ impl super::issue::Tokens {
         &self,
         client: &Client,
         certificate: Option<&str>,
-    ) -> Result<Option<String>, ServiceError> {
+    ) -> Result<Option<String>, IssueError> {
         if !client.tls_client_certificate_bound_access_tokens {
             return Ok(None);
         }
         match certificate {
             Some(t) => Ok(Some(t.to_string())),
-            None => Err(ServiceError::invalid_request(
+            None => Err(IssueError::invalid_request(
                 "this client's tokens are certificate-bound: present its TLS client certificate",
             )),
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::error::{ErrorCode, ServiceError};
+use super::families::AdminError;
 use super::support::StartError;
 use crate::domain::now;
 use crate::store::{AuditEntry, SigningKeyRecord};
@@ -141,7 +141,7 @@ impl SigningKeys {
     /// is seen by the very next verification, not the next background tick;
     /// other writes (revocations, client changes) cost no reload. While the
     /// database cannot be read, the set in memory answers.
-    pub async fn current_keys(&self) -> Result<Arc<KeySet>, ServiceError> {
+    pub async fn current_keys(&self) -> Arc<KeySet> {
         if self.keys_generation() != self.keys.marker() {
             match self.reload_keys().await {
                 Ok(_) => {}
@@ -150,10 +150,10 @@ impl SigningKeys {
                 Err(e) => log::debug!("signing keys not reloaded: {e}"),
             }
         }
-        Ok(self.keys.get())
+        self.keys.get()
     }
     /// Every signing key's lifecycle.
-    pub async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, ServiceError> {
+    pub async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, AdminError> {
         Ok(self.store.signing_keys().await?)
     }
     /// Creates a signing key file and its record, published at once and
@@ -165,10 +165,10 @@ impl SigningKeys {
         now: i64,
         activates_at: i64,
         reason: &str,
-    ) -> Result<SigningKeyRecord, ServiceError> {
+    ) -> Result<SigningKeyRecord, AdminError> {
         let alg = alg.unwrap_or(self.config.signing_alg);
-        let key =
-            keys::create_key_file(&self.config.keys_dir, alg).map_err(ServiceError::internal)?;
+        let key = keys::create_key_file(&self.config.keys_dir, alg)
+            .map_err(|e| AdminError::Internal(e.to_string()))?;
         let record = SigningKeyRecord {
             kid: key.kid.clone(),
             alg: alg.as_str().to_string(),
@@ -196,10 +196,10 @@ impl SigningKeys {
         alg: Option<Alg>,
         prepublish: Option<i64>,
         now: i64,
-    ) -> Result<SigningKeyRecord, ServiceError> {
+    ) -> Result<SigningKeyRecord, AdminError> {
         let prepublish = prepublish.unwrap_or(self.config.key_prepublish);
         if !(0..=7 * 86_400).contains(&prepublish) {
-            return Err(ServiceError::invalid_request(
+            return Err(AdminError::invalid(
                 "prepublish must be between 0 and 604800 seconds",
             ));
         }
@@ -239,19 +239,18 @@ impl SigningKeys {
         kid: &str,
         compromised: bool,
         now: i64,
-    ) -> Result<SigningKeyRecord, ServiceError> {
+    ) -> Result<SigningKeyRecord, AdminError> {
         let keys = self.store.signing_keys().await?;
         let target = keys
             .iter()
             .find(|k| k.kid == kid)
-            .ok_or_else(|| ServiceError::not_found("no such signing key"))?;
+            .ok_or_else(|| AdminError::not_found("no such signing key"))?;
         let others_sign = keys
             .iter()
             .any(|k| k.kid != kid && k.retired_at.is_none() && k.activates_at <= now);
         if compromised {
             if target.compromised_at.is_some() {
-                return Err(ServiceError::new(
-                    ErrorCode::Conflict,
+                return Err(AdminError::conflict(
                     "signing key is already marked compromised",
                 ));
             }
@@ -269,14 +268,10 @@ impl SigningKeys {
             self.store.compromise_signing_key(kid, now, &audit).await?;
         } else {
             if target.retired_at.is_some() {
-                return Err(ServiceError::new(
-                    ErrorCode::Conflict,
-                    "signing key is already retired",
-                ));
+                return Err(AdminError::conflict("signing key is already retired"));
             }
             if !others_sign {
-                return Err(ServiceError::new(
-                    ErrorCode::Conflict,
+                return Err(AdminError::conflict(
                     "cannot retire the only active signing key; rotate first",
                 ));
             }
@@ -297,6 +292,6 @@ impl SigningKeys {
             .await?
             .into_iter()
             .find(|k| k.kid == kid)
-            .ok_or_else(|| ServiceError::not_found("no such signing key"))
+            .ok_or_else(|| AdminError::not_found("no such signing key"))
     }
 }

@@ -109,6 +109,12 @@ impl From<ServiceError> for ConsoleError {
     }
 }
 
+impl From<crate::service::families::AdminError> for ConsoleError {
+    fn from(e: crate::service::families::AdminError) -> Self {
+        ConsoleError::Service(e.into())
+    }
+}
+
 impl std::fmt::Display for ConsoleError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
