@@ -56,6 +56,10 @@ pub(crate) struct Args {
     /// Do not write the results file.
     #[arg(long)]
     no_write: bool,
+    /// A server binary to measure instead of building this checkout's (an
+    /// earlier commit's release build, for a before and after).
+    #[arg(long, value_name = "PATH")]
+    server: Option<PathBuf>,
     /// PostgreSQL server for the fleet workloads (W1 and W2 on one instance
     /// and on two); a fresh schema is created in it and dropped afterwards.
     /// Select them alone with `--only PG`.
@@ -77,19 +81,26 @@ fn main() {
     if Command::new("wrk").arg("--version").output().is_err() {
         fail("wrk is not installed; install it with: apt-get install wrk");
     }
-    println!("building the release server…");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--bin", "tollgate"])
-        .status()
-        .unwrap_or_else(|e| fail(&e.to_string()));
-    if !status.success() {
-        fail("cargo build failed");
-    }
-    let bin = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("tollgate")))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("target/release/tollgate"));
+    let bin = match &args.server {
+        // Another build of the server (an earlier commit, for a before and
+        // after on the same machine); the database is seeded by this one.
+        Some(path) => path.clone(),
+        None => {
+            println!("building the release server…");
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "--release", "--bin", "tollgate"])
+                .status()
+                .unwrap_or_else(|e| fail(&e.to_string()));
+            if !status.success() {
+                fail("cargo build failed");
+            }
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(|d| d.join("tollgate")))
+                .filter(|p| p.exists())
+                .unwrap_or_else(|| PathBuf::from("target/release/tollgate"))
+        }
+    };
 
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(&e.to_string()));
     let scripts = dir.path().join("scripts");
@@ -496,8 +507,21 @@ end
         checks.extend(pg_checks);
     }
 
+    let (sign_us, verify_us) = es256_costs();
+    if let Some(w1) = results.iter_mut().find(|r| r.name.starts_with("W1 ")) {
+        let ratio = format!("{:.2}× one ES256 signature", w1.cpu_us / sign_us);
+        w1.note = if w1.note.is_empty() {
+            ratio
+        } else {
+            format!("{}; {ratio}", w1.note)
+        };
+    }
     let mut table = String::new();
     let _ = writeln!(table, "Machine: {}.", machine());
+    let _ = writeln!(
+        table,
+        "One ES256 signature on this machine: {sign_us:.1} µs of CPU, one verification {verify_us:.1} µs (ring, in the harness's process, one thread). CPU/request is the server's user + system time over the run (`/proc/PID/stat`) divided by the requests it served."
+    );
     let _ = writeln!(
         table,
         "Load: wrk, {} threads, {} keep-alive connections, {} s per workload, on the same machine. Server: release build, `RUST_LOG=warn`, per-IP limits off, {} clients registered.\n",
@@ -505,14 +529,14 @@ end
     );
     let _ = writeln!(
         table,
-        "| workload | requests/s | p50 | p99 | errors | peak RSS | note |"
+        "| workload | requests/s | CPU/request | p50 | p99 | errors | peak RSS | note |"
     );
-    let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---|");
     for f in &results {
         let _ = writeln!(
             table,
-            "| {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.1} MiB | {} |",
-            f.name, f.rps, f.p50_ms, f.p99_ms, f.errors, f.rss_mib, f.note
+            "| {} | {:.0} | {:.1} µs | {:.2} ms | {:.2} ms | {} | {:.1} MiB | {} |",
+            f.name, f.rps, f.cpu_us, f.p50_ms, f.p99_ms, f.errors, f.rss_mib, f.note
         );
     }
     if !console_results.is_empty() {
@@ -523,14 +547,14 @@ end
         );
         let _ = writeln!(
             table,
-            "| page | requests/s | p50 | p99 | errors | peak RSS | note |"
+            "| page | requests/s | CPU/request | p50 | p99 | errors | peak RSS | note |"
         );
-        let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---|");
         for f in &console_results {
             let _ = writeln!(
                 table,
-                "| {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.1} MiB | {} |",
-                f.name, f.rps, f.p50_ms, f.p99_ms, f.errors, f.rss_mib, f.note
+                "| {} | {:.0} | {:.1} µs | {:.2} ms | {:.2} ms | {} | {:.1} MiB | {} |",
+                f.name, f.rps, f.cpu_us, f.p50_ms, f.p99_ms, f.errors, f.rss_mib, f.note
             );
         }
     }
@@ -544,14 +568,14 @@ end
         );
         let _ = writeln!(
             table,
-            "| workload | requests/s | p50 | p99 | errors | peak RSS | note |"
+            "| workload | requests/s | CPU/request | p50 | p99 | errors | peak RSS | note |"
         );
-        let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---|");
         for f in &pg_results {
             let _ = writeln!(
                 table,
-                "| {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.1} MiB | {} |",
-                f.name, f.rps, f.p50_ms, f.p99_ms, f.errors, f.rss_mib, f.note
+                "| {} | {:.0} | {:.1} µs | {:.2} ms | {:.2} ms | {} | {:.1} MiB | {} |",
+                f.name, f.rps, f.cpu_us, f.p50_ms, f.p99_ms, f.errors, f.rss_mib, f.note
             );
         }
     }

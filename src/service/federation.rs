@@ -20,9 +20,9 @@ use super::admin::{invalid, normalize_scopes};
 use super::authenticator::Authenticator;
 
 use super::families::{AdminError, IssueError};
+use super::issue::IssuedToken;
 use super::issue::Tokens;
 use super::keysets::KeySource;
-use super::IssuedToken;
 use crate::domain::{AuditEntry, Client, Federation, FederationIssuer, FederationRule};
 use crate::oauth::federation::{self, ExternalError, ExternalToken};
 use crate::oauth::grant::{self, TokenRequest};

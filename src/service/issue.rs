@@ -10,7 +10,7 @@ use super::authenticator::Authenticator;
 use super::dpop::Proofs;
 use super::families::IssueError;
 use super::signing::SigningKeys;
-use super::{log_refusal, IssuedToken, RequestContext};
+use super::support::log_refusal;
 use crate::config::Config;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
@@ -21,6 +21,38 @@ use crate::secret::{self, SecretString};
 use crate::store::CachedStore;
 use crate::store::Client;
 use crate::token::{self, Claims};
+
+/// When and from where a request came, read once at the edge.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestContext {
+    /// The caller's address (the peer, or a trusted proxy's client).
+    pub ip: IpAddr,
+    /// The time the request is handled at, in Unix seconds.
+    pub now: i64,
+}
+
+impl RequestContext {
+    /// A request from `ip`, now.
+    pub fn new(ip: IpAddr) -> RequestContext {
+        RequestContext {
+            ip,
+            now: crate::domain::now(),
+        }
+    }
+}
+
+/// A token just issued, with what the response reports.
+#[derive(Debug)]
+pub struct IssuedToken {
+    /// The signed JWT.
+    pub access_token: SecretString,
+    /// Seconds until expiry.
+    pub expires_in: i64,
+    /// `Bearer`, or `DPoP` for a token bound to a DPoP key (RFC 9449 §5).
+    pub token_type: &'static str,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+}
 
 /// Issuing tokens: the token endpoints' one entry point, each grant's
 /// decision, quotas and signing.

@@ -26,11 +26,11 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::limits::{Decision, Limits};
-use crate::secret::SecretString;
 use crate::store::CachedStore;
 use crate::token::{self, KeyRing};
 
 pub use crate::domain::now;
+pub use issue::{IssuedToken, RequestContext};
 pub use support::{log_refusal, truncate, StartError};
 
 /// What readiness reports.
@@ -53,35 +53,6 @@ impl Readiness {
     pub fn ready(&self) -> bool {
         self.database && self.writable && self.signing_key
     }
-}
-
-/// When and from where a request came, read once at the edge.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestContext {
-    /// The caller's address (the peer, or a trusted proxy's client).
-    pub ip: IpAddr,
-    /// The time the request is handled at, in Unix seconds.
-    pub now: i64,
-}
-
-impl RequestContext {
-    /// A request from `ip`, now.
-    pub fn new(ip: IpAddr) -> RequestContext {
-        RequestContext { ip, now: now() }
-    }
-}
-
-/// A token just issued, with what the response reports.
-#[derive(Debug)]
-pub struct IssuedToken {
-    /// The signed JWT.
-    pub access_token: SecretString,
-    /// Seconds until expiry.
-    pub expires_in: i64,
-    /// `Bearer`, or `DPoP` for a token bound to a DPoP key (RFC 9449 §5).
-    pub token_type: &'static str,
-    /// Granted scopes, space-separated.
-    pub scope: String,
 }
 
 /// The composition root: it builds the components, each owning its state,
