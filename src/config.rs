@@ -22,6 +22,8 @@ pub struct Config {
     pub db_pool_size: usize,
     /// The [`OUTAGE_GRACE`] setting, validated (seconds).
     pub outage_grace: i64,
+    /// The [`CACHE_MIB`] setting, validated.
+    pub cache_mib: usize,
     /// The [`KEYS_DIR`] setting, validated.
     pub keys_dir: PathBuf,
     /// The [`ISSUER`] setting, validated.
@@ -179,6 +181,8 @@ settings! {
         "PostgreSQL connections per instance at most; ignored by SQLite.";
     OUTAGE_GRACE = "outage_grace", "TOLLGATE_OUTAGE_GRACE", Some("0"), "`0`", int(0, 300),
         "Seconds a PostgreSQL instance keeps issuing and introspecting from its cache while the database is unreachable, after its last confirmed-fresh moment; writes still answer 503. 0: fail closed at once.";
+    CACHE_MIB = "cache_mib", "TOLLGATE_CACHE_MIB", Some("32"), "`32`", int(1, 4096),
+        "MiB the store's cache may hold (clients and their secrets, API keys, revocation answers), by its entries' estimated size; also at most 100,000 entries a map. More keeps more clients warm when each request names another client; less bounds memory tighter.";
     KEYS_DIR = "keys_dir", "TOLLGATE_KEYS_DIR", Some("./keys"), "`./keys`", Kind::Text,
         "Directory of the signing-key PEM files.";
     ISSUER = "issuer", "TOLLGATE_ISSUER", None, "`http://` (`https://` with `TOLLGATE_TLS_CERT`) + the bound address", Kind::Text,
@@ -504,6 +508,7 @@ impl Config {
             db,
             db_pool_size: src.int(&DB_POOL_SIZE)? as usize,
             outage_grace: src.int(&OUTAGE_GRACE)?,
+            cache_mib: src.int(&CACHE_MIB)? as usize,
             keys_dir,
             issuer,
             issuer_explicit,

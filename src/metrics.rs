@@ -86,6 +86,10 @@ pub struct Metrics {
     /// while the database is unreachable and the instance answers from its
     /// cache (`TOLLGATE_OUTAGE_GRACE`); 0 otherwise. Set when rendered.
     pub outage_grace: prometheus::IntGauge,
+    /// `tollgate_cache_bytes`: what the store's cache holds now, by its
+    /// entries' estimated weight (bounded by `TOLLGATE_CACHE_MIB`). Set
+    /// when rendered.
+    pub cache_bytes: prometheus::IntGauge,
     /// A sample of [`Totals`] a minute, for the console's last-hour chart.
     history: Mutex<VecDeque<Totals>>,
 }
@@ -125,8 +129,14 @@ impl Metrics {
             "Seconds left of the outage grace while the database is unreachable (0: not in one).",
         )?;
         registry.register(Box::new(outage_grace.clone()))?;
+        let cache_bytes = prometheus::IntGauge::new(
+            "tollgate_cache_bytes",
+            "Bytes the store's cache holds now (estimated; bounded by TOLLGATE_CACHE_MIB).",
+        )?;
+        registry.register(Box::new(cache_bytes.clone()))?;
         Ok(Metrics {
             outage_grace,
+            cache_bytes,
             write_failures: counter(
                 &registry,
                 "tollgate_store_write_failures_total",

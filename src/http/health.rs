@@ -63,6 +63,8 @@ pub async fn metrics_export(app: web::Data<App>) -> HttpResponse {
             let m = app.metrics();
             m.outage_grace
                 .set(app.store_outage_grace_left().unwrap_or(0));
+            m.cache_bytes
+                .set(i64::try_from(app.cache_bytes()).unwrap_or(i64::MAX));
             m.render()
         })
 }

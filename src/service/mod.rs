@@ -276,6 +276,11 @@ impl App {
         v
     }
 
+    /// What the store's cache holds now, in bytes by its estimate.
+    pub fn cache_bytes(&self) -> usize {
+        self.store.cached_bytes()
+    }
+
     /// Seconds left of the outage grace, if the instance is in one.
     pub fn store_outage_grace_left(&self) -> Option<i64> {
         self.store.backend().outage_grace_left()
@@ -302,7 +307,7 @@ impl App {
                 path: crate::store::postgres::redact_url(&config.db),
                 source,
             })?;
-        let cache = Arc::new(CachedStore::new(store).await);
+        let cache = Arc::new(CachedStore::with_budget(store, config.cache_mib << 20).await);
         cache.backend().set_outage_grace(config.outage_grace);
         let metrics = Arc::new(
             crate::metrics::Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?,

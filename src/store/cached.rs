@@ -29,6 +29,55 @@ use super::bounded::Cache;
 pub use super::bounded::CAPACITY;
 type ClientEntry = Arc<(Option<Client>, Vec<ClientSecretRecord>)>;
 
+/// The cache's budget by default: `TOLLGATE_CACHE_MIB`'s default, 32 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
+
+fn strings(v: &[String]) -> usize {
+    std::mem::size_of_val(v) + v.iter().map(String::capacity).sum::<usize>()
+}
+
+impl super::bounded::Weigh for ClientEntry {
+    /// The record inline and on the heap: its strings, scopes and
+    /// audiences, its registered keys (a parsed JSON value takes about
+    /// three times its text), and each secret's digest.
+    fn weigh(&self) -> usize {
+        use crate::domain::{ClientAuth, KeySource};
+        let (client, secrets) = &**self;
+        let record = client.as_ref().map_or(0, |c| {
+            c.id.capacity()
+                + c.name.capacity()
+                + c.owner.as_ref().map_or(0, String::capacity)
+                + strings(&c.scopes)
+                + strings(&c.audiences)
+                + match &c.auth {
+                    ClientAuth::PrivateKeyJwt(k) | ClientAuth::SelfSignedTls(k) => match k {
+                        KeySource::Jwks(v) => 3 * v.to_string().len(),
+                        KeySource::Uri(u) => u.capacity(),
+                    },
+                    ClientAuth::TlsClientAuth(name) => name.field().1.len(),
+                    ClientAuth::Secret(_) => 0,
+                }
+        });
+        // The Arc's counts and its allocation.
+        16 + std::mem::size_of::<(Option<Client>, Vec<ClientSecretRecord>)>()
+            + record
+            + secrets.capacity() * std::mem::size_of::<ClientSecretRecord>()
+            + secrets.iter().map(|s| s.digest.capacity()).sum::<usize>()
+    }
+}
+
+impl super::bounded::Weigh for ApiKeyRecord {
+    fn weigh(&self) -> usize {
+        std::mem::size_of::<ApiKeyRecord>()
+            + self.id.capacity()
+            + self.client_id.capacity()
+            + self.name.as_ref().map_or(0, String::capacity)
+            + self.digest.capacity()
+            + self.prefix.capacity()
+            + self.last4.capacity()
+    }
+}
+
 /// A caching decorator around a store.
 pub struct CachedStore {
     inner: Arc<dyn Store>,
@@ -55,16 +104,24 @@ pub struct CachedStore {
 pub type WriteFailureHook = Box<dyn Fn(&'static str) + Send + Sync>;
 
 impl CachedStore {
-    /// Wraps `inner`; reads the external marker once (blocking, at start).
+    /// Wraps `inner` with the default budget ([`DEFAULT_CACHE_BYTES`]).
     pub async fn new(inner: Arc<dyn Store>) -> CachedStore {
+        Self::with_budget(inner, DEFAULT_CACHE_BYTES).await
+    }
+
+    /// Wraps `inner`, its maps holding at most `bytes` in all (by the
+    /// entries' estimated weight: half for clients and their secrets, a
+    /// fifth for revocation answers, the rest for API keys by digest and by
+    /// id); reads the external marker once.
+    pub async fn with_budget(inner: Arc<dyn Store>, bytes: usize) -> CachedStore {
         let marker = inner.change_marker();
         let external = inner.external_change_marker().await.unwrap_or(0);
         CachedStore {
             inner,
-            clients: Cache::new(),
-            keys_by_digest: Cache::new(),
-            keys_by_id: Cache::new(),
-            revoked: Cache::new(),
+            clients: Cache::new(bytes / 2),
+            keys_by_digest: Cache::new(bytes * 3 / 20),
+            keys_by_id: Cache::new(bytes * 3 / 20),
+            revoked: Cache::new(bytes / 5),
             marker: AtomicI64::new(marker),
             external: AtomicI64::new(external),
             keys_generation: AtomicU64::new(0),
@@ -73,6 +130,14 @@ impl CachedStore {
             writable: std::sync::atomic::AtomicBool::new(true),
             on_write_failure: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The bytes its maps hold now, by the entries' estimated weight.
+    pub fn cached_bytes(&self) -> usize {
+        self.clients.bytes()
+            + self.keys_by_digest.bytes()
+            + self.keys_by_id.bytes()
+            + self.revoked.bytes()
     }
 
     /// Forgets everything cached.
@@ -559,6 +624,33 @@ impl super::SharedQuota for CachedStore {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cached_client_weighs_what_it_holds() {
+        use super::super::bounded::Weigh;
+        let client = Client {
+            scopes: vec!["invoices:read".into(), "invoices:write".into()],
+            audiences: vec!["https://billing.example.com".into()],
+            ..Client::fixture("tgc_IE2NrTjv5RiDDgIZRnRPsQ")
+        };
+        let secret = ClientSecretRecord {
+            id: 1,
+            digest: vec![0; 32],
+            created_at: 0,
+            expires_at: None,
+        };
+        let entry: ClientEntry = Arc::new((Some(client), vec![secret]));
+        let w = entry.weigh();
+        // The record's inline size dominates: about 600 bytes with its
+        // strings, scopes, audience and one secret (docs/operations.md).
+        assert!((400..900).contains(&w), "{w}");
+        let unknown: ClientEntry = Arc::new((None, vec![]));
+        assert!(unknown.weigh() < w);
+        eprintln!(
+            "a cached client: {w} bytes; an unknown id: {}",
+            unknown.weigh()
+        );
+    }
+
     use super::*;
     use crate::store::SqliteStore;
     use serde_json::json;
