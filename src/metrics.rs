@@ -58,9 +58,30 @@ impl Totals {
     }
 }
 
+/// The endpoints whose latency series are resolved once (the hot paths);
+/// a label lookup hashes its values on every call.
+const HOT_ENDPOINTS: [&str; 5] = [
+    "/oauth/token",
+    "/oauth/introspect",
+    "/authentication/token",
+    "/oauth/revoke",
+    "/.well-known/jwks.json",
+];
+
+/// The series of the hot paths, resolved at start.
+struct Hot {
+    /// `tokens{grant, result="issued"}` by grant.
+    issued: Vec<(&'static str, prometheus::IntCounter)>,
+    /// `introspections{result}` for active, inactive and refused.
+    introspected: Vec<(&'static str, prometheus::IntCounter)>,
+    /// `latency{endpoint}` for [`HOT_ENDPOINTS`].
+    latency: Vec<(&'static str, prometheus::Histogram)>,
+}
+
 /// Every metric Tollgate exports.
 pub struct Metrics {
     registry: Registry,
+    hot: Hot,
     /// `tollgate_tokens_issued_total{grant, result}`.
     pub tokens: IntCounterVec,
     /// `tollgate_client_auth_failures_total{kind}`.
@@ -182,7 +203,53 @@ impl Metrics {
             latency,
             registry,
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
-        })
+            hot: Hot {
+                issued: Vec::new(),
+                introspected: Vec::new(),
+                latency: Vec::new(),
+            },
+        }
+        .resolved())
+    }
+
+    /// With the hot paths' series resolved.
+    fn resolved(mut self) -> Metrics {
+        self.hot.issued = ["client_credentials", "jwt_bearer", "api_key"]
+            .into_iter()
+            .map(|g| (g, self.tokens.with_label_values(&[g, "issued"])))
+            .collect();
+        self.hot.introspected = ["active", "inactive", "refused"]
+            .into_iter()
+            .map(|r| (r, self.introspections.with_label_values(&[r])))
+            .collect();
+        self.hot.latency = HOT_ENDPOINTS
+            .into_iter()
+            .map(|e| (e, self.latency.with_label_values(&[e])))
+            .collect();
+        self
+    }
+
+    /// Counts one introspection by result (`active`, `inactive`,
+    /// `refused`).
+    pub fn introspection(&self, result: &str) {
+        match self.hot.introspected.iter().find(|(r, _)| *r == result) {
+            Some((_, c)) => c.inc(),
+            None => self.introspections.with_label_values(&[result]).inc(),
+        }
+    }
+
+    /// The endpoint label a request path has when it is one of the hot
+    /// paths (whose route pattern is the path itself).
+    pub fn hot_endpoint(path: &str) -> Option<&'static str> {
+        HOT_ENDPOINTS.into_iter().find(|e| *e == path)
+    }
+
+    /// Observes one request's latency at `endpoint` (its route pattern).
+    pub fn observe_latency(&self, endpoint: &str, seconds: f64) {
+        match self.hot.latency.iter().find(|(e, _)| *e == endpoint) {
+            Some((_, h)) => h.observe(seconds),
+            None => self.latency.with_label_values(&[endpoint]).observe(seconds),
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -197,7 +264,13 @@ impl Metrics {
     /// Counts one outcome of a token request.
     pub fn token(&self, grant: &str, result: Result<(), &str>) {
         let label = match result {
-            Ok(()) => "issued",
+            Ok(()) => {
+                if let Some((_, c)) = self.hot.issued.iter().find(|(g, _)| *g == grant) {
+                    c.inc();
+                    return;
+                }
+                "issued"
+            }
             Err(code) => code,
         };
         self.tokens.with_label_values(&[grant, label]).inc();
@@ -262,6 +335,33 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_hot_series_count_like_the_looked_up_ones() {
+        let m = super::Metrics::new().unwrap();
+        m.token("api_key", Ok(()));
+        m.token("api_key", Err("invalid_client"));
+        m.introspection("active");
+        m.introspection("refused");
+        m.observe_latency("/oauth/token", 0.001);
+        m.observe_latency("/admin/clients/{id}", 0.001);
+        let text = m.render();
+        for line in [
+            r#"tollgate_tokens_issued_total{grant="api_key",result="issued"} 1"#,
+            r#"tollgate_tokens_issued_total{grant="api_key",result="invalid_client"} 1"#,
+            r#"tollgate_introspections_total{result="active"} 1"#,
+            r#"tollgate_introspections_total{result="refused"} 1"#,
+            r#"tollgate_request_duration_seconds_count{endpoint="/oauth/token"} 1"#,
+            r#"tollgate_request_duration_seconds_count{endpoint="/admin/clients/{id}"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert_eq!(
+            super::Metrics::hot_endpoint("/oauth/introspect"),
+            Some("/oauth/introspect")
+        );
+        assert_eq!(super::Metrics::hot_endpoint("/admin/clients"), None);
+    }
+
     use super::*;
 
     #[test]

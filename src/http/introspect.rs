@@ -50,7 +50,7 @@ pub async fn introspect(
         Ok(_) => "inactive",
         Err(_) => "refused",
     };
-    metrics.introspections.with_label_values(&[result]).inc();
+    metrics.introspection(result);
     Ok(no_store_json(answer?))
 }
 

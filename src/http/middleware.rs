@@ -51,7 +51,7 @@ pub async fn request_id(
     };
     let ctx = crate::logging::RequestContext::new(id.clone());
     let span = crate::telemetry::RequestSpan::start(req.method().as_str());
-    let method = req.method().to_string();
+    let method = span.as_ref().map(|_| req.method().to_string());
     let access = log::log_enabled!(target: "tollgate::http::access", log::Level::Info).then(|| {
         let ip = req
             .app_data::<web::Data<App>>()
@@ -82,7 +82,12 @@ pub async fn request_id(
             Ok(r) => (r.request().match_pattern(), r.status().as_u16()),
             Err(e) => (None, e.as_response_error().status_code().as_u16()),
         };
-        span.end(&method, route.as_deref(), status, ctx.client());
+        span.end(
+            method.as_deref().unwrap_or_default(),
+            route.as_deref(),
+            status,
+            ctx.client(),
+        );
     }
     let mut res = res?;
     if let Ok(v) = HeaderValue::from_str(&id) {
@@ -232,13 +237,18 @@ pub async fn latency(
     let started = std::time::Instant::now();
     let res = next.call(req).await?;
     if let Some(m) = metrics {
-        let endpoint = res
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_string());
-        m.latency
-            .with_label_values(&[&endpoint])
-            .observe(started.elapsed().as_secs_f64());
+        let elapsed = started.elapsed().as_secs_f64();
+        // A hot path is its own route pattern: no lookup, no allocation.
+        match crate::metrics::Metrics::hot_endpoint(res.request().path()) {
+            Some(endpoint) => m.observe_latency(endpoint, elapsed),
+            None => {
+                let endpoint = res
+                    .request()
+                    .match_pattern()
+                    .unwrap_or_else(|| "unmatched".to_string());
+                m.observe_latency(&endpoint, elapsed);
+            }
+        }
     }
     Ok(res)
 }
