@@ -55,8 +55,11 @@ pub(crate) fn run_console(
             .unwrap_or_else(|e| fail(&e.to_string()));
         }
     }
-    let link = block(app.console().create_login_link("bench", None, now()))
-        .unwrap_or_else(|e| fail(&e.to_string()));
+    let link = block(
+        app.console()
+            .create_login_link(tollgate::domain::CLI_ACTOR, None, now()),
+    )
+    .unwrap_or_else(|e| fail(&e.to_string()));
     let (_, cookie) = block(
         app.console()
             .open_console_session(link.token.expose(), now()),

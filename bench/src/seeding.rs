@@ -225,11 +225,24 @@ pub(crate) fn seed(app: &App, n: usize, template: &NewClient, t0: i64) -> Seeded
             secret: secret.clone(),
             via: tollgate::domain::SecretVia::Basic,
         };
-        let t = block(
-            app.tokens()
-                .issue_for_client(Some(&creds), None, &Default::default(), t0),
-        )
-        .unwrap_or_else(|e| fail(&e.to_string()));
+        use tollgate::oauth::request::{ProofParts, TokenEndpointRequest, TokenGrant};
+        let request = TokenEndpointRequest {
+            grant: TokenGrant::ClientCredentials {
+                client: Some(creds),
+            },
+            request: Default::default(),
+            proof: ProofParts {
+                headers: Vec::new(),
+                method: "POST",
+                path: "/oauth/token",
+            },
+        };
+        let context = tollgate::service::RequestContext {
+            ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            now: t0,
+        };
+        let t =
+            block(app.tokens().token(request, context)).unwrap_or_else(|e| fail(&e.to_string()));
         if i % 20 == 0 {
             block(app.introspector().revoke(id, t.access_token.expose(), t0))
                 .unwrap_or_else(|e| fail(&e.to_string()));

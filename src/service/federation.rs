@@ -324,7 +324,7 @@ impl Tokens {
     /// `client_id` sent without credentials; either restricts the rules to
     /// that client's. Every failure is `invalid_grant` and counts against
     /// the caller's failure throttle.
-    pub async fn issue_for_jwt_bearer(
+    pub(super) async fn issue_for_jwt_bearer(
         &self,
         assertion: &SecretString,
         client: Option<&str>,

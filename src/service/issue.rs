@@ -176,7 +176,7 @@ impl Tokens {
         Ok(())
     }
     /// Client-credentials grant (RFC 6749 §4.4): authenticate, decide, count, sign.
-    pub async fn issue_for_client(
+    async fn issue_for_client(
         &self,
         creds: Option<&ClientCredentials>,
         ip: Option<IpAddr>,
@@ -215,7 +215,7 @@ impl Tokens {
         self.sign(unsigned)
     }
     /// Exchanges an API key for an access token that acts as its client.
-    pub async fn issue_for_api_key(
+    async fn issue_for_api_key(
         &self,
         key: &SecretString,
         ip: Option<IpAddr>,

@@ -10,6 +10,7 @@ pub mod codec;
 mod contract;
 pub mod postgres;
 pub mod sqlite;
+mod weights;
 
 use serde::Serialize;
 
