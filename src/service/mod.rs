@@ -276,9 +276,10 @@ impl App {
         v
     }
 
-    /// What the store's cache holds now, in bytes by its estimate.
+    /// What the caches hold now (the store's and the verified tokens'), in
+    /// bytes by their estimate.
     pub fn cache_bytes(&self) -> usize {
-        self.store.cached_bytes()
+        self.store.cached_bytes() + self.introspector.verified.bytes()
     }
 
     /// Seconds left of the outage grace, if the instance is in one.
@@ -307,7 +308,10 @@ impl App {
                 path: crate::store::postgres::redact_url(&config.db),
                 source,
             })?;
-        let cache = Arc::new(CachedStore::with_budget(store, config.cache_mib << 20).await);
+        // TOLLGATE_CACHE_MIB: three quarters for the store's cache, a
+        // quarter for tokens already verified.
+        let budget = config.cache_mib << 20;
+        let cache = Arc::new(CachedStore::with_budget(store, budget / 4 * 3).await);
         cache.backend().set_outage_grace(config.outage_grace);
         let metrics = Arc::new(
             crate::metrics::Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?,
@@ -362,7 +366,7 @@ impl App {
             store: cache,
             keys,
             limits,
-            verified: Arc::new(token::VerifiedCache::default()),
+            verified: Arc::new(token::VerifiedCache::with_budget(budget / 4)),
             key_uses: Arc::default(),
             metrics,
         });

@@ -725,6 +725,39 @@ mod tests {
     }
 
     #[test]
+    fn the_verified_cache_is_bounded_by_bytes() {
+        let (set, kid) = set_of(record(None, None), 3600);
+        let key = set.key(&kid).unwrap().clone();
+        let token = |jti: &str, exp: i64| {
+            let mut c = claims(1000);
+            c.jti = jti.into();
+            c.exp = exp;
+            sign(&c, &key).unwrap()
+        };
+        let first = token("jx", 2000);
+        let probe = crate::token::VerifiedCache::default();
+        assert!(probe.verify(&first, &set, "http://issuer", 1000).is_some());
+        let one = probe.bytes();
+        assert!(one > 100, "{one}");
+        eprintln!("a verified token: {one} bytes");
+        // Room for three entries of this size.
+        let cache = crate::token::VerifiedCache::with_budget(one * 3);
+        for (i, exp) in [2000, 1100, 2000].into_iter().enumerate() {
+            let t = token(&format!("j{i}"), exp);
+            assert!(cache.verify(&t, &set, "http://issuer", 1000).is_some());
+        }
+        assert_eq!(cache.bytes(), one * 3);
+        // A fourth, once the second has expired: the expired one goes.
+        let t = token("j3", 2000);
+        assert!(cache.verify(&t, &set, "http://issuer", 1200).is_some());
+        assert_eq!(cache.bytes(), one * 3);
+        // A fifth with nothing expired: the cache starts again.
+        let t = token("j4", 2000);
+        assert!(cache.verify(&t, &set, "http://issuer", 1200).is_some());
+        assert_eq!(cache.bytes(), one);
+    }
+
+    #[test]
     fn retired_key_leaves_jwks_after_max_ttl_and_stops_signing() {
         let key = load_pem(&generate_pem(Alg::Es256).unwrap()).unwrap();
         let kid = key.kid.clone();

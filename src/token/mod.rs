@@ -234,17 +234,74 @@ fn verify_kid(
 /// token, so that introspecting the same token again costs no signature
 /// verification. Expiry and the trust of the signing key (retired long
 /// enough, or compromised, since) are checked on every hit; revocation and
-/// client state are checked by the caller every time. Bounded: cleared when
-/// full.
-#[derive(Debug, Default)]
+/// client state are checked by the caller every time. Bounded by entries
+/// ([`VERIFIED_CAPACITY`]) and by bytes (its budget, a quarter of
+/// `TOLLGATE_CACHE_MIB`): when either would be passed, expired tokens go,
+/// and if that is not enough, all of them.
+#[derive(Debug)]
 pub struct VerifiedCache {
-    map: std::sync::Mutex<std::collections::HashMap<[u8; 32], (Claims, String)>>,
+    map: std::sync::Mutex<VerifiedMap>,
+    budget: usize,
+}
+
+#[derive(Debug, Default)]
+struct VerifiedMap {
+    /// Claims, the signing key's id, and the entry's weight in bytes.
+    entries: std::collections::HashMap<[u8; 32], (Claims, String, usize)>,
+    bytes: usize,
 }
 
 /// Tokens remembered by [`VerifiedCache`] before it is cleared.
 pub const VERIFIED_CAPACITY: usize = 100_000;
 
+/// The verified-token cache's byte budget by default: a quarter of
+/// `TOLLGATE_CACHE_MIB`'s default.
+pub const DEFAULT_VERIFIED_BYTES: usize = 8 << 20;
+
+impl Default for VerifiedCache {
+    fn default() -> Self {
+        VerifiedCache::with_budget(DEFAULT_VERIFIED_BYTES)
+    }
+}
+
+impl Claims {
+    /// What the claims hold on the heap, in bytes (their strings).
+    pub fn heap_bytes(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        self.iss.capacity()
+            + self.sub.capacity()
+            + match &self.aud {
+                Audience::One(a) => a.capacity(),
+                Audience::Many(v) => {
+                    std::mem::size_of_val(v.as_slice())
+                        + v.iter().map(String::capacity).sum::<usize>()
+                }
+            }
+            + self.jti.capacity()
+            + self.client_id.capacity()
+            + self.scope.capacity()
+            + opt(&self.api_key_id)
+            + self
+                .cnf
+                .as_ref()
+                .map_or(0, |c| opt(&c.jkt) + opt(&c.x5t_s256))
+    }
+}
+
 impl VerifiedCache {
+    /// A cache holding at most `bytes` by its entries' estimated size.
+    pub fn with_budget(bytes: usize) -> VerifiedCache {
+        VerifiedCache {
+            map: std::sync::Mutex::new(VerifiedMap::default()),
+            budget: bytes,
+        }
+    }
+
+    /// The bytes its entries hold now, by the estimate.
+    pub fn bytes(&self) -> usize {
+        crate::sync::lock(&self.map).bytes
+    }
+
     /// Like [`verify`], served from memory for a token seen before.
     pub fn verify(&self, token: &str, keys: &KeySet, issuer: &str, now: i64) -> Option<Claims> {
         if token.len() > MAX_TOKEN_LEN {
@@ -252,19 +309,37 @@ impl VerifiedCache {
         }
         let digest = crate::secret::digest(token.as_bytes());
         let lock = || crate::sync::lock(&self.map);
-        let hit = lock().get(&digest).cloned();
+        let hit = lock()
+            .entries
+            .get(&digest)
+            .map(|(c, kid, _)| (c.clone(), kid.clone()));
         if let Some((c, kid)) = hit {
             return (c.exp > now && keys.admits(&kid, c.iat, c.exp, now)).then_some(c);
         }
         let (claims, kid) = verify_kid(token, keys, issuer, now).ok()?;
+        // The key, the entry inline, the heap it owns, and the slot.
+        let weight = 32
+            + std::mem::size_of::<(Claims, String, usize)>()
+            + claims.heap_bytes()
+            + kid.capacity()
+            + 16;
         let mut map = lock();
-        if map.len() >= VERIFIED_CAPACITY {
-            map.retain(|_, (c, _)| c.exp > now);
-            if map.len() >= VERIFIED_CAPACITY {
-                map.clear();
+        let full = |m: &VerifiedMap| {
+            m.entries.len() >= VERIFIED_CAPACITY || m.bytes + weight > self.budget
+        };
+        if full(&map) {
+            map.entries.retain(|_, (c, _, _)| c.exp > now);
+            map.bytes = map.entries.values().map(|(_, _, w)| w).sum();
+            if full(&map) {
+                map.entries.clear();
+                map.entries.shrink_to(VERIFIED_CAPACITY / 16);
+                map.bytes = 0;
             }
         }
-        map.insert(digest, (claims.clone(), kid));
+        if let Some((_, _, old)) = map.entries.insert(digest, (claims.clone(), kid, weight)) {
+            map.bytes -= old;
+        }
+        map.bytes += weight;
         Some(claims)
     }
 }
