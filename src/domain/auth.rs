@@ -52,22 +52,6 @@ impl ClientAuthMethod {
     pub fn parse(s: &str) -> Option<ClientAuthMethod> {
         Self::ALL.into_iter().find(|m| m.as_str() == s)
     }
-
-    /// Whether the client holds a secret.
-    pub fn uses_secret(self) -> bool {
-        matches!(
-            self,
-            ClientAuthMethod::ClientSecretBasic | ClientAuthMethod::ClientSecretPost
-        )
-    }
-
-    /// Whether the client authenticates with a TLS client certificate.
-    pub fn uses_certificate(self) -> bool {
-        matches!(
-            self,
-            ClientAuthMethod::TlsClientAuth | ClientAuthMethod::SelfSignedTlsClientAuth
-        )
-    }
 }
 
 /// How a registered client must authenticate: each method with exactly what
@@ -225,7 +209,7 @@ impl ClientAuth {
             .enumerate()
             .filter_map(|(i, v)| v.map(|v| (i, v)))
             .collect();
-        let keys = || match (p.jwks.clone(), p.jwks_uri.clone()) {
+        let keys = match (p.jwks, p.jwks_uri) {
             (Some(_), Some(_)) => Err("give jwks or jwks_uri, not both".to_string()),
             (Some(j), None) => Ok(Some(KeySource::Jwks(j))),
             (None, Some(u)) => Ok(Some(KeySource::Uri(u))),
@@ -238,7 +222,7 @@ impl ClientAuth {
         }
         match p.method {
             ClientAuthMethod::ClientSecretBasic | ClientAuthMethod::ClientSecretPost => {
-                if keys()?.is_some() {
+                if keys?.is_some() {
                     return Err(
                         "jwks and jwks_uri are for token_endpoint_auth_method private_key_jwt"
                             .into(),
@@ -252,16 +236,16 @@ impl ClientAuth {
                     },
                 ))
             }
-            ClientAuthMethod::PrivateKeyJwt => keys()?
+            ClientAuthMethod::PrivateKeyJwt => keys?
                 .map(ClientAuth::PrivateKeyJwt)
                 .ok_or_else(|| "a private_key_jwt client needs jwks or jwks_uri".into()),
             ClientAuthMethod::SelfSignedTlsClientAuth => {
-                keys()?.map(ClientAuth::SelfSignedTls).ok_or_else(|| {
+                keys?.map(ClientAuth::SelfSignedTls).ok_or_else(|| {
                     "a self_signed_tls_client_auth client needs jwks or jwks_uri".into()
                 })
             }
             ClientAuthMethod::TlsClientAuth => {
-                if keys()?.is_some() {
+                if keys?.is_some() {
                     return Err("a tls_client_auth client has no jwks or jwks_uri".into());
                 }
                 let mut names = names;

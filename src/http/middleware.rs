@@ -239,8 +239,8 @@ pub async fn latency(
     if let Some(m) = metrics {
         let elapsed = started.elapsed().as_secs_f64();
         // A hot path is its own route pattern: no lookup, no allocation.
-        match crate::metrics::Metrics::hot_endpoint(res.request().path()) {
-            Some(endpoint) => m.observe_latency(endpoint, elapsed),
+        match m.hot_latency(res.request().path()) {
+            Some(h) => h.observe(elapsed),
             None => {
                 let endpoint = res
                     .request()

@@ -270,13 +270,10 @@ impl Admin {
             ClientAuth::TlsClientAuth(name) => {
                 crate::oauth::mtls::check_registered(name).map_err(invalid)
             }
-            ClientAuth::PrivateKeyJwt(source) | ClientAuth::SelfSignedTls(source) => {
-                let (jwks, uri) = match source {
-                    KeySource::Jwks(j) => (Some(j.clone()), None),
-                    KeySource::Uri(u) => (None, Some(u.clone())),
-                };
-                self.check_key_source(&jwks, &uri)
-            }
+            ClientAuth::PrivateKeyJwt(source) | ClientAuth::SelfSignedTls(source) => match source {
+                KeySource::Jwks(j) => self.check_key_source(Some(j), None),
+                KeySource::Uri(u) => self.check_key_source(None, Some(u)),
+            },
         }
     }
 
@@ -285,8 +282,8 @@ impl Admin {
     /// neither is fine here. Clients and federation issuers alike.
     pub(super) fn check_key_source(
         &self,
-        jwks: &Option<serde_json::Value>,
-        jwks_uri: &Option<String>,
+        jwks: Option<&serde_json::Value>,
+        jwks_uri: Option<&str>,
     ) -> Result<(), AdminError> {
         match (jwks, jwks_uri) {
             (Some(_), Some(_)) => Err(invalid("give jwks or jwks_uri, not both")),

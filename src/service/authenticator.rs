@@ -33,8 +33,6 @@ pub enum AuthError {
     Throttled(Decision),
     /// The store could not answer (503, or a fault).
     Store(crate::store::StoreError),
-    /// Another use case's error met on the way (a federation exchange).
-    Other(ServiceError),
 }
 
 impl AuthError {
@@ -56,7 +54,6 @@ impl std::fmt::Display for AuthError {
             AuthError::InvalidClient(why) => f.write_str(why),
             AuthError::Throttled(_) => f.write_str("too many failed authentication attempts"),
             AuthError::Store(e) => write!(f, "{e}"),
-            AuthError::Other(e) => f.write_str(&e.description),
         }
     }
 }
@@ -64,12 +61,6 @@ impl std::fmt::Display for AuthError {
 impl From<crate::store::StoreError> for AuthError {
     fn from(e: crate::store::StoreError) -> Self {
         AuthError::Store(e)
-    }
-}
-
-impl From<ServiceError> for AuthError {
-    fn from(e: ServiceError) -> Self {
-        AuthError::Other(e)
     }
 }
 
@@ -83,7 +74,6 @@ impl From<AuthError> for ServiceError {
                 ServiceError::too_many_requests("too many failed authentication attempts", d)
             }
             AuthError::Store(e) => e.into(),
-            AuthError::Other(e) => e,
         }
     }
 }

@@ -165,17 +165,6 @@ impl ServiceError {
         Self::new(ErrorCode::InvalidRequest, description)
     }
 
-    /// The one `invalid_client` answer for an unknown client, a wrong secret or a
-    /// disabled client, so that none can be told apart (RFC 6749 §5.2).
-    pub fn invalid_client() -> Self {
-        Self::new(ErrorCode::InvalidClient, "client authentication failed")
-    }
-
-    /// `invalid_token` (401) with a bearer challenge (RFC 6750 §3.1).
-    pub fn invalid_token(description: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(ErrorCode::InvalidToken, description)
-    }
-
     /// `not_found` (404).
     pub fn not_found(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::NotFound, description)
@@ -244,10 +233,11 @@ impl From<crate::store::StoreError> for ServiceError {
     }
 }
 
-impl From<crate::oauth::OAuthError> for ServiceError {
-    fn from(err: crate::oauth::OAuthError) -> Self {
+impl From<crate::oauth::OAuthCode> for ErrorCode {
+    /// The same code: `oauth/`'s codes are a subset of these.
+    fn from(code: crate::oauth::OAuthCode) -> Self {
         use crate::oauth::OAuthCode as O;
-        let code = match err.code {
+        match code {
             O::InvalidRequest => ErrorCode::InvalidRequest,
             O::InvalidClient => ErrorCode::InvalidClient,
             O::UnsupportedGrantType => ErrorCode::UnsupportedGrantType,
@@ -255,8 +245,16 @@ impl From<crate::oauth::OAuthError> for ServiceError {
             O::InvalidScope => ErrorCode::InvalidScope,
             O::InvalidTarget => ErrorCode::InvalidTarget,
             O::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
-            O::ServerError => return ServiceError::internal(err.description),
-        };
-        ServiceError::new(code, err.description)
+            O::ServerError => ErrorCode::ServerError,
+        }
+    }
+}
+
+impl From<crate::oauth::OAuthError> for ServiceError {
+    fn from(err: crate::oauth::OAuthError) -> Self {
+        match ErrorCode::from(err.code) {
+            ErrorCode::ServerError => ServiceError::internal(err.description),
+            code => ServiceError::new(code, err.description),
+        }
     }
 }

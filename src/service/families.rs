@@ -155,9 +155,8 @@ impl IssueError {
                 StoreError::Unstorable(_) => "invalid_request",
                 _ => "server_error",
             },
-            IssueError::Client(AuthError::Other(e)) => e.code.as_str(),
             IssueError::Client(_) | IssueError::InvalidApiKey => "invalid_client",
-            IssueError::Request(e) => ServiceError::from(e.clone()).code.as_str(),
+            IssueError::Request(e) => ErrorCode::from(e.code).as_str(),
             IssueError::InvalidGrant(_) => "invalid_grant",
             IssueError::Proof(ProofError::UseNonce { .. }) => "use_dpop_nonce",
             IssueError::Proof(ProofError::Invalid(_)) => "invalid_dpop_proof",
@@ -297,7 +296,9 @@ impl std::fmt::Display for IssueError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             IssueError::Client(e) => write!(f, "invalid_client: {e}"),
-            IssueError::Request(e) => write!(f, "{:?}: {}", e.code, e.description),
+            IssueError::Request(e) => {
+                write!(f, "{}: {}", ErrorCode::from(e.code).as_str(), e.description)
+            }
             IssueError::InvalidGrant(w) => write!(f, "invalid_grant: {w}"),
             IssueError::InvalidApiKey => f.write_str("invalid_client: invalid API key"),
             IssueError::Proof(e) => write!(f, "{e}"),

@@ -134,7 +134,7 @@ impl Admin {
     ) -> Result<FederationIssuer, AdminError> {
         crate::fetch::check_url(&input.issuer, self.config.fetch_allow_local)
             .map_err(|e| invalid(format!("issuer: {e}")))?;
-        self.check_key_source(&input.jwks, &input.jwks_uri)?;
+        self.check_key_source(input.jwks.as_ref(), input.jwks_uri.as_deref())?;
         if self.store.federation().await?.issuers.len() >= MAX_ISSUERS {
             return Err(AdminError::conflict(format!(
                 "at most {MAX_ISSUERS} trusted issuers"
