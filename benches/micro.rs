@@ -26,6 +26,9 @@ fn claims() -> Claims {
         scope: "read write".into(),
         api_key_id: None,
         cnf: None,
+        act: None,
+        may_act: None,
+        origin: Vec::new(),
     }
 }
 

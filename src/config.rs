@@ -95,6 +95,13 @@ pub struct Config {
     pub dpop_nonce_lifetime: i64,
     /// The [`CONSOLE`] setting: the web console is served.
     pub console: bool,
+    /// The [`EXCHANGE_MAX_DEPTH`] setting: actors in an `act` chain at most.
+    pub exchange_max_depth: usize,
+    /// The [`TXN_TRUST_DOMAIN`] setting: transaction tokens are issued for
+    /// this trust domain; `None`, not at all.
+    pub txn_trust_domain: Option<String>,
+    /// The [`TXN_TOKEN_TTL`] setting.
+    pub txn_token_ttl: i64,
 }
 
 /// A configuration error: one line naming the setting.
@@ -252,6 +259,12 @@ settings! {
         "Seconds between DPoP nonce rotations; a nonce is accepted for up to two of them.";
     CONSOLE = "console", "TOLLGATE_CONSOLE", Some("on"), "`on`", Kind::Text,
         "`off` stops serving the web console at `/console` (its routes answer 404).";
+    EXCHANGE_MAX_DEPTH = "exchange_max_depth", "TOLLGATE_EXCHANGE_MAX_DEPTH", Some("4"), "`4`", int(1, 16),
+        "Actors a token-exchange chain may record in `act` at most (RFC 8693 §4.1); one more exchange is `invalid_request`.";
+    TXN_TRUST_DOMAIN = "txn_trust_domain", "TOLLGATE_TXN_TRUST_DOMAIN", None, "none (off)", Kind::Text,
+        "A URI naming the trust domain of transaction tokens (draft-ietf-oauth-transaction-tokens): set, clients whose exchange policy allows it may request them with `audience` set to it.";
+    TXN_TOKEN_TTL = "txn_token_ttl", "TOLLGATE_TXN_TOKEN_TTL", Some("60"), "`60`", int(1, 300),
+        "Lifetime of a transaction token in seconds; a replacement never outlives the original by it.";
 }
 
 /// Whether `url` can be the base of Tollgate's URLs (the issuer, a console
@@ -493,6 +506,16 @@ impl Config {
             ));
         }
 
+        let txn_trust_domain = text(&TXN_TRUST_DOMAIN)?;
+        if let Some(d) = &txn_trust_domain {
+            if !d.contains(':') || d.contains(['#', ' ']) || d.len() > 512 {
+                return Err(bad(
+                    TXN_TRUST_DOMAIN.env,
+                    format!("expected an absolute URI without a fragment, got {d:?}"),
+                ));
+            }
+        }
+
         let cors_origins = src.list(&CORS_ORIGINS)?;
         for o in &cors_origins {
             if !(o.starts_with("https://") || o.starts_with("http://")) || o.ends_with('/') {
@@ -553,6 +576,9 @@ impl Config {
             dpop_nonce,
             dpop_nonce_lifetime: src.int(&DPOP_NONCE_LIFETIME)?,
             console,
+            exchange_max_depth: src.int(&EXCHANGE_MAX_DEPTH)? as usize,
+            txn_trust_domain,
+            txn_token_ttl: src.int(&TXN_TOKEN_TTL)?,
         })
     }
 }

@@ -103,6 +103,9 @@ pub struct Metrics {
     /// bearer grant), `authenticated` (client assertion), the error code of
     /// a grant refused after its rule matched, or the reason of a refusal.
     pub federation: IntCounterVec,
+    /// `tollgate_token_exchange_refusals_total{reason}`: exchanges refused
+    /// after the client authenticated (`oauth::exchange::REFUSAL_REASONS`).
+    pub exchange_refusals: IntCounterVec,
     /// `tollgate_outage_grace_seconds`: seconds left of the outage grace
     /// while the database is unreachable and the instance answers from its
     /// cache (`TOLLGATE_OUTAGE_GRACE`); 0 otherwise. Set when rendered.
@@ -167,7 +170,7 @@ impl Metrics {
             tokens: counter(
                 &registry,
                 "tollgate_tokens_issued_total",
-                "Token requests by grant (client_credentials, api_key, jwt_bearer) and result (issued or the error code).",
+                "Token requests by grant (client_credentials, api_key, jwt_bearer, token_exchange, txn_token) and result (issued or the error code).",
                 &["grant", "result"],
             )?,
             auth_failures: counter(
@@ -200,6 +203,12 @@ impl Metrics {
                 "Workload identity federation exchanges by rule (none: no rule matched) and result (issued, authenticated, or why refused).",
                 &["rule", "result"],
             )?,
+            exchange_refusals: counter(
+                &registry,
+                "tollgate_token_exchange_refusals_total",
+                "Token exchanges (RFC 8693) and transaction-token requests refused after client authentication, by reason.",
+                &["reason"],
+            )?,
             latency,
             registry,
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
@@ -214,10 +223,19 @@ impl Metrics {
 
     /// With the hot paths' series resolved.
     fn resolved(mut self) -> Metrics {
-        self.hot.issued = ["client_credentials", "jwt_bearer", "api_key"]
-            .into_iter()
-            .map(|g| (g, self.tokens.with_label_values(&[g, "issued"])))
-            .collect();
+        for r in crate::oauth::exchange::REFUSAL_REASONS {
+            self.exchange_refusals.with_label_values(&[r]);
+        }
+        self.hot.issued = [
+            "client_credentials",
+            "jwt_bearer",
+            "api_key",
+            "token_exchange",
+            "txn_token",
+        ]
+        .into_iter()
+        .map(|g| (g, self.tokens.with_label_values(&[g, "issued"])))
+        .collect();
         self.hot.introspected = ["active", "inactive", "refused"]
             .into_iter()
             .map(|r| (r, self.introspections.with_label_values(&[r])))

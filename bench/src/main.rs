@@ -14,6 +14,9 @@ use serde_json::Value;
 use tollgate::service::admin::NewClient;
 use tollgate::service::now;
 
+/// The trust domain of W12's transaction tokens.
+const TRUST_DOMAIN: &str = "https://bench.trust";
+
 mod console;
 mod fleet;
 mod report;
@@ -128,6 +131,28 @@ fn main() {
     if wants("W9") {
         w9_bodies(&app, &w9_file, W9_TOKENS, t0);
     }
+    // W11 and W12: a client that may exchange the tokens W2 introspects
+    // (their audience is https://api.bench) and ask for transaction tokens.
+    let (exchanger, exchanger_secret) = block(app.admin().create_client(
+        "bench",
+        NewClient {
+            name: "exchanger".into(),
+            scopes: vec!["read".into(), "write".into()],
+            audiences: vec!["https://next.bench".into()],
+            token_exchange: Some(tollgate::domain::ExchangePolicy {
+                subject_audiences: vec!["https://api.bench".into()],
+                subject_issuers: Vec::new(),
+                txn_tokens: true,
+            }),
+            ..NewClient::default()
+        },
+        t0,
+    ))
+    .unwrap_or_else(|e| fail(&e.to_string()));
+    let exchanger_auth = basic(
+        &exchanger.id,
+        &exchanger_secret.unwrap_or_else(|| fail("a secret client has a secret")),
+    );
     let mut keys = Vec::new();
     for (id, _) in &clients {
         let (_, key) = block(app.admin().create_api_key("bench", id, None, None, t0))
@@ -136,7 +161,15 @@ fn main() {
     }
     drop(app);
 
-    let server = start_server(&bin, dir.path(), None);
+    let server = start_server_with(
+        &bin,
+        dir.path(),
+        None,
+        &[(
+            "TOLLGATE_TXN_TRUST_DOMAIN".to_string(),
+            TRUST_DOMAIN.to_string(),
+        )],
+    );
     println!(
         "server on {} (ready in {:.0} ms)",
         server.addr,
@@ -379,6 +412,43 @@ fn main() {
             args.duration,
         );
         f.note = share_of_w1(&results, &f);
+        results.push(f);
+    }
+    for (name, label, txn) in [
+        ("W11", "W11 token exchange of a Tollgate token", false),
+        ("W12", "W12 transaction tokens", true),
+    ] {
+        if !wants(name) {
+            continue;
+        }
+        // The subject tokens are W2's (a thousand, each seen before by
+        // the verified-token cache after its first use).
+        let extra = if txn {
+            "&requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Atxn_token\
+             &audience=https%3A%2F%2Fbench.trust"
+        } else {
+            ""
+        };
+        let bodies: Vec<String> = tokens
+            .iter()
+            .map(|t| {
+                format!(
+                    "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange\
+                     &subject_token={t}\
+                     &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token{extra}"
+                )
+            })
+            .collect();
+        let w = script(
+            &scripts,
+            &name.to_ascii_lowercase(),
+            "/oauth/token",
+            form,
+            std::slice::from_ref(&exchanger_auth),
+            &bodies,
+        );
+        let mut f = wrk(&args, &server, label, &w, args.duration);
+        f.note = next_to_w1(&results, &f);
         results.push(f);
     }
     drop(server);

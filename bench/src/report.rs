@@ -15,6 +15,21 @@ pub(crate) fn share_of_w1(results: &[Figures], f: &Figures) -> String {
         .unwrap_or_default()
 }
 
+/// Throughput and CPU per request next to W1's, when W1 ran.
+pub(crate) fn next_to_w1(results: &[Figures], f: &Figures) -> String {
+    results
+        .iter()
+        .find(|r| r.name.starts_with("W1"))
+        .map(|w1| {
+            format!(
+                "{:.2}× W1's throughput, {:.2}× its CPU per request",
+                f.rps / w1.rps,
+                f.cpu_us / w1.cpu_us
+            )
+        })
+        .unwrap_or_default()
+}
+
 #[derive(Default, Clone)]
 pub(crate) struct Figures {
     pub(crate) name: String,

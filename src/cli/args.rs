@@ -106,6 +106,8 @@ pub(super) enum ClientCmd {
         #[command(flatten)]
         keys: KeyArgs,
         #[command(flatten)]
+        exchange: ExchangeArgs,
+        #[command(flatten)]
         out: JsonFlag,
     },
     /// List clients.
@@ -149,6 +151,8 @@ pub(super) enum ClientCmd {
         quota: QuotaArgs,
         #[command(flatten)]
         keys: KeyArgs,
+        #[command(flatten)]
+        exchange: ExchangeArgs,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -465,4 +469,55 @@ pub(super) struct KeyArgs {
     /// Whether the client's tokens are bound to its TLS certificate (RFC 8705 §3).
     #[arg(long, value_name = "true|false")]
     pub tls_bound: Option<bool>,
+}
+
+/// A client's token-exchange policy (RFC 8693; docs/token-exchange.md).
+#[derive(clap::Args, Debug, Default)]
+pub(super) struct ExchangeArgs {
+    /// The client may exchange subject tokens whose aud includes this
+    /// audience (repeat for several); on update, replaces the list.
+    #[arg(long = "exchange-audience", value_name = "URI")]
+    pub audiences: Vec<String>,
+    /// A trusted federation issuer whose JWTs the client may exchange
+    /// (repeat for several); on update, replaces the list.
+    #[arg(long = "exchange-issuer", value_name = "ISSUER")]
+    pub issuers: Vec<String>,
+    /// Whether the client may request transaction tokens.
+    #[arg(long, value_name = "true|false")]
+    pub txn_tokens: Option<bool>,
+    /// Update only: remove the policy (the client may no longer exchange).
+    #[arg(long, conflicts_with_all = ["audiences", "issuers", "txn_tokens"])]
+    pub no_token_exchange: bool,
+}
+
+impl ExchangeArgs {
+    /// Whether any part of a policy was given.
+    pub(super) fn given(&self) -> bool {
+        !self.audiences.is_empty() || !self.issuers.is_empty() || self.txn_tokens.is_some()
+    }
+
+    /// The policy these flags make over `current` (`None`: no flag given).
+    pub(super) fn policy(
+        self,
+        current: Option<&crate::domain::ExchangePolicy>,
+    ) -> Option<crate::domain::ExchangePolicy> {
+        if !self.given() {
+            return None;
+        }
+        let mut p = current.cloned().unwrap_or(crate::domain::ExchangePolicy {
+            subject_audiences: Vec::new(),
+            subject_issuers: Vec::new(),
+            txn_tokens: false,
+        });
+        if !self.audiences.is_empty() {
+            p.subject_audiences = self.audiences;
+        }
+        if !self.issuers.is_empty() {
+            p.subject_issuers = self.issuers;
+        }
+        if let Some(t) = self.txn_tokens {
+            p.txn_tokens = t;
+        }
+        Some(p)
+    }
 }

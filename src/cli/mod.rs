@@ -236,8 +236,14 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
             owner,
             quota,
             keys,
+            exchange,
             out,
         } => {
+            if exchange.no_token_exchange {
+                return Err(ServiceError::invalid_request(
+                    "--no-token-exchange belongs to client update",
+                ));
+            }
             let dpop = keys.dpop_bound;
             let tls = TlsNames::of(&keys);
             let (method, jwks, jwks_uri) = key_args(keys)?;
@@ -264,6 +270,7 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
                         tls_client_auth_san_ip: tls.san_ip,
                         tls_client_auth_san_email: tls.san_email,
                         tls_client_certificate_bound_access_tokens: tls.bound.unwrap_or(false),
+                        token_exchange: exchange.policy(None),
                     },
                     now(),
                 )
@@ -306,11 +313,20 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
             owner,
             quota,
             keys,
+            exchange,
             out,
         } => {
             let dpop = keys.dpop_bound;
             let tls = TlsNames::of(&keys);
             let (method, jwks, jwks_uri) = key_args(keys)?;
+            let token_exchange = if exchange.no_token_exchange {
+                Some(None)
+            } else if exchange.given() {
+                let current = app.admin().get_client(&id).await?;
+                Some(exchange.policy(current.token_exchange.as_ref()))
+            } else {
+                None
+            };
             let patch = ClientPatch {
                 name,
                 owner: owner.map(Some),
@@ -330,6 +346,7 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
                 tls_client_auth_san_ip: tls.san_ip.map(Some),
                 tls_client_auth_san_email: tls.san_email.map(Some),
                 tls_client_certificate_bound_access_tokens: tls.bound,
+                token_exchange,
             };
             show_client(
                 &app.admin()

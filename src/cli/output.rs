@@ -69,6 +69,18 @@ pub(super) fn show_client(c: &crate::store::Client, json: bool) {
         print_json(&json!(c));
     } else {
         table(&CLIENT_HEADERS, &[client_row(c)]);
+        if let Some(p) = &c.token_exchange {
+            println!(
+                "token exchange: subject audiences {}; subject issuers {}; transaction tokens {}",
+                p.subject_audiences.join(" "),
+                if p.subject_issuers.is_empty() {
+                    "none (Tollgate's own tokens only)".to_string()
+                } else {
+                    p.subject_issuers.join(" ")
+                },
+                if p.txn_tokens { "yes" } else { "no" }
+            );
+        }
     }
 }
 

@@ -54,6 +54,49 @@ pub struct Client {
     pub dpop_bound_access_tokens: bool,
     /// RFC 8705 §3.4: its tokens are bound to its certificate.
     pub tls_client_certificate_bound_access_tokens: bool,
+    /// RFC 8693: which subject tokens it may exchange; `None` (the default)
+    /// is none at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_exchange: Option<ExchangePolicy>,
+}
+
+/// A client's token-exchange policy (RFC 8693), deny by default: the
+/// subject tokens it may present, and whether it may request transaction
+/// tokens (draft-ietf-oauth-transaction-tokens-10).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangePolicy {
+    /// A subject token's `aud` must include one of these: the audiences
+    /// the client serves as a resource server. Never empty (absent, the
+    /// policy is refused by name).
+    #[serde(default)]
+    pub subject_audiences: Vec<String>,
+    /// Trusted federation issuers whose JWTs it may present as subject
+    /// tokens; empty is Tollgate's own tokens only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_issuers: Vec<String>,
+    /// It may request transaction tokens.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub txn_tokens: bool,
+}
+
+impl ExchangePolicy {
+    /// Most entries in each list.
+    pub const MAX_ENTRIES: usize = 16;
+
+    /// Whether a subject token for `aud` may be presented.
+    pub fn admits_audience(&self, aud: &[String]) -> bool {
+        aud.iter().any(|a| self.subject_audiences.contains(a))
+    }
+
+    /// Its bytes on the heap, for the cache's weight.
+    pub fn heap_bytes(&self) -> usize {
+        let list = |v: &Vec<String>| {
+            v.capacity() * std::mem::size_of::<String>()
+                + v.iter().map(String::capacity).sum::<usize>()
+        };
+        list(&self.subject_audiences) + list(&self.subject_issuers)
+    }
 }
 
 /// A stored client secret: only its digest.
@@ -318,6 +361,7 @@ pub(crate) mod fixtures {
                 auth: ClientAuth::Secret(SecretVia::Basic),
                 dpop_bound_access_tokens: false,
                 tls_client_certificate_bound_access_tokens: false,
+                token_exchange: None,
             }
         }
     }

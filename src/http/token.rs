@@ -16,6 +16,9 @@ struct TokenResponse<'a> {
     token_type: &'static str,
     expires_in: i64,
     scope: &'a str,
+    /// RFC 8693 §2.2.1, for a token exchange.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issued_token_type: Option<&'static str>,
 }
 
 fn respond(app: &App, t: &IssuedToken) -> HttpResponse {
@@ -24,6 +27,7 @@ fn respond(app: &App, t: &IssuedToken) -> HttpResponse {
         token_type: t.token_type,
         expires_in: t.expires_in,
         scope: &t.scope,
+        issued_token_type: t.issued_token_type,
     });
     // RFC 9449 §8.2: the nonce for the client's next proof.
     if let Some(nonce) = app.proofs().dpop_nonce(now()) {

@@ -66,7 +66,11 @@ pub async fn metadata(app: web::Data<App>) -> HttpResponse {
             // MCP SDK (and other strict clients) stop without it; the
             // endpoint answers every request `400 unsupported_response_type`.
             "authorization_endpoint": format!("{iss}/oauth/authorize"),
-            "grant_types_supported": ["client_credentials", crate::oauth::grant::JWT_BEARER],
+            "grant_types_supported": [
+                "client_credentials",
+                crate::oauth::grant::JWT_BEARER,
+                crate::oauth::exchange::TOKEN_EXCHANGE,
+            ],
             // RFC 8414 §2 requires the member; the authorization endpoint
             // issues nothing, so no response type is supported.
             "response_types_supported": [],
@@ -94,7 +98,7 @@ pub async fn authorize() -> HttpResponse {
     use actix_web::ResponseError;
     ServiceError::new(
         ErrorCode::UnsupportedResponseType,
-        "this server issues no authorization codes: it serves machine clients only;          use the client credentials grant (or the JWT bearer grant) at the token endpoint",
+        "this server issues no authorization codes: it serves machine clients only;          use the client credentials grant (or the JWT bearer or token-exchange grant) at the token endpoint",
     )
     .error_response()
 }

@@ -13,6 +13,9 @@ pub enum OAuthCode {
     InvalidClient,
     /// RFC 6749 §5.2: the grant type is not supported.
     UnsupportedGrantType,
+    /// RFC 6749 §5.2: the client may not use this grant (a token exchange
+    /// without an exchange policy).
+    UnauthorizedClient,
     /// RFC 6749 §5.2, RFC 7523 §3.1: the assertion grant is invalid.
     InvalidGrant,
     /// RFC 6749 §5.2: the scope is malformed or exceeds the client's.

@@ -64,6 +64,8 @@ pub enum GrantType {
     ClientCredentials,
     /// RFC 7523 §2.1: an external JWT exchanged under a federation rule.
     JwtBearer,
+    /// RFC 8693 §2.1: a subject token exchanged for a delegated token.
+    TokenExchange,
 }
 
 impl GrantType {
@@ -72,6 +74,7 @@ impl GrantType {
         match self {
             GrantType::ClientCredentials => "client_credentials",
             GrantType::JwtBearer => JWT_BEARER,
+            GrantType::TokenExchange => super::exchange::TOKEN_EXCHANGE,
         }
     }
 }
@@ -82,9 +85,11 @@ pub fn check_grant_type(params: &Params) -> Result<GrantType, OAuthError> {
         None => Err(OAuthError::invalid_request("grant_type is required")),
         Some("client_credentials") => Ok(GrantType::ClientCredentials),
         Some(JWT_BEARER) => Ok(GrantType::JwtBearer),
+        Some(super::exchange::TOKEN_EXCHANGE) => Ok(GrantType::TokenExchange),
         Some(_) => Err(OAuthError::new(
             OAuthCode::UnsupportedGrantType,
-            "grant_type must be client_credentials or urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "grant_type must be client_credentials, urn:ietf:params:oauth:grant-type:jwt-bearer \
+             or urn:ietf:params:oauth:grant-type:token-exchange",
         )),
     }
 }
@@ -240,6 +245,9 @@ pub fn claims(
         scope: grant.scope.join(" "),
         api_key_id,
         cnf: None,
+        act: None,
+        may_act: None,
+        origin: Vec::new(),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod assertion;
 pub mod credentials;
 pub mod dpop;
 pub mod error;
+pub mod exchange;
 pub mod federation;
 pub mod grant;
 pub mod mtls;

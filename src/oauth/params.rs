@@ -21,7 +21,11 @@ pub const MAX_ASSERTION_PARAM_LEN: usize = super::assertion::MAX_ASSERTION_LEN;
 
 /// Parameters that carry an assertion from outside, allowed up to
 /// [`MAX_ASSERTION_PARAM_LEN`].
-const ASSERTION_PARAMS: [&str; 2] = ["client_assertion", "assertion"];
+const ASSERTION_PARAMS: [&str; 3] = ["client_assertion", "assertion", "subject_token"];
+
+/// Parameters whose value is a JSON object (draft-ietf-oauth-transaction-tokens-10
+/// §7.1): in a JSON body they may come as objects, kept as their text.
+const OBJECT_PARAMS: [&str; 2] = ["request_context", "request_details"];
 
 /// How a request body is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +119,10 @@ impl Params {
             match value {
                 Value::Null => {}
                 Value::String(s) => params.push(name, s)?,
+                Value::Object(_) if OBJECT_PARAMS.contains(&name.as_str()) => {
+                    let text = value.to_string();
+                    params.push(name, text)?
+                }
                 Value::Array(items) => {
                     for item in items {
                         match item {
@@ -203,6 +211,13 @@ const KNOWN: &[&str] = &[
     "secret_key",
     "token",
     "token_type_hint",
+    "subject_token",
+    "subject_token_type",
+    "requested_token_type",
+    "actor_token",
+    "actor_token_type",
+    "request_context",
+    "request_details",
 ];
 
 /// A submitted member that is not a string. Its name is shown only when it

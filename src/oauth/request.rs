@@ -1,6 +1,6 @@
 //! A token request decoded from its HTTP parts into one value per grant
-//! (RFC 6749 §4.4 client credentials, RFC 7523 §2.1 JWT bearer, and the
-//! API-key exchange): the edge hands over the body's parameters, the
+//! (RFC 6749 §4.4 client credentials, RFC 7523 §2.1 JWT bearer, RFC 8693
+//! token exchange, and the API-key exchange): the edge hands over the body's parameters, the
 //! `Authorization`, `DPoP` and `X-API-Key` headers, the client certificate,
 //! the method and the path; the service takes the result through one entry
 //! point. Adding a grant is one variant here and one arm there.
@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::credentials::{self, ClientCredentials};
 use super::error::OAuthError;
+use super::exchange::ExchangeParams;
 use super::grant::{check_grant_type, GrantType, TokenRequest};
 use super::mtls::Certificate;
 use super::Params;
@@ -50,6 +51,14 @@ pub enum TokenGrant {
         /// The `assertion`.
         assertion: SecretString,
     },
+    /// RFC 8693 §2.1: a subject token exchanged by an authenticated client
+    /// for a delegated access token or a transaction token.
+    TokenExchange {
+        /// What the client presented; `None` is unauthenticated.
+        client: Option<ClientCredentials>,
+        /// The exchange's own parameters.
+        exchange: ExchangeParams,
+    },
     /// `POST /authentication/token`: an API key exchanged for a token.
     ApiKey {
         /// The key, from the body's `secret_key` or `X-API-Key`.
@@ -63,6 +72,10 @@ impl TokenGrant {
         match self {
             TokenGrant::ClientCredentials { .. } => "client_credentials",
             TokenGrant::JwtBearer { .. } => "jwt_bearer",
+            TokenGrant::TokenExchange { exchange, .. } => match exchange.requested {
+                super::exchange::Requested::AccessToken => "token_exchange",
+                super::exchange::Requested::TxnToken => "txn_token",
+            },
             TokenGrant::ApiKey { .. } => "api_key",
         }
     }
@@ -118,6 +131,14 @@ impl<'a> TokenEndpointRequest<'a> {
                     assertion: SecretString::new(assertion.to_string()),
                 }
             }
+            GrantType::TokenExchange => TokenGrant::TokenExchange {
+                client: credentials::extract_with(
+                    parts.authorization,
+                    params,
+                    parts.certificate.clone(),
+                )?,
+                exchange: ExchangeParams::from_params(params)?,
+            },
         };
         Self::with_grant(grant, parts)
     }

@@ -79,6 +79,9 @@ pub struct NewClient {
     /// RFC 8705 §3.4: its tokens are bound to its certificate.
     #[serde(default)]
     pub tls_client_certificate_bound_access_tokens: bool,
+    /// RFC 8693: its token-exchange policy; absent, none.
+    #[serde(default)]
+    pub token_exchange: Option<crate::domain::ExchangePolicy>,
 }
 
 /// Changes to a client; absent fields stay as they are.
@@ -134,6 +137,9 @@ pub struct ClientPatch {
     pub tls_client_auth_san_email: Option<Option<String>>,
     /// Whether its tokens are bound to its certificate.
     pub tls_client_certificate_bound_access_tokens: Option<bool>,
+    /// New token-exchange policy (`null` removes it: no exchange).
+    #[serde(default, with = "serde_with_double_option")]
+    pub token_exchange: Option<Option<crate::domain::ExchangePolicy>>,
 }
 
 /// Tells a JSON `null` (clear) from an absent member (keep).
@@ -225,7 +231,7 @@ fn check_quota_settings(
     Ok(())
 }
 
-fn check_audiences(audiences: &[String]) -> Result<Vec<String>, AdminError> {
+pub(super) fn check_audiences(audiences: &[String]) -> Result<Vec<String>, AdminError> {
     let mut out: Vec<String> = Vec::new();
     for a in audiences {
         if a.is_empty() || a.len() > 512 || a.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -308,7 +314,7 @@ impl Admin {
     }
 
     /// Validates `input` and builds a new client with a fresh id.
-    fn new_client(&self, input: &NewClient, now: i64) -> Result<Client, AdminError> {
+    async fn new_client(&self, input: &NewClient, now: i64) -> Result<Client, AdminError> {
         check_name(&input.name)?;
         check_owner(&input.owner)?;
         self.check_ttl(input.token_ttl)?;
@@ -345,6 +351,7 @@ impl Admin {
             dpop_bound_access_tokens: input.dpop_bound_access_tokens,
             tls_client_certificate_bound_access_tokens: input
                 .tls_client_certificate_bound_access_tokens,
+            token_exchange: self.check_exchange(input.token_exchange.clone()).await?,
         })
     }
 
@@ -356,7 +363,7 @@ impl Admin {
         input: NewClient,
         now: i64,
     ) -> Result<(Client, Option<SecretString>), AdminError> {
-        let client = self.new_client(&input, now)?;
+        let client = self.new_client(&input, now).await?;
         let secret = client
             .auth
             .uses_secret()
@@ -371,6 +378,7 @@ impl Admin {
                 "scopes": client.scopes,
                 "audiences": client.audiences,
                 "token_endpoint_auth_method": client.auth.method(),
+                "token_exchange": client.token_exchange,
             }),
         );
         let digest = secret.as_ref().map(SecretString::digest);
@@ -393,7 +401,7 @@ impl Admin {
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<(String, SecretString)>, AdminError> {
         // Validated once, like a single creation; each client gets its own id.
-        let model = self.new_client(template, now)?;
+        let model = self.new_client(template, now).await?;
         let mut kept = Vec::new();
         let mut done = 0;
         while done < count {
@@ -533,6 +541,10 @@ impl Admin {
         if let Some(bound) = patch.tls_client_certificate_bound_access_tokens {
             c.tls_client_certificate_bound_access_tokens = bound;
             changed.push("tls_client_certificate_bound_access_tokens");
+        }
+        if let Some(policy) = patch.token_exchange {
+            c.token_exchange = self.check_exchange(policy).await?;
+            changed.push("token_exchange");
         }
         check_quota_settings(c.token_quota, c.quota_window, c.quota_ban)?;
         c.updated_at = now;

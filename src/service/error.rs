@@ -241,6 +241,7 @@ impl From<crate::oauth::OAuthCode> for ErrorCode {
             O::InvalidRequest => ErrorCode::InvalidRequest,
             O::InvalidClient => ErrorCode::InvalidClient,
             O::UnsupportedGrantType => ErrorCode::UnsupportedGrantType,
+            O::UnauthorizedClient => ErrorCode::UnauthorizedClient,
             O::InvalidGrant => ErrorCode::InvalidGrant,
             O::InvalidScope => ErrorCode::InvalidScope,
             O::InvalidTarget => ErrorCode::InvalidTarget,

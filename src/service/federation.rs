@@ -368,7 +368,7 @@ impl Tokens {
                 "the assertion expires now; no token can outlive it".into(),
             ));
         }
-        self.issue_grant(client, &grant, req, now, None).await
+        self.issue_grant(client, &grant, req, now, None, None).await
     }
 }
 
@@ -470,7 +470,7 @@ impl Authenticator {
     /// The issuer's keys (refetched once on an unknown `kid`), then the
     /// signature and times of the external token; with the issuers and
     /// rules it was checked against.
-    async fn verify_external(
+    pub(super) async fn verify_external(
         &self,
         jwt: &str,
         now: i64,

@@ -82,40 +82,88 @@ impl Introspector {
             .map(|(claims, _)| claims))
     }
 
-    /// Like [`App::active_claims`], with the client's current record.
+    /// Like [`Introspector::active_claims`], with the client's current
+    /// record.
     async fn active_token(
         &self,
         token_text: &str,
         now: i64,
     ) -> Result<Option<(Claims, crate::store::Client)>, IntrospectionError> {
-        let Some(claims) = self.verified.verify(
-            token_text,
-            &*self.signing.current_keys().await,
-            &self.config.issuer,
-            now,
-        ) else {
+        Ok(self
+            .active_with_key(token_text, now)
+            .await?
+            .map(|(claims, client, _)| (claims, client)))
+    }
+
+    /// Like [`Introspector::active_claims`], with the client's current
+    /// record and the `kid` that signed the token (token exchange records
+    /// it in the new token's origin).
+    pub(super) async fn active_with_key(
+        &self,
+        token_text: &str,
+        now: i64,
+    ) -> Result<Option<(Claims, crate::store::Client, String)>, IntrospectionError> {
+        let keys = self.signing.current_keys().await;
+        let Some((claims, kid)) =
+            self.verified
+                .verify_kid(token_text, &keys, &self.config.issuer, now)
+        else {
             return Ok(None);
         };
-        if self.store.is_token_revoked(&claims.jti).await? {
-            return Ok(None);
-        }
-        let Some(client) = self.store.get_client(&claims.client_id).await? else {
+        let Some(client) = self
+            .live_client(
+                &claims.jti,
+                &claims.client_id,
+                claims.iat,
+                claims.api_key_id.as_deref(),
+                now,
+            )
+            .await?
+        else {
             return Ok(None);
         };
-        if client.disabled
-            || client
-                .tokens_revoked_before
-                .is_some_and(|t| claims.iat <= t)
-        {
+        // Revocation follows the chain: a token obtained by exchange is
+        // active only while every token it was exchanged from would be.
+        for o in &claims.origin {
+            if !keys.admits(&o.kid, o.iat, claims.exp, now)
+                || self
+                    .live_client(&o.jti, &o.client_id, o.iat, o.api_key_id.as_deref(), now)
+                    .await?
+                    .is_none()
+            {
+                return Ok(None);
+            }
+        }
+        Ok(Some((claims, client, kid)))
+    }
+
+    /// The client of a token that is neither revoked by `jti`, nor issued
+    /// before its client's revoke-all time, nor of a disabled or deleted
+    /// client, nor of an API key no longer active.
+    async fn live_client(
+        &self,
+        jti: &str,
+        client_id: &str,
+        iat: i64,
+        api_key_id: Option<&str>,
+        now: i64,
+    ) -> Result<Option<crate::store::Client>, IntrospectionError> {
+        if self.store.is_token_revoked(jti).await? {
             return Ok(None);
         }
-        if let Some(key_id) = &claims.api_key_id {
+        let Some(client) = self.store.get_client(client_id).await? else {
+            return Ok(None);
+        };
+        if client.disabled || client.tokens_revoked_before.is_some_and(|t| iat <= t) {
+            return Ok(None);
+        }
+        if let Some(key_id) = api_key_id {
             match self.store.get_api_key(key_id).await? {
                 Some(k) if k.state(now) == crate::store::ApiKeyState::Active => {}
                 _ => return Ok(None),
             }
         }
-        Ok(Some((claims, client)))
+        Ok(Some(client))
     }
 
     /// Authorizes a bearer token presented to Tollgate itself, which must
@@ -272,6 +320,13 @@ impl Introspector {
         // RFC 9449 §6.2, RFC 7800 §3.1: the key the token is bound to.
         if let Some(cnf) = c.cnf {
             body["cnf"] = json!(cnf);
+        }
+        // RFC 8693 §4.1: who acts, for a token obtained by exchange.
+        if let Some(act) = c.act {
+            body["act"] = act;
+        }
+        if let Some(may_act) = c.may_act {
+            body["may_act"] = may_act;
         }
         Ok(body)
     }

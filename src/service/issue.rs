@@ -52,6 +52,21 @@ pub struct IssuedToken {
     pub token_type: &'static str,
     /// Granted scopes, space-separated.
     pub scope: String,
+    /// RFC 8693 §2.2.1 `issued_token_type`, for a token exchange.
+    pub issued_token_type: Option<&'static str>,
+}
+
+/// What a token obtained by exchange carries beyond a grant (RFC 8693
+/// §4.1): the subject's `sub`, the actor chain, and the Tollgate tokens it
+/// was exchanged from.
+#[derive(Debug, Clone)]
+pub(super) struct Delegation {
+    /// The subject token's `sub`.
+    pub sub: String,
+    /// The new `act`.
+    pub act: serde_json::Value,
+    /// The subject and its own origin, nearest first.
+    pub origin: Vec<token::Origin>,
 }
 
 /// Issuing tokens: the token endpoints' one entry point, each grant's
@@ -74,6 +89,8 @@ pub struct Tokens {
     pub(super) proofs: Arc<Proofs>,
     /// API keys.
     pub(super) api_keys: Arc<ApiKeys>,
+    /// Introspection: whether a subject token is active (token exchange).
+    pub(super) introspector: Arc<super::introspect::Introspector>,
 }
 
 impl Tokens {
@@ -128,6 +145,10 @@ impl Tokens {
                 self.issue_for_jwt_bearer(&assertion, client.as_deref(), ip, request, now)
                     .await
             }
+            TokenGrant::TokenExchange { client, exchange } => {
+                self.issue_for_exchange(client.as_ref(), &exchange, ip, request, now)
+                    .await
+            }
             TokenGrant::ApiKey { key } => self.issue_for_api_key(&key, ip, request, now).await,
         }
     }
@@ -142,7 +163,7 @@ impl Tokens {
     }
     /// Counts a token against the client's quota; past it, the client is
     /// banned for the quota's ban time (429).
-    async fn spend_quota(&self, client: &Client, now: i64) -> Result<(), IssueError> {
+    pub(super) async fn spend_quota(&self, client: &Client, now: i64) -> Result<(), IssueError> {
         let quota = client.token_quota.unwrap_or(self.config.token_quota);
         if quota == 0 {
             return Ok(());
@@ -190,7 +211,8 @@ impl Tokens {
                 .await;
         }
         let grant = grant::decide(&auth.client, req, &self.policy())?;
-        self.issue_grant(&auth.client, &grant, req, now, None).await
+        self.issue_grant(&auth.client, &grant, req, now, None, None)
+            .await
     }
     /// Builds, counts against the quota and signs the token of a grant.
     /// A token bound to the request's DPoP key when it sent a proof (whose
@@ -202,6 +224,7 @@ impl Tokens {
         req: &TokenRequest,
         now: i64,
         api_key_id: Option<String>,
+        delegation: Option<Delegation>,
     ) -> Result<IssuedToken, IssueError> {
         let mut cnf = self
             .proofs
@@ -210,7 +233,9 @@ impl Tokens {
         cnf.x5t_s256 = self.bind_certificate(client, req.certificate.as_deref())?;
         let cnf = (cnf != token::Confirmation::default()).then_some(cnf);
         crate::logging::set_client(&client.id);
-        let unsigned = self.prepare(client, grant, now, api_key_id, cnf).await?;
+        let unsigned = self
+            .prepare(client, grant, now, api_key_id, cnf, delegation)
+            .await?;
         self.spend_quota(client, now).await?;
         self.sign(unsigned)
     }
@@ -231,7 +256,7 @@ impl Tokens {
         };
         let grant = grant::decide(&client, req, &self.policy())?;
         let issued = self
-            .issue_grant(&client, &grant, req, now, Some(record.id.clone()))
+            .issue_grant(&client, &grant, req, now, Some(record.id.clone()), None)
             .await?;
         self.api_keys.touch_api_key(&record, now);
         Ok(issued)
@@ -247,6 +272,7 @@ impl Tokens {
         now: i64,
         api_key_id: Option<String>,
         cnf: Option<token::Confirmation>,
+        delegation: Option<Delegation>,
     ) -> Result<Unsigned, IssueError> {
         let mut claims: Claims = grant::claims(
             &client.id,
@@ -257,6 +283,11 @@ impl Tokens {
             api_key_id,
         );
         claims.cnf = cnf;
+        if let Some(d) = delegation {
+            claims.sub = d.sub;
+            claims.act = Some(d.act);
+            claims.origin = d.origin;
+        }
         let key = self
             .signing
             .current_keys()
@@ -284,11 +315,16 @@ impl Tokens {
                 "Bearer"
             },
             scope: claims.scope,
+            issued_token_type: claims
+                .act
+                .is_some()
+                .then_some(crate::oauth::exchange::ACCESS_TOKEN_TYPE),
+            typ: token::Typ::Access,
         })
     }
-    fn sign(&self, unsigned: Unsigned) -> Result<IssuedToken, IssueError> {
+    pub(super) fn sign(&self, unsigned: Unsigned) -> Result<IssuedToken, IssueError> {
         let jwt = crate::telemetry::child_sync("token.sign", || {
-            token::sign_payload(&unsigned.payload, &unsigned.key)
+            token::sign_typed(&unsigned.payload, &unsigned.key, unsigned.typ)
         })
         .map_err(|e| IssueError::Internal(e.to_string()))?;
         Ok(IssuedToken {
@@ -296,15 +332,19 @@ impl Tokens {
             expires_in: unsigned.expires_in,
             token_type: unsigned.token_type,
             scope: unsigned.scope,
+            issued_token_type: unsigned.issued_token_type,
         })
     }
 }
 
 /// Claims ready to sign, with the key that will sign them.
-struct Unsigned {
-    payload: Vec<u8>,
-    key: Arc<token::SigningKey>,
-    expires_in: i64,
-    token_type: &'static str,
-    scope: String,
+pub(super) struct Unsigned {
+    pub payload: Vec<u8>,
+    pub key: Arc<token::SigningKey>,
+    pub expires_in: i64,
+    pub token_type: &'static str,
+    pub scope: String,
+    pub issued_token_type: Option<&'static str>,
+    /// The header's `typ`.
+    pub typ: token::Typ,
 }

@@ -11,6 +11,7 @@ pub mod authenticator;
 pub mod console;
 pub mod dpop;
 pub mod error;
+mod exchange;
 pub mod families;
 pub mod federation;
 pub mod introspect;
@@ -142,16 +143,6 @@ impl App {
             store: p.store.clone(),
             key_uses: p.key_uses,
         });
-        let tokens = Arc::new(issue::Tokens {
-            config: p.config.clone(),
-            store: p.store.clone(),
-            limits: p.limits.clone(),
-            metrics: p.metrics.clone(),
-            auth: p.auth.clone(),
-            signing: p.signing.clone(),
-            proofs: proofs.clone(),
-            api_keys: api_keys.clone(),
-        });
         let introspector = Arc::new(introspect::Introspector {
             config: p.config.clone(),
             store: p.store.clone(),
@@ -161,6 +152,17 @@ impl App {
             auth: p.auth.clone(),
             proofs: proofs.clone(),
             api_keys: api_keys.clone(),
+        });
+        let tokens = Arc::new(issue::Tokens {
+            config: p.config.clone(),
+            store: p.store.clone(),
+            limits: p.limits.clone(),
+            metrics: p.metrics.clone(),
+            auth: p.auth.clone(),
+            signing: p.signing.clone(),
+            proofs: proofs.clone(),
+            api_keys: api_keys.clone(),
+            introspector: introspector.clone(),
         });
         let admin = Arc::new(admin::Admin {
             config: p.config.clone(),

@@ -12,7 +12,8 @@ pub const CLIENT_COLUMNS: &str = "id, name, owner, scopes, audiences, token_ttl,
      tokens_revoked_before, created_at, updated_at, token_quota, quota_window, quota_ban, \
      token_endpoint_auth_method, jwks, jwks_uri, dpop_bound_access_tokens, \
      tls_client_auth_subject_dn, tls_client_auth_san_dns, tls_client_auth_san_uri, \
-     tls_client_auth_san_ip, tls_client_auth_san_email, tls_client_certificate_bound_access_tokens";
+     tls_client_auth_san_ip, tls_client_auth_san_email, tls_client_certificate_bound_access_tokens, \
+     token_exchange";
 
 /// The client with id `{param}`, or when there is none another client (a
 /// decoy), in [`CLIENT_COLUMNS`] order: a first lookup of an unknown id then
@@ -82,6 +83,13 @@ pub fn quota_value(c: &Client) -> Option<i64> {
     c.token_quota.map(|q| q.min(i64::MAX as u64) as i64)
 }
 
+/// The token-exchange policy as stored: JSON text, or NULL for none.
+pub fn exchange_json(c: &Client) -> Option<String> {
+    c.token_exchange
+        .as_ref()
+        .and_then(|p| serde_json::to_string(p).ok())
+}
+
 /// The authentication columns as stored: the method's name, the inline key
 /// set as JSON text, the key URL, and the five `tls_client_auth_*` names.
 pub fn auth_columns(
@@ -147,6 +155,11 @@ pub fn client(r: &impl Columns) -> Result<Client> {
         .map_err(|e| StoreError::Corrupt(format!("client authentication: {e}")))?,
         dpop_bound_access_tokens: r.flag(16)?,
         tls_client_certificate_bound_access_tokens: r.flag(22)?,
+        token_exchange: r
+            .text_opt(23)?
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("token_exchange: {e}")))?,
     })
 }
 

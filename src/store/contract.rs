@@ -1068,11 +1068,38 @@ async fn a_sqlite_database_at_schema_7_opens_and_keeps_its_console_sessions() {
     assert_eq!(by_console[0].target.as_deref(), Some(client_id));
     let c = s.get_client(client_id).await.unwrap().unwrap();
     assert!(c.disabled, "disabled through the console");
+    assert_eq!(c.token_exchange, None, "schema 8 adds no exchange policy");
     let secret = crate::secret::SecretString::new(
         manifest["client"]["client_secret"].as_str().unwrap().into(),
     );
     assert!(s
         .live_secrets(client_id, now)
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.digest == secret.digest()));
+}
+
+/// A schema-8 database written by this release (`tests/fixtures/db-v8`): a
+/// client with a token-exchange policy, for the next schema change to
+/// upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_database_at_schema_8_opens_and_keeps_its_exchange_policy() {
+    let (_dir, db, manifest) = sqlite_fixture("db-v8");
+    assert_eq!(user_version(&db), 8, "the fixture is a version-8 database");
+    let s = SqliteStore::open(&db).await.unwrap();
+    assert_eq!(user_version(&db), super::sqlite::SCHEMA_VERSION);
+    let id = manifest["client"]["client_id"].as_str().unwrap();
+    let c = s.get_client(id).await.unwrap().unwrap();
+    let want: crate::domain::ExchangePolicy =
+        serde_json::from_value(manifest["token_exchange"].clone()).unwrap();
+    assert_eq!(c.token_exchange, Some(want));
+    assert!(c.token_exchange.as_ref().unwrap().txn_tokens);
+    let secret = crate::secret::SecretString::new(
+        manifest["client"]["client_secret"].as_str().unwrap().into(),
+    );
+    assert!(s
+        .live_secrets(id, crate::domain::now())
         .await
         .unwrap()
         .iter()
@@ -1260,6 +1287,27 @@ async fn a_postgres_database_at_schema_4_upgrades_and_keeps_its_data() {
     // told so.
     assert!(!keys.dpop_bound_access_tokens);
     assert!(!keys.tls_client_certificate_bound_access_tokens);
+    // Version 9: no client may exchange tokens until told so; a policy
+    // written now reads back whole.
+    assert_eq!(keys.token_exchange, None);
+    let mut with_policy = keys.clone();
+    with_policy.token_exchange = Some(crate::domain::ExchangePolicy {
+        subject_audiences: vec!["https://orders".into()],
+        subject_issuers: vec!["https://k8s".into()],
+        txn_tokens: true,
+    });
+    assert!(s
+        .update_client(&with_policy, &audit("client.update"))
+        .await
+        .unwrap());
+    assert_eq!(
+        s.get_client(&keys.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .token_exchange,
+        with_policy.token_exchange
+    );
 
     // Version 8: the console's sessions, next to the audit entries written
     // before it, which its filters find.

@@ -35,6 +35,9 @@ impl Weigh for ClientEntry {
                     ClientAuth::TlsClientAuth(name) => name.field().1.len(),
                     ClientAuth::Secret(_) => 0,
                 }
+                + c.token_exchange.as_ref().map_or(0, |p| {
+                    std::mem::size_of::<crate::domain::ExchangePolicy>() + p.heap_bytes()
+                })
         });
         // The Arc's counts and its allocation.
         16 + std::mem::size_of::<(Option<Client>, Vec<ClientSecretRecord>)>()

@@ -55,6 +55,8 @@ pub struct SigningKey {
     private: PrivateKey,
     /// The JWS protected header `{"typ":"at+jwt","alg":…,"kid":…}`, base64url.
     pub(crate) header_b64: String,
+    /// The same with `typ: txntoken+jwt` (transaction tokens).
+    pub(crate) txn_header_b64: String,
     pub(crate) decoding: DecodingKey,
     /// Public JWK (RFC 7517 §4) with `kid`, `alg` and `use: sig`.
     pub jwk: Value,
@@ -68,14 +70,27 @@ impl SigningKey {
         kid: String,
         jwk: Value,
     ) -> SigningKey {
-        let header = json!({"typ": super::TOKEN_TYPE, "alg": alg.as_str(), "kid": kid});
+        let header = |typ: &str| {
+            b64(json!({"typ": typ, "alg": alg.as_str(), "kid": kid})
+                .to_string()
+                .as_bytes())
+        };
         SigningKey {
             alg,
             private,
-            header_b64: b64(header.to_string().as_bytes()),
+            header_b64: header(super::TOKEN_TYPE),
+            txn_header_b64: header(super::TXN_TOKEN_TYPE),
             decoding,
             kid,
             jwk,
+        }
+    }
+
+    /// Its protected header, base64url, for a JWT of type `typ`.
+    pub(crate) fn header(&self, typ: super::Typ) -> &str {
+        match typ {
+            super::Typ::Access => &self.header_b64,
+            super::Typ::Txn => &self.txn_header_b64,
         }
     }
 
@@ -574,6 +589,9 @@ mod tests {
             scope: "read".into(),
             api_key_id: None,
             cnf: None,
+            act: None,
+            may_act: None,
+            origin: Vec::new(),
         }
     }
 

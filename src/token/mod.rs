@@ -3,6 +3,7 @@
 
 pub mod jws;
 pub mod keys;
+pub mod txn;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -45,6 +46,19 @@ impl Alg {
 /// The `typ` header of JWT access tokens (RFC 9068 §2.1).
 pub const TOKEN_TYPE: &str = "at+jwt";
 
+/// The `typ` header of transaction tokens
+/// (draft-ietf-oauth-transaction-tokens-10 §4.1).
+pub const TXN_TOKEN_TYPE: &str = "txntoken+jwt";
+
+/// Which kind of JWT Tollgate signs: the header's `typ`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Typ {
+    /// An access token, `at+jwt`.
+    Access,
+    /// A transaction token, `txntoken+jwt`.
+    Txn,
+}
+
 /// Access-token claims (RFC 9068 §2.2).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
@@ -71,6 +85,41 @@ pub struct Claims {
     /// thumbprint (RFC 9449 §6.1) or a client certificate's (RFC 8705 §3.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+    /// RFC 8693 §4.1: the actor, for a token issued by token exchange: the
+    /// exchanging client, with the actors before it nested in its own `act`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<serde_json::Value>,
+    /// RFC 8693 §4.4: who may act for the subject of this token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub may_act: Option<serde_json::Value>,
+    /// The Tollgate tokens a token was exchanged from, nearest first: it is
+    /// active only while each of them would be (revocation follows the
+    /// chain; see docs/design.md).
+    #[serde(
+        rename = "tollgate_origin",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub origin: Vec<Origin>,
+}
+
+/// One Tollgate token a token was exchanged from: what introspection reads
+/// to tell whether it is still active (its `jti` not revoked, its client
+/// neither gone, disabled nor revoked-all since `iat`, its key trusted, its
+/// API key live).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Origin {
+    /// Its `jti`.
+    pub jti: String,
+    /// Its client.
+    pub client_id: String,
+    /// Its `iat`.
+    pub iat: i64,
+    /// The key that signed it.
+    pub kid: String,
+    /// Its API key, when it was issued for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
 }
 
 /// The `cnf` claim of a sender-constrained token.
@@ -156,7 +205,11 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 /// `payload_len` bytes with `key`.
 pub fn signed_len(payload_len: usize, key: &SigningKey) -> usize {
     let b64 = |n: usize| (n * 4).div_ceil(3);
-    key.header_b64.len() + 1 + b64(payload_len) + 1 + b64(key.signature_len())
+    key.header_b64.len().max(key.txn_header_b64.len())
+        + 1
+        + b64(payload_len)
+        + 1
+        + b64(key.signature_len())
 }
 
 /// Signs `claims` with `key` as a JWS compact serialization (RFC 7515 §7.1)
@@ -169,8 +222,13 @@ pub fn sign(claims: &Claims, key: &SigningKey) -> Result<String, SignError> {
 
 /// Signs an already serialized claims set (see [`sign`]).
 pub fn sign_payload(payload: &[u8], key: &SigningKey) -> Result<String, SignError> {
+    sign_typed(payload, key, Typ::Access)
+}
+
+/// Signs an already serialized claims set as a JWT of type `typ`.
+pub fn sign_typed(payload: &[u8], key: &SigningKey, typ: Typ) -> Result<String, SignError> {
     let mut jwt = String::with_capacity(signed_len(payload.len(), key));
-    jwt.push_str(&key.header_b64);
+    jwt.push_str(key.header(typ));
     jwt.push('.');
     URL_SAFE_NO_PAD.encode_string(payload, &mut jwt);
     let signature = key.sign_bytes(jwt.as_bytes()).map_err(|_| SignError)?;
@@ -285,6 +343,22 @@ impl Claims {
                 .cnf
                 .as_ref()
                 .map_or(0, |c| opt(&c.jkt) + opt(&c.x5t_s256))
+            // A parsed JSON value takes about three times its text.
+            + [&self.act, &self.may_act]
+                .iter()
+                .map(|v| v.as_ref().map_or(0, |v| 3 * v.to_string().len()))
+                .sum::<usize>()
+            + self
+                .origin
+                .iter()
+                .map(|o| {
+                    std::mem::size_of::<Origin>()
+                        + o.jti.capacity()
+                        + o.client_id.capacity()
+                        + o.kid.capacity()
+                        + opt(&o.api_key_id)
+                })
+                .sum::<usize>()
     }
 }
 
@@ -304,6 +378,17 @@ impl VerifiedCache {
 
     /// Like [`verify`], served from memory for a token seen before.
     pub fn verify(&self, token: &str, keys: &KeySet, issuer: &str, now: i64) -> Option<Claims> {
+        self.verify_kid(token, keys, issuer, now).map(|(c, _)| c)
+    }
+
+    /// [`VerifiedCache::verify`], also returning the `kid` that signed it.
+    pub fn verify_kid(
+        &self,
+        token: &str,
+        keys: &KeySet,
+        issuer: &str,
+        now: i64,
+    ) -> Option<(Claims, String)> {
         if token.len() > MAX_TOKEN_LEN {
             return None;
         }
@@ -314,7 +399,7 @@ impl VerifiedCache {
             .get(&digest)
             .map(|(c, kid, _)| (c.clone(), kid.clone()));
         if let Some((c, kid)) = hit {
-            return (c.exp > now && keys.admits(&kid, c.iat, c.exp, now)).then_some(c);
+            return (c.exp > now && keys.admits(&kid, c.iat, c.exp, now)).then_some((c, kid));
         }
         let (claims, kid) = verify_kid(token, keys, issuer, now).ok()?;
         // The key, the entry inline, the heap it owns, and the slot.
@@ -336,10 +421,13 @@ impl VerifiedCache {
                 map.bytes = 0;
             }
         }
-        if let Some((_, _, old)) = map.entries.insert(digest, (claims.clone(), kid, weight)) {
+        if let Some((_, _, old)) = map
+            .entries
+            .insert(digest, (claims.clone(), kid.clone(), weight))
+        {
             map.bytes -= old;
         }
         map.bytes += weight;
-        Some(claims)
+        Some((claims, kid))
     }
 }

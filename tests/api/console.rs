@@ -70,7 +70,7 @@ impl<'a> Console<'a> {
             .unwrap()
     }
 
-    async fn page(&self, path: &str) -> String {
+    pub(crate) async fn page(&self, path: &str) -> String {
         let r = self.get(path).await;
         assert_eq!(r.status(), 200, "GET {path}");
         r.text().await.unwrap()
@@ -105,6 +105,14 @@ impl<'a> Console<'a> {
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "{path}");
         r.headers()["location"].to_str().unwrap().to_string()
     }
+}
+
+/// The console's page of client `id`, in a fresh session.
+pub(crate) async fn client_page(app: &TestApp, id: &str) -> String {
+    Console::sign_in(app)
+        .await
+        .page(&format!("/console/clients/{id}"))
+        .await
 }
 
 async fn audit_actor_of(app: &TestApp, action: &str) -> Vec<String> {

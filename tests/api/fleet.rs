@@ -864,3 +864,49 @@ async fn a_console_session_ends_across_the_fleet_with_its_makers_rights() {
     })
     .await;
 }
+
+/// Token exchange (RFC 8693): a token revoked through one instance makes
+/// every token exchanged from it, down the chain, inactive on the other
+/// within the bound; a disabled actor too.
+#[tokio::test]
+async fn revocation_follows_an_exchange_chain_across_the_fleet_within_a_second() {
+    let Some(url) = pg_or_skip("fleet exchange chain") else {
+        return;
+    };
+    let fleet = TestApp::fleet(&url, 2, &[]).await;
+    let (a, b) = (&fleet[0], &fleet[1]);
+    let (iid, isecret) = a.client("tollgate:introspect", &[]);
+    let admin = a.admin_token().await;
+    let c = crate::exchange::chain(a, &admin).await;
+    // Issued and exchanged on B, revoked through A, introspected on B.
+    let (t0, t1, t2) = crate::exchange::three_tokens(b, &c).await;
+    for t in [&t1, &t2] {
+        assert_eq!(introspect_with(b, &iid, &isecret, t).await["active"], true);
+    }
+    assert_eq!(
+        a.revoke(&c.frontend.0, &c.frontend.1, &t0).await.status(),
+        200
+    );
+    let took = within_bound("the exchanged tokens on B", || async {
+        introspect_with(b, &iid, &isecret, &t1).await["active"] == false
+            && introspect_with(b, &iid, &isecret, &t2).await["active"] == false
+    })
+    .await;
+    eprintln!("chain revocation reached the other instance in {took:?}");
+
+    // The middle actor disabled through A: the last token dies on B.
+    let (_, _, t2) = crate::exchange::three_tokens(b, &c).await;
+    let (status, _) = call(
+        a,
+        &admin,
+        Method::POST,
+        &format!("/admin/clients/{}/disable", c.gateway.0),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    within_bound("the disabled actor's descendants on B", || async {
+        introspect_with(b, &iid, &isecret, &t2).await["active"] == false
+    })
+    .await;
+}

@@ -588,6 +588,9 @@ fn admin_claims(app_issuer: &str, client_id: &str, iat: i64, exp: i64) -> tollga
         scope: "tollgate:admin".into(),
         api_key_id: None,
         cnf: None,
+        act: None,
+        may_act: None,
+        origin: Vec::new(),
     }
 }
 

@@ -5,6 +5,7 @@ mod console;
 mod docs;
 mod dpop;
 mod examples;
+mod exchange;
 mod federation;
 mod fleet;
 mod hardening;

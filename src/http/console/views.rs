@@ -386,6 +386,18 @@ pub(super) fn client(
                 dt { "Token lifetime" } dd { (c.token_ttl.map_or("server default".into(), |t| format!("{t} s"))) }
                 dt { "Quota" } dd { (quota(c)) }
                 dt { "DPoP-bound tokens" } dd { (if c.dpop_bound_access_tokens { "required" } else { "no" }) }
+                dt { "Token exchange" } dd #token-exchange {
+                    @match &c.token_exchange {
+                        None => "not allowed",
+                        Some(p) => {
+                            "subject audiences: " @for a in &p.subject_audiences { code { (a) } " " }
+                            "; subject issuers: "
+                            @if p.subject_issuers.is_empty() { "Tollgate's own tokens only" }
+                            @else { @for i in &p.subject_issuers { code { (i) } " " } }
+                            "; transaction tokens: " (if p.txn_tokens { "yes" } else { "no" })
+                        }
+                    }
+                }
                 dt { "Tokens revoked before" } dd { (time_opt(c.tokens_revoked_before)) }
                 dt { "Created" } dd { (time(c.created_at)) }
                 dt { "Updated" } dd { (time(c.updated_at)) }

@@ -47,10 +47,15 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "console login links and sessions, audit-log filter indexes",
         include_str!("../../../schema-postgres/0008_console.sql"),
     ),
+    (
+        9,
+        "token-exchange policies",
+        include_str!("../../../schema-postgres/0009_token_exchange.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 8;
+pub const SCHEMA_VERSION: i32 = 9;
 
 /// The advisory lock that serialises migrations of instances starting together.
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"

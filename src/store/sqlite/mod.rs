@@ -28,7 +28,7 @@ use super::{
 const SCHEMA: &str = include_str!("../../../schema.sql");
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// The steps from each older version, in order, as numbered SQL files like
 /// PostgreSQL's (`schema-sqlite/NNNN_*.sql` leaves version NNNN): `(from,
@@ -50,6 +50,10 @@ const UPGRADES: &[(i64, &str)] = &[
     (4, include_str!("../../../schema-sqlite/0005_dpop.sql")),
     (5, include_str!("../../../schema-sqlite/0006_mtls.sql")),
     (6, include_str!("../../../schema-sqlite/0007_console.sql")),
+    (
+        7,
+        include_str!("../../../schema-sqlite/0008_token_exchange.sql"),
+    ),
 ];
 
 /// A SQLite database file: every call runs on the runtime's blocking pool
