@@ -107,7 +107,8 @@ CREATE TABLE IF NOT EXISTS federation_issuers (
     issuer     TEXT NOT NULL UNIQUE,
     jwks_uri   TEXT,
     jwks       TEXT,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    id_jag     INTEGER NOT NULL DEFAULT 0       -- its ID-JAGs are accepted (agents)
 );
 CREATE TABLE IF NOT EXISTS federation_rules (
     id         TEXT PRIMARY KEY,

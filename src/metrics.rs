@@ -232,6 +232,7 @@ impl Metrics {
             "api_key",
             "token_exchange",
             "txn_token",
+            "id_jag",
         ]
         .into_iter()
         .map(|g| (g, self.tokens.with_label_values(&[g, "issued"])))

@@ -153,6 +153,7 @@ fn main() {
         &exchanger.id,
         &exchanger_secret.unwrap_or_else(|| fail("a secret client has a secret")),
     );
+    let w13 = wants("W13").then(|| w13_setup(&app, t0));
     let mut keys = Vec::new();
     for (id, _) in &clients {
         let (_, key) = block(app.admin().create_api_key("bench", id, None, None, t0))
@@ -451,6 +452,31 @@ fn main() {
             &bodies,
         );
         let mut f = wrk(&args, &server, label, &w, args.duration);
+        f.note = next_to_w1(&results, &f);
+        results.push(f);
+    }
+    if let Some((key, client_id, auth)) = &w13 {
+        // ID-JAG (an enterprise IdP's assertion for an agent): a fresh jti
+        // each request, so one ES256 verification, one durable replay
+        // write and one signature. Signed now: exp is at most 5 min ahead.
+        let file = dir.path().join("w13.bodies");
+        println!("signing {W13_JAGS} ID-JAGs for W13…");
+        w13_bodies(key, client_id, "https://tollgate.bench", &file, W13_JAGS);
+        let script = lines_script(
+            &scripts,
+            "w13",
+            &file,
+            &format!(
+                r#"wrk.format("POST", "/oauth/token", {{ ["Content-Type"] = "application/x-www-form-urlencoded", ["Authorization"] = "{auth}" }}, line)"#
+            ),
+        );
+        let mut f = wrk(
+            &args,
+            &server,
+            "W13 ID-JAG grant, a fresh jti each time",
+            &script,
+            args.duration,
+        );
         f.note = next_to_w1(&results, &f);
         results.push(f);
     }

@@ -147,6 +147,7 @@ pub(crate) fn w9_bodies(app: &App, file: &Path, n: usize, t0: i64) {
             issuer: cluster.into(),
             jwks_uri: None,
             jwks: Some(serde_json::json!({"keys": [key.jwk]})),
+            id_jag: false,
         },
         t0,
     ))
@@ -255,4 +256,65 @@ pub(crate) fn seed(app: &App, n: usize, template: &NewClient, t0: i64) -> Seeded
         tokens,
         quota_client,
     }
+}
+
+/// ID-JAGs W13 signs just before it runs (their `exp` is at most five
+/// minutes ahead), each with its own `jti`.
+pub(crate) const W13_JAGS: usize = 150_000;
+
+/// W13's identity provider and agent: an issuer marked for ID-JAGs with a
+/// fresh ES256 key inline, and a secret client whose audience is an MCP
+/// server. Returns the key (its header `typ: oauth-id-jag+jwt`), the
+/// client's id and its `Authorization` header.
+pub(crate) fn w13_setup(app: &App, t0: i64) -> (Es256, String, String) {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    let key = Es256::new("idp");
+    block(app.admin().add_federation_issuer(
+        "bench",
+        NewIssuer {
+            issuer: W13_IDP.into(),
+            jwks_uri: None,
+            jwks: Some(serde_json::json!({"keys": [key.jwk]})),
+            id_jag: true,
+        },
+        t0,
+    ))
+    .unwrap_or_else(|e| fail(&e.to_string()));
+    let (client, secret) = block(app.admin().create_client(
+        "bench",
+        NewClient {
+            name: "w13-agent".into(),
+            scopes: vec!["tools:call".into()],
+            audiences: vec![W13_MCP.into()],
+            ..NewClient::default()
+        },
+        t0,
+    ))
+    .unwrap_or_else(|e| fail(&e.to_string()));
+    let secret = secret.unwrap_or_else(|| fail("a secret client has a secret"));
+    let header = B64.encode(r#"{"typ":"oauth-id-jag+jwt","alg":"ES256","kid":"idp"}"#);
+    let auth = basic(&client.id, &secret);
+    (Es256 { header, ..key }, client.id, auth)
+}
+
+const W13_IDP: &str = "https://idp.bench";
+const W13_MCP: &str = "https://mcp.bench/mcp";
+
+/// Writes `n` JWT bearer grant bodies, each with an ID-JAG for `client_id`
+/// of its own `jti`, for Tollgate's `issuer`.
+pub(crate) fn w13_bodies(key: &Es256, client_id: &str, issuer: &str, file: &Path, n: usize) {
+    let t = now();
+    let mut out = String::with_capacity(n * 700);
+    for i in 0..n {
+        let claims = serde_json::json!({
+            "iss": W13_IDP, "sub": format!("user-{}", i % 1000), "aud": issuer, "client_id": client_id,
+            "resource": W13_MCP, "scope": "tools:call", "iat": t, "exp": t + 240, "jti": format!("w13-{i}"),
+        });
+        let _ = writeln!(
+            out,
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={}",
+            key.sign(&claims)
+        );
+    }
+    std::fs::write(file, out).unwrap_or_else(|e| fail(&e.to_string()));
 }

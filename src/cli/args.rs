@@ -350,6 +350,9 @@ pub(super) enum IssuerCmd {
         /// Where its public keys are published.
         #[arg(long, value_name = "URL")]
         jwks_uri: Option<String>,
+        /// Accept its identity assertion grants (ID-JAG) for agents.
+        #[arg(long)]
+        id_jag: bool,
         #[command(flatten)]
         out: JsonFlag,
     },

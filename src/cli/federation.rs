@@ -36,10 +36,16 @@ fn print_issuers(issuers: &[FederationIssuer], json_out: bool) {
                 (None, Some(u)) => u.clone(),
                 (None, None) => "discovery".to_string(),
             };
-            vec![i.id.clone(), i.issuer.clone(), keys, ts(i.created_at)]
+            vec![
+                i.id.clone(),
+                i.issuer.clone(),
+                keys,
+                if i.id_jag { "yes" } else { "no" }.to_string(),
+                ts(i.created_at),
+            ]
         })
         .collect();
-    table(&["ID", "ISSUER", "KEYS", "CREATED"], &rows);
+    table(&["ID", "ISSUER", "KEYS", "ID-JAG", "CREATED"], &rows);
 }
 
 fn print_rules(rules: &[FederationRule], json_out: bool) {
@@ -85,6 +91,7 @@ pub(super) async fn run(app: &App, cmd: FederationCmd) -> Result<(), ServiceErro
             issuer,
             jwks_file,
             jwks_uri,
+            id_jag,
             out,
         }) => {
             let jwks = match jwks_file {
@@ -97,6 +104,7 @@ pub(super) async fn run(app: &App, cmd: FederationCmd) -> Result<(), ServiceErro
                 issuer,
                 jwks_uri,
                 jwks,
+                id_jag,
             };
             let i = app
                 .admin()

@@ -459,6 +459,9 @@ pub struct FederationIssuer {
     pub jwks: Option<serde_json::Value>,
     /// Creation time.
     pub created_at: i64,
+    /// Its identity assertion grants (ID-JAG,
+    /// draft-ietf-oauth-identity-assertion-authz-grant) are accepted.
+    pub id_jag: bool,
 }
 
 /// A federation rule: which external identities act as which client.

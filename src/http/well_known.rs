@@ -86,6 +86,9 @@ pub async fn metadata(app: web::Data<App>) -> HttpResponse {
             "dpop_signing_alg_values_supported": crate::oauth::dpop::SIGNING_ALGS,
             // RFC 8705 §3.3.
             "tls_client_certificate_bound_access_tokens": true,
+            // draft-ietf-oauth-identity-assertion-authz-grant: ID-JAGs at
+            // the JWT bearer grant.
+            "authorization_grant_profiles_supported": [crate::oauth::idjag::ID_JAG_PROFILE],
         }))
 }
 

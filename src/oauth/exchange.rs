@@ -319,7 +319,10 @@ pub fn check_subject(
 
 /// Requested ⊆ `available` (absent: all of it), never a `tollgate:*` scope;
 /// in `available`'s order.
-fn narrow_scope(available: &[String], requested: Option<&str>) -> Result<Vec<String>, Refused> {
+pub(crate) fn narrow_scope(
+    available: &[String],
+    requested: Option<&str>,
+) -> Result<Vec<String>, Refused> {
     let scope_error = |d: &'static str| Refused::new(OAuthCode::InvalidScope, d, "scope");
     let available: Vec<String> = available
         .iter()

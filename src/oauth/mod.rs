@@ -8,6 +8,7 @@ pub mod error;
 pub mod exchange;
 pub mod federation;
 pub mod grant;
+pub mod idjag;
 pub mod mtls;
 pub mod params;
 #[cfg(test)]

@@ -71,6 +71,11 @@ impl TokenGrant {
     pub fn label(&self) -> &'static str {
         match self {
             TokenGrant::ClientCredentials { .. } => "client_credentials",
+            TokenGrant::JwtBearer { assertion, .. }
+                if super::idjag::is_id_jag(assertion.expose()) =>
+            {
+                "id_jag"
+            }
             TokenGrant::JwtBearer { .. } => "jwt_bearer",
             TokenGrant::TokenExchange { exchange, .. } => match exchange.requested {
                 super::exchange::Requested::AccessToken => "token_exchange",

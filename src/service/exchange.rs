@@ -229,7 +229,7 @@ impl Tokens {
         }
         let delegation = Delegation {
             sub: subject.sub.clone(),
-            act,
+            act: Some(act),
             origin: subject.origin.clone(),
         };
         self.issue_grant(client, &grant, req, now, None, Some(delegation))

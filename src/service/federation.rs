@@ -51,6 +51,9 @@ pub struct NewIssuer {
     /// Its keys, inline.
     #[serde(default)]
     pub jwks: Option<serde_json::Value>,
+    /// Accept its identity assertion grants (ID-JAG).
+    #[serde(default)]
+    pub id_jag: bool,
 }
 
 /// A rule to add (`POST /admin/federation/rules`).
@@ -146,13 +149,14 @@ impl Admin {
             jwks_uri: input.jwks_uri,
             jwks: input.jwks,
             created_at: now,
+            id_jag: input.id_jag,
         };
         let audit = AuditEntry::new(
             now,
             actor,
             "federation.issuer.add",
             Some(&record.id),
-            json!({"issuer": record.issuer, "jwks_uri": record.jwks_uri, "jwks": record.jwks.is_some()}),
+            json!({"issuer": record.issuer, "jwks_uri": record.jwks_uri, "jwks": record.jwks.is_some(), "id_jag": record.id_jag}),
         );
         if !self.store.add_federation_issuer(&record, &audit).await? {
             return Err(AdminError::conflict("that issuer is trusted already"));

@@ -63,8 +63,9 @@ pub struct IssuedToken {
 pub(super) struct Delegation {
     /// The subject token's `sub`.
     pub sub: String,
-    /// The new `act`.
-    pub act: serde_json::Value,
+    /// The new `act` (none for an ID-JAG: the client acts for the user
+    /// the identity provider vouched for).
+    pub act: Option<serde_json::Value>,
     /// The subject and its own origin, nearest first.
     pub origin: Vec<token::Origin>,
 }
@@ -131,6 +132,12 @@ impl Tokens {
         match grant {
             TokenGrant::ClientCredentials { client } => {
                 self.issue_for_client(client.as_ref(), ip, request, now)
+                    .await
+            }
+            TokenGrant::JwtBearer {
+                client, assertion, ..
+            } if crate::oauth::idjag::is_id_jag(assertion.expose()) => {
+                self.issue_for_id_jag(client.as_ref(), &assertion, ip, request, now)
                     .await
             }
             TokenGrant::JwtBearer {
@@ -285,7 +292,7 @@ impl Tokens {
         claims.cnf = cnf;
         if let Some(d) = delegation {
             claims.sub = d.sub;
-            claims.act = Some(d.act);
+            claims.act = d.act;
             claims.origin = d.origin;
         }
         let key = self

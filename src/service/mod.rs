@@ -14,6 +14,7 @@ pub mod error;
 mod exchange;
 pub mod families;
 pub mod federation;
+mod idjag;
 pub mod introspect;
 pub mod issue;
 mod keysets;

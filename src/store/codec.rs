@@ -40,7 +40,7 @@ pub const SIGNING_KEY_COLUMNS: &str =
     "kid, alg, created_at, activates_at, retired_at, compromised_at";
 
 /// The `federation_issuers` columns, in [`federation_issuer`]'s order.
-pub const FEDERATION_ISSUER_COLUMNS: &str = "id, issuer, jwks_uri, jwks, created_at";
+pub const FEDERATION_ISSUER_COLUMNS: &str = "id, issuer, jwks_uri, jwks, created_at, id_jag";
 
 /// The `federation_rules` columns, in [`federation_rule`]'s order.
 pub const FEDERATION_RULE_COLUMNS: &str =
@@ -258,6 +258,7 @@ pub fn federation_issuer(r: &impl Columns) -> Result<crate::domain::FederationIs
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("federation jwks: {e}")))?,
         created_at: r.int(4)?,
+        id_jag: r.flag(5)?,
     })
 }
 

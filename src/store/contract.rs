@@ -547,6 +547,7 @@ fn issuer(id: &str, issuer: &str) -> FederationIssuer {
             serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]}),
         ),
         created_at: 3,
+        id_jag: issuer.contains("jag"),
     }
 }
 
@@ -597,6 +598,16 @@ async fn federation_issuers_and_rules_round_trip_and_go_with_their_client() {
         );
         let f = s.federation().await.unwrap();
         assert_eq!(f.issuers, vec![i.clone()]);
+        // The ID-JAG mark is kept (schema 9).
+        let jag = issuer("fi_j", "https://jag-idp");
+        assert!(jag.id_jag);
+        assert!(s.add_federation_issuer(&jag, &audit("fi")).await.unwrap());
+        let kept = s.federation().await.unwrap();
+        assert!(kept.issuers.iter().any(|x| x == &jag), "{:?}", kept.issuers);
+        assert!(s
+            .remove_federation_issuer("fi_j", &audit("fi.rm"))
+            .await
+            .unwrap());
         assert_eq!(f.rules, vec![early.clone(), late.clone()], "oldest first");
         assert!(s
             .remove_federation_rule("fr_a", &audit("fr.rm"))
@@ -1095,6 +1106,14 @@ async fn a_sqlite_database_at_schema_8_opens_and_keeps_its_exchange_policy() {
         serde_json::from_value(manifest["token_exchange"].clone()).unwrap();
     assert_eq!(c.token_exchange, Some(want));
     assert!(c.token_exchange.as_ref().unwrap().txn_tokens);
+    // Schema 9 marks no issuer for ID-JAGs.
+    assert!(s
+        .federation()
+        .await
+        .unwrap()
+        .issuers
+        .iter()
+        .all(|i| !i.id_jag));
     let secret = crate::secret::SecretString::new(
         manifest["client"]["client_secret"].as_str().unwrap().into(),
     );
@@ -1104,6 +1123,28 @@ async fn a_sqlite_database_at_schema_8_opens_and_keeps_its_exchange_policy() {
         .unwrap()
         .iter()
         .any(|r| r.digest == secret.digest()));
+}
+
+/// A schema-9 database written by this release (`tests/fixtures/db-v9`): a
+/// trusted issuer marked for ID-JAGs, for the next schema change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_database_at_schema_9_opens_and_keeps_its_id_jag_issuer() {
+    let (_dir, db, manifest) = sqlite_fixture("db-v9");
+    assert_eq!(user_version(&db), 9, "the fixture is a version-9 database");
+    let s = SqliteStore::open(&db).await.unwrap();
+    assert_eq!(user_version(&db), super::sqlite::SCHEMA_VERSION);
+    let fed = s.federation().await.unwrap();
+    let want = &manifest["issuer"];
+    let i = fed
+        .issuers
+        .iter()
+        .find(|i| i.id == want["id"].as_str().unwrap())
+        .expect("issuer kept");
+    assert_eq!(i.issuer, want["issuer"].as_str().unwrap());
+    assert!(i.id_jag);
+    assert!(i.jwks.is_some());
+    let id = manifest["client"]["client_id"].as_str().unwrap();
+    assert!(s.get_client(id).await.unwrap().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on 127.0.0.1:0, one test binary.
 
 mod admin;
+mod agents;
 mod console;
 mod docs;
 mod dpop;

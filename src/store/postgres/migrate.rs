@@ -52,10 +52,15 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "token-exchange policies",
         include_str!("../../../schema-postgres/0009_token_exchange.sql"),
     ),
+    (
+        10,
+        "trusted issuers of ID-JAGs",
+        include_str!("../../../schema-postgres/0010_id_jag.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 9;
+pub const SCHEMA_VERSION: i32 = 10;
 
 /// The advisory lock that serialises migrations of instances starting together.
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"

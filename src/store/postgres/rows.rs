@@ -351,7 +351,7 @@ pub(super) async fn insert_federation_issuer(
 ) -> Result<u64> {
     let stmt = tx
         .prepare_cached(&format!(
-            "INSERT INTO federation_issuers ({}) VALUES ($1, $2, $3, $4, $5) \
+            "INSERT INTO federation_issuers ({}) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT DO NOTHING",
             codec::FEDERATION_ISSUER_COLUMNS
         ))
@@ -365,6 +365,7 @@ pub(super) async fn insert_federation_issuer(
                 &i.jwks_uri,
                 &codec::issuer_jwks_text(i),
                 &i.created_at,
+                &i.id_jag,
             ],
         )
         .await?)

@@ -568,14 +568,15 @@ pub(super) fn insert_federation_issuer(tx: &Connection, i: &FederationIssuer) ->
     Ok(tx
         .prepare_cached(&format!(
             "INSERT OR IGNORE INTO federation_issuers ({FEDERATION_ISSUER_COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
         ))?
         .execute(params![
             i.id,
             i.issuer,
             i.jwks_uri,
             codec::issuer_jwks_text(i),
-            i.created_at
+            i.created_at,
+            i.id_jag
         ])?)
 }
 
