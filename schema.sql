@@ -143,3 +143,16 @@ CREATE INDEX IF NOT EXISTS clients_by_id_name ON clients(id, name);
 CREATE INDEX IF NOT EXISTS audit_log_by_actor ON audit_log(actor, id);
 CREATE INDEX IF NOT EXISTS audit_log_by_action ON audit_log(action, id);
 CREATE INDEX IF NOT EXISTS audit_log_by_target ON audit_log(target, id);
+
+-- Client ID Metadata Documents: what URL clients of a host may get (an
+-- admin's decision), and URL clients blocked.
+CREATE TABLE IF NOT EXISTS cimd_hosts (
+    host       TEXT PRIMARY KEY,                -- a host name, or *.suffix
+    scopes     TEXT NOT NULL,                   -- space-separated
+    audiences  TEXT NOT NULL,                   -- JSON array; the first is the default
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cimd_blocks (
+    url        TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+);

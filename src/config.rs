@@ -102,6 +102,9 @@ pub struct Config {
     pub txn_trust_domain: Option<String>,
     /// The [`TXN_TOKEN_TTL`] setting.
     pub txn_token_ttl: i64,
+    /// The [`CIMD_ALLOWED_HOSTS`] setting: hosts whose URLs may be client
+    /// ids (a name, or `*.` and a suffix); empty, none.
+    pub cimd_allowed_hosts: Vec<String>,
 }
 
 /// A configuration error: one line naming the setting.
@@ -263,6 +266,8 @@ settings! {
         "Actors a token-exchange chain may record in `act` at most (RFC 8693 §4.1); one more exchange is `invalid_request`.";
     TXN_TRUST_DOMAIN = "txn_trust_domain", "TOLLGATE_TXN_TRUST_DOMAIN", None, "none (off)", Kind::Text,
         "A URI naming the trust domain of transaction tokens (draft-ietf-oauth-transaction-tokens): set, clients whose exchange policy allows it may request them with `audience` set to it.";
+    CIMD_ALLOWED_HOSTS = "cimd_allowed_hosts", "TOLLGATE_CIMD_ALLOWED_HOSTS", None, "none (off)", Kind::List,
+        "Hosts whose https URLs may be client ids (Client ID Metadata Documents); `*.` allows a domain's subdomains.";
     TXN_TOKEN_TTL = "txn_token_ttl", "TOLLGATE_TXN_TOKEN_TTL", Some("60"), "`60`", int(1, 300),
         "Lifetime of a transaction token in seconds; a replacement never outlives the original by it.";
 }
@@ -516,6 +521,24 @@ impl Config {
             }
         }
 
+        let mut cimd_allowed_hosts = Vec::new();
+        for h in src.list(&CIMD_ALLOWED_HOSTS)? {
+            let h = h.to_ascii_lowercase();
+            let name = h.strip_prefix("*.").unwrap_or(&h);
+            let ok = !name.is_empty()
+                && name.len() <= 253
+                && name.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !ok {
+                return Err(bad(
+                    CIMD_ALLOWED_HOSTS.env,
+                    format!("expected host names such as agents.example.com or *.example.com, got {h:?}"),
+                ));
+            }
+            cimd_allowed_hosts.push(h);
+        }
+
         let cors_origins = src.list(&CORS_ORIGINS)?;
         for o in &cors_origins {
             if !(o.starts_with("https://") || o.starts_with("http://")) || o.ends_with('/') {
@@ -579,6 +602,7 @@ impl Config {
             exchange_max_depth: src.int(&EXCHANGE_MAX_DEPTH)? as usize,
             txn_trust_domain,
             txn_token_ttl: src.int(&TXN_TOKEN_TTL)?,
+            cimd_allowed_hosts,
         })
     }
 }

@@ -117,6 +117,15 @@ impl Fetcher {
 
     /// Fetches `url` and parses it as JSON.
     pub async fn json(&self, url: &str) -> Result<serde_json::Value, FetchError> {
+        self.json_with_max_age(url).await.map(|(v, _)| v)
+    }
+
+    /// Fetches `url` and parses it as JSON, with the `max-age` of its
+    /// `Cache-Control` (RFC 9111 §5.2.2.1; `no-store` and `no-cache` are 0).
+    pub async fn json_with_max_age(
+        &self,
+        url: &str,
+    ) -> Result<(serde_json::Value, Option<u64>), FetchError> {
         let u = check_url(url, self.allow_local)?;
         let host = u.host_str().unwrap_or_default().to_string();
         let port = u.port_or_known_default().unwrap_or(443);
@@ -161,6 +170,11 @@ impl Fetcher {
             if !resp.status().is_success() {
                 return Err(FetchError::Failed(format!("status {}", resp.status())));
             }
+            let max_age = resp
+                .headers()
+                .get(reqwest::header::CACHE_CONTROL)
+                .and_then(|v| v.to_str().ok())
+                .and_then(max_age);
             if resp.content_length().is_some_and(|n| n > MAX_BYTES as u64) {
                 return Err(FetchError::Failed(format!("larger than {MAX_BYTES} bytes")));
             }
@@ -175,7 +189,9 @@ impl Fetcher {
                 }
                 body.extend_from_slice(&chunk);
             }
-            serde_json::from_slice(&body).map_err(|_| FetchError::Failed("not JSON".into()))
+            serde_json::from_slice(&body)
+                .map(|v| (v, max_age))
+                .map_err(|_| FetchError::Failed("not JSON".into()))
         };
         tokio::time::timeout(TIMEOUT, fetch)
             .await
@@ -183,9 +199,35 @@ impl Fetcher {
     }
 }
 
+/// The seconds a `Cache-Control` value lets a response be reused:
+/// `max-age`, or 0 for `no-store` / `no-cache`; `None` when it says neither.
+pub fn max_age(cache_control: &str) -> Option<u64> {
+    let mut age = None;
+    for d in cache_control.split(',') {
+        let d = d.trim().to_ascii_lowercase();
+        if d == "no-store" || d == "no-cache" {
+            return Some(0);
+        }
+        if let Some(v) = d.strip_prefix("max-age=") {
+            age = v.trim_matches('"').parse().ok();
+        }
+    }
+    age
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_age_reads_cache_control() {
+        assert_eq!(max_age("public, max-age=300"), Some(300));
+        assert_eq!(max_age("max-age=\"60\""), Some(60));
+        assert_eq!(max_age("no-store"), Some(0));
+        assert_eq!(max_age("max-age=600, no-cache"), Some(0));
+        assert_eq!(max_age("public"), None);
+        assert_eq!(max_age("max-age=x"), None);
+    }
 
     #[test]
     fn only_public_addresses_are_public() {

@@ -106,6 +106,9 @@ pub struct Metrics {
     /// `tollgate_token_exchange_refusals_total{reason}`: exchanges refused
     /// after the client authenticated (`oauth::exchange::REFUSAL_REASONS`).
     pub exchange_refusals: IntCounterVec,
+    /// `tollgate_cimd_documents_total{result}`: URL clients' documents
+    /// (`fetched`, `cached`, or why refused).
+    pub cimd: IntCounterVec,
     /// `tollgate_outage_grace_seconds`: seconds left of the outage grace
     /// while the database is unreachable and the instance answers from its
     /// cache (`TOLLGATE_OUTAGE_GRACE`); 0 otherwise. Set when rendered.
@@ -208,6 +211,12 @@ impl Metrics {
                 "tollgate_token_exchange_refusals_total",
                 "Token exchanges (RFC 8693) and transaction-token requests refused after client authentication, by reason.",
                 &["reason"],
+            )?,
+            cimd: counter(
+                &registry,
+                "tollgate_cimd_documents_total",
+                "URL client ids (Client ID Metadata Documents) resolved, by result (fetched, cached, blocked, no_policy, fetch_failed, invalid).",
+                &["result"],
             )?,
             latency,
             registry,

@@ -43,6 +43,10 @@ pub(super) enum Command {
     /// The web console: login links and sessions.
     #[command(subcommand)]
     Console(ConsoleCmd),
+    /// URL client ids (Client ID Metadata Documents): what each host's
+    /// clients may get, and blocked URLs.
+    #[command(subcommand)]
+    Cimd(CimdCmd),
     /// Copy a deployment into a new, empty database: clients, hashed secrets,
     /// API keys, revocations, signing-key records and the audit log.
     Migrate {
@@ -523,4 +527,59 @@ impl ExchangeArgs {
         }
         Some(p)
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum CimdCmd {
+    /// What URL clients of each host may get.
+    #[command(subcommand)]
+    Host(CimdHostCmd),
+    /// Block a URL client: it gets nothing from now on, and its tokens
+    /// introspect inactive.
+    Block {
+        /// The client id (its document's URL).
+        url: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Unblock a URL client.
+    Unblock {
+        /// The client id (its document's URL).
+        url: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// List the blocked URL clients.
+    Blocks {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum CimdHostCmd {
+    /// Set what URL clients of a host may get (replacing what it had).
+    Add {
+        /// A host name, or *.example.com for its subdomains.
+        #[arg(long)]
+        host: String,
+        /// A scope its clients may get (repeat for several).
+        #[arg(long)]
+        scope: Vec<String>,
+        /// An audience its clients may get (repeat; the first is the default).
+        #[arg(long)]
+        audience: Vec<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// List the host policies.
+    List {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Remove a host's policy: its URL clients get nothing.
+    Remove {
+        /// The host, as added.
+        host: String,
+    },
 }

@@ -2,6 +2,7 @@
 //! operations as the admin API, against the same database and configuration.
 
 mod args;
+mod cimd;
 mod console;
 mod federation;
 mod output;
@@ -85,6 +86,7 @@ pub fn main() -> ExitCode {
             Command::Audit(c) => audit(&app, c).await,
             Command::Federation(c) => federation::run(&app, c).await,
             Command::Console(c) => console::run(&app, c).await,
+            Command::Cimd(c) => cimd::run(&app, c).await,
             Command::Prune { out } => prune(&app, out.json).await,
             Command::Serve { .. } | Command::Migrate { .. } => unreachable_here(),
         };

@@ -497,4 +497,32 @@ pub struct Federation {
     pub issuers: Vec<FederationIssuer>,
     /// Rules, oldest first (the order in which they are tried).
     pub rules: Vec<FederationRule>,
+    /// What URL clients (Client ID Metadata Documents) of each host may
+    /// get, by host.
+    pub cimd_hosts: Vec<CimdHost>,
+    /// URL clients blocked.
+    pub cimd_blocks: Vec<CimdBlock>,
+}
+
+/// What URL clients of a host may get: an admin's decision
+/// (draft-ietf-oauth-client-id-metadata-document).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CimdHost {
+    /// A host name, or `*.` and a suffix.
+    pub host: String,
+    /// The scopes its clients may get.
+    pub scopes: Vec<String>,
+    /// The audiences its clients may get; the first is the default.
+    pub audiences: Vec<String>,
+    /// Creation (or last change) time.
+    pub created_at: i64,
+}
+
+/// A URL client that gets nothing, from the moment it is blocked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CimdBlock {
+    /// The client id (the document's URL).
+    pub url: String,
+    /// When it was blocked.
+    pub created_at: i64,
 }

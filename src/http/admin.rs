@@ -76,6 +76,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(super::not_allowed("DELETE")),
     )
     .service(super::post("/federation/test", test_federation))
+    .service(
+        web::resource("/cimd/hosts")
+            .route(super::get_or_head().to(list_cimd_hosts))
+            .route(web::post().to(set_cimd_host))
+            .default_service(super::not_allowed("GET, HEAD, POST")),
+    )
+    .service(
+        web::resource("/cimd/hosts/{host}")
+            .route(web::delete().to(remove_cimd_host))
+            .default_service(super::not_allowed("DELETE")),
+    )
+    .service(
+        web::resource("/cimd/blocks")
+            .route(super::get_or_head().to(list_cimd_blocks))
+            .route(web::post().to(block_cimd))
+            .default_service(super::not_allowed("GET, HEAD, POST")),
+    )
+    .service(super::post("/cimd/unblock", unblock_cimd))
     .service(super::post("/console/login-links", create_login_link))
     .service(super::get("/console/sessions", list_console_sessions))
     .service(super::post(
@@ -573,4 +591,88 @@ async fn revoke_console_session(
         .revoke_console_session(&actor, &id, now())
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// `{"url"}`: a URL client to block or unblock.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CimdUrl {
+    url: String,
+}
+
+async fn list_cimd_hosts(
+    app: web::Data<App>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ServiceError> {
+    admin_caller(&app, &req).await?;
+    let c = app.admin().cimd().await?;
+    Ok(no_store_json(
+        json!({"data": c.hosts, "meta": {"count": c.hosts.len()}}),
+    ))
+}
+
+async fn set_cimd_host(
+    app: web::Data<App>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ServiceError> {
+    let actor = admin_caller(&app, &req).await?;
+    let input: crate::service::cimd::NewCimdHost = json_body(&app, &req, payload).await?;
+    let host = app.admin().set_cimd_host(&actor, input, now()).await?;
+    Ok(created(json!(host)))
+}
+
+async fn remove_cimd_host(
+    app: web::Data<App>,
+    req: HttpRequest,
+    host: web::Path<String>,
+) -> Result<HttpResponse, ServiceError> {
+    let actor = admin_caller(&app, &req).await?;
+    app.admin()
+        .remove_cimd_host(&actor, &host.into_inner(), now())
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn list_cimd_blocks(
+    app: web::Data<App>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ServiceError> {
+    admin_caller(&app, &req).await?;
+    let c = app.admin().cimd().await?;
+    Ok(no_store_json(
+        json!({"data": c.blocks, "meta": {"count": c.blocks.len()}}),
+    ))
+}
+
+async fn block_cimd(
+    app: web::Data<App>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ServiceError> {
+    let actor = admin_caller(&app, &req).await?;
+    let input: CimdUrl = json_body(&app, &req, payload).await?;
+    let changed = app
+        .admin()
+        .block_cimd(&actor, &input.url, true, now())
+        .await?;
+    Ok(no_store_json(
+        json!({"url": input.url, "blocked": true, "changed": changed}),
+    ))
+}
+
+async fn unblock_cimd(
+    app: web::Data<App>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ServiceError> {
+    let actor = admin_caller(&app, &req).await?;
+    let input: CimdUrl = json_body(&app, &req, payload).await?;
+    let changed = app
+        .admin()
+        .block_cimd(&actor, &input.url, false, now())
+        .await?;
+    Ok(no_store_json(
+        json!({"url": input.url, "blocked": false, "changed": changed}),
+    ))
 }

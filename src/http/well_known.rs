@@ -89,6 +89,8 @@ pub async fn metadata(app: web::Data<App>) -> HttpResponse {
             // draft-ietf-oauth-identity-assertion-authz-grant: ID-JAGs at
             // the JWT bearer grant.
             "authorization_grant_profiles_supported": [crate::oauth::idjag::ID_JAG_PROFILE],
+            // draft-ietf-oauth-client-id-metadata-document: URL client ids.
+            "client_id_metadata_document_supported": !app.config().cimd_allowed_hosts.is_empty(),
         }))
 }
 

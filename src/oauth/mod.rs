@@ -2,6 +2,7 @@
 //! and the client-credentials grant decision. No I/O; time comes in as `now`.
 
 pub mod assertion;
+pub mod cimd;
 pub mod credentials;
 pub mod dpop;
 pub mod error;

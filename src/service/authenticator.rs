@@ -106,6 +106,8 @@ pub struct Authenticator {
     pub(super) issuer_keys: Arc<RemoteKeys>,
     /// The CAs `tls_client_auth` certificates must chain to.
     pub(super) client_ca: Option<Arc<Vec<rustls::pki_types::TrustAnchor<'static>>>>,
+    /// Client ID Metadata Documents fetched, by URL, until they expire.
+    pub(super) cimd_docs: Arc<super::cimd::Documents>,
 }
 
 impl Authenticator {
@@ -221,8 +223,7 @@ impl Authenticator {
             }
         };
         let client = self
-            .store
-            .get_client(client_id)
+            .find_client(client_id, now)
             .await?
             .filter(|c| !c.disabled);
         let outcome = match (&presented, client.as_ref().map(|c| (c, &c.auth))) {

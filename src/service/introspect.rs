@@ -151,8 +151,14 @@ impl Introspector {
         if self.store.is_token_revoked(jti).await? {
             return Ok(None);
         }
-        let Some(client) = self.store.get_client(client_id).await? else {
-            return Ok(None);
+        let client = match self.store.get_client(client_id).await? {
+            Some(c) => c,
+            // A URL client (Client ID Metadata Document): live while not
+            // blocked and its host is under a policy.
+            None => match self.auth.url_client_live(client_id, now).await? {
+                Some(c) => c,
+                None => return Ok(None),
+            },
         };
         if client.disabled || client.tokens_revoked_before.is_some_and(|t| iat <= t) {
             return Ok(None);

@@ -8,6 +8,7 @@ pub mod api_keys;
 use crate::store::RevocationStore;
 mod assertion;
 pub mod authenticator;
+pub mod cimd;
 pub mod console;
 pub mod dpop;
 pub mod error;
@@ -348,6 +349,7 @@ impl App {
             remote_keys: Arc::default(),
             issuer_keys: Arc::default(),
             client_ca,
+            cimd_docs: Arc::default(),
         });
         let console = Arc::new(console::Console::new(
             config.clone(),

@@ -517,6 +517,24 @@ impl FederationStore for CachedStore {
         let r = self.inner.remove_federation_rule(id, audit).await;
         self.after_write(Change::Federation, r)
     }
+    async fn put_cimd_host(&self, h: &crate::domain::CimdHost, audit: &AuditEntry) -> Result<()> {
+        let r = self.inner.put_cimd_host(h, audit).await;
+        self.after_write(Change::Federation, r)
+    }
+    async fn remove_cimd_host(&self, host: &str, audit: &AuditEntry) -> Result<bool> {
+        let r = self.inner.remove_cimd_host(host, audit).await;
+        self.after_write(Change::Federation, r)
+    }
+    async fn set_cimd_block(
+        &self,
+        url: &str,
+        blocked: bool,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        let r = self.inner.set_cimd_block(url, blocked, now, audit).await;
+        self.after_write(Change::Federation, r)
+    }
 }
 
 /// What the cache adds to roles it does not cache: the writes it watches

@@ -262,6 +262,48 @@ pub fn federation_issuer(r: &impl Columns) -> Result<crate::domain::FederationIs
     })
 }
 
+/// The `cimd_hosts` columns, in [`cimd_host`]'s order.
+pub const CIMD_HOST_COLUMNS: &str = "host, scopes, audiences, created_at";
+
+/// A URL clients' host from a row of [`CIMD_HOST_COLUMNS`].
+pub fn cimd_host(r: &impl Columns) -> Result<crate::domain::CimdHost> {
+    let audiences = r.text(2)?;
+    Ok(crate::domain::CimdHost {
+        host: r.text(0)?,
+        scopes: r
+            .text(1)?
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        audiences: serde_json::from_str(&audiences)
+            .map_err(|e| StoreError::Corrupt(format!("cimd audiences: {e}")))?,
+        created_at: r.int(3)?,
+    })
+}
+
+/// A blocked URL client from a row of `url, created_at`.
+pub fn cimd_block(r: &impl Columns) -> Result<crate::domain::CimdBlock> {
+    Ok(crate::domain::CimdBlock {
+        url: r.text(0)?,
+        created_at: r.int(1)?,
+    })
+}
+
+/// The SQL that stores a URL clients' host (insert or replace), with
+/// placeholders `p(1)` … `p(4)` for [`CIMD_HOST_COLUMNS`].
+pub fn put_cimd_host_sql(p: impl Fn(usize) -> String) -> String {
+    format!(
+        "INSERT INTO cimd_hosts ({CIMD_HOST_COLUMNS}) VALUES ({}, {}, {}, {}) \
+         ON CONFLICT (host) DO UPDATE SET scopes = excluded.scopes, \
+         audiences = excluded.audiences, created_at = excluded.created_at",
+        p(1),
+        p(2),
+        p(3),
+        p(4)
+    )
+}
+
 /// A federation rule from a row of [`FEDERATION_RULE_COLUMNS`].
 pub fn federation_rule(r: &impl Columns) -> Result<crate::domain::FederationRule> {
     Ok(crate::domain::FederationRule {

@@ -601,13 +601,56 @@ async fn federation_issuers_and_rules_round_trip_and_go_with_their_client() {
         // The ID-JAG mark is kept (schema 9).
         let jag = issuer("fi_j", "https://jag-idp");
         assert!(jag.id_jag);
-        assert!(s.add_federation_issuer(&jag, &audit("fi")).await.unwrap());
+        assert!(s
+            .add_federation_issuer(&jag, &audit("fi.jag"))
+            .await
+            .unwrap());
         let kept = s.federation().await.unwrap();
         assert!(kept.issuers.iter().any(|x| x == &jag), "{:?}", kept.issuers);
         assert!(s
-            .remove_federation_issuer("fi_j", &audit("fi.rm"))
+            .remove_federation_issuer("fi_j", &audit("fi.jag.rm"))
             .await
             .unwrap());
+        // URL clients' hosts and blocks (schema 9): stored, replaced,
+        // removed, in the same snapshot.
+        let host = crate::domain::CimdHost {
+            host: "*.agents.example".into(),
+            scopes: vec!["tools:call".into()],
+            audiences: vec!["https://mcp".into()],
+            created_at: 5,
+        };
+        s.put_cimd_host(&host, &audit("cimd")).await.unwrap();
+        let wider = crate::domain::CimdHost {
+            scopes: vec!["tools:call".into(), "files:read".into()],
+            ..host.clone()
+        };
+        s.put_cimd_host(&wider, &audit("cimd")).await.unwrap();
+        assert!(s
+            .set_cimd_block("https://a.agents.example/c.json", true, 6, &audit("cimd"))
+            .await
+            .unwrap());
+        assert!(!s
+            .set_cimd_block("https://a.agents.example/c.json", true, 7, &audit("cimd"))
+            .await
+            .unwrap());
+        let f = s.federation().await.unwrap();
+        assert_eq!(f.cimd_hosts, vec![wider]);
+        assert_eq!(f.cimd_blocks.len(), 1);
+        assert_eq!(f.cimd_blocks[0].created_at, 6);
+        assert!(s
+            .set_cimd_block("https://a.agents.example/c.json", false, 8, &audit("cimd"))
+            .await
+            .unwrap());
+        assert!(s
+            .remove_cimd_host("*.agents.example", &audit("cimd"))
+            .await
+            .unwrap());
+        assert!(!s
+            .remove_cimd_host("*.agents.example", &audit("cimd"))
+            .await
+            .unwrap());
+        let f = s.federation().await.unwrap();
+        assert!(f.cimd_hosts.is_empty() && f.cimd_blocks.is_empty());
         assert_eq!(f.rules, vec![early.clone(), late.clone()], "oldest first");
         assert!(s
             .remove_federation_rule("fr_a", &audit("fr.rm"))
@@ -959,7 +1002,13 @@ async fn a_sqlite_database_at_schema_4_opens_upgrades_and_keeps_its_federation()
         .iter()
         .any(|r| r.digest == secret.digest()));
     let f = s.federation().await.unwrap();
-    assert_eq!(serde_json::json!(f.issuers), manifest["issuers"]);
+    // Schema 9 marks none of them for ID-JAGs; the rest is as written.
+    assert!(f.issuers.iter().all(|i| !i.id_jag));
+    let mut issuers = serde_json::json!(f.issuers);
+    for i in issuers.as_array_mut().unwrap() {
+        i.as_object_mut().unwrap().remove("id_jag");
+    }
+    assert_eq!(issuers, manifest["issuers"]);
     let mut rules = manifest["rules"].as_array().unwrap().clone();
     rules.sort_by_key(|r| (r["created_at"].as_i64(), r["id"].as_str().map(String::from)));
     assert_eq!(serde_json::json!(f.rules), serde_json::json!(rules));
@@ -1126,7 +1175,8 @@ async fn a_sqlite_database_at_schema_8_opens_and_keeps_its_exchange_policy() {
 }
 
 /// A schema-9 database written by this release (`tests/fixtures/db-v9`): a
-/// trusted issuer marked for ID-JAGs, for the next schema change.
+/// trusted issuer marked for ID-JAGs, a URL clients' host policy and a
+/// blocked URL client, for the next schema change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_database_at_schema_9_opens_and_keeps_its_id_jag_issuer() {
     let (_dir, db, manifest) = sqlite_fixture("db-v9");
@@ -1145,6 +1195,15 @@ async fn a_sqlite_database_at_schema_9_opens_and_keeps_its_id_jag_issuer() {
     assert!(i.jwks.is_some());
     let id = manifest["client"]["client_id"].as_str().unwrap();
     assert!(s.get_client(id).await.unwrap().is_some());
+    assert_eq!(
+        serde_json::json!(fed.cimd_hosts),
+        serde_json::json!([manifest["cimd_host"]])
+    );
+    assert_eq!(fed.cimd_blocks.len(), 1);
+    assert_eq!(
+        fed.cimd_blocks[0].url,
+        manifest["cimd_block"].as_str().unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -438,6 +438,18 @@ pub trait FederationStore: Send + Sync {
     async fn add_federation_rule(&self, r: &FederationRule, audit: &AuditEntry) -> Result<bool>;
     /// Removes a rule; false when there is none.
     async fn remove_federation_rule(&self, id: &str, audit: &AuditEntry) -> Result<bool>;
+    /// Stores what URL clients of a host may get (insert or replace).
+    async fn put_cimd_host(&self, h: &crate::domain::CimdHost, audit: &AuditEntry) -> Result<()>;
+    /// Removes a URL clients' host; false when there is none.
+    async fn remove_cimd_host(&self, host: &str, audit: &AuditEntry) -> Result<bool>;
+    /// Blocks (or unblocks) a URL client; false when nothing changed.
+    async fn set_cimd_block(
+        &self,
+        url: &str,
+        blocked: bool,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool>;
 }
 
 /// The audit log.

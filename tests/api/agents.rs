@@ -3,7 +3,9 @@
 //! An authenticated client presents an enterprise IdP's ID-JAG from an
 //! issuer marked `id_jag`; each check refuses with `invalid_grant` naming
 //! it; the `jti` is used once, across restarts; the token is for the user
-//! and the ID-JAG's resource, never for Tollgate itself.
+//! and the ID-JAG's resource, never for Tollgate itself. URL client ids
+//! (Client ID Metadata Documents): resolved only on allowed hosts under an
+//! admin's host policy, fetched once and kept, checked, blocked at once.
 
 use serde_json::{json, Value};
 
@@ -258,4 +260,184 @@ async fn only_an_issuer_marked_for_id_jags_is_accepted() {
     let out = app.cli_raw(&["federation", "issuer", "list"], false);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("ID-JAG"), "{text}");
+}
+
+/// A URL client's document at `server`'s URL: its own URL as `client_id`,
+/// `private_key_jwt`, its key inline.
+fn document(url: &str, key: &Key, method: &str) -> Value {
+    json!({"client_id": url, "client_name": "Research agent", "token_endpoint_auth_method": method,
+           "jwks": {"keys": [key.jwk.clone()]}})
+}
+
+async fn url_client_token(app: &TestApp, url: &str, key: &Key) -> (u16, Value) {
+    let assertion = crate::private_key_jwt::sign(
+        key,
+        &json!({"iss": url, "sub": url, "aud": app.url("/oauth/token"), "iat": now(), "exp": now() + 120, "jti": jti()}),
+    );
+    crate::private_key_jwt::token_with(app, &assertion, &[]).await
+}
+
+#[tokio::test]
+async fn url_client_ids_resolve_under_their_hosts_policy_and_can_be_blocked_at_once() {
+    let app = TestApp::spawn_with(&[
+        ("TOLLGATE_CIMD_ALLOWED_HOSTS", "127.0.0.1"),
+        ("TOLLGATE_FETCH_ALLOW_LOCAL", "true"),
+        ("TOLLGATE_AUTH_FAIL_PAIR_LIMIT", "1000"),
+    ])
+    .await;
+    let admin = app.admin_token().await;
+    let (_, m) = json(
+        app.http
+            .get(app.url("/.well-known/oauth-authorization-server"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(m["client_id_metadata_document_supported"], true);
+    let key = es256("agent-1");
+    let server = crate::private_key_jwt::jwks_server(json!({})).await;
+    let url = server.url.clone();
+    *server.keys.lock().unwrap() = document(&url, &key, "private_key_jwt");
+
+    // No policy for its host yet: refused, and nothing fetched.
+    let (status, v) = url_client_token(&app, &url, &key).await;
+    assert_eq!(
+        (status, s(&v["error"])),
+        (401, "invalid_client".into()),
+        "{v}"
+    );
+    assert_eq!(server.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    let (status, v) = admin_post(
+        &app,
+        &admin,
+        "/admin/cimd/hosts",
+        json!({"host": "127.0.0.1", "scopes": ["tools:call"], "audiences": [MCP]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = url_client_token(&app, &url, &key).await;
+    assert_eq!(status, 200, "{v}");
+    let token = s(&v["access_token"]);
+    let c = segment(&token, 1);
+    assert_eq!(
+        (c["client_id"].clone(), c["aud"].clone(), c["scope"].clone()),
+        (json!(url), json!(MCP), json!("tools:call"))
+    );
+    // Kept (Cache-Control absent: 60 s), not fetched again.
+    assert_eq!(url_client_token(&app, &url, &key).await.0, 200);
+    assert_eq!(server.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(app.introspect(&token).await["client_id"], url.as_str());
+    let audit = app.cli(&["audit", "list", "--limit", "1000"]);
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "cimd.document.fetch" && e["target"] == url.as_str()),
+        "{audit}"
+    );
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics.contains(r#"tollgate_cimd_documents_total{result="fetched"} 1"#),
+        "{metrics}"
+    );
+
+    // Blocked through the admin API: refused at once, its tokens inactive.
+    let (status, v) = admin_post(&app, &admin, "/admin/cimd/blocks", json!({"url": url})).await;
+    assert_eq!((status, v["changed"].clone()), (200, json!(true)), "{v}");
+    assert_eq!(app.introspect(&token).await["active"], false);
+    assert_eq!(url_client_token(&app, &url, &key).await.0, 401);
+    // Unblocked from the command line: back within the CLI's change bound.
+    let v = app.cli(&["cimd", "unblock", &url]);
+    assert_eq!(v["changed"], true);
+    crate::helpers::eventually(
+        "the unblock from the command line",
+        crate::helpers::cli_change_bound(),
+        || async { url_client_token(&app, &url, &key).await.0 == 200 },
+    )
+    .await;
+
+    // The policy removed: refused again.
+    let v = app.cli(&["cimd", "host", "list"]);
+    assert_eq!(v[0]["host"], "127.0.0.1");
+    let out = app.cli_raw(&["cimd", "host", "remove", "127.0.0.1"], false);
+    assert!(out.status.success());
+    crate::helpers::eventually(
+        "the removal from the command line",
+        crate::helpers::cli_change_bound(),
+        || async { url_client_token(&app, &url, &key).await.0 == 401 },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_url_clients_document_must_describe_a_private_key_jwt_client_at_its_url() {
+    let app = TestApp::spawn_with(&[
+        ("TOLLGATE_CIMD_ALLOWED_HOSTS", "127.0.0.1"),
+        ("TOLLGATE_FETCH_ALLOW_LOCAL", "true"),
+        ("TOLLGATE_AUTH_FAIL_PAIR_LIMIT", "1000"),
+    ])
+    .await;
+    let admin = app.admin_token().await;
+    let (status, _) = admin_post(
+        &app,
+        &admin,
+        "/admin/cimd/hosts",
+        json!({"host": "127.0.0.1", "scopes": ["tools:call"], "audiences": [MCP]}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let key = es256("agent-1");
+    type MakeDoc = fn(&str, &Key) -> Value;
+    let cases: [(MakeDoc, &str); 3] = [
+        (|url, k| document(url, k, "client_secret_basic"), "method"),
+        (
+            |_, k| document("https://someone-else.example/c.json", k, "private_key_jwt"),
+            "client_id",
+        ),
+        (
+            |url, _| json!({"client_id": url, "token_endpoint_auth_method": "private_key_jwt"}),
+            "no keys",
+        ),
+    ];
+    for (doc, why) in cases {
+        let server = crate::private_key_jwt::jwks_server(json!({})).await;
+        *server.keys.lock().unwrap() = doc(&server.url, &key);
+        let (status, v) = url_client_token(&app, &server.url, &key).await;
+        assert_eq!(
+            (status, s(&v["error"])),
+            (401, "invalid_client".into()),
+            "{why}: {v}"
+        );
+    }
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics.contains(r#"tollgate_cimd_documents_total{result="invalid"} 3"#),
+        "{metrics}"
+    );
+    // A URL on a host not allowed is not resolved at all: an unknown client.
+    let server = crate::private_key_jwt::jwks_server(json!({})).await;
+    let other = server.url.replace("127.0.0.1", "localhost");
+    *server.keys.lock().unwrap() = document(&other, &key, "private_key_jwt");
+    assert_eq!(url_client_token(&app, &other, &key).await.0, 401);
+    assert_eq!(server.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // Host policies are checked: no tollgate:* scope, no issuer audience.
+    let (status, v) = admin_post(
+        &app,
+        &admin,
+        "/admin/cimd/hosts",
+        json!({"host": "a.example", "scopes": ["tollgate:admin"]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = admin_post(
+        &app,
+        &admin,
+        "/admin/cimd/hosts",
+        json!({"host": "bad host!"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
 }

@@ -182,6 +182,12 @@ async fn openapi_document_is_served_and_describes_every_route() {
         ("/admin/federation/rules", "post"),
         ("/admin/federation/rules/{id}", "delete"),
         ("/admin/federation/test", "post"),
+        ("/admin/cimd/hosts", "get"),
+        ("/admin/cimd/hosts", "post"),
+        ("/admin/cimd/hosts/{host}", "delete"),
+        ("/admin/cimd/blocks", "get"),
+        ("/admin/cimd/blocks", "post"),
+        ("/admin/cimd/unblock", "post"),
     ];
     for (path, method) in routes {
         let op = &doc["paths"][path][method];

@@ -910,3 +910,68 @@ async fn revocation_follows_an_exchange_chain_across_the_fleet_within_a_second()
     })
     .await;
 }
+
+/// A URL client blocked through one instance is refused by the other, and
+/// its tokens die there, within the bound (the federation snapshot's
+/// change notification).
+#[tokio::test]
+async fn a_blocked_url_client_is_refused_across_the_fleet_within_a_second() {
+    let Some(url) = pg_or_skip("fleet CIMD block") else {
+        return;
+    };
+    let env = [
+        ("TOLLGATE_CIMD_ALLOWED_HOSTS", "127.0.0.1"),
+        ("TOLLGATE_FETCH_ALLOW_LOCAL", "true"),
+    ];
+    let fleet = TestApp::fleet(&url, 2, &env).await;
+    let (a, b) = (&fleet[0], &fleet[1]);
+    let (iid, isecret) = a.client("tollgate:introspect", &[]);
+    let admin = a.admin_token().await;
+    let key = crate::private_key_jwt::es256("agent-1");
+    let server = crate::private_key_jwt::jwks_server(json!({})).await;
+    let client_id = server.url.clone();
+    *server.keys.lock().unwrap() = json!({"client_id": client_id, "token_endpoint_auth_method": "private_key_jwt",
+        "jwks": {"keys": [key.jwk.clone()]}});
+    let (status, _) = call(
+        a,
+        &admin,
+        Method::POST,
+        "/admin/cimd/hosts",
+        Some(json!({"host": "127.0.0.1", "scopes": ["tools:call"], "audiences": ["https://mcp.example/mcp"]})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    // The fleet's one issuer is every assertion's audience.
+    let issuer = s(&segment(&admin, 1)["iss"]);
+    let token_on_b = || async {
+        let assertion = crate::private_key_jwt::sign(
+            &key,
+            &json!({"iss": client_id, "sub": client_id, "aud": issuer,
+                    "iat": crate::private_key_jwt::now(), "exp": crate::private_key_jwt::now() + 120,
+                    "jti": crate::private_key_jwt::jti()}),
+        );
+        crate::private_key_jwt::token_with(b, &assertion, &[]).await
+    };
+    // The host policy reached B within the bound.
+    within_bound("the host policy on B", || async {
+        token_on_b().await.0 == 200
+    })
+    .await;
+    let (status, v) = token_on_b().await;
+    assert_eq!(status, 200, "{v}");
+    let token = s(&v["access_token"]);
+    let (status, _) = call(
+        a,
+        &admin,
+        Method::POST,
+        "/admin/cimd/blocks",
+        Some(json!({"url": client_id})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    within_bound("the block on B", || async {
+        introspect_with(b, &iid, &isecret, &token).await["active"] == false
+    })
+    .await;
+    assert_eq!(token_on_b().await.0, 401, "and it gets no token there");
+}

@@ -54,8 +54,8 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         10,
-        "trusted issuers of ID-JAGs",
-        include_str!("../../../schema-postgres/0010_id_jag.sql"),
+        "agents: trusted issuers of ID-JAGs, URL clients' hosts and blocks",
+        include_str!("../../../schema-postgres/0010_agents.sql"),
     ),
 ];
 

@@ -627,6 +627,56 @@ impl FederationStore for PostgresStore {
     async fn remove_federation_rule(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
         self.remove_federation_rule_in_pg(id, audit).await
     }
+    async fn put_cimd_host(&self, h: &crate::domain::CimdHost, audit: &AuditEntry) -> Result<()> {
+        let sql = codec::put_cimd_host_sql(|i| format!("${i}"));
+        let (scopes, audiences) = (
+            h.scopes.join(" "),
+            serde_json::to_string(&h.audiences).unwrap_or_else(|_| "[]".into()),
+        );
+        self.call(self.write_one(
+            Change::Federation,
+            &sql,
+            &[&h.host, &scopes, &audiences, &h.created_at],
+            audit,
+        ))
+        .await
+        .map(|_| ())
+    }
+    async fn remove_cimd_host(&self, host: &str, audit: &AuditEntry) -> Result<bool> {
+        self.call(self.write_one(
+            Change::Federation,
+            "DELETE FROM cimd_hosts WHERE host = $1",
+            &[&host],
+            audit,
+        ))
+        .await
+    }
+    async fn set_cimd_block(
+        &self,
+        url: &str,
+        blocked: bool,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        if blocked {
+            self.call(self.write_one(
+                Change::Federation,
+                "INSERT INTO cimd_blocks (url, created_at) VALUES ($1, $2) \
+                 ON CONFLICT (url) DO NOTHING",
+                &[&url, &now],
+                audit,
+            ))
+            .await
+        } else {
+            self.call(self.write_one(
+                Change::Federation,
+                "DELETE FROM cimd_blocks WHERE url = $1",
+                &[&url],
+                audit,
+            ))
+            .await
+        }
+    }
 }
 
 #[async_trait::async_trait]

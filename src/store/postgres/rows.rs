@@ -340,6 +340,21 @@ pub(super) async fn read_federation(
             codec::federation_rule,
         )
         .await?,
+        cimd_hosts: all(
+            tx,
+            &format!(
+                "SELECT {} FROM cimd_hosts ORDER BY host COLLATE \"C\"",
+                codec::CIMD_HOST_COLUMNS
+            ),
+            codec::cimd_host,
+        )
+        .await?,
+        cimd_blocks: all(
+            tx,
+            "SELECT url, created_at FROM cimd_blocks ORDER BY url COLLATE \"C\"",
+            codec::cimd_block,
+        )
+        .await?,
     })
 }
 

@@ -54,7 +54,7 @@ const UPGRADES: &[(i64, &str)] = &[
         7,
         include_str!("../../../schema-sqlite/0008_token_exchange.sql"),
     ),
-    (8, include_str!("../../../schema-sqlite/0009_id_jag.sql")),
+    (8, include_str!("../../../schema-sqlite/0009_agents.sql")),
 ];
 
 /// A SQLite database file: every call runs on the runtime's blocking pool
@@ -453,6 +453,58 @@ impl FederationStore for SqliteStore {
             params![id],
             &audit
         ))
+    }
+    async fn put_cimd_host(&self, h: &crate::domain::CimdHost, audit: &AuditEntry) -> Result<()> {
+        let sql = codec::put_cimd_host_sql(|i| format!("?{i}"));
+        let (host, scopes, audiences, at) = (
+            h.host.clone(),
+            h.scopes.join(" "),
+            serde_json::to_string(&h.audiences).unwrap_or_else(|_| "[]".into()),
+            h.created_at,
+        );
+        let audit = audit.clone();
+        blocking!(self, |db| db
+            .write_one(
+                Change::Federation,
+                &sql,
+                params![host, scopes, audiences, at],
+                &audit
+            )
+            .map(|_| ()))
+    }
+    async fn remove_cimd_host(&self, host: &str, audit: &AuditEntry) -> Result<bool> {
+        let (host, audit) = (host.to_string(), audit.clone());
+        blocking!(self, |db| db.write_one(
+            Change::Federation,
+            "DELETE FROM cimd_hosts WHERE host = ?1",
+            params![host],
+            &audit
+        ))
+    }
+    async fn set_cimd_block(
+        &self,
+        url: &str,
+        blocked: bool,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        let (url, audit) = (url.to_string(), audit.clone());
+        blocking!(self, |db| if blocked {
+            db.write_one(
+                Change::Federation,
+                "INSERT INTO cimd_blocks (url, created_at) VALUES (?1, ?2) \
+                 ON CONFLICT (url) DO NOTHING",
+                params![url, now],
+                &audit,
+            )
+        } else {
+            db.write_one(
+                Change::Federation,
+                "DELETE FROM cimd_blocks WHERE url = ?1",
+                params![url],
+                &audit,
+            )
+        })
     }
 }
 

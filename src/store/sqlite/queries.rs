@@ -559,6 +559,19 @@ pub(super) fn read_federation(c: &Connection) -> Result<Federation> {
             ),
             |r| mapped(codec::federation_rule(r)),
         )?,
+        cimd_hosts: all(
+            c,
+            &format!(
+                "SELECT {} FROM cimd_hosts ORDER BY host",
+                codec::CIMD_HOST_COLUMNS
+            ),
+            |r| mapped(codec::cimd_host(r)),
+        )?,
+        cimd_blocks: all(
+            c,
+            "SELECT url, created_at FROM cimd_blocks ORDER BY url",
+            |r| mapped(codec::cimd_block(r)),
+        )?,
     })
 }
 
