@@ -17,14 +17,14 @@ const IDP: &str = "https://idp.example.com";
 const MCP: &str = "https://mcp.example.com/mcp";
 
 /// An ID-JAG signed by `key`, `typ: oauth-id-jag+jwt`.
-fn id_jag(key: &Key, claims: &Value) -> String {
+pub(crate) fn id_jag(key: &Key, claims: &Value) -> String {
     let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
     h.kid = Some(key.kid.clone());
     h.typ = Some("oauth-id-jag+jwt".into());
     jsonwebtoken::encode(&h, claims, &key.enc).expect("sign")
 }
 
-fn claims(issuer: &str, client_id: &str, extra: Value) -> Value {
+pub(crate) fn claims(issuer: &str, client_id: &str, extra: Value) -> Value {
     let mut c = json!({
         "iss": IDP, "sub": "alice@example.com", "aud": issuer, "client_id": client_id,
         "resource": MCP, "scope": "tools:call files:read tollgate:admin",
@@ -40,7 +40,7 @@ fn claims(issuer: &str, client_id: &str, extra: Value) -> Value {
     c
 }
 
-async fn grant(
+pub(crate) async fn grant(
     app: &TestApp,
     id: &str,
     secret: &str,
@@ -65,14 +65,14 @@ async fn grant(
     .await
 }
 
-struct Setup {
-    key: Key,
-    id: String,
-    secret: String,
-    issuer: String,
+pub(crate) struct Setup {
+    pub key: Key,
+    pub id: String,
+    pub secret: String,
+    pub issuer: String,
 }
 
-async fn setup(app: &TestApp, mark: bool) -> Setup {
+pub(crate) async fn setup(app: &TestApp, mark: bool) -> Setup {
     let admin = app.admin_token().await;
     let key = es256("idp-1");
     let (status, v) = admin_post(

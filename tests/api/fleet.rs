@@ -975,3 +975,25 @@ async fn a_blocked_url_client_is_refused_across_the_fleet_within_a_second() {
     .await;
     assert_eq!(token_on_b().await.0, 401, "and it gets no token there");
 }
+
+/// An ID-JAG's `jti` is used once across the fleet: exchanged on A, the
+/// same ID-JAG is refused on B.
+#[tokio::test]
+async fn an_id_jag_is_used_once_across_the_fleet() {
+    let Some(url) = pg_or_skip("fleet ID-JAG replay") else {
+        return;
+    };
+    let fleet = TestApp::fleet(&url, 2, &[]).await;
+    let (a, b) = (&fleet[0], &fleet[1]);
+    let x = crate::agents::setup(a, true).await;
+    let jag = crate::agents::id_jag(&x.key, &crate::agents::claims(&x.issuer, &x.id, json!({})));
+    let (status, v) = crate::agents::grant(a, &x.id, &x.secret, &jag, &[]).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = crate::agents::grant(b, &x.id, &x.secret, &jag, &[]).await;
+    assert_eq!(
+        (status, s(&v["error"])),
+        (400, "invalid_grant".into()),
+        "{v}"
+    );
+    assert!(s(&v["error_description"]).contains("used before"), "{v}");
+}
