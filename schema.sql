@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS clients (
     tls_client_auth_san_email TEXT,
     tls_client_certificate_bound_access_tokens INTEGER NOT NULL DEFAULT 0, -- RFC 8705 §3.4
     token_exchange        TEXT,                   -- JSON: RFC 8693 exchange policy; NULL: none
+    claims                TEXT,                   -- JSON object: extra claims of its tokens; NULL: none
     created_at            INTEGER NOT NULL,
     updated_at            INTEGER NOT NULL
 );

@@ -29,6 +29,7 @@ fn claims() -> Claims {
         act: None,
         may_act: None,
         origin: Vec::new(),
+        extra: serde_json::Map::new(),
     }
 }
 

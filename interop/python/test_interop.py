@@ -355,3 +355,43 @@ def test_requests_gets_a_certificate_bound_token_with_tls_client_auth():
     finally:
         s.stop()
         tmp.cleanup()
+
+
+def test_a_signed_introspection_answer_verifies_with_joserfc(server):
+    """RFC 9701: `Accept: application/token-introspection+jwt` gets the answer
+    as a JWT signed with Tollgate's key, checked here with joserfc (a JOSE
+    library Tollgate does not use) against the JWKS."""
+    import requests
+    from joserfc import jwt as jose_jwt
+    from joserfc.jwk import KeySet
+
+    cid, secret = server.client()
+    token = requests.post(server.base + "/oauth/token", auth=(cid, secret),
+                          data={"grant_type": "client_credentials"}).json()["access_token"]
+    out = subprocess.run(
+        [BIN, "client", "create", "--name", "rs", "--scope", "tollgate:introspect", "--json"],
+        env=server.env, check=True, capture_output=True, text=True,
+    ).stdout
+    rs = json.loads(out)
+    keys = KeySet.import_key_set(requests.get(server.base + "/.well-known/jwks.json").json())
+    for presented, active in [(token, True), ("not-a-token", False)]:
+        r = requests.post(
+            server.base + "/oauth/introspect",
+            auth=(rs["client_id"], rs["client_secret"]),
+            data={"token": presented},
+            headers={"Accept": "application/token-introspection+jwt"},
+        )
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("application/token-introspection+jwt")
+        decoded = jose_jwt.decode(r.text, keys, algorithms=["ES256"])
+        assert decoded.header["typ"] == "token-introspection+jwt"
+        assert decoded.claims["iss"] == ISSUER
+        assert decoded.claims["aud"] == rs["client_id"]
+        assert isinstance(decoded.claims["iat"], int)
+        assert decoded.claims["token_introspection"]["active"] is active
+        if active:
+            assert decoded.claims["token_introspection"]["client_id"] == cid
+        else:
+            assert decoded.claims["token_introspection"] == {"active": False}
+    meta = requests.get(server.base + "/.well-known/oauth-authorization-server").json()
+    assert meta["introspection_signing_alg_values_supported"] == ["ES256"]

@@ -112,6 +112,8 @@ pub(super) enum ClientCmd {
         #[command(flatten)]
         exchange: ExchangeArgs,
         #[command(flatten)]
+        claims: ClaimsArgs,
+        #[command(flatten)]
         out: JsonFlag,
     },
     /// List clients.
@@ -157,6 +159,8 @@ pub(super) enum ClientCmd {
         keys: KeyArgs,
         #[command(flatten)]
         exchange: ExchangeArgs,
+        #[command(flatten)]
+        claims: ClaimsArgs,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -582,4 +586,49 @@ pub(super) enum CimdHostCmd {
         /// The host, as added.
         host: String,
     },
+}
+
+/// A client's extra claims, added to every access token it gets.
+#[derive(clap::Args, Debug, Default)]
+pub(super) struct ClaimsArgs {
+    /// A claim as NAME=JSON (`--claim tenant='"acme"'`, `--claim roles='["a","b"]'`;
+    /// a value that is not JSON is taken as a string); repeat for several.
+    /// On update, the given claims replace all of them.
+    #[arg(long = "claim", value_name = "NAME=JSON")]
+    pub claim: Vec<String>,
+    /// A JSON file holding the claims object (instead of --claim).
+    #[arg(long, value_name = "FILE", conflicts_with = "claim")]
+    pub claims_file: Option<std::path::PathBuf>,
+    /// Update only: remove every extra claim.
+    #[arg(long, conflicts_with_all = ["claim", "claims_file"])]
+    pub no_claims: bool,
+}
+
+impl ClaimsArgs {
+    /// The claims object the flags give; `None` when none was given.
+    pub(super) fn object(
+        &self,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
+        if let Some(path) = &self.claims_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            return match serde_json::from_str(&text) {
+                Ok(serde_json::Value::Object(m)) => Ok(Some(m)),
+                _ => Err(format!("{} is not a JSON object", path.display())),
+            };
+        }
+        if self.claim.is_empty() {
+            return Ok(None);
+        }
+        let mut m = serde_json::Map::new();
+        for c in &self.claim {
+            let (name, value) = c
+                .split_once('=')
+                .ok_or_else(|| format!("--claim {c:?}: expected NAME=JSON"))?;
+            let value = serde_json::from_str(value)
+                .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+            m.insert(name.to_string(), value);
+        }
+        Ok(Some(m))
+    }
 }

@@ -239,11 +239,12 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
             quota,
             keys,
             exchange,
+            claims,
             out,
         } => {
-            if exchange.no_token_exchange {
+            if exchange.no_token_exchange || claims.no_claims {
                 return Err(ServiceError::invalid_request(
-                    "--no-token-exchange belongs to client update",
+                    "--no-token-exchange and --no-claims belong to client update",
                 ));
             }
             let dpop = keys.dpop_bound;
@@ -273,6 +274,7 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
                         tls_client_auth_san_email: tls.san_email,
                         tls_client_certificate_bound_access_tokens: tls.bound.unwrap_or(false),
                         token_exchange: exchange.policy(None),
+                        claims: claims.object().map_err(ServiceError::invalid_request)?,
                     },
                     now(),
                 )
@@ -316,8 +318,17 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
             quota,
             keys,
             exchange,
+            claims,
             out,
         } => {
+            let claims = if claims.no_claims {
+                Some(None)
+            } else {
+                claims
+                    .object()
+                    .map_err(ServiceError::invalid_request)?
+                    .map(Some)
+            };
             let dpop = keys.dpop_bound;
             let tls = TlsNames::of(&keys);
             let (method, jwks, jwks_uri) = key_args(keys)?;
@@ -349,6 +360,7 @@ async fn client(app: &App, cmd: ClientCmd) -> Result<(), ServiceError> {
                 tls_client_auth_san_email: tls.san_email.map(Some),
                 tls_client_certificate_bound_access_tokens: tls.bound,
                 token_exchange,
+                claims,
             };
             show_client(
                 &app.admin()

@@ -69,6 +69,9 @@ pub(super) fn show_client(c: &crate::store::Client, json: bool) {
         print_json(&json!(c));
     } else {
         table(&CLIENT_HEADERS, &[client_row(c)]);
+        if let Some(claims) = &c.claims {
+            println!("claims: {}", serde_json::Value::Object(claims.clone()));
+        }
         if let Some(p) = &c.token_exchange {
             println!(
                 "token exchange: subject audiences {}; subject issuers {}; transaction tokens {}",

@@ -58,6 +58,45 @@ pub struct Client {
     /// is none at all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_exchange: Option<ExchangePolicy>,
+    /// Extra claims added to every access token it gets (tenant ids,
+    /// roles); never a registered or Tollgate-set name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claims: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The longest a client's extra claims may be, serialised.
+pub const MAX_CLIENT_CLAIMS_LEN: usize = 2048;
+
+/// Claim names a client's extra claims may not use: every registered JWT
+/// claim (RFC 7519 §4.1) and every claim Tollgate sets; and any name that
+/// starts with `tollgate`.
+pub const RESERVED_CLAIMS: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "scope",
+    "client_id",
+    "cnf",
+    "act",
+    "may_act",
+    "txn",
+    "auth_time",
+    "acr",
+    "amr",
+    "api_key_id",
+];
+
+/// The reserved names among `claims`, in order (empty: none).
+pub fn reserved_claims(claims: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    claims
+        .keys()
+        .filter(|k| RESERVED_CLAIMS.contains(&k.as_str()) || k.starts_with("tollgate"))
+        .cloned()
+        .collect()
 }
 
 /// A client's token-exchange policy (RFC 8693), deny by default: the
@@ -362,6 +401,7 @@ pub(crate) mod fixtures {
                 dpop_bound_access_tokens: false,
                 tls_client_certificate_bound_access_tokens: false,
                 token_exchange: None,
+                claims: None,
             }
         }
     }

@@ -30,7 +30,8 @@ pub async fn introspect(
     let metrics = app.metrics_handle();
     let answer = async {
         let now = now();
-        app.introspector()
+        let caller = app
+            .introspector()
             .authorize_introspection(
                 creds.as_ref(),
                 &super::presented(&req, &app)?,
@@ -42,16 +43,28 @@ pub async fn introspect(
             .introspector()
             .introspect(token.as_deref().map_err(Clone::clone)?, now)
             .await?;
-        Ok::<_, ServiceError>(answer)
+        Ok::<_, ServiceError>((caller, answer, now))
     }
     .await;
     let result = match &answer {
-        Ok(v) if v["active"] == true => "active",
+        Ok((_, v, _)) if v["active"] == true => "active",
         Ok(_) => "inactive",
         Err(_) => "refused",
     };
     metrics.introspection(result);
-    Ok(no_store_json(answer?))
+    let (caller, answer, now) = answer?;
+    if wants_signed(&req) {
+        // RFC 9701 §4, §5: the same answer, signed, for the caller.
+        let jwt = app
+            .introspector()
+            .signed_answer(&caller.client_id, answer, now)
+            .await?;
+        return Ok(HttpResponse::Ok()
+            .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+            .content_type(SIGNED_INTROSPECTION)
+            .body(jwt));
+    }
+    Ok(no_store_json(answer))
 }
 
 /// Revocation: a client revokes its own token or API key; 200 regardless.
@@ -70,4 +83,21 @@ pub async fn revoke(
         .await?;
     app.introspector().revoke(&client.id, &token?, now).await?;
     Ok(no_store_json(serde_json::json!({})))
+}
+
+/// The media type of a signed introspection answer (RFC 9701 §4).
+const SIGNED_INTROSPECTION: &str = "application/token-introspection+jwt";
+
+/// Whether the caller asked for a signed answer: `Accept` names
+/// `application/token-introspection+jwt` (RFC 9701 §4).
+fn wants_signed(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(actix_web::http::header::ACCEPT)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|m| {
+            m.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(SIGNED_INTROSPECTION))
+        })
 }

@@ -78,6 +78,8 @@ pub async fn metadata(app: web::Data<App>) -> HttpResponse {
             "token_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
             "introspection_endpoint_auth_methods_supported": introspection_methods,
             "introspection_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
+            // RFC 9701 §6: signed introspection answers.
+            "introspection_signing_alg_values_supported": algs,
             "revocation_endpoint_auth_methods_supported": auth_methods,
             "revocation_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
             "scopes_supported": ["tollgate:admin", "tollgate:introspect"],

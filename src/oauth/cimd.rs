@@ -132,6 +132,7 @@ pub fn client(url: &str, doc: &Document, policy: &CimdHost) -> Client {
         dpop_bound_access_tokens: false,
         tls_client_certificate_bound_access_tokens: false,
         token_exchange: None,
+        claims: None,
     }
 }
 

@@ -248,6 +248,7 @@ pub fn claims(
         act: None,
         may_act: None,
         origin: Vec::new(),
+        extra: serde_json::Map::new(),
     }
 }
 

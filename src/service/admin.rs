@@ -82,6 +82,9 @@ pub struct NewClient {
     /// RFC 8693: its token-exchange policy; absent, none.
     #[serde(default)]
     pub token_exchange: Option<crate::domain::ExchangePolicy>,
+    /// Extra claims for its tokens (a JSON object, at most 2 KiB).
+    #[serde(default)]
+    pub claims: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Changes to a client; absent fields stay as they are.
@@ -140,6 +143,9 @@ pub struct ClientPatch {
     /// New token-exchange policy (`null` removes it: no exchange).
     #[serde(default, with = "serde_with_double_option")]
     pub token_exchange: Option<Option<crate::domain::ExchangePolicy>>,
+    /// New extra claims, whole (`null` removes them).
+    #[serde(default, with = "serde_with_double_option")]
+    pub claims: Option<Option<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// Tells a JSON `null` (clear) from an absent member (keep).
@@ -229,6 +235,36 @@ fn check_quota_settings(
         return Err(invalid("quota_ban must be between 0 and 2592000 seconds"));
     }
     Ok(())
+}
+
+/// A client's extra claims: at most 2 KiB serialised, no reserved name
+/// (every registered JWT claim, every claim Tollgate sets, any `tollgate…`).
+/// An empty object is none.
+fn check_claims(
+    claims: Option<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>, AdminError> {
+    let Some(claims) = claims.filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let reserved = crate::domain::reserved_claims(&claims);
+    if !reserved.is_empty() {
+        let shown: Vec<String> = reserved
+            .iter()
+            .map(|n| n.chars().filter(|c| !c.is_control()).take(64).collect())
+            .collect();
+        return Err(invalid(format!(
+            "claims: reserved names cannot be set: {}",
+            shown.join(", ")
+        )));
+    }
+    let len = serde_json::to_string(&claims).map_or(usize::MAX, |t| t.len());
+    if len > crate::domain::MAX_CLIENT_CLAIMS_LEN {
+        return Err(invalid(format!(
+            "claims: {len} bytes serialised, over the limit of {}",
+            crate::domain::MAX_CLIENT_CLAIMS_LEN
+        )));
+    }
+    Ok(Some(claims))
 }
 
 pub(super) fn check_audiences(audiences: &[String]) -> Result<Vec<String>, AdminError> {
@@ -352,6 +388,7 @@ impl Admin {
             tls_client_certificate_bound_access_tokens: input
                 .tls_client_certificate_bound_access_tokens,
             token_exchange: self.check_exchange(input.token_exchange.clone()).await?,
+            claims: check_claims(input.claims.clone())?,
         })
     }
 
@@ -545,6 +582,10 @@ impl Admin {
         if let Some(policy) = patch.token_exchange {
             c.token_exchange = self.check_exchange(policy).await?;
             changed.push("token_exchange");
+        }
+        if let Some(claims) = patch.claims {
+            c.claims = check_claims(claims)?;
+            changed.push("claims");
         }
         check_quota_settings(c.token_quota, c.quota_window, c.quota_ban)?;
         c.updated_at = now;

@@ -290,6 +290,11 @@ impl Tokens {
             api_key_id,
         );
         claims.cnf = cnf;
+        // The client's own claims, whatever the grant: a token obtained by
+        // exchange carries its client's, never the subject's.
+        if let Some(extra) = &client.claims {
+            claims.extra = extra.clone();
+        }
         if let Some(d) = delegation {
             claims.sub = d.sub;
             claims.act = d.act;

@@ -13,7 +13,7 @@ pub const CLIENT_COLUMNS: &str = "id, name, owner, scopes, audiences, token_ttl,
      token_endpoint_auth_method, jwks, jwks_uri, dpop_bound_access_tokens, \
      tls_client_auth_subject_dn, tls_client_auth_san_dns, tls_client_auth_san_uri, \
      tls_client_auth_san_ip, tls_client_auth_san_email, tls_client_certificate_bound_access_tokens, \
-     token_exchange";
+     token_exchange, claims";
 
 /// The client with id `{param}`, or when there is none another client (a
 /// decoy), in [`CLIENT_COLUMNS`] order: a first lookup of an unknown id then
@@ -90,6 +90,13 @@ pub fn exchange_json(c: &Client) -> Option<String> {
         .and_then(|p| serde_json::to_string(p).ok())
 }
 
+/// The extra claims as stored: JSON text, or NULL for none.
+pub fn claims_json(c: &Client) -> Option<String> {
+    c.claims
+        .as_ref()
+        .and_then(|m| serde_json::to_string(m).ok())
+}
+
 /// The authentication columns as stored: the method's name, the inline key
 /// set as JSON text, the key URL, and the five `tls_client_auth_*` names.
 pub fn auth_columns(
@@ -160,6 +167,11 @@ pub fn client(r: &impl Columns) -> Result<Client> {
             .map(|t| serde_json::from_str(&t))
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("token_exchange: {e}")))?,
+        claims: r
+            .text_opt(24)?
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("claims: {e}")))?,
     })
 }
 

@@ -1174,9 +1174,8 @@ async fn a_sqlite_database_at_schema_8_opens_and_keeps_its_exchange_policy() {
         .any(|r| r.digest == secret.digest()));
 }
 
-/// A schema-9 database written by this release (`tests/fixtures/db-v9`): a
-/// trusted issuer marked for ID-JAGs, a URL clients' host policy and a
-/// blocked URL client, for the next schema change.
+/// A schema-9 database (`tests/fixtures/db-v9`): a trusted issuer marked
+/// for ID-JAGs, a URL clients' host policy and a blocked URL client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_database_at_schema_9_opens_and_keeps_its_id_jag_issuer() {
     let (_dir, db, manifest) = sqlite_fixture("db-v9");
@@ -1203,6 +1202,26 @@ async fn a_sqlite_database_at_schema_9_opens_and_keeps_its_id_jag_issuer() {
     assert_eq!(
         fed.cimd_blocks[0].url,
         manifest["cimd_block"].as_str().unwrap()
+    );
+}
+
+/// A schema-10 database written by this release (`tests/fixtures/db-v10`):
+/// a client with extra claims, for the next schema change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_database_at_schema_10_opens_and_keeps_its_client_claims() {
+    let (_dir, db, manifest) = sqlite_fixture("db-v10");
+    assert_eq!(
+        user_version(&db),
+        10,
+        "the fixture is a version-10 database"
+    );
+    let s = SqliteStore::open(&db).await.unwrap();
+    assert_eq!(user_version(&db), super::sqlite::SCHEMA_VERSION);
+    let id = manifest["client"]["client_id"].as_str().unwrap();
+    let c = s.get_client(id).await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::Value::Object(c.claims.expect("claims kept")),
+        manifest["claims"]
     );
 }
 
@@ -1388,9 +1407,11 @@ async fn a_postgres_database_at_schema_4_upgrades_and_keeps_its_data() {
     assert!(!keys.dpop_bound_access_tokens);
     assert!(!keys.tls_client_certificate_bound_access_tokens);
     // Version 9: no client may exchange tokens until told so; a policy
-    // written now reads back whole.
+    // written now reads back whole. Version 11: nor has extra claims.
     assert_eq!(keys.token_exchange, None);
+    assert_eq!(keys.claims, None);
     let mut with_policy = keys.clone();
+    with_policy.claims = serde_json::json!({"tenant": "t1"}).as_object().cloned();
     with_policy.token_exchange = Some(crate::domain::ExchangePolicy {
         subject_audiences: vec!["https://orders".into()],
         subject_issuers: vec!["https://k8s".into()],

@@ -38,6 +38,10 @@ impl Weigh for ClientEntry {
                 + c.token_exchange.as_ref().map_or(0, |p| {
                     std::mem::size_of::<crate::domain::ExchangePolicy>() + p.heap_bytes()
                 })
+                // A parsed JSON value takes about three times its text.
+                + c.claims.as_ref().map_or(0, |m| {
+                    3 * serde_json::to_string(m).map_or(0, |t| t.len())
+                })
         });
         // The Arc's counts and its allocation.
         16 + std::mem::size_of::<(Option<Client>, Vec<ClientSecretRecord>)>()

@@ -57,6 +57,8 @@ pub struct SigningKey {
     pub(crate) header_b64: String,
     /// The same with `typ: txntoken+jwt` (transaction tokens).
     pub(crate) txn_header_b64: String,
+    /// The same with `typ: token-introspection+jwt` (RFC 9701).
+    pub(crate) introspection_header_b64: String,
     pub(crate) decoding: DecodingKey,
     /// Public JWK (RFC 7517 §4) with `kid`, `alg` and `use: sig`.
     pub jwk: Value,
@@ -80,6 +82,7 @@ impl SigningKey {
             private,
             header_b64: header(super::TOKEN_TYPE),
             txn_header_b64: header(super::TXN_TOKEN_TYPE),
+            introspection_header_b64: header(super::INTROSPECTION_TYPE),
             decoding,
             kid,
             jwk,
@@ -91,6 +94,7 @@ impl SigningKey {
         match typ {
             super::Typ::Access => &self.header_b64,
             super::Typ::Txn => &self.txn_header_b64,
+            super::Typ::Introspection => &self.introspection_header_b64,
         }
     }
 
@@ -592,6 +596,7 @@ mod tests {
             act: None,
             may_act: None,
             origin: Vec::new(),
+            extra: serde_json::Map::new(),
         }
     }
 

@@ -50,6 +50,9 @@ pub const TOKEN_TYPE: &str = "at+jwt";
 /// (draft-ietf-oauth-transaction-tokens-10 §4.1).
 pub const TXN_TOKEN_TYPE: &str = "txntoken+jwt";
 
+/// The `typ` header of a signed introspection answer (RFC 9701 §5).
+pub const INTROSPECTION_TYPE: &str = "token-introspection+jwt";
+
 /// Which kind of JWT Tollgate signs: the header's `typ`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Typ {
@@ -57,6 +60,8 @@ pub enum Typ {
     Access,
     /// A transaction token, `txntoken+jwt`.
     Txn,
+    /// A signed introspection answer, `token-introspection+jwt`.
+    Introspection,
 }
 
 /// Access-token claims (RFC 9068 §2.2).
@@ -101,6 +106,10 @@ pub struct Claims {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub origin: Vec<Origin>,
+    /// The client's extra claims (tenant ids, roles), and, in a token read
+    /// back, every member not named above.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One Tollgate token a token was exchanged from: what introspection reads
@@ -205,7 +214,10 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 /// `payload_len` bytes with `key`.
 pub fn signed_len(payload_len: usize, key: &SigningKey) -> usize {
     let b64 = |n: usize| (n * 4).div_ceil(3);
-    key.header_b64.len().max(key.txn_header_b64.len())
+    key.header_b64
+        .len()
+        .max(key.txn_header_b64.len())
+        .max(key.introspection_header_b64.len())
         + 1
         + b64(payload_len)
         + 1
@@ -344,6 +356,11 @@ impl Claims {
                 .as_ref()
                 .map_or(0, |c| opt(&c.jkt) + opt(&c.x5t_s256))
             // A parsed JSON value takes about three times its text.
+            + if self.extra.is_empty() {
+                0
+            } else {
+                3 * serde_json::to_string(&self.extra).map_or(0, |t| t.len())
+            }
             + [&self.act, &self.may_act]
                 .iter()
                 .map(|v| v.as_ref().map_or(0, |v| 3 * v.to_string().len()))

@@ -591,6 +591,7 @@ fn admin_claims(app_issuer: &str, client_id: &str, iat: i64, exp: i64) -> tollga
         act: None,
         may_act: None,
         origin: Vec::new(),
+        extra: serde_json::Map::new(),
     }
 }
 

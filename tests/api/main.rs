@@ -2,6 +2,7 @@
 
 mod admin;
 mod agents;
+mod claims;
 mod console;
 mod docs;
 mod dpop;

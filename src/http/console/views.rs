@@ -386,6 +386,12 @@ pub(super) fn client(
                 dt { "Token lifetime" } dd { (c.token_ttl.map_or("server default".into(), |t| format!("{t} s"))) }
                 dt { "Quota" } dd { (quota(c)) }
                 dt { "DPoP-bound tokens" } dd { (if c.dpop_bound_access_tokens { "required" } else { "no" }) }
+                dt { "Claims" } dd #claims {
+                    @match &c.claims {
+                        None => "none",
+                        Some(m) => code { (serde_json::Value::Object(m.clone())) },
+                    }
+                }
                 dt { "Token exchange" } dd #token-exchange {
                     @match &c.token_exchange {
                         None => "not allowed",

@@ -57,10 +57,15 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "agents: trusted issuers of ID-JAGs, URL clients' hosts and blocks",
         include_str!("../../../schema-postgres/0010_agents.sql"),
     ),
+    (
+        11,
+        "per-client claims",
+        include_str!("../../../schema-postgres/0011_client_claims.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 10;
+pub const SCHEMA_VERSION: i32 = 11;
 
 /// The advisory lock that serialises migrations of instances starting together.
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"

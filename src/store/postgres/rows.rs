@@ -71,7 +71,7 @@ pub(super) type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 /// Placeholders for the values of [`CLIENT_COLUMNS`], `$1` being the id.
 pub(super) const CLIENT_VALUES: &str =
     "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-     $21, $22, $23, $24";
+     $21, $22, $23, $24, $25";
 
 /// The values of [`CLIENT_COLUMNS`], and their types for a binary COPY.
 pub(super) fn client_params(c: &Client) -> Params {
@@ -101,6 +101,7 @@ pub(super) fn client_params(c: &Client) -> Params {
         Box::new(n4),
         Box::new(c.tls_client_certificate_bound_access_tokens),
         Box::new(codec::exchange_json(c)),
+        Box::new(codec::claims_json(c)),
     ]
 }
 pub(super) const CLIENT_TYPES: &[Type] = &[
@@ -127,6 +128,7 @@ pub(super) const CLIENT_TYPES: &[Type] = &[
     Type::TEXT,
     Type::TEXT,
     Type::BOOL,
+    Type::TEXT,
     Type::TEXT,
 ];
 

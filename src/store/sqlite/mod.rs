@@ -28,7 +28,7 @@ use super::{
 const SCHEMA: &str = include_str!("../../../schema.sql");
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// The steps from each older version, in order, as numbered SQL files like
 /// PostgreSQL's (`schema-sqlite/NNNN_*.sql` leaves version NNNN): `(from,
@@ -55,6 +55,10 @@ const UPGRADES: &[(i64, &str)] = &[
         include_str!("../../../schema-sqlite/0008_token_exchange.sql"),
     ),
     (8, include_str!("../../../schema-sqlite/0009_agents.sql")),
+    (
+        9,
+        include_str!("../../../schema-sqlite/0010_client_claims.sql"),
+    ),
 ];
 
 /// A SQLite database file: every call runs on the runtime's blocking pool

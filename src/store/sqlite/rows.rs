@@ -77,7 +77,7 @@ pub(super) fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
 /// Placeholders for the values of [`CLIENT_COLUMNS`], `?1` being the id.
 pub(super) const CLIENT_VALUES: &str =
     "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
-     ?21, ?22, ?23, ?24";
+     ?21, ?22, ?23, ?24, ?25";
 
 /// The values of [`CLIENT_COLUMNS`], in order: one list for insert and update.
 pub(super) fn client_values(c: &Client) -> Vec<Box<dyn rusqlite::ToSql>> {
@@ -107,6 +107,7 @@ pub(super) fn client_values(c: &Client) -> Vec<Box<dyn rusqlite::ToSql>> {
         Box::new(n4),
         Box::new(c.tls_client_certificate_bound_access_tokens),
         Box::new(codec::exchange_json(c)),
+        Box::new(codec::claims_json(c)),
     ]
 }
 

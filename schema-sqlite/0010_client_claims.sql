@@ -1,0 +1,3 @@
+-- SQLite schema 10, from 9. Version 10: per-client claims, a JSON object
+-- added to every access token the client gets; NULL, the default, is none.
+ALTER TABLE clients ADD COLUMN claims TEXT;
