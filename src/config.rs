@@ -198,7 +198,7 @@ settings! {
     ISSUER = "issuer", "TOLLGATE_ISSUER", None, "`http://` (`https://` with `TOLLGATE_TLS_CERT`) + the bound address", Kind::Text,
         "The `iss` claim and the base of every URL in the metadata.";
     SIGNING_ALG = "signing_alg", "TOLLGATE_SIGNING_ALG", Some("ES256"), "`ES256`", Kind::Text,
-        "Algorithm of newly generated signing keys: ES256, EdDSA or RS256.";
+        "Algorithm of newly generated signing keys: ES256, EdDSA, RS256 or PS256.";
     API_KEY_PREFIX = "api_key_prefix", "TOLLGATE_API_KEY_PREFIX", Some("tg_live_"), "`tg_live_`", Kind::Text,
         "Prefix of new API keys, 1 to 32 of [A-Za-z0-9_-].";
     DEFAULT_TOKEN_TTL = "default_token_ttl", "TOLLGATE_DEFAULT_TOKEN_TTL", Some("3600"), "`3600`", int(1, DAY),
@@ -451,7 +451,7 @@ impl Config {
         let signing_alg = Alg::parse(&alg_text).ok_or_else(|| {
             bad(
                 SIGNING_ALG.env,
-                format!("expected one of ES256, EdDSA, RS256, got {alg_text:?}"),
+                format!("expected one of ES256, EdDSA, RS256, PS256, got {alg_text:?}"),
             )
         })?;
         let api_key_prefix = text(&API_KEY_PREFIX)?.unwrap_or_default();

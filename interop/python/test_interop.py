@@ -97,7 +97,7 @@ def test_requests_oauthlib_backend_application_client(server):
     assert jwt.decode(token["access_token"], options={"verify_signature": False})["sub"] == cid
 
 
-@pytest.mark.parametrize("alg", ["ES256", "EdDSA", "RS256"])
+@pytest.mark.parametrize("alg", ["ES256", "EdDSA", "RS256", "PS256"])
 def test_pyjwt_verifies_against_the_served_jwks(alg):
     s = Server(alg)
     try:
@@ -395,3 +395,28 @@ def test_a_signed_introspection_answer_verifies_with_joserfc(server):
             assert decoded.claims["token_introspection"] == {"active": False}
     meta = requests.get(server.base + "/.well-known/oauth-authorization-server").json()
     assert meta["introspection_signing_alg_values_supported"] == ["ES256"]
+
+
+def test_a_ps256_token_verifies_with_joserfc_and_pyjwt():
+    """PS256 (RSASSA-PSS): a second, independent JOSE library checks the
+    token against the JWKS, which says PS256."""
+    import requests
+    from joserfc import jwt as jose_jwt
+    from joserfc.jwk import KeySet
+
+    s = Server("PS256")
+    try:
+        cid, secret = s.client()
+        token = requests.post(s.base + "/oauth/token", auth=(cid, secret),
+                              data={"grant_type": "client_credentials"}).json()["access_token"]
+        assert jwt.get_unverified_header(token)["alg"] == "PS256"
+        jwks = requests.get(s.base + "/.well-known/jwks.json").json()
+        assert [k["alg"] for k in jwks["keys"]] == ["PS256"]
+        decoded = jose_jwt.decode(token, KeySet.import_key_set(jwks), algorithms=["PS256"])
+        assert decoded.claims["client_id"] == cid
+        meta = requests.get(s.base + "/.well-known/oauth-authorization-server").json()
+        assert meta["access_token_signing_alg_values_supported"] == ["PS256"]
+        with pytest.raises(Exception):
+            jose_jwt.decode(token, KeySet.import_key_set(jwks), algorithms=["RS256"])
+    finally:
+        s.stop()

@@ -266,7 +266,7 @@ pub(super) enum SigningKeyCmd {
     },
     /// Create a new signing key: published now, signing after the pre-publication time.
     Rotate {
-        /// Algorithm: ES256, EdDSA or RS256 (default: TOLLGATE_SIGNING_ALG).
+        /// Algorithm: ES256, EdDSA, RS256 or PS256 (default: TOLLGATE_SIGNING_ALG).
         #[arg(long)]
         alg: Option<String>,
         /// Seconds the new key is published before it signs (default: TOLLGATE_KEY_PREPUBLISH).

@@ -555,7 +555,7 @@ async fn signing_key(app: &App, cmd: SigningKeyCmd) -> Result<(), ServiceError> 
             let alg = match alg {
                 None => None,
                 Some(a) => Some(Alg::parse(&a).ok_or_else(|| {
-                    ServiceError::invalid_request("--alg must be ES256, EdDSA or RS256")
+                    ServiceError::invalid_request("--alg must be ES256, EdDSA, RS256 or PS256")
                 })?),
             };
             let rec = app

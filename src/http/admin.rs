@@ -392,13 +392,12 @@ async fn rotate_signing_key(
 ) -> Result<HttpResponse, ServiceError> {
     let actor = admin_caller(&app, &req).await?;
     let input: RotateKey = json_body(&app, &req, payload).await?;
-    let alg =
-        match input.alg.as_deref() {
-            None => None,
-            Some(a) => Some(Alg::parse(a).ok_or_else(|| {
-                ServiceError::invalid_request("alg must be ES256, EdDSA or RS256")
-            })?),
-        };
+    let alg = match input.alg.as_deref() {
+        None => None,
+        Some(a) => Some(Alg::parse(a).ok_or_else(|| {
+            ServiceError::invalid_request("alg must be ES256, EdDSA, RS256 or PS256")
+        })?),
+    };
     let now = now();
     let rec = app
         .signing_keys()

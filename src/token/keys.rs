@@ -43,7 +43,8 @@ pub enum KeyError {
 enum PrivateKey {
     Ec(EcdsaKeyPair),
     Ed(Ed25519KeyPair),
-    Rsa(RsaKeyPair),
+    /// An RSA key; it signs with PSS when the key's algorithm is PS256.
+    Rsa(Arc<RsaKeyPair>),
 }
 
 /// A private key loaded for signing, with its public half for verifying.
@@ -98,6 +99,26 @@ impl SigningKey {
         }
     }
 
+    /// The same RSA key under the other RSA algorithm (RS256 ↔ PS256: a
+    /// PKCS#8 file does not say which, the key's record does); `None` for
+    /// any other change.
+    pub fn with_alg(&self, alg: Alg) -> Option<SigningKey> {
+        match (&self.private, alg) {
+            (PrivateKey::Rsa(pair), Alg::Rs256 | Alg::Ps256) => {
+                let mut jwk = self.jwk.clone();
+                jwk["alg"] = json!(alg.as_str());
+                Some(SigningKey::new(
+                    alg,
+                    PrivateKey::Rsa(pair.clone()),
+                    self.decoding.clone(),
+                    self.kid.clone(),
+                    jwk,
+                ))
+            }
+            _ => None,
+        }
+    }
+
     /// The length of its raw signatures in bytes.
     pub fn signature_len(&self) -> usize {
         match &self.private {
@@ -113,7 +134,11 @@ impl SigningKey {
             PrivateKey::Ed(k) => Ok(k.sign(message).as_ref().to_vec()),
             PrivateKey::Rsa(k) => {
                 let mut sig = vec![0u8; k.public().modulus_len()];
-                k.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), message, &mut sig)?;
+                let padding: &'static dyn ring::signature::RsaEncoding = match self.alg {
+                    Alg::Ps256 => &ring::signature::RSA_PSS_SHA256,
+                    _ => &RSA_PKCS1_SHA256,
+                };
+                k.sign(padding, &SystemRandom::new(), message, &mut sig)?;
                 Ok(sig)
             }
         }
@@ -151,7 +176,7 @@ pub fn generate_pem(alg: Alg) -> Result<String, KeyError> {
             .map_err(|_| KeyError::Format("cannot generate an Ed25519 key".into()))?
             .as_ref()
             .to_vec(),
-        Alg::Rs256 => {
+        Alg::Rs256 | Alg::Ps256 => {
             let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048)
                 .map_err(|e| KeyError::Format(format!("cannot generate an RSA key: {e}")))?;
             return key
@@ -213,7 +238,7 @@ pub fn load_pem(text: &str) -> Result<SigningKey, KeyError> {
             RsaKeyPair::from_pkcs8(der).map_err(|e| KeyError::Format(format!("RSA key: {e}")))?;
         return Ok(SigningKey::new(
             Alg::Rs256,
-            PrivateKey::Rsa(pair),
+            PrivateKey::Rsa(Arc::new(pair)),
             decoding,
             kid,
             jwk,
@@ -372,7 +397,12 @@ pub fn shared_secret(dir: &Path, name: &str) -> Result<Vec<u8>, KeyError> {
 /// Generates a key for `alg` and writes it to the keys directory.
 pub fn create_key_file(dir: &Path, alg: Alg) -> Result<SigningKey, KeyError> {
     let text = generate_pem(alg)?;
-    let key = load_pem(&text)?;
+    let mut key = load_pem(&text)?;
+    if key.alg != alg {
+        key = key
+            .with_alg(alg)
+            .ok_or_else(|| KeyError::Format(format!("cannot make a {} key", alg.as_str())))?;
+    }
     write_key_file(dir, &key.kid, &text)?;
     Ok(key)
 }
@@ -444,7 +474,15 @@ impl KeySet {
         for r in records {
             match loaded.get(&r.kid) {
                 Some(key) => entries.push(KeyEntry {
-                    key: key.clone(),
+                    // The record says the algorithm (an RSA file serves
+                    // RS256 or PS256).
+                    key: match Alg::parse(&r.alg) {
+                        Some(alg) if alg != key.alg => match key.with_alg(alg) {
+                            Some(k) => Arc::new(k),
+                            None => key.clone(),
+                        },
+                        _ => key.clone(),
+                    },
                     record: r.clone(),
                 }),
                 None => log::warn!("signing key {} has no key file; skipped", r.kid),
@@ -616,8 +654,14 @@ mod tests {
 
     #[test]
     fn every_algorithm_signs_and_verifies_round_trip() {
-        for alg in [Alg::Es256, Alg::EdDsa, Alg::Rs256] {
-            let key = load_pem(&generate_pem(alg).unwrap()).unwrap();
+        for alg in [Alg::Es256, Alg::EdDsa, Alg::Rs256, Alg::Ps256] {
+            let mut key = load_pem(&generate_pem(alg).unwrap()).unwrap();
+            if alg == Alg::Ps256 {
+                // The same PKCS#8 RSA file; the record makes it PS256.
+                assert_eq!(key.alg, Alg::Rs256);
+                key = key.with_alg(Alg::Ps256).unwrap();
+                assert_eq!(key.jwk["alg"], "PS256");
+            }
             assert_eq!(key.alg, alg);
             let set = set_with(key);
             let signer = set.signer(1).unwrap().clone();
@@ -635,6 +679,38 @@ mod tests {
                 Err(VerifyError::Expired)
             );
         }
+    }
+
+    #[test]
+    fn a_ps256_record_makes_an_rsa_file_sign_with_pss() {
+        let key = load_pem(&generate_pem(Alg::Rs256).unwrap()).unwrap();
+        let rec = SigningKeyRecord {
+            kid: key.kid.clone(),
+            alg: "PS256".into(),
+            created_at: 0,
+            activates_at: 0,
+            retired_at: None,
+            compromised_at: None,
+        };
+        let mut m = HashMap::new();
+        m.insert(key.kid.clone(), Arc::new(key));
+        let set = KeySet::new(&[rec], &m, 86_400);
+        let signer = set.signer(1).unwrap().clone();
+        assert_eq!(signer.alg, Alg::Ps256);
+        let token = sign(&claims(1000), &signer).unwrap();
+        let header = crate::token::jws::Jws::parse(&token).unwrap();
+        assert_eq!(header.text("alg"), Some("PS256"));
+        assert_eq!(
+            verify(&token, &set, "http://issuer", 1000).unwrap(),
+            claims(1000)
+        );
+        assert_eq!(set.jwks(1)["keys"][0]["alg"], "PS256");
+        // PSS signatures are randomised: two signatures of one input differ.
+        assert_ne!(sign(&claims(1000), &signer).unwrap(), token);
+        assert!(load_pem(&generate_pem(Alg::Es256).unwrap())
+            .unwrap()
+            .with_alg(Alg::Ps256)
+            .is_none());
     }
 
     #[test]

@@ -20,15 +20,19 @@ pub enum Alg {
     EdDsa,
     /// RSASSA-PKCS1-v1_5 with SHA-256, 2048-bit keys.
     Rs256,
+    /// RSASSA-PSS with SHA-256 and MGF1 with SHA-256 (RFC 7518 §3.5),
+    /// 2048-bit keys.
+    Ps256,
 }
 
 impl Alg {
-    /// Parses `ES256`, `EdDSA` or `RS256` (case-insensitive).
+    /// Parses `ES256`, `EdDSA`, `RS256` or `PS256` (case-insensitive).
     pub fn parse(s: &str) -> Option<Alg> {
         match s.trim().to_ascii_uppercase().as_str() {
             "ES256" => Some(Alg::Es256),
             "EDDSA" => Some(Alg::EdDsa),
             "RS256" => Some(Alg::Rs256),
+            "PS256" => Some(Alg::Ps256),
             _ => None,
         }
     }
@@ -39,6 +43,7 @@ impl Alg {
             Alg::Es256 => "ES256",
             Alg::EdDsa => "EdDSA",
             Alg::Rs256 => "RS256",
+            Alg::Ps256 => "PS256",
         }
     }
 }

@@ -311,8 +311,8 @@ async fn published_oauth2_client_library_fetches_a_token() {
 }
 
 #[tokio::test]
-async fn eddsa_and_rs256_tokens_verify_independently() {
-    for alg in ["EdDSA", "RS256"] {
+async fn eddsa_rs256_and_ps256_tokens_verify_independently() {
+    for alg in ["EdDSA", "RS256", "PS256"] {
         let app = TestApp::spawn_with(&[("TOLLGATE_SIGNING_ALG", alg)]).await;
         let (id, secret) = app.client("read", &[]);
         let token = app.token(&id, &secret).await;
@@ -322,7 +322,33 @@ async fn eddsa_and_rs256_tokens_verify_independently() {
         let claims = verify_with_jwks(&token, &keys).unwrap();
         // No audience configured: the issuer is the audience.
         assert_eq!(claims["aud"], app.base.as_str());
+        assert_eq!(app.introspect(&token).await["active"], true);
     }
+}
+
+#[tokio::test]
+async fn a_ps256_key_rotated_in_signs_and_survives_a_restart() {
+    let mut app = TestApp::spawn().await;
+    let rec = app.cli(&[
+        "signing-key",
+        "rotate",
+        "--alg",
+        "PS256",
+        "--prepublish",
+        "0",
+    ]);
+    assert_eq!(rec[0]["alg"], "PS256", "{rec}");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (id, secret) = app.client("read", &[]);
+    let token = app.token(&id, &secret).await;
+    assert_eq!(segment(&token, 0)["alg"], "PS256");
+    assert!(verify_with_jwks(&token, &jwks(&app).await).is_ok());
+    // The PEM file is an RSA key like RS256's: the record keeps it PS256.
+    app.restart();
+    let (id, secret) = app.client("read", &[]);
+    let token = app.token(&id, &secret).await;
+    assert_eq!(segment(&token, 0)["alg"], "PS256");
+    assert_eq!(app.introspect(&token).await["active"], true);
 }
 
 #[tokio::test]

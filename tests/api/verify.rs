@@ -63,8 +63,14 @@ pub fn verify_with_jwks(token: &str, jwks: &Value) -> Result<Value, String> {
             )
             .map_err(|e| e.to_string())?;
             let hashed = sha2::Sha256::digest(message.as_bytes());
-            key.verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &hashed, &sig)
-                .map_err(|e| e.to_string())?;
+            if header["alg"] == "PS256" {
+                // RFC 7518 §3.5: PSS with SHA-256, MGF1 with SHA-256.
+                key.verify(rsa::Pss::new::<sha2::Sha256>(), &hashed, &sig)
+                    .map_err(|e| e.to_string())?;
+            } else {
+                key.verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &hashed, &sig)
+                    .map_err(|e| e.to_string())?;
+            }
         }
         other => return Err(format!("unexpected kty {other:?}")),
     }
