@@ -32,7 +32,7 @@ use seeding::*;
 use server::*;
 
 /// Runs Tollgate's fixed benchmark workloads.
-#[derive(Parser)]
+#[derive(Parser, Clone)]
 #[command(name = "tollgate-bench")]
 pub(crate) struct Args {
     /// Seconds each workload runs.
@@ -68,6 +68,10 @@ pub(crate) struct Args {
     /// Select them alone with `--only PG`.
     #[arg(long, env = "TOLLGATE_BENCH_PG_URL", value_name = "URL")]
     pg_url: Option<String>,
+    /// Seconds of the memory soak, which runs only when named (`--only
+    /// W1,SOAK`).
+    #[arg(long, default_value_t = 1200)]
+    soak_seconds: u64,
 }
 
 /// Clients whose secrets W6 keeps: more than any 5-s run issues, so no client
@@ -76,11 +80,12 @@ pub(crate) const W6_CLIENTS: usize = 300_000;
 
 fn main() {
     let args = Args::parse();
-    let wants = |w: &str| {
+    let named = |w: &str| {
         args.only
             .as_deref()
-            .is_none_or(|o| o.split(',').any(|x| x.trim().eq_ignore_ascii_case(w)))
+            .is_some_and(|o| o.split(',').any(|x| x.trim().eq_ignore_ascii_case(w)))
     };
+    let wants = |w: &str| args.only.is_none() || named(w);
     if Command::new("wrk").arg("--version").output().is_err() {
         fail("wrk is not installed; install it with: apt-get install wrk");
     }
@@ -478,6 +483,109 @@ fn main() {
             args.duration,
         );
         f.note = next_to_w1(&results, &f);
+        results.push(f);
+    }
+    if named("SOAK") {
+        // The memory soak (issue 25), only when named: W1 on 32
+        // connections for --soak-seconds while a side loop issues,
+        // introspects, revokes and re-introspects fresh 5-minute tokens,
+        // 55 a second; RSS sampled every 10 s.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cycles = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let wrong = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let side = {
+            let (stop, cycles, wrong) = (stop.clone(), cycles.clone(), wrong.clone());
+            let addr = server.addr.clone();
+            let (cid, csecret) = clients[2 % clients.len()].clone();
+            let iauth = introspect_auth.clone();
+            std::thread::spawn(move || {
+                let auth = basic(&cid, &csecret);
+                let active = |token: &str| {
+                    let (_, b) = http(
+                        &addr,
+                        "/oauth/introspect",
+                        &[
+                            ("Authorization", iauth.clone()),
+                            ("Content-Type", form.into()),
+                        ],
+                        &format!("token={token}"),
+                    );
+                    serde_json::from_str::<Value>(&b)
+                        .ok()
+                        .and_then(|v| v["active"].as_bool())
+                };
+                let mut next = Instant::now();
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let token = fetch_token(&addr, &auth);
+                    let ok = active(&token) == Some(true)
+                        && revoke_token(&addr, &auth, &token) == 200
+                        && active(&token) == Some(false);
+                    if !ok {
+                        wrong.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    cycles.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    next += Duration::from_micros(1_000_000 / 55);
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                }
+            })
+        };
+        let pid = server.child.id();
+        let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sampler = {
+            let (stop, samples) = (stop.clone(), samples.clone());
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    if let Ok(mut s) = samples.lock() {
+                        s.push((started.elapsed().as_secs(), rss_now_mib(pid)));
+                    }
+                    std::thread::sleep(Duration::from_secs(10));
+                }
+            })
+        };
+        let mut soak_args = args.clone();
+        soak_args.connections = 32;
+        let mut f = wrk(
+            &soak_args,
+            &server,
+            "SOAK W1 (32 connections) + 55 issue/introspect/revoke cycles/s",
+            &w1,
+            args.soak_seconds,
+        );
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = side.join();
+        let _ = sampler.join();
+        let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
+        let at = |secs: u64| {
+            samples
+                .iter()
+                .rev()
+                .find(|(t, _)| *t <= secs)
+                .map_or(0.0, |(_, r)| *r)
+        };
+        let last = samples.last().map_or(0.0, |(_, r)| *r);
+        let half = args.soak_seconds / 2;
+        let (n, bad) = (
+            cycles.load(std::sync::atomic::Ordering::SeqCst),
+            wrong.load(std::sync::atomic::Ordering::SeqCst),
+        );
+        f.note = format!(
+            "RSS {:.1} MiB at 1 min, {:.1} at half time, {:.1} at the end; {n} side cycles, {bad} wrong",
+            at(60),
+            at(half),
+            last
+        );
+        checks.push(format!(
+            "Soak: peak RSS {:.1} MiB (bound 96 MiB), {n} issue/introspect/revoke cycles with {bad} wrong answers: {}",
+            f.rss_mib,
+            if f.rss_mib <= 96.0 && bad == 0 { "PASS" } else { "FAIL" }
+        ));
+        let curve: Vec<String> = samples
+            .iter()
+            .filter(|(t, _)| t % 120 == 0)
+            .map(|(t, r)| format!("{}:{r:.1}", t / 60))
+            .collect();
+        println!("soak RSS by minute (min:MiB): {}", curve.join(" "));
         results.push(f);
     }
     drop(server);
