@@ -15,8 +15,7 @@ use crate::secret::SecretString;
 use crate::token::txn::TxnClaims;
 use crate::token::Origin;
 
-/// `grant_type` of token exchange (RFC 8693 §2.1).
-pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub use super::grant::TOKEN_EXCHANGE;
 
 /// RFC 8693 §3: an OAuth 2.0 access token.
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";

@@ -57,6 +57,9 @@ impl TokenRequest {
 /// `grant_type` of the JWT bearer grant (RFC 7523 §2.1).
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
+/// `grant_type` of token exchange (RFC 8693 §2.1).
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
 /// The grant types the token endpoint serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrantType {
@@ -74,7 +77,7 @@ impl GrantType {
         match self {
             GrantType::ClientCredentials => "client_credentials",
             GrantType::JwtBearer => JWT_BEARER,
-            GrantType::TokenExchange => super::exchange::TOKEN_EXCHANGE,
+            GrantType::TokenExchange => TOKEN_EXCHANGE,
         }
     }
 }
@@ -85,7 +88,7 @@ pub fn check_grant_type(params: &Params) -> Result<GrantType, OAuthError> {
         None => Err(OAuthError::invalid_request("grant_type is required")),
         Some("client_credentials") => Ok(GrantType::ClientCredentials),
         Some(JWT_BEARER) => Ok(GrantType::JwtBearer),
-        Some(super::exchange::TOKEN_EXCHANGE) => Ok(GrantType::TokenExchange),
+        Some(TOKEN_EXCHANGE) => Ok(GrantType::TokenExchange),
         Some(_) => Err(OAuthError::new(
             OAuthCode::UnsupportedGrantType,
             "grant_type must be client_credentials, urn:ietf:params:oauth:grant-type:jwt-bearer \

@@ -107,7 +107,7 @@ pub struct Authenticator {
     /// The CAs `tls_client_auth` certificates must chain to.
     pub(super) client_ca: Option<Arc<Vec<rustls::pki_types::TrustAnchor<'static>>>>,
     /// Client ID Metadata Documents fetched, by URL, until they expire.
-    pub(super) cimd_docs: Arc<super::cimd::Documents>,
+    pub(super) cimd_docs: Arc<super::keysets::Documents>,
 }
 
 impl Authenticator {

@@ -7,9 +7,6 @@
 //! blocked with immediate effect, fleet-wide (the federation snapshot, with
 //! its change notification). Every fetch is audited by URL.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use serde::Deserialize;
 use serde_json::json;
 
@@ -19,39 +16,6 @@ use super::families::AdminError;
 use crate::domain::{AuditEntry, CimdBlock, CimdHost, Client};
 use crate::oauth::cimd::{self, Document};
 use crate::store::{FederationStore, StoreError};
-
-/// Most documents kept at once; past it, the expired go, or all.
-const MAX_DOCUMENTS: usize = 10_000;
-
-/// Documents fetched, by URL, with the time they expire.
-#[derive(Debug, Default)]
-pub struct Documents {
-    map: Mutex<HashMap<String, (Document, i64)>>,
-}
-
-impl Documents {
-    fn get(&self, url: &str, now: i64) -> Option<Document> {
-        let map = crate::sync::lock(&self.map);
-        map.get(url)
-            .filter(|(_, until)| *until > now)
-            .map(|(d, _)| d.clone())
-    }
-
-    fn put(&self, url: &str, doc: Document, until: i64, now: i64) {
-        let mut map = crate::sync::lock(&self.map);
-        if map.len() >= MAX_DOCUMENTS {
-            map.retain(|_, (_, u)| *u > now);
-            if map.len() >= MAX_DOCUMENTS {
-                map.clear();
-            }
-        }
-        map.insert(url.to_string(), (doc, until));
-    }
-
-    fn forget(&self, url: &str) {
-        crate::sync::lock(&self.map).remove(url);
-    }
-}
 
 impl Authenticator {
     /// The client `client_id` names: a URL client resolved from its

@@ -1,7 +1,8 @@
 //! Key sets by owner (a client id, a federation issuer): inline ones parsed
 //! once per registered set, fetched ones cached with their fetch times, and
 //! one fetch in flight per owner. The fetching itself is the
-//! [`super::authenticator::Authenticator`]'s.
+//! [`super::authenticator::Authenticator`]'s. Also the Client ID Metadata
+//! Documents fetched for URL clients, by URL, until they expire.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -89,4 +90,38 @@ pub(super) enum KeySource<'a> {
     Uri(&'a str),
     /// Published at the `jwks_uri` of the issuer's metadata.
     Discover(&'a str),
+}
+
+/// Most documents kept at once; past it, the expired go, or all.
+const MAX_DOCUMENTS: usize = 10_000;
+
+/// Client ID Metadata Documents fetched, by URL, with the time they expire
+/// (`service::cimd` fills it).
+#[derive(Debug, Default)]
+pub(super) struct Documents {
+    map: Mutex<HashMap<String, (crate::oauth::cimd::Document, i64)>>,
+}
+
+impl Documents {
+    pub(super) fn get(&self, url: &str, now: i64) -> Option<crate::oauth::cimd::Document> {
+        let map = crate::sync::lock(&self.map);
+        map.get(url)
+            .filter(|(_, until)| *until > now)
+            .map(|(d, _)| d.clone())
+    }
+
+    pub(super) fn put(&self, url: &str, doc: crate::oauth::cimd::Document, until: i64, now: i64) {
+        let mut map = crate::sync::lock(&self.map);
+        if map.len() >= MAX_DOCUMENTS {
+            map.retain(|_, (_, u)| *u > now);
+            if map.len() >= MAX_DOCUMENTS {
+                map.clear();
+            }
+        }
+        map.insert(url.to_string(), (doc, until));
+    }
+
+    pub(super) fn forget(&self, url: &str) {
+        crate::sync::lock(&self.map).remove(url);
+    }
 }
