@@ -51,6 +51,14 @@ pub enum TokenGrant {
         /// The `assertion`.
         assertion: SecretString,
     },
+    /// RFC 7523 §2.1 with an identity assertion grant (ID-JAG, `typ:
+    /// oauth-id-jag+jwt`): client authentication is required.
+    IdJag {
+        /// Client credentials, when sent (refused when not).
+        client: Option<ClientCredentials>,
+        /// The `assertion`.
+        assertion: SecretString,
+    },
     /// RFC 8693 §2.1: a subject token exchanged by an authenticated client
     /// for a delegated access token or a transaction token.
     TokenExchange {
@@ -71,12 +79,8 @@ impl TokenGrant {
     pub fn label(&self) -> &'static str {
         match self {
             TokenGrant::ClientCredentials { .. } => "client_credentials",
-            TokenGrant::JwtBearer { assertion, .. }
-                if super::idjag::is_id_jag(assertion.expose()) =>
-            {
-                "id_jag"
-            }
             TokenGrant::JwtBearer { .. } => "jwt_bearer",
+            TokenGrant::IdJag { .. } => "id_jag",
             TokenGrant::TokenExchange { exchange, .. } => match exchange.requested {
                 super::exchange::Requested::AccessToken => "token_exchange",
                 super::exchange::Requested::TxnToken => "txn_token",
@@ -130,10 +134,16 @@ impl<'a> TokenEndpointRequest<'a> {
                 let assertion = params
                     .single("assertion")?
                     .ok_or_else(|| OAuthError::invalid_request("assertion is required"))?;
-                TokenGrant::JwtBearer {
-                    client,
-                    named_client,
-                    assertion: SecretString::new(assertion.to_string()),
+                let assertion = SecretString::new(assertion.to_string());
+                // The header says which profile: read once, here.
+                if super::idjag::is_id_jag(assertion.expose()) {
+                    TokenGrant::IdJag { client, assertion }
+                } else {
+                    TokenGrant::JwtBearer {
+                        client,
+                        named_client,
+                        assertion,
+                    }
                 }
             }
             GrantType::TokenExchange => TokenGrant::TokenExchange {
@@ -247,6 +257,20 @@ mod tests {
             } => assert_eq!((n.as_str(), assertion.expose()), ("named", "a.b.c")),
             other => panic!("{other:?}"),
         }
+        // An ID-JAG is told by its header, once, at decoding.
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let jag = format!(
+            "{}.{}.{}",
+            b64(r#"{"typ":"oauth-id-jag+jwt","alg":"ES256","kid":"k"}"#),
+            b64("{}"),
+            b64("sig")
+        );
+        let p = Params::from_pairs([("grant_type", JWT_BEARER), ("assertion", jag.as_str())]);
+        let r = TokenEndpointRequest::decode(parts(&p, None)).unwrap();
+        assert!(matches!(&r.grant, TokenGrant::IdJag { client: None, .. }));
+        assert_eq!(r.grant.label(), "id_jag");
+
         let p = Params::from_pairs([("grant_type", JWT_BEARER)]);
         let e = TokenEndpointRequest::decode(parts(&p, None)).unwrap_err();
         assert_eq!(e.description, "assertion is required");

@@ -134,9 +134,7 @@ impl Tokens {
                 self.issue_for_client(client.as_ref(), ip, request, now)
                     .await
             }
-            TokenGrant::JwtBearer {
-                client, assertion, ..
-            } if crate::oauth::idjag::is_id_jag(assertion.expose()) => {
+            TokenGrant::IdJag { client, assertion } => {
                 self.issue_for_id_jag(client.as_ref(), &assertion, ip, request, now)
                     .await
             }
