@@ -350,10 +350,59 @@ pub(crate) fn narrow_scope(
         .collect())
 }
 
-/// The grant of an access token by exchange: audience one of the client's
-/// (RFC 8707; absent, its first; never Tollgate's issuer), scope = requested
-/// ∩ the subject's ∩ the client's, lifetime the client's but never past the
-/// subject's `exp`.
+/// The grant of a token acting for someone else (token exchange, an
+/// ID-JAG): audience `fixed` when the grant names one (a request may only
+/// repeat it), else the requested ones, each one of the client's (RFC 8707),
+/// or the client's first; never this server's issuer (`own_refusal` says
+/// why). Scope = `held` ∩ the client's, narrowed by the request's, never
+/// `tollgate:*`. Lifetime: the client's.
+pub(crate) fn delegated_grant(
+    client: &Client,
+    held: &[String],
+    fixed: Option<&str>,
+    req: &TokenRequest,
+    policy: &Policy,
+    own_refusal: &'static str,
+) -> Result<Grant, Refused> {
+    let target = |d: &'static str| Refused::new(OAuthCode::InvalidTarget, d, "target");
+    let audience = match fixed {
+        Some(r) => {
+            if req.audiences.iter().any(|a| a != r) {
+                return Err(target("the requested resource is not the grant's resource"));
+            }
+            vec![r.to_string()]
+        }
+        None if req.audiences.is_empty() => vec![client
+            .audiences
+            .first()
+            .cloned()
+            .ok_or_else(|| target("the client has no audience"))?],
+        None => {
+            if !req.audiences.iter().all(|a| client.audiences.contains(a)) {
+                return Err(target("requested audience is not allowed for this client"));
+            }
+            req.audiences.clone()
+        }
+    };
+    if audience.iter().any(|a| a == &policy.issuer) {
+        return Err(target(own_refusal));
+    }
+    let both: Vec<String> = client
+        .scopes
+        .iter()
+        .filter(|s| held.contains(s))
+        .cloned()
+        .collect();
+    let scope = narrow_scope(&both, req.scope.as_deref())?;
+    Ok(Grant {
+        scope,
+        audience,
+        ttl: super::grant::client_ttl(client, policy),
+    })
+}
+
+/// The grant of an access token by exchange ([`delegated_grant`] with the
+/// subject's scope), its lifetime never past the subject's `exp`.
 pub fn decide(
     client: &Client,
     subject: &Subject,
@@ -361,46 +410,16 @@ pub fn decide(
     policy: &Policy,
     now: i64,
 ) -> Result<Grant, Refused> {
-    let target = |d: &'static str| Refused::new(OAuthCode::InvalidTarget, d, "target");
-    let audience = if req.audiences.is_empty() {
-        vec![client
-            .audiences
-            .first()
-            .cloned()
-            .ok_or_else(|| target("the client has no audience to exchange for"))?]
-    } else {
-        if !req
-            .audiences
-            .iter()
-            .all(|a| client.audiences.iter().any(|c| c == a))
-        {
-            return Err(target("requested audience is not allowed for this client"));
-        }
-        req.audiences.clone()
-    };
-    if audience.iter().any(|a| a == &policy.issuer) {
-        return Err(target(
-            "a token obtained by exchange is never for this server's own endpoints",
-        ));
-    }
-    let both: Vec<String> = client
-        .scopes
-        .iter()
-        .filter(|s| subject.scope.contains(s))
-        .cloned()
-        .collect();
-    let scope = narrow_scope(&both, req.scope.as_deref())?;
-    let ttl = client
-        .token_ttl
-        .unwrap_or(policy.default_ttl)
-        .clamp(1, policy.max_ttl)
-        .min(subject.exp - now)
-        .max(1);
-    Ok(Grant {
-        scope,
-        audience,
-        ttl,
-    })
+    let mut grant = delegated_grant(
+        client,
+        &subject.scope,
+        None,
+        req,
+        policy,
+        "a token obtained by exchange is never for this server's own endpoints",
+    )?;
+    grant.ttl = grant.ttl.min(subject.exp - now).max(1);
+    Ok(grant)
 }
 
 /// The trust domain and lifetime of transaction tokens.

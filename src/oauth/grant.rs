@@ -143,6 +143,14 @@ pub fn is_own_scope(scope: &str) -> bool {
     scope.starts_with(OWN_SCOPE_PREFIX)
 }
 
+/// A client's token lifetime: its own or the default, capped by the maximum.
+pub fn client_ttl(client: &Client, policy: &Policy) -> i64 {
+    client
+        .token_ttl
+        .unwrap_or(policy.default_ttl)
+        .clamp(1, policy.max_ttl)
+}
+
 /// Decides scope, audience and lifetime for an authenticated, enabled client.
 ///
 /// - Audience (RFC 8707 §2): each requested audience must be one of the
@@ -217,10 +225,7 @@ pub fn decide(client: &Client, req: &TokenRequest, policy: &Policy) -> Result<Gr
                 .collect()
         }
     };
-    let ttl = client
-        .token_ttl
-        .unwrap_or(policy.default_ttl)
-        .clamp(1, policy.max_ttl);
+    let ttl = client_ttl(client, policy);
     Ok(Grant {
         scope,
         audience,

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::assertion::SKEW;
 use super::error::{OAuthCode, OAuthError};
 use super::federation::ExternalToken;
-use super::grant::{is_own_scope, Grant, Policy, TokenRequest};
+use super::grant::{Grant, Policy, TokenRequest};
 use crate::domain::Client;
 
 /// The header `typ` of an ID-JAG (§3).
@@ -110,60 +110,26 @@ pub fn check(
     })
 }
 
-/// The grant for an ID-JAG: audience its `resource` (a request's
-/// `resource` or `audience` must then name the same), else the request's or
-/// the client's first, never this server; scope = the ID-JAG's ∩ the
-/// client's, narrowed by the request's, never `tollgate:*`; the client's
-/// lifetime.
+/// The grant for an ID-JAG ([`super::exchange::delegated_grant`]):
+/// audience its `resource` (a request's `resource` or `audience` must then
+/// name the same), else the request's or the client's first, never this
+/// server; scope = the ID-JAG's ∩ the client's, narrowed by the request's,
+/// never `tollgate:*`; the client's lifetime.
 pub fn decide(
     client: &Client,
     jag: &IdJag,
     req: &TokenRequest,
     policy: &Policy,
 ) -> Result<Grant, OAuthError> {
-    let target = |d: &'static str| OAuthError::new(OAuthCode::InvalidTarget, d);
-    let audience = match &jag.resource {
-        Some(r) => {
-            if req.audiences.iter().any(|a| a != r) {
-                return Err(target(
-                    "the requested resource is not the ID-JAG's resource",
-                ));
-            }
-            vec![r.clone()]
-        }
-        None if req.audiences.is_empty() => vec![client
-            .audiences
-            .first()
-            .cloned()
-            .ok_or_else(|| target("the client has no audience"))?],
-        None => {
-            if !req.audiences.iter().all(|a| client.audiences.contains(a)) {
-                return Err(target("requested audience is not allowed for this client"));
-            }
-            req.audiences.clone()
-        }
-    };
-    if audience.iter().any(|a| a == &policy.issuer) {
-        return Err(target(
-            "a token acting for a user is never for this server's own endpoints",
-        ));
-    }
-    let both: Vec<String> = client
-        .scopes
-        .iter()
-        .filter(|s| jag.scope.contains(s))
-        .cloned()
-        .collect();
-    let scope = super::exchange::narrow_scope(&both, req.scope.as_deref()).map_err(|r| r.error)?;
-    debug_assert!(!scope.iter().any(|s| is_own_scope(s)));
-    Ok(Grant {
-        scope,
-        audience,
-        ttl: client
-            .token_ttl
-            .unwrap_or(policy.default_ttl)
-            .clamp(1, policy.max_ttl),
-    })
+    super::exchange::delegated_grant(
+        client,
+        &jag.scope,
+        jag.resource.as_deref(),
+        req,
+        policy,
+        "a token acting for a user is never for this server's own endpoints",
+    )
+    .map_err(|r| r.error)
 }
 
 #[cfg(test)]
