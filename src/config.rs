@@ -524,13 +524,7 @@ impl Config {
         let mut cimd_allowed_hosts = Vec::new();
         for h in src.list(&CIMD_ALLOWED_HOSTS)? {
             let h = h.to_ascii_lowercase();
-            let name = h.strip_prefix("*.").unwrap_or(&h);
-            let ok = !name.is_empty()
-                && name.len() <= 253
-                && name.split('.').all(|l| {
-                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                });
-            if !ok {
+            if !crate::oauth::cimd::is_host_pattern(&h) {
                 return Err(bad(
                     CIMD_ALLOWED_HOSTS.env,
                     format!("expected host names such as agents.example.com or *.example.com, got {h:?}"),

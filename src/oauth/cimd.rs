@@ -18,6 +18,18 @@ pub const MAX_CACHE: u64 = 24 * 3600;
 /// The longest URL client id.
 pub const MAX_URL_LEN: usize = 2048;
 
+/// Whether `pattern` is a host name (lower case, labels of letters, digits
+/// and `-`, at most 253 bytes), optionally after `*.`: what
+/// `TOLLGATE_CIMD_ALLOWED_HOSTS` and a host policy may name.
+pub fn is_host_pattern(pattern: &str) -> bool {
+    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+}
+
 /// Whether `host` matches `pattern`: equal, or `*.suffix` and a subdomain
 /// of the suffix (not the suffix itself). Both compared in lower case.
 pub fn host_matches(pattern: &str, host: &str) -> bool {

@@ -43,6 +43,22 @@ impl Authenticator {
         self.metrics.cimd.with_label_values(&[result]).inc();
     }
 
+    /// The policy of a URL client's host, or why it has none: blocked, or
+    /// no policy for its host (the metric's result).
+    async fn url_policy(
+        &self,
+        url: &str,
+        host: &str,
+    ) -> Result<Result<CimdHost, &'static str>, StoreError> {
+        let fed = self.store.federation_cached().await?;
+        if fed.cimd_blocks.iter().any(|b| b.url == url) {
+            return Ok(Err("blocked"));
+        }
+        Ok(cimd::host_policy(&fed.cimd_hosts, host)
+            .cloned()
+            .ok_or("no_policy"))
+    }
+
     /// A URL client: not blocked, its host under a policy, its document
     /// fetched (or kept) and valid. `None`, logged and counted, otherwise.
     async fn url_client(
@@ -51,17 +67,15 @@ impl Authenticator {
         host: &str,
         now: i64,
     ) -> Result<Option<Client>, StoreError> {
-        let fed = self.store.federation_cached().await?;
-        if fed.cimd_blocks.iter().any(|b| b.url == url) {
-            log::info!("URL client {url:?} is blocked");
-            self.note("blocked");
-            return Ok(None);
-        }
-        let Some(policy) = cimd::host_policy(&fed.cimd_hosts, host) else {
-            log::info!("URL client {url:?}: no policy for host {host:?} (/admin/cimd/hosts)");
-            self.note("no_policy");
-            return Ok(None);
+        let policy = match self.url_policy(url, host).await? {
+            Ok(p) => p,
+            Err(why) => {
+                log::info!("URL client {url:?} refused ({why}; host {host:?}, /admin/cimd)");
+                self.note(why);
+                return Ok(None);
+            }
         };
+        let policy = &policy;
         if let Some(doc) = self.cimd_docs.get(url, now) {
             self.note("cached");
             return Ok(Some(cimd::client(url, &doc, policy)));
@@ -114,18 +128,14 @@ impl Authenticator {
         let Some(host) = self.url_client_host(client_id) else {
             return Ok(None);
         };
-        let fed = self.store.federation_cached().await?;
-        if fed.cimd_blocks.iter().any(|b| b.url == client_id) {
-            return Ok(None);
-        }
-        let Some(policy) = cimd::host_policy(&fed.cimd_hosts, &host) else {
+        let Ok(policy) = self.url_policy(client_id, &host).await? else {
             return Ok(None);
         };
         let doc = self.cimd_docs.get(client_id, now).unwrap_or(Document {
             name: None,
             keys: crate::domain::KeySource::Uri(client_id.to_string()),
         });
-        Ok(Some(cimd::client(client_id, &doc, policy)))
+        Ok(Some(cimd::client(client_id, &doc, &policy)))
     }
 }
 
@@ -170,13 +180,7 @@ impl Admin {
         now: i64,
     ) -> Result<CimdHost, AdminError> {
         let host = input.host.trim().to_ascii_lowercase();
-        let name = host.strip_prefix("*.").unwrap_or(&host);
-        let ok = !name.is_empty()
-            && name.len() <= 253
-            && name.split('.').all(|l| {
-                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            });
-        if !ok {
+        if !cimd::is_host_pattern(&host) {
             return Err(invalid(
                 "host must be a host name such as agents.example.com, or *.example.com",
             ));
