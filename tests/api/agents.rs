@@ -270,10 +270,7 @@ fn document(url: &str, key: &Key, method: &str) -> Value {
 }
 
 async fn url_client_token(app: &TestApp, url: &str, key: &Key) -> (u16, Value) {
-    let assertion = crate::private_key_jwt::sign(
-        key,
-        &json!({"iss": url, "sub": url, "aud": app.url("/oauth/token"), "iat": now(), "exp": now() + 120, "jti": jti()}),
-    );
+    let assertion = crate::private_key_jwt::sign(key, &crate::private_key_jwt::claims(app, url));
     crate::private_key_jwt::token_with(app, &assertion, &[]).await
 }
 

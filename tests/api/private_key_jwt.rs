@@ -48,7 +48,7 @@ pub(crate) fn jti() -> String {
 }
 
 /// Valid claims for `client_id` at `app`.
-fn claims(app: &TestApp, client_id: &str) -> Value {
+pub(crate) fn claims(app: &TestApp, client_id: &str) -> Value {
     json!({
         "iss": client_id,
         "sub": client_id,
