@@ -79,7 +79,9 @@ CREATE TABLE IF NOT EXISTS signing_keys (
     created_at   INTEGER NOT NULL,
     activates_at INTEGER NOT NULL,
     retired_at   INTEGER,
-    compromised_at INTEGER          -- set: out of the JWKS, no token it signed is active
+    compromised_at INTEGER,         -- set: out of the JWKS, no token it signed is active
+    location     TEXT NOT NULL DEFAULT 'file', -- 'file' (keys dir) or 'pkcs11' (an HSM token)
+    public_jwk   TEXT                -- JSON: the public JWK of a PKCS#11 key; NULL for a file key
 );
 
 -- Who did what, when, to what. Never holds a secret.

@@ -43,6 +43,8 @@ fn keyset(alg: Alg) -> (KeySet, String) {
         activates_at: 0,
         retired_at: None,
         compromised_at: None,
+        location: Default::default(),
+        public_jwk: None,
     };
     let mut m = HashMap::new();
     m.insert(key.kid.clone(), Arc::new(key));

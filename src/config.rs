@@ -102,6 +102,9 @@ pub struct Config {
     pub txn_trust_domain: Option<String>,
     /// The [`TXN_TOKEN_TTL`] setting.
     pub txn_token_ttl: i64,
+    /// The PKCS#11 token of the signing keys ([`PKCS11_MODULE`],
+    /// [`PKCS11_TOKEN_LABEL`], [`PKCS11_PIN_FILE`]); `None`: key files.
+    pub pkcs11: Option<crate::token::pkcs11::Pkcs11Settings>,
     /// The [`CIMD_ALLOWED_HOSTS`] setting: hosts whose URLs may be client
     /// ids (a name, or `*.` and a suffix); empty, none.
     pub cimd_allowed_hosts: Vec<String>,
@@ -270,6 +273,12 @@ settings! {
         "Hosts whose https URLs may be client ids (Client ID Metadata Documents); `*.` allows a domain's subdomains.";
     TXN_TOKEN_TTL = "txn_token_ttl", "TOLLGATE_TXN_TOKEN_TTL", Some("60"), "`60`", int(1, 300),
         "Lifetime of a transaction token in seconds; a replacement never outlives the original by it.";
+    PKCS11_MODULE = "pkcs11_module", "TOLLGATE_PKCS11_MODULE", None, "none (keys are files)", Kind::Text,
+        "Path of a PKCS#11 module (`/usr/lib/softhsm/libsofthsm2.so`, an HSM vendor's library): set, every new signing key is made in the token and no file key signs.";
+    PKCS11_TOKEN_LABEL = "pkcs11_token_label", "TOLLGATE_PKCS11_TOKEN_LABEL", None, "none (required with the module)", Kind::Text,
+        "Label of the PKCS#11 token that holds the signing keys.";
+    PKCS11_PIN_FILE = "pkcs11_pin_file", "TOLLGATE_PKCS11_PIN_FILE", None, "none (required with the module)", Kind::Text,
+        "A file holding the token's user PIN (a trailing newline is ignored); the PIN itself is never a setting.";
 }
 
 /// Whether `url` can be the base of Tollgate's URLs (the issuer, a console
@@ -447,6 +456,40 @@ impl Config {
                 format!("expected an http(s) URL without query or fragment, got {issuer:?}"),
             ));
         }
+        let pkcs11 = match (
+            text(&PKCS11_MODULE)?,
+            text(&PKCS11_TOKEN_LABEL)?,
+            text(&PKCS11_PIN_FILE)?,
+        ) {
+            (None, None, None) => None,
+            (Some(module), Some(token_label), Some(pin_file)) => {
+                if token_label.is_empty() || token_label.len() > 32 {
+                    return Err(bad(
+                        PKCS11_TOKEN_LABEL.env,
+                        "a PKCS#11 token label has 1 to 32 characters",
+                    ));
+                }
+                Some(crate::token::pkcs11::Pkcs11Settings {
+                    module: PathBuf::from(module),
+                    token_label,
+                    pin_file: PathBuf::from(pin_file),
+                })
+            }
+            (module, label, _) => {
+                let missing = if module.is_none() {
+                    PKCS11_MODULE.env
+                } else if label.is_none() {
+                    PKCS11_TOKEN_LABEL.env
+                } else {
+                    PKCS11_PIN_FILE.env
+                };
+                return Err(bad(
+                    missing,
+                    "the PKCS#11 settings go together: TOLLGATE_PKCS11_MODULE, \
+                     TOLLGATE_PKCS11_TOKEN_LABEL and TOLLGATE_PKCS11_PIN_FILE",
+                ));
+            }
+        };
         let alg_text = text(&SIGNING_ALG)?.unwrap_or_default();
         let signing_alg = Alg::parse(&alg_text).ok_or_else(|| {
             bad(
@@ -597,6 +640,7 @@ impl Config {
             txn_trust_domain,
             txn_token_ttl: src.int(&TXN_TOKEN_TTL)?,
             cimd_allowed_hosts,
+            pkcs11,
         })
     }
 }

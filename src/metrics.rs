@@ -109,6 +109,9 @@ pub struct Metrics {
     /// `tollgate_cimd_documents_total{result}`: URL clients' documents
     /// (`fetched`, `cached`, or why refused).
     pub cimd: IntCounterVec,
+    /// `tollgate_pkcs11_failures_total{reason}`: what the PKCS#11 token
+    /// failed to do (`connect`, `login`, `sign`, `generate`).
+    pub pkcs11_failures: IntCounterVec,
     /// `tollgate_outage_grace_seconds`: seconds left of the outage grace
     /// while the database is unreachable and the instance answers from its
     /// cache (`TOLLGATE_OUTAGE_GRACE`); 0 otherwise. Set when rendered.
@@ -217,6 +220,12 @@ impl Metrics {
                 "tollgate_cimd_documents_total",
                 "URL client ids (Client ID Metadata Documents) resolved, by result (fetched, cached, blocked, no_policy, fetch_failed, invalid).",
                 &["result"],
+            )?,
+            pkcs11_failures: counter(
+                &registry,
+                "tollgate_pkcs11_failures_total",
+                "Failures of the PKCS#11 token that holds the signing keys, by reason (connect, login, sign, generate); issuance answers 503 meanwhile.",
+                &["reason"],
             )?,
             latency,
             registry,

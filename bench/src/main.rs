@@ -606,6 +606,35 @@ fn main() {
         results.push(f);
     }
 
+    if wants("PKCS11") {
+        // W1 again with the signing key in a PKCS#11 token (softhsm2): the
+        // instance makes an ES256 key there at start (its file key then only
+        // publishes), and every signature is a C_Sign on a pooled session.
+        match softhsm_token(dir.path()) {
+            Some(env) => {
+                let hsm = start_server_with(&bin, dir.path(), None, &env);
+                let mut f = wrk(
+                    &args,
+                    &hsm,
+                    "W1 with the ES256 key in softhsm2 (PKCS#11)",
+                    &w1,
+                    args.duration,
+                );
+                if let Some(w1) = results.iter().find(|r| r.name == "W1 issuance") {
+                    f.note = format!(
+                        "{:.2}× W1's CPU per token, {:.0} % of its requests/s",
+                        f.cpu_us / w1.cpu_us,
+                        100.0 * f.rps / w1.rps
+                    );
+                }
+                results.push(f);
+            }
+            None => {
+                println!("PKCS11 skipped: softhsm2 is not installed (apt-get install softhsm2)")
+            }
+        }
+    }
+
     let mut startup_note = String::new();
     if (wants("W5") || wants("W6")) && args.scale_clients > 0 {
         let app = open_app(dir.path(), None);

@@ -85,6 +85,54 @@ pub(crate) fn start_server(bin: &Path, dir: &Path, db: Option<&str>) -> Server {
     start_server_with(bin, dir, db, &[])
 }
 
+/// A fresh softhsm2 token in `dir` (label `bench`, PIN in a file) and the
+/// settings that keep a server's signing keys in it; `None` when softhsm2
+/// is not installed.
+pub(crate) fn softhsm_token(dir: &Path) -> Option<Vec<(String, String)>> {
+    let module = [
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    ]
+    .into_iter()
+    .find(|m| Path::new(m).exists())?;
+    let tokens = dir.join("softhsm-tokens");
+    std::fs::create_dir_all(&tokens).ok()?;
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .ok()?;
+    let pin = dir.join("softhsm.pin");
+    std::fs::write(&pin, "1234\n").ok()?;
+    let ok = Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", &conf)
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "bench",
+            "--pin",
+            "1234",
+            "--so-pin",
+            "5678",
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then(|| {
+        vec![
+            ("SOFTHSM2_CONF".into(), conf.display().to_string()),
+            ("TOLLGATE_PKCS11_MODULE".into(), module.into()),
+            ("TOLLGATE_PKCS11_TOKEN_LABEL".into(), "bench".into()),
+            ("TOLLGATE_PKCS11_PIN_FILE".into(), pin.display().to_string()),
+        ]
+    })
+}
+
 /// A server serving HTTPS itself, with a P-256 certificate for 127.0.0.1
 /// made by the `openssl` command in `dir`.
 pub(crate) fn start_tls_server(bin: &Path, dir: &Path) -> Server {

@@ -25,6 +25,8 @@ fn keys() -> &'static KeySet {
                 activates_at: 0,
                 retired_at: None,
                 compromised_at: None,
+                location: Default::default(),
+                public_jwk: None,
             });
             loaded.insert(key.kid.clone(), Arc::new(key));
         }

@@ -397,14 +397,45 @@ def test_a_signed_introspection_answer_verifies_with_joserfc(server):
     assert meta["introspection_signing_alg_values_supported"] == ["ES256"]
 
 
-def test_a_ps256_token_verifies_with_joserfc_and_pyjwt():
-    """PS256 (RSASSA-PSS): a second, independent JOSE library checks the
-    token against the JWKS, which says PS256."""
+def _softhsm_env(tmp):
+    """A fresh softhsm2 token in `tmp` and the settings that keep Tollgate's
+    signing keys in it; skips (or fails under TOLLGATE_TEST_PKCS11=required)
+    without softhsm2."""
+    import shutil
+
+    module = next((m for m in ("/usr/lib/softhsm/libsofthsm2.so",
+                               "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so")
+                   if os.path.exists(m)), None)
+    if module is None or shutil.which("softhsm2-util") is None:
+        if os.environ.get("TOLLGATE_TEST_PKCS11") == "required":
+            pytest.fail("softhsm2 is required (TOLLGATE_TEST_PKCS11=required)")
+        pytest.skip("softhsm2 is not installed")
+    tokens = os.path.join(tmp, "tokens")
+    os.makedirs(tokens)
+    conf = os.path.join(tmp, "softhsm2.conf")
+    with open(conf, "w") as f:
+        f.write(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    pin = os.path.join(tmp, "pin")
+    with open(pin, "w") as f:
+        f.write("1234\n")
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "interop",
+                    "--pin", "1234", "--so-pin", "5678"],
+                   env=dict(os.environ, SOFTHSM2_CONF=conf), check=True, capture_output=True)
+    return dict(SOFTHSM2_CONF=conf, TOLLGATE_PKCS11_MODULE=module,
+                TOLLGATE_PKCS11_TOKEN_LABEL="interop", TOLLGATE_PKCS11_PIN_FILE=pin)
+
+
+@pytest.mark.parametrize("where", ["file", "pkcs11"])
+def test_a_ps256_token_verifies_with_joserfc_and_pyjwt(where, tmp_path):
+    """PS256 (RSASSA-PSS), from a key file and from a key in a PKCS#11
+    token (softhsm2): two JOSE libraries Tollgate does not use, joserfc and
+    PyJWT, check the token against the JWKS, which says PS256."""
     import requests
     from joserfc import jwt as jose_jwt
     from joserfc.jwk import KeySet
 
-    s = Server("PS256")
+    extra = _softhsm_env(str(tmp_path)) if where == "pkcs11" else {}
+    s = Server("PS256", **extra)
     try:
         cid, secret = s.client()
         token = requests.post(s.base + "/oauth/token", auth=(cid, secret),
@@ -414,9 +445,18 @@ def test_a_ps256_token_verifies_with_joserfc_and_pyjwt():
         assert [k["alg"] for k in jwks["keys"]] == ["PS256"]
         decoded = jose_jwt.decode(token, KeySet.import_key_set(jwks), algorithms=["PS256"])
         assert decoded.claims["client_id"] == cid
+        key = jwt.PyJWKClient(s.base + "/.well-known/jwks.json").get_signing_key_from_jwt(token)
+        claims = jwt.decode(token, key.key, algorithms=["PS256"], audience=AUDIENCE, issuer=ISSUER)
+        assert claims["client_id"] == cid
         meta = requests.get(s.base + "/.well-known/oauth-authorization-server").json()
         assert meta["access_token_signing_alg_values_supported"] == ["PS256"]
         with pytest.raises(Exception):
             jose_jwt.decode(token, KeySet.import_key_set(jwks), algorithms=["RS256"])
+        if where == "pkcs11":
+            keys = json.loads(subprocess.run([BIN, "signing-key", "list", "--json"], env=s.env,
+                                             check=True, capture_output=True, text=True).stdout)
+            assert [k["location"] for k in keys] == ["pkcs11"]
+            assert not os.path.exists(s.env["TOLLGATE_KEYS_DIR"]) or not [
+                f for f in os.listdir(s.env["TOLLGATE_KEYS_DIR"]) if f.endswith(".pem")]
     finally:
         s.stop()

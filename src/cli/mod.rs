@@ -523,6 +523,7 @@ async fn signing_key(app: &App, cmd: SigningKeyCmd) -> Result<(), ServiceError> 
                     vec![
                         k.kid.clone(),
                         k.alg.clone(),
+                        k.location.as_str().to_string(),
                         ts(k.created_at),
                         ts(k.activates_at),
                         k.retired_at.map(ts).unwrap_or_default(),
@@ -534,6 +535,7 @@ async fn signing_key(app: &App, cmd: SigningKeyCmd) -> Result<(), ServiceError> 
                 &[
                     "KID",
                     "ALG",
+                    "LOCATION",
                     "CREATED",
                     "SIGNS_FROM",
                     "RETIRED",

@@ -235,6 +235,42 @@ pub struct SigningKeyRecord {
     /// When it was declared compromised: from then on it is not published
     /// and no token it signed is active.
     pub compromised_at: Option<i64>,
+    /// Where its private key is.
+    pub location: KeyLocation,
+    /// The public JWK of a key held in a PKCS#11 token, so that every
+    /// instance publishes and verifies it, with the module or without it
+    /// (`None` for a file key: the file says it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_jwk: Option<serde_json::Value>,
+}
+
+/// Where a signing key's private half is held.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyLocation {
+    /// A PEM file in the keys directory.
+    #[default]
+    File,
+    /// A PKCS#11 token (an HSM): sensitive, never extractable.
+    Pkcs11,
+}
+
+impl KeyLocation {
+    /// Its stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyLocation::File => "file",
+            KeyLocation::Pkcs11 => "pkcs11",
+        }
+    }
+
+    /// From its stored name; anything unknown is a file key.
+    pub fn parse(s: &str) -> KeyLocation {
+        match s {
+            "pkcs11" => KeyLocation::Pkcs11,
+            _ => KeyLocation::File,
+        }
+    }
 }
 
 /// The actor of everything done from the command line (an operator on the

@@ -278,7 +278,9 @@ impl Tokens {
             .await
             .signer(now)
             .cloned()
-            .ok_or_else(|| IssueError::Internal("no active signing key".into()))?;
+            .ok_or_else(|| {
+                IssueError::Signing("no signing key this instance holds is active".into())
+            })?;
         let payload =
             serde_json::to_vec(&claims).map_err(|e| IssueError::Internal(e.to_string()))?;
         let len = token::signed_len(payload.len(), &key);

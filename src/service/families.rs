@@ -52,7 +52,11 @@ pub enum IssueError {
     Quota(Decision),
     /// The store could not answer or write.
     Store(StoreError),
-    /// A fault: no key signs, a signature failed.
+    /// No key can sign now: none is active here, or the PKCS#11 token that
+    /// holds it is unavailable (503 `temporarily_unavailable` with
+    /// `Retry-After`; never a software key instead).
+    Signing(String),
+    /// A fault.
     Internal(String),
 }
 
@@ -160,6 +164,7 @@ impl IssueError {
             IssueError::InvalidGrant(_) => "invalid_grant",
             IssueError::Proof(ProofError::UseNonce { .. }) => "use_dpop_nonce",
             IssueError::Proof(ProofError::Invalid(_)) => "invalid_dpop_proof",
+            IssueError::Signing(_) => "temporarily_unavailable",
             IssueError::Internal(_) => "server_error",
         }
     }
@@ -229,6 +234,16 @@ impl From<IssueError> for ServiceError {
             IssueError::Proof(e) => e.into(),
             IssueError::Quota(d) => ServiceError::too_many_requests("token quota exceeded", d),
             IssueError::Store(e) => e.into(),
+            IssueError::Signing(cause) => {
+                // The token's failure is logged once where it happens.
+                log::debug!("cannot sign: {cause}");
+                let mut e = ServiceError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the signing key cannot sign now; try again shortly",
+                );
+                e.retry_after = Some(1);
+                e
+            }
             IssueError::Internal(cause) => ServiceError::internal(cause),
         }
     }
@@ -304,6 +319,7 @@ impl std::fmt::Display for IssueError {
             IssueError::Proof(e) => write!(f, "{e}"),
             IssueError::Quota(_) => f.write_str("too_many_requests: token quota exceeded"),
             IssueError::Store(e) => write!(f, "{e}"),
+            IssueError::Signing(c) => write!(f, "temporarily_unavailable: {c}"),
             IssueError::Internal(c) => write!(f, "internal error: {c}"),
         }
     }

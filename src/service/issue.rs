@@ -304,7 +304,9 @@ impl Tokens {
             .await
             .signer(now)
             .cloned()
-            .ok_or_else(|| IssueError::Internal("no active signing key".into()))?;
+            .ok_or_else(|| {
+                IssueError::Signing("no signing key this instance holds is active".into())
+            })?;
         let payload =
             serde_json::to_vec(&claims).map_err(|e| IssueError::Internal(e.to_string()))?;
         let len = token::signed_len(payload.len(), &key);
@@ -336,7 +338,7 @@ impl Tokens {
         let jwt = crate::telemetry::child_sync("token.sign", || {
             token::sign_typed(&unsigned.payload, &unsigned.key, unsigned.typ)
         })
-        .map_err(|e| IssueError::Internal(e.to_string()))?;
+        .map_err(|e| IssueError::Signing(e.to_string()))?;
         Ok(IssuedToken {
             access_token: SecretString::new(jwt),
             expires_in: unsigned.expires_in,

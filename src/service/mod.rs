@@ -297,7 +297,7 @@ impl App {
         Readiness {
             database: self.store.backend().ping().await.is_ok(),
             writable: self.store.writable(),
-            signing_key: self.keys.get().signer(now).is_some(),
+            signing_key: self.keys.get().signer(now).is_some_and(|k| k.probe()),
             outage_grace_left: self.store.backend().outage_grace_left(),
         }
     }
@@ -357,10 +357,19 @@ impl App {
             metrics.clone(),
         ));
         let keys = Arc::new(KeyRing::default());
+        let hsm = config.pkcs11.clone().map(|settings| {
+            let hsm = Arc::new(token::pkcs11::Hsm::new(settings));
+            let counted = metrics.clone();
+            hsm.on_failure(Box::new(move |reason| {
+                counted.pkcs11_failures.with_label_values(&[reason]).inc();
+            }));
+            hsm
+        });
         let signing = Arc::new(signing::SigningKeys::new(
             config.clone(),
             cache.clone(),
             keys.clone(),
+            hsm,
         ));
         let app = App::compose(Parts {
             auth,

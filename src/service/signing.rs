@@ -11,10 +11,11 @@ use serde_json::json;
 
 use super::families::AdminError;
 use super::support::StartError;
-use crate::domain::now;
-use crate::store::{AuditEntry, SigningKeyRecord};
+use crate::domain::{now, KeyLocation};
+use crate::store::{AuditEntry, SigningKeyRecord, StoreError};
 use crate::token::keys;
-use crate::token::{self, Alg, KeySet};
+use crate::token::pkcs11::Hsm;
+use crate::token::{self, Alg, KeySet, SigningKey};
 
 /// The signing keys as one component: the key ring in force (shared with
 /// the use cases that sign and verify), the store's key records and the
@@ -27,6 +28,16 @@ pub struct SigningKeys {
     store: Arc<crate::store::CachedStore>,
     /// The keys in force.
     keys: Arc<token::KeyRing>,
+    /// The PKCS#11 token every new key is made in, when one is configured:
+    /// then no file key signs.
+    hsm: Option<Arc<Hsm>>,
+}
+
+/// A key just made, and where it lives.
+struct NewKey {
+    key: SigningKey,
+    location: KeyLocation,
+    public_jwk: Option<serde_json::Value>,
 }
 
 impl SigningKeys {
@@ -35,27 +46,100 @@ impl SigningKeys {
         config: Arc<crate::config::Config>,
         store: Arc<crate::store::CachedStore>,
         keys: Arc<token::KeyRing>,
+        hsm: Option<Arc<Hsm>>,
     ) -> Self {
         SigningKeys {
             config,
             store,
             keys,
+            hsm,
         }
     }
 
     /// The same component under another configuration.
     pub(super) fn with_config(&self, config: Arc<crate::config::Config>) -> SigningKeys {
-        SigningKeys::new(config, self.store.clone(), self.keys.clone())
+        SigningKeys::new(
+            config,
+            self.store.clone(),
+            self.keys.clone(),
+            self.hsm.clone(),
+        )
+    }
+
+    /// The PKCS#11 token, when the keys are in one.
+    pub fn hsm(&self) -> Option<&Arc<Hsm>> {
+        self.hsm.as_ref()
+    }
+
+    /// Makes a key for `alg`: in the PKCS#11 token when one is configured
+    /// (never a file then), else a file in the keys directory.
+    fn make_key(&self, alg: Alg) -> Result<NewKey, keys::KeyError> {
+        match &self.hsm {
+            Some(hsm) => {
+                let (key, jwk) = keys::create_token_key(hsm, alg)?;
+                Ok(NewKey {
+                    key,
+                    location: KeyLocation::Pkcs11,
+                    public_jwk: Some(jwk),
+                })
+            }
+            None => Ok(NewKey {
+                key: keys::create_key_file(&self.config.keys_dir, alg)?,
+                location: KeyLocation::File,
+                public_jwk: None,
+            }),
+        }
+    }
+
+    /// The keys the records name, as this instance holds them: reused from
+    /// `current` where loaded already; token keys from their records'
+    /// public JWKs (signing through the token when this instance has it);
+    /// file keys from the keys directory, published only while the keys
+    /// are in a token.
+    fn held_keys(
+        &self,
+        records: &[SigningKeyRecord],
+        current: &KeySet,
+    ) -> Result<HashMap<String, Arc<SigningKey>>, keys::KeyError> {
+        let mut loaded: HashMap<String, Arc<SigningKey>> = HashMap::new();
+        let mut missing_file = false;
+        for r in records {
+            if let Some(k) = current.key(&r.kid) {
+                loaded.insert(r.kid.clone(), k.clone());
+                continue;
+            }
+            match r.location {
+                KeyLocation::Pkcs11 => match keys::token_key(r, self.hsm.as_ref()) {
+                    Ok(k) => {
+                        loaded.insert(r.kid.clone(), Arc::new(k));
+                    }
+                    Err(e) => log::warn!("signing key {}: {e}; skipped", r.kid),
+                },
+                KeyLocation::File => missing_file = true,
+            }
+        }
+        if missing_file {
+            for (kid, key) in keys::load_dir(&self.config.keys_dir)? {
+                let key = match self.hsm {
+                    Some(_) => Arc::new(key.public_only()),
+                    None => key,
+                };
+                loaded.entry(kid).or_insert(key);
+            }
+        }
+        Ok(loaded)
     }
 
     /// Records keys found in the keys directory that the database does not
-    /// know, and creates the first key when there is none at all.
+    /// know, and creates the first key when none can sign (in the PKCS#11
+    /// token when one is configured: an instance moving to a token makes
+    /// its first token key here, and its file keys stay published).
     pub(super) async fn ensure_signing_key(&self) -> Result<(), StartError> {
         let dir = &self.config.keys_dir;
-        let loaded = keys::load_dir(dir)?;
+        let found = keys::load_dir(dir)?;
         let records = self.store.signing_keys().await?;
         let now = now();
-        for (kid, key) in &loaded {
+        for (kid, key) in &found {
             if !records.iter().any(|r| &r.kid == kid) {
                 self.store
                     .insert_signing_key(
@@ -66,6 +150,8 @@ impl SigningKeys {
                             activates_at: 0,
                             retired_at: None,
                             compromised_at: None,
+                            location: KeyLocation::File,
+                            public_jwk: None,
                         },
                         None,
                     )
@@ -73,26 +159,50 @@ impl SigningKeys {
             }
         }
         let records = self.store.signing_keys().await?;
+        let loaded = self.held_keys(&records, &KeySet::default())?;
         let set = KeySet::new(&records, &loaded, self.config.max_token_ttl);
         if set.signer(now).is_none() && records.iter().all(|r| r.activates_at <= now) {
-            let key = keys::create_key_file(dir, self.config.signing_alg)?;
-            log::info!("created signing key {} ({})", key.kid, key.alg.as_str());
+            if self.hsm.is_none()
+                && records.iter().any(|r| {
+                    r.location == KeyLocation::Pkcs11
+                        && r.retired_at.is_none()
+                        && r.compromised_at.is_none()
+                })
+            {
+                log::error!(
+                    "the signing key is in a PKCS#11 token and TOLLGATE_PKCS11_MODULE is not \
+                     set: this instance publishes and verifies keys but cannot sign"
+                );
+                return Ok(());
+            }
+            let made = self.make_key(self.config.signing_alg)?;
+            log::info!(
+                "created signing key {} ({}, {})",
+                made.key.kid,
+                made.key.alg.as_str(),
+                made.location.as_str()
+            );
             self.store
                 .insert_signing_key(
                     &SigningKeyRecord {
-                        kid: key.kid.clone(),
-                        alg: key.alg.as_str().to_string(),
+                        kid: made.key.kid.clone(),
+                        alg: made.key.alg.as_str().to_string(),
                         created_at: now,
                         activates_at: now,
                         retired_at: None,
                         compromised_at: None,
+                        location: made.location,
+                        public_jwk: made.public_jwk,
                     },
                     Some(&AuditEntry::new(
                         now,
                         "system",
                         "signing_key.create",
-                        Some(&key.kid),
-                        serde_json::json!({"alg": key.alg.as_str()}),
+                        Some(&made.key.kid),
+                        serde_json::json!({
+                            "alg": made.key.alg.as_str(),
+                            "location": made.location.as_str(),
+                        }),
                     )),
                 )
                 .await?;
@@ -110,21 +220,7 @@ impl SigningKeys {
             self.keys.checked_at(marker);
             return Ok(false);
         }
-        let mut loaded: HashMap<String, Arc<token::SigningKey>> = HashMap::new();
-        let mut missing = false;
-        for r in &records {
-            match current.key(&r.kid) {
-                Some(k) => {
-                    loaded.insert(r.kid.clone(), k.clone());
-                }
-                None => missing = true,
-            }
-        }
-        if missing {
-            for (kid, key) in keys::load_dir(&self.config.keys_dir)? {
-                loaded.entry(kid).or_insert(key);
-            }
-        }
+        let loaded = self.held_keys(&records, &current)?;
         self.keys
             .set(KeySet::new(&records, &loaded, self.config.max_token_ttl));
         self.keys.checked_at(marker);
@@ -167,22 +263,32 @@ impl SigningKeys {
         reason: &str,
     ) -> Result<SigningKeyRecord, AdminError> {
         let alg = alg.unwrap_or(self.config.signing_alg);
-        let key = keys::create_key_file(&self.config.keys_dir, alg)
-            .map_err(|e| AdminError::Internal(e.to_string()))?;
+        let made = self.make_key(alg).map_err(|e| match self.hsm {
+            // The token is away: 503, try again.
+            Some(_) => AdminError::Store(StoreError::Unavailable(e.to_string())),
+            None => AdminError::Internal(e.to_string()),
+        })?;
         let record = SigningKeyRecord {
-            kid: key.kid.clone(),
+            kid: made.key.kid.clone(),
             alg: alg.as_str().to_string(),
             created_at: now,
             activates_at,
             retired_at: None,
             compromised_at: None,
+            location: made.location,
+            public_jwk: made.public_jwk,
         };
         let audit = AuditEntry::new(
             now,
             actor,
             "signing_key.rotate",
-            Some(&key.kid),
-            json!({"alg": alg.as_str(), "activates_at": activates_at, "reason": reason}),
+            Some(&record.kid),
+            json!({
+                "alg": alg.as_str(),
+                "activates_at": activates_at,
+                "reason": reason,
+                "location": made.location.as_str(),
+            }),
         );
         self.store.insert_signing_key(&record, Some(&audit)).await?;
         Ok(record)

@@ -713,6 +713,8 @@ mod tests {
             activates_at: 0,
             retired_at: None,
             compromised_at: None,
+            location: Default::default(),
+            public_jwk: None,
         };
         a.insert_signing_key(&key, None).await.unwrap();
         assert_ne!(

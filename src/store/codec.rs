@@ -37,7 +37,7 @@ pub const KEY_COLUMNS: &str =
 
 /// The `signing_keys` columns, in [`signing_key`]'s order.
 pub const SIGNING_KEY_COLUMNS: &str =
-    "kid, alg, created_at, activates_at, retired_at, compromised_at";
+    "kid, alg, created_at, activates_at, retired_at, compromised_at, location, public_jwk";
 
 /// The `federation_issuers` columns, in [`federation_issuer`]'s order.
 pub const FEDERATION_ISSUER_COLUMNS: &str = "id, issuer, jwks_uri, jwks, created_at, id_jag";
@@ -200,6 +200,12 @@ pub fn signing_key(r: &impl Columns) -> Result<SigningKeyRecord> {
         activates_at: r.int(3)?,
         retired_at: r.int_opt(4)?,
         compromised_at: r.int_opt(5)?,
+        location: crate::domain::KeyLocation::parse(&r.text(6)?),
+        public_jwk: r
+            .text_opt(7)?
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("public_jwk: {e}")))?,
     })
 }
 

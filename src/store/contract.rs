@@ -750,6 +750,8 @@ async fn signing_keys_are_recorded_once_and_retired_once() {
             activates_at: 2,
             retired_at: None,
             compromised_at: None,
+            location: Default::default(),
+            public_jwk: None,
         };
         s.insert_signing_key(&k, None).await.unwrap();
         s.insert_signing_key(&k, Some(&audit("again")))
@@ -779,6 +781,8 @@ async fn a_compromised_key_is_marked_once_and_retired_by_then_at_the_latest() {
             activates_at: 2,
             retired_at,
             compromised_at: None,
+            location: Default::default(),
+            public_jwk: None,
         };
         s.insert_signing_key(&rec("live", None), None)
             .await
@@ -1205,8 +1209,8 @@ async fn a_sqlite_database_at_schema_9_opens_and_keeps_its_id_jag_issuer() {
     );
 }
 
-/// A schema-10 database written by this release (`tests/fixtures/db-v10`):
-/// a client with extra claims, for the next schema change.
+/// A schema-10 database (`tests/fixtures/db-v10`): a client with extra
+/// claims; its key file's record stays a file key at schema 11.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_database_at_schema_10_opens_and_keeps_its_client_claims() {
     let (_dir, db, manifest) = sqlite_fixture("db-v10");
@@ -1223,6 +1227,40 @@ async fn a_sqlite_database_at_schema_10_opens_and_keeps_its_client_claims() {
         serde_json::Value::Object(c.claims.expect("claims kept")),
         manifest["claims"]
     );
+    let keys = s.signing_keys().await.unwrap();
+    assert!(!keys.is_empty());
+    assert!(keys
+        .iter()
+        .all(|k| k.location == crate::domain::KeyLocation::File && k.public_jwk.is_none()));
+}
+
+/// A schema-11 database written by this release (`tests/fixtures/db-v11`):
+/// its signing key is in a PKCS#11 token, and the record keeps the public
+/// JWK every instance publishes; for the next schema change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_database_at_schema_11_opens_and_keeps_its_token_key() {
+    let (_dir, db, manifest) = sqlite_fixture("db-v11");
+    assert_eq!(
+        user_version(&db),
+        11,
+        "the fixture is a version-11 database"
+    );
+    let s = SqliteStore::open(&db).await.unwrap();
+    assert_eq!(user_version(&db), super::sqlite::SCHEMA_VERSION);
+    let keys = s.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    let want = &manifest["signing_key"];
+    assert_eq!(keys[0].kid, want["kid"].as_str().unwrap());
+    assert_eq!(keys[0].alg, "PS256");
+    assert_eq!(keys[0].location, crate::domain::KeyLocation::Pkcs11);
+    assert_eq!(keys[0].public_jwk.as_ref(), Some(&want["public_jwk"]));
+    // The record alone makes a key every instance publishes and verifies
+    // with (no module here: it never signs).
+    let key = crate::token::keys::token_key(&keys[0], None).unwrap();
+    assert_eq!(key.kid, keys[0].kid);
+    assert!(!key.can_sign());
+    let id = manifest["client"]["client_id"].as_str().unwrap();
+    assert!(s.get_client(id).await.unwrap().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1326,6 +1364,19 @@ async fn a_postgres_database_at_schema_1_upgrades_and_keeps_its_data() {
     assert_eq!(keys.len(), 2);
     assert_eq!(keys[0].retired_at, Some(5));
     assert!(keys.iter().all(|k| k.compromised_at.is_none()));
+    // Version 12: keys from before are key files, with no stored JWK; a
+    // token key written now reads back whole.
+    assert!(keys
+        .iter()
+        .all(|k| k.location == crate::domain::KeyLocation::File && k.public_jwk.is_none()));
+    let token_key = SigningKeyRecord {
+        kid: "in-token".into(),
+        location: crate::domain::KeyLocation::Pkcs11,
+        public_jwk: Some(serde_json::json!({"kty": "EC", "kid": "in-token"})),
+        ..keys[1].clone()
+    };
+    s.insert_signing_key(&token_key, None).await.unwrap();
+    assert!(s.signing_keys().await.unwrap().contains(&token_key));
     assert!(s
         .compromise_signing_key("new", 9, &audit("compromise"))
         .await
@@ -1538,6 +1589,8 @@ async fn populate(s: &dyn Store) {
             activates_at: 1,
             retired_at: None,
             compromised_at: None,
+            location: Default::default(),
+            public_jwk: None,
         },
         None,
     )

@@ -18,6 +18,7 @@ use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use rsa::traits::PublicKeyParts;
 use serde_json::{json, Value};
 
+use super::pkcs11::{Hsm, PublicParts};
 use super::Alg;
 use crate::domain::SigningKeyRecord;
 
@@ -39,12 +40,19 @@ pub enum KeyError {
 
 /// A parsed private key, held in memory so that signing does not re-parse
 /// PKCS#8 (jsonwebtoken's `encode` re-parses and re-validates the key on
-/// every call, which doubles the cost of an ES256 signature).
+/// every call, which doubles the cost of an ES256 signature); or a key in
+/// a PKCS#11 token; or none (a key this instance only publishes).
 enum PrivateKey {
     Ec(EcdsaKeyPair),
     Ed(Ed25519KeyPair),
     /// An RSA key; it signs with PSS when the key's algorithm is PS256.
     Rsa(Arc<RsaKeyPair>),
+    /// A key in a PKCS#11 token: the token signs; no private byte is here.
+    Hsm(Arc<Hsm>),
+    /// Published and verified here, never signed with: a token's key on
+    /// an instance without the module, or a file key on an instance whose
+    /// keys are in a token (it never signs with a software key).
+    PublicOnly,
 }
 
 /// A private key loaded for signing, with its public half for verifying.
@@ -103,34 +111,81 @@ impl SigningKey {
     /// PKCS#8 file does not say which, the key's record does); `None` for
     /// any other change.
     pub fn with_alg(&self, alg: Alg) -> Option<SigningKey> {
-        match (&self.private, alg) {
-            (PrivateKey::Rsa(pair), Alg::Rs256 | Alg::Ps256) => {
-                let mut jwk = self.jwk.clone();
-                jwk["alg"] = json!(alg.as_str());
-                Some(SigningKey::new(
-                    alg,
-                    PrivateKey::Rsa(pair.clone()),
-                    self.decoding.clone(),
-                    self.kid.clone(),
-                    jwk,
-                ))
-            }
-            _ => None,
+        if !(matches!(self.alg, Alg::Rs256 | Alg::Ps256) && matches!(alg, Alg::Rs256 | Alg::Ps256))
+        {
+            return None;
         }
+        let private = match &self.private {
+            PrivateKey::Rsa(pair) => PrivateKey::Rsa(pair.clone()),
+            PrivateKey::Hsm(hsm) => PrivateKey::Hsm(hsm.clone()),
+            PrivateKey::PublicOnly => PrivateKey::PublicOnly,
+            PrivateKey::Ec(_) | PrivateKey::Ed(_) => return None,
+        };
+        let mut jwk = self.jwk.clone();
+        jwk["alg"] = json!(alg.as_str());
+        Some(SigningKey::new(
+            alg,
+            private,
+            self.decoding.clone(),
+            self.kid.clone(),
+            jwk,
+        ))
+    }
+
+    /// The same key, published and verified but never signed with here.
+    pub fn public_only(&self) -> SigningKey {
+        SigningKey::new(
+            self.alg,
+            PrivateKey::PublicOnly,
+            self.decoding.clone(),
+            self.kid.clone(),
+            self.jwk.clone(),
+        )
+    }
+
+    /// Whether this instance may sign with it: a file key, or a key in
+    /// the PKCS#11 token this instance is configured for (which may still
+    /// fail while the token is unavailable).
+    pub fn can_sign(&self) -> bool {
+        !matches!(self.private, PrivateKey::PublicOnly)
+    }
+
+    /// Whether it signs now: a key in a PKCS#11 token signs a probe (the
+    /// token may be away); a file key always can.
+    pub fn probe(&self) -> bool {
+        match &self.private {
+            PrivateKey::Hsm(_) => self.sign_bytes(b"tollgate readiness probe").is_ok(),
+            PrivateKey::PublicOnly => false,
+            _ => true,
+        }
+    }
+
+    /// Whether the key is in a PKCS#11 token.
+    pub fn in_token(&self) -> bool {
+        matches!(self.private, PrivateKey::Hsm(_))
     }
 
     /// The length of its raw signatures in bytes.
     pub fn signature_len(&self) -> usize {
         match &self.private {
-            PrivateKey::Ec(_) | PrivateKey::Ed(_) => 64,
             PrivateKey::Rsa(k) => k.public().modulus_len(),
+            _ => match self.alg {
+                Alg::Es256 | Alg::EdDsa => 64,
+                // The modulus, from the JWK's `n`.
+                Alg::Rs256 | Alg::Ps256 => self.jwk["n"].as_str().map_or(256, |n| n.len() * 3 / 4),
+            },
         }
     }
 
     /// Signs `message` (the JWS signing input) and returns the raw signature.
-    pub(crate) fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>, ring::error::Unspecified> {
+    pub(crate) fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>, super::SignError> {
+        let failed = |_| super::SignError("the signature failed".into());
         match &self.private {
-            PrivateKey::Ec(k) => Ok(k.sign(&SystemRandom::new(), message)?.as_ref().to_vec()),
+            PrivateKey::Ec(k) => Ok(k
+                .sign(&SystemRandom::new(), message)
+                .map_err(failed)?
+                .as_ref()
+                .to_vec()),
             PrivateKey::Ed(k) => Ok(k.sign(message).as_ref().to_vec()),
             PrivateKey::Rsa(k) => {
                 let mut sig = vec![0u8; k.public().modulus_len()];
@@ -138,9 +193,17 @@ impl SigningKey {
                     Alg::Ps256 => &ring::signature::RSA_PSS_SHA256,
                     _ => &RSA_PKCS1_SHA256,
                 };
-                k.sign(padding, &SystemRandom::new(), message, &mut sig)?;
+                k.sign(padding, &SystemRandom::new(), message, &mut sig)
+                    .map_err(failed)?;
                 Ok(sig)
             }
+            PrivateKey::Hsm(hsm) => hsm
+                .sign(&self.kid, self.alg, message)
+                .map_err(|e| super::SignError(e.to_string())),
+            PrivateKey::PublicOnly => Err(super::SignError(format!(
+                "signing key {} is not held by this instance",
+                self.kid
+            ))),
         }
     }
 }
@@ -199,54 +262,147 @@ pub fn load_pem(text: &str) -> Result<SigningKey, KeyError> {
     }
     let der = parsed.contents();
     let rng = SystemRandom::new();
-    let bad = |e: jsonwebtoken::errors::Error| KeyError::Format(e.to_string());
     if let Ok(pair) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng) {
         let point = pair.public_key().as_ref();
-        let (x, y) = (b64(&point[1..33]), b64(&point[33..65]));
-        let kid = thumbprint(&format!(
-            r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#
-        ));
-        let jwk = json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "alg": "ES256", "use": "sig"});
-        let decoding = DecodingKey::from_ec_components(&x, &y).map_err(bad)?;
-        return Ok(SigningKey::new(
-            Alg::Es256,
-            PrivateKey::Ec(pair),
-            decoding,
-            kid,
-            jwk,
-        ));
+        let parts = PublicParts::Ec {
+            x: point[1..33].to_vec(),
+            y: point[33..65].to_vec(),
+        };
+        return public_key(Alg::Es256, &parts, PrivateKey::Ec(pair));
     }
     if let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
-        let x = b64(pair.public_key().as_ref());
-        let kid = thumbprint(&format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#));
-        let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"});
-        let decoding = DecodingKey::from_ed_components(&x).map_err(bad)?;
-        return Ok(SigningKey::new(
-            Alg::EdDsa,
-            PrivateKey::Ed(pair),
-            decoding,
-            kid,
-            jwk,
-        ));
+        let parts = PublicParts::Ed(pair.public_key().as_ref().to_vec());
+        return public_key(Alg::EdDsa, &parts, PrivateKey::Ed(pair));
     }
     if let Ok(key) = rsa::RsaPrivateKey::from_pkcs8_der(der) {
-        let (n, e) = (b64(&key.n().to_bytes_be()), b64(&key.e().to_bytes_be()));
-        let kid = thumbprint(&format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#));
-        let jwk = json!({"kty": "RSA", "n": n, "e": e, "kid": kid, "alg": "RS256", "use": "sig"});
-        let decoding = DecodingKey::from_rsa_components(&n, &e).map_err(bad)?;
+        let parts = PublicParts::Rsa {
+            n: key.n().to_bytes_be(),
+            e: key.e().to_bytes_be(),
+        };
         let pair =
             RsaKeyPair::from_pkcs8(der).map_err(|e| KeyError::Format(format!("RSA key: {e}")))?;
-        return Ok(SigningKey::new(
-            Alg::Rs256,
-            PrivateKey::Rsa(Arc::new(pair)),
-            decoding,
-            kid,
-            jwk,
-        ));
+        return public_key(Alg::Rs256, &parts, PrivateKey::Rsa(Arc::new(pair)));
     }
     Err(KeyError::Format(
         "unsupported key: expected P-256, Ed25519 or RSA in PKCS#8".into(),
     ))
+}
+
+/// The `kid` (RFC 7638 thumbprint) of a public key.
+pub fn kid_of(parts: &PublicParts) -> String {
+    let (_, canonical) = jwk_members(parts);
+    thumbprint(&canonical)
+}
+
+/// A public key's JWK members (without `kid`, `alg`, `use`) and its
+/// RFC 7638 §3.2 canonical form.
+fn jwk_members(parts: &PublicParts) -> (Value, String) {
+    match parts {
+        PublicParts::Ec { x, y } => {
+            let (x, y) = (b64(x), b64(y));
+            let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+            (
+                json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}),
+                canonical,
+            )
+        }
+        PublicParts::Ed(x) => {
+            let x = b64(x);
+            let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+            (json!({"kty": "OKP", "crv": "Ed25519", "x": x}), canonical)
+        }
+        PublicParts::Rsa { n, e } => {
+            let (n, e) = (b64(n), b64(e));
+            let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
+            (json!({"kty": "RSA", "n": n, "e": e}), canonical)
+        }
+    }
+}
+
+/// A key from its public parts: its JWK with `kid`, `alg` and `use`, its
+/// verifying key, and `private` to sign with.
+fn public_key(alg: Alg, parts: &PublicParts, private: PrivateKey) -> Result<SigningKey, KeyError> {
+    let bad = |e: jsonwebtoken::errors::Error| KeyError::Format(e.to_string());
+    let (mut jwk, canonical) = jwk_members(parts);
+    let kid = thumbprint(&canonical);
+    let text = |m: &str| jwk[m].as_str().unwrap_or_default().to_string();
+    let decoding = match parts {
+        PublicParts::Ec { .. } => DecodingKey::from_ec_components(&text("x"), &text("y")),
+        PublicParts::Ed(_) => DecodingKey::from_ed_components(&text("x")),
+        PublicParts::Rsa { .. } => DecodingKey::from_rsa_components(&text("n"), &text("e")),
+    }
+    .map_err(bad)?;
+    jwk["kid"] = json!(kid);
+    jwk["alg"] = json!(alg.as_str());
+    jwk["use"] = json!("sig");
+    Ok(SigningKey::new(alg, private, decoding, kid, jwk))
+}
+
+/// The public parts of a stored JWK (a token key's record), checked
+/// against the algorithm it must serve.
+fn parts_of(jwk: &Value, alg: Alg) -> Result<PublicParts, KeyError> {
+    let bytes = |m: &str| {
+        jwk[m]
+            .as_str()
+            .and_then(|v| URL_SAFE_NO_PAD.decode(v).ok())
+            .ok_or_else(|| KeyError::Format(format!("the stored JWK has no valid {m:?}")))
+    };
+    match (jwk["kty"].as_str(), alg) {
+        (Some("EC"), Alg::Es256) if jwk["crv"] == "P-256" => Ok(PublicParts::Ec {
+            x: bytes("x")?,
+            y: bytes("y")?,
+        }),
+        (Some("OKP"), Alg::EdDsa) if jwk["crv"] == "Ed25519" => Ok(PublicParts::Ed(bytes("x")?)),
+        (Some("RSA"), Alg::Rs256 | Alg::Ps256) => Ok(PublicParts::Rsa {
+            n: bytes("n")?,
+            e: bytes("e")?,
+        }),
+        _ => Err(KeyError::Format(format!(
+            "the stored JWK is not a {} key",
+            alg.as_str()
+        ))),
+    }
+}
+
+/// A key held in a PKCS#11 token, from its record's public JWK: signed
+/// with through `hsm` when this instance has the token, published and
+/// verified only otherwise. The JWK's thumbprint must be the record's
+/// `kid`.
+pub fn token_key(
+    record: &SigningKeyRecord,
+    hsm: Option<&Arc<Hsm>>,
+) -> Result<SigningKey, KeyError> {
+    let alg = Alg::parse(&record.alg)
+        .ok_or_else(|| KeyError::Format(format!("unknown algorithm {:?}", record.alg)))?;
+    let jwk = record
+        .public_jwk
+        .as_ref()
+        .ok_or_else(|| KeyError::Format("a token key's record has no public JWK".into()))?;
+    let parts = parts_of(jwk, alg)?;
+    let private = match hsm {
+        Some(h) => PrivateKey::Hsm(h.clone()),
+        None => PrivateKey::PublicOnly,
+    };
+    let key = public_key(alg, &parts, private)?;
+    if key.kid != record.kid {
+        return Err(KeyError::Format(format!(
+            "the stored public key of {} has another thumbprint",
+            record.kid
+        )));
+    }
+    Ok(key)
+}
+
+/// Generates a key for `alg` in the PKCS#11 token: the record to store
+/// (location `pkcs11`, with the public JWK) and the key.
+pub fn create_token_key(hsm: &Arc<Hsm>, alg: Alg) -> Result<(SigningKey, Value), KeyError> {
+    let (kid, parts) = hsm
+        .generate(alg, kid_of)
+        .map_err(|e| KeyError::Format(e.to_string()))?;
+    let key = public_key(alg, &parts, PrivateKey::Hsm(hsm.clone()))?;
+    debug_assert_eq!(key.kid, kid);
+    let jwk = key.jwk.clone();
+    Ok((key, jwk))
 }
 
 /// The path of the key file for `kid`.
@@ -494,14 +650,27 @@ impl KeySet {
         }
     }
 
-    /// The key that signs at `now`: the most recently activated key that is
-    /// active and not retired (a compromised key is always retired).
+    /// The key that signs at `now`: among the keys this instance may sign
+    /// with (never a file key while its keys are in a PKCS#11 token), the
+    /// most recently activated key that is active and not retired (a
+    /// compromised key is always retired). When there is none, the key
+    /// that is published but activates soonest signs early: an instance
+    /// just moved into (or out of) a PKCS#11 token during a rotation, which
+    /// must not sign with the other kind of key.
     pub fn signer(&self, now: i64) -> Option<&Arc<SigningKey>> {
-        self.entries
-            .iter()
+        let usable = || {
+            self.entries
+                .iter()
+                .filter(|e| e.key.can_sign() && e.record.compromised_at.is_none())
+        };
+        usable()
             .filter(|e| e.record.activates_at <= now && e.record.retired_at.is_none_or(|r| r > now))
-            .filter(|e| e.record.compromised_at.is_none())
             .max_by_key(|e| (e.record.activates_at, e.record.created_at))
+            .or_else(|| {
+                usable()
+                    .filter(|e| e.record.retired_at.is_none())
+                    .min_by_key(|e| (e.record.activates_at, e.record.created_at))
+            })
             .map(|e| &e.key)
     }
 
@@ -646,6 +815,8 @@ mod tests {
             activates_at: 0,
             retired_at: None,
             compromised_at: None,
+            location: Default::default(),
+            public_jwk: None,
         };
         let mut m = HashMap::new();
         m.insert(key.kid.clone(), Arc::new(key));
@@ -691,6 +862,8 @@ mod tests {
             activates_at: 0,
             retired_at: None,
             compromised_at: None,
+            location: Default::default(),
+            public_jwk: None,
         };
         let mut m = HashMap::new();
         m.insert(key.kid.clone(), Arc::new(key));
@@ -744,6 +917,8 @@ mod tests {
             activates_at: 0,
             retired_at,
             compromised_at,
+            location: Default::default(),
+            public_jwk: None,
         }
     }
 
@@ -867,6 +1042,8 @@ mod tests {
             activates_at: 0,
             retired_at: Some(100),
             compromised_at: None,
+            location: Default::default(),
+            public_jwk: None,
         };
         let mut m = HashMap::new();
         m.insert(kid, Arc::new(key));

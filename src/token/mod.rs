@@ -3,6 +3,7 @@
 
 pub mod jws;
 pub mod keys;
+pub mod pkcs11;
 pub mod txn;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -204,10 +205,11 @@ pub enum VerifyError {
     Untrusted,
 }
 
-/// A signing failure.
+/// A signing failure: the key cannot sign here (a PKCS#11 token that is
+/// unavailable, a key only published here), or the signature failed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot sign the token")]
-pub struct SignError;
+#[error("cannot sign the token: {0}")]
+pub struct SignError(pub String);
 
 /// The longest token Tollgate accepts anywhere: at introspection and
 /// revocation (the `token` parameter), as a bearer token, and in
@@ -233,7 +235,7 @@ pub fn signed_len(payload_len: usize, key: &SigningKey) -> usize {
 /// with the header `typ: at+jwt`, `alg` and `kid` (RFC 9068 §2.1). The key is
 /// held parsed in memory and the header is encoded once per key.
 pub fn sign(claims: &Claims, key: &SigningKey) -> Result<String, SignError> {
-    let payload = serde_json::to_vec(claims).map_err(|_| SignError)?;
+    let payload = serde_json::to_vec(claims).map_err(|e| SignError(e.to_string()))?;
     sign_payload(&payload, key)
 }
 
@@ -248,7 +250,7 @@ pub fn sign_typed(payload: &[u8], key: &SigningKey, typ: Typ) -> Result<String, 
     jwt.push_str(key.header(typ));
     jwt.push('.');
     URL_SAFE_NO_PAD.encode_string(payload, &mut jwt);
-    let signature = key.sign_bytes(jwt.as_bytes()).map_err(|_| SignError)?;
+    let signature = key.sign_bytes(jwt.as_bytes())?;
     jwt.push('.');
     URL_SAFE_NO_PAD.encode_string(&signature, &mut jwt);
     Ok(jwt)

@@ -308,6 +308,13 @@ impl TestApp {
         self.base.trim_start_matches("http://").to_string()
     }
 
+    /// Sets (or replaces) an environment variable for the next start and
+    /// every later command-line call.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.extra_env.retain(|(k, _)| k != key);
+        self.extra_env.push((key.to_string(), value.to_string()));
+    }
+
     /// Kills and starts again on the same database and keys.
     pub fn restart(&mut self) {
         self.kill();

@@ -15,6 +15,7 @@ mod helpers;
 mod introspection;
 mod logs;
 mod mtls;
+mod pkcs11;
 mod private_key_jwt;
 mod review;
 mod robustness;

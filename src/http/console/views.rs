@@ -476,12 +476,13 @@ pub(super) fn signing_keys(
             div.actions { (button(f, "/console/signing-keys/rotate", "Rotate", "primary")) }
             p.note { "Rotate makes a new key, published at once and signing after the pre-publication delay. Retire stops a key signing; tokens it signed stay valid until they expire." }
             table {
-                thead { tr { th { "Key id" } th { "Algorithm" } th { "Created" } th { "Signs from" } th { "Retired" } th { "Compromised" } th {} } }
+                thead { tr { th { "Key id" } th { "Algorithm" } th { "Held in" } th { "Created" } th { "Signs from" } th { "Retired" } th { "Compromised" } th {} } }
                 tbody {
                     @for k in keys {
                         tr {
                             td { code { (k.kid) } }
                             td { (k.alg) }
+                            td { (match k.location { crate::domain::KeyLocation::File => "key file", crate::domain::KeyLocation::Pkcs11 => "PKCS#11 token" }) }
                             td { (time(k.created_at)) }
                             td { (time(k.activates_at)) (if k.activates_at > now { " (pending)" } else { "" }) }
                             td { (time_opt(k.retired_at)) }

@@ -62,10 +62,15 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "per-client claims",
         include_str!("../../../schema-postgres/0011_client_claims.sql"),
     ),
+    (
+        12,
+        "signing keys in a PKCS#11 token",
+        include_str!("../../../schema-postgres/0012_pkcs11_keys.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 11;
+pub const SCHEMA_VERSION: i32 = 12;
 
 /// The advisory lock that serialises migrations of instances starting together.
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"

@@ -300,7 +300,8 @@ pub(super) async fn insert_signing_key(
     let stmt = tx
         .prepare_cached(
             "INSERT INTO signing_keys (kid, alg, created_at, activates_at, retired_at, \
-             compromised_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kid) DO NOTHING",
+             compromised_at, location, public_jwk) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (kid) DO NOTHING",
         )
         .await?;
     tx.execute(
@@ -312,6 +313,8 @@ pub(super) async fn insert_signing_key(
             &k.activates_at,
             &k.retired_at,
             &k.compromised_at,
+            &k.location.as_str(),
+            &k.public_jwk.as_ref().map(|j| j.to_string()),
         ],
     )
     .await?;

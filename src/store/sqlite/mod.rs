@@ -28,7 +28,7 @@ use super::{
 const SCHEMA: &str = include_str!("../../../schema.sql");
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// The steps from each older version, in order, as numbered SQL files like
 /// PostgreSQL's (`schema-sqlite/NNNN_*.sql` leaves version NNNN): `(from,
@@ -58,6 +58,10 @@ const UPGRADES: &[(i64, &str)] = &[
     (
         9,
         include_str!("../../../schema-sqlite/0010_client_claims.sql"),
+    ),
+    (
+        10,
+        include_str!("../../../schema-sqlite/0011_pkcs11_keys.sql"),
     ),
 ];
 

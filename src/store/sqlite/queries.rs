@@ -313,8 +313,8 @@ impl Db {
         self.write(Some(Change::SigningKeys), |tx| {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO signing_keys \
-                 (kid, alg, created_at, activates_at, retired_at, compromised_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 (kid, alg, created_at, activates_at, retired_at, compromised_at, \
+                 location, public_jwk) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 k.kid,
@@ -322,7 +322,9 @@ impl Db {
                 k.created_at,
                 k.activates_at,
                 k.retired_at,
-                k.compromised_at
+                k.compromised_at,
+                k.location.as_str(),
+                k.public_jwk.as_ref().map(|j| j.to_string()),
             ])?;
             if let Some(a) = audit {
                 insert_audit(tx, a)?;
