@@ -126,40 +126,7 @@ impl Fetcher {
         &self,
         url: &str,
     ) -> Result<(serde_json::Value, Option<u64>), FetchError> {
-        let u = check_url(url, self.allow_local)?;
-        let host = u.host_str().unwrap_or_default().to_string();
-        let port = u.port_or_known_default().unwrap_or(443);
-        let lookup_host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let addrs: Vec<SocketAddr> = tokio::time::timeout(
-            TIMEOUT,
-            tokio::net::lookup_host((lookup_host.as_str(), port)),
-        )
-        .await
-        .map_err(|_| FetchError::Failed("name resolution timed out".into()))?
-        .map_err(|e| FetchError::Failed(format!("cannot resolve {host}: {e}")))?
-        .collect();
-        let Some(addr) = addrs.first().copied() else {
-            return Err(FetchError::Failed(format!("{host} has no address")));
-        };
-        if !self.allow_local {
-            if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
-                return Err(FetchError::NotAllowed(format!(
-                    "{host} resolves to {}, which is not a public address",
-                    bad.ip()
-                )));
-            }
-        }
-        // Pinned to the address just checked.
-        let http = reqwest::Client::builder()
-            .resolve(&lookup_host, addr)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(TIMEOUT)
-            .connect_timeout(TIMEOUT)
-            .build()
-            .map_err(|e| FetchError::Failed(format!("client: {e}")))?;
+        let (http, u) = self.pinned(url).await?;
         let fetch = async {
             let mut resp = http
                 .get(u)
@@ -197,6 +164,84 @@ impl Fetcher {
             .await
             .map_err(|_| FetchError::Failed("timed out".into()))?
     }
+}
+
+impl Fetcher {
+    /// A client pinned to the address `url`'s host resolves to, once the
+    /// address rules allowed it (no redirects, the timeouts above).
+    async fn pinned(&self, url: &str) -> Result<(reqwest::Client, reqwest::Url), FetchError> {
+        let u = check_url(url, self.allow_local)?;
+        let host = u.host_str().unwrap_or_default().to_string();
+        let port = u.port_or_known_default().unwrap_or(443);
+        let lookup_host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let addrs: Vec<SocketAddr> = tokio::time::timeout(
+            TIMEOUT,
+            tokio::net::lookup_host((lookup_host.as_str(), port)),
+        )
+        .await
+        .map_err(|_| FetchError::Failed("name resolution timed out".into()))?
+        .map_err(|e| FetchError::Failed(format!("cannot resolve {host}: {e}")))?
+        .collect();
+        let Some(addr) = addrs.first().copied() else {
+            return Err(FetchError::Failed(format!("{host} has no address")));
+        };
+        if !self.allow_local {
+            if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
+                return Err(FetchError::NotAllowed(format!(
+                    "{host} resolves to {}, which is not a public address",
+                    bad.ip()
+                )));
+            }
+        }
+        // Pinned to the address just checked.
+        let http = reqwest::Client::builder()
+            .resolve(&lookup_host, addr)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(TIMEOUT)
+            .connect_timeout(TIMEOUT)
+            .build()
+            .map_err(|e| FetchError::Failed(format!("client: {e}")))?;
+        Ok((http, u))
+    }
+
+    /// RFC 8935 §2: POSTs a Security Event Token to a receiver's push
+    /// endpoint (`Content-Type: application/secevent+jwt`, `Accept:
+    /// application/json`), with its `Authorization` value if it set one,
+    /// under the same address rules; the status the receiver answered.
+    pub async fn push_set(
+        &self,
+        url: &str,
+        authorization: Option<&str>,
+        set: &str,
+    ) -> Result<u16, FetchError> {
+        let (http, u) = self.pinned(url).await?;
+        let mut req = http
+            .post(u)
+            .header(reqwest::header::CONTENT_TYPE, "application/secevent+jwt")
+            .header(reqwest::header::ACCEPT, "application/json")
+            .body(set.to_string());
+        if let Some(a) = authorization {
+            req = req.header(reqwest::header::AUTHORIZATION, a);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| FetchError::Failed(format!("request: {}", without_url(&e))))?;
+        Ok(resp.status().as_u16())
+    }
+}
+
+/// A request error's text without the URL (which may carry a secret in
+/// its query).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut e = e.to_string();
+    if let Some(i) = e.find(" for url (") {
+        e.truncate(i);
+    }
+    e
 }
 
 /// The seconds a `Cache-Control` value lets a response be reused:

@@ -109,6 +109,10 @@ pub struct Metrics {
     /// `tollgate_cimd_documents_total{result}`: URL clients' documents
     /// (`fetched`, `cached`, or why refused).
     pub cimd: IntCounterVec,
+    /// `tollgate_ssf_events_total{result}`: Security Event Tokens
+    /// `stored` for a stream, `delivered` (pushed, or acknowledged by a
+    /// poll) and push attempts `failed`.
+    pub ssf: IntCounterVec,
     /// `tollgate_pkcs11_failures_total{reason}`: what the PKCS#11 token
     /// failed to do (`connect`, `login`, `sign`, `generate`).
     pub pkcs11_failures: IntCounterVec,
@@ -219,6 +223,12 @@ impl Metrics {
                 &registry,
                 "tollgate_cimd_documents_total",
                 "URL client ids (Client ID Metadata Documents) resolved, by result (fetched, cached, blocked, no_policy, fetch_failed, invalid).",
+                &["result"],
+            )?,
+            ssf: counter(
+                &registry,
+                "tollgate_ssf_events_total",
+                "Shared Signals events: SETs stored for a stream, delivered (pushed or acknowledged), and push attempts failed.",
                 &["result"],
             )?,
             pkcs11_failures: counter(

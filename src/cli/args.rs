@@ -36,6 +36,9 @@ pub(super) enum Command {
     /// Read the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Shared Signals (SSF) streams that receivers made.
+    #[command(subcommand)]
+    Ssf(SsfCmd),
     /// Workload identity federation: trusted issuers and the rules that map
     /// their tokens to clients.
     #[command(subcommand)]
@@ -284,6 +287,15 @@ pub(super) enum SigningKeyCmd {
         /// it signed inactive now (a new key signs from now if it was the only one).
         #[arg(long)]
         compromised: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum SsfCmd {
+    /// Every stream with its receiver, delivery, status, backlog and last error.
+    Streams {
         #[command(flatten)]
         out: JsonFlag,
     },

@@ -8,7 +8,7 @@ mod federation;
 mod output;
 
 pub use args::Cli;
-use args::{ApiKeyCmd, AuditCmd, ClientCmd, Command, SigningKeyCmd};
+use args::{ApiKeyCmd, AuditCmd, ClientCmd, Command, SigningKeyCmd, SsfCmd};
 
 use std::process::ExitCode;
 
@@ -83,6 +83,7 @@ pub fn main() -> ExitCode {
             Command::Client(c) => client(&app, *c).await,
             Command::ApiKey(c) => api_key(&app, c).await,
             Command::SigningKey(c) => signing_key(&app, c).await,
+            Command::Ssf(c) => ssf(&app, c).await,
             Command::Audit(c) => audit(&app, c).await,
             Command::Federation(c) => federation::run(&app, c).await,
             Command::Console(c) => console::run(&app, c).await,
@@ -588,6 +589,41 @@ async fn prune(app: &App, json_out: bool) -> Result<(), ServiceError> {
         print_json(&json!({"pruned": n}));
     } else {
         println!("pruned {n} expired revocations");
+    }
+    Ok(())
+}
+
+async fn ssf(app: &App, cmd: SsfCmd) -> Result<(), ServiceError> {
+    let SsfCmd::Streams { out } = cmd;
+    let streams = app.signals().admin_view().await?;
+    if out.json {
+        print_json(&json!(streams));
+    } else {
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        let rows: Vec<_> = streams
+            .iter()
+            .map(|s| {
+                vec![
+                    text(&s["stream_id"]),
+                    text(&s["aud"]),
+                    text(&s["delivery"]["method"]),
+                    text(&s["status"]),
+                    s["backlog"].to_string(),
+                    text(&s["last_error"]),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "STREAM",
+                "RECEIVER",
+                "METHOD",
+                "STATUS",
+                "BACKLOG",
+                "LAST_ERROR",
+            ],
+            &rows,
+        );
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 mod auth;
+pub mod ssf;
 pub use auth::{
     AuthParts, AuthPatch, ClientAuth, ClientAuthMethod, KeySource, RegisteredName, SecretVia,
 };

@@ -46,6 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(super::not_allowed("DELETE")),
     )
     .service(super::post("/api-keys/{id}/revoke", revoke_api_key))
+    .service(super::get("/ssf/streams", list_ssf_streams))
     .service(super::get("/signing-keys", list_signing_keys))
     .service(super::post("/signing-keys/rotate", rotate_signing_key))
     .service(super::post(
@@ -115,7 +116,7 @@ async fn admin_caller(app: &App, req: &HttpRequest) -> Result<String, ServiceErr
 
 /// A JSON body of type `T`; an empty body is `{}`. Errors say where the body
 /// is wrong, never what it holds.
-async fn json_body<T: DeserializeOwned>(
+pub(super) async fn json_body<T: DeserializeOwned>(
     app: &App,
     req: &HttpRequest,
     payload: web::Payload,
@@ -365,6 +366,18 @@ async fn revoke_api_key(
     let now = now();
     let k = app.admin().revoke_api_key(&actor, &id, now).await?;
     Ok(no_store_json(api_key_view(&k, now)))
+}
+
+/// Every Shared Signals stream with its status, backlog and last error.
+async fn list_ssf_streams(
+    app: web::Data<App>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ServiceError> {
+    admin_caller(&app, &req).await?;
+    let streams = app.signals().admin_view().await?;
+    Ok(no_store_json(
+        json!({"meta": {"count": streams.len()}, "data": streams}),
+    ))
 }
 
 async fn list_signing_keys(

@@ -8,6 +8,7 @@ pub mod health;
 pub mod introspect;
 pub mod middleware;
 pub mod server;
+pub mod ssf;
 pub mod tls;
 pub mod token;
 pub mod well_known;
@@ -89,6 +90,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get("/readyz", health::readyz))
         .service(get("/metrics", health::metrics))
         .service(get("/openapi.json", well_known::openapi))
+        .configure(ssf::configure)
         .service(web::scope("/admin").configure(admin::configure))
         .configure(console::configure)
         .default_service(web::to(not_found));

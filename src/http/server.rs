@@ -142,6 +142,29 @@ pub fn spawn_maintenance(app: App) {
     });
 }
 
+/// The Shared Signals transmitter's loop: every 100 ms, recorded actions
+/// become events and waiting events are pushed; delivered events are
+/// forgotten after a day.
+pub fn spawn_signals(app: App) {
+    actix_web::rt::spawn(async move {
+        let mut tick: u64 = 0;
+        let mut every = actix_web::rt::time::interval(Duration::from_millis(100));
+        let signals = app.signals().clone();
+        loop {
+            every.tick().await;
+            tick += 1;
+            if let Err(e) = signals.step(crate::service::now()).await {
+                log::warn!("shared signals: {e}");
+            }
+            if tick.is_multiple_of(6000) {
+                if let Err(e) = signals.prune(crate::service::now()).await {
+                    log::warn!("shared signals: {e}");
+                }
+            }
+        }
+    });
+}
+
 /// Why the server did not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -173,6 +196,7 @@ pub async fn run(app: App) -> std::io::Result<()> {
     let (server, addr, app) = build(app)?;
     let metrics = build_metrics(&app)?;
     spawn_maintenance(app.clone());
+    spawn_signals(app.clone());
     log::info!("issuer {}", app.config().issuer);
     let metrics_handle = metrics.map(|(metrics, metrics_addr)| {
         log::info!("metrics listening on http://{metrics_addr}/metrics");

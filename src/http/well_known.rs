@@ -82,7 +82,7 @@ pub async fn metadata(app: web::Data<App>) -> HttpResponse {
             "introspection_signing_alg_values_supported": algs,
             "revocation_endpoint_auth_methods_supported": auth_methods,
             "revocation_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
-            "scopes_supported": ["tollgate:admin", "tollgate:introspect"],
+            "scopes_supported": ["tollgate:admin", "tollgate:introspect", "tollgate:ssf"],
             "access_token_signing_alg_values_supported": algs,
             // RFC 9449 §5.1.
             "dpop_signing_alg_values_supported": crate::oauth::dpop::SIGNING_ALGS,

@@ -15,6 +15,7 @@ pub mod params;
 #[cfg(test)]
 mod proptests;
 pub mod request;
+pub mod ssf;
 
 pub use credentials::ClientCredentials;
 pub use error::{OAuthCode, OAuthError};

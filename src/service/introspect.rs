@@ -417,7 +417,7 @@ impl Introspector {
                         caller,
                         "api_key.revoke",
                         Some(&record.id),
-                        json!({"via": "oauth/revoke"}),
+                        json!({"via": "oauth/revoke", "client_id": caller}),
                     );
                     if self.store.revoke_api_key(&record.id, now, &audit).await? {
                         self.metrics
@@ -437,13 +437,16 @@ impl Introspector {
             now,
         ) {
             if claims.client_id == caller {
-                let audit = AuditEntry::new(
-                    now,
-                    caller,
-                    "token.revoke",
-                    Some(&claims.jti),
-                    json!({"client_id": caller, "exp": claims.exp}),
-                );
+                let mut detail = json!({"client_id": caller, "exp": claims.exp});
+                if !claims.origin.is_empty() {
+                    // The tokens it was exchanged from (for Shared Signals).
+                    detail["origin"] = json!(claims
+                        .origin
+                        .iter()
+                        .map(|o| o.jti.as_str())
+                        .collect::<Vec<_>>());
+                }
+                let audit = AuditEntry::new(now, caller, "token.revoke", Some(&claims.jti), detail);
                 self.store
                     .revoke_token(&claims.jti, caller, claims.exp, now, &audit)
                     .await?;

@@ -20,6 +20,7 @@ pub mod introspect;
 pub mod issue;
 mod keysets;
 mod mtls;
+pub mod signals;
 pub mod signing;
 mod support;
 
@@ -89,6 +90,8 @@ pub struct App {
     introspector: Arc<introspect::Introspector>,
     /// Administration of clients, keys, federation and the audit log.
     admin: Arc<admin::Admin>,
+    /// The Shared Signals transmitter: streams, events, delivery.
+    signals: Arc<signals::Signals>,
 }
 
 /// The state the components share, from which [`App::compose`] builds them.
@@ -172,7 +175,14 @@ impl App {
             metrics: p.metrics.clone(),
             auth: p.auth.clone(),
         });
+        let signals = Arc::new(signals::Signals::new(
+            p.config.clone(),
+            p.store.clone(),
+            p.signing.clone(),
+            p.metrics.clone(),
+        ));
         App {
+            signals,
             config: p.config,
             store: p.store,
             keys: p.keys,
@@ -187,6 +197,11 @@ impl App {
             introspector,
             admin,
         }
+    }
+
+    /// The Shared Signals transmitter.
+    pub fn signals(&self) -> &Arc<signals::Signals> {
+        &self.signals
     }
 
     /// The token endpoints' component.

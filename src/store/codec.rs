@@ -46,6 +46,76 @@ pub const FEDERATION_ISSUER_COLUMNS: &str = "id, issuer, jwks_uri, jwks, created
 pub const FEDERATION_RULE_COLUMNS: &str =
     "id, issuer, audience, subject, claims, client_id, scopes, single_use, created_at";
 
+/// The `ssf_streams` columns, in [`ssf_stream`]'s order.
+pub const SSF_STREAM_COLUMNS: &str = "id, client_id, description, delivery_method, endpoint_url, \
+     authorization_header, events_requested, status, status_reason, created_at, updated_at, \
+     last_error, last_error_at, failing_since, attempts, retry_at";
+
+/// A stream from a row of [`SSF_STREAM_COLUMNS`].
+pub fn ssf_stream(r: &impl Columns) -> Result<super::SsfStream> {
+    let method = r.text(3)?;
+    let delivery = if method == crate::domain::ssf::POLL_METHOD {
+        super::SsfDelivery::Poll
+    } else {
+        super::SsfDelivery::Push {
+            endpoint_url: r.text_opt(4)?.unwrap_or_default(),
+            authorization_header: r.text_opt(5)?,
+        }
+    };
+    Ok(super::SsfStream {
+        id: r.text(0)?,
+        client_id: r.text(1)?,
+        description: r.text_opt(2)?,
+        delivery,
+        events_requested: serde_json::from_str(&r.text(6)?)
+            .map_err(|e| StoreError::Corrupt(format!("events_requested: {e}")))?,
+        status: super::StreamStatus::parse(&r.text(7)?)
+            .ok_or_else(|| StoreError::Corrupt("stream status".into()))?,
+        status_reason: r.text_opt(8)?,
+        created_at: r.int(9)?,
+        updated_at: r.int(10)?,
+        last_error: r.text_opt(11)?,
+        last_error_at: r.int_opt(12)?,
+        failing_since: r.int_opt(13)?,
+        attempts: r.int(14)?,
+        retry_at: r.int(15)?,
+    })
+}
+
+/// A stream's columns after `id` as stored, in [`SSF_STREAM_COLUMNS`]'
+/// order: client, description, method, URL, header, events (JSON),
+/// status, reason, created, updated, error, error time, failing since,
+/// attempts, retry time.
+#[allow(clippy::type_complexity)]
+pub fn ssf_stream_values(
+    s: &super::SsfStream,
+) -> (
+    &str,
+    Option<&str>,
+    &'static str,
+    Option<&str>,
+    Option<&str>,
+    String,
+    &'static str,
+) {
+    let (url, header) = match &s.delivery {
+        super::SsfDelivery::Push {
+            endpoint_url,
+            authorization_header,
+        } => (Some(endpoint_url.as_str()), authorization_header.as_deref()),
+        super::SsfDelivery::Poll => (None, None),
+    };
+    (
+        &s.client_id,
+        s.description.as_deref(),
+        s.delivery.method(),
+        url,
+        header,
+        serde_json::to_string(&s.events_requested).unwrap_or_else(|_| "[]".into()),
+        s.status.as_str(),
+    )
+}
+
 /// The `console_sessions` columns, in [`console_session`]'s order.
 pub const CONSOLE_SESSION_COLUMNS: &str =
     "id, created_by, created_at, link_expires_at, opened_at, last_seen_at, revoked_at";

@@ -119,6 +119,120 @@ async fn on_each(test: &str, check: impl AsyncFn(&dyn Store)) {
     }
 }
 
+fn stream(id: &str, client_id: &str, created_at: i64) -> SsfStream {
+    SsfStream {
+        id: id.into(),
+        client_id: client_id.into(),
+        description: Some("rs".into()),
+        delivery: SsfDelivery::Push {
+            endpoint_url: "https://rs.example/events".into(),
+            authorization_header: Some("Bearer x".into()),
+        },
+        events_requested: vec!["urn:a".into(), "urn:b".into()],
+        status: StreamStatus::Enabled,
+        status_reason: None,
+        created_at,
+        updated_at: created_at,
+        last_error: None,
+        last_error_at: None,
+        failing_since: None,
+        attempts: 0,
+        retry_at: 0,
+    }
+}
+
+fn signal(stream_id: &str, jti: &str, source: &str) -> NewSignal {
+    NewSignal {
+        stream_id: stream_id.into(),
+        jti: jti.into(),
+        source: source.into(),
+        set: format!("set-{jti}"),
+        created_at: 5,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signal_streams_and_events_keep_order_once_per_source_and_one_lease() {
+    on_each("signals", async |s| {
+        let g = s.signals();
+        let a = stream("ss_a", "tgc_r", 1);
+        g.create_stream(&a, &audit("ssf.stream.create"))
+            .await
+            .unwrap();
+        let mut b = stream("ss_b", "tgc_r2", 2);
+        b.delivery = SsfDelivery::Poll;
+        g.create_stream(&b, &audit("ssf.stream.create"))
+            .await
+            .unwrap();
+        assert_eq!(g.get_stream("ss_a").await.unwrap(), Some(a.clone()));
+        assert_eq!(g.list_streams().await.unwrap(), vec![a.clone(), b.clone()]);
+
+        // Each source once per stream, whoever stores it; order kept.
+        assert_eq!(g.signal_cursor().await.unwrap(), None);
+        let first = [
+            signal("ss_a", "j1", "audit:1"),
+            signal("ss_a", "j2", "audit:2"),
+        ];
+        assert_eq!(g.add_signals(&first, Some(2)).await.unwrap(), 2);
+        let again = [
+            signal("ss_a", "j1b", "audit:1"),
+            signal("ss_a", "j3", "audit:3"),
+        ];
+        assert_eq!(g.add_signals(&again, Some(1)).await.unwrap(), 1);
+        assert_eq!(g.signal_cursor().await.unwrap(), Some(2), "never back");
+        let pending = g.pending_signals("ss_a", 10).await.unwrap();
+        let jtis: Vec<&str> = pending.iter().map(|p| p.jti.as_str()).collect();
+        assert_eq!(jtis, ["j1", "j2", "j3"]);
+        assert_eq!(pending[0].set, "set-j1");
+        assert!(pending[0].seq < pending[1].seq);
+        assert_eq!(
+            g.signal_backlog().await.unwrap(),
+            vec![("ss_a".to_string(), 3)]
+        );
+        assert_eq!(
+            g.mark_delivered("ss_a", &["j1".into(), "j2".into(), "nope".into()], 9)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(g.pending_signals("ss_a", 10).await.unwrap().len(), 1);
+        assert_eq!(g.prune_signals(10).await.unwrap(), 2);
+
+        // One instance holds a stream until its lease ends.
+        assert!(g.lease_stream("ss_a", "one", 100, 130).await.unwrap());
+        assert!(!g.lease_stream("ss_a", "two", 110, 140).await.unwrap());
+        assert!(
+            g.lease_stream("ss_a", "one", 110, 140).await.unwrap(),
+            "renewed"
+        );
+        assert!(
+            g.lease_stream("ss_a", "two", 141, 170).await.unwrap(),
+            "expired"
+        );
+
+        // Delivery state and status write back; delete takes the events.
+        let mut a2 = a.clone();
+        a2.status = StreamStatus::Paused;
+        a2.status_reason = Some("down".into());
+        a2.last_error = Some("the receiver answered 500".into());
+        a2.attempts = 3;
+        a2.retry_at = 50;
+        assert!(g.update_stream(&a2, None).await.unwrap());
+        assert_eq!(g.get_stream("ss_a").await.unwrap(), Some(a2));
+        assert!(g
+            .delete_stream("ss_a", &audit("ssf.stream.delete"))
+            .await
+            .unwrap());
+        assert!(!g
+            .delete_stream("ss_a", &audit("ssf.stream.delete"))
+            .await
+            .unwrap());
+        assert!(g.pending_signals("ss_a", 10).await.unwrap().is_empty());
+        assert_eq!(g.list_streams().await.unwrap(), vec![b]);
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_round_trip_and_update_and_delete_with_their_audit() {
     on_each("clients", async |s| {
@@ -1234,9 +1348,9 @@ async fn a_sqlite_database_at_schema_10_opens_and_keeps_its_client_claims() {
         .all(|k| k.location == crate::domain::KeyLocation::File && k.public_jwk.is_none()));
 }
 
-/// A schema-11 database written by this release (`tests/fixtures/db-v11`):
-/// its signing key is in a PKCS#11 token, and the record keeps the public
-/// JWK every instance publishes; for the next schema change.
+/// A schema-11 database (`tests/fixtures/db-v11`): its signing key is in a
+/// PKCS#11 token, and the record keeps the public JWK every instance
+/// publishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_database_at_schema_11_opens_and_keeps_its_token_key() {
     let (_dir, db, manifest) = sqlite_fixture("db-v11");
@@ -1261,6 +1375,40 @@ async fn a_sqlite_database_at_schema_11_opens_and_keeps_its_token_key() {
     assert!(!key.can_sign());
     let id = manifest["client"]["client_id"].as_str().unwrap();
     assert!(s.get_client(id).await.unwrap().is_some());
+    // Schema 12: no stream yet.
+    assert!(s.signals().list_streams().await.unwrap().is_empty());
+}
+
+/// A schema-12 database written by this release (`tests/fixtures/db-v12`):
+/// a receiver's poll stream with one SET waiting; for the next schema
+/// change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_database_at_schema_12_opens_and_keeps_its_stream_and_events() {
+    let (_dir, db, manifest) = sqlite_fixture("db-v12");
+    assert_eq!(
+        user_version(&db),
+        12,
+        "the fixture is a version-12 database"
+    );
+    let s = SqliteStore::open(&db).await.unwrap();
+    assert_eq!(user_version(&db), super::sqlite::SCHEMA_VERSION);
+    let id = manifest["stream_id"].as_str().unwrap();
+    let stream = s
+        .signals()
+        .get_stream(id)
+        .await
+        .unwrap()
+        .expect("stream kept");
+    assert_eq!(stream.delivery, SsfDelivery::Poll);
+    assert_eq!(
+        stream.client_id,
+        manifest["receiver"]["client_id"].as_str().unwrap()
+    );
+    assert_eq!(stream.status, StreamStatus::Enabled);
+    let pending = s.signals().pending_signals(id, 10).await.unwrap();
+    assert_eq!(pending.len() as u64, manifest["pending"].as_u64().unwrap());
+    assert_eq!(pending[0].set.split('.').count(), 3, "a signed SET");
+    assert!(s.signals().signal_cursor().await.unwrap().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1377,6 +1525,9 @@ async fn a_postgres_database_at_schema_1_upgrades_and_keeps_its_data() {
     };
     s.insert_signing_key(&token_key, None).await.unwrap();
     assert!(s.signing_keys().await.unwrap().contains(&token_key));
+    // Version 13: Shared Signals tables, empty.
+    assert!(s.signals().list_streams().await.unwrap().is_empty());
+    assert_eq!(s.signals().signal_cursor().await.unwrap(), None);
     assert!(s
         .compromise_signing_key("new", 9, &audit("compromise"))
         .await

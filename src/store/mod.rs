@@ -14,6 +14,7 @@ mod weights;
 
 use serde::Serialize;
 
+pub use crate::domain::ssf::{NewSignal, PendingSignal, SsfDelivery, SsfStream, StreamStatus};
 pub use crate::domain::{
     ApiKeyRecord, ApiKeyState, AuditEntry, AuditFilter, Client, ClientSecretRecord, ConsoleSession,
     Federation, FederationIssuer, FederationRule, SigningKeyRecord,
@@ -535,6 +536,8 @@ pub trait Store:
     /// The console's queries: login links, sessions, and searches that no
     /// cache serves. A cache in front hands them on to its backend.
     fn console(&self) -> &dyn ConsoleStore;
+    /// Shared Signals streams and their events; nothing there is cached.
+    fn signals(&self) -> &dyn SignalStore;
     /// The fleet-wide token quota this backend keeps, if it keeps one (an
     /// optional capability: SQLite is one machine, where the in-memory
     /// limiter decides). Never blocks.
@@ -561,6 +564,41 @@ pub fn contains_pattern(query: &str) -> String {
 /// What the web console needs of the store, apart from the admin operations
 /// it shares with the API and the command line: login links and sessions
 /// (stored as digests only), and searches. Nothing here is cached.
+/// Shared Signals (SSF 1.0) streams and the SETs stored for them until
+/// delivered or acknowledged. Nothing here is cached: the transmitter's
+/// loop and the receivers' calls read the database.
+#[async_trait::async_trait]
+pub trait SignalStore: Send + Sync {
+    /// Stores a new stream, with its audit entry.
+    async fn create_stream(&self, stream: &SsfStream, audit: &AuditEntry) -> Result<()>;
+    /// The stream with this id.
+    async fn get_stream(&self, id: &str) -> Result<Option<SsfStream>>;
+    /// Every stream, oldest first.
+    async fn list_streams(&self) -> Result<Vec<SsfStream>>;
+    /// Writes a stream's configuration, status and delivery state; false
+    /// if it is gone.
+    async fn update_stream(&self, stream: &SsfStream, audit: Option<&AuditEntry>) -> Result<bool>;
+    /// Deletes a stream and its events; false if there was none.
+    async fn delete_stream(&self, id: &str, audit: &AuditEntry) -> Result<bool>;
+    /// Stores events, each once per stream and source (instances fanning
+    /// out the same action store it once), and moves the audit cursor to
+    /// `cursor` when it is ahead; how many events were new.
+    async fn add_signals(&self, events: &[NewSignal], cursor: Option<i64>) -> Result<usize>;
+    /// The audit-log id up to which actions were turned into events.
+    async fn signal_cursor(&self) -> Result<Option<i64>>;
+    /// Takes the stream for delivery until `until` unless another instance
+    /// holds it; whether this one (`owner`) holds it now.
+    async fn lease_stream(&self, id: &str, owner: &str, now: i64, until: i64) -> Result<bool>;
+    /// The stream's events not yet delivered or acknowledged, oldest first.
+    async fn pending_signals(&self, stream_id: &str, limit: u32) -> Result<Vec<PendingSignal>>;
+    /// Marks events delivered (or acknowledged) by `jti`; how many were.
+    async fn mark_delivered(&self, stream_id: &str, jtis: &[String], now: i64) -> Result<usize>;
+    /// Undelivered events per stream.
+    async fn signal_backlog(&self) -> Result<Vec<(String, i64)>>;
+    /// Forgets events delivered before `before`; how many.
+    async fn prune_signals(&self, before: i64) -> Result<usize>;
+}
+
 /// A token quota counted in the database, so that it holds across a fleet.
 #[async_trait::async_trait]
 pub trait SharedQuota: Send + Sync {

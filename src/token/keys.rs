@@ -68,6 +68,8 @@ pub struct SigningKey {
     pub(crate) txn_header_b64: String,
     /// The same with `typ: token-introspection+jwt` (RFC 9701).
     pub(crate) introspection_header_b64: String,
+    /// The same with `typ: secevent+jwt` (RFC 8417).
+    pub(crate) secevent_header_b64: String,
     pub(crate) decoding: DecodingKey,
     /// Public JWK (RFC 7517 §4) with `kid`, `alg` and `use: sig`.
     pub jwk: Value,
@@ -92,6 +94,7 @@ impl SigningKey {
             header_b64: header(super::TOKEN_TYPE),
             txn_header_b64: header(super::TXN_TOKEN_TYPE),
             introspection_header_b64: header(super::INTROSPECTION_TYPE),
+            secevent_header_b64: header(super::SECEVENT_TYPE),
             decoding,
             kid,
             jwk,
@@ -104,6 +107,7 @@ impl SigningKey {
             super::Typ::Access => &self.header_b64,
             super::Typ::Txn => &self.txn_header_b64,
             super::Typ::Introspection => &self.introspection_header_b64,
+            super::Typ::SecEvent => &self.secevent_header_b64,
         }
     }
 

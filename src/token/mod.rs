@@ -59,6 +59,9 @@ pub const TXN_TOKEN_TYPE: &str = "txntoken+jwt";
 /// The `typ` header of a signed introspection answer (RFC 9701 §5).
 pub const INTROSPECTION_TYPE: &str = "token-introspection+jwt";
 
+/// The `typ` header of a Security Event Token (RFC 8417 §2.3).
+pub const SECEVENT_TYPE: &str = "secevent+jwt";
+
 /// Which kind of JWT Tollgate signs: the header's `typ`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Typ {
@@ -68,6 +71,8 @@ pub enum Typ {
     Txn,
     /// A signed introspection answer, `token-introspection+jwt`.
     Introspection,
+    /// A Security Event Token, `secevent+jwt` (Shared Signals).
+    SecEvent,
 }
 
 /// Access-token claims (RFC 9068 §2.2).

@@ -19,6 +19,7 @@ mod pkcs11;
 mod private_key_jwt;
 mod review;
 mod robustness;
+mod ssf;
 mod tls;
 mod token;
 mod traces;

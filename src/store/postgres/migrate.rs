@@ -67,10 +67,15 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "signing keys in a PKCS#11 token",
         include_str!("../../../schema-postgres/0012_pkcs11_keys.sql"),
     ),
+    (
+        13,
+        "Shared Signals streams and events",
+        include_str!("../../../schema-postgres/0013_ssf.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 12;
+pub const SCHEMA_VERSION: i32 = 13;
 
 /// The advisory lock that serialises migrations of instances starting together.
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"

@@ -20,6 +20,7 @@ mod migrate;
 mod pgpass;
 mod quota;
 mod rows;
+mod ssf;
 mod target;
 #[cfg(test)]
 mod tls_tests;
@@ -790,6 +791,10 @@ impl DumpStore for PostgresStore {
 
 impl Store for PostgresStore {
     fn console(&self) -> &dyn super::ConsoleStore {
+        self
+    }
+
+    fn signals(&self) -> &dyn super::SignalStore {
         self
     }
 

@@ -28,7 +28,7 @@ use super::{
 const SCHEMA: &str = include_str!("../../../schema.sql");
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 /// The steps from each older version, in order, as numbered SQL files like
 /// PostgreSQL's (`schema-sqlite/NNNN_*.sql` leaves version NNNN): `(from,
@@ -63,6 +63,7 @@ const UPGRADES: &[(i64, &str)] = &[
         10,
         include_str!("../../../schema-sqlite/0011_pkcs11_keys.sql"),
     ),
+    (11, include_str!("../../../schema-sqlite/0012_ssf.sql")),
 ];
 
 /// A SQLite database file: every call runs on the runtime's blocking pool
@@ -226,6 +227,7 @@ mod console;
 mod files;
 mod queries;
 mod rows;
+mod ssf;
 
 use files::*;
 use rows::*;
@@ -563,6 +565,9 @@ impl DumpStore for SqliteStore {
 
 impl Store for SqliteStore {
     fn console(&self) -> &dyn super::ConsoleStore {
+        self
+    }
+    fn signals(&self) -> &dyn super::SignalStore {
         self
     }
 }
