@@ -54,6 +54,7 @@ pub(crate) fn run_pg(
         introspect_auth,
         tokens,
         quota_client,
+        ssf_auth,
     } = seed(&app, args.clients, template, t0);
     let (w8_file, w9_file) = (dir.path().join("w8.bodies"), dir.path().join("w9.bodies"));
     println!("signing {W8_ASSERTIONS} client assertions for PG W8…");
@@ -143,6 +144,44 @@ pub(crate) fn run_pg(
         &w2,
         args.duration,
     ));
+    {
+        // W14 on the fleet: the stream made through one instance, the
+        // revocations alternating between both; each SET pushed once.
+        let recv = crate::ssf::receiver();
+        if !crate::ssf::open_stream(&fleet[0].addr, &ssf_auth, &recv) {
+            fail("PG W14: the stream was not created");
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (cid, csecret) = clients[3 % clients.len()].clone();
+        let side = crate::ssf::revocations(
+            fleet.iter().map(|s| s.addr.clone()).collect(),
+            basic(&cid, &csecret),
+            stop.clone(),
+        );
+        let mut f = wrk_fleet(
+            args,
+            &fleet,
+            "PG W14 issuance, 2 instances, 20 revocations/s pushed as SETs",
+            &w1,
+            args.duration,
+        );
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let acks = side.join().unwrap_or_default();
+        let l = crate::ssf::latency(&acks, &recv);
+        f.note = format!(
+            "{} SETs: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms from the revocation's answer to the receiver's 202; {} missing, {} twice",
+            l.n, l.p50_ms, l.p99_ms, l.max_ms, l.missing, l.twice
+        );
+        checks.push(format!(
+            "W14 Shared Signals on a two-instance PostgreSQL fleet: {} revocations, SET p99 {:.0} ms (bound 1000), {} missing, {} delivered twice: {}",
+            acks.len(),
+            l.p99_ms,
+            l.missing,
+            l.twice,
+            if l.p99_ms <= 1000.0 && l.missing == 0 && l.twice == 0 && l.n > 0 { "PASS" } else { "FAIL" }
+        ));
+        out.push(f);
+    }
     let q = wrk_fleet(args, &fleet, "PG quota check", &quota, 3);
     let granted = q.requests.saturating_sub(q.errors);
     checks.push(format!(

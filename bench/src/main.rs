@@ -23,6 +23,7 @@ mod report;
 mod scripts;
 mod seeding;
 mod server;
+mod ssf;
 
 use console::*;
 use fleet::*;
@@ -126,6 +127,7 @@ fn main() {
         introspect_auth,
         tokens,
         quota_client,
+        ssf_auth,
     } = seed(&app, args.clients, &template, t0);
     let w8_file = dir.path().join("w8.bodies");
     if wants("W8") {
@@ -308,6 +310,55 @@ fn main() {
         }
         results.push(issue);
         results.push(intro);
+    }
+    if wants("W14") {
+        // W14: W7 again (W1 while 20 tokens a second are issued and revoked)
+        // with a Shared Signals push stream registered: each revocation is
+        // also a SET signed and pushed to a receiver in this process.
+        let recv = ssf::receiver();
+        if !ssf::open_stream(&server.addr, &ssf_auth, &recv) {
+            fail("W14: the stream was not created");
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (cid, csecret) = clients[3 % clients.len()].clone();
+        let side = ssf::revocations(
+            vec![server.addr.clone()],
+            basic(&cid, &csecret),
+            stop.clone(),
+        );
+        let mut f = wrk(
+            &args,
+            &server,
+            "W14 issuance, 20 revocations/s pushed as SETs",
+            &w1,
+            args.duration,
+        );
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let acks = side.join().unwrap_or_default();
+        let l = ssf::latency(&acks, &recv);
+        let w7 = results
+            .iter()
+            .find(|r| r.name == "W7 issuance, 20 revocations/s")
+            .map(|r| r.cpu_us);
+        f.note = format!(
+            "{} SETs: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms from the revocation's answer to the receiver's 202; {} missing, {} twice{}",
+            l.n,
+            l.p50_ms,
+            l.p99_ms,
+            l.max_ms,
+            l.missing,
+            l.twice,
+            w7.map_or(String::new(), |w| format!("; CPU/request {:+.1} µs next to W7", f.cpu_us - w))
+        );
+        checks.push(format!(
+            "W14 Shared Signals on SQLite: {} revocations, SET p99 {:.0} ms (bound 1000), {} missing, {} delivered twice: {}",
+            acks.len(),
+            l.p99_ms,
+            l.missing,
+            l.twice,
+            if l.p99_ms <= 1000.0 && l.missing == 0 && l.twice == 0 && l.n > 0 { "PASS" } else { "FAIL" }
+        ));
+        results.push(f);
     }
     if wants("W3") {
         let bodies: Vec<String> = keys

@@ -190,6 +190,8 @@ pub(crate) struct Seeded {
     pub(crate) tokens: Vec<String>,
     /// `Authorization` header of the client with the quota.
     pub(crate) quota_client: String,
+    /// `Authorization` header of a Shared Signals receiver (W14).
+    pub(crate) ssf_auth: String,
 }
 
 pub(crate) fn seed(app: &App, n: usize, template: &NewClient, t0: i64) -> Seeded {
@@ -218,6 +220,7 @@ pub(crate) fn seed(app: &App, n: usize, template: &NewClient, t0: i64) -> Seeded
     };
     let introspect_auth = client("introspector", vec!["tollgate:introspect".into()], None);
     let quota_client = client("quota", Vec::new(), Some(2000));
+    let ssf_auth = client("ssf-receiver", vec!["tollgate:ssf".into()], None);
     let mut tokens = Vec::new();
     for i in 0..1000 {
         let (id, secret) = &clients[i % clients.len()];
@@ -255,6 +258,7 @@ pub(crate) fn seed(app: &App, n: usize, template: &NewClient, t0: i64) -> Seeded
         introspect_auth,
         tokens,
         quota_client,
+        ssf_auth,
     }
 }
 

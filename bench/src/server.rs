@@ -46,6 +46,8 @@ pub(crate) fn env_for(dir: &Path, db: Option<&str>) -> Vec<(String, String)> {
         ("TOLLGATE_IP_LIMIT_POST", "0".to_string()),
         ("TOLLGATE_AUTH_FAIL_IP_LIMIT", "1000000000".to_string()),
         ("RUST_LOG", "warn".to_string()),
+        // W14's Shared Signals receiver listens on 127.0.0.1.
+        ("TOLLGATE_FETCH_ALLOW_LOCAL", "true".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -348,6 +348,13 @@ async fn metadata_and_streams_belong_to_their_receiver() {
     assert!(!v.to_string().contains("receiver-secret"));
     let cli = app.cli(&["ssf", "streams"]);
     assert_eq!(cli[0]["stream_id"], id.as_str());
+    let console = crate::console::Console::sign_in(&app).await;
+    let page = console.page("/console/ssf").await;
+    assert!(
+        page.contains(&id) && page.contains("paused (maintenance)"),
+        "{page}"
+    );
+    assert!(!page.contains("receiver-secret"));
 
     let (status, _) = call(
         &app,

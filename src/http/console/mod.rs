@@ -82,6 +82,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(post("/clients/{id}/api-keys", create_api_key))
             .service(post("/api-keys/{id}/revoke", revoke_api_key))
             .service(get("/signing-keys", signing_keys))
+            .service(get("/ssf", ssf_streams))
             .service(post("/signing-keys/rotate", rotate_signing_key))
             .service(post("/signing-keys/{kid}/retire", retire_signing_key))
             .service(get("/audit", audit))
@@ -653,6 +654,13 @@ async fn revoke_api_key(
     }
     let key = app.admin().revoke_api_key(&s.actor(), &id, now()).await?;
     Ok(client_page(&key.client_id, "key_revoked"))
+}
+
+/// The Shared Signals streams, with status, backlog and last error.
+async fn ssf_streams(app: web::Data<App>, req: HttpRequest) -> Page {
+    let s = signed_in(&app, &req).await?;
+    let streams = app.signals().admin_view().await?;
+    Ok(html(views::ssf_streams(&s.frame(), &streams)))
 }
 
 async fn signing_keys(app: web::Data<App>, req: HttpRequest, q: web::Query<Done>) -> Page {

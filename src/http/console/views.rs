@@ -94,6 +94,7 @@ pub(super) fn page(
                     a href="/console" { "Overview" }
                     a href="/console/clients" { "Clients" }
                     a href="/console/signing-keys" { "Signing keys" }
+                    a href="/console/ssf" { "Shared Signals" }
                     a href="/console/audit" { "Audit log" }
                     form.signout method="post" action="/console/logout" {
                         (csrf(f))
@@ -455,6 +456,40 @@ pub(super) fn client(
                 label { "Name " input type="text" name="name" maxlength="200"; }
                 " "
                 button.primary type="submit" { "Create API key" }
+            }
+        },
+    )
+}
+
+/// The Shared Signals streams receivers made: delivery, status, backlog
+/// and the last delivery error (never the receiver's authorization header).
+pub(super) fn ssf_streams(f: &Frame, streams: &[serde_json::Value]) -> Markup {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    page(
+        f,
+        "Shared Signals",
+        None,
+        false,
+        html! {
+            p.note { "Streams of security events (OpenID SSF 1.0) that resource servers registered with a token holding tollgate:ssf. Revocations and client changes are pushed or polled within a second; a receiver failing for 24 hours has its stream paused." }
+            @if streams.is_empty() {
+                p { "No stream yet." }
+            } @else {
+                table {
+                    thead { tr { th { "Stream" } th { "Receiver" } th { "Delivery" } th { "Status" } th { "Backlog" } th { "Last error" } } }
+                    tbody {
+                        @for s in streams {
+                            tr {
+                                td { code { (text(&s["stream_id"])) } }
+                                td { a href=(format!("/console/clients/{}", seg(&text(&s["aud"])))) { (text(&s["aud"])) } }
+                                td { (if text(&s["delivery"]["method"]).ends_with("8935") { "push" } else { "poll" }) " " code { (text(&s["delivery"]["endpoint_url"])) } }
+                                td { (text(&s["status"])) @if let Some(r) = s["status_reason"].as_str() { " (" (r) ")" } }
+                                td { (s["backlog"].as_i64().unwrap_or(0)) }
+                                td { (text(&s["last_error"])) @if let Some(at) = s["last_error_at"].as_i64() { " at " (time(at)) } }
+                            }
+                        }
+                    }
+                }
             }
         },
     )
