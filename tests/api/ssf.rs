@@ -648,3 +648,121 @@ async fn a_fleet_delivers_each_event_once() {
     assert_eq!(sorted, want);
     receiver.stop();
 }
+
+/// Runs one statement on the app's database, SQLite or PostgreSQL.
+async fn db_exec(app: &TestApp, sql: &str) {
+    if crate::helpers::on_postgres() {
+        crate::helpers::pg_exec(&app.db, sql).await;
+    } else {
+        let conn = rusqlite::Connection::open(&app.db).expect("open the database");
+        conn.execute_batch(sql).expect(sql);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_failing_for_a_day_has_its_stream_paused_with_the_reason() {
+    let app = TestApp::spawn_with(&local()).await;
+    let (_, token) = receiver_token(&app).await;
+    let receiver = Receiver::start().await;
+    receiver.answers.lock().unwrap().extend([503; 50]);
+    let stream = push_stream(&app, &token, &receiver.url).await;
+    let (id, secret) = app.client("read", &[]);
+    let t = app.token(&id, &secret).await;
+    app.revoke(&id, &secret, &t).await;
+    eventually("the first failure", Duration::from_secs(2), || {
+        let n = receiver.got().len();
+        async move { n >= 1 }
+    })
+    .await;
+    // The receiver has been failing since a day and a second ago.
+    let day_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 86_401;
+    db_exec(
+        &app,
+        &format!("UPDATE ssf_streams SET failing_since = {day_ago} WHERE id = '{stream}'"),
+    )
+    .await;
+    let admin = app.admin_token().await;
+    eventually("the stream paused", Duration::from_secs(5), || {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let (_, v) = call(app, reqwest::Method::GET, "/admin/ssf/streams", admin, None).await;
+            v["data"][0]["status"] == "paused"
+        }
+    })
+    .await;
+    let (_, v) = call(
+        &app,
+        reqwest::Method::GET,
+        "/admin/ssf/streams",
+        &admin,
+        None,
+    )
+    .await;
+    let last = v["data"][0].clone();
+    assert!(
+        s(&last["status_reason"]).contains("failed for 24 hours"),
+        "{last}"
+    );
+    assert_eq!(last["backlog"], 1, "the event is kept");
+    let (_, v) = call(
+        &app,
+        reqwest::Method::GET,
+        &format!("/ssf/status?stream_id={stream}"),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(v["status"], "paused");
+    // Enabled again by the receiver: the kept event goes out.
+    receiver.answers.lock().unwrap().clear();
+    let before = receiver.got().len();
+    let (status, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/ssf/status",
+        &token,
+        Some(json!({"stream_id": stream, "status": "enabled"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    eventually("delivered after enabling", Duration::from_secs(2), || {
+        let n = receiver.got().len();
+        async move { n > before }
+    })
+    .await;
+    receiver.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_exchanged_token_names_the_tokens_it_came_from() {
+    let app = TestApp::spawn_with(&local()).await;
+    let (_, token) = receiver_token(&app).await;
+    let receiver = Receiver::start().await;
+    push_stream(&app, &token, &receiver.url).await;
+    let admin = app.admin_token().await;
+    let c = crate::exchange::chain(&app, &admin).await;
+    let (t0, t1, t2) = crate::exchange::three_tokens(&app, &c).await;
+    // The last link of the chain is revoked by its own client.
+    assert_eq!(
+        app.revoke(&c.orders.0, &c.orders.1, &t2).await.status(),
+        200
+    );
+    eventually("the SET", Duration::from_secs(1), || {
+        let n = receiver.got().len();
+        async move { n == 1 }
+    })
+    .await;
+    let claims = set_claims(&app, &receiver.got()[0].body).await;
+    let event = &claims["events"][REVOKED];
+    assert_eq!(claims["sub_id"]["jti"], segment(&t2, 1)["jti"]);
+    assert_eq!(
+        event["tollgate_origin"],
+        json!([segment(&t1, 1)["jti"], segment(&t0, 1)["jti"]]),
+        "nearest first"
+    );
+    receiver.stop();
+}
