@@ -87,10 +87,12 @@ impl Params {
             ));
         }
         // serde_urlencoded decodes invalid UTF-8 lossily (to U+FFFD); refuse
-        // such input first rather than act on a mangled value.
+        // such input first rather than act on a mangled value. The body is
+        // UTF-8 already, so only a part with an escape can decode to
+        // something else, and only such a part is decoded here (into a
+        // buffer only when it has one: the common bodies cost no copy).
         let percent_decodes_to_utf8 = body.split(|b| *b == b'&' || *b == b'=').all(|part| {
-            std::str::from_utf8(&percent_encoding::percent_decode(part).collect::<Vec<u8>>())
-                .is_ok()
+            !part.contains(&b'%') || percent_encoding::percent_decode(part).decode_utf8().is_ok()
         });
         if !percent_decodes_to_utf8 {
             return Err(OAuthError::invalid_request("parameter is not valid UTF-8"));
