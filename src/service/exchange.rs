@@ -365,13 +365,13 @@ impl Tokens {
                 jti: claims.jti.clone(),
                 client_id: claims.client_id.clone(),
                 iat: claims.iat,
-                kid,
+                kid: kid.to_string(),
                 api_key_id: claims.api_key_id.clone(),
             }];
             origin.extend(claims.origin.iter().cloned());
             return Ok(Ok(Verified::Token(Subject {
                 iss,
-                sub: claims.sub,
+                sub: claims.sub.clone(),
                 aud: claims.aud.to_list(),
                 scope: claims
                     .scope
@@ -380,8 +380,8 @@ impl Tokens {
                     .map(str::to_string)
                     .collect(),
                 exp: claims.exp,
-                act: claims.act,
-                may_act: claims.may_act,
+                act: claims.act.clone(),
+                may_act: claims.may_act.clone(),
                 origin,
             })));
         }

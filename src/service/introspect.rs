@@ -75,7 +75,7 @@ impl Introspector {
         &self,
         token_text: &str,
         now: i64,
-    ) -> Result<Option<Claims>, IntrospectionError> {
+    ) -> Result<Option<Arc<Claims>>, IntrospectionError> {
         Ok(self
             .active_token(token_text, now)
             .await?
@@ -88,7 +88,7 @@ impl Introspector {
         &self,
         token_text: &str,
         now: i64,
-    ) -> Result<Option<(Claims, crate::store::Client)>, IntrospectionError> {
+    ) -> Result<Option<(Arc<Claims>, crate::store::Client)>, IntrospectionError> {
         Ok(self
             .active_with_key(token_text, now)
             .await?
@@ -102,7 +102,7 @@ impl Introspector {
         &self,
         token_text: &str,
         now: i64,
-    ) -> Result<Option<(Claims, crate::store::Client, String)>, IntrospectionError> {
+    ) -> Result<Option<(Arc<Claims>, crate::store::Client, Arc<str>)>, IntrospectionError> {
         let keys = self.signing.current_keys().await;
         let Some((claims, kid)) =
             self.verified
@@ -255,7 +255,7 @@ impl Introspector {
             ));
         }
         let caller = Caller {
-            client_id: claims.client_id,
+            client_id: claims.client_id.clone(),
             scopes: claims
                 .scope
                 .split(' ')
@@ -320,24 +320,24 @@ impl Introspector {
             "iat": c.iat,
             "jti": c.jti,
         });
-        if let Some(k) = c.api_key_id {
+        if let Some(k) = &c.api_key_id {
             body["api_key_id"] = json!(k);
         }
         // RFC 9449 §6.2, RFC 7800 §3.1: the key the token is bound to.
-        if let Some(cnf) = c.cnf {
+        if let Some(cnf) = &c.cnf {
             body["cnf"] = json!(cnf);
         }
         // RFC 8693 §4.1: who acts, for a token obtained by exchange.
-        if let Some(act) = c.act {
-            body["act"] = act;
+        if let Some(act) = &c.act {
+            body["act"] = act.clone();
         }
-        if let Some(may_act) = c.may_act {
-            body["may_act"] = may_act;
+        if let Some(may_act) = &c.may_act {
+            body["may_act"] = may_act.clone();
         }
         // The client's extra claims (never a name set above: reserved).
-        for (name, value) in c.extra {
-            if body.get(&name).is_none() {
-                body[name.as_str()] = value;
+        for (name, value) in &c.extra {
+            if body.get(name).is_none() {
+                body[name.as_str()] = value.clone();
             }
         }
         Ok(body)

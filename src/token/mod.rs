@@ -9,6 +9,7 @@ pub mod txn;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 pub use keys::{KeyRing, KeySet, SigningKey};
 
@@ -328,8 +329,10 @@ pub struct VerifiedCache {
 
 #[derive(Debug, Default)]
 struct VerifiedMap {
-    /// Claims, the signing key's id, and the entry's weight in bytes.
-    entries: std::collections::HashMap<[u8; 32], (Claims, String, usize)>,
+    /// Claims, the signing key's id, and the entry's weight in bytes;
+    /// shared, so that a hit costs two reference counts, not a copy of
+    /// every claim.
+    entries: std::collections::HashMap<[u8; 32], (Arc<Claims>, Arc<str>, usize)>,
     bytes: usize,
 }
 
@@ -406,7 +409,13 @@ impl VerifiedCache {
     }
 
     /// Like [`verify`], served from memory for a token seen before.
-    pub fn verify(&self, token: &str, keys: &KeySet, issuer: &str, now: i64) -> Option<Claims> {
+    pub fn verify(
+        &self,
+        token: &str,
+        keys: &KeySet,
+        issuer: &str,
+        now: i64,
+    ) -> Option<Arc<Claims>> {
         self.verify_kid(token, keys, issuer, now).map(|(c, _)| c)
     }
 
@@ -417,7 +426,7 @@ impl VerifiedCache {
         keys: &KeySet,
         issuer: &str,
         now: i64,
-    ) -> Option<(Claims, String)> {
+    ) -> Option<(Arc<Claims>, Arc<str>)> {
         if token.len() > MAX_TOKEN_LEN {
             return None;
         }
@@ -431,12 +440,17 @@ impl VerifiedCache {
             return (c.exp > now && keys.admits(&kid, c.iat, c.exp, now)).then_some((c, kid));
         }
         let (claims, kid) = verify_kid(token, keys, issuer, now).ok()?;
-        // The key, the entry inline, the heap it owns, and the slot.
+        // The key, the entry inline, the two shared allocations (with
+        // their counts) and the heap the claims own, and the slot.
         let weight = 32
-            + std::mem::size_of::<(Claims, String, usize)>()
+            + std::mem::size_of::<(Arc<Claims>, Arc<str>, usize)>()
+            + std::mem::size_of::<Claims>()
+            + 16
             + claims.heap_bytes()
-            + kid.capacity()
+            + kid.len()
+            + 16
             + 16;
+        let (claims, kid): (Arc<Claims>, Arc<str>) = (Arc::new(claims), Arc::from(kid));
         let mut map = lock();
         let full = |m: &VerifiedMap| {
             m.entries.len() >= VERIFIED_CAPACITY || m.bytes + weight > self.budget
