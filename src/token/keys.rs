@@ -18,7 +18,7 @@ use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use rsa::traits::PublicKeyParts;
 use serde_json::{json, Value};
 
-use super::pkcs11::{Hsm, PublicParts};
+use super::pkcs11::{Hsm, PublicParts, Scheme};
 use super::Alg;
 use crate::domain::SigningKeyRecord;
 
@@ -202,7 +202,7 @@ impl SigningKey {
                 Ok(sig)
             }
             PrivateKey::Hsm(hsm) => hsm
-                .sign(&self.kid, self.alg, message)
+                .sign(&self.kid, scheme(self.alg), message)
                 .map_err(|e| super::SignError(e.to_string())),
             PrivateKey::PublicOnly => Err(super::SignError(format!(
                 "signing key {} is not held by this instance",
@@ -290,6 +290,16 @@ pub fn load_pem(text: &str) -> Result<SigningKey, KeyError> {
     Err(KeyError::Format(
         "unsupported key: expected P-256, Ed25519 or RSA in PKCS#8".into(),
     ))
+}
+
+/// The PKCS#11 signing scheme of a JWS algorithm.
+fn scheme(alg: Alg) -> Scheme {
+    match alg {
+        Alg::Es256 => Scheme::EcdsaP256Sha256,
+        Alg::EdDsa => Scheme::Ed25519,
+        Alg::Rs256 => Scheme::RsaPkcs1Sha256,
+        Alg::Ps256 => Scheme::RsaPssSha256,
+    }
 }
 
 /// The `kid` (RFC 7638 thumbprint) of a public key.
@@ -401,7 +411,7 @@ pub fn token_key(
 /// (location `pkcs11`, with the public JWK) and the key.
 pub fn create_token_key(hsm: &Arc<Hsm>, alg: Alg) -> Result<(SigningKey, Value), KeyError> {
     let (kid, parts) = hsm
-        .generate(alg, kid_of)
+        .generate(scheme(alg), kid_of)
         .map_err(|e| KeyError::Format(e.to_string()))?;
     let key = public_key(alg, &parts, PrivateKey::Hsm(hsm.clone()))?;
     debug_assert_eq!(key.kid, kid);

@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use super::Alg;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
@@ -38,6 +37,20 @@ const PENDING_LABEL: &[u8] = b"tollgate-pending";
 const MAX_IDLE_SESSIONS: usize = 32;
 /// At most one connection attempt a second.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// How a key signs, in PKCS#11's terms (the JWS algorithm it serves is the
+/// caller's business: `keys` maps ES256, EdDSA, RS256 and PS256 to these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// ECDSA on P-256 over a SHA-256 digest, R‖S (RFC 7518 §3.4).
+    EcdsaP256Sha256,
+    /// Ed25519 (RFC 8037).
+    Ed25519,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (RFC 7518 §3.3).
+    RsaPkcs1Sha256,
+    /// RSASSA-PSS with SHA-256, MGF1-SHA-256, a 32-byte salt (RFC 7518 §3.5).
+    RsaPssSha256,
+}
 
 /// Where the token is: the module, the token's label and the file that
 /// holds the user PIN (never the PIN itself in a setting).
@@ -379,23 +392,23 @@ impl Hsm {
     }
 
     /// Signs `message` (a JWS signing input) with the token's key `kid`
-    /// for `alg`; the raw JWS signature (RFC 7518 §3.4: R‖S for ECDSA).
-    pub fn sign(&self, kid: &str, alg: Alg, message: &[u8]) -> Result<Vec<u8>, HsmError> {
+    /// under `scheme`; the raw JWS signature (RFC 7518 §3.4: R‖S for ECDSA).
+    pub fn sign(&self, kid: &str, scheme: Scheme, message: &[u8]) -> Result<Vec<u8>, HsmError> {
         let digest;
-        let (mechanism, data): (Mechanism, &[u8]) = match alg {
+        let (mechanism, data): (Mechanism, &[u8]) = match scheme {
             // CKM_ECDSA signs a digest: the portable form (not every token
             // has CKM_ECDSA_SHA256).
-            Alg::Es256 => {
+            Scheme::EcdsaP256Sha256 => {
                 digest = ring::digest::digest(&ring::digest::SHA256, message);
                 (Mechanism::Ecdsa, digest.as_ref())
             }
-            Alg::EdDsa => (
+            Scheme::Ed25519 => (
                 Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
                 message,
             ),
-            Alg::Rs256 => (Mechanism::Sha256RsaPkcs, message),
+            Scheme::RsaPkcs1Sha256 => (Mechanism::Sha256RsaPkcs, message),
             // RFC 7518 §3.5: MGF1 with SHA-256, a 32-byte salt.
-            Alg::Ps256 => (
+            Scheme::RsaPssSha256 => (
                 Mechanism::Sha256RsaPkcsPss(PkcsPssParams {
                     hash_alg: MechanismType::SHA256,
                     mgf: PkcsMgfType::MGF1_SHA256,
@@ -446,13 +459,13 @@ impl Hsm {
         }
     }
 
-    /// Generates a key pair for `alg` on the token: the private key
+    /// Generates a key pair for `scheme` on the token: the private key
     /// sensitive, not extractable, for signing only, and both halves
     /// stored on the token. `name` turns the public parts into the `kid`
     /// the pair is then labelled with.
     pub fn generate(
         &self,
-        alg: Alg,
+        scheme: Scheme,
         name: impl Fn(&PublicParts) -> String,
     ) -> Result<(String, PublicParts), HsmError> {
         let mut id = vec![0u8; 16];
@@ -479,16 +492,16 @@ impl Hsm {
             Attribute::Label(PENDING_LABEL.to_vec()),
             Attribute::Id(id),
         ];
-        let mechanism = match alg {
-            Alg::Es256 => {
+        let mechanism = match scheme {
+            Scheme::EcdsaP256Sha256 => {
                 public.push(Attribute::EcParams(P256_PARAMS.to_vec()));
                 Mechanism::EccKeyPairGen
             }
-            Alg::EdDsa => {
+            Scheme::Ed25519 => {
                 public.push(Attribute::EcParams(ED25519_PARAMS.to_vec()));
                 Mechanism::EccEdwardsKeyPairGen
             }
-            Alg::Rs256 | Alg::Ps256 => {
+            Scheme::RsaPkcs1Sha256 | Scheme::RsaPssSha256 => {
                 public.push(Attribute::ModulusBits(2048u64.into()));
                 public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
                 Mechanism::RsaPkcsKeyPairGen
@@ -507,7 +520,7 @@ impl Hsm {
             Ok((pub_h, priv_h, attrs))
         })?;
         let (pub_h, priv_h, attrs) = made;
-        let parts = public_parts(alg, &attrs)?;
+        let parts = public_parts(scheme, &attrs)?;
         let kid = name(&parts);
         self.with_session("generate", |_, s| {
             for h in [pub_h, priv_h] {
@@ -521,14 +534,14 @@ impl Hsm {
 
 /// The public parts of a generated key from its attributes (`CKA_EC_POINT`
 /// is a DER OCTET STRING on most tokens, the bare point on a few).
-fn public_parts(alg: Alg, attrs: &[Attribute]) -> Result<PublicParts, HsmError> {
+fn public_parts(scheme: Scheme, attrs: &[Attribute]) -> Result<PublicParts, HsmError> {
     let bad = |what: &str| HsmError::Key(format!("the token's public key: {what}"));
     let point = attrs.iter().find_map(|a| match a {
         Attribute::EcPoint(p) => Some(unwrap_octets(p)),
         _ => None,
     });
-    match alg {
-        Alg::Es256 => {
+    match scheme {
+        Scheme::EcdsaP256Sha256 => {
             let p = point.ok_or_else(|| bad("no EC point"))?;
             if p.len() != 65 || p[0] != 0x04 {
                 return Err(bad("not an uncompressed P-256 point"));
@@ -538,14 +551,14 @@ fn public_parts(alg: Alg, attrs: &[Attribute]) -> Result<PublicParts, HsmError> 
                 y: p[33..65].to_vec(),
             })
         }
-        Alg::EdDsa => {
+        Scheme::Ed25519 => {
             let p = point.ok_or_else(|| bad("no EC point"))?;
             if p.len() != 32 {
                 return Err(bad("not a 32-byte Ed25519 key"));
             }
             Ok(PublicParts::Ed(p.to_vec()))
         }
-        Alg::Rs256 | Alg::Ps256 => {
+        Scheme::RsaPkcs1Sha256 | Scheme::RsaPssSha256 => {
             let n = attrs.iter().find_map(|a| match a {
                 Attribute::Modulus(n) => Some(n.clone()),
                 _ => None,
@@ -591,7 +604,8 @@ mod tests {
         let mut wrapped = vec![0x04, 65];
         wrapped.extend(&point);
         for form in [&point, &wrapped] {
-            let parts = public_parts(Alg::Es256, &[Attribute::EcPoint(form.clone())]).unwrap();
+            let parts =
+                public_parts(Scheme::EcdsaP256Sha256, &[Attribute::EcPoint(form.clone())]).unwrap();
             assert_eq!(
                 parts,
                 PublicParts::Ec {
@@ -600,10 +614,14 @@ mod tests {
                 }
             );
         }
-        assert!(public_parts(Alg::Es256, &[Attribute::EcPoint(vec![0x04, 1, 2])]).is_err());
+        assert!(public_parts(
+            Scheme::EcdsaP256Sha256,
+            &[Attribute::EcPoint(vec![0x04, 1, 2])]
+        )
+        .is_err());
         let ed = [vec![0x04, 32], vec![9u8; 32]].concat();
         assert_eq!(
-            public_parts(Alg::EdDsa, &[Attribute::EcPoint(ed)]).unwrap(),
+            public_parts(Scheme::Ed25519, &[Attribute::EcPoint(ed)]).unwrap(),
             PublicParts::Ed(vec![9; 32])
         );
     }
@@ -611,7 +629,7 @@ mod tests {
     #[test]
     fn rsa_parts_lose_leading_zeros() {
         let parts = public_parts(
-            Alg::Ps256,
+            Scheme::RsaPssSha256,
             &[
                 Attribute::Modulus(vec![0, 0xc1, 2]),
                 Attribute::PublicExponent(vec![0, 1, 0, 1]),
@@ -644,11 +662,11 @@ mod tests {
             counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }));
         assert!(matches!(
-            hsm.sign("kid", Alg::Es256, b"m"),
+            hsm.sign("kid", Scheme::EcdsaP256Sha256, b"m"),
             Err(HsmError::Unavailable(_))
         ));
         // At most one attempt a second: the second call does not retry.
-        assert!(hsm.sign("kid", Alg::Es256, b"m").is_err());
+        assert!(hsm.sign("kid", Scheme::EcdsaP256Sha256, b"m").is_err());
         assert_eq!(failures.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert!(!hsm.connected());
     }
