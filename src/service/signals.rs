@@ -386,9 +386,7 @@ impl Signals {
         );
         self.signals().update_stream(&s, Some(&audit)).await?;
         if status == StreamStatus::Disabled {
-            let pending = self.signals().pending_signals(id, u32::MAX).await?;
-            let jtis: Vec<String> = pending.into_iter().map(|p| p.jti).collect();
-            self.signals().mark_delivered(id, &jtis, now).await?;
+            self.signals().discard_signals(id, now).await?;
         }
         Ok(s)
     }

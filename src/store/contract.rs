@@ -197,6 +197,16 @@ async fn signal_streams_and_events_keep_order_once_per_source_and_one_lease() {
         );
         assert_eq!(g.pending_signals("ss_a", 10).await.unwrap().len(), 1);
         assert_eq!(g.prune_signals(10).await.unwrap(), 2);
+        // Discarding (a disabled stream) empties the stream, nothing else.
+        g.add_signals(&[signal("ss_b", "k1", "audit:9")], None)
+            .await
+            .unwrap();
+        assert_eq!(g.discard_signals("ss_a", 11).await.unwrap(), 1);
+        assert!(g.pending_signals("ss_a", 10).await.unwrap().is_empty());
+        assert_eq!(g.pending_signals("ss_b", 10).await.unwrap().len(), 1);
+        g.add_signals(&[signal("ss_a", "j4", "audit:4")], None)
+            .await
+            .unwrap();
 
         // One instance holds a stream until its lease ends.
         assert!(g.lease_stream("ss_a", "one", 100, 130).await.unwrap());

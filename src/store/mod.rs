@@ -593,6 +593,9 @@ pub trait SignalStore: Send + Sync {
     async fn pending_signals(&self, stream_id: &str, limit: u32) -> Result<Vec<PendingSignal>>;
     /// Marks events delivered (or acknowledged) by `jti`; how many were.
     async fn mark_delivered(&self, stream_id: &str, jtis: &[String], now: i64) -> Result<usize>;
+    /// Drops every event the stream still holds (a disabled stream keeps
+    /// nothing), in one statement; how many.
+    async fn discard_signals(&self, stream_id: &str, now: i64) -> Result<usize>;
     /// Undelivered events per stream.
     async fn signal_backlog(&self) -> Result<Vec<(String, i64)>>;
     /// Forgets events delivered before `before`; how many.

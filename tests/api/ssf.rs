@@ -610,6 +610,29 @@ async fn a_poll_receiver_gets_sets_until_it_acknowledges_them() {
         .expect("the long poll answers")
         .unwrap();
     assert_eq!(v["sets"].as_object().unwrap().len(), 1);
+
+    // Disabling keeps nothing: what waited is gone when enabled again.
+    let status = |s: &'static str| {
+        let (app, token, stream) = (&app, &token, &stream);
+        async move {
+            call(
+                app,
+                reqwest::Method::POST,
+                "/ssf/status",
+                token,
+                Some(json!({"stream_id": stream, "status": s})),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(status("disabled").await, 200);
+    let t = app.token(&id, &secret).await;
+    app.revoke(&id, &secret, &t).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status("enabled").await, 200);
+    let (_, v) = poll(json!({"returnImmediately": true})).await;
+    assert_eq!(v["sets"], json!({}), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

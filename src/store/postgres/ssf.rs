@@ -231,6 +231,21 @@ impl SignalStore for PostgresStore {
         .await
     }
 
+    async fn discard_signals(&self, stream_id: &str, now: i64) -> Result<usize> {
+        self.call(async {
+            let conn = self.conn().await?;
+            let n = conn
+                .execute(
+                    "UPDATE ssf_events SET delivered_at = $2 WHERE stream_id = $1 \
+                     AND delivered_at IS NULL",
+                    &[&stream_id, &now],
+                )
+                .await?;
+            Ok(n as usize)
+        })
+        .await
+    }
+
     async fn signal_backlog(&self) -> Result<Vec<(String, i64)>> {
         self.call(async {
             let conn = self.conn().await?;

@@ -167,6 +167,17 @@ impl Db {
         })
     }
 
+    fn discard_signals(&self, stream_id: &str, now: i64) -> Result<usize> {
+        self.write(None, |tx| {
+            Ok(tx
+                .prepare_cached(
+                    "UPDATE ssf_events SET delivered_at = ?2 WHERE stream_id = ?1 \
+                     AND delivered_at IS NULL",
+                )?
+                .execute(params![stream_id, now])?)
+        })
+    }
+
     fn signal_backlog(&self) -> Result<Vec<(String, i64)>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
@@ -225,6 +236,10 @@ impl SignalStore for SqliteStore {
     async fn mark_delivered(&self, stream_id: &str, jtis: &[String], now: i64) -> Result<usize> {
         let (id, jtis) = (stream_id.to_string(), jtis.to_vec());
         blocking!(self, |db| db.mark_delivered(&id, &jtis, now))
+    }
+    async fn discard_signals(&self, stream_id: &str, now: i64) -> Result<usize> {
+        let id = stream_id.to_string();
+        blocking!(self, |db| db.discard_signals(&id, now))
     }
     async fn signal_backlog(&self) -> Result<Vec<(String, i64)>> {
         blocking!(self, |db| db.signal_backlog())
