@@ -352,27 +352,20 @@ impl Introspector {
         answer: Value,
         now: i64,
     ) -> Result<String, IntrospectionError> {
-        let unsigned = || {
-            IntrospectionError::Store(crate::store::StoreError::Unavailable(
-                "no signing key could sign the introspection answer".into(),
-            ))
-        };
-        let key = self
-            .signing
-            .current_keys()
-            .await
-            .signer(now)
-            .cloned()
-            .ok_or_else(unsigned)?;
         let claims = json!({
             "iss": self.config.issuer,
             "aud": caller,
             "iat": now,
             "token_introspection": answer,
         });
-        let payload = serde_json::to_vec(&claims).map_err(|_| unsigned())?;
-        crate::token::sign_typed(&payload, &key, crate::token::Typ::Introspection)
-            .map_err(|_| unsigned())
+        self.signing
+            .sign_json(&claims, crate::token::Typ::Introspection, now)
+            .await
+            .map_err(|_| {
+                IntrospectionError::Store(crate::store::StoreError::Unavailable(
+                    "no signing key could sign the introspection answer".into(),
+                ))
+            })
     }
 
     async fn introspect_api_key(&self, key: &str, now: i64) -> Result<Value, IntrospectionError> {

@@ -298,15 +298,9 @@ impl Tokens {
             claims.act = d.act;
             claims.origin = d.origin;
         }
-        let key = self
-            .signing
-            .current_keys()
-            .await
-            .signer(now)
-            .cloned()
-            .ok_or_else(|| {
-                IssueError::Signing("no signing key this instance holds is active".into())
-            })?;
+        let key = self.signing.signer(now).await.ok_or_else(|| {
+            IssueError::Signing("no signing key this instance holds is active".into())
+        })?;
         let payload =
             serde_json::to_vec(&claims).map_err(|e| IssueError::Internal(e.to_string()))?;
         let len = token::signed_len(payload.len(), &key);

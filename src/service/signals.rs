@@ -494,13 +494,9 @@ impl Signals {
         event: &ssf::Event,
     ) -> Result<String, StoreError> {
         let claims = ssf::set_claims(&self.config.issuer, aud, jti, now, txn, event);
-        let keys = self.signing.current_keys().await;
-        let key = keys
-            .signer(now)
-            .ok_or_else(|| StoreError::Unavailable("no signing key can sign now".into()))?;
-        let payload =
-            serde_json::to_vec(&claims).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        crate::token::sign_typed(&payload, key, crate::token::Typ::SecEvent)
+        self.signing
+            .sign_json(&claims, crate::token::Typ::SecEvent, now)
+            .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 

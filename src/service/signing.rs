@@ -248,6 +248,27 @@ impl SigningKeys {
         }
         self.keys.get()
     }
+    /// The key that signs at `now` (see [`KeySet::signer`]), if any.
+    pub async fn signer(&self, now: i64) -> Option<Arc<SigningKey>> {
+        self.current_keys().await.signer(now).cloned()
+    }
+
+    /// Signs a JSON claims set as a JWT of type `typ` with the key that
+    /// signs at `now` (a signed introspection answer, a Security Event
+    /// Token). Fails when no key can sign here or the signature fails.
+    pub async fn sign_json(
+        &self,
+        claims: &serde_json::Value,
+        typ: token::Typ,
+        now: i64,
+    ) -> Result<String, token::SignError> {
+        let key = self.signer(now).await.ok_or_else(|| {
+            token::SignError("no signing key this instance holds is active".into())
+        })?;
+        let payload = serde_json::to_vec(claims).map_err(|e| token::SignError(e.to_string()))?;
+        token::sign_typed(&payload, &key, typ)
+    }
+
     /// Every signing key's lifecycle.
     pub async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, AdminError> {
         Ok(self.store.signing_keys().await?)
