@@ -36,16 +36,7 @@ fn claims() -> Claims {
 fn keyset(alg: Alg) -> (KeySet, String) {
     let pem = generate_pem(alg).unwrap();
     let key = load_pem(&pem).unwrap();
-    let record = SigningKeyRecord {
-        kid: key.kid.clone(),
-        alg: alg.as_str().into(),
-        created_at: 0,
-        activates_at: 0,
-        retired_at: None,
-        compromised_at: None,
-        location: Default::default(),
-        public_jwk: None,
-    };
+    let record = SigningKeyRecord::new(&key.kid, alg.as_str(), 0, 0);
     let mut m = HashMap::new();
     m.insert(key.kid.clone(), Arc::new(key));
     (KeySet::new(&[record], &m, 86_400), pem)

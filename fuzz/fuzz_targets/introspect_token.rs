@@ -18,16 +18,7 @@ fn keys() -> &'static KeySet {
         let mut records = Vec::new();
         for alg in [Alg::Es256, Alg::EdDsa] {
             let key = load_pem(&generate_pem(alg).expect("key")).expect("load");
-            records.push(SigningKeyRecord {
-                kid: key.kid.clone(),
-                alg: alg.as_str().into(),
-                created_at: 0,
-                activates_at: 0,
-                retired_at: None,
-                compromised_at: None,
-                location: Default::default(),
-                public_jwk: None,
-            });
+            records.push(SigningKeyRecord::new(&key.kid, alg.as_str(), 0, 0));
             loaded.insert(key.kid.clone(), Arc::new(key));
         }
         KeySet::new(&records, &loaded, 86_400)

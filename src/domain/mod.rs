@@ -245,6 +245,23 @@ pub struct SigningKeyRecord {
     pub public_jwk: Option<serde_json::Value>,
 }
 
+impl SigningKeyRecord {
+    /// A key file's record: published from creation, signing from
+    /// `activates_at`, neither retired nor compromised.
+    pub fn new(kid: &str, alg: &str, created_at: i64, activates_at: i64) -> SigningKeyRecord {
+        SigningKeyRecord {
+            kid: kid.to_string(),
+            alg: alg.to_string(),
+            created_at,
+            activates_at,
+            retired_at: None,
+            compromised_at: None,
+            location: KeyLocation::File,
+            public_jwk: None,
+        }
+    }
+}
+
 /// Where a signing key's private half is held.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

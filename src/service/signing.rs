@@ -142,19 +142,7 @@ impl SigningKeys {
         for (kid, key) in &found {
             if !records.iter().any(|r| &r.kid == kid) {
                 self.store
-                    .insert_signing_key(
-                        &SigningKeyRecord {
-                            kid: kid.clone(),
-                            alg: key.alg.as_str().to_string(),
-                            created_at: now,
-                            activates_at: 0,
-                            retired_at: None,
-                            compromised_at: None,
-                            location: KeyLocation::File,
-                            public_jwk: None,
-                        },
-                        None,
-                    )
+                    .insert_signing_key(&SigningKeyRecord::new(kid, key.alg.as_str(), now, 0), None)
                     .await?;
             }
         }
@@ -185,14 +173,9 @@ impl SigningKeys {
             self.store
                 .insert_signing_key(
                     &SigningKeyRecord {
-                        kid: made.key.kid.clone(),
-                        alg: made.key.alg.as_str().to_string(),
-                        created_at: now,
-                        activates_at: now,
-                        retired_at: None,
-                        compromised_at: None,
                         location: made.location,
                         public_jwk: made.public_jwk,
+                        ..SigningKeyRecord::new(&made.key.kid, made.key.alg.as_str(), now, now)
                     },
                     Some(&AuditEntry::new(
                         now,
@@ -290,14 +273,9 @@ impl SigningKeys {
             None => AdminError::Internal(e.to_string()),
         })?;
         let record = SigningKeyRecord {
-            kid: made.key.kid.clone(),
-            alg: alg.as_str().to_string(),
-            created_at: now,
-            activates_at,
-            retired_at: None,
-            compromised_at: None,
             location: made.location,
             public_jwk: made.public_jwk,
+            ..SigningKeyRecord::new(&made.key.kid, alg.as_str(), now, activates_at)
         };
         let audit = AuditEntry::new(
             now,

@@ -706,16 +706,7 @@ mod tests {
         assert!(holds_client(&a, "d"), "the other client is kept");
         assert!(a.get_client("c").await.unwrap().unwrap().disabled);
 
-        let key = crate::domain::SigningKeyRecord {
-            kid: "k".into(),
-            alg: "ES256".into(),
-            created_at: 0,
-            activates_at: 0,
-            retired_at: None,
-            compromised_at: None,
-            location: Default::default(),
-            public_jwk: None,
-        };
+        let key = crate::domain::SigningKeyRecord::new("k", "ES256", 0, 0);
         a.insert_signing_key(&key, None).await.unwrap();
         assert_ne!(
             a.keys_generation(),

@@ -867,16 +867,7 @@ async fn revocations_are_idempotent_and_pruned_only_after_expiry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_keys_are_recorded_once_and_retired_once() {
     on_each("signing keys", async |s| {
-        let k = SigningKeyRecord {
-            kid: "kid1".into(),
-            alg: "ES256".into(),
-            created_at: 1,
-            activates_at: 2,
-            retired_at: None,
-            compromised_at: None,
-            location: Default::default(),
-            public_jwk: None,
-        };
+        let k = SigningKeyRecord::new("kid1", "ES256", 1, 2);
         s.insert_signing_key(&k, None).await.unwrap();
         s.insert_signing_key(&k, Some(&audit("again")))
             .await
@@ -1742,21 +1733,9 @@ async fn populate(s: &dyn Store) {
     s.revoke_token("jti1", "c1", 9_999_999_999, 30, &audit("token.revoke"))
         .await
         .unwrap();
-    s.insert_signing_key(
-        &SigningKeyRecord {
-            kid: "kid1".into(),
-            alg: "ES256".into(),
-            created_at: 1,
-            activates_at: 1,
-            retired_at: None,
-            compromised_at: None,
-            location: Default::default(),
-            public_jwk: None,
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    s.insert_signing_key(&SigningKeyRecord::new("kid1", "ES256", 1, 1), None)
+        .await
+        .unwrap();
     s.add_federation_issuer(&issuer("fi_1", "https://k8s"), &audit("fi"))
         .await
         .unwrap();

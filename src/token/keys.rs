@@ -822,16 +822,7 @@ mod tests {
     }
 
     fn set_with(key: SigningKey) -> KeySet {
-        let rec = SigningKeyRecord {
-            kid: key.kid.clone(),
-            alg: key.alg.as_str().into(),
-            created_at: 0,
-            activates_at: 0,
-            retired_at: None,
-            compromised_at: None,
-            location: Default::default(),
-            public_jwk: None,
-        };
+        let rec = SigningKeyRecord::new(&key.kid, key.alg.as_str(), 0, 0);
         let mut m = HashMap::new();
         m.insert(key.kid.clone(), Arc::new(key));
         KeySet::new(&[rec], &m, 86_400)
@@ -869,16 +860,7 @@ mod tests {
     #[test]
     fn a_ps256_record_makes_an_rsa_file_sign_with_pss() {
         let key = load_pem(&generate_pem(Alg::Rs256).unwrap()).unwrap();
-        let rec = SigningKeyRecord {
-            kid: key.kid.clone(),
-            alg: "PS256".into(),
-            created_at: 0,
-            activates_at: 0,
-            retired_at: None,
-            compromised_at: None,
-            location: Default::default(),
-            public_jwk: None,
-        };
+        let rec = SigningKeyRecord::new(&key.kid, "PS256", 0, 0);
         let mut m = HashMap::new();
         m.insert(key.kid.clone(), Arc::new(key));
         let set = KeySet::new(&[rec], &m, 86_400);
