@@ -168,17 +168,10 @@ pub(crate) fn run_pg(
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let acks = side.join().unwrap_or_default();
         let l = crate::ssf::latency(&acks, &recv);
-        f.note = format!(
-            "{} SETs: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms from the revocation's answer to the receiver's 202; {} missing, {} twice",
-            l.n, l.p50_ms, l.p99_ms, l.max_ms, l.missing, l.twice
-        );
-        checks.push(format!(
-            "W14 Shared Signals on a two-instance PostgreSQL fleet: {} revocations, SET p99 {:.0} ms (bound 1000), {} missing, {} delivered twice: {}",
+        f.note = l.note();
+        checks.push(l.check(
+            "W14 Shared Signals on a two-instance PostgreSQL fleet",
             acks.len(),
-            l.p99_ms,
-            l.missing,
-            l.twice,
-            if l.p99_ms <= 1000.0 && l.missing == 0 && l.twice == 0 && l.n > 0 { "PASS" } else { "FAIL" }
         ));
         out.push(f);
     }

@@ -9,7 +9,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use serde_json::Value;
 
 use tollgate::service::admin::NewClient;
 use tollgate::service::now;
@@ -218,20 +217,7 @@ fn main() {
             std::thread::sleep(Duration::from_secs(2));
             let auth = basic(&cid, &csecret);
             let token = fetch_token(&addr, &auth);
-            let ask = || {
-                let (_, b) = http(
-                    &addr,
-                    "/oauth/introspect",
-                    &[
-                        ("Authorization", iauth.clone()),
-                        ("Content-Type", form.into()),
-                    ],
-                    &format!("token={token}"),
-                );
-                serde_json::from_str::<Value>(&b)
-                    .ok()
-                    .and_then(|v| v["active"].as_bool())
-            };
+            let ask = || introspect_active(&addr, &iauth, &token);
             let before = ask();
             let status = revoke_token(&addr, &auth, &token);
             let after = ask();
@@ -340,24 +326,15 @@ fn main() {
             .iter()
             .find(|r| r.name == "W7 issuance, 20 revocations/s")
             .map(|r| r.cpu_us);
-        f.note = format!(
-            "{} SETs: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms from the revocation's answer to the receiver's 202; {} missing, {} twice{}",
-            l.n,
-            l.p50_ms,
-            l.p99_ms,
-            l.max_ms,
-            l.missing,
-            l.twice,
-            w7.map_or(String::new(), |w| format!("; CPU/request {:+.1} µs next to W7", f.cpu_us - w))
-        );
-        checks.push(format!(
-            "W14 Shared Signals on SQLite: {} revocations, SET p99 {:.0} ms (bound 1000), {} missing, {} delivered twice: {}",
-            acks.len(),
-            l.p99_ms,
-            l.missing,
-            l.twice,
-            if l.p99_ms <= 1000.0 && l.missing == 0 && l.twice == 0 && l.n > 0 { "PASS" } else { "FAIL" }
-        ));
+        f.note = match w7 {
+            Some(w) => format!(
+                "{}; CPU/request {:+.1} µs next to W7",
+                l.note(),
+                f.cpu_us - w
+            ),
+            None => l.note(),
+        };
+        checks.push(l.check("W14 Shared Signals on SQLite", acks.len()));
         results.push(f);
     }
     if wants("W3") {
@@ -551,20 +528,7 @@ fn main() {
             let iauth = introspect_auth.clone();
             std::thread::spawn(move || {
                 let auth = basic(&cid, &csecret);
-                let active = |token: &str| {
-                    let (_, b) = http(
-                        &addr,
-                        "/oauth/introspect",
-                        &[
-                            ("Authorization", iauth.clone()),
-                            ("Content-Type", form.into()),
-                        ],
-                        &format!("token={token}"),
-                    );
-                    serde_json::from_str::<Value>(&b)
-                        .ok()
-                        .and_then(|v| v["active"].as_bool())
-                };
+                let active = |token: &str| introspect_active(&addr, &iauth, token);
                 let mut next = Instant::now();
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     let token = fetch_token(&addr, &auth);

@@ -261,6 +261,23 @@ pub(crate) fn fetch_token(addr: &str, auth: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Introspects `token` as the client of `auth` (which holds
+/// `tollgate:introspect`): its `active`, if the answer says.
+pub(crate) fn introspect_active(addr: &str, auth: &str, token: &str) -> Option<bool> {
+    let (_, body) = http(
+        addr,
+        "/oauth/introspect",
+        &[
+            ("Authorization", auth.to_string()),
+            ("Content-Type", "application/x-www-form-urlencoded".into()),
+        ],
+        &format!("token={token}"),
+    );
+    serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v["active"].as_bool())
+}
+
 /// Revokes `token` as the client of `auth`; the status.
 pub(crate) fn revoke_token(addr: &str, auth: &str, token: &str) -> u16 {
     http(

@@ -134,6 +134,28 @@ pub(crate) struct Latency {
     pub(crate) twice: usize,
 }
 
+impl Latency {
+    /// The row's note: SETs, latency, missing and repeated.
+    pub(crate) fn note(&self) -> String {
+        format!(
+            "{} SETs: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms from the revocation's answer to the receiver's 202; {} missing, {} twice",
+            self.n, self.p50_ms, self.p99_ms, self.max_ms, self.missing, self.twice
+        )
+    }
+
+    /// The check: p99 at most 1 s, nothing missing, nothing twice.
+    pub(crate) fn check(&self, what: &str, revocations: usize) -> String {
+        let pass = self.p99_ms <= 1000.0 && self.missing == 0 && self.twice == 0 && self.n > 0;
+        format!(
+            "{what}: {revocations} revocations, SET p99 {:.0} ms (bound 1000), {} missing, {} delivered twice: {}",
+            self.p99_ms,
+            self.missing,
+            self.twice,
+            if pass { "PASS" } else { "FAIL" }
+        )
+    }
+}
+
 /// Waits up to 3 s for the last SETs, then the latencies from each
 /// revocation's answer to its SET's 202 (0 when the SET came first).
 pub(crate) fn latency(acks: &[(String, Instant)], r: &Receiver) -> Latency {
