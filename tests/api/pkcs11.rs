@@ -212,6 +212,14 @@ async fn rotate(app: &TestApp, admin: &str, alg: &str) -> Value {
     v
 }
 
+/// Waits up to 5 s for the client to get a token again.
+async fn signs_again(app: &TestApp, id: &str, secret: &str, what: &str) {
+    eventually(what, Duration::from_secs(5), || async {
+        app.token_request(id, secret, None).await.status() == 200
+    })
+    .await;
+}
+
 /// A token's `kid`, after checking its signature with the served JWKS.
 async fn verified_kid(app: &TestApp, token: &str) -> String {
     let jwks = jwks(app).await;
@@ -375,16 +383,7 @@ async fn a_token_that_cannot_sign_answers_503_never_a_file_key_and_comes_back_by
 
     // Back: the instance reconnects by itself and signs with the token key.
     std::fs::rename(&away, hsm.tokens()).unwrap();
-    eventually(
-        "signing after the token is back",
-        Duration::from_secs(5),
-        || {
-            let app = &app;
-            let (id, secret) = (&id, &secret);
-            async move { app.token_request(id, secret, None).await.status() == 200 }
-        },
-    )
-    .await;
+    signs_again(&app, &id, &secret, "signing after the token is back").await;
     let token = app.token(&id, &secret).await;
     assert_eq!(verified_kid(&app, &token).await, hsm_kid);
     let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
@@ -404,16 +403,7 @@ async fn a_token_that_cannot_sign_answers_503_never_a_file_key_and_comes_back_by
         .contains("tollgate_pkcs11_failures_total{reason=\"login\"}"));
     assert!(!app.logs().contains("9999"), "the PIN is never logged");
     std::fs::write(hsm.pin_file(), format!("{PIN}\n")).unwrap();
-    eventually(
-        "signing after the PIN is fixed",
-        Duration::from_secs(5),
-        || {
-            let app = &app;
-            let (id, secret) = (&id, &secret);
-            async move { app.token_request(id, secret, None).await.status() == 200 }
-        },
-    )
-    .await;
+    signs_again(&app, &id, &secret, "signing after the PIN is fixed").await;
     assert!(!app.logs().contains(PIN), "the PIN is never logged");
 }
 
