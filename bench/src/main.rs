@@ -195,6 +195,21 @@ fn main() {
         &w1_auths,
         &["grant_type=client_credentials".to_string()],
     );
+    if wants("W0") {
+        // The floor: the cheapest request through the same stack (HTTP/1.1
+        // parsing, routing, middleware, a small JSON answer, the loopback
+        // TCP round trip), so every other row can be read as floor + work.
+        let floor = scripts.join("w0.lua");
+        std::fs::write(&floor, "wrk.method = \"GET\"\nwrk.path = \"/healthz\"\n")
+            .unwrap_or_else(|e| fail(&e.to_string()));
+        results.push(wrk(
+            &args,
+            &server,
+            "W0 floor (GET /healthz)",
+            &floor,
+            args.duration,
+        ));
+    }
     if wants("W1") {
         results.push(wrk(&args, &server, "W1 issuance", &w1, args.duration));
     }

@@ -47,7 +47,7 @@ pub async fn introspect(
     }
     .await;
     let result = match &answer {
-        Ok((_, v, _)) if v["active"] == true => "active",
+        Ok((_, v, _)) if v.active() => "active",
         Ok(_) => "inactive",
         Err(_) => "refused",
     };

@@ -10,6 +10,7 @@ pub mod exchange;
 pub mod federation;
 pub mod grant;
 pub mod idjag;
+pub mod introspection;
 pub mod mtls;
 pub mod params;
 #[cfg(test)]

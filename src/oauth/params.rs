@@ -97,11 +97,11 @@ impl Params {
         if !percent_decodes_to_utf8 {
             return Err(OAuthError::invalid_request("parameter is not valid UTF-8"));
         }
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-            .map_err(|_| OAuthError::invalid_request("malformed form body"))?;
+        // The pairs straight from `form_urlencoded` (which serde_urlencoded
+        // wraps), without going through serde and a vector of pairs first.
         let mut params = Params::default();
-        for (name, value) in pairs {
-            params.push(name, value)?;
+        for (name, value) in form_urlencoded::parse(body) {
+            params.push(name.into_owned(), value.into_owned())?;
         }
         Ok(params)
     }

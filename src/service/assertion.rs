@@ -265,7 +265,7 @@ impl Authenticator {
             return match outcome {
                 Ok(f) => Ok(Ok(Authenticated {
                     not_after: Some(f.token.exp),
-                    client: f.client,
+                    client: Arc::new(f.client),
                 })),
                 Err(r) => Err(refused(r.description)),
             };

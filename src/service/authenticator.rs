@@ -81,8 +81,9 @@ impl From<AuthError> for ServiceError {
 /// An authenticated client; a federated one with the time its token must
 /// end by (the external token's `exp`).
 pub(super) struct Authenticated {
-    /// The client (a federated one with the rule's scopes).
-    pub client: Client,
+    /// The client (a federated one with the rule's scopes), shared with
+    /// the store's cache.
+    pub client: Arc<Client>,
     /// For a federated client: the external token's expiry.
     pub not_after: Option<i64>,
 }
@@ -226,7 +227,7 @@ impl Authenticator {
             .find_client(client_id, now)
             .await?
             .filter(|c| !c.disabled);
-        let outcome = match (&presented, client.as_ref().map(|c| (c, &c.auth))) {
+        let outcome = match (&presented, client.as_deref().map(|c| (c, &c.auth))) {
             (Presented::Secret(secret), Some((c, ClientAuth::Secret(_)))) => {
                 self.verify_secret(c, secret, now).await
             }
@@ -325,7 +326,7 @@ impl Authenticator {
         creds: Option<&ClientCredentials>,
         ip: Option<IpAddr>,
         now: i64,
-    ) -> Result<Client, AuthError> {
+    ) -> Result<Arc<Client>, AuthError> {
         Ok(self.authenticate(creds, ip, now).await?.client)
     }
 

@@ -7,6 +7,8 @@
 //! blocked with immediate effect, fleet-wide (the federation snapshot, with
 //! its change notification). Every fetch is audited by URL.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde_json::json;
 
@@ -24,10 +26,10 @@ impl Authenticator {
         &self,
         client_id: &str,
         now: i64,
-    ) -> Result<Option<Client>, StoreError> {
+    ) -> Result<Option<Arc<Client>>, StoreError> {
         match self.url_client_host(client_id) {
-            Some(host) => self.url_client(client_id, &host, now).await,
-            None => self.store.get_client(client_id).await,
+            Some(host) => Ok(self.url_client(client_id, &host, now).await?.map(Arc::new)),
+            None => self.store.client(client_id).await,
         }
     }
 
@@ -124,7 +126,7 @@ impl Authenticator {
         &self,
         client_id: &str,
         now: i64,
-    ) -> Result<Option<Client>, StoreError> {
+    ) -> Result<Option<Arc<Client>>, StoreError> {
         let Some(host) = self.url_client_host(client_id) else {
             return Ok(None);
         };
@@ -135,7 +137,7 @@ impl Authenticator {
             name: None,
             keys: crate::domain::KeySource::Uri(client_id.to_string()),
         });
-        Ok(Some(cimd::client(client_id, &doc, &policy)))
+        Ok(Some(Arc::new(cimd::client(client_id, &doc, &policy))))
     }
 }
 

@@ -266,7 +266,7 @@ impl Tokens {
             params,
             &txn,
             &ip,
-            secret::random_b64(16),
+            secret::token_id(),
             now,
         ) {
             Ok(c) => c,

@@ -4,11 +4,12 @@
 
 use crate::store::ApiKeyStore;
 use crate::store::RevocationStore;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::authenticator::AuthError;
 use super::families::{IntrospectionError, ProofError};
 use crate::oauth::credentials::ClientCredentials;
+pub use crate::oauth::introspection::Answer;
 use crate::secret::SecretString;
 use std::sync::Arc;
 
@@ -38,11 +39,6 @@ impl Caller {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }
-}
-
-/// The `{"active": false}` answer (RFC 7662 §2.2), which says nothing more.
-pub fn inactive() -> Value {
-    json!({"active": false})
 }
 
 /// Introspection, revocation and the authorization of callers by their
@@ -88,7 +84,7 @@ impl Introspector {
         &self,
         token_text: &str,
         now: i64,
-    ) -> Result<Option<(Arc<Claims>, crate::store::Client)>, IntrospectionError> {
+    ) -> Result<Option<(Arc<Claims>, Arc<crate::store::Client>)>, IntrospectionError> {
         Ok(self
             .active_with_key(token_text, now)
             .await?
@@ -102,7 +98,8 @@ impl Introspector {
         &self,
         token_text: &str,
         now: i64,
-    ) -> Result<Option<(Arc<Claims>, crate::store::Client, Arc<str>)>, IntrospectionError> {
+    ) -> Result<Option<(Arc<Claims>, Arc<crate::store::Client>, Arc<str>)>, IntrospectionError>
+    {
         let keys = self.signing.current_keys().await;
         let Some((claims, kid)) =
             self.verified
@@ -147,11 +144,11 @@ impl Introspector {
         iat: i64,
         api_key_id: Option<&str>,
         now: i64,
-    ) -> Result<Option<crate::store::Client>, IntrospectionError> {
+    ) -> Result<Option<Arc<crate::store::Client>>, IntrospectionError> {
         if self.store.is_token_revoked(jti).await? {
             return Ok(None);
         }
-        let client = match self.store.get_client(client_id).await? {
+        let client = match self.store.client(client_id).await? {
             Some(c) => c,
             // A URL client (Client ID Metadata Document): live while not
             // blocked and its host is under a policy.
@@ -291,8 +288,8 @@ impl Introspector {
             return Err(IntrospectionError::Client(AuthError::failed()));
         }
         Ok(Caller {
-            client_id: client.id,
-            scopes: client.scopes,
+            client_id: client.id.clone(),
+            scopes: client.scopes.clone(),
         })
     }
 
@@ -301,46 +298,14 @@ impl Introspector {
         &self,
         token_text: &str,
         now: i64,
-    ) -> Result<Value, IntrospectionError> {
+    ) -> Result<Answer, IntrospectionError> {
         if token_text.starts_with(&self.config.api_key_prefix) {
             return self.introspect_api_key(token_text, now).await;
         }
         let Some(c) = self.active_claims(token_text, now).await? else {
-            return Ok(inactive());
+            return Ok(Answer::Inactive);
         };
-        let mut body = json!({
-            "active": true,
-            "token_type": if c.cnf.as_ref().is_some_and(|x| x.jkt.is_some()) { "DPoP" } else { "Bearer" },
-            "client_id": c.client_id,
-            "sub": c.sub,
-            "scope": c.scope,
-            "aud": c.aud,
-            "iss": c.iss,
-            "exp": c.exp,
-            "iat": c.iat,
-            "jti": c.jti,
-        });
-        if let Some(k) = &c.api_key_id {
-            body["api_key_id"] = json!(k);
-        }
-        // RFC 9449 §6.2, RFC 7800 §3.1: the key the token is bound to.
-        if let Some(cnf) = &c.cnf {
-            body["cnf"] = json!(cnf);
-        }
-        // RFC 8693 §4.1: who acts, for a token obtained by exchange.
-        if let Some(act) = &c.act {
-            body["act"] = act.clone();
-        }
-        if let Some(may_act) = &c.may_act {
-            body["may_act"] = may_act.clone();
-        }
-        // The client's extra claims (never a name set above: reserved).
-        for (name, value) in &c.extra {
-            if body.get(name).is_none() {
-                body[name.as_str()] = value.clone();
-            }
-        }
-        Ok(body)
+        Ok(Answer::Token(c))
     }
 
     /// RFC 9701 §5: the introspection answer as a JWT signed with the
@@ -349,7 +314,7 @@ impl Introspector {
     pub async fn signed_answer(
         &self,
         caller: &str,
-        answer: Value,
+        answer: Answer,
         now: i64,
     ) -> Result<String, IntrospectionError> {
         let claims = json!({
@@ -368,10 +333,10 @@ impl Introspector {
             })
     }
 
-    async fn introspect_api_key(&self, key: &str, now: i64) -> Result<Value, IntrospectionError> {
+    async fn introspect_api_key(&self, key: &str, now: i64) -> Result<Answer, IntrospectionError> {
         let key = SecretString::new(key.to_string());
         let Some((record, client)) = self.api_keys.find_active_api_key(&key, now).await? else {
-            return Ok(inactive());
+            return Ok(Answer::Inactive);
         };
         self.api_keys.touch_api_key(&record, now);
         let mut body = json!({
@@ -390,7 +355,7 @@ impl Introspector {
         if let Some(exp) = record.expires_at {
             body["exp"] = json!(exp);
         }
-        Ok(body)
+        Ok(Answer::ApiKey(body))
     }
 
     /// RFC 7009 §2.1: revokes one of the caller's own access tokens or API

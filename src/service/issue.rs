@@ -144,7 +144,13 @@ impl Tokens {
                 assertion,
             } => {
                 let client = match client {
-                    Some(c) => Some(self.auth.authenticate_client(Some(&c), ip, now).await?.id),
+                    Some(c) => Some(
+                        self.auth
+                            .authenticate_client(Some(&c), ip, now)
+                            .await?
+                            .id
+                            .clone(),
+                    ),
                     None => named_client,
                 };
                 self.issue_for_jwt_bearer(&assertion, client.as_deref(), ip, request, now)
@@ -284,7 +290,7 @@ impl Tokens {
             grant,
             &self.config.issuer,
             now,
-            secret::random_b64(16),
+            secret::token_id(),
             api_key_id,
         );
         claims.cnf = cnf;

@@ -407,7 +407,7 @@ impl Signals {
             return Err(AdminError::conflict("the stream is not enabled"));
         }
         let event = ssf::verification(id, state);
-        let jti = crate::secret::random_b64(16);
+        let jti = crate::secret::token_id();
         let set = self
             .sign(&s.client_id, &jti, now, &format!("verify-{jti}"), &event)
             .await
@@ -540,7 +540,7 @@ impl Signals {
                         && s.created_at <= entry.at
                         && s.events_requested.iter().any(|t| t == event.typ)
                 }) {
-                    let jti = crate::secret::random_b64(16);
+                    let jti = crate::secret::token_id();
                     let set = self.sign(&s.client_id, &jti, now, &txn, &event).await?;
                     batch.push(NewSignal {
                         stream_id: s.id.clone(),

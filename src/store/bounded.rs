@@ -3,6 +3,7 @@
 //! they go in), cleared when either bound is reached, with a generation
 //! counter so that a read in flight never keeps what a write made stale.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
@@ -94,8 +95,12 @@ impl<K: Hash + Eq + Weigh, V: Clone + Weigh> Cache<K, V> {
         crate::sync::lock(&self.inner)
     }
 
-    /// The cached value and the generation it belongs to.
-    pub(super) fn get(&self, k: &K) -> (Option<V>, u64) {
+    /// The cached value and the generation it belongs to; looked up by a
+    /// borrowed key (`&str` for a `String` key), so a lookup allocates nothing.
+    pub(super) fn get<Q: Hash + Eq + ?Sized>(&self, k: &Q) -> (Option<V>, u64)
+    where
+        K: Borrow<Q>,
+    {
         let g = self.lock();
         (g.entries.get(k).map(|(v, _)| v.clone()), g.generation)
     }
@@ -125,7 +130,10 @@ impl<K: Hash + Eq + Weigh, V: Clone + Weigh> Cache<K, V> {
     }
 
     /// Forgets one entry; a read in flight does not keep what it read.
-    pub(super) fn remove(&self, k: &K) {
+    pub(super) fn remove<Q: Hash + Eq + ?Sized>(&self, k: &Q)
+    where
+        K: Borrow<Q>,
+    {
         let mut g = self.lock();
         g.generation += 1;
         if let Some((_, w)) = g.entries.remove(k) {

@@ -235,6 +235,12 @@ impl CachedStore {
     /// [`Store::get_client`], answered from memory when cached, without boxing a
     /// future (the trait's method, on a `dyn Store`, boxes one per call).
     pub async fn get_client(&self, id: &str) -> Result<Option<Client>> {
+        Ok(self.client(id).await?.as_deref().cloned())
+    }
+    /// The client `id` names, shared with the cache: what the request
+    /// paths read (authentication, introspection), without copying the
+    /// record's strings on every request.
+    pub async fn client(&self, id: &str) -> Result<Option<Arc<Client>>> {
         Ok(self.client_entry(id, crate::domain::now()).await?.0.clone())
     }
     /// [`Store::live_secrets`], answered from memory when cached, without boxing a
@@ -252,7 +258,7 @@ impl CachedStore {
     /// future (the trait's method, on a `dyn Store`, boxes one per call).
     pub async fn find_api_key(&self, digest: &[u8]) -> Result<Option<ApiKeyRecord>> {
         self.refresh();
-        let (hit, generation) = self.keys_by_digest.get(&digest.to_vec());
+        let (hit, generation) = self.keys_by_digest.get(digest);
         if let Some(k) = hit {
             return Ok(k);
         }
@@ -270,7 +276,7 @@ impl CachedStore {
             return Ok(None);
         }
         self.refresh();
-        let (hit, generation) = self.keys_by_id.get(&id.to_string());
+        let (hit, generation) = self.keys_by_id.get(id);
         if let Some(k) = hit {
             return Ok(k);
         }
@@ -282,7 +288,7 @@ impl CachedStore {
     /// future (the trait's method, on a `dyn Store`, boxes one per call).
     pub async fn is_token_revoked(&self, jti: &str) -> Result<bool> {
         self.refresh();
-        let (hit, generation) = self.revoked.get(&jti.to_string());
+        let (hit, generation) = self.revoked.get(jti);
         if let Some(r) = hit {
             return Ok(r);
         }
@@ -318,13 +324,13 @@ impl CachedStore {
             return Ok(Arc::new((None, Vec::new())));
         }
         self.refresh();
-        let (hit, generation) = self.clients.get(&id.to_string());
+        let (hit, generation) = self.clients.get(id);
         if let Some(e) = hit {
             return Ok(e);
         }
-        let entry = Arc::new(
-            crate::telemetry::child("store.load_client", self.inner.load_client(id, now)).await?,
-        );
+        let (client, secrets) =
+            crate::telemetry::child("store.load_client", self.inner.load_client(id, now)).await?;
+        let entry = Arc::new((client.map(Arc::new), secrets));
         self.clients.put(generation, id.to_string(), entry.clone());
         Ok(entry)
     }
@@ -616,7 +622,7 @@ mod tests {
     }
 
     fn holds_client(a: &CachedStore, id: &str) -> bool {
-        a.clients.get(&id.to_string()).0.is_some()
+        a.clients.get(id).0.is_some()
     }
 
     #[tokio::test]

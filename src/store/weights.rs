@@ -8,7 +8,8 @@ use super::bounded::Weigh;
 use super::{ApiKeyRecord, Client, ClientSecretRecord};
 
 /// A client (or its absence) with its live secrets, as the cache keeps it.
-pub(super) type ClientEntry = Arc<(Option<Client>, Vec<ClientSecretRecord>)>;
+/// The record is shared on its own, so a request reads it without a copy.
+pub(super) type ClientEntry = Arc<(Option<Arc<Client>>, Vec<ClientSecretRecord>)>;
 
 fn strings(v: &[String]) -> usize {
     std::mem::size_of_val(v) + v.iter().map(String::capacity).sum::<usize>()
@@ -22,7 +23,9 @@ impl Weigh for ClientEntry {
         use crate::domain::{ClientAuth, KeySource};
         let (client, secrets) = &**self;
         let record = client.as_ref().map_or(0, |c| {
-            c.id.capacity()
+            // The record's own allocation: its counts and its inline size.
+            16 + std::mem::size_of::<Client>()
+                + c.id.capacity()
                 + c.name.capacity()
                 + c.owner.as_ref().map_or(0, String::capacity)
                 + strings(&c.scopes)
@@ -44,7 +47,7 @@ impl Weigh for ClientEntry {
                 })
         });
         // The Arc's counts and its allocation.
-        16 + std::mem::size_of::<(Option<Client>, Vec<ClientSecretRecord>)>()
+        16 + std::mem::size_of::<(Option<Arc<Client>>, Vec<ClientSecretRecord>)>()
             + record
             + secrets.capacity() * std::mem::size_of::<ClientSecretRecord>()
             + secrets.iter().map(|s| s.digest.capacity()).sum::<usize>()
@@ -83,7 +86,7 @@ mod tests {
             created_at: 0,
             expires_at: None,
         };
-        let entry: ClientEntry = Arc::new((Some(client), vec![secret]));
+        let entry: ClientEntry = Arc::new((Some(Arc::new(client)), vec![secret]));
         let w = entry.weigh();
         // The record's inline size dominates: about 600 bytes with its
         // strings, scopes, audience and one secret (docs/operations.md).
