@@ -258,8 +258,11 @@ pub fn authorization(req: &HttpRequest) -> Option<&[u8]> {
 /// A JSON response that must not be cached (RFC 6749 §5.1).
 pub fn no_store_json(body: impl serde::Serialize) -> HttpResponse {
     HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
+        .insert_header((
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        ))
+        .insert_header((header::PRAGMA, header::HeaderValue::from_static("no-cache")))
         .json(body)
 }
 

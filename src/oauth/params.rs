@@ -1,6 +1,7 @@
 //! Request bodies, form-encoded or JSON, decoded into one parameter map that
 //! refuses repeated parameters (RFC 6749 §3.2) and oversized values.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -79,29 +80,26 @@ impl Params {
         }
     }
 
-    /// Decodes `application/x-www-form-urlencoded`.
+    /// Decodes `application/x-www-form-urlencoded` (the WHATWG URL
+    /// standard's parser, §5.1, which RFC 6749 Appendix B points to):
+    /// pairs split on `&`, a name from its value on the first `=`, `+` a
+    /// space, then percent-decoding (the `percent_encoding` crate).
+    ///
+    /// Unlike that parser, which decodes invalid UTF-8 lossily (to U+FFFD),
+    /// a body or a decoded part that is not UTF-8 is refused rather than
+    /// acted on mangled. A part without `%` or `+` is taken as it is (the
+    /// body is UTF-8 already), so the common bodies are read in one pass
+    /// with no copy but the parameter's own string.
     pub fn from_form(body: &[u8]) -> Result<Params, OAuthError> {
-        if std::str::from_utf8(body).is_err() {
-            return Err(OAuthError::invalid_request(
-                "request body is not valid UTF-8",
-            ));
-        }
-        // serde_urlencoded decodes invalid UTF-8 lossily (to U+FFFD); refuse
-        // such input first rather than act on a mangled value. The body is
-        // UTF-8 already, so only a part with an escape can decode to
-        // something else, and only such a part is decoded here (into a
-        // buffer only when it has one: the common bodies cost no copy).
-        let percent_decodes_to_utf8 = body.split(|b| *b == b'&' || *b == b'=').all(|part| {
-            !part.contains(&b'%') || percent_encoding::percent_decode(part).decode_utf8().is_ok()
-        });
-        if !percent_decodes_to_utf8 {
-            return Err(OAuthError::invalid_request("parameter is not valid UTF-8"));
-        }
-        // The pairs straight from `form_urlencoded` (which serde_urlencoded
-        // wraps), without going through serde and a vector of pairs first.
+        let body = std::str::from_utf8(body)
+            .map_err(|_| OAuthError::invalid_request("request body is not valid UTF-8"))?;
         let mut params = Params::default();
-        for (name, value) in form_urlencoded::parse(body) {
-            params.push(name.into_owned(), value.into_owned())?;
+        for pair in body.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            params.push(
+                form_part(name)?.into_owned(),
+                form_part(value)?.into_owned(),
+            )?;
         }
         Ok(params)
     }
@@ -139,7 +137,7 @@ impl Params {
         Ok(params)
     }
 
-    fn push(&mut self, name: String, value: String) -> Result<(), OAuthError> {
+    pub(super) fn push(&mut self, name: String, value: String) -> Result<(), OAuthError> {
         let limit = if ASSERTION_PARAMS.contains(&name.as_str()) {
             MAX_ASSERTION_PARAM_LEN
         } else {
@@ -221,6 +219,19 @@ const KNOWN: &[&str] = &[
     "request_context",
     "request_details",
 ];
+
+/// One name or value of a form: `+` is a space, then percent-decoding;
+/// the result must be UTF-8.
+fn form_part(part: &str) -> Result<Cow<'_, str>, OAuthError> {
+    if memchr::memchr2(b'%', b'+', part.as_bytes()).is_none() {
+        return Ok(Cow::Borrowed(part));
+    }
+    let spaced = part.replace('+', " ");
+    let decoded: Vec<u8> = percent_encoding::percent_decode(spaced.as_bytes()).collect();
+    String::from_utf8(decoded)
+        .map(Cow::Owned)
+        .map_err(|_| OAuthError::invalid_request("parameter is not valid UTF-8"))
+}
 
 /// A submitted member that is not a string. Its name is shown only when it
 /// is one Tollgate knows: an error never echoes what the caller sent.
