@@ -94,7 +94,8 @@ mod tests {
         let unknown: ClientEntry = Arc::new((None, vec![]));
         assert!(unknown.weigh() < w);
         eprintln!(
-            "a cached client: {w} bytes; an unknown id: {}",
+            "a cached client: {w} bytes (Client inline: {}); an unknown id: {}",
+            std::mem::size_of::<Client>(),
             unknown.weigh()
         );
     }

@@ -122,6 +122,9 @@ impl Db {
         make_private(path).map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))?;
         let manager = SqliteConnectionManager::file(path).with_init(init_connection);
         let pool = Pool::builder()
+            // A connection to a local file does not go stale: no check (a
+            // statement run) at every checkout.
+            .test_on_check_out(false)
             .max_size(16)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(10))
@@ -211,6 +214,9 @@ impl Db {
     }
 }
 
+/// The client-or-decoy query by `?1`, written once.
+static CLIENT_OR_DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// Runs one blocking call on the runtime's blocking pool with its own
 /// handle on the database; the arguments are moved in owned.
 macro_rules! blocking {
@@ -278,13 +284,14 @@ impl ClientStore for SqliteStore {
         blocking!(self, |db| {
             // The client, or a decoy read and decoded alike (with its
             // secrets), then dropped: the same work for an unknown id.
-            let row = {
-                let conn = db.conn()?;
-                let mut stmt = conn.prepare_cached(&codec::client_or_decoy_sql("?1"))?;
-                stmt.query_row([&id], client_from_row).optional()?
-            };
+            // One connection for both reads.
+            let conn = db.conn()?;
+            let row = conn
+                .prepare_cached(CLIENT_OR_DECOY.get_or_init(|| codec::client_or_decoy_sql("?1")))?
+                .query_row([&id], client_from_row)
+                .optional()?;
             let owner = row.as_ref().map_or(id.as_str(), |c| c.id.as_str());
-            let secrets = db.live_secrets(owner, now)?;
+            let secrets = queries::live_secrets_on(&conn, owner, now)?;
             Ok(match row {
                 Some(c) if c.id == id => (Some(c), secrets),
                 _ => (None, Vec::new()),
