@@ -18,7 +18,10 @@ const MODULES: [&str; 2] = [
     "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
 ];
 const LABEL: &str = "tollgate";
-const PIN: &str = "1234";
+// Distinctive, so that a search of the logs for it cannot match a port,
+// a counter or a timestamp by chance.
+const PIN: &str = "tg-pin-5821";
+const WRONG_PIN: &str = "tg-wrong-pin-3307";
 
 /// A softhsm2 token directory of its own, initialised with one token.
 pub struct SoftHsm {
@@ -391,7 +394,7 @@ async fn a_token_that_cannot_sign_answers_503_never_a_file_key_and_comes_back_by
 
     // A wrong PIN: the instance starts, is not ready, and refuses to
     // sign; the right PIN in the file brings it back without a restart.
-    std::fs::write(hsm.pin_file(), "9999\n").unwrap();
+    std::fs::write(hsm.pin_file(), format!("{WRONG_PIN}\n")).unwrap();
     app.restart();
     let r = app.token_request(&id, &secret, None).await;
     assert_eq!(r.status(), 503);
@@ -401,7 +404,7 @@ async fn a_token_that_cannot_sign_answers_503_never_a_file_key_and_comes_back_by
         .metrics_text()
         .await
         .contains("tollgate_pkcs11_failures_total{reason=\"login\"}"));
-    assert!(!app.logs().contains("9999"), "the PIN is never logged");
+    assert!(!app.logs().contains(WRONG_PIN), "the PIN is never logged");
     std::fs::write(hsm.pin_file(), format!("{PIN}\n")).unwrap();
     signs_again(&app, &id, &secret, "signing after the PIN is fixed").await;
     assert!(!app.logs().contains(PIN), "the PIN is never logged");
