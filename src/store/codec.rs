@@ -2,6 +2,8 @@
 //! read from a row and written as column values. A backend supplies typed
 //! column access ([`Columns`]); the mapping of columns to fields is here once.
 
+use std::sync::OnceLock;
+
 use super::{
     ApiKeyRecord, AuditEntry, Client, ClientSecretRecord, Result, RevocationRecord, SecretRow,
     SigningKeyRecord, StoreError,
@@ -19,9 +21,20 @@ pub const CLIENT_COLUMNS: &str = "id, name, owner, scopes, audiences, token_ttl,
 /// decoy), in [`CLIENT_COLUMNS`] order: a first lookup of an unknown id then
 /// reads and decodes a row and its secrets like one of a known id, so the
 /// two cost the same work (issue 23, item 11). `param` is the backend's
-/// placeholder (`?1`, `$1`); the caller keeps the row only if its id is the
-/// one asked for.
-pub fn client_or_decoy_sql(param: &str) -> String {
+/// placeholder (`?1` or `$1`); the caller keeps the row only if its id is the
+/// one asked for. Built once per placeholder: it is asked for on every
+/// cache miss.
+pub fn client_or_decoy_sql(param: &'static str) -> &'static str {
+    static SQLITE: OnceLock<String> = OnceLock::new();
+    static POSTGRES: OnceLock<String> = OnceLock::new();
+    let cell = match param {
+        "$1" => &POSTGRES,
+        _ => &SQLITE,
+    };
+    cell.get_or_init(|| decoy_sql(param))
+}
+
+fn decoy_sql(param: &str) -> String {
     format!(
         "SELECT {CLIENT_COLUMNS} FROM ( \
            SELECT {CLIENT_COLUMNS}, 0 AS decoy FROM clients WHERE id = {param} \

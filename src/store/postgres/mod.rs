@@ -311,7 +311,7 @@ impl ClientStore for PostgresStore {
         // then dropped: the same work for an unknown id (issue 23, item 11).
         let row = self
             .call(async {
-                self.query_opt(&codec::client_or_decoy_sql("$1"), &[&id])
+                self.query_opt(codec::client_or_decoy_sql("$1"), &[&id])
                     .await?
                     .map(|r| client_from_row(&r))
                     .transpose()

@@ -214,9 +214,6 @@ impl Db {
     }
 }
 
-/// The client-or-decoy query by `?1`, written once.
-static CLIENT_OR_DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
 /// Runs one blocking call on the runtime's blocking pool with its own
 /// handle on the database; the arguments are moved in owned.
 macro_rules! blocking {
@@ -287,7 +284,7 @@ impl ClientStore for SqliteStore {
             // One connection for both reads.
             let conn = db.conn()?;
             let row = conn
-                .prepare_cached(CLIENT_OR_DECOY.get_or_init(|| codec::client_or_decoy_sql("?1")))?
+                .prepare_cached(codec::client_or_decoy_sql("?1"))?
                 .query_row([&id], client_from_row)
                 .optional()?;
             let owner = row.as_ref().map_or(id.as_str(), |c| c.id.as_str());
