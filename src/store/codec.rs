@@ -17,31 +17,100 @@ pub const CLIENT_COLUMNS: &str = "id, name, owner, scopes, audiences, token_ttl,
      tls_client_auth_san_ip, tls_client_auth_san_email, tls_client_certificate_bound_access_tokens, \
      token_exchange, claims";
 
-/// The client with id `{param}`, or when there is none another client (a
-/// decoy), in [`CLIENT_COLUMNS`] order: a first lookup of an unknown id then
-/// reads and decodes a row and its secrets like one of a known id, so the
-/// two cost the same work (issue 23, item 11). `param` is the backend's
-/// placeholder (`?1` or `$1`); the caller keeps the row only if its id is the
-/// one asked for. Built once per placeholder: it is asked for on every
-/// cache miss.
-pub fn client_or_decoy_sql(param: &'static str) -> &'static str {
+/// The client with id `{1}`, or when there is none another client (a
+/// decoy), in [`CLIENT_COLUMNS`] order, then its secrets live at `{2}`
+/// (Unix seconds) in four more columns (`id, digest, created_at,
+/// expires_at`, all NULL when it has none): one row per secret, by id. A
+/// cache miss on the token path is one statement, one connection and, on
+/// PostgreSQL, one round trip. The decoy makes a first lookup of an unknown
+/// id read and decode a row and its secrets like one of a known id, so the
+/// two cost the same work (issue 23, item 11); the caller keeps the rows
+/// only if the client's id is the one asked for. Read with
+/// [`client_with_secrets`]. Built once per backend: it runs on every miss.
+pub fn client_with_secrets_sql(backend: Placeholders) -> &'static str {
     static SQLITE: OnceLock<String> = OnceLock::new();
     static POSTGRES: OnceLock<String> = OnceLock::new();
-    let cell = match param {
-        "$1" => &POSTGRES,
-        _ => &SQLITE,
+    let (cell, id, now) = match backend {
+        Placeholders::Question => (&SQLITE, "?1", "?2"),
+        Placeholders::Dollar => (&POSTGRES, "$1", "$2"),
     };
-    cell.get_or_init(|| decoy_sql(param))
+    cell.get_or_init(|| {
+        let columns = CLIENT_COLUMNS
+            .split(',')
+            .map(|c| format!("c.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // No sort and no temporary table: the client is one row found by
+        // key (the decoy is the first id, an end of the key's index), so
+        // its secrets come out of their index already in id order.
+        format!(
+            "SELECT {columns}, s.id, s.digest, s.created_at, s.expires_at \
+             FROM clients AS c \
+             LEFT JOIN client_secrets AS s \
+               ON s.client_id = c.id AND (s.expires_at IS NULL OR s.expires_at > {now}) \
+             WHERE c.id = coalesce( \
+               (SELECT id FROM clients WHERE id = {id}), \
+               (SELECT min(id) FROM clients)) \
+             ORDER BY s.id"
+        )
+    })
 }
 
-fn decoy_sql(param: &str) -> String {
-    format!(
-        "SELECT {CLIENT_COLUMNS} FROM ( \
-           SELECT {CLIENT_COLUMNS}, 0 AS decoy FROM clients WHERE id = {param} \
-           UNION ALL \
-           SELECT * FROM (SELECT {CLIENT_COLUMNS}, 1 AS decoy FROM clients LIMIT 1) AS d \
-         ) AS c ORDER BY decoy LIMIT 1"
-    )
+/// How a backend writes a statement's numbered parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholders {
+    /// SQLite's `?1`.
+    Question,
+    /// PostgreSQL's `$1`.
+    Dollar,
+}
+
+/// Reads one row of [`client_with_secrets_sql`] into `found`: the client
+/// (or the decoy) from the first row, a secret from each row that has one.
+/// `found` stays `None` when there is no row at all (no client stored).
+pub fn client_with_secrets(
+    found: &mut Option<(Client, Vec<ClientSecretRecord>)>,
+    row: &impl Columns,
+) -> Result<()> {
+    let (_, secrets) = match found {
+        Some(f) => f,
+        None => found.insert((client(row)?, Vec::new())),
+    };
+    let at = Shifted(row, CLIENT_COLUMN_COUNT);
+    if at.int_opt(0)?.is_some() {
+        secrets.push(client_secret(&at)?);
+    }
+    Ok(())
+}
+
+/// How many columns [`CLIENT_COLUMNS`] names.
+const CLIENT_COLUMN_COUNT: usize = 25;
+
+/// A row read from column `.1` on: the columns after a record's own.
+struct Shifted<'a, R>(&'a R, usize);
+
+impl<R: Columns> Columns for Shifted<'_, R> {
+    fn text(&self, i: usize) -> Result<String> {
+        self.0.text(i + self.1)
+    }
+    fn text_opt(&self, i: usize) -> Result<Option<String>> {
+        self.0.text_opt(i + self.1)
+    }
+    fn int(&self, i: usize) -> Result<i64> {
+        self.0.int(i + self.1)
+    }
+    fn int_opt(&self, i: usize) -> Result<Option<i64>> {
+        self.0.int_opt(i + self.1)
+    }
+    fn flag(&self, i: usize) -> Result<bool> {
+        self.0.flag(i + self.1)
+    }
+    fn bytes(&self, i: usize) -> Result<Vec<u8>> {
+        self.0.bytes(i + self.1)
+    }
+    fn json(&self, i: usize) -> Result<serde_json::Value> {
+        self.0.json(i + self.1)
+    }
 }
 
 /// The `api_keys` columns every query selects, in [`api_key`]'s order.
@@ -439,4 +508,22 @@ pub fn rule_scopes_text(r: &crate::domain::FederationRule) -> Option<String> {
 /// An issuer's inline keys as stored: JSON text.
 pub fn issuer_jwks_text(i: &crate::domain::FederationIssuer) -> Option<String> {
     i.jwks.as_ref().map(|j| j.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_column_count_is_the_lists() {
+        assert_eq!(CLIENT_COLUMNS.split(',').count(), CLIENT_COLUMN_COUNT);
+    }
+
+    #[test]
+    fn each_backend_has_its_own_placeholders() {
+        let q = client_with_secrets_sql(Placeholders::Question);
+        assert!(q.contains("id = ?1") && q.contains("> ?2") && !q.contains('$'));
+        let d = client_with_secrets_sql(Placeholders::Dollar);
+        assert!(d.contains("id = $1") && d.contains("> $2") && !d.contains('?'));
+    }
 }

@@ -260,6 +260,26 @@ async fn clients_round_trip_and_update_and_delete_with_their_audit() {
             let (found, secrets) = s.load_client(unknown, 0).await.unwrap();
             assert!(found.is_none() && secrets.is_empty(), "{unknown}");
         }
+        // Rotated: both secrets, by id, while the old one lives; only the
+        // new one once it has expired. A client without secrets has none.
+        assert!(s
+            .rotate_secret("c1", &[4; 32], 10, 500, 5, &audit("rotate"))
+            .await
+            .unwrap());
+        let (found, secrets) = s.load_client("c1", 499).await.unwrap();
+        assert_eq!(found.map(|c| c.id), Some("c1".to_string()));
+        let digests: Vec<_> = secrets.iter().map(|x| x.digest[0]).collect();
+        assert_eq!(digests, [1, 4]);
+        assert!(secrets[0].id < secrets[1].id && secrets[0].expires_at == Some(500));
+        let (_, secrets) = s.load_client("c1", 500).await.unwrap();
+        assert_eq!(secrets.iter().map(|x| x.digest[0]).collect::<Vec<_>>(), [4]);
+        s.create_client(&client("bare"), None, &audit("create"))
+            .await
+            .unwrap();
+        let (found, secrets) = s.load_client("bare", 0).await.unwrap();
+        assert_eq!(found, Some(client("bare")));
+        assert!(secrets.is_empty());
+        assert!(s.delete_client("bare", &audit("delete")).await.unwrap());
         let mut c = client("c1");
         c.disabled = true;
         c.scopes = vec!["z".into()];
@@ -291,7 +311,10 @@ async fn clients_round_trip_and_update_and_delete_with_their_audit() {
             .into_iter()
             .map(|e| e.action)
             .collect();
-        assert_eq!(actions, ["create", "update", "create", "delete"]);
+        assert_eq!(
+            actions,
+            ["create", "rotate", "create", "delete", "update", "create", "delete"]
+        );
     })
     .await;
 }

@@ -315,11 +315,13 @@ pub trait ClientStore: Send + Sync {
         -> Result<()>;
     /// One client.
     async fn get_client(&self, id: &str) -> Result<Option<Client>>;
-    /// A client and its secrets live at `now`, with the same two queries
-    /// whether the client exists or not, so that the first lookup of an
-    /// unknown id costs what the first lookup of a known one does (RFC 6749
-    /// §5.2 answers both with `invalid_client`; their cost must not tell
-    /// them apart either). A backend may run both in one call.
+    /// A client and its secrets live at `now`, with the same work whether
+    /// the client exists or not, so that the first lookup of an unknown id
+    /// costs what the first lookup of a known one does (RFC 6749 §5.2
+    /// answers both with `invalid_client`; their cost must not tell them
+    /// apart either). Both backends read a client row, the asked one or a
+    /// decoy, and its secrets in one statement
+    /// ([`codec::client_with_secrets_sql`]); this default runs two.
     async fn load_client(
         &self,
         id: &str,

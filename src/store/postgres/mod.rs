@@ -302,6 +302,8 @@ impl ClientStore for PostgresStore {
         .await
     }
 
+    /// The client and its live secrets in one statement: one checkout and
+    /// one round trip on a cache miss.
     async fn load_client(
         &self,
         id: &str,
@@ -309,18 +311,18 @@ impl ClientStore for PostgresStore {
     ) -> Result<(Option<Client>, Vec<ClientSecretRecord>)> {
         // The client, or a decoy read and decoded alike (with its secrets),
         // then dropped: the same work for an unknown id (issue 23, item 11).
-        let row = self
-            .call(async {
-                self.query_opt(codec::client_or_decoy_sql("$1"), &[&id])
-                    .await?
-                    .map(|r| client_from_row(&r))
-                    .transpose()
-            })
+        let rows = self
+            .call(self.query(
+                codec::client_with_secrets_sql(codec::Placeholders::Dollar),
+                &[&id, &now],
+            ))
             .await?;
-        let owner = row.as_ref().map_or(id, |c| c.id.as_str());
-        let secrets = self.live_secrets(owner, now).await?;
-        Ok(match row {
-            Some(c) if c.id == id => (Some(c), secrets),
+        let mut found = None;
+        for row in &rows {
+            codec::client_with_secrets(&mut found, row)?;
+        }
+        Ok(match found {
+            Some((c, secrets)) if c.id == id => (Some(c), secrets),
             _ => (None, Vec::new()),
         })
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 
 use super::changes::{Change, ChangeLog};
 use super::codec::{
@@ -270,8 +270,9 @@ impl ClientStore for SqliteStore {
         let id = id.to_string();
         blocking!(self, |db| db.get_client(&id))
     }
-    /// Both queries in one trip to the blocking pool (a cache miss on the
-    /// token path costs one hop, not two).
+    /// The client and its live secrets in one statement, on one pooled
+    /// connection, in one trip to the blocking pool (a cache miss on the
+    /// token path).
     async fn load_client(
         &self,
         id: &str,
@@ -281,16 +282,17 @@ impl ClientStore for SqliteStore {
         blocking!(self, |db| {
             // The client, or a decoy read and decoded alike (with its
             // secrets), then dropped: the same work for an unknown id.
-            // One connection for both reads.
             let conn = db.conn()?;
-            let row = conn
-                .prepare_cached(codec::client_or_decoy_sql("?1"))?
-                .query_row([&id], client_from_row)
-                .optional()?;
-            let owner = row.as_ref().map_or(id.as_str(), |c| c.id.as_str());
-            let secrets = queries::live_secrets_on(&conn, owner, now)?;
-            Ok(match row {
-                Some(c) if c.id == id => (Some(c), secrets),
+            let mut stmt = conn.prepare_cached(codec::client_with_secrets_sql(
+                codec::Placeholders::Question,
+            ))?;
+            let mut rows = stmt.query(params![id, now])?;
+            let mut found = None;
+            while let Some(row) = rows.next()? {
+                codec::client_with_secrets(&mut found, row)?;
+            }
+            Ok(match found {
+                Some((c, secrets)) if c.id == id => (Some(c), secrets),
                 _ => (None, Vec::new()),
             })
         })
