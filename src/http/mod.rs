@@ -257,14 +257,27 @@ pub fn authorization(req: &HttpRequest) -> Option<&[u8]> {
 
 /// A JSON response that must not be cached (RFC 6749 §5.1).
 pub fn no_store_json(body: impl serde::Serialize) -> HttpResponse {
+    // Room for a token response (an ES256 token is 500–900 bytes) from the
+    // start: serde_json's own buffer starts at 128 bytes and is copied as it
+    // doubles.
+    let mut json = Vec::with_capacity(JSON_ANSWER_CAPACITY);
+    if let Err(e) = serde_json::to_writer(&mut json, &body) {
+        // Only a map with non-string keys fails, which no answer has.
+        log::error!("an answer could not be written as JSON: {e}");
+        return HttpResponse::InternalServerError().finish();
+    }
     HttpResponse::Ok()
         .insert_header((
             header::CACHE_CONTROL,
             header::HeaderValue::from_static("no-store"),
         ))
         .insert_header((header::PRAGMA, header::HeaderValue::from_static("no-cache")))
-        .json(body)
+        .insert_header(header::ContentType::json())
+        .body(json)
 }
+
+/// The buffer a JSON answer is written into at first.
+const JSON_ANSWER_CAPACITY: usize = 1024;
 
 /// The cursor of the next page: the key of a full page's last item; `None`
 /// when the page is not full, so there is no next one.

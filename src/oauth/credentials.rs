@@ -7,6 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use super::error::OAuthError;
+use super::params::form_part;
 use super::Params;
 pub use crate::domain::SecretVia;
 use crate::secret::SecretString;
@@ -101,20 +102,14 @@ pub fn parse_basic(header: &[u8]) -> Result<Option<(String, SecretString)>, OAut
     let (id, secret) = decoded
         .split_once(':')
         .ok_or_else(|| OAuthError::invalid_request("malformed Basic credentials: no ':'"))?;
-    let id = form_decode(id)?;
-    let secret = form_decode(secret)?;
+    // RFC 6749 §2.3.1: both are form-urlencoded before they are joined.
+    let not_utf8 = |_| OAuthError::invalid_request("malformed Basic credentials: not UTF-8");
+    let id = form_part(id).map_err(not_utf8)?.into_owned();
+    let secret = form_part(secret).map_err(not_utf8)?.into_owned();
     if id.is_empty() {
         return Err(OAuthError::invalid_client());
     }
     Ok(Some((id, SecretString::new(secret))))
-}
-
-fn form_decode(s: &str) -> Result<String, OAuthError> {
-    let plus = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus)
-        .decode_utf8()
-        .map(|c| c.into_owned())
-        .map_err(|_| OAuthError::invalid_request("malformed Basic credentials: not UTF-8"))
 }
 
 /// The client's credentials from the Authorization header or the body.
@@ -248,6 +243,15 @@ mod tests {
             .unwrap();
         assert_eq!(id, "my client");
         assert_eq!(secret.expose(), "a+b c");
+        let (id, secret) = parse_basic(&basic("tgc_plain-id", "tgs_plain_secret"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((id.as_str(), secret.expose()), ("tgc_plain-id", "tgs_plain_secret"));
+        // An escape that decodes to bytes that are not UTF-8, in either part.
+        for (id, secret) in [("a", "%FF"), ("%C3", "b"), ("a", "x%E2%82")] {
+            let e = parse_basic(&basic(id, secret)).unwrap_err();
+            assert_eq!(e.code, OAuthCode::InvalidRequest, "{id}:{secret}");
+        }
     }
 
     #[test]

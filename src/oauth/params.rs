@@ -221,8 +221,10 @@ const KNOWN: &[&str] = &[
 ];
 
 /// One name or value of a form: `+` is a space, then percent-decoding;
-/// the result must be UTF-8.
-fn form_part(part: &str) -> Result<Cow<'_, str>, OAuthError> {
+/// the result must be UTF-8. Also the rule of Basic credentials' id and
+/// secret (RFC 6749 §2.3.1). A part with neither `%` nor `+` is returned as
+/// it is, without a copy.
+pub(super) fn form_part(part: &str) -> Result<Cow<'_, str>, OAuthError> {
     if memchr::memchr2(b'%', b'+', part.as_bytes()).is_none() {
         return Ok(Cow::Borrowed(part));
     }
