@@ -16,6 +16,8 @@ Workloads (as bench/run's, on a small database):
   W0  GET /healthz
   W1  client_credentials with client_secret_basic, over 100 clients
   W2  introspection of 200 tokens by a client with Basic
+  W3  /authentication/token with a JSON secret_key, 20 API keys
+  W4  introspection of the same 20 API keys
   W6  client_credentials over 5,000 clients with a 1 MiB cache: every
       request reads its client from SQLite (not the 1M rows of the harness)
 """
@@ -44,16 +46,11 @@ def basic(cid, secret):
     return "Basic " + base64.b64encode(raw.encode()).decode()
 
 
-def post(conn, path, auth, body):
-    conn.request(
-        "POST",
-        path,
-        body=body,
-        headers={
-            "Authorization": auth,
-            "Content-Type": "application/x-www-form-urlencoded",
-        },
-    )
+def post(conn, path, auth, body, kind="application/x-www-form-urlencoded"):
+    headers = {"Content-Type": kind}
+    if auth:
+        headers["Authorization"] = auth
+    conn.request("POST", path, body=body, headers=headers)
     r = conn.getresponse()
     data = r.read()
     if r.status != 200:
@@ -105,6 +102,13 @@ def measure(server, workload, requests, keep):
         if workload == "W6":
             env["TOLLGATE_CACHE_MIB"] = "1"
         clients = seed(server, env, 5000 if workload == "W6" else 100)
+        keys = [
+            json.loads(subprocess.run(
+                [server, "api-key", "create", "--client", clients[i % 5][0], "--json"],
+                env=env, capture_output=True, text=True, check=True,
+            ).stdout)["secret_key"]
+            for i in range(20 if workload in ("W3", "W4") else 0)
+        ]
         introspector = json.loads(subprocess.run(
             [server, "client", "create", "--name", "introspector",
              "--scope", "tollgate:introspect", "--json"],
@@ -141,6 +145,11 @@ def measure(server, workload, requests, keep):
                     get(conn, "/healthz")
                 elif workload == "W2":
                     post(conn, "/oauth/introspect", inspect, bodies[i % len(bodies)])
+                elif workload == "W3":
+                    post(conn, "/authentication/token", None,
+                         json.dumps({"secret_key": keys[i % len(keys)]}), "application/json")
+                elif workload == "W4":
+                    post(conn, "/oauth/introspect", inspect, "token=" + keys[i % len(keys)])
                 else:
                     post(conn, "/oauth/token", auths[i % len(auths)], form)
 
@@ -169,7 +178,7 @@ def measure(server, workload, requests, keep):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--server", default="target/release/tollgate")
-    p.add_argument("--workload", default="W0,W1,W2,W6")
+    p.add_argument("--workload", default="W0,W1,W2,W3,W4,W6")
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--keep", metavar="DIR",
                    help="keep each workload's profile there, for callgrind_annotate")

@@ -246,7 +246,10 @@ mod tests {
         let (id, secret) = parse_basic(&basic("tgc_plain-id", "tgs_plain_secret"))
             .unwrap()
             .unwrap();
-        assert_eq!((id.as_str(), secret.expose()), ("tgc_plain-id", "tgs_plain_secret"));
+        assert_eq!(
+            (id.as_str(), secret.expose()),
+            ("tgc_plain-id", "tgs_plain_secret")
+        );
         // An escape that decodes to bytes that are not UTF-8, in either part.
         for (id, secret) in [("a", "%FF"), ("%C3", "b"), ("a", "x%E2%82")] {
             let e = parse_basic(&basic(id, secret)).unwrap_err();
