@@ -83,6 +83,18 @@ pub fn client_with_secrets(
     Ok(())
 }
 
+/// What [`client_with_secrets`] read, for the id asked: the client and its
+/// secrets when the row was that client's, nothing when it was the decoy.
+pub fn asked_client(
+    found: Option<(Client, Vec<ClientSecretRecord>)>,
+    id: &str,
+) -> (Option<Client>, Vec<ClientSecretRecord>) {
+    match found {
+        Some((c, secrets)) if c.id == id => (Some(c), secrets),
+        _ => (None, Vec::new()),
+    }
+}
+
 /// How many columns [`CLIENT_COLUMNS`] names.
 const CLIENT_COLUMN_COUNT: usize = 25;
 

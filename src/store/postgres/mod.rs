@@ -321,10 +321,7 @@ impl ClientStore for PostgresStore {
         for row in &rows {
             codec::client_with_secrets(&mut found, row)?;
         }
-        Ok(match found {
-            Some((c, secrets)) if c.id == id => (Some(c), secrets),
-            _ => (None, Vec::new()),
-        })
+        Ok(codec::asked_client(found, id))
     }
     async fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>> {
         self.call(async {

@@ -291,10 +291,7 @@ impl ClientStore for SqliteStore {
             while let Some(row) = rows.next()? {
                 codec::client_with_secrets(&mut found, row)?;
             }
-            Ok(match found {
-                Some((c, secrets)) if c.id == id => (Some(c), secrets),
-                _ => (None, Vec::new()),
-            })
+            Ok(codec::asked_client(found, &id))
         })
     }
     async fn list_clients(&self, after: Option<&str>, limit: u32) -> Result<Vec<Client>> {
