@@ -1,6 +1,7 @@
-//! Middleware in front of every route: per-IP request limits by endpoint
-//! class, and CORS (any origin for the public JWKS and metadata, configured
-//! origins only for everything else).
+//! Middleware in front of every route: the request's id, logging context,
+//! access line and latency; per-IP request limits by endpoint class; and
+//! CORS (any origin for the public JWKS and metadata, configured origins
+//! only for everything else).
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -20,24 +21,43 @@ fn fresh_request_id() -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let prefix = PREFIX.get_or_init(|| crate::secret::random_b64(9));
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{prefix}-{n:x}")
+    // `{prefix}-{n:x}`, written without the formatting machinery.
+    let mut id = String::with_capacity(prefix.len() + 17);
+    id.push_str(prefix);
+    id.push('-');
+    push_hex(&mut id, n);
+    id
+}
+
+/// Appends `n` in lower-case hexadecimal, as `{n:x}` writes it.
+fn push_hex(out: &mut String, n: u64) {
+    let digits = (u64::BITS - n.leading_zeros()).max(1).div_ceil(4);
+    for i in (0..digits).rev() {
+        out.push(char::from(
+            b"0123456789abcdef"[((n >> (i * 4)) & 0xf) as usize],
+        ));
+    }
 }
 
 /// A request id on every response (`X-Request-Id`), the logging context of
-/// the request, and its access line (`tollgate::http::access` at info: the
-/// client IP, method, path without query, status and duration). The id a
-/// trusted proxy sent (1 to 128 of `[A-Za-z0-9._:-]`) is kept; anyone else's
-/// is replaced by a fresh one.
+/// the request, its access line (`tollgate::http::access` at info: the
+/// client IP, method, path without query, status and duration) and its
+/// latency under its route pattern (`/admin/clients/{id}`, not the concrete
+/// path, so the label set stays bounded). The id a trusted proxy sent (1 to
+/// 128 of `[A-Za-z0-9._:-]`) is kept; anyone else's is replaced by a fresh
+/// one. One layer for all four, so that a request pays for one middleware
+/// frame and one look-up of the application's state, not one per concern.
 pub async fn request_id(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let trusted = req
-        .app_data::<web::Data<App>>()
+    let app = req.app_data::<web::Data<App>>().cloned();
+    let trusted = app
+        .as_ref()
         .is_some_and(|app| super::from_trusted_proxy(req.request(), app));
     let given = req
         .headers()
-        .get("x-request-id")
+        .get(&super::names::X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
             !v.is_empty()
@@ -49,12 +69,13 @@ pub async fn request_id(
         (true, Some(g)) => g.to_string(),
         _ => fresh_request_id(),
     };
-    let ctx = crate::logging::RequestContext::new(id.clone());
+    let header = HeaderValue::from_str(&id).ok();
+    let ctx = crate::logging::RequestContext::new(id);
     let span = crate::telemetry::RequestSpan::start(req.method().as_str());
     let method = span.as_ref().map(|_| req.method().to_string());
     let access = log::log_enabled!(target: "tollgate::http::access", log::Level::Info).then(|| {
-        let ip = req
-            .app_data::<web::Data<App>>()
+        let ip = app
+            .as_ref()
             .map(|app| client_ip(req.request(), app).to_string())
             .unwrap_or_default();
         // Path only: a query string could carry a secret sent by mistake.
@@ -77,6 +98,9 @@ pub async fn request_id(
         res
     })
     .await;
+    if let (Some(app), Ok(r)) = (&app, &res) {
+        observe_latency(app, r, started.elapsed().as_secs_f64());
+    }
     if let Some(span) = span {
         let (route, status) = match &res {
             Ok(r) => (r.request().match_pattern(), r.status().as_u16()),
@@ -90,11 +114,28 @@ pub async fn request_id(
         );
     }
     let mut res = res?;
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Some(v) = header {
         res.headers_mut()
-            .insert(header::HeaderName::from_static("x-request-id"), v);
+            .insert(super::names::X_REQUEST_ID.clone(), v);
     }
     Ok(res)
+}
+
+/// Records a request's latency under its route pattern. A hot path is its
+/// own route pattern, so it is matched by its path: no pattern is built and
+/// nothing is allocated.
+fn observe_latency<B>(app: &App, res: &ServiceResponse<B>, seconds: f64) {
+    let metrics = app.metrics();
+    match metrics.hot_latency(res.request().path()) {
+        Some(h) => h.observe(seconds),
+        None => {
+            let endpoint = res
+                .request()
+                .match_pattern()
+                .unwrap_or_else(|| "unmatched".to_string());
+            metrics.observe_latency(&endpoint, seconds);
+        }
+    }
 }
 
 /// A request path as the text access line writes it between quotes: `"`,
@@ -226,35 +267,38 @@ pub async fn cors(
     Ok(res.map_into_left_body())
 }
 
-/// Records each request's latency under its route pattern (`/admin/clients/{id}`,
-/// not the concrete path, so the label set stays bounded). Public routes are
-/// named after their path, which avoids building the pattern per request.
-pub async fn latency(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let metrics = req.app_data::<web::Data<App>>().map(|a| a.metrics_handle());
-    let started = std::time::Instant::now();
-    let res = next.call(req).await?;
-    if let Some(m) = metrics {
-        let elapsed = started.elapsed().as_secs_f64();
-        // A hot path is its own route pattern: no lookup, no allocation.
-        match m.hot_latency(res.request().path()) {
-            Some(h) => h.observe(elapsed),
-            None => {
-                let endpoint = res
-                    .request()
-                    .match_pattern()
-                    .unwrap_or_else(|| "unmatched".to_string());
-                m.observe_latency(&endpoint, elapsed);
-            }
-        }
-    }
-    Ok(res)
-}
-
 #[cfg(test)]
 mod path_tests {
+    #[test]
+    fn request_ids_are_the_prefix_and_a_hex_counter() {
+        let first = super::fresh_request_id();
+        let (prefix, n) = first.rsplit_once('-').unwrap();
+        let n = u64::from_str_radix(n, 16).unwrap();
+        assert!(!prefix.is_empty());
+        let next = super::fresh_request_id();
+        // Other tests may draw ids meanwhile: later, with the same prefix.
+        let (p2, m) = next.rsplit_once('-').unwrap();
+        assert_eq!(p2, prefix);
+        assert!(u64::from_str_radix(m, 16).unwrap() > n);
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            15,
+            16,
+            255,
+            256,
+            0xdead_beef,
+            1 << 63,
+            u64::MAX,
+        ] {
+            let mut out = String::from("x");
+            super::push_hex(&mut out, n);
+            assert_eq!(out, format!("x{n:x}"));
+        }
+    }
+
     #[test]
     fn a_path_cannot_forge_the_access_line() {
         assert_eq!(super::loggable_path("/oauth/token"), "/oauth/token");

@@ -23,6 +23,23 @@ use crate::oauth::params::{body_kind, Params};
 use crate::service::error::{ErrorCode, ServiceError};
 use crate::service::App;
 
+/// The names of the non-standard headers read on the hot paths, built once:
+/// a name given as `&str` is parsed and checked again at every look-up.
+mod names {
+    use actix_web::http::header::HeaderName;
+
+    /// A trusted proxy's client certificate (RFC 9440).
+    pub(super) static CLIENT_CERT: HeaderName = HeaderName::from_static("client-cert");
+    /// A DPoP proof (RFC 9449 §4.1).
+    pub(super) static DPOP: HeaderName = HeaderName::from_static("dpop");
+    /// The addresses a request was forwarded for.
+    pub(super) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    /// The request's id, given by a trusted proxy or answered.
+    pub(super) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    /// An API key presented as a header.
+    pub(super) static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+}
+
 /// A resource answering `POST` with `handler` and 405 otherwise.
 fn post<F, Args>(path: &str, handler: F) -> actix_web::Resource
 where
@@ -186,7 +203,7 @@ fn certificate_chain(
     if let Some(peer) = req.conn_data::<tls::PeerCertificates>() {
         return Ok(Some(peer.0.clone()));
     }
-    let mut headers = req.headers().get_all("client-cert");
+    let mut headers = req.headers().get_all(&names::CLIENT_CERT);
     let Some(header) = headers.next() else {
         return Ok(None);
     };
@@ -243,7 +260,7 @@ pub fn presented<'a>(
 /// Every `DPoP` header of the request (RFC 9449 §4.3 wants exactly one).
 pub fn dpop_headers(req: &HttpRequest) -> Vec<&[u8]> {
     req.headers()
-        .get_all("dpop")
+        .get_all(&names::DPOP)
         .map(|v| v.as_bytes())
         .collect()
 }
@@ -309,7 +326,7 @@ pub fn client_ip(req: &HttpRequest, app: &App) -> std::net::IpAddr {
     let trusted = &app.config().trusted_proxies;
     let hops: Vec<&str> = req
         .headers()
-        .get_all("x-forwarded-for")
+        .get_all(&names::X_FORWARDED_FOR)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .collect();

@@ -60,9 +60,9 @@ pub fn build(mut app: App) -> std::io::Result<(actix_web::dev::Server, SocketAdd
                 ip_limits,
                 actix_web::middleware::from_fn(super::middleware::ip_limit),
             ))
-            .wrap(actix_web::middleware::from_fn(super::middleware::latency))
             // Outermost: every line logged for the request, the access
-            // line included, carries its id.
+            // line included, carries its id, and its latency is measured
+            // around everything else.
             .wrap(actix_web::middleware::from_fn(
                 super::middleware::request_id,
             ))

@@ -53,7 +53,10 @@ fn http_parts<'a>(
         params,
         authorization: authorization(req),
         dpop: super::dpop_headers(req),
-        api_key: req.headers().get("x-api-key").map(|v| v.as_bytes()),
+        api_key: req
+            .headers()
+            .get(&super::names::X_API_KEY)
+            .map(|v| v.as_bytes()),
         certificate: super::client_certificate(req, app)?,
         method: req.method().as_str(),
         path,
