@@ -85,7 +85,13 @@ impl Db {
         client_id: &str,
         now: i64,
     ) -> Result<Vec<ClientSecretRecord>> {
-        live_secrets_on(&*self.conn()?, client_id, now)
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, digest, created_at, expires_at FROM client_secrets \
+             WHERE client_id = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![client_id, now], |r| mapped(codec::client_secret(r)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     pub(super) fn rotate_secret(
@@ -606,19 +612,4 @@ pub(super) fn insert_federation_rule(tx: &Connection, r: &FederationRule) -> Res
         r.created_at
     ])?;
     Ok(())
-}
-
-/// A client's live secrets, read on `conn` (a caller that already holds a
-/// connection reads them on it, without a second checkout).
-pub(super) fn live_secrets_on(
-    conn: &rusqlite::Connection,
-    client_id: &str,
-    now: i64,
-) -> Result<Vec<ClientSecretRecord>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, digest, created_at, expires_at FROM client_secrets \
-         WHERE client_id = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY id",
-    )?;
-    let rows = stmt.query_map(params![client_id, now], |r| mapped(codec::client_secret(r)))?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
